@@ -1,0 +1,29 @@
+//! The JSON API under `/api`. Handlers are thin: parse (`ApiJson`), authorise (extractors
+//! from `auth`), call plain functions, map the result (`ApiError`).
+
+mod audit;
+mod auth;
+pub mod error;
+mod users;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use error::{ApiError, ApiJson};
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/me", get(auth::me))
+        .route("/me/password", post(auth::change_password))
+        .route("/users", get(users::list))
+        .route("/audit", get(audit::list))
+        .fallback(not_found)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no API endpoint at {}", uri.path()))
+}

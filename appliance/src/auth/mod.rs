@@ -1,0 +1,222 @@
+//! Authentication and authorisation: password hashes, session tokens, login throttling,
+//! and the axum extractors every route uses to say who may call it.
+//!
+//! Invariants:
+//! - a request is authenticated only if its token verifies (HS256, our key, not expired),
+//!   its session row is live (not revoked, not expired) and its user is not disabled; the
+//!   database is checked on every request, so logout, revocation and disabling act at once;
+//! - while a user must change their password, only the password change, `/api/me` and
+//!   logout accept their session;
+//! - permission checks are extractors (`Require<P>`), so a handler cannot forget them.
+
+pub mod password;
+pub mod throttle;
+pub mod token;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::Serialize;
+use std::marker::PhantomData;
+use thiserror::Error;
+
+use crate::db::{self, DbError, roles, sessions, users};
+use crate::state::AppState;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "labbeam_session";
+
+#[derive(Debug, Error, PartialEq)]
+pub enum AuthError {
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("this account is disabled; ask your lab administrator")]
+    AccountDisabled,
+    #[error("too many failed logins; try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
+    #[error("sign in first")]
+    Unauthenticated,
+    #[error("the session token is not valid")]
+    InvalidToken,
+    #[error("the session has expired; sign in again")]
+    SessionExpired,
+    #[error("the session was ended; sign in again")]
+    SessionRevoked,
+    #[error("change your password before doing anything else")]
+    PasswordChangeRequired,
+    #[error("this needs the permission {0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    WeakPassword(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<DbError> for AuthError {
+    fn from(e: DbError) -> Self {
+        AuthError::Internal(e.to_string())
+    }
+}
+
+/// The authenticated caller of a request or socket.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurrentUser {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub role: String,
+    pub permissions: Vec<String>,
+    pub must_change_password: bool,
+    #[serde(skip)]
+    pub session_id: String,
+}
+
+impl CurrentUser {
+    pub fn has(&self, permission: &str) -> bool {
+        self.permissions.iter().any(|p| p == permission)
+    }
+}
+
+/// Checks a token against the key, the sessions table and the user's state.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<CurrentUser, AuthError> {
+    let claims = state.tokens.verify(token)?;
+    let session = sessions::by_id(&state.db, &claims.jti).await?.ok_or(AuthError::SessionRevoked)?;
+    let now = db::now();
+    if session.revoked_at.is_some() {
+        return Err(AuthError::SessionRevoked);
+    }
+    if session.expires_at <= now {
+        return Err(AuthError::SessionExpired);
+    }
+    if claims.sub != session.user_id.to_string() {
+        return Err(AuthError::InvalidToken);
+    }
+    let user = users::by_id(&state.db, session.user_id).await?.ok_or(AuthError::SessionRevoked)?;
+    if user.is_disabled() {
+        return Err(AuthError::AccountDisabled);
+    }
+    sessions::touch(&state.db, &session.id, now).await?;
+    current_user(&state.db, user, session.id).await
+}
+
+pub async fn current_user(pool: &db::Pool, user: users::User, session_id: String) -> Result<CurrentUser, AuthError> {
+    let permissions = roles::permissions(pool, user.role_id).await?;
+    Ok(CurrentUser {
+        id: user.id,
+        must_change_password: user.must_change_password(),
+        username: user.username,
+        display_name: user.display_name,
+        role: user.role,
+        permissions,
+        session_id,
+    })
+}
+
+/// The token of a request: `Authorization: Bearer` first, then the session cookie.
+pub fn request_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    if let Some(value) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some(token) = value.strip_prefix("Bearer ")
+    {
+        return Some(token.trim().to_string());
+    }
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .flatten()
+        .find(|c| c.name() == SESSION_COOKIE)
+        .map(|c| c.value().to_string())
+}
+
+/// Any live session, including one that still has to change its password.
+pub struct AnySession(pub CurrentUser);
+
+impl FromRequestParts<AppState> for AnySession {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(user) = parts.extensions.get::<CurrentUser>() {
+            return Ok(AnySession(user.clone()));
+        }
+        let token = request_token(&parts.headers).ok_or(AuthError::Unauthenticated)?;
+        let user = authenticate(state, &token).await?;
+        parts.extensions.insert(user.clone());
+        Ok(AnySession(user))
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let AnySession(user) = AnySession::from_request_parts(parts, state).await?;
+        if user.must_change_password {
+            return Err(AuthError::PasswordChangeRequired);
+        }
+        Ok(user)
+    }
+}
+
+/// A permission, as a type, for `Require<P>`.
+pub trait Permission {
+    const NAME: &'static str;
+}
+
+macro_rules! permissions {
+    ($($ty:ident => $name:literal),* $(,)?) => {
+        $(
+            #[doc = concat!("The `", $name, "` permission.")]
+            pub struct $ty;
+            impl Permission for $ty {
+                const NAME: &'static str = $name;
+            }
+        )*
+    };
+}
+
+permissions! {
+    PortalAccess => "portal.access",
+    UsersManage => "users.manage",
+    AuditView => "audit.view",
+}
+
+/// An authenticated caller holding permission `P`; 403 otherwise.
+pub struct Require<P: Permission>(pub CurrentUser, pub PhantomData<P>);
+
+impl<P: Permission> FromRequestParts<AppState> for Require<P> {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        if !user.has(P::NAME) {
+            return Err(AuthError::Forbidden(P::NAME));
+        }
+        Ok(Require(user, PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    #[test]
+    fn bearer_wins_over_cookie_and_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("theme=dark; labbeam_session=abc; x=1"));
+        assert_eq!(request_token(&h).as_deref(), Some("abc"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer xyz"));
+        assert_eq!(request_token(&h).as_deref(), Some("xyz"));
+        assert_eq!(request_token(&HeaderMap::new()), None);
+    }
+
+    #[tokio::test]
+    async fn permission_names_exist_in_the_seeded_admin_role() {
+        let pool = db::open_memory().await;
+        let admin = roles::by_name(&pool, "admin").await.unwrap().unwrap();
+        let seeded = roles::permissions(&pool, admin.id).await.unwrap();
+        for name in [PortalAccess::NAME, UsersManage::NAME, AuditView::NAME] {
+            assert!(seeded.iter().any(|p| p == name), "{name}");
+        }
+    }
+}

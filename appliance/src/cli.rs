@@ -1,0 +1,290 @@
+//! The command line: `serve`, `user add|list|passwd|disable|enable`, `doctor`. Flag
+//! mistakes print one line and exit 2; runtime failures print one line and exit 1.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::audit::{self, Actor, AuditEvent};
+use crate::auth::password;
+use crate::config::{Config, Overrides};
+use crate::db::{self, roles, sessions, users};
+use crate::{datadir, tls};
+
+#[derive(Debug, Parser)]
+#[command(name = "labbeam", version, about = "Peer-to-peer file transfer appliance for campus computer labs")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTPS server, signaling and the TURN relay.
+    Serve(ServeArgs),
+    /// Manage accounts in the store (works while the server runs).
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+    /// Check the configuration, data directory, store, certificate and ports.
+    Doctor(StoreArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (database, certificate, secrets).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// HTTPS listen address, e.g. 0.0.0.0:8443.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http_listen: Option<SocketAddr>,
+    /// STUN/TURN listen address, e.g. 0.0.0.0:3478.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub turn_listen: Option<SocketAddr>,
+    /// Host name or address the lab PCs use to reach this server.
+    #[arg(long, value_name = "HOST")]
+    pub public_host: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. Without --password-stdin a one-time password is printed.
+    Add {
+        username: String,
+        /// admin, instructor, student, or a custom role.
+        #[arg(long)]
+        role: String,
+        #[arg(long, value_name = "NAME")]
+        display_name: Option<String>,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List accounts.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Set a password and sign the user out everywhere. Without --password-stdin a
+    /// one-time password is printed and must be changed at next login.
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Disable an account and end its sessions at once.
+    Disable {
+        username: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Enable a disabled account.
+    Enable {
+        username: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+impl StoreArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides { config_file: self.config.clone(), data_dir: self.data_dir.clone(), ..Default::default() }
+    }
+}
+
+impl ServeArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            http_listen: self.http_listen,
+            turn_listen: self.turn_listen,
+            public_host: self.public_host.clone(),
+            ..self.store.overrides()
+        }
+    }
+}
+
+pub fn load_config(overrides: &Overrides) -> anyhow::Result<Config> {
+    Ok(Config::load(overrides, std::env::vars())?)
+}
+
+async fn open_store(store: &StoreArgs) -> anyhow::Result<(Config, db::Pool)> {
+    let config = load_config(&store.overrides())?;
+    datadir::prepare(&config.data_dir)?;
+    let pool = db::open(&config.data_dir).await?;
+    Ok((config, pool))
+}
+
+fn read_password_stdin() -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::stdin().take(4096).read_to_string(&mut text).context("cannot read the password from standard input")?;
+    let line = text.lines().next().unwrap_or("").to_string();
+    if line.is_empty() {
+        bail!("no password on standard input");
+    }
+    Ok(line)
+}
+
+fn valid_username(name: &str) -> anyhow::Result<()> {
+    let ok = (1..=64).contains(&name.chars().count())
+        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if !ok {
+        bail!("username {name:?} must have 1 to 64 letters, digits, '.', '_', '-' or '@'");
+    }
+    Ok(())
+}
+
+pub async fn user(action: UserCommand) -> anyhow::Result<()> {
+    let actor = Actor::cli();
+    match action {
+        UserCommand::Add { username, role, display_name, password_stdin, store } => {
+            valid_username(&username)?;
+            let (config, pool) = open_store(&store).await?;
+            let role_row = roles::by_name(&pool, &role).await?;
+            let Some(role_row) = role_row else {
+                let known: Vec<String> = roles::list(&pool).await?.into_iter().map(|r| r.name).collect();
+                bail!("unknown role {role:?} (known roles: {})", known.join(", "));
+            };
+            let (pw, generated) =
+                if password_stdin { (read_password_stdin()?, false) } else { (password::one_time_password()?, true) };
+            password::check_policy(&pw, &username, config.auth.password_min_length)?;
+            let hash = password::hash_async(pw.clone()).await?;
+            let display = display_name.unwrap_or_else(|| username.clone());
+            users::create(
+                &pool,
+                &users::NewUser {
+                    username: &username,
+                    display_name: display.trim(),
+                    password_hash: &hash,
+                    role_id: role_row.id,
+                    must_change_password: generated,
+                },
+            )
+            .await?;
+            audit::record(&pool, &actor, AuditEvent::UserCreated { username: &username, role: &role_row.name }).await?;
+            println!("created {username} ({})", role_row.name);
+            if generated {
+                println!("one-time password (must be changed at first login): {pw}");
+            }
+        }
+        UserCommand::List { store } => {
+            let (_, pool) = open_store(&store).await?;
+            let rows = users::list(&pool).await?;
+            println!("{:<24} {:<28} {:<12} {:<9} LAST LOGIN (UTC)", "USERNAME", "DISPLAY NAME", "ROLE", "STATUS");
+            for u in rows {
+                let status = if u.is_disabled() { "disabled" } else { "active" };
+                let last = u.last_login_at.map(format_time).unwrap_or_else(|| "never".into());
+                println!("{:<24} {:<28} {:<12} {:<9} {last}", u.username, u.display_name, u.role, status);
+            }
+        }
+        UserCommand::Passwd { username, password_stdin, store } => {
+            let (config, pool) = open_store(&store).await?;
+            let user = find_user(&pool, &username).await?;
+            let (pw, generated) =
+                if password_stdin { (read_password_stdin()?, false) } else { (password::one_time_password()?, true) };
+            password::check_policy(&pw, &user.username, config.auth.password_min_length)?;
+            let hash = password::hash_async(pw.clone()).await?;
+            users::set_password(&pool, user.id, &hash, generated).await?;
+            let ended = sessions::revoke_all_for_user(&pool, user.id, None).await?;
+            audit::record(&pool, &actor, AuditEvent::PasswordSet { username: &user.username }).await?;
+            println!("password of {} set; {ended} session(s) ended", user.username);
+            if generated {
+                println!("one-time password (must be changed at next login): {pw}");
+            }
+        }
+        UserCommand::Disable { username, store } => {
+            let (_, pool) = open_store(&store).await?;
+            let user = find_user(&pool, &username).await?;
+            if user.role == "admin" && !user.is_disabled() && users::count_active_in_role(&pool, "admin").await? <= 1 {
+                bail!("{} is the last active admin; create another admin first", user.username);
+            }
+            users::set_disabled(&pool, user.id, true).await?;
+            let ended = sessions::revoke_all_for_user(&pool, user.id, None).await?;
+            audit::record(
+                &pool,
+                &actor,
+                AuditEvent::UserDisabled { username: &user.username, sessions_revoked: ended },
+            )
+            .await?;
+            println!("disabled {}; {ended} session(s) ended", user.username);
+        }
+        UserCommand::Enable { username, store } => {
+            let (_, pool) = open_store(&store).await?;
+            let user = find_user(&pool, &username).await?;
+            users::set_disabled(&pool, user.id, false).await?;
+            audit::record(&pool, &actor, AuditEvent::UserEnabled { username: &user.username }).await?;
+            println!("enabled {}", user.username);
+        }
+    }
+    Ok(())
+}
+
+async fn find_user(pool: &db::Pool, username: &str) -> anyhow::Result<users::User> {
+    users::by_username(pool, username).await?.with_context(|| format!("no user named {username:?}"))
+}
+
+fn format_time(unix: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// `labbeam doctor`: every check prints one line; exits non-zero if any failed.
+pub async fn doctor(store: StoreArgs) -> anyhow::Result<()> {
+    let config = load_config(&store.overrides())?;
+    println!("ok    configuration is valid");
+    let mut failures = 0;
+    let mut report = |ok: bool, line: String| {
+        println!("{} {line}", if ok { "ok   " } else { "FAIL " });
+        if !ok {
+            failures += 1;
+        }
+    };
+    match datadir::prepare(&config.data_dir) {
+        Ok(()) => report(true, format!("data directory {} is writable", config.data_dir.display())),
+        Err(e) => report(false, e.to_string()),
+    }
+    match db::open(&config.data_dir).await {
+        Ok(pool) => {
+            let admins = users::count_active_in_role(&pool, "admin").await.unwrap_or(0);
+            report(true, "database opens and its schema is current".into());
+            report(admins > 0, format!("{admins} active admin account(s) (with none, the next start creates one)"));
+        }
+        Err(e) => report(false, e.to_string()),
+    }
+    let self_signed = config.data_dir.join("tls").join("cert.pem");
+    if config.tls.cert.is_some() || self_signed.exists() {
+        match tls::load_or_generate(&config) {
+            Ok(t) => report(true, format!("certificate {} loads, SHA-256 {}", t.cert_path.display(), t.fingerprint)),
+            Err(e) => report(false, e.to_string()),
+        }
+    } else {
+        report(true, "no certificate yet: a self-signed one is generated at first start".into());
+    }
+    match std::net::TcpListener::bind(config.http_listen) {
+        Ok(_) => report(true, format!("HTTPS address {} is free", config.http_listen)),
+        Err(e) => report(false, format!("HTTPS address {}: {e} (fine if labbeam is running)", config.http_listen)),
+    }
+    if failures > 0 {
+        bail!("{failures} check(s) failed");
+    }
+    Ok(())
+}

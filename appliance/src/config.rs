@@ -1,0 +1,391 @@
+//! Configuration: a TOML file, then `LABBEAM_*` environment variables, then command-line
+//! flags, each overriding the one before. Everything is validated before anything starts,
+//! and every mistake is reported as one line naming its source (file and line, variable,
+//! or flag), so an admin reading `journalctl` knows exactly what to fix.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Top-level keys that are plain values (also reachable as `LABBEAM_<KEY>`).
+const TOP_KEYS: &[&str] = &["data_dir", "http_listen", "turn_listen", "public_host"];
+/// Tables of the file; `LABBEAM_<TABLE>_<KEY>` reaches `[table] key`.
+const TABLES: &[&str] = &["tls", "auth", "log"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the database, certificate and secrets live.
+    pub data_dir: PathBuf,
+    /// HTTPS (web client, API, portal, Socket.IO).
+    pub http_listen: SocketAddr,
+    /// STUN/TURN over UDP and TCP.
+    pub turn_listen: SocketAddr,
+    /// The host name or address lab PCs use to reach the appliance. It is put in the
+    /// certificate and in the ICE server URLs. Unset: `localhost` plus this machine's name.
+    pub public_host: Option<String>,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; with `key`, used instead of the generated self-signed one.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// More names or addresses for the generated certificate.
+    pub extra_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of a login session (cookie and token), in seconds.
+    pub session_ttl_secs: u64,
+    /// Failed logins allowed per username within `throttle_window_secs`.
+    pub max_failures_per_user: u32,
+    /// Failed logins allowed per client address within `throttle_window_secs`.
+    pub max_failures_per_address: u32,
+    pub throttle_window_secs: u64,
+    pub password_min_length: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl_secs: 12 * 3600,
+            max_failures_per_user: 5,
+            max_failures_per_address: 30,
+            throttle_window_secs: 15 * 60,
+            password_min_length: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `labbeam=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Human, level: "info".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./labbeam-data"),
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            turn_listen: SocketAddr::from(([0, 0, 0, 0], 3478)),
+            public_host: None,
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Values given on the command line; they win over the file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub http_listen: Option<SocketAddr>,
+    pub turn_listen: Option<SocketAddr>,
+    pub public_host: Option<String>,
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error("config file {path}{location}: {message}")]
+    File { path: String, location: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads the configuration from `overrides.config_file` (if any), the given environment
+    /// (normally `std::env::vars()`), and the flags in `overrides`.
+    pub fn load(overrides: &Overrides, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut table = match &overrides.config_file {
+            Some(path) => read_file(path)?,
+            None => toml::Table::new(),
+        };
+        let mut env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("LABBEAM_")).collect();
+        env.sort();
+        for (var, raw) in env {
+            apply_env(&mut table, &var, &raw)?;
+        }
+        let mut config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(one_line(e.message())))?;
+        if let Some(v) = &overrides.data_dir {
+            config.data_dir = v.clone();
+        }
+        if let Some(v) = overrides.http_listen {
+            config.http_listen = v;
+        }
+        if let Some(v) = overrides.turn_listen {
+            config.turn_listen = v;
+        }
+        if let Some(v) = &overrides.public_host {
+            config.public_host = Some(v.clone());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data_dir must not be empty".into());
+        }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => return bad("tls.cert is set but tls.key is not: give both or neither".into()),
+            (None, Some(_)) => return bad("tls.key is set but tls.cert is not: give both or neither".into()),
+            _ => {}
+        }
+        if let Some(host) = &self.public_host
+            && !valid_host(host)
+        {
+            return bad(format!("public_host {host:?} is not a valid host name or IP address"));
+        }
+        for name in &self.tls.extra_names {
+            if !valid_host(name) {
+                return bad(format!("tls.extra_names: {name:?} is not a valid host name or IP address"));
+            }
+        }
+        // Port 0 (any free port) is allowed for both: tests and `doctor` use it.
+        if self.http_listen.port() != 0 && self.http_listen == self.turn_listen {
+            return bad(format!("http_listen and turn_listen are both {}", self.http_listen));
+        }
+        let a = &self.auth;
+        if !(60..=30 * 24 * 3600).contains(&a.session_ttl_secs) {
+            return bad("auth.session_ttl_secs must be between 60 and 2592000 (30 days)".into());
+        }
+        if a.max_failures_per_user == 0 || a.max_failures_per_address == 0 {
+            return bad("auth.max_failures_per_user and auth.max_failures_per_address must be at least 1".into());
+        }
+        if a.throttle_window_secs == 0 {
+            return bad("auth.throttle_window_secs must be at least 1".into());
+        }
+        if !(8..=128).contains(&a.password_min_length) {
+            return bad("auth.password_min_length must be between 8 and 128".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return bad(format!("log.level {:?} is not a valid filter (try \"info\" or \"debug\")", self.log.level));
+        }
+        Ok(())
+    }
+
+    /// Names the generated certificate must cover, and that clients may use.
+    pub fn host_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        if let Some(h) = &self.public_host {
+            names.push(h.clone());
+        }
+        names.extend(self.tls.extra_names.iter().cloned());
+        for default in ["localhost", "127.0.0.1", "::1"] {
+            names.push(default.into());
+        }
+        if let Some(host) = system_host_name() {
+            names.push(host);
+        }
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.to_ascii_lowercase()));
+        names
+    }
+
+    /// The host shown in the printed URL and used in ICE server URLs.
+    pub fn advertised_host(&self) -> String {
+        self.public_host.clone().unwrap_or_else(|| "localhost".into())
+    }
+}
+
+fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Unreadable { path: shown.clone(), reason: e.to_string() })?;
+    let file_error = |e: toml::de::Error| {
+        let location = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!(" line {line}")
+            })
+            .unwrap_or_default();
+        ConfigError::File { path: shown.clone(), location, message: one_line(e.message()) }
+    };
+    // Typed parse first: it reports unknown keys and bad values with their line.
+    toml::from_str::<Config>(&text).map_err(file_error)?;
+    toml::from_str::<toml::Table>(&text).map_err(file_error)
+}
+
+/// Puts one `LABBEAM_*` variable into the table, checking that it names a real key and that
+/// its value has the right type.
+fn apply_env(table: &mut toml::Table, var: &str, raw: &str) -> Result<(), ConfigError> {
+    let err = |message: String| ConfigError::Env { var: var.to_string(), message };
+    let name = var.trim_start_matches("LABBEAM_").to_ascii_lowercase();
+    let (section, key) = if TOP_KEYS.contains(&name.as_str()) {
+        (None, name.clone())
+    } else {
+        TABLES
+            .iter()
+            .find_map(|t| name.strip_prefix(&format!("{t}_")).map(|k| (Some(*t), k.to_string())))
+            .ok_or_else(|| err("does not match any configuration key".into()))?
+    };
+    let candidates = parse_env_value(raw).into_iter().chain(std::iter::once(toml::Value::String(raw.to_string())));
+    let mut last_error = String::new();
+    for value in candidates {
+        let mut trial = table.clone();
+        let target = match section {
+            None => &mut trial,
+            Some(s) => match trial.entry(s.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new())) {
+                toml::Value::Table(t) => t,
+                _ => return Err(err(format!("[{s}] in the config file is not a table"))),
+            },
+        };
+        target.insert(key.clone(), value);
+        match toml::Value::Table(trial.clone()).try_into::<Config>() {
+            Ok(_) => {
+                *table = trial;
+                return Ok(());
+            }
+            Err(e) => last_error = one_line(e.message()),
+        }
+    }
+    Err(err(last_error))
+}
+
+/// A value as TOML would read it (`5`, `true`, `["a","b"]`), or nothing when it is not
+/// valid TOML on its own (then it is taken as a string).
+fn parse_env_value(raw: &str) -> Option<toml::Value> {
+    toml::from_str::<toml::Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v"))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn valid_host(s: &str) -> bool {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn system_host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    valid_host(name).then(|| name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_file(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("labbeam.toml");
+        std::fs::write(&path, text).unwrap();
+        let o = Overrides { config_file: Some(path), ..Default::default() };
+        Config::load(&o, env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(&Overrides::default(), Vec::new()).unwrap();
+        assert_eq!(c.http_listen.port(), 8443);
+        assert_eq!(c.turn_listen.port(), 3478);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = load_file("http_listen = \"127.0.0.1:1\"\nbogus = 1\n", &[]).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("line 2") && s.contains("bogus"), "{s}");
+        assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn bad_address_is_reported() {
+        let e = load_file("http_listen = \"nowhere\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let c = load_file(
+            "http_listen = \"127.0.0.1:1000\"\n[auth]\nmax_failures_per_user = 3\n",
+            &[("LABBEAM_HTTP_LISTEN", "127.0.0.1:2000"), ("LABBEAM_AUTH_MAX_FAILURES_PER_USER", "7")],
+        )
+        .unwrap();
+        assert_eq!(c.http_listen.port(), 2000);
+        assert_eq!(c.auth.max_failures_per_user, 7);
+        let o = Overrides { http_listen: Some("127.0.0.1:3000".parse().unwrap()), ..Default::default() };
+        let c = Config::load(&o, vec![("LABBEAM_HTTP_LISTEN".into(), "127.0.0.1:2000".into())]).unwrap();
+        assert_eq!(c.http_listen.port(), 3000);
+    }
+
+    #[test]
+    fn env_string_that_looks_like_a_number_stays_a_string() {
+        let c = Config::load(&Overrides::default(), vec![("LABBEAM_PUBLIC_HOST".into(), "10".into())]);
+        // "10" is a valid host label, and must be accepted as a string.
+        assert_eq!(c.unwrap().public_host.as_deref(), Some("10"));
+    }
+
+    #[test]
+    fn unknown_env_var_is_an_error() {
+        let e = Config::load(&Overrides::default(), vec![("LABBEAM_NOPE".into(), "1".into())]).unwrap_err();
+        assert!(e.to_string().contains("LABBEAM_NOPE"));
+    }
+
+    #[test]
+    fn env_with_wrong_type_is_an_error() {
+        let e = Config::load(&Overrides::default(), vec![("LABBEAM_AUTH_SESSION_TTL_SECS".into(), "soon".into())])
+            .unwrap_err();
+        assert!(e.to_string().contains("LABBEAM_AUTH_SESSION_TTL_SECS"), "{e}");
+    }
+
+    #[test]
+    fn half_tls_config_is_refused() {
+        let e = load_file("[tls]\ncert = \"/x.pem\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("tls.key"));
+    }
+
+    #[test]
+    fn host_names_include_loopback_and_public_host() {
+        let c = load_file("public_host = \"lab.example.edu\"\n", &[]).unwrap();
+        let names = c.host_names();
+        assert_eq!(names[0], "lab.example.edu");
+        assert!(names.contains(&"127.0.0.1".to_string()));
+    }
+}

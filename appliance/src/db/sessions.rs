@@ -1,0 +1,117 @@
+//! Login sessions. The id is the JWT's `jti`.
+
+use super::{DbError, Pool, now};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Session {
+    pub id: String,
+    pub user_id: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+pub async fn create(
+    pool: &Pool,
+    id: &str,
+    user_id: i64,
+    expires_at: i64,
+    client_addr: &str,
+    user_agent: &str,
+) -> Result<(), DbError> {
+    let t = now();
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, created_at, expires_at, last_seen_at, client_addr, user_agent) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(t)
+    .bind(expires_at)
+    .bind(t)
+    .bind(client_addr)
+    .bind(user_agent)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn by_id(pool: &Pool, id: &str) -> Result<Option<Session>, DbError> {
+    Ok(sqlx::query_as::<_, Session>("SELECT id, user_id, expires_at, revoked_at FROM sessions WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// Records activity, at most once a minute per session to keep writes low.
+pub async fn touch(pool: &Pool, id: &str, at: i64) -> Result<(), DbError> {
+    sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?")
+        .bind(at)
+        .bind(id)
+        .bind(at - 60)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn revoke(pool: &Pool, id: &str) -> Result<bool, DbError> {
+    let done = sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+        .bind(now())
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Revokes every live session of a user, except `keep` if given. Returns how many.
+pub async fn revoke_all_for_user(pool: &Pool, user_id: i64, keep: Option<&str>) -> Result<u64, DbError> {
+    let done = sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id != ?")
+        .bind(now())
+        .bind(user_id)
+        .bind(keep.unwrap_or(""))
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes sessions that ended more than `keep_secs` ago.
+pub async fn purge_ended(pool: &Pool, keep_secs: i64) -> Result<u64, DbError> {
+    let cutoff = now() - keep_secs;
+    let done = sqlx::query("DELETE FROM sessions WHERE expires_at < ? OR revoked_at < ?")
+        .bind(cutoff)
+        .bind(cutoff)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::users;
+
+    #[tokio::test]
+    async fn revoke_all_keeps_the_current_one() {
+        let pool = crate::db::open_memory().await;
+        let uid = users::create(
+            &pool,
+            &users::NewUser {
+                username: "bob",
+                display_name: "Bob",
+                password_hash: "h",
+                role_id: 3,
+                must_change_password: false,
+            },
+        )
+        .await
+        .unwrap();
+        let exp = now() + 3600;
+        for id in ["a", "b", "c"] {
+            create(&pool, id, uid, exp, "127.0.0.1", "test").await.unwrap();
+        }
+        assert_eq!(revoke_all_for_user(&pool, uid, Some("b")).await.unwrap(), 2);
+        assert!(by_id(&pool, "a").await.unwrap().unwrap().revoked_at.is_some());
+        assert!(by_id(&pool, "b").await.unwrap().unwrap().revoked_at.is_none());
+        assert!(!revoke(&pool, "a").await.unwrap(), "already revoked");
+        assert!(revoke(&pool, "b").await.unwrap());
+    }
+}

@@ -1,0 +1,158 @@
+//! User accounts.
+
+use super::{DbError, Pool, now};
+
+/// A user joined with its role name.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub password_hash: String,
+    pub role_id: i64,
+    pub role: String,
+    pub disabled: i64,
+    pub must_change_password: i64,
+    pub created_at: i64,
+    pub last_login_at: Option<i64>,
+}
+
+impl User {
+    pub fn is_disabled(&self) -> bool {
+        self.disabled != 0
+    }
+    pub fn must_change_password(&self) -> bool {
+        self.must_change_password != 0
+    }
+}
+
+/// The user columns joined with the role name, followed by `$tail` (static SQL only).
+macro_rules! select_users {
+    ($tail:literal) => {
+        concat!(
+            "SELECT u.id, u.username, u.display_name, u.password_hash, u.role_id, r.name AS role, ",
+            "u.disabled, u.must_change_password, u.created_at, u.last_login_at ",
+            "FROM users u JOIN roles r ON r.id = u.role_id ",
+            $tail
+        )
+    };
+}
+
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub password_hash: &'a str,
+    pub role_id: i64,
+    pub must_change_password: bool,
+}
+
+pub async fn create(pool: &Pool, new: &NewUser<'_>) -> Result<i64, DbError> {
+    let t = now();
+    let id = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO users (username, display_name, password_hash, role_id, must_change_password, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(new.username)
+    .bind(new.display_name)
+    .bind(new.password_hash)
+    .bind(new.role_id)
+    .bind(i64::from(new.must_change_password))
+    .bind(t)
+    .bind(t)
+    .fetch_one(pool)
+    .await
+    .map_err(|e| DbError::conflict_as(e, &format!("user {:?}", new.username)))?;
+    Ok(id)
+}
+
+pub async fn by_username(pool: &Pool, username: &str) -> Result<Option<User>, DbError> {
+    Ok(sqlx::query_as::<_, User>(select_users!("WHERE u.username = ?")).bind(username).fetch_optional(pool).await?)
+}
+
+pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<User>, DbError> {
+    Ok(sqlx::query_as::<_, User>(select_users!("WHERE u.id = ?")).bind(id).fetch_optional(pool).await?)
+}
+
+pub async fn list(pool: &Pool) -> Result<Vec<User>, DbError> {
+    Ok(sqlx::query_as::<_, User>(select_users!("ORDER BY u.username")).fetch_all(pool).await?)
+}
+
+/// Active (not disabled) members of the role named `role`.
+pub async fn count_active_in_role(pool: &Pool, role: &str) -> Result<i64, DbError> {
+    Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM users u JOIN roles r ON r.id = u.role_id WHERE r.name = ? AND u.disabled = 0",
+    )
+    .bind(role)
+    .fetch_one(pool)
+    .await?)
+}
+
+pub async fn set_password(pool: &Pool, id: i64, hash: &str, must_change: bool) -> Result<(), DbError> {
+    let done = sqlx::query("UPDATE users SET password_hash = ?, must_change_password = ?, updated_at = ? WHERE id = ?")
+        .bind(hash)
+        .bind(i64::from(must_change))
+        .bind(now())
+        .bind(id)
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::NotFound(format!("user {id}")));
+    }
+    Ok(())
+}
+
+pub async fn set_disabled(pool: &Pool, id: i64, disabled: bool) -> Result<(), DbError> {
+    let done = sqlx::query("UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?")
+        .bind(i64::from(disabled))
+        .bind(now())
+        .bind(id)
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::NotFound(format!("user {id}")));
+    }
+    Ok(())
+}
+
+pub async fn touch_login(pool: &Pool, id: i64) -> Result<(), DbError> {
+    sqlx::query("UPDATE users SET last_login_at = ? WHERE id = ?").bind(now()).bind(id).execute(pool).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> NewUser<'static> {
+        NewUser {
+            username: "alice",
+            display_name: "Alice",
+            password_hash: "h",
+            role_id: 3,
+            must_change_password: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn usernames_are_unique_ignoring_case() {
+        let pool = crate::db::open_memory().await;
+        create(&pool, &alice()).await.unwrap();
+        let dup = NewUser { username: "ALICE", ..alice() };
+        assert!(matches!(create(&pool, &dup).await, Err(DbError::Conflict(_))));
+        let u = by_username(&pool, "Alice").await.unwrap().unwrap();
+        assert_eq!(u.role, "student");
+    }
+
+    #[tokio::test]
+    async fn disable_and_password_change_are_stored() {
+        let pool = crate::db::open_memory().await;
+        let id = create(&pool, &alice()).await.unwrap();
+        set_disabled(&pool, id, true).await.unwrap();
+        set_password(&pool, id, "h2", true).await.unwrap();
+        let u = by_id(&pool, id).await.unwrap().unwrap();
+        assert!(u.is_disabled() && u.must_change_password());
+        assert_eq!(u.password_hash, "h2");
+        assert_eq!(count_active_in_role(&pool, "student").await.unwrap(), 0);
+        assert!(matches!(set_disabled(&pool, 999, true).await, Err(DbError::NotFound(_))));
+    }
+}

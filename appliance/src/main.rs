@@ -1,0 +1,79 @@
+//! `labbeam`: one binary for the LabBeam appliance. This file only wires the modules;
+//! see ARCHITECTURE.md for the map.
+
+mod api;
+mod audit;
+mod auth;
+mod cli;
+mod config;
+mod datadir;
+mod db;
+mod metrics;
+mod server;
+mod state;
+mod tls;
+mod web;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::config::LogFormat;
+
+fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return std::process::ExitCode::SUCCESS;
+            }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print();
+                return std::process::ExitCode::from(2);
+            }
+            // One line: the first line of clap's message, without its "error: " prefix.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("labbeam: {first} (see labbeam --help)");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    // Exactly one crypto provider (ring) for every rustls user in the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("labbeam: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("labbeam: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => {
+            let config = cli::load_config(&args.overrides())?;
+            init_logging(config.log.format, &config.log.level);
+            server::run(config).await
+        }
+        Command::User { action } => cli::user(action).await,
+        Command::Doctor(store) => cli::doctor(store).await,
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

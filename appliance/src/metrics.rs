@@ -1,0 +1,78 @@
+//! Prometheus metrics (OpenMetrics text), exposed at `/metrics`. Each subsystem gets its
+//! counters from here; the registry is built once at start and only read afterwards.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub logins: Family<LoginLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("labbeam");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered, by method and status", http_requests.clone());
+        let logins = Family::<LoginLabels, Counter>::default();
+        registry.register("logins", "Login attempts by result", logins.clone());
+        let build = Family::<BuildLabels, Gauge>::default();
+        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register("build_info", "The running version", build);
+        Self { registry, http_requests, logins }
+    }
+
+    pub fn login(&self, result: &'static str) {
+        self.logins.get_or_create(&LoginLabels { result }).inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_appear_in_text() {
+        let m = Metrics::new();
+        m.login("failure");
+        m.http_requests.get_or_create(&HttpLabels { method: "GET".into(), status: 200 }).inc();
+        let text = m.encode();
+        assert!(text.contains("labbeam_logins_total{result=\"failure\"} 1"), "{text}");
+        assert!(text.contains("labbeam_http_requests_total{method=\"GET\",status=\"200\"} 1"), "{text}");
+        assert!(text.contains("labbeam_build_info"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

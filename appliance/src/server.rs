@@ -1,0 +1,225 @@
+//! `labbeam serve`: prepares the data directory, store, keys and certificate, creates the
+//! first admin when there is none, then serves HTTPS until SIGTERM/SIGINT, finishing
+//! in-flight requests before it exits.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::api::ApiError;
+use crate::audit::{self, Actor, AuditEvent};
+use crate::auth::{self, AuthError, Permission, PortalAccess, password};
+use crate::config::Config;
+use crate::db::{self, roles, sessions, users};
+use crate::metrics::HttpLabels;
+use crate::state::AppState;
+use crate::{datadir, tls, web};
+
+/// Largest request body the API accepts (JSON only; files never pass through the server).
+const MAX_BODY: usize = 64 * 1024;
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    datadir::prepare(&config.data_dir)?;
+    let listener = bind_tcp(config.http_listen, "HTTPS")?;
+    let tls = tls::load_or_generate(&config)?;
+    let pool = db::open(&config.data_dir).await?;
+    let jwt_secret = datadir::secret(&config.data_dir, "jwt.key")?;
+    let first_admin = ensure_first_admin(&pool).await?;
+
+    print_banner(&config, &listener, &tls, first_admin.as_ref());
+    let state = AppState::new(config, pool.clone(), &jwt_secret);
+    let app = app(state.clone());
+
+    let handle = axum_server::Handle::new();
+    tokio::spawn(shutdown_on_signal(handle.clone()));
+    tokio::spawn(purge_old_sessions(pool.clone()));
+    let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config);
+    axum_server::from_tcp_rustls(listener, rustls)
+        .context("cannot start the HTTPS server")?
+        .handle(handle)
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+        .await
+        .context("the HTTPS server failed")?;
+    pool.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The whole HTTP surface: API, health, metrics, web client; security headers on all.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .nest("/api", crate::api::router())
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(web::router())
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+fn bind_tcp(addr: SocketAddr, what: &str) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            anyhow::anyhow!("{what} address {addr} is already in use (is another labbeam or web server running?)")
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            anyhow::anyhow!("{what} address {addr}: permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)")
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            anyhow::anyhow!("{what} address {addr} is not an address of this machine")
+        }
+        _ => anyhow::anyhow!("cannot listen on {what} address {addr}: {e}"),
+    })?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+pub struct FirstAdmin {
+    pub username: String,
+    pub password: String,
+}
+
+/// Creates an admin with a one-time password when no active admin exists.
+pub async fn ensure_first_admin(pool: &db::Pool) -> anyhow::Result<Option<FirstAdmin>> {
+    if users::count_active_in_role(pool, "admin").await? > 0 {
+        return Ok(None);
+    }
+    let role = roles::by_name(pool, "admin").await?.context("the admin role is missing from the database")?;
+    let mut username = "admin".to_string();
+    let mut n = 2;
+    while users::by_username(pool, &username).await?.is_some() {
+        username = format!("admin{n}");
+        n += 1;
+    }
+    let password = password::one_time_password()?;
+    let hash = password::hash_async(password.clone()).await?;
+    users::create(
+        pool,
+        &users::NewUser {
+            username: &username,
+            display_name: "Administrator",
+            password_hash: &hash,
+            role_id: role.id,
+            must_change_password: true,
+        },
+    )
+    .await?;
+    audit::record(pool, &Actor::system(), AuditEvent::FirstAdminCreated { username: &username }).await?;
+    Ok(Some(FirstAdmin { username, password }))
+}
+
+fn print_banner(config: &Config, listener: &std::net::TcpListener, tls: &tls::TlsMaterial, admin: Option<&FirstAdmin>) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.http_listen.port());
+    let host = config.advertised_host();
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let origin = if tls.generated { "self-signed, generated now" } else { "in use" };
+    println!("LabBeam {} is running.", env!("CARGO_PKG_VERSION"));
+    println!("  Open:         https://{host}:{port}/");
+    println!("  Certificate:  {} ({origin})", tls.cert_path.display());
+    println!("  SHA-256:      {}", tls.fingerprint);
+    println!("  Data:         {}", config.data_dir.display());
+    if let Some(a) = admin {
+        println!("  First admin account. This password is shown only once and must be changed at first login:");
+        println!("    username: {}", a.username);
+        println!("    password: {}", a.password);
+    }
+    println!();
+}
+
+async fn shutdown_on_signal(handle: axum_server::Handle<SocketAddr>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing requests, then stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing requests, then stopping"),
+    }
+    handle.graceful_shutdown(Some(Duration::from_secs(10)));
+}
+
+async fn purge_old_sessions(pool: db::Pool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match sessions::purge_ended(&pool, 7 * 24 * 3600).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "removed sessions that ended over a week ago"),
+            Err(e) => tracing::warn!(error = %e, "session purge failed"),
+        }
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&state.db).await {
+        Ok(_) => axum::Json(json!({ "status": "ok" })).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", "the database does not answer").into_response()
+        }
+    }
+}
+
+/// Prometheus text. Loopback callers (a local scraper) need no login; anyone else needs
+/// a session with `portal.access`.
+async fn metrics(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !peer.ip().is_loopback() {
+        let token = auth::request_token(&headers).ok_or(AuthError::Unauthenticated)?;
+        let user = auth::authenticate(&state, &token).await?;
+        if !user.has(PortalAccess::NAME) {
+            return Err(AuthError::Forbidden(PortalAccess::NAME).into());
+        }
+    }
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, content_type)], state.metrics.encode()).into_response())
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_string();
+    let response = next.run(req).await;
+    let labels = HttpLabels { method, status: response.status().as_u16() };
+    state.metrics.http_requests.get_or_create(&labels).inc();
+    response
+}
+
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+             connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; \
+             form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    response
+}

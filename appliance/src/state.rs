@@ -1,0 +1,42 @@
+//! The one application state handed to every handler: configuration, store, keys and the
+//! shared in-memory parts. Cheap to clone (an `Arc`); no globals anywhere else.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::throttle::LoginThrottle;
+use crate::auth::token::TokenKeys;
+use crate::config::Config;
+use crate::db::Pool;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub db: Pool,
+    pub tokens: TokenKeys,
+    pub throttle: LoginThrottle,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(config: Config, db: Pool, jwt_secret: &[u8]) -> Self {
+        let a = &config.auth;
+        let throttle = LoginThrottle::new(
+            a.max_failures_per_user,
+            a.max_failures_per_address,
+            Duration::from_secs(a.throttle_window_secs),
+        );
+        AppState(Arc::new(Inner { tokens: TokenKeys::new(jwt_secret), throttle, metrics: Metrics::new(), config, db }))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

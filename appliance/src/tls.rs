@@ -1,0 +1,152 @@
+//! TLS for the HTTPS listener (and later TURN over TLS): the admin's certificate when one
+//! is configured, otherwise a self-signed one generated on first start into
+//! `<data_dir>/tls/` and reused. It is regenerated only when the configured host names
+//! change. Its SHA-256 fingerprint is printed so users can check what their browser shows.
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use thiserror::Error;
+
+use crate::config::Config;
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("cannot read TLS certificate {0}: {1}")]
+    Cert(String, String),
+    #[error("cannot read TLS private key {0}: {1}")]
+    Key(String, String),
+    #[error("TLS certificate {0} and key {1} do not form a usable pair: {2}")]
+    Pair(String, String, String),
+    #[error("cannot generate the self-signed certificate: {0}")]
+    Generate(String),
+    #[error("cannot write {0}: {1}")]
+    Write(String, std::io::Error),
+}
+
+pub struct TlsMaterial {
+    pub server_config: Arc<rustls::ServerConfig>,
+    /// SHA-256 of the leaf certificate, as colon-separated hex.
+    pub fingerprint: String,
+    pub cert_path: PathBuf,
+    /// True when a new self-signed certificate was made on this start.
+    pub generated: bool,
+}
+
+pub fn load_or_generate(config: &Config) -> Result<TlsMaterial, TlsError> {
+    let (cert_path, key_path, generated) = match (&config.tls.cert, &config.tls.key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone(), false),
+        _ => {
+            let dir = config.data_dir.join("tls");
+            let generated = ensure_self_signed(&dir, &config.host_names())?;
+            (dir.join("cert.pem"), dir.join("key.pem"), generated)
+        }
+    };
+    let certs = read_certs(&cert_path)?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| TlsError::Key(key_path.display().to_string(), e.to_string()))?;
+    let fingerprint = fingerprint(&certs[0]);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let pair_error = |e: rustls::Error| {
+        TlsError::Pair(cert_path.display().to_string(), key_path.display().to_string(), e.to_string())
+    };
+    let mut server_config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(pair_error)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(pair_error)?;
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsMaterial { server_config: Arc::new(server_config), fingerprint, cert_path, generated })
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let shown = path.display().to_string();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| TlsError::Cert(shown.clone(), e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Cert(shown.clone(), e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::Cert(shown, "no certificate in the file".into()));
+    }
+    Ok(certs)
+}
+
+/// Makes sure `dir` holds a self-signed certificate for `names`; true when it made one.
+fn ensure_self_signed(dir: &Path, names: &[String]) -> Result<bool, TlsError> {
+    let names_file = dir.join("names.txt");
+    let wanted = names.join("\n");
+    let have_pair = dir.join("cert.pem").exists() && dir.join("key.pem").exists();
+    if have_pair && std::fs::read_to_string(&names_file).is_ok_and(|n| n == wanted) {
+        return Ok(false);
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| TlsError::Write(dir.display().to_string(), e))?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(|e| TlsError::Generate(e.to_string()))?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "LabBeam appliance");
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "LabBeam");
+    let key = rcgen::KeyPair::generate().map_err(|e| TlsError::Generate(e.to_string()))?;
+    let cert = params.self_signed(&key).map_err(|e| TlsError::Generate(e.to_string()))?;
+    write_private(&dir.join("key.pem"), key.serialize_pem().as_bytes(), 0o600)?;
+    write_private(&dir.join("cert.pem"), cert.pem().as_bytes(), 0o644)?;
+    write_private(&names_file, wanted.as_bytes(), 0o644)?;
+    Ok(true)
+}
+
+fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| TlsError::Write(path.display().to_string(), e))
+}
+
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+
+    fn config_in(dir: &Path, host: &str) -> Config {
+        let o = Overrides { data_dir: Some(dir.to_path_buf()), public_host: Some(host.into()), ..Default::default() };
+        Config::load(&o, Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn generated_once_then_reused_and_renewed_when_names_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_generate(&config_in(dir.path(), "lab1.example.edu")).unwrap();
+        assert!(a.generated);
+        assert_eq!(a.fingerprint.len(), 32 * 3 - 1);
+        let b = load_or_generate(&config_in(dir.path(), "lab1.example.edu")).unwrap();
+        assert!(!b.generated);
+        assert_eq!(a.fingerprint, b.fingerprint);
+        let c = load_or_generate(&config_in(dir.path(), "lab2.example.edu")).unwrap();
+        assert!(c.generated);
+        assert_ne!(a.fingerprint, c.fingerprint);
+    }
+
+    #[test]
+    fn unreadable_configured_cert_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config_in(dir.path(), "x.example.edu");
+        c.tls.cert = Some(dir.path().join("missing.pem"));
+        c.tls.key = Some(dir.path().join("missing-key.pem"));
+        let e = load_or_generate(&c).err().unwrap().to_string();
+        assert!(e.contains("missing.pem"), "{e}");
+    }
+}

@@ -1,0 +1,212 @@
+//! Accounts and sessions against the real binary: login outcomes, throttling, logout and
+//! revocation, forged tokens, cookie flags, forced password change.
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use harness::{PASSWORD, Server, error_code, forge_jwt, jwt_claims, now};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn login_succeeds_and_reports_the_user() {
+    let s = Server::start().await;
+    s.add_user("alice", "student");
+    let r = s.login_raw("alice", PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let user = &body["user"];
+    assert_eq!(user["username"], "alice");
+    assert_eq!(user["role"], "student");
+    assert_eq!(user["permissions"], json!(["transfer.receive", "transfer.send"]));
+    assert!(user["id"].as_i64().is_some());
+    assert!(user["display_name"].is_string());
+    let (status, me) = s.get("/api/me", body["token"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["username"], "alice");
+}
+
+#[tokio::test]
+async fn wrong_password_unknown_user_and_disabled_user_are_refused() {
+    let s = Server::start().await;
+    s.add_user("bob", "student");
+    for (user, pw) in [("bob", "wrong password!"), ("nobody", PASSWORD)] {
+        let r = s.login_raw(user, pw).await;
+        assert_eq!(r.status(), 401);
+        assert_eq!(error_code(&r.json().await.unwrap()), "invalid_credentials");
+    }
+    let out = s.cli(&["user", "disable", "bob"], None);
+    assert!(out.status.success());
+    let r = s.login_raw("bob", PASSWORD).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(error_code(&r.json().await.unwrap()), "account_disabled");
+    // Every attempt is in the audit log.
+    let admin = s.admin().await;
+    let (_, rows) = s.get("/api/audit?action=login.failure", &admin).await;
+    let reasons: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(r["details"].as_str().unwrap()).unwrap()["reason"].to_string())
+        .collect();
+    for reason in ["wrong_password", "unknown_user", "disabled"] {
+        assert!(reasons.iter().any(|r| r.contains(reason)), "{reason} missing in {reasons:?}");
+    }
+}
+
+#[tokio::test]
+async fn repeated_failures_are_throttled_with_retry_after() {
+    let s = Server::start_with(harness::Options {
+        config: Some("[auth]\nmax_failures_per_user = 3\nthrottle_window_secs = 120\n".into()),
+        ..Default::default()
+    })
+    .await;
+    s.add_user("carol", "student");
+    for _ in 0..3 {
+        assert_eq!(s.login_raw("carol", "not the password").await.status(), 401);
+    }
+    // Locked now, even with the right password.
+    let r = s.login_raw("carol", PASSWORD).await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=120).contains(&retry), "{retry}");
+    assert_eq!(error_code(&r.json().await.unwrap()), "too_many_attempts");
+    // Other accounts are not affected.
+    s.add_user("dave", "student");
+    assert_eq!(s.login_raw("dave", PASSWORD).await.status(), 200);
+}
+
+#[tokio::test]
+async fn logout_revokes_the_token_at_once() {
+    let s = Server::start().await;
+    let token = s.as_role("erin", "student").await;
+    let r = s.client().post(s.url("/api/auth/logout")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cleared = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let (status, body) = s.get("/api/me", &token).await;
+    assert_eq!(status, 401);
+    assert_eq!(error_code(&body), "session_revoked");
+}
+
+#[tokio::test]
+async fn forged_expired_and_alg_none_tokens_are_refused() {
+    let s = Server::start().await;
+    let token = s.as_role("frank", "student").await;
+    let claims = jwt_claims(&token);
+    let secret = s.jwt_secret();
+    let hs256 = json!({"alg": "HS256", "typ": "JWT"});
+
+    // Same session, signed with the right key but expired.
+    let mut expired = claims.clone();
+    expired["iat"] = json!(now() - 7200);
+    expired["exp"] = json!(now() - 3600);
+    let (status, body) = s.get("/api/me", &forge_jwt(&hs256, &expired, &secret)).await;
+    assert_eq!((status, error_code(&body).as_str()), (401, "session_expired"));
+
+    // Right claims, wrong key.
+    let (status, body) = s.get("/api/me", &forge_jwt(&hs256, &claims, b"some other key of 32 bytes......")).await;
+    assert_eq!((status, error_code(&body).as_str()), (401, "invalid_token"));
+
+    // Tampered claims (another user id) with the original signature.
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut other = claims.clone();
+    other["sub"] = json!("1");
+    let forged_body = forge_jwt(&hs256, &other, b"x").split('.').nth(1).unwrap().to_string();
+    let tampered = format!("{}.{}.{}", parts[0], forged_body, parts[2]);
+    let (status, body) = s.get("/api/me", &tampered).await;
+    assert_eq!((status, error_code(&body).as_str()), (401, "invalid_token"));
+
+    // alg: none with no signature.
+    let none = forge_jwt(&json!({"alg": "none", "typ": "JWT"}), &claims, b"");
+    let unsigned = format!("{}.", none.rsplit_once('.').unwrap().0);
+    let (status, body) = s.get("/api/me", &unsigned).await;
+    assert_eq!((status, error_code(&body).as_str()), (401, "invalid_token"));
+
+    // A valid signature on a session id that does not exist.
+    let mut unknown = claims.clone();
+    unknown["jti"] = json!("00000000000000000000000000000000");
+    let (status, _) = s.get("/api/me", &forge_jwt(&hs256, &unknown, &secret)).await;
+    assert_eq!(status, 401);
+
+    // The genuine token still works.
+    assert_eq!(s.get("/api/me", &token).await.0, 200);
+}
+
+#[tokio::test]
+async fn session_cookie_is_http_only_secure_strict_and_authenticates() {
+    let s = Server::start().await;
+    s.add_user("gina", "student");
+    let r = s.login_raw("gina", PASSWORD).await;
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(flag), "{flag} missing: {cookie}");
+    }
+    let pair = cookie.split(';').next().unwrap().to_string();
+    assert!(pair.starts_with("labbeam_session="));
+    let r = s.client().get(s.url("/api/me")).header("cookie", pair).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn disabling_a_user_ends_their_live_sessions() {
+    let s = Server::start().await;
+    let token = s.as_role("hank", "student").await;
+    assert_eq!(s.get("/api/me", &token).await.0, 200);
+    assert!(s.cli(&["user", "disable", "hank"], None).status.success());
+    let (status, _) = s.get("/api/me", &token).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn first_admin_must_change_the_one_time_password() {
+    let s = Server::start().await;
+    let otp = s.first_admin_password.clone().expect("first start prints the admin password");
+    let token = s.login("admin", &otp).await;
+    let (status, me) = s.get("/api/me", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["must_change_password"], true);
+    // Anything else is refused until the password is changed.
+    let (status, body) = s.get("/api/users", &token).await;
+    assert_eq!((status, error_code(&body).as_str()), (403, "password_change_required"));
+    let change = |current: &str, new: &str| {
+        s.client()
+            .post(s.url("/api/me/password"))
+            .bearer_auth(&token)
+            .json(&json!({ "current_password": current, "new_password": new }))
+            .send()
+    };
+    let r = change("wrong current password", PASSWORD).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = change(&otp, "short").await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.json().await.unwrap()), "weak_password");
+    assert_eq!(change(&otp, PASSWORD).await.unwrap().status(), 200);
+    let (status, users) = s.get("/api/users", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(users[0]["username"], "admin");
+    assert_eq!(users[0]["must_change_password"], false);
+    // The old password no longer works; the new one does.
+    assert_eq!(s.login_raw("admin", &otp).await.status(), 401);
+    s.login("admin", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn permissions_decide_access() {
+    let s = Server::start().await;
+    let admin = s.admin().await;
+    let student = s.as_role("ivy", "student").await;
+    let instructor = s.as_role("jack", "instructor").await;
+    let (status, body) = s.get("/api/users", &student).await;
+    assert_eq!((status, error_code(&body).as_str()), (403, "forbidden"));
+    assert_eq!(s.get("/api/users", &instructor).await.0, 403);
+    assert_eq!(s.get("/api/users", &admin).await.0, 200);
+    // Instructors see audit rows of their own actions only; students none.
+    assert_eq!(s.get("/api/audit", &student).await.0, 403);
+    let (status, rows) = s.get("/api/audit", &instructor).await;
+    assert_eq!(status, 200);
+    let rows = rows.as_array().unwrap();
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r["actor_username"] == "jack"), "{rows:?}");
+    let (_, all) = s.get("/api/audit", &admin).await;
+    assert!(all.as_array().unwrap().iter().any(|r| r["actor_username"] == "ivy"));
+}

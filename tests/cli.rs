@@ -1,0 +1,141 @@
+//! The command line: user management, clear one-line errors for bad flags and bad
+//! configuration, and a restart that keeps accounts and the certificate.
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use std::process::{Command, Output};
+
+use harness::{PASSWORD, Server, binary};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(binary()).args(args).output().expect("run labbeam")
+}
+
+fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success(), "expected failure, got success: {}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "error is not one line: {err:?}");
+    assert!(err.starts_with("labbeam: "), "{err}");
+    err
+}
+
+#[tokio::test]
+async fn user_add_list_passwd_disable_enable() {
+    let s = Server::start().await;
+    s.add_user("lena", "instructor");
+    let out = s.cli(&["user", "add", "lena", "--role", "student", "--password-stdin"], Some(PASSWORD));
+    assert!(one_line_error(&out).contains("already exists"));
+    let out = s.cli(&["user", "add", "mo", "--role", "janitor", "--password-stdin"], Some(PASSWORD));
+    assert!(one_line_error(&out).contains("unknown role"));
+    let out = s.cli(&["user", "add", "mo", "--role", "student", "--password-stdin"], Some("short"));
+    assert!(one_line_error(&out).contains("at least"));
+    let out = s.cli(&["user", "add", "bad name", "--role", "student", "--password-stdin"], Some(PASSWORD));
+    assert!(one_line_error(&out).contains("username"));
+
+    // Without --password-stdin a one-time password is printed and must be changed.
+    let out = s.cli(&["user", "add", "nora", "--role", "student", "--display-name", "Nora N."], None);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let otp = stdout.lines().find_map(|l| l.split("login): ").nth(1)).expect("otp printed").trim().to_string();
+    let token = s.login("nora", &otp).await;
+    assert_eq!(s.get("/api/me", &token).await.1["must_change_password"], true);
+
+    let list = String::from_utf8_lossy(&s.cli(&["user", "list"], None).stdout).to_string();
+    assert!(list.contains("lena") && list.contains("instructor") && list.contains("Nora N."), "{list}");
+
+    let token = s.login("lena", PASSWORD).await;
+    let out = s.cli(&["user", "passwd", "lena", "--password-stdin"], Some("a brand new passphrase"));
+    assert!(out.status.success());
+    assert_eq!(s.get("/api/me", &token).await.0, 401, "passwd ends sessions");
+    s.login("lena", "a brand new passphrase").await;
+
+    assert!(s.cli(&["user", "disable", "lena"], None).status.success());
+    assert_eq!(s.login_raw("lena", "a brand new passphrase").await.status(), 403);
+    assert!(s.cli(&["user", "enable", "lena"], None).status.success());
+    s.login("lena", "a brand new passphrase").await;
+    let out = s.cli(&["user", "disable", "nobody"], None);
+    assert!(one_line_error(&out).contains("no user"));
+    // The only admin cannot be disabled.
+    let out = s.cli(&["user", "disable", "admin"], None);
+    assert!(one_line_error(&out).contains("last active admin"));
+}
+
+#[test]
+fn bad_flags_give_one_line_and_exit_2() {
+    let out = run(&["serve", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line_error(&out).contains("--bogus"));
+    let out = run(&["serve", "--http-listen", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(2));
+    one_line_error(&out);
+}
+
+#[test]
+fn bad_configuration_gives_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let config = dir.path().join("labbeam.toml");
+    let cfg = config.to_str().unwrap();
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["serve", "--config", cfg, "--data-dir", data, "--turn-listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+
+    std::fs::write(&config, "http_listen = \"127.0.0.1:0\"\nfavourite_colour = \"blue\"\n").unwrap();
+    let e = one_line_error(&serve(&[]));
+    assert!(e.contains("favourite_colour") && e.contains("line 2"), "{e}");
+
+    std::fs::write(&config, "http_listen = \"somewhere:port\"\n").unwrap();
+    let e = one_line_error(&serve(&[]));
+    assert!(e.contains("line 1"), "{e}");
+
+    std::fs::write(&config, "[tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n").unwrap();
+    let e = one_line_error(&serve(&["--http-listen", "127.0.0.1:0"]));
+    assert!(e.contains("/nonexistent/cert.pem"), "{e}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    std::fs::write(&config, "").unwrap();
+    let e = one_line_error(&serve(&["--http-listen", &addr]));
+    assert!(e.contains("already in use") && e.contains(&addr), "{e}");
+
+    let out = Command::new(binary())
+        .args(["serve", "--config", cfg, "--data-dir", data])
+        .env("LABBEAM_AUTH_SESSION_TTL_SECS", "forever")
+        .output()
+        .unwrap();
+    assert!(one_line_error(&out).contains("LABBEAM_AUTH_SESSION_TTL_SECS"));
+
+    let e = one_line_error(&run(&["serve", "--config", "/nonexistent/labbeam.toml"]));
+    assert!(e.contains("/nonexistent/labbeam.toml"), "{e}");
+}
+
+#[tokio::test]
+async fn restart_keeps_users_secrets_and_certificate() {
+    let mut s = Server::start().await;
+    let admin_otp = s.first_admin_password.clone().expect("first admin");
+    s.add_user("olga", "student");
+    let token = s.login("olga", PASSWORD).await;
+    let fingerprint = s.fingerprint.clone();
+    assert_eq!(fingerprint.len(), 95);
+    assert_eq!(s.stop(), Some(0), "SIGTERM exits cleanly");
+    s.restart().await;
+    assert_eq!(s.fingerprint, fingerprint, "certificate reused");
+    assert!(s.first_admin_password.is_none(), "no second admin is created");
+    assert_eq!(s.get("/api/me", &token).await.0, 200, "sessions survive a restart");
+    s.login("admin", &admin_otp).await;
+    s.login("olga", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn doctor_reports_each_check() {
+    let s = Server::start().await;
+    let out = s.cli(&["doctor"], None);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("ok    configuration is valid"), "{text}");
+    assert!(text.contains("database opens"), "{text}");
+    assert!(text.contains("SHA-256"), "{text}");
+}

@@ -1,0 +1,309 @@
+#![allow(dead_code)] // Each test file uses a different part of the harness.
+//! Test harness: boots the real `labbeam` binary (built by cargo for the tests) on free loopback ports with a
+//! temporary data directory, and gives tests clients that talk to it the way browsers and
+//! admins do (HTTPS trusting its generated certificate, the command line).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+
+/// A password every test user gets unless a test says otherwise.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Path of the binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_labbeam"))
+}
+
+fn install_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// How to start a server.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Contents of a config file passed with `--config`.
+    pub config: Option<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+pub struct Server {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    pub port: u16,
+    pub base: String,
+    /// The first admin's one-time password, when this start printed one.
+    pub first_admin_password: Option<String>,
+    pub fingerprint: String,
+    options: Options,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = Server {
+            child: None,
+            dir,
+            port: 0,
+            base: String::new(),
+            first_admin_password: None,
+            fingerprint: String::new(),
+            options,
+        };
+        server.boot().await;
+        server
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    fn serve_command(&self) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve").arg("--data-dir").arg(self.data_dir());
+        cmd.args(["--http-listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0"]);
+        if let Some(text) = &self.options.config {
+            let path = self.dir.path().join("labbeam.toml");
+            std::fs::write(&path, text).expect("write config");
+            cmd.arg("--config").arg(path);
+        }
+        for (k, v) in &self.options.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    async fn boot(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
+        let mut child = self
+            .serve_command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn labbeam serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut port = None;
+        let mut banner = Vec::new();
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    if let Some(rest) = line.trim().strip_prefix("Open:") {
+                        port = rest.trim().trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok());
+                    }
+                    if let Some(fp) = line.trim().strip_prefix("SHA-256:") {
+                        self.fingerprint = fp.trim().to_string();
+                    }
+                    if let Some(pw) = line.trim().strip_prefix("password:") {
+                        self.first_admin_password = Some(pw.trim().to_string());
+                    }
+                    let blank = line.trim().is_empty();
+                    banner.push(line);
+                    // The banner ends with its first blank line.
+                    if blank && port.is_some() {
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                        panic!(
+                            "labbeam exited with {status}: {}",
+                            std::fs::read_to_string(self.log_path()).unwrap_or_default()
+                        );
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let port = port.unwrap_or_else(|| {
+            panic!(
+                "no URL in the banner {banner:?}; server log: {}",
+                std::fs::read_to_string(self.log_path()).unwrap_or_default()
+            )
+        });
+        self.port = port;
+        self.base = format!("https://127.0.0.1:{port}");
+        let client = self.client();
+        for _ in 0..100 {
+            if client.get(self.url("/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("server never became healthy: {}", std::fs::read_to_string(self.log_path()).unwrap_or_default());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// An HTTPS client that trusts this server's certificate and keeps no cookies.
+    pub fn client(&self) -> reqwest::Client {
+        install_crypto();
+        let pem = std::fs::read(self.data_dir().join("tls").join("cert.pem")).expect("certificate");
+        let cert = reqwest::Certificate::from_pem(&pem).expect("parse certificate");
+        reqwest::Client::builder()
+            .tls_certs_only([cert])
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Stops and starts again on the same data directory (new port).
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.first_admin_password = None;
+        self.boot().await;
+    }
+
+    /// Runs `labbeam <args> --data-dir <this server's>` with optional standard input.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(binary());
+        cmd.args(args).arg("--data-dir").arg(self.data_dir());
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn labbeam");
+        if let (Some(mut pipe), Some(text)) = (child.stdin.take(), stdin) {
+            let _ = pipe.write_all(text.as_bytes());
+        }
+        child.wait_with_output().expect("labbeam output")
+    }
+
+    /// Creates a user through the command line with `PASSWORD`.
+    pub fn add_user(&self, username: &str, role: &str) {
+        let out = self.cli(&["user", "add", username, "--role", role, "--password-stdin"], Some(PASSWORD));
+        assert!(out.status.success(), "user add failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub async fn login_raw(&self, username: &str, password: &str) -> reqwest::Response {
+        self.client()
+            .post(self.url("/api/auth/login"))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .expect("login request")
+    }
+
+    /// Logs in and returns the bearer token; panics unless it succeeds.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let r = self.login_raw(username, password).await;
+        let status = r.status();
+        let body: Value = r.json().await.expect("login body");
+        assert_eq!(status, 200, "login {username}: {body}");
+        body["token"].as_str().expect("token").to_string()
+    }
+
+    /// A student account (created on first use) and its token.
+    pub async fn as_role(&self, username: &str, role: &str) -> String {
+        self.add_user(username, role);
+        self.login(username, PASSWORD).await
+    }
+
+    /// The first admin, with the one-time password changed to `PASSWORD`; returns a token.
+    pub async fn admin(&self) -> String {
+        let otp = self.first_admin_password.clone().expect("this start printed a first admin password");
+        let token = self.login("admin", &otp).await;
+        let r = self
+            .client()
+            .post(self.url("/api/me/password"))
+            .bearer_auth(&token)
+            .json(&json!({ "current_password": otp, "new_password": PASSWORD }))
+            .send()
+            .await
+            .expect("password change");
+        assert_eq!(r.status(), 200, "admin password change");
+        token
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self.client().get(self.url(path)).bearer_auth(token).send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The JWT secret from the data directory, for forging tokens in tests.
+    pub fn jwt_secret(&self) -> Vec<u8> {
+        let text = std::fs::read_to_string(self.data_dir().join("jwt.key")).expect("jwt.key");
+        STANDARD.decode(text.trim()).expect("base64 secret")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Builds an HS256 JWT by hand (header and claims as given) signed with `secret`.
+pub fn forge_jwt(header: &Value, claims: &Value, secret: &[u8]) -> String {
+    let h = URL_SAFE_NO_PAD.encode(header.to_string());
+    let c = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let sig = ring::hmac::sign(&key, format!("{h}.{c}").as_bytes());
+    format!("{h}.{c}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+}
+
+/// Claims of a token (no verification), to reuse its `jti` and `sub`.
+pub fn jwt_claims(token: &str) -> Value {
+    let part = token.split('.').nth(1).expect("claims part");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64")).expect("json")
+}
+
+/// Asserts the error body shape and returns its code.
+pub fn error_code(body: &Value) -> String {
+    let code = body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {body}"));
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "error without message: {body}");
+    code.to_string()
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

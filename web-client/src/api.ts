@@ -1,0 +1,224 @@
+/**
+ * The one place the browser client talks to the LabBeam server's HTTP API.
+ *
+ * Owns the wire format: request shape (same-origin session cookie, JSON bodies), decoding of
+ * answers into typed values (snake_case on the wire, camelCase in the client), and mapping of
+ * every failure — `{"error":{"code","message"}}` bodies, non-JSON answers, network failures,
+ * timeouts — to one `ApiError` type, so views only ever handle `ApiError`.
+ *
+ * Invariants:
+ * - No DOM access here: views call this module and render what it returns, and it can be
+ *   exercised with a fake `fetch`.
+ * - The session lives in the server's HttpOnly cookie. The token in the login answer is not kept
+ *   anywhere script-readable (no storage), so an injected script cannot lift it.
+ */
+
+/** A signed-in account, as the client uses it. */
+export interface User {
+  readonly id: number;
+  readonly username: string;
+  readonly displayName: string;
+  readonly role: string;
+  readonly permissions: readonly string[];
+  /** The account has a temporary password: every other endpoint refuses it until it is changed. */
+  readonly mustChangePassword: boolean;
+}
+
+/** Error codes the server documents, plus the ones this module makes for failures without a body. */
+export type ApiErrorCode =
+  | 'invalid_request'
+  | 'invalid_credentials'
+  | 'account_disabled'
+  | 'too_many_attempts'
+  | 'unauthenticated'
+  | 'password_change_required'
+  | 'weak_password'
+  | 'network_error'
+  | 'timeout'
+  | 'unexpected_response'
+  // Codes added by later server versions still reach the views, with their human message.
+  | (string & {});
+
+/** Any failed API call. `status` is 0 when no HTTP answer arrived (network error, timeout). */
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string,
+    readonly status: number,
+    /** Seconds to wait before retrying, from the `Retry-After` header; `null` when absent. */
+    readonly retryAfter: number | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** The subset of `fetch` this module needs, so tests can pass a fake. */
+export type FetchFn = (input: string, init: RequestInit) => Promise<Response>;
+
+export interface ApiClientOptions {
+  fetch?: FetchFn;
+  /** How long one request may take before it fails with `timeout`. */
+  timeoutMs?: number;
+  /**
+   * Called with every `unauthenticated` or `password_change_required` error, before the calling
+   * view sees it: the session's owner decides once what that means for the whole app, instead of
+   * each view handling it. Login attempts are excluded (their 401 means wrong credentials).
+   */
+  onAuthError?: (error: ApiError) => void;
+}
+
+const DEFAULT_TIMEOUT_MS = 20_000;
+
+export class ApiClient {
+  readonly #fetch: FetchFn;
+  readonly #timeoutMs: number;
+  readonly #onAuthError: ((error: ApiError) => void) | undefined;
+
+  constructor(options: ApiClientOptions = {}) {
+    this.#fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#onAuthError = options.onAuthError;
+  }
+
+  /** The signed-in user; fails with `unauthenticated` when there is no valid session. */
+  async me(): Promise<User> {
+    return decodeUser(await this.#request('GET', '/api/me'));
+  }
+
+  /** Opens a session (the server sets the cookie) and returns its user. */
+  async login(username: string, password: string): Promise<User> {
+    const answer = await this.#request('POST', '/api/auth/login', { username, password }, { reportAuthErrors: false });
+    return decodeUser(field(answer, 'user'));
+  }
+
+  /** Revokes the session server-side. */
+  async logout(): Promise<void> {
+    await this.#request('POST', '/api/auth/logout', {});
+  }
+
+  /** Fails with `invalid_credentials` when `currentPassword` is wrong, `weak_password` when the server refuses the new one. */
+  async changePassword(currentPassword: string, newPassword: string): Promise<void> {
+    await this.#request('POST', '/api/me/password', {
+      current_password: currentPassword,
+      new_password: newPassword,
+    });
+  }
+
+  async #request(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    { reportAuthErrors = true }: { reportAuthErrors?: boolean } = {},
+  ): Promise<unknown> {
+    const headers: Record<string, string> = { Accept: 'application/json' };
+    const init: RequestInit = {
+      method,
+      headers,
+      credentials: 'same-origin',
+      cache: 'no-store',
+      signal: AbortSignal.timeout(this.#timeoutMs),
+    };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+
+    let response: Response;
+    let text: string;
+    try {
+      response = await this.#fetch(path, init);
+      text = await response.text();
+    } catch (cause) {
+      throw transportError(cause);
+    }
+
+    const payload = parseJson(text);
+    if (response.ok) {
+      if (payload === undefined) {
+        throw new ApiError('unexpected_response', `The server sent an answer the app cannot read (${method} ${path}).`, response.status);
+      }
+      return payload;
+    }
+
+    const error = errorFromAnswer(response, payload);
+    if (reportAuthErrors && (error.code === 'unauthenticated' || error.code === 'password_change_required')) {
+      this.#onAuthError?.(error);
+    }
+    throw error;
+  }
+}
+
+function transportError(cause: unknown): ApiError {
+  if (cause instanceof DOMException && (cause.name === 'TimeoutError' || cause.name === 'AbortError')) {
+    return new ApiError('timeout', 'The LabBeam server did not answer in time. Try again.', 0);
+  }
+  return new ApiError('network_error', 'Cannot reach the LabBeam server. Check the network connection and try again.', 0);
+}
+
+function errorFromAnswer(response: Response, payload: unknown): ApiError {
+  const retryAfter = parseRetryAfter(response.headers.get('Retry-After'), Date.now());
+  const error = isRecord(payload) ? payload['error'] : undefined;
+  if (isRecord(error) && typeof error['code'] === 'string' && typeof error['message'] === 'string') {
+    return new ApiError(error['code'], error['message'], response.status, retryAfter);
+  }
+  const statusText = response.statusText ? ` ${response.statusText}` : '';
+  return new ApiError(
+    'unexpected_response',
+    `The server answered ${response.status}${statusText}. Try again, or ask the lab's administrator if it persists.`,
+    response.status,
+    retryAfter,
+  );
+}
+
+/** `Retry-After` is either delay-seconds or an HTTP date (RFC 9110 §10.2.3). */
+export function parseRetryAfter(header: string | null, nowMs: number): number | null {
+  if (header === null) return null;
+  const value = header.trim();
+  if (/^\d+$/.test(value)) return Number.parseInt(value, 10);
+  const at = Date.parse(value);
+  if (Number.isNaN(at)) return null;
+  return Math.max(0, Math.ceil((at - nowMs) / 1000));
+}
+
+function parseJson(text: string): unknown {
+  if (text.trim() === '') return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function field(value: unknown, name: string): unknown {
+  return isRecord(value) ? value[name] : undefined;
+}
+
+function malformed(what: string): ApiError {
+  return new ApiError('unexpected_response', `The server sent ${what} the app cannot read.`, 200);
+}
+
+/**
+ * Strict on what identifies the account, lenient on the rest so an older server
+ * (no `must_change_password`) still works.
+ */
+export function decodeUser(value: unknown): User {
+  if (!isRecord(value)) throw malformed('an account record');
+  const { id, username, display_name: displayName, role, permissions, must_change_password: mustChange } = value;
+  if (typeof id !== 'number' || typeof username !== 'string' || typeof role !== 'string') {
+    throw malformed('an account record');
+  }
+  return {
+    id,
+    username,
+    displayName: typeof displayName === 'string' && displayName.trim() !== '' ? displayName : username,
+    role,
+    permissions: Array.isArray(permissions) ? permissions.filter((p): p is string => typeof p === 'string') : [],
+    mustChangePassword: mustChange === true,
+  };
+}

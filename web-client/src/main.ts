@@ -1,0 +1,120 @@
+/**
+ * Entry point and composition root of the browser client.
+ *
+ * Builds the API client and the shell, and owns the session state: which user is signed in,
+ * and therefore which view is shown (sign-in, forced password change, account). Views never
+ * switch views themselves; they report what happened through callbacks and this controller
+ * decides. Session-wide API answers (`unauthenticated`, `password_change_required`) arrive
+ * here through the API client's `onAuthError`, whichever view made the request.
+ */
+
+import { ApiClient, ApiError, type User } from './api';
+import { accountView } from './ui/account-view';
+import { loginView, type LoginViewOptions } from './ui/login-view';
+import { passwordView } from './ui/password-view';
+import { Shell } from './ui/shell';
+
+class App {
+  readonly #api: ApiClient;
+  readonly #shell: Shell;
+  /** `null` while signed out or while the session is being checked. */
+  #user: User | null = null;
+
+  constructor(shell: Shell) {
+    this.#shell = shell;
+    this.#api = new ApiClient({ onAuthError: (error) => this.#onAuthError(error) });
+  }
+
+  async start(): Promise<void> {
+    this.#shell.showMessage('Checking your session…');
+    try {
+      this.#enter(await this.#api.me());
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) {
+        this.#showLogin();
+      } else {
+        // Still offer the form: signing in is itself the retry once the server is back.
+        this.#showLogin({ text: describe(error), tone: 'warning' });
+      }
+    }
+  }
+
+  #enter(user: User, status?: string): void {
+    this.#user = user;
+    this.#shell.setUser(user, (button) => void this.#signOut(button));
+    if (user.mustChangePassword) {
+      this.#showPasswordChange(true);
+    } else {
+      this.#showAccount(status);
+    }
+  }
+
+  #showLogin(notice?: LoginViewOptions['notice']): void {
+    this.#user = null;
+    this.#shell.setUser(null);
+    this.#shell.show(loginView({ api: this.#api, onSignedIn: (user) => this.#enter(user), notice }));
+  }
+
+  #showAccount(status?: string): void {
+    const user = this.#user;
+    if (user === null) return;
+    this.#shell.show(accountView({ user, status, onChangePassword: () => this.#showPasswordChange(false) }));
+  }
+
+  #showPasswordChange(forced: boolean): void {
+    this.#shell.show(
+      passwordView({
+        api: this.#api,
+        forced,
+        onChanged: () => void this.#afterPasswordChange(),
+        onCancel: forced ? undefined : () => this.#showAccount(),
+      }),
+    );
+  }
+
+  async #afterPasswordChange(): Promise<void> {
+    const confirmation = 'Your password has been changed.';
+    try {
+      this.#enter(await this.#api.me(), confirmation);
+    } catch (error) {
+      // `unauthenticated` was already handled by #onAuthError (back to sign-in).
+      if (error instanceof ApiError && error.code === 'unauthenticated') return;
+      // The change itself succeeded; only the refresh failed, so carry on with what we know.
+      if (this.#user !== null) this.#enter({ ...this.#user, mustChangePassword: false }, confirmation);
+    }
+  }
+
+  async #signOut(button: HTMLButtonElement): Promise<void> {
+    button.disabled = true;
+    this.#shell.clearAlert();
+    try {
+      await this.#api.logout();
+    } catch (error) {
+      // An already-ended session is signed out all the same; anything else means the server
+      // may still hold it, which matters on a shared lab PC, so say so and stay signed in.
+      if (!(error instanceof ApiError && error.status === 401)) {
+        button.disabled = false;
+        this.#shell.alert(`Signing out failed: ${describe(error)}`);
+        return;
+      }
+    }
+    this.#showLogin();
+  }
+
+  #onAuthError(error: ApiError): void {
+    if (this.#user === null) return; // not signed in yet: the caller handles it
+    if (error.code === 'unauthenticated') {
+      this.#showLogin({ text: 'Your session has ended. Sign in again to continue.', tone: 'info' });
+    } else if (error.code === 'password_change_required' && !this.#user.mustChangePassword) {
+      this.#enter({ ...this.#user, mustChangePassword: true });
+    }
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof ApiError ? error.message : 'Something unexpected went wrong. Reload the page and try again.';
+}
+
+const host = document.getElementById('app');
+if (host === null) throw new Error('LabBeam: index.html has no #app element to mount the client in');
+void new App(Shell.mount(host)).start();

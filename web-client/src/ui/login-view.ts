@@ -1,0 +1,89 @@
+/**
+ * Sign-in form. Shown whenever there is no valid session.
+ *
+ * Test hooks (DESIGN.md "Web client test hooks"): `login-username`, `login-password`,
+ * `login-submit`, plus `login-error` (the server's message for a refused sign-in) and
+ * `login-notice` (why the user is here, e.g. the session ended).
+ */
+
+import { ApiError, type ApiClient, type User } from '../api';
+import { field, h, messageLine, whileBusy } from './dom';
+import type { View } from './shell';
+
+export interface LoginViewOptions {
+  api: ApiClient;
+  onSignedIn: (user: User) => void;
+  /** Shown above the form: why the user has to sign in (session ended, server unreachable…). */
+  notice?: { text: string; tone: 'info' | 'warning' } | undefined;
+}
+
+export function loginView({ api, onSignedIn, notice }: LoginViewOptions): View {
+  const username = field({
+    label: 'Username',
+    type: 'text',
+    name: 'username',
+    autocomplete: 'username',
+    testId: 'login-username',
+  });
+  const password = field({
+    label: 'Password',
+    type: 'password',
+    name: 'password',
+    autocomplete: 'current-password',
+    testId: 'login-password',
+  });
+  const submit = h('button', { type: 'submit', class: 'btn btn-primary btn-block', 'data-testid': 'login-submit' }, 'Sign in');
+  const error = messageLine('error', 'login-error');
+  const info = messageLine('notice', 'login-notice');
+  if (notice !== undefined) info.show(notice.text, notice.tone);
+
+  const form = h('form', { class: 'stack', novalidate: true }, username.wrapper, password.wrapper, error.element, submit);
+  const root = h(
+    'section',
+    { class: 'card card-narrow', 'aria-labelledby': 'login-title' },
+    h('h1', { id: 'login-title', class: 'card-title' }, 'Sign in'),
+    h('p', { class: 'card-lead' }, 'Use your lab account to send and receive files between lab computers.'),
+    info.element,
+    form,
+  );
+
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (submit.disabled) return;
+    error.clear();
+    const name = username.input.value.trim();
+    const secret = password.input.value;
+    if (name === '' || secret === '') {
+      error.show('Enter your username and password.');
+      (name === '' ? username.input : password.input).focus();
+      return;
+    }
+    void whileBusy(form, submit, 'Signing in…', () => api.login(name, secret)).then(
+      (user) => onSignedIn(user),
+      (reason: unknown) => {
+        error.show(loginErrorText(reason));
+        password.input.select();
+        password.input.focus();
+      },
+    );
+  });
+
+  return {
+    root,
+    title: 'Sign in',
+    focus: () => (username.input.value === '' ? username.input : password.input).focus(),
+  };
+}
+
+function loginErrorText(reason: unknown): string {
+  if (!(reason instanceof ApiError)) return 'Signing in failed unexpectedly. Reload the page and try again.';
+  if (reason.status === 429 || reason.code === 'too_many_attempts') {
+    const wait = reason.retryAfter === null ? 'try again later' : `try again in ${reason.retryAfter} s`;
+    return `${withoutFinalStop(reason.message)} — ${wait}.`;
+  }
+  return reason.message;
+}
+
+function withoutFinalStop(text: string): string {
+  return text.trim().replace(/[.!]+$/, '');
+}
