@@ -153,8 +153,8 @@ async fn disabling_a_user_ends_their_live_sessions() {
     let token = s.as_role("hank", "student").await;
     assert_eq!(s.get("/api/me", &token).await.0, 200);
     assert!(s.cli(&["user", "disable", "hank"], None).status.success());
-    let (status, _) = s.get("/api/me", &token).await;
-    assert_eq!(status, 401);
+    let (status, body) = s.get("/api/me", &token).await;
+    assert_eq!((status, error_code(&body).as_str()), (403, "account_disabled"));
 }
 
 #[tokio::test]

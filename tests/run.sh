@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every LabBeam check and test: formatting, lints, the web client's type check, unit
-# tests and the integration tests that boot the real binary. Installs what is missing
-# (through apt and npm) first. This is what CI runs (.ci/run).
+# tests, the Rust integration tests that boot the real binary, and the JavaScript tests that
+# drive it with the real socket.io-client. Installs what is missing (through apt and npm)
+# first. This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +22,7 @@ cargo clippy --locked --all-targets -- -D warnings
 
 step "cargo test (unit and integration)"
 cargo test --locked
+
+step "JavaScript client tests (socket.io-client against the real binary)"
+cargo build --locked --quiet
+(cd tests/js && npm ci --no-audit --no-fund --loglevel=error && node --test --test-concurrency=2 .)

@@ -57,6 +57,10 @@ pub enum AuditEvent<'a> {
     UserCreated { username: &'a str, role: &'a str },
     UserDisabled { username: &'a str, sessions_revoked: u64 },
     UserEnabled { username: &'a str },
+    LabCreated { lab: &'a str, ranges: &'a [String] },
+    LabRemoved { lab: &'a str },
+    LabAssigned { lab: &'a str, username: &'a str },
+    SettingChanged { key: &'a str, value: &'a serde_json::Value },
 }
 
 impl AuditEvent<'_> {
@@ -71,6 +75,10 @@ impl AuditEvent<'_> {
             AuditEvent::UserCreated { .. } => "user.create",
             AuditEvent::UserDisabled { .. } => "user.disable",
             AuditEvent::UserEnabled { .. } => "user.enable",
+            AuditEvent::LabCreated { .. } => "lab.create",
+            AuditEvent::LabRemoved { .. } => "lab.remove",
+            AuditEvent::LabAssigned { .. } => "lab.assign",
+            AuditEvent::SettingChanged { .. } => "setting.change",
         }
     }
 
@@ -85,6 +93,10 @@ impl AuditEvent<'_> {
             | AuditEvent::UserEnabled { username } => (user(username), json!({})),
             AuditEvent::LoginFailed { username, reason } => (user(username), json!({ "reason": reason.as_str() })),
             AuditEvent::UserCreated { username, role } => (user(username), json!({ "role": role })),
+            AuditEvent::LabCreated { lab, ranges } => (format!("lab:{lab}"), json!({ "ranges": ranges })),
+            AuditEvent::LabRemoved { lab } => (format!("lab:{lab}"), json!({})),
+            AuditEvent::LabAssigned { lab, username } => (format!("lab:{lab}"), json!({ "instructor": username })),
+            AuditEvent::SettingChanged { key, value } => (format!("setting:{key}"), json!({ "value": value })),
             AuditEvent::UserDisabled { username, sessions_revoked } => {
                 (user(username), json!({ "sessions_revoked": sessions_revoked }))
             }

@@ -30,8 +30,64 @@ pub enum Command {
         #[command(subcommand)]
         action: UserCommand,
     },
+    /// Manage labs: named groups of lab PCs by address range.
+    Lab {
+        #[command(subcommand)]
+        action: LabCommand,
+    },
+    /// Show or change run-time settings.
+    Setting {
+        #[command(subcommand)]
+        action: SettingCommand,
+    },
     /// Check the configuration, data directory, store, certificate and ports.
     Doctor(StoreArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Create a lab with its address ranges (CIDR), e.g. --cidr 10.0.2.0/24.
+    Add {
+        name: String,
+        #[arg(long = "cidr", value_name = "CIDR")]
+        cidrs: Vec<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List labs with their ranges.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete a lab (its devices fall into "Other").
+    Remove {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Make an instructor responsible for a lab (they may broadcast to it).
+    Assign {
+        name: String,
+        username: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingCommand {
+    /// Every setting, its value and what it does.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Change a setting, e.g. `transfer.request_expiry_secs 120`.
+    Set {
+        key: String,
+        value: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -230,6 +286,69 @@ pub async fn user(action: UserCommand) -> anyhow::Result<()> {
             users::set_disabled(&pool, user.id, false).await?;
             audit::record(&pool, &actor, AuditEvent::UserEnabled { username: &user.username }).await?;
             println!("enabled {}", user.username);
+        }
+    }
+    Ok(())
+}
+
+pub async fn lab(action: LabCommand) -> anyhow::Result<()> {
+    let actor = Actor::cli();
+    match action {
+        LabCommand::Add { name, cidrs, store } => {
+            let name = name.trim().to_string();
+            if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+                bail!("lab name must have 1 to 64 printable characters");
+            }
+            if name.eq_ignore_ascii_case(crate::signaling::labs::OTHER) {
+                bail!("{name:?} is reserved for devices outside every lab");
+            }
+            let (_, pool) = open_store(&store).await?;
+            let existing = db::labs::ranges(&pool).await?;
+            let ranges =
+                crate::signaling::labs::validate_ranges(&name, &cidrs, &existing).map_err(anyhow::Error::msg)?;
+            db::labs::create(&pool, &name, &ranges).await?;
+            audit::record(&pool, &actor, AuditEvent::LabCreated { lab: &name, ranges: &ranges }).await?;
+            println!("created lab {name} ({})", if ranges.is_empty() { "no ranges".into() } else { ranges.join(", ") });
+        }
+        LabCommand::List { store } => {
+            let (_, pool) = open_store(&store).await?;
+            let ranges = db::labs::ranges(&pool).await?;
+            for lab in db::labs::list(&pool).await? {
+                let mine: Vec<&str> = ranges.iter().filter(|r| r.lab == lab.name).map(|r| r.cidr.as_str()).collect();
+                println!("{:<24} {}", lab.name, mine.join(", "));
+            }
+        }
+        LabCommand::Remove { name, store } => {
+            let (_, pool) = open_store(&store).await?;
+            db::labs::remove(&pool, &name).await?;
+            audit::record(&pool, &actor, AuditEvent::LabRemoved { lab: &name }).await?;
+            println!("removed lab {name}");
+        }
+        LabCommand::Assign { name, username, store } => {
+            let (_, pool) = open_store(&store).await?;
+            let lab = db::labs::by_name(&pool, &name).await?.with_context(|| format!("no lab named {name:?}"))?;
+            let user = find_user(&pool, &username).await?;
+            db::labs::assign(&pool, user.id, lab.id).await?;
+            audit::record(&pool, &actor, AuditEvent::LabAssigned { lab: &lab.name, username: &user.username }).await?;
+            println!("{} is responsible for {}", user.username, lab.name);
+        }
+    }
+    Ok(())
+}
+
+pub async fn setting(action: SettingCommand) -> anyhow::Result<()> {
+    match action {
+        SettingCommand::List { store } => {
+            let (_, pool) = open_store(&store).await?;
+            for (spec, value) in crate::settings::all(&pool).await? {
+                println!("{:<32} {:<14} {}", spec.key, value.to_string(), spec.help);
+            }
+        }
+        SettingCommand::Set { key, value, store } => {
+            let (_, pool) = open_store(&store).await?;
+            let value = crate::settings::set(&pool, &key, &value, None).await?;
+            audit::record(&pool, &Actor::cli(), AuditEvent::SettingChanged { key: &key, value: &value }).await?;
+            println!("{key} = {value}");
         }
     }
     Ok(())

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 /// Top-level keys that are plain values (also reachable as `LABBEAM_<KEY>`).
-const TOP_KEYS: &[&str] = &["data_dir", "http_listen", "turn_listen", "public_host"];
+const TOP_KEYS: &[&str] = &["data_dir", "http_listen", "turn_listen", "public_host", "trusted_proxies"];
 /// Tables of the file; `LABBEAM_<TABLE>_<KEY>` reaches `[table] key`.
 const TABLES: &[&str] = &["tls", "auth", "log"];
 
@@ -26,6 +26,8 @@ pub struct Config {
     /// The host name or address lab PCs use to reach the appliance. It is put in the
     /// certificate and in the ICE server URLs. Unset: `localhost` plus this machine's name.
     pub public_host: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (CIDRs). Empty: none.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
@@ -95,6 +97,7 @@ impl Default for Config {
             http_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             turn_listen: SocketAddr::from(([0, 0, 0, 0], 3478)),
             public_host: None,
+            trusted_proxies: Vec::new(),
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),

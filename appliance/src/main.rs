@@ -10,6 +10,8 @@ mod datadir;
 mod db;
 mod metrics;
 mod server;
+mod settings;
+mod signaling;
 mod state;
 mod tls;
 mod web;
@@ -65,6 +67,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             server::run(config).await
         }
         Command::User { action } => cli::user(action).await,
+        Command::Lab { action } => cli::lab(action).await,
+        Command::Setting { action } => cli::setting(action).await,
         Command::Doctor(store) => cli::doctor(store).await,
     }
 }

@@ -19,6 +19,17 @@ pub struct LoginLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub event: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -27,6 +38,10 @@ pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
     pub logins: Family<LoginLabels, Counter>,
+    pub sockets: Gauge,
+    socket_events: Family<EventLabels, Counter>,
+    signals_refused: Family<ReasonLabels, Counter>,
+    transfers_finished: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -39,7 +54,27 @@ impl Metrics {
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "The running version", build);
-        Self { registry, http_requests, logins }
+        let sockets = Gauge::default();
+        registry.register("sockets_connected", "Signaling connections (devices online)", sockets.clone());
+        let socket_events = Family::<EventLabels, Counter>::default();
+        registry.register("socket_events", "Client events by name and result code", socket_events.clone());
+        let signals_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register("signals_refused", "WebRTC signals refused, by reason", signals_refused.clone());
+        let transfers_finished = Family::<ReasonLabels, Counter>::default();
+        registry.register("transfers_finished", "Transfers logged, by final status", transfers_finished.clone());
+        Self { registry, http_requests, logins, sockets, socket_events, signals_refused, transfers_finished }
+    }
+
+    pub fn socket_event(&self, event: &'static str, result: &'static str) {
+        self.socket_events.get_or_create(&EventLabels { event, result }).inc();
+    }
+
+    pub fn signal_refused(&self, reason: &str) {
+        self.signals_refused.get_or_create(&ReasonLabels { reason: reason.to_string() }).inc();
+    }
+
+    pub fn transfer_finished(&self, status: &str) {
+        self.transfers_finished.get_or_create(&ReasonLabels { reason: status.to_string() }).inc();
     }
 
     pub fn login(&self, result: &'static str) {

@@ -10,6 +10,7 @@ use crate::auth::token::TokenKeys;
 use crate::config::Config;
 use crate::db::Pool;
 use crate::metrics::Metrics;
+use crate::signaling::Signaling;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -20,6 +21,7 @@ pub struct Inner {
     pub tokens: TokenKeys,
     pub throttle: LoginThrottle,
     pub metrics: Metrics,
+    pub signaling: Signaling,
 }
 
 impl AppState {
@@ -30,7 +32,14 @@ impl AppState {
             a.max_failures_per_address,
             Duration::from_secs(a.throttle_window_secs),
         );
-        AppState(Arc::new(Inner { tokens: TokenKeys::new(jwt_secret), throttle, metrics: Metrics::new(), config, db }))
+        AppState(Arc::new(Inner {
+            tokens: TokenKeys::new(jwt_secret),
+            throttle,
+            metrics: Metrics::new(),
+            signaling: Signaling::default(),
+            config,
+            db,
+        }))
     }
 }
 

@@ -99,6 +99,7 @@ pub async fn logout(
     AnySession(user): AnySession,
 ) -> Result<Response, ApiError> {
     sessions::revoke(&state.db, &user.session_id).await?;
+    state.signaling.disconnect_sessions(std::slice::from_ref(&user.session_id)).await;
     let actor = Actor { user_id: Some(user.id), username: user.username.clone(), client_addr: peer.ip().to_string() };
     audit::record(&state.db, &actor, AuditEvent::LoggedOut { username: &user.username }).await?;
     let mut response = Json(json!({ "ok": true })).into_response();

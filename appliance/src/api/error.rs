@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::auth::AuthError;
 use crate::db::DbError;
+use crate::signaling::SignalError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -83,6 +84,25 @@ impl From<AuthError> for ApiError {
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         ApiError::from(self).into_response()
+    }
+}
+
+impl From<SignalError> for ApiError {
+    fn from(e: SignalError) -> Self {
+        let status = match &e {
+            SignalError::Invalid(_) | SignalError::UnknownLab(_) => StatusCode::BAD_REQUEST,
+            SignalError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            SignalError::Forbidden(_) | SignalError::NotParty => StatusCode::FORBIDDEN,
+            SignalError::PeerOffline | SignalError::UnknownTransfer | SignalError::NoRecipients => {
+                StatusCode::NOT_FOUND
+            }
+            SignalError::PeerCannotReceive | SignalError::WrongState(_) | SignalError::NotConnected => {
+                StatusCode::CONFLICT
+            }
+            SignalError::TooManyPending(_) | SignalError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            SignalError::Internal(detail) => return ApiError::internal(detail),
+        };
+        ApiError::new(status, e.code(), e.to_string())
     }
 }
 

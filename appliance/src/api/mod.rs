@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 pub mod error;
+mod transfers;
 mod users;
 
 use axum::Router;
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/me/password", post(auth::change_password))
         .route("/users", get(users::list))
         .route("/audit", get(audit::list))
+        .route("/transfers", get(transfers::list))
         .fallback(not_found)
 }
 

@@ -80,6 +80,11 @@ impl CurrentUser {
 pub async fn authenticate(state: &AppState, token: &str) -> Result<CurrentUser, AuthError> {
     let claims = state.tokens.verify(token)?;
     let session = sessions::by_id(&state.db, &claims.jti).await?.ok_or(AuthError::SessionRevoked)?;
+    let user = users::by_id(&state.db, session.user_id).await?.ok_or(AuthError::SessionRevoked)?;
+    // Said first: "your account is disabled" tells the user more than "session ended".
+    if user.is_disabled() {
+        return Err(AuthError::AccountDisabled);
+    }
     let now = db::now();
     if session.revoked_at.is_some() {
         return Err(AuthError::SessionRevoked);
@@ -89,10 +94,6 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<CurrentUser, 
     }
     if claims.sub != session.user_id.to_string() {
         return Err(AuthError::InvalidToken);
-    }
-    let user = users::by_id(&state.db, session.user_id).await?.ok_or(AuthError::SessionRevoked)?;
-    if user.is_disabled() {
-        return Err(AuthError::AccountDisabled);
     }
     sessions::touch(&state.db, &session.id, now).await?;
     current_user(&state.db, user, session.id).await

@@ -5,9 +5,13 @@
 //! Queries are runtime `query_as` with `FromRow` and portable column types, so the same
 //! code can run on PostgreSQL with its own migration folder (see STACK.md, pitfall 7).
 
+pub mod announcements;
 pub mod audit;
+pub mod labs;
 pub mod roles;
 pub mod sessions;
+pub mod settings;
+pub mod transfers;
 pub mod users;
 
 use std::path::Path;

@@ -73,6 +73,20 @@ pub async fn revoke_all_for_user(pool: &Pool, user_id: i64, keep: Option<&str>) 
     Ok(done.rows_affected())
 }
 
+/// Which of `ids` can no longer be used: revoked, expired, or of a disabled user.
+pub async fn dead_among(pool: &Pool, ids: &[String]) -> Result<Vec<String>, DbError> {
+    let list = serde_json::to_string(ids).map_err(|e| DbError::Sqlx(sqlx::Error::Encode(Box::new(e))))?;
+    Ok(sqlx::query_scalar::<_, String>(
+        "SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.id IN (SELECT value FROM json_each(?)) \
+         AND (s.revoked_at IS NOT NULL OR s.expires_at <= ? OR u.disabled != 0)",
+    )
+    .bind(list)
+    .bind(now())
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Deletes sessions that ended more than `keep_secs` ago.
 pub async fn purge_ended(pool: &Pool, keep_secs: i64) -> Result<u64, DbError> {
     let cutoff = now() - keep_secs;
@@ -112,6 +126,11 @@ mod tests {
         assert!(by_id(&pool, "a").await.unwrap().unwrap().revoked_at.is_some());
         assert!(by_id(&pool, "b").await.unwrap().unwrap().revoked_at.is_none());
         assert!(!revoke(&pool, "a").await.unwrap(), "already revoked");
+        let ids = vec!["a".to_string(), "b".to_string(), "zzz".to_string()];
+        assert_eq!(dead_among(&pool, &ids).await.unwrap(), vec!["a".to_string()]);
+        users::set_disabled(&pool, uid, true).await.unwrap();
+        assert_eq!(dead_among(&pool, &ids).await.unwrap().len(), 2);
+        users::set_disabled(&pool, uid, false).await.unwrap();
         assert!(revoke(&pool, "b").await.unwrap());
     }
 }

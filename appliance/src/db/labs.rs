@@ -1,0 +1,109 @@
+//! Labs and their address ranges.
+
+use super::{DbError, Pool, now};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LabRange {
+    pub lab: String,
+    pub cidr: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Lab {
+    pub id: i64,
+    pub name: String,
+}
+
+/// Every (lab, range) pair; ranges are stored already validated.
+pub async fn ranges(pool: &Pool) -> Result<Vec<LabRange>, DbError> {
+    Ok(sqlx::query_as::<_, LabRange>(
+        "SELECT l.name AS lab, r.cidr FROM lab_ranges r JOIN labs l ON l.id = r.lab_id ORDER BY l.name",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+pub async fn list(pool: &Pool) -> Result<Vec<Lab>, DbError> {
+    Ok(sqlx::query_as::<_, Lab>("SELECT id, name FROM labs ORDER BY name").fetch_all(pool).await?)
+}
+
+pub async fn by_name(pool: &Pool, name: &str) -> Result<Option<Lab>, DbError> {
+    Ok(sqlx::query_as::<_, Lab>("SELECT id, name FROM labs WHERE name = ?").bind(name).fetch_optional(pool).await?)
+}
+
+/// Creates a lab with its ranges in one transaction.
+pub async fn create(pool: &Pool, name: &str, cidrs: &[String]) -> Result<i64, DbError> {
+    let mut tx = pool.begin().await?;
+    let id = sqlx::query_scalar::<_, i64>("INSERT INTO labs (name, created_at) VALUES (?, ?) RETURNING id")
+        .bind(name)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| DbError::conflict_as(e, &format!("lab {name:?}")))?;
+    for cidr in cidrs {
+        sqlx::query("INSERT INTO lab_ranges (lab_id, cidr) VALUES (?, ?)")
+            .bind(id)
+            .bind(cidr)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(id)
+}
+
+pub async fn remove(pool: &Pool, name: &str) -> Result<(), DbError> {
+    let done = sqlx::query("DELETE FROM labs WHERE name = ?").bind(name).execute(pool).await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::NotFound(format!("lab {name:?}")));
+    }
+    Ok(())
+}
+
+/// Names of the labs a user (an instructor) is responsible for.
+pub async fn owned_by(pool: &Pool, user_id: i64) -> Result<Vec<String>, DbError> {
+    Ok(sqlx::query_scalar::<_, String>(
+        "SELECT l.name FROM user_labs ul JOIN labs l ON l.id = ul.lab_id WHERE ul.user_id = ? ORDER BY l.name",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub async fn assign(pool: &Pool, user_id: i64, lab_id: i64) -> Result<(), DbError> {
+    sqlx::query("INSERT OR IGNORE INTO user_labs (user_id, lab_id) VALUES (?, ?)")
+        .bind(user_id)
+        .bind(lab_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn labs_keep_their_ranges_and_owners() {
+        let pool = crate::db::open_memory().await;
+        let id = create(&pool, "Lab A", &["10.1.0.0/24".into(), "10.1.1.0/24".into()]).await.unwrap();
+        assert!(matches!(create(&pool, "lab a", &[]).await, Err(DbError::Conflict(_))));
+        assert_eq!(ranges(&pool).await.unwrap().len(), 2);
+        let uid = crate::db::users::create(
+            &pool,
+            &crate::db::users::NewUser {
+                username: "t",
+                display_name: "T",
+                password_hash: "h",
+                role_id: 2,
+                must_change_password: false,
+            },
+        )
+        .await
+        .unwrap();
+        assign(&pool, uid, id).await.unwrap();
+        assert_eq!(owned_by(&pool, uid).await.unwrap(), vec!["Lab A"]);
+        remove(&pool, "Lab A").await.unwrap();
+        assert!(ranges(&pool).await.unwrap().is_empty());
+        assert!(owned_by(&pool, uid).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,289 @@
+//! The transfer log: one row per transfer (per recipient for broadcasts), inserted when it
+//! is requested and updated as it is accepted and finished, so a restart loses nothing.
+
+use serde::Serialize;
+
+use super::{DbError, Pool, now};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TransferRow {
+    pub id: String,
+    pub sender_id: Option<i64>,
+    pub receiver_id: Option<i64>,
+    pub sender_username: String,
+    pub receiver_username: String,
+    pub sender_device: String,
+    pub receiver_device: String,
+    pub sender_lab: String,
+    pub receiver_lab: String,
+    #[serde(serialize_with = "raw_json")]
+    pub files: String,
+    pub file_count: i64,
+    pub total_bytes: i64,
+    pub bytes: i64,
+    pub sha256: String,
+    pub status: String,
+    pub path: String,
+    pub requested_at: i64,
+    pub accepted_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub failure_reason: String,
+    pub broadcast_id: Option<String>,
+}
+
+fn raw_json<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
+    let value: serde_json::Value = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+    serde::Serialize::serialize(&value, s)
+}
+
+/// What is known when a transfer is requested.
+pub struct NewTransfer<'a> {
+    pub id: &'a str,
+    pub sender_id: i64,
+    pub receiver_id: i64,
+    pub sender_username: &'a str,
+    pub receiver_username: &'a str,
+    pub sender_device: &'a str,
+    pub receiver_device: &'a str,
+    pub sender_lab: &'a str,
+    pub receiver_lab: &'a str,
+    pub files_json: &'a str,
+    pub file_count: i64,
+    pub total_bytes: i64,
+    pub broadcast_id: Option<&'a str>,
+}
+
+pub async fn insert(pool: &Pool, t: &NewTransfer<'_>) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO transfers (id, sender_id, receiver_id, sender_username, receiver_username, sender_device, \
+         receiver_device, sender_lab, receiver_lab, files, file_count, total_bytes, status, requested_at, broadcast_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'requested', ?, ?)",
+    )
+    .bind(t.id)
+    .bind(t.sender_id)
+    .bind(t.receiver_id)
+    .bind(t.sender_username)
+    .bind(t.receiver_username)
+    .bind(t.sender_device)
+    .bind(t.receiver_device)
+    .bind(t.sender_lab)
+    .bind(t.receiver_lab)
+    .bind(t.files_json)
+    .bind(t.file_count)
+    .bind(t.total_bytes)
+    .bind(now())
+    .bind(t.broadcast_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_accepted(pool: &Pool, id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE transfers SET status = 'accepted', accepted_at = ? WHERE id = ?")
+        .bind(now())
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The final state of a transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: String,
+    pub bytes: i64,
+    pub sha256: String,
+    pub path: String,
+    pub duration_ms: Option<i64>,
+    pub failure_reason: String,
+}
+
+pub async fn finish(pool: &Pool, id: &str, o: &Outcome) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE transfers SET status = ?, bytes = ?, sha256 = ?, path = ?, duration_ms = ?, failure_reason = ?, \
+         finished_at = ? WHERE id = ?",
+    )
+    .bind(&o.status)
+    .bind(o.bytes)
+    .bind(&o.sha256)
+    .bind(&o.path)
+    .bind(o.duration_ms)
+    .bind(&o.failure_reason)
+    .bind(now())
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+macro_rules! select_columns {
+    () => {
+        "SELECT id, sender_id, receiver_id, sender_username, receiver_username, sender_device, receiver_device, \
+         sender_lab, receiver_lab, files, file_count, total_bytes, bytes, sha256, status, path, requested_at, \
+         accepted_at, finished_at, duration_ms, failure_reason, broadcast_id FROM transfers"
+    };
+}
+
+#[cfg(test)]
+pub async fn by_id(pool: &Pool, id: &str) -> Result<Option<TransferRow>, DbError> {
+    Ok(sqlx::query_as::<_, TransferRow>(concat!(select_columns!(), " WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// Which rows `list` returns; every field narrows the result.
+#[derive(Debug, Default, Clone)]
+pub struct TransferFilter {
+    /// Rows where this user sent or received.
+    pub party: Option<i64>,
+    /// Rows where this username sent or received (admin filter).
+    pub username: Option<String>,
+    /// Rows where either side was in this lab.
+    pub lab: Option<String>,
+    pub status: Option<String>,
+    pub path: Option<String>,
+    /// `requested_at` bounds, unix seconds, inclusive.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// Keyset cursor: rows strictly older than (requested_at, id).
+    pub before: Option<(i64, String)>,
+}
+
+/// Newest first, at most `limit` rows.
+pub async fn list(pool: &Pool, f: &TransferFilter, limit: i64) -> Result<Vec<TransferRow>, DbError> {
+    let (before_at, before_id) = match &f.before {
+        Some((at, id)) => (Some(*at), Some(id.clone())),
+        None => (None, None),
+    };
+    Ok(sqlx::query_as::<_, TransferRow>(concat!(
+        select_columns!(),
+        " WHERE (?1 IS NULL OR sender_id = ?1 OR receiver_id = ?1)",
+        " AND (?2 IS NULL OR sender_username = ?2 OR receiver_username = ?2)",
+        " AND (?3 IS NULL OR sender_lab = ?3 OR receiver_lab = ?3)",
+        " AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR path = ?5)",
+        " AND (?6 IS NULL OR requested_at >= ?6) AND (?7 IS NULL OR requested_at <= ?7)",
+        " AND (?8 IS NULL OR requested_at < ?8 OR (requested_at = ?8 AND id < ?9))",
+        " ORDER BY requested_at DESC, id DESC LIMIT ?10"
+    ))
+    .bind(f.party)
+    .bind(&f.username)
+    .bind(&f.lab)
+    .bind(&f.status)
+    .bind(&f.path)
+    .bind(f.from)
+    .bind(f.to)
+    .bind(before_at)
+    .bind(before_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub struct NewBroadcast<'a> {
+    pub id: &'a str,
+    pub sender_id: i64,
+    pub sender_username: &'a str,
+    pub target_json: &'a str,
+    pub files_json: &'a str,
+    pub total_bytes: i64,
+    pub recipients: i64,
+}
+
+pub async fn insert_broadcast(pool: &Pool, b: &NewBroadcast<'_>) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO broadcasts (id, sender_id, sender_username, target, files, total_bytes, recipients, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(b.id)
+    .bind(b.sender_id)
+    .bind(b.sender_username)
+    .bind(b.target_json)
+    .bind(b.files_json)
+    .bind(b.total_bytes)
+    .bind(b.recipients)
+    .bind(now())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(id: &str) -> NewTransfer<'_> {
+        NewTransfer {
+            id,
+            sender_id: 1,
+            receiver_id: 2,
+            sender_username: "a",
+            receiver_username: "b",
+            sender_device: "pc1",
+            receiver_device: "pc2",
+            sender_lab: "Lab A",
+            receiver_lab: "Lab B",
+            files_json: r#"[{"name":"x.txt","size":3,"mime":"text/plain"}]"#,
+            file_count: 1,
+            total_bytes: 3,
+            broadcast_id: None,
+        }
+    }
+
+    async fn pool_with_users() -> Pool {
+        let pool = crate::db::open_memory().await;
+        for name in ["a", "b"] {
+            crate::db::users::create(
+                &pool,
+                &crate::db::users::NewUser {
+                    username: name,
+                    display_name: name,
+                    password_hash: "h",
+                    role_id: 3,
+                    must_change_password: false,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        pool
+    }
+
+    #[tokio::test]
+    async fn lifecycle_and_filters() {
+        let pool = pool_with_users().await;
+        for id in ["t1", "t2", "t3"] {
+            insert(&pool, &new(id)).await.unwrap();
+        }
+        mark_accepted(&pool, "t2").await.unwrap();
+        let outcome = Outcome {
+            status: "completed".into(),
+            bytes: 3,
+            sha256: "ab".repeat(32),
+            path: "direct".into(),
+            duration_ms: Some(12),
+            failure_reason: String::new(),
+        };
+        finish(&pool, "t2", &outcome).await.unwrap();
+        let row = by_id(&pool, "t2").await.unwrap().unwrap();
+        assert_eq!(row.status, "completed");
+        assert!(row.accepted_at.is_some() && row.finished_at.is_some());
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["files"][0]["name"], "x.txt");
+
+        let completed = TransferFilter { status: Some("completed".into()), ..Default::default() };
+        assert_eq!(list(&pool, &completed, 10).await.unwrap().len(), 1);
+        let lab = TransferFilter { lab: Some("Lab B".into()), party: Some(2), ..Default::default() };
+        assert_eq!(list(&pool, &lab, 10).await.unwrap().len(), 3);
+        let nobody = TransferFilter { party: Some(99), ..Default::default() };
+        assert!(list(&pool, &nobody, 10).await.unwrap().is_empty());
+        // Keyset pagination walks every row once.
+        let first = list(&pool, &TransferFilter::default(), 2).await.unwrap();
+        let last = first.last().unwrap();
+        let cursor = TransferFilter { before: Some((last.requested_at, last.id.clone())), ..Default::default() };
+        let rest = list(&pool, &cursor, 2).await.unwrap();
+        assert_eq!(first.len() + rest.len(), 3);
+        assert!(rest.iter().all(|r| !first.iter().any(|f| f.id == r.id)));
+    }
+}

@@ -1,0 +1,136 @@
+//! Which lab a device is in: the lab whose address range holds the device's address (the
+//! most specific range wins), else the lab its user picked if that lab exists, else "Other".
+//! Behind a trusted reverse proxy the address comes from `X-Forwarded-For`.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::db::labs::LabRange;
+
+/// The group of devices that match no lab.
+pub const OTHER: &str = "Other";
+
+pub struct LabMatcher {
+    ranges: Vec<(IpNet, String)>,
+}
+
+impl LabMatcher {
+    /// Ranges that do not parse are skipped (they are validated when stored).
+    pub fn new(rows: &[LabRange]) -> Self {
+        let mut ranges: Vec<(IpNet, String)> =
+            rows.iter().filter_map(|r| r.cidr.parse::<IpNet>().ok().map(|n| (n.trunc(), r.lab.clone()))).collect();
+        ranges.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+        Self { ranges }
+    }
+
+    pub fn lab_of(&self, addr: IpAddr) -> Option<&str> {
+        let addr = addr.to_canonical();
+        self.ranges.iter().find(|(net, _)| net.contains(&addr)).map(|(_, lab)| lab.as_str())
+    }
+
+    /// The lab of a device at `addr` whose user asked for `pick`.
+    pub fn resolve(&self, addr: IpAddr, pick: Option<&str>, known_labs: &[String]) -> String {
+        if let Some(lab) = self.lab_of(addr) {
+            return lab.to_string();
+        }
+        match pick {
+            Some(p) if known_labs.iter().any(|l| l == p) => p.to_string(),
+            _ => OTHER.to_string(),
+        }
+    }
+}
+
+/// Checks new ranges for a lab: valid CIDRs, not overlapping each other or another lab's.
+/// Returns them in canonical form (`10.0.2.7/24` becomes `10.0.2.0/24`).
+pub fn validate_ranges(lab: &str, cidrs: &[String], existing: &[LabRange]) -> Result<Vec<String>, String> {
+    let mut parsed: Vec<IpNet> = Vec::new();
+    for c in cidrs {
+        let net = c.trim().parse::<IpNet>().map_err(|_| format!("{c:?} is not an address range like 10.0.2.0/24"))?;
+        let net = net.trunc();
+        if let Some(other) = parsed.iter().find(|n| n.contains(&net) || net.contains(*n)) {
+            return Err(format!("{net} overlaps {other}, given for the same lab"));
+        }
+        for r in existing.iter().filter(|r| r.lab != lab) {
+            if let Ok(theirs) = r.cidr.parse::<IpNet>()
+                && (theirs.contains(&net) || net.contains(&theirs))
+            {
+                return Err(format!("{net} overlaps {theirs} of lab {:?}", r.lab));
+            }
+        }
+        parsed.push(net);
+    }
+    Ok(parsed.iter().map(|n| n.to_string()).collect())
+}
+
+/// The client's address: the connection's, or, when that is a trusted proxy, the last
+/// address in `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client_addr(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |a: &IpAddr| trusted.iter().any(|n| n.contains(a));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let Some(header) = forwarded_for else { return peer };
+    header
+        .split(',')
+        .rev()
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok().map(|a| a.to_canonical()))
+        .find(|a| !is_trusted(a))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(lab: &str, cidr: &str) -> LabRange {
+        LabRange { lab: lab.into(), cidr: cidr.into() }
+    }
+
+    #[test]
+    fn most_specific_range_wins_and_mapped_addresses_match() {
+        let m = LabMatcher::new(&[range("Building", "10.0.0.0/16"), range("Lab 2", "10.0.2.0/24"), range("Bad", "x")]);
+        assert_eq!(m.lab_of("10.0.2.7".parse().unwrap()), Some("Lab 2"));
+        assert_eq!(m.lab_of("10.0.3.7".parse().unwrap()), Some("Building"));
+        assert_eq!(m.lab_of("::ffff:10.0.2.9".parse().unwrap()), Some("Lab 2"));
+        assert_eq!(m.lab_of("192.168.1.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn unmatched_devices_may_pick_an_existing_lab() {
+        let m = LabMatcher::new(&[range("Lab 2", "10.0.2.0/24")]);
+        let labs = vec!["Lab 2".to_string(), "Lab 9".to_string()];
+        let outside: IpAddr = "192.168.1.1".parse().unwrap();
+        assert_eq!(m.resolve(outside, Some("Lab 9"), &labs), "Lab 9");
+        assert_eq!(m.resolve(outside, Some("Nope"), &labs), OTHER);
+        assert_eq!(m.resolve(outside, None, &labs), OTHER);
+        // The address decides when it matches.
+        assert_eq!(m.resolve("10.0.2.1".parse().unwrap(), Some("Lab 9"), &labs), "Lab 2");
+    }
+
+    #[test]
+    fn ranges_are_canonical_and_must_not_overlap() {
+        let existing = vec![range("Lab 2", "10.0.2.0/24")];
+        assert_eq!(validate_ranges("Lab 3", &["10.0.3.9/24".into()], &existing).unwrap(), vec!["10.0.3.0/24"]);
+        let e = validate_ranges("Lab 3", &["10.0.0.0/16".into()], &existing).unwrap_err();
+        assert!(e.contains("Lab 2"), "{e}");
+        assert!(validate_ranges("Lab 3", &["10.0.3.0/24".into(), "10.0.3.128/25".into()], &existing).is_err());
+        assert!(validate_ranges("Lab 3", &["nonsense".into()], &existing).is_err());
+        assert!(validate_ranges("Lab 2", &["10.0.2.0/25".into()], &existing).is_ok(), "own ranges may be replaced");
+    }
+
+    #[test]
+    fn forwarded_for_is_used_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap(), "10.9.0.0/16".parse().unwrap()];
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_addr(proxy, Some("1.2.3.4, 10.0.2.5, 10.9.0.1"), &trusted),
+            "10.0.2.5".parse::<IpAddr>().unwrap()
+        );
+        let stranger: IpAddr = "10.0.2.8".parse().unwrap();
+        assert_eq!(client_addr(stranger, Some("10.0.2.5"), &trusted), stranger);
+        assert_eq!(client_addr(proxy, Some("garbage"), &trusted), proxy);
+        assert_eq!(client_addr(proxy, None, &trusted), proxy);
+    }
+}

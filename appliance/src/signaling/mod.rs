@@ -1,0 +1,286 @@
+//! Signaling and presence over Socket.IO (socketioxide, namespace `/`, on the HTTPS
+//! listener): who is online in which lab, the transfer handshake, WebRTC offer/answer/ICE
+//! relay between the two parties of an accepted transfer, announcements and broadcasts.
+//!
+//! The rules live in `hub` (plain, synchronous, unit-tested); this file authenticates
+//! sockets, parses events, applies the hub's decisions (emits, transfer-log rows) and runs
+//! the timers (request expiry, report grace period, revocation sweep).
+//!
+//! Invariants: every connection is authenticated like an HTTP request (token or cookie,
+//! live session, enabled user) and is dropped within seconds when its session is revoked
+//! or its user disabled; every client event is validated and answered by an ack
+//! `{ok:true,...}` or `{error:{code,message}}`; no file byte ever passes through here.
+
+mod events;
+pub mod hub;
+pub mod labs;
+pub mod payloads;
+mod reconcile;
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use socketioxide::SocketIo;
+use thiserror::Error;
+
+use crate::db;
+use crate::settings;
+use crate::state::AppState;
+use hub::{Audience, Emit, Hub, Limits, Record};
+
+/// Largest Socket.IO message accepted (signaling payloads are small).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// How long after one side's report the other side may still report.
+const REPORT_GRACE: Duration = Duration::from_secs(30);
+/// How often connected sessions are checked against the store.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Error, PartialEq)]
+pub enum SignalError {
+    #[error("the payload is not valid: {0}")]
+    Invalid(String),
+    #[error("{name:?} is {size} bytes; the largest file allowed is {max} bytes")]
+    TooLarge { name: String, size: u64, max: u64 },
+    #[error("this needs the permission {0}")]
+    Forbidden(&'static str),
+    #[error("that device is not online (or not visible to you)")]
+    PeerOffline,
+    #[error("that user may not receive files")]
+    PeerCannotReceive,
+    #[error("you already have {0} requests waiting for an answer")]
+    TooManyPending(usize),
+    #[error("too many requests; wait a moment")]
+    RateLimited,
+    #[error("no such transfer")]
+    UnknownTransfer,
+    #[error("you are not a party to that transfer")]
+    NotParty,
+    #[error("not possible now: {0}")]
+    WrongState(&'static str),
+    #[error("no device in the target can receive")]
+    NoRecipients,
+    #[error("no lab named {0:?}")]
+    UnknownLab(String),
+    #[error("this connection is not registered")]
+    NotConnected,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl SignalError {
+    /// Stable snake_case code (also the metrics label).
+    pub fn code(&self) -> &'static str {
+        match self {
+            SignalError::Invalid(_) => "invalid_payload",
+            SignalError::TooLarge { .. } => "file_too_large",
+            SignalError::Forbidden(_) => "forbidden",
+            SignalError::PeerOffline => "peer_offline",
+            SignalError::PeerCannotReceive => "peer_cannot_receive",
+            SignalError::TooManyPending(_) => "too_many_pending",
+            SignalError::RateLimited => "rate_limited",
+            SignalError::UnknownTransfer => "unknown_transfer",
+            SignalError::NotParty => "not_party",
+            SignalError::WrongState(_) => "wrong_state",
+            SignalError::NoRecipients => "no_recipients",
+            SignalError::UnknownLab(_) => "unknown_lab",
+            SignalError::NotConnected => "not_connected",
+            SignalError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<db::DbError> for SignalError {
+    fn from(e: db::DbError) -> Self {
+        SignalError::Internal(e.to_string())
+    }
+}
+
+/// The signaling part of the application state.
+#[derive(Default)]
+pub struct Signaling {
+    hub: Mutex<Hub>,
+    io: OnceLock<SocketIo>,
+}
+
+impl Signaling {
+    /// Runs `f` with the hub locked. Never awaits inside.
+    pub fn with_hub<T>(&self, f: impl FnOnce(&mut Hub) -> T) -> T {
+        let mut hub = self.hub.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut hub)
+    }
+
+    /// Drops every socket signed in with one of these sessions, at once.
+    pub async fn disconnect_sessions(&self, sessions: &[String]) {
+        let peers = self.with_hub(|h| h.peers_of_sessions(sessions));
+        let Some(io) = self.io.get() else { return };
+        for peer in peers {
+            if let Err(e) = io.to(peer_room(&peer)).disconnect().await {
+                tracing::warn!(peer, error = %e, "could not disconnect a revoked socket");
+            }
+        }
+    }
+}
+
+pub(crate) fn peer_room(peer: &str) -> String {
+    format!("peer:{peer}")
+}
+
+pub(crate) fn lab_room(lab: &str) -> String {
+    format!("lab:{lab}")
+}
+
+pub(crate) const ALL_SCOPE_ROOM: &str = "scope:all";
+
+/// Builds the Socket.IO layer and registers the namespace. Call once at start.
+pub fn layer(state: &AppState) -> socketioxide::layer::SocketIoLayer {
+    let (layer, io) = SocketIo::builder()
+        .with_state(state.clone())
+        .max_payload(MAX_MESSAGE_BYTES as u64)
+        .ws_max_message_size(MAX_MESSAGE_BYTES)
+        .ws_max_frame_size(MAX_MESSAGE_BYTES)
+        .max_buffer_size(1024)
+        .connect_timeout(Duration::from_secs(10))
+        .build_layer();
+    events::register(&io);
+    let _ = state.signaling.io.set(io);
+    tokio::spawn(sweep(state.clone()));
+    layer
+}
+
+/// Sends the hub's emits.
+pub(crate) async fn deliver(state: &AppState, emits: Vec<Emit>) {
+    let Some(io) = state.signaling.io.get() else { return };
+    for e in emits {
+        let result = match &e.to {
+            Audience::Peer(p) => io.to(peer_room(p)).emit(e.event, &e.data).await,
+            Audience::ViewersOf(lab) => {
+                let op = io.to([lab_room(lab), ALL_SCOPE_ROOM.to_string()]);
+                match &e.except {
+                    Some(p) => op.except(peer_room(p)).emit(e.event, &e.data).await,
+                    None => op.emit(e.event, &e.data).await,
+                }
+            }
+            Audience::InLab(lab) => io.to(lab_room(lab)).emit(e.event, &e.data).await,
+            Audience::Everyone => io.emit(e.event, &e.data).await,
+        };
+        if let Err(err) = result {
+            tracing::debug!(event = e.event, error = %err, "emit failed (receiver gone?)");
+        }
+    }
+}
+
+/// Writes transfer-log changes, in order.
+pub(crate) async fn store(state: &AppState, records: Vec<Record>) {
+    for r in records {
+        let result = match &r {
+            Record::Requested(t) => {
+                let files = serde_json::to_string(&t.files).unwrap_or_else(|_| "[]".into());
+                db::transfers::insert(
+                    &state.db,
+                    &db::transfers::NewTransfer {
+                        id: &t.id,
+                        sender_id: t.from.user_id,
+                        receiver_id: t.to.user_id,
+                        sender_username: &t.from.username,
+                        receiver_username: &t.to.username,
+                        sender_device: &t.from.device,
+                        receiver_device: &t.to.device,
+                        sender_lab: &t.from.lab,
+                        receiver_lab: &t.to.lab,
+                        files_json: &files,
+                        file_count: t.files.len() as i64,
+                        total_bytes: i64::try_from(t.total_bytes).unwrap_or(i64::MAX),
+                        broadcast_id: t.broadcast_id.as_deref(),
+                    },
+                )
+                .await
+            }
+            Record::Accepted(id) => db::transfers::mark_accepted(&state.db, id).await,
+            Record::Finished(id, outcome) => {
+                state.metrics.transfer_finished(&outcome.status);
+                db::transfers::finish(&state.db, id, outcome).await
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, record = ?r, "could not write the transfer log");
+        }
+    }
+}
+
+/// Limits that apply to transfer requests, from the settings (with defaults).
+pub async fn limits(state: &AppState) -> Result<(Limits, Duration), SignalError> {
+    let db = &state.db;
+    let limits = Limits {
+        max_file_bytes: settings::get_u64(db, "transfer.max_file_bytes").await?,
+        requests_per_minute: settings::get_u64(db, "transfer.requests_per_minute").await? as usize,
+        max_pending_per_user: settings::get_u64(db, "transfer.max_pending").await? as usize,
+    };
+    let expiry = settings::get_u64(db, "transfer.request_expiry_secs").await?;
+    Ok((limits, Duration::from_secs(expiry.clamp(5, 3600))))
+}
+
+/// Expires a request when its answer time is up.
+pub(crate) fn schedule_expiry(state: &AppState, id: String, after: Duration) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        if let Some((emits, record)) = state.signaling.with_hub(|h| h.expire(&id)) {
+            store(&state, vec![record]).await;
+            deliver(&state, emits).await;
+        }
+    });
+}
+
+/// Logs a transfer with what was reported once the other side's grace period is over.
+pub(crate) fn schedule_finalize(state: &AppState, id: String) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(REPORT_GRACE).await;
+        if let Some(record) = state.signaling.with_hub(|h| h.finalize(&id)) {
+            store(&state, vec![record]).await;
+        }
+    });
+}
+
+/// Every `SWEEP_EVERY`: drops sockets whose session was revoked, expired or whose user was
+/// disabled (also by the command line, which is another process); every minute: logs
+/// accepted transfers whose both devices left without reporting.
+async fn sweep(state: AppState) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        let live = state.signaling.with_hub(|h| h.live_sessions());
+        if !live.is_empty() {
+            match db::sessions::dead_among(&state.db, &live).await {
+                Ok(dead) if !dead.is_empty() => state.signaling.disconnect_sessions(&dead).await,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+            }
+        }
+        if n.is_multiple_of(30) {
+            let records: Vec<Record> = state.signaling.with_hub(|h| {
+                let orphans = h.orphaned();
+                orphans.iter().filter_map(|id| h.finalize(id)).collect()
+            });
+            store(&state, records).await;
+        }
+    }
+}
+
+/// The ack body for a result.
+pub(crate) fn ack_body(result: Result<Value, SignalError>) -> Value {
+    match result {
+        Ok(mut v) => {
+            if let Value::Object(map) = &mut v {
+                map.insert("ok".into(), Value::Bool(true));
+                v
+            } else {
+                serde_json::json!({ "ok": true })
+            }
+        }
+        Err(e) => crate::api::ApiError::from(e).body(),
+    }
+}
