@@ -1,6 +1,7 @@
 //! `labbeam`: one binary for the LabBeam appliance. This file only wires the modules;
 //! see ARCHITECTURE.md for the map.
 
+mod accounts;
 mod api;
 mod audit;
 mod auth;
@@ -9,6 +10,7 @@ mod config;
 mod datadir;
 mod db;
 mod metrics;
+mod portal;
 mod server;
 mod settings;
 mod signaling;

@@ -59,6 +59,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/api", crate::api::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(crate::portal::router())
         .merge(web::router())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(crate::signaling::layer(&state))

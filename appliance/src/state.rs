@@ -22,6 +22,8 @@ pub struct Inner {
     pub throttle: LoginThrottle,
     pub metrics: Metrics,
     pub signaling: Signaling,
+    /// Key of the portal's CSRF tokens.
+    pub csrf_key: ring::hmac::Key,
 }
 
 impl AppState {
@@ -37,6 +39,7 @@ impl AppState {
             throttle,
             metrics: Metrics::new(),
             signaling: Signaling::default(),
+            csrf_key: crate::auth::csrf::key(jwt_secret),
             config,
             db,
         }))
