@@ -19,7 +19,8 @@ impl Actor {
     /// Changes made with the command line on the server itself.
     pub fn cli() -> Self {
         let who = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_default();
-        Actor { user_id: None, username: format!("cli:{who}"), client_addr: "local".into() }
+        let username = if who.is_empty() { "cli".to_string() } else { format!("cli:{who}") };
+        Actor { user_id: None, username, client_addr: "local".into() }
     }
 
     pub fn system() -> Self {

@@ -108,3 +108,11 @@ export function cpuOf(pid) {
     return null;
   }
 }
+
+/** CPU seconds the whole machine has been busy (all cores; from /proc/stat). */
+export function machineBusy() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = f[3] + (f[4] ?? 0);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return (total - idle) / TICKS;
+}
