@@ -166,7 +166,7 @@ check "man page documents every subcommand and flag of --help${undocumented[*]:+
 
 step "systemd unit"
 UNIT=$REPO/systemd/labbeam.service
-if systemd-analyze security --offline=true --threshold=$(awk "BEGIN{print $MAX_EXPOSURE*10}") "$UNIT" >"$WORK/security.txt" 2>&1
+if systemd-analyze security --offline=true --threshold="$(awk "BEGIN{print $MAX_EXPOSURE*10}")" "$UNIT" >"$WORK/security.txt" 2>&1
 then security_ok=true; else security_ok=false; fi
 grep -E '^✗|Overall' "$WORK/security.txt" | sed 's/^/  | /'
 exposure=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' "$WORK/security.txt")
@@ -224,7 +224,7 @@ SVC_DIR=$(unit_value WorkingDirectory)
 SVC_UMASK=$(unit_value UMask)
 SVC_STATE=/var/lib/$(unit_value StateDirectory)
 SVC_STATE_MODE=$(unit_value StateDirectoryMode)
-SVC_CAPS=$(unit_value AmbientCapabilities | tr 'A-Z' 'a-z' | sed 's/cap_//g; s/ \+/,+/g; s/^/+/')
+SVC_CAPS=$(unit_value AmbientCapabilities | tr '[:upper:]' '[:lower:]' | sed 's/cap_//g; s/ \+/,+/g; s/^/+/')
 SVC_NOFILE=$(unit_value LimitNOFILE)
 # Raising the hard limit needs CAP_SYS_RESOURCE, which some sandboxes (this test's CI
 # among them) withhold even from root: then the test runs at the highest limit it can set.
@@ -242,10 +242,23 @@ CONFIG=$(sed -n 's/.*--config \([^ ]*\).*/\1/p' <<<"$SVC_EXEC")
 check "the unit runs '$SVC_EXEC' as $SVC_USER:$SVC_GROUP" \
   test "$SVC_EXEC" = "/usr/bin/labbeam serve --config /etc/labbeam/labbeam.toml" -a "$SVC_USER" = labbeam
 
-# AS_SERVICE CMD...: runs CMD in the root as labbeam.service runs its ExecStart: its
-# LimitNOFILE, user and group, only its ambient capabilities (also the bounding set), no
-# new privileges, its umask and working directory, and a clean environment.
-AS_SERVICE=("${IN_ROOT[@]}" prlimit --nofile="$SVC_NOFILE:$SVC_NOFILE"
+# AS_SERVICE CMD...: runs CMD in the root as labbeam.service runs its ExecStart. The
+# file system as the unit's sandbox shows it: all read-only (ProtectSystem=strict) but the
+# state directory, an empty private /tmp (PrivateTmp=), empty /home and /root
+# (ProtectHome=), /proc with no other process and nothing but processes
+# (ProtectProc=invisible, ProcSubset=pid). Then its LimitNOFILE, user and group, only its
+# ambient capabilities (also the bounding set), no new privileges, its umask and working
+# directory, and a clean environment.
+AS_SERVICE=(unshare --mount --propagation private -- sh -c '
+    root=$0 state=$1
+    shift
+    mount --bind "$root" "$root" && mount -o remount,bind,ro "$root" &&
+    mount --bind "$root$state" "$root$state" && mount -o remount,bind,rw "$root$state" &&
+    mount -t tmpfs -o mode=1777 tmpfs "$root/tmp" &&
+    mount -t tmpfs -o ro,mode=755 tmpfs "$root/home" && mount -t tmpfs -o ro,mode=700 tmpfs "$root/root" &&
+    mount -t proc -o hidepid=invisible,subset=pid proc "$root/proc" &&
+    exec chroot "$root" "$@"' "$ROOT" "$SVC_STATE" env -i PATH="$HOST_PATH" LANG=C.UTF-8
+  prlimit --nofile="$SVC_NOFILE:$SVC_NOFILE"
   setpriv --reuid="$SVC_USER" --regid="$SVC_GROUP" --init-groups --no-new-privs
   --inh-caps="-all,$SVC_CAPS" --ambient-caps="$SVC_CAPS" --bounding-set="-all,$SVC_CAPS"
   /bin/sh -c 'umask "$0" && cd "$1" && shift && exec "$@"' "$SVC_UMASK" "${SVC_DIR:-/}"
@@ -440,6 +453,8 @@ check "first start prints a one-time admin password" test -n "$admin_password"
 printed_fingerprint=$(sed -n 's/^ *SHA-256: *//p' "$WORK/serve1.txt")
 fingerprint1=$(cert_fingerprint)
 check "printed SHA-256 is the certificate's ($fingerprint1)" test "$printed_fingerprint" = "$fingerprint1"
+echo "  note: the certificate names$(openssl x509 -in "$ROOT$SVC_STATE/tls/cert.pem" -noout -ext subjectAltName |
+  tail -n +2 | sed 's/DNS://g; s/IP Address://g')"
 
 status=$(api POST /api/auth/login "{\"username\":\"admin\",\"password\":\"$admin_password\"}")
 check "POST /api/auth/login with the printed password -> 200 (got $status)" test "$status" = 200
