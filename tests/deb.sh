@@ -148,17 +148,26 @@ sed 's/^/  | /' "$lintian_out"
 check "lintian: no errors or warnings (overrides: packaging/lintian-overrides)" $lintian_ok
 
 step "man page"
-man_text=$(MANWIDTH=120 man --warnings -l "$REPO/packaging/labbeam.1" 2>"$WORK/man-warnings.txt")
+man_text=$(MANWIDTH=200 man --warnings -l "$REPO/packaging/labbeam.1" 2>"$WORK/man-warnings.txt")
 check "man page renders without groff warnings" test ! -s "$WORK/man-warnings.txt"
 cat "$WORK/man-warnings.txt"
 # The man page is written by hand: every subcommand and flag the binary knows must be in it.
+# Walks `--help` through every subcommand: each command path ("user add") and each flag
+# must appear in the rendered page.
+man_flat=$(tr -s ' \n' '  ' <<<"$man_text")
 undocumented=()
-help_words() { "$BIN" "$@" --help | grep -oE '(^  [a-z]+ )|(--[a-z-]+)' | tr -d ' ' | sort -u; }
-for word in $(help_words; help_words user; for sub in serve doctor; do help_words "$sub"; done;
-  for sub in add list passwd disable enable; do help_words user "$sub"; done); do
-  [ "$word" = help ] && continue
-  grep -qF -- "$word" <<<"$man_text" || undocumented+=("$word")
-done
+document_check() {
+  local help sub flag
+  help=$("$BIN" "$@" --help)
+  [ $# -eq 0 ] || grep -qF -- "labbeam $*" <<<"$man_flat" || undocumented+=("'labbeam $*'")
+  for flag in $(grep -oE -- '--[a-z][a-z-]*' <<<"$help" | sort -u); do
+    [ "$flag" = --help ] || grep -qF -- "$flag" <<<"$man_flat" || undocumented+=("$* $flag")
+  done
+  for sub in $(sed -n '/^Commands:/,/^$/p' <<<"$help" | awk 'NR > 1 && NF { print $1 }'); do
+    [ "$sub" = help ] || document_check "$@" "$sub"
+  done
+}
+document_check
 check "man page documents every subcommand and flag of --help${undocumented[*]:+ (missing: ${undocumented[*]})}" \
   test ${#undocumented[@]} -eq 0
 
