@@ -26,3 +26,5 @@ cargo test --locked
 step "JavaScript client tests (socket.io-client against the real binary)"
 cargo build --locked --quiet
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error && node --test --test-concurrency=2 .)
+
+step "Debian package: build, lintian, unit checks, install/upgrade/purge in a bookworm chroot"; bash tests/deb.sh
