@@ -36,6 +36,12 @@ export class IncomingDialog {
     );
     this.#accept.addEventListener('click', () => this.#answer(true));
     this.#decline.addEventListener('click', () => this.#answer(false));
+    // Enter accepts wherever focus is in the dialog, except on Decline itself.
+    this.element.addEventListener('keydown', (event) => {
+      if (event.key !== 'Enter' || event.target === this.#decline || event.isComposing) return;
+      event.preventDefault();
+      this.#answer(true);
+    });
     // Esc fires `cancel`: decline instead of merely hiding the request.
     this.element.addEventListener('cancel', (event) => {
       event.preventDefault();
