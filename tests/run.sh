@@ -27,4 +27,9 @@ step "JavaScript client tests (socket.io-client against the real binary)"
 cargo build --locked --quiet
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error && node --test --test-concurrency=2 .)
 
+step "browser tests (Playwright + Debian's Chromium: two browsers against the real binary)"
+bash packaging/build-deps.sh chromium/chromium
+(cd web-client && npm test)
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && node --test --test-concurrency=1 .)
+
 step "Debian package: build, lintian, unit checks, install/upgrade/purge in a bookworm chroot"; bash tests/deb.sh

@@ -1,4 +1,5 @@
-// Bundles the client into dist/: app.js (+ app.js.map) from src/main.ts, app.css from
+// Bundles the client into dist/: app.js (+ app.js.map) from src/main.ts, receive-worker.js
+// (the worker that writes received files to disk) from src/engine/receive-worker.ts, app.css from
 // src/styles/app.css, and copies static/ (index.html, favicon.svg) as they are.
 // dist/ is emptied first: appliance/build.rs embeds every file found there, so nothing stale
 // may linger. Type-checking is a separate step (`tsc --noEmit`, run first by `npm run build`).
@@ -26,7 +27,10 @@ await mkdir(dist, { recursive: true });
 await Promise.all([
   build({
     ...common,
-    entryPoints: [{ in: join(root, 'src/main.ts'), out: 'app' }],
+    entryPoints: [
+      { in: join(root, 'src/main.ts'), out: 'app' },
+      { in: join(root, 'src/engine/receive-worker.ts'), out: 'receive-worker' },
+    ],
     format: 'esm',
     sourcemap: 'linked',
   }),

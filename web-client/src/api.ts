@@ -106,6 +106,29 @@ export class ApiClient {
     });
   }
 
+  /**
+   * STUN/TURN servers for WebRTC, with short-lived TURN credentials. `null` when this server
+   * has no such endpoint (404); connections inside the lab then work without them.
+   */
+  async iceServers(): Promise<IceServerList | null> {
+    let answer: unknown;
+    try {
+      answer = await this.#request('GET', '/api/ice-servers');
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) return null;
+      throw error;
+    }
+    return decodeIceServers(answer);
+  }
+
+  /** The caller's transfer history, newest first (one page). */
+  async transfers(limit = 50): Promise<TransferRecord[]> {
+    const answer = await this.#request('GET', `/api/transfers?limit=${limit}`);
+    const rows = field(answer, 'transfers');
+    if (!Array.isArray(rows)) throw malformed('a transfer history');
+    return rows.map(decodeTransferRecord).filter((r): r is TransferRecord => r !== null);
+  }
+
   async #request(
     method: 'GET' | 'POST',
     path: string,
@@ -220,5 +243,75 @@ export function decodeUser(value: unknown): User {
     role,
     permissions: Array.isArray(permissions) ? permissions.filter((p): p is string => typeof p === 'string') : [],
     mustChangePassword: mustChange === true,
+  };
+}
+
+export interface IceServerList {
+  readonly iceServers: RTCIceServer[];
+  /** Seconds the credentials stay valid. */
+  readonly ttl: number;
+}
+
+export function decodeIceServers(value: unknown): IceServerList {
+  const list = field(value, 'iceServers');
+  if (!Array.isArray(list)) throw malformed('an ICE server list');
+  const iceServers: RTCIceServer[] = [];
+  for (const entry of list) {
+    if (!isRecord(entry)) continue;
+    const urls = entry['urls'];
+    const urlList = typeof urls === 'string' ? [urls] : Array.isArray(urls) ? urls.filter((u): u is string => typeof u === 'string') : [];
+    if (urlList.length === 0) continue;
+    const server: RTCIceServer = { urls: urlList };
+    if (typeof entry['username'] === 'string') server.username = entry['username'];
+    if (typeof entry['credential'] === 'string') server.credential = entry['credential'];
+    iceServers.push(server);
+  }
+  const ttl = field(value, 'ttl');
+  return { iceServers, ttl: typeof ttl === 'number' && ttl > 0 ? ttl : 3600 };
+}
+
+/** One row of the transfer log, as the history shows it. */
+export interface TransferRecord {
+  readonly id: string;
+  readonly senderUsername: string;
+  readonly receiverUsername: string;
+  readonly senderDevice: string;
+  readonly receiverDevice: string;
+  readonly files: readonly { name: string; size: number }[];
+  readonly fileCount: number;
+  readonly totalBytes: number;
+  readonly bytes: number;
+  readonly status: string;
+  readonly path: string;
+  /** Unix seconds. */
+  readonly requestedAt: number;
+  readonly durationMs: number | null;
+  readonly failureReason: string;
+}
+
+export function decodeTransferRecord(value: unknown): TransferRecord | null {
+  if (!isRecord(value) || typeof value['id'] !== 'string') return null;
+  const s = (k: string): string => (typeof value[k] === 'string' ? (value[k] as string) : '');
+  const n = (k: string): number => (typeof value[k] === 'number' ? (value[k] as number) : 0);
+  const files = Array.isArray(value['files'])
+    ? value['files'].flatMap((f) =>
+        isRecord(f) && typeof f['name'] === 'string' ? [{ name: f['name'], size: typeof f['size'] === 'number' ? f['size'] : 0 }] : [],
+      )
+    : [];
+  return {
+    id: value['id'],
+    senderUsername: s('sender_username'),
+    receiverUsername: s('receiver_username'),
+    senderDevice: s('sender_device'),
+    receiverDevice: s('receiver_device'),
+    files,
+    fileCount: n('file_count') || files.length,
+    totalBytes: n('total_bytes'),
+    bytes: n('bytes'),
+    status: s('status'),
+    path: s('path'),
+    requestedAt: n('requested_at'),
+    durationMs: typeof value['duration_ms'] === 'number' ? value['duration_ms'] : null,
+    failureReason: s('failure_reason'),
   };
 }

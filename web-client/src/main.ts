@@ -10,8 +10,10 @@
 
 import { ApiClient, ApiError, type User } from './api';
 import { accountView } from './ui/account-view';
+import { HomeView } from './ui/home-view';
 import { loginView, type LoginViewOptions } from './ui/login-view';
 import { passwordView } from './ui/password-view';
+import { Settings } from './ui/settings';
 import { Shell } from './ui/shell';
 
 class App {
@@ -19,6 +21,9 @@ class App {
   readonly #shell: Shell;
   /** `null` while signed out or while the session is being checked. */
   #user: User | null = null;
+  readonly #settings = new Settings();
+  /** The home view (and its transfer engine) lives as long as the session. */
+  #home: HomeView | null = null;
 
   constructor(shell: Shell) {
     this.#shell = shell;
@@ -43,13 +48,48 @@ class App {
     this.#user = user;
     this.#shell.setUser(user, (button) => void this.#signOut(button));
     if (user.mustChangePassword) {
+      this.#stopHome();
       this.#showPasswordChange(true);
-    } else {
+    } else if (status !== undefined) {
       this.#showAccount(status);
+    } else {
+      this.#showHome();
     }
   }
 
+  #showHome(): void {
+    const user = this.#user;
+    if (user === null) return;
+    if (this.#home === null) {
+      this.#home = new HomeView({
+        api: this.#api,
+        user,
+        settings: this.#settings,
+        onSessionEnded: (code) => this.#onSessionEnded(code),
+        onOpenAccount: () => this.#showAccount(),
+      });
+      this.#shell.show(this.#home);
+      this.#home.start();
+    } else {
+      this.#shell.show(this.#home);
+    }
+  }
+
+  #stopHome(): void {
+    this.#home?.stop();
+    this.#home = null;
+  }
+
+  #onSessionEnded(code: string): void {
+    if (code === 'password_change_required' && this.#user !== null) {
+      this.#enter({ ...this.#user, mustChangePassword: true });
+      return;
+    }
+    this.#showLogin({ text: 'Your session has ended. Sign in again to continue.', tone: 'info' });
+  }
+
   #showLogin(notice?: LoginViewOptions['notice']): void {
+    this.#stopHome();
     this.#user = null;
     this.#shell.setUser(null);
     this.#shell.show(loginView({ api: this.#api, onSignedIn: (user) => this.#enter(user), notice }));
@@ -58,7 +98,9 @@ class App {
   #showAccount(status?: string): void {
     const user = this.#user;
     if (user === null) return;
-    this.#shell.show(accountView({ user, status, onChangePassword: () => this.#showPasswordChange(false) }));
+    this.#shell.show(
+      accountView({ user, status, onChangePassword: () => this.#showPasswordChange(false), onBack: () => this.#showHome() }),
+    );
   }
 
   #showPasswordChange(forced: boolean): void {

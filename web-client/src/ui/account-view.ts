@@ -1,7 +1,6 @@
 /**
- * The signed-in home for now: the account panel (who you are, your role, what you may do) and
- * the entry to a voluntary password change. Peers, transfers and broadcasts join this view
- * in later work as panels of their own.
+ * The account panel (who you are, your role, what you may do) and the entry to a voluntary
+ * password change; reached from the home view's "Your account" button.
  */
 
 import type { User } from '../api';
@@ -14,9 +13,11 @@ export interface AccountViewOptions {
   onChangePassword: () => void;
   /** A confirmation to show once, e.g. after the password was changed. */
   status?: string | undefined;
+  /** Back to sending and receiving files. */
+  onBack?: (() => void) | undefined;
 }
 
-export function accountView({ user, onChangePassword, status }: AccountViewOptions): View {
+export function accountView({ user, onChangePassword, status, onBack }: AccountViewOptions): View {
   const statusLine = messageLine('notice', 'account-status');
   if (status !== undefined) statusLine.show(status, 'success');
 
@@ -26,6 +27,11 @@ export function accountView({ user, onChangePassword, status }: AccountViewOptio
     'Change password',
   );
   changePassword.addEventListener('click', onChangePassword);
+  let back: HTMLButtonElement | null = null;
+  if (onBack !== undefined) {
+    back = h('button', { type: 'button', class: 'btn btn-primary', 'data-testid': 'back-to-files' }, 'Back to files');
+    back.addEventListener('click', onBack);
+  }
 
   const permissions =
     user.permissions.length === 0
@@ -53,7 +59,7 @@ export function accountView({ user, onChangePassword, status }: AccountViewOptio
     ),
     h('h2', { class: 'section-title' }, 'What you can do'),
     permissions,
-    h('div', { class: 'actions' }, changePassword),
+    h('div', { class: 'actions' }, back, changePassword),
   );
 
   return { root, title: 'Your account', focus: () => heading.focus() };

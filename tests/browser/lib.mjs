@@ -1,0 +1,143 @@
+// Helpers for the browser tests: Debian's Chromium driven by playwright-core, with the flags
+// that give usable WebRTC host candidates on loopback (see shared STACK.md), and students
+// signed in through the real login form of the real binary (booted by ../js/harness.mjs).
+
+import { createHash, randomFillSync } from 'node:crypto';
+import { createReadStream, openSync, writeSync, closeSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+export const CHROMIUM_ARGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+];
+
+export function chromiumAvailable() {
+  return existsSync(CHROMIUM);
+}
+
+/** One Chromium process (sender and receiver each get their own, like two lab PCs). */
+export function launch() {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+}
+
+/**
+ * A signed-in student in `browser`: a fresh context (own storage, own OPFS) on the server's
+ * origin with camera/microphone granted (for host candidates; nothing is captured).
+ */
+export async function signIn(browser, server, username, { query = '', password } = {}) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, acceptDownloads: true, baseURL: server.base });
+  await context.grantPermissions(['camera', 'microphone'], { origin: server.base });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error(`[${username}] page error:`, e.message));
+  await page.goto(`/${query}`);
+  await page.getByTestId('login-username').fill(username);
+  await page.getByTestId('login-password').fill(password ?? (await import('../js/harness.mjs')).PASSWORD);
+  await page.getByTestId('login-submit').click();
+  await page.getByTestId('peer-list').waitFor({ state: 'attached' });
+  await page.locator('[data-testid="connection-status"][data-state="connected"]').waitFor();
+  return { context, page, username };
+}
+
+/** The `peer` entry of `username` in `page`'s list. */
+export function peer(page, username) {
+  return page.locator(`[data-testid="peer"][data-username="${username}"]`);
+}
+
+/** Picks `files` in the sender's page and sends them to `to`; resolves with the transfer id. */
+export async function sendFiles(page, to, files) {
+  await page.getByTestId('file-input').setInputFiles(files);
+  const before = new Set(await page.getByTestId('transfer-status').evaluateAll((els) => els.map((e) => e.dataset.transferId)));
+  await peer(page, to).getByTestId('peer-send').click();
+  // New cards are put first in the list.
+  return poll(
+    async () => {
+      const id = await page.locator('[data-testid="transfer-status"][data-direction="send"]').first().getAttribute('data-transfer-id', { timeout: 1000 }).catch(() => null);
+      return id !== null && !before.has(id) ? id : null;
+    },
+    { timeout: 10_000, what: 'a new transfer card' },
+  );
+}
+
+export function card(page, id) {
+  return page.locator(`[data-testid="transfer-status"][data-transfer-id="${id}"]`);
+}
+
+/** Waits until the transfer's card shows `state`. */
+export async function waitState(page, id, state, timeout = 60_000) {
+  await page.locator(`[data-testid="transfer-status"][data-transfer-id="${id}"][data-state="${state}"]`).waitFor({ timeout });
+}
+
+/** Bytes done, as shown by the card's progress bar. */
+export async function progressOf(page, id) {
+  return card(page, id).locator('progress').first().evaluate((p) => p.value);
+}
+
+/** Writes `size` random bytes to `file` in 1 MiB blocks; resolves with the SHA-256 (hex). */
+export function randomFile(file, size) {
+  const fd = openSync(file, 'w');
+  const hash = createHash('sha256');
+  const block = Buffer.alloc(1024 * 1024);
+  for (let left = size; left > 0; ) {
+    const n = Math.min(left, block.length);
+    randomFillSync(block, 0, n);
+    writeSync(fd, block, 0, n);
+    hash.update(block.subarray(0, n));
+    left -= n;
+  }
+  closeSync(fd);
+  return hash.digest('hex');
+}
+
+export function sha256File(file) {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(file)
+      .on('data', (d) => hash.update(d))
+      .on('end', () => resolve(hash.digest('hex')))
+      .on('error', reject);
+  });
+}
+
+/** Entries left in this page's OPFS folder of received files (for clean-up checks). */
+export function opfsEntries(page, transferId) {
+  return page.evaluate(async (id) => {
+    const root = await navigator.storage.getDirectory();
+    let incoming;
+    try {
+      incoming = await root.getDirectoryHandle('labbeam-incoming');
+    } catch {
+      return [];
+    }
+    let dir;
+    try {
+      dir = await incoming.getDirectoryHandle(id);
+    } catch {
+      return [];
+    }
+    const names = [];
+    for await (const name of dir.keys()) names.push(name);
+    return names;
+  }, transferId);
+}
+
+export async function poll(fn, { timeout = 10_000, every = 200, what = 'condition' } = {}) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+export const basename = (p) => path.basename(p);

@@ -1,0 +1,165 @@
+// Two students on two real Chromium processes send files to each other through the real
+// labbeam binary: bytes go browser to browser over WebRTC, the server only signals.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { startServer } from '../js/harness.mjs';
+import {
+  card,
+  chromiumAvailable,
+  launch,
+  opfsEntries,
+  peer,
+  poll,
+  progressOf,
+  randomFile,
+  sendFiles,
+  sha256File,
+  signIn,
+  waitState,
+} from './lib.mjs';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+describe('transfers between two browsers', { skip: !chromiumAvailable() && 'no Chromium at /usr/bin/chromium' }, () => {
+  let s;
+  let dir;
+  let files; // [{path, size, sha}]
+  let big; // the 200 MiB file
+  let senderBrowser;
+  let receiverBrowser;
+  let alice;
+  let bob;
+
+  before(async () => {
+    s = await startServer();
+    s.addUser('alice', 'student');
+    s.addUser('bob', 'student');
+    dir = mkdtempSync(path.join(tmpdir(), 'labbeam-browser-'));
+    files = [
+      ['notes.txt', 1 * KiB],
+      ['slides.bin', 10 * MiB],
+      ['dataset.bin', 200 * MiB],
+    ].map(([name, size]) => {
+      const p = path.join(dir, name);
+      return { path: p, name, size, sha: randomFile(p, size) };
+    });
+    big = files[2];
+    [senderBrowser, receiverBrowser] = await Promise.all([launch(), launch()]);
+    alice = await signIn(senderBrowser, s, 'alice');
+    bob = await signIn(receiverBrowser, s, 'bob');
+    await peer(alice.page, 'bob').waitFor();
+    await peer(bob.page, 'alice').waitFor();
+  });
+
+  after(async () => {
+    await Promise.allSettled([senderBrowser?.close(), receiverBrowser?.close()]);
+    await s?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  let completedId;
+
+  test('three files (1 KiB, 10 MiB, 200 MiB) arrive and the saved copies have the senders’ SHA-256', async () => {
+    const id = await sendFiles(alice.page, 'bob', files.map((f) => f.path));
+    completedId = id;
+    await bob.page.getByTestId('incoming-dialog').waitFor();
+    for (const f of files) await assert.doesNotReject(bob.page.getByTestId('incoming-dialog').getByText(f.name).waitFor());
+    await bob.page.getByTestId('incoming-accept').click();
+
+    await waitState(bob.page, id, 'receiving', 20_000);
+    await waitState(bob.page, id, 'completed', 180_000);
+    await waitState(alice.page, id, 'completed', 20_000);
+    assert.equal(await card(alice.page, id).getAttribute('data-path'), 'direct');
+
+    const saves = card(bob.page, id).getByTestId('transfer-save');
+    assert.equal(await saves.count(), 3);
+    for (const [i, f] of files.entries()) {
+      const [download] = await Promise.all([bob.page.waitForEvent('download'), saves.nth(i).click()]);
+      assert.equal(download.suggestedFilename(), f.name);
+      const saved = await download.path();
+      assert.equal(await sha256File(saved), f.sha, `${f.name} differs after saving`);
+    }
+  });
+
+  test('history on both sides and the transfer log show the completed transfer', async () => {
+    assert.ok(completedId, 'needs the first test');
+    for (const who of [alice, bob]) {
+      const row = who.page.locator(`[data-testid="history-row"][data-transfer-id="${completedId}"]`);
+      await poll(
+        async () => {
+          if ((await row.getAttribute('data-status').catch(() => null)) === 'completed') return true;
+          await who.page.getByTestId('history-refresh').click();
+          return false;
+        },
+        { timeout: 40_000, every: 1000, what: `${who.username}'s history row` },
+      );
+      assert.equal(await row.getAttribute('data-path'), 'direct');
+    }
+    const { token } = await s.login('alice');
+    const r = await s.request('GET', '/api/transfers', { token });
+    const logged = r.body.transfers.find((t) => t.id === completedId);
+    assert.equal(logged.status, 'completed');
+    assert.equal(logged.bytes, files.reduce((n, f) => n + f.size, 0));
+    assert.equal(logged.path, 'direct');
+    assert.match(logged.sha256, /^[0-9a-f]{64}$/);
+  });
+
+  test('a declined request (Esc) ends as cancelled on both sides and says so', async () => {
+    const id = await sendFiles(alice.page, 'bob', [files[0].path]);
+    await bob.page.getByTestId('incoming-accept').waitFor();
+    await bob.page.keyboard.press('Escape');
+    await waitState(alice.page, id, 'cancelled', 10_000);
+    await waitState(bob.page, id, 'cancelled', 10_000);
+    assert.match(await card(alice.page, id).getByTestId('transfer-problem').textContent(), /declined/);
+    assert.equal(await bob.page.getByTestId('incoming-dialog').isVisible(), false);
+  });
+
+  test('Enter accepts an incoming request', async () => {
+    const id = await sendFiles(alice.page, 'bob', [files[0].path]);
+    await bob.page.getByTestId('incoming-accept').waitFor();
+    await bob.page.keyboard.press('Enter');
+    await waitState(bob.page, id, 'completed', 20_000);
+    await waitState(alice.page, id, 'completed', 20_000);
+  });
+
+  for (const side of ['sender', 'receiver']) {
+    test(`the ${side} cancels mid-way: both stop, the receiver keeps no partial data`, async () => {
+      const id = await sendFiles(alice.page, 'bob', [big.path]);
+      await bob.page.getByTestId('incoming-accept').click();
+      await waitState(bob.page, id, 'receiving', 20_000);
+      await poll(async () => (await progressOf(bob.page, id)) > 5 * MiB, { timeout: 30_000, what: 'some progress' });
+
+      const [canceller, other] = side === 'sender' ? [alice, bob] : [bob, alice];
+      await card(canceller.page, id).getByTestId('transfer-cancel').click();
+      await waitState(canceller.page, id, 'cancelled', 5_000);
+      await waitState(other.page, id, 'cancelled', 10_000);
+      assert.match(await card(other.page, id).getByTestId('transfer-problem').textContent(), /cancelled/);
+      await poll(async () => (await opfsEntries(bob.page, id)).length === 0, { what: 'partial data removed' });
+      const at = await progressOf(bob.page, id);
+      assert.ok(at < big.size, 'it stopped before the end');
+    });
+  }
+
+  test('a receiver that closes its page mid-transfer gives the sender a clear failure, not a hang', async () => {
+    const id = await sendFiles(alice.page, 'bob', [big.path]);
+    await bob.page.getByTestId('incoming-accept').click();
+    await waitState(bob.page, id, 'receiving', 20_000);
+    await poll(async () => (await progressOf(bob.page, id)) > 5 * MiB, { timeout: 30_000, what: 'some progress' });
+    await bob.context.close();
+
+    await waitState(alice.page, id, 'failed', 30_000);
+    const problem = await card(alice.page, id).getByTestId('transfer-problem').textContent();
+    assert.match(problem, /connection to .* was lost/i);
+    assert.equal(await card(alice.page, id).getByTestId('transfer-retry').isVisible(), true);
+
+    // Bob comes back (new page, new peer id): a retry goes to the new device.
+    bob = await signIn(receiverBrowser, s, 'bob');
+    await peer(alice.page, 'bob').waitFor();
+  });
+});

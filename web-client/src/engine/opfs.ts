@@ -1,0 +1,228 @@
+/**
+ * Received files live in the Origin Private File System (OPFS) until the user saves them:
+ * `labbeam-incoming/<transferId>/<file index>`. The bytes are written by a dedicated worker
+ * (receive-worker.ts) through `FileSystemSyncAccessHandle`, so memory stays flat whatever the
+ * file size; this module is the page's side of it: the worker proxy (a `FileSink`), saving a
+ * stored file as a download, and cleaning up.
+ *
+ * Each receiving transfer holds a Web Lock named after it for as long as its files may be
+ * needed; on start-up, folders whose lock nobody holds (left by a closed or crashed tab) are
+ * removed.
+ */
+
+import type { FileSink, StoredFile } from './receiver';
+import type { WorkerReply, WorkerRequest } from './worker-protocol';
+
+export const INCOMING_DIR = 'labbeam-incoming';
+const LOCK_PREFIX = 'labbeam-incoming:';
+
+export function opfsAvailable(): boolean {
+  return typeof navigator !== 'undefined' && typeof navigator.storage?.getDirectory === 'function' && typeof Worker !== 'undefined';
+}
+
+/** The page's proxy of a receive worker: one per receiving transfer. */
+export class OpfsSink implements FileSink {
+  readonly #worker: Worker;
+  readonly #transferId: string;
+  readonly #pending = new Map<number, { resolve: (s: StoredFile) => void; reject: (e: Error) => void }>();
+  #discarded: Promise<void> | null = null;
+  #releaseLock: (() => void) | null = null;
+  #onError: (error: Error) => void = () => {};
+  #stored = 0;
+
+  constructor(transferId: string, workerUrl = '/receive-worker.js') {
+    this.#transferId = transferId;
+    this.#worker = new Worker(workerUrl, { type: 'module', name: `labbeam-receive-${transferId}` });
+    this.#worker.addEventListener('message', (event: MessageEvent<WorkerReply>) => this.#reply(event.data));
+    this.#worker.addEventListener('error', (event) => {
+      event.preventDefault();
+      this.#fail(new Error(`The file writer stopped: ${event.message || 'unknown error'}`));
+    });
+    if (typeof navigator.locks?.request === 'function') {
+      void navigator.locks.request(LOCK_PREFIX + transferId, () => new Promise<void>((release) => (this.#releaseLock = release)));
+    }
+  }
+
+  /** Bytes the worker has written to disk so far (the rest is queued in the worker). */
+  get storedBytes(): number {
+    return this.#stored;
+  }
+
+  /** Failures of the writer (disk full, OPFS refused) that happen between calls. */
+  onError(handler: (error: Error) => void): void {
+    this.#onError = handler;
+  }
+
+  open(index: number, size: number): void {
+    this.#post({ op: 'open', dir: this.#transferId, index, size });
+  }
+
+  write(chunk: ArrayBuffer): void {
+    this.#post({ op: 'chunk', data: chunk }, [chunk]);
+  }
+
+  finish(index: number): Promise<StoredFile> {
+    return new Promise((resolve, reject) => {
+      this.#pending.set(index, { resolve, reject });
+      this.#post({ op: 'finish', index });
+    });
+  }
+
+  /** Stops the writer and deletes what this transfer stored, except the files in `keep`. */
+  discard(keep: readonly number[] = []): Promise<void> {
+    this.#discarded ??= new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.#worker.terminate();
+        // Kept files stay locked (protected from the start-up clean-up) while this page lives.
+        if (keep.length === 0) this.#releaseLock?.();
+        resolve();
+      };
+      const timer = setTimeout(done, 5000);
+      this.#worker.addEventListener('message', (event: MessageEvent<WorkerReply>) => {
+        if (event.data.op === 'discarded') {
+          clearTimeout(timer);
+          done();
+        }
+      });
+      this.#post({ op: 'discard', dir: this.#transferId, keep });
+    });
+    return this.#discarded;
+  }
+
+  /** Stops the writer and keeps the stored files (to be saved, then disposed of). */
+  release(): void {
+    this.#worker.terminate();
+  }
+
+  /** Deletes whatever is still stored and lets the start-up clean-up forget this transfer. */
+  async dispose(): Promise<void> {
+    this.#worker.terminate();
+    if (this.#discarded !== null) await this.#discarded;
+    await removeStored(this.#transferId);
+    this.#releaseLock?.();
+  }
+
+  #post(message: WorkerRequest, transfer: Transferable[] = []): void {
+    this.#worker.postMessage(message, transfer);
+  }
+
+  #reply(reply: WorkerReply): void {
+    switch (reply.op) {
+      case 'written':
+        this.#stored = reply.bytes;
+        break;
+      case 'finished': {
+        const pending = this.#pending.get(reply.index);
+        this.#pending.delete(reply.index);
+        pending?.resolve({ sha256: reply.sha256, bytes: reply.bytes });
+        break;
+      }
+      case 'error':
+        this.#fail(storageError(reply.name, reply.message));
+        break;
+      case 'discarded':
+        break;
+    }
+  }
+
+  #fail(error: Error): void {
+    for (const p of this.#pending.values()) p.reject(error);
+    this.#pending.clear();
+    this.#onError(error);
+  }
+}
+
+function storageError(name: string, message: string): Error {
+  if (name === 'QuotaExceededError') {
+    return new Error('This computer has no room left for the file (the browser’s storage is full). Free some disk space, then ask the sender to try again.');
+  }
+  return new Error(`Could not write the file to this computer’s disk: ${message}`);
+}
+
+async function incomingDir(): Promise<FileSystemDirectoryHandle> {
+  const root = await navigator.storage.getDirectory();
+  return root.getDirectoryHandle(INCOMING_DIR, { create: true });
+}
+
+/** The stored file, disk-backed (reading it does not load it into memory). */
+export async function storedFile(transferId: string, index: number): Promise<File> {
+  const dir = await (await incomingDir()).getDirectoryHandle(transferId);
+  return (await dir.getFileHandle(String(index))).getFile();
+}
+
+/**
+ * Saves a stored file through the browser's download (the "Downloads" folder or its prompt).
+ * The object URL points at the disk-backed OPFS file, so nothing is copied into memory.
+ */
+export async function downloadStored(transferId: string, index: number, name: string): Promise<void> {
+  const file = await storedFile(transferId, index);
+  const url = URL.createObjectURL(file);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = downloadName(name);
+  a.rel = 'noopener';
+  document.body.append(a);
+  a.click();
+  a.remove();
+  // The download has resolved the URL by then; revoking early can cut a slow start short.
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/**
+ * A download cannot create folders, so a relative path keeps its last part; folders are kept
+ * by "Save to folder…" (saveStoredToDirectory) where the browser offers it.
+ */
+export function downloadName(path: string): string {
+  const parts = path.split('/').filter((p) => p !== '');
+  return parts[parts.length - 1] ?? 'download';
+}
+
+interface DirectoryPickerWindow {
+  showDirectoryPicker?: (options?: { mode?: 'readwrite' }) => Promise<FileSystemDirectoryHandle>;
+}
+
+export function directorySaveAvailable(): boolean {
+  return typeof (globalThis as DirectoryPickerWindow).showDirectoryPicker === 'function';
+}
+
+/** Asks for a folder and copies the stored files into it, recreating their relative paths. */
+export async function saveStoredToDirectory(transferId: string, files: readonly { index: number; name: string }[]): Promise<void> {
+  const pick = (globalThis as DirectoryPickerWindow).showDirectoryPicker;
+  if (pick === undefined) throw new Error('This browser cannot save into a folder; save the files one by one.');
+  const target = await pick({ mode: 'readwrite' });
+  for (const { index, name } of files) {
+    const parts = name.split('/').filter((p) => p !== '' && p !== '.' && p !== '..');
+    const base = parts.pop();
+    if (base === undefined) continue;
+    let dir = target;
+    for (const part of parts) dir = await dir.getDirectoryHandle(part, { create: true });
+    const handle = await dir.getFileHandle(base, { create: true });
+    const writable = await handle.createWritable();
+    await (await storedFile(transferId, index)).stream().pipeTo(writable);
+  }
+}
+
+/** Deletes a transfer's stored files (after the user dismissed it). */
+export async function removeStored(transferId: string): Promise<void> {
+  try {
+    await (await incomingDir()).removeEntry(transferId, { recursive: true });
+  } catch {
+    // Already gone.
+  }
+}
+
+/** Removes folders left by tabs that are gone (no live lock). */
+export async function cleanUpAbandoned(): Promise<void> {
+  if (!opfsAvailable() || typeof navigator.locks?.query !== 'function') return;
+  try {
+    const held = new Set((await navigator.locks.query()).held?.map((l) => l.name) ?? []);
+    const dir = await incomingDir();
+    const names: string[] = [];
+    for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) names.push(name);
+    for (const name of names) {
+      if (!held.has(LOCK_PREFIX + name)) await dir.removeEntry(name, { recursive: true }).catch(() => {});
+    }
+  } catch {
+    // OPFS unavailable (private mode): nothing was stored either.
+  }
+}

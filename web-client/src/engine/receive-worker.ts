@@ -1,0 +1,148 @@
+/**
+ * Dedicated worker that writes one receiving transfer's files into the Origin Private File
+ * System with `FileSystemSyncAccessHandle` (only available in workers): each chunk is written
+ * at its offset and hashed, then dropped, so memory holds only what is queued. On `finish` it
+ * flushes, closes and answers with the SHA-256 of what it wrote.
+ *
+ * Messages are applied strictly in arrival order (a queue, because opening a file is async
+ * while writing is not).
+ */
+
+import { type IncrementalHash, createSha256 } from './hash';
+import { INCOMING_DIR } from './opfs';
+import type { WorkerReply, WorkerRequest } from './worker-protocol';
+
+// The DOM lib types `self` as Window; these are the worker-only parts used here.
+interface SyncAccessHandle {
+  write(buffer: ArrayBufferView, options?: { at?: number }): number;
+  truncate(size: number): void;
+  flush(): void;
+  close(): void;
+}
+interface WorkerScope {
+  postMessage(message: WorkerReply): void;
+  addEventListener(type: 'message', listener: (event: MessageEvent<WorkerRequest>) => void): void;
+}
+const scope = globalThis as unknown as WorkerScope;
+
+interface OpenFile {
+  readonly index: number;
+  readonly handle: SyncAccessHandle;
+  readonly hash: IncrementalHash;
+  offset: number;
+}
+
+const REPORT_EVERY = 4 * 1024 * 1024;
+const queue: WorkerRequest[] = [];
+let pumping = false;
+let failed = false;
+let file: OpenFile | null = null;
+let written = 0;
+let lastReport = 0;
+
+scope.addEventListener('message', (event) => {
+  queue.push(event.data);
+  if (!pumping) void pump();
+});
+
+async function pump(): Promise<void> {
+  pumping = true;
+  try {
+    for (let m = queue.shift(); m !== undefined; m = queue.shift()) {
+      if (m.op === 'discard') {
+        queue.length = 0;
+        await discard(m.dir, m.keep);
+        scope.postMessage({ op: 'discarded' });
+        continue;
+      }
+      if (failed) continue;
+      try {
+        await apply(m);
+      } catch (error) {
+        failed = true;
+        closeQuietly();
+        const e = error instanceof Error ? error : new Error(String(error));
+        scope.postMessage({ op: 'error', name: e.name, message: e.message });
+      }
+    }
+  } finally {
+    pumping = false;
+  }
+}
+
+async function apply(m: WorkerRequest): Promise<void> {
+  switch (m.op) {
+    case 'open': {
+      const root = await navigator.storage.getDirectory();
+      const incoming = await root.getDirectoryHandle(INCOMING_DIR, { create: true });
+      const dir = await incoming.getDirectoryHandle(m.dir, { create: true });
+      const handleOf = (await dir.getFileHandle(String(m.index), { create: true })) as unknown as {
+        createSyncAccessHandle(): Promise<SyncAccessHandle>;
+      };
+      const handle = await handleOf.createSyncAccessHandle();
+      // Claiming the full size up front fails at once (QuotaExceededError) when the disk or
+      // the browser's quota has no room, instead of after most of the bytes were sent.
+      handle.truncate(m.size);
+      file = { index: m.index, handle, hash: await createSha256(), offset: 0 };
+      break;
+    }
+    case 'chunk': {
+      if (file === null) throw new Error('data arrived for no open file');
+      const bytes = new Uint8Array(m.data);
+      let at = 0;
+      while (at < bytes.byteLength) {
+        const n = file.handle.write(bytes.subarray(at), { at: file.offset + at });
+        if (n <= 0) throw new Error('the disk accepted no more bytes');
+        at += n;
+      }
+      file.hash.update(bytes);
+      file.offset += bytes.byteLength;
+      written += bytes.byteLength;
+      if (written - lastReport >= REPORT_EVERY) {
+        lastReport = written;
+        scope.postMessage({ op: 'written', bytes: written });
+      }
+      break;
+    }
+    case 'finish': {
+      if (file === null || file.index !== m.index) throw new Error('finish for a file that is not open');
+      const done = file;
+      file = null;
+      done.handle.truncate(done.offset);
+      done.handle.flush();
+      done.handle.close();
+      scope.postMessage({ op: 'written', bytes: written });
+      scope.postMessage({ op: 'finished', index: done.index, sha256: done.hash.digestHex(), bytes: done.offset });
+      break;
+    }
+  }
+}
+
+function closeQuietly(): void {
+  try {
+    file?.handle.close();
+  } catch {
+    // Already closed.
+  }
+  file = null;
+}
+
+async function discard(dirName: string, keep: readonly number[]): Promise<void> {
+  closeQuietly();
+  try {
+    const root = await navigator.storage.getDirectory();
+    const incoming = await root.getDirectoryHandle(INCOMING_DIR, { create: true });
+    if (keep.length === 0) {
+      await incoming.removeEntry(dirName, { recursive: true });
+      return;
+    }
+    const dir = await incoming.getDirectoryHandle(dirName);
+    const names: string[] = [];
+    for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) names.push(name);
+    for (const name of names) {
+      if (!keep.includes(Number(name))) await dir.removeEntry(name).catch(() => {});
+    }
+  } catch {
+    // Nothing was stored.
+  }
+}

@@ -1,0 +1,522 @@
+/**
+ * The signed-in home: who is online (by lab), picking and dropping files to send, the
+ * transfers of this page with their progress, the history, announcements and settings.
+ *
+ * It owns the transfer engine for as long as the user is signed in (the view object outlives
+ * visits to the account page, so transfers keep running) and renders what the engine reports;
+ * it never talks to the server itself except through the engine and the API client.
+ *
+ * Test hooks (DESIGN.md): `peer-list`, `peer` (`data-username`, `data-peer-id`), `file-input`,
+ * `incoming-accept`, `incoming-decline`, `transfer-status`; also `folder-input`, `peer-send`,
+ * `selection`, `selection-clear`, `connection-status` (`data-state`), `send-error`,
+ * `announcement`, `settings-toggle`, `setting-relay`, `setting-autosave`,
+ * `setting-notifications`, `setting-theme`, `setting-device`, `open-account`.
+ */
+
+import type { ApiClient, User } from '../api';
+import { type ConnectionState, type PickedFile, TransferEngine, TransferError, type TransferSnapshot } from '../engine/engine';
+import type { Announcement, Peer } from '../engine/protocol';
+import { h, messageLine, uniqueId } from './dom';
+import { formatBytes, formatWhen, plural } from './format';
+import { HistoryPanel } from './history-panel';
+import { IncomingDialog } from './incoming-dialog';
+import { carriesFiles, fromDataTransfer, fromFileList } from './picking';
+import { type Settings, type Theme, applyTheme } from './settings';
+import type { View } from './shell';
+import { TransferCard } from './transfer-card';
+
+export interface HomeViewOptions {
+  api: ApiClient;
+  user: User;
+  settings: Settings;
+  /** The server refused the connection for good (session ended, revoked, password change). */
+  onSessionEnded(code: string): void;
+  onOpenAccount(): void;
+}
+
+export class HomeView implements View {
+  readonly root: HTMLElement;
+  readonly title = 'Send files';
+  readonly #o: HomeViewOptions;
+  #engine: TransferEngine;
+  readonly #heading: HTMLHeadingElement;
+  readonly #connection: HTMLParagraphElement;
+  readonly #announcements: HTMLDivElement;
+  readonly #peerList: HTMLDivElement;
+  readonly #peerEmpty: HTMLParagraphElement;
+  readonly #fileInput: HTMLInputElement;
+  readonly #folderInput: HTMLInputElement;
+  readonly #selection: HTMLDivElement;
+  readonly #sendError = messageLine('error', 'send-error');
+  readonly #notice = messageLine('notice', 'home-notice');
+  readonly #transferList: HTMLDivElement;
+  readonly #transferEmpty: HTMLParagraphElement;
+  readonly #cards = new Map<string, TransferCard>();
+  readonly #history: HistoryPanel;
+  readonly #incoming: IncomingDialog;
+  readonly #settingsPanel: HTMLElement;
+  #picked: PickedFile[] = [];
+  /** A peer clicked with nothing picked: send to it once files are chosen. */
+  #pickFor: string | null = null;
+  #peers: readonly Peer[] = [];
+  readonly #announced = new Set<string>();
+
+  constructor(options: HomeViewOptions) {
+    this.#o = options;
+    this.#heading = h('h1', { class: 'visually-hidden', tabindex: -1 }, 'Send and receive files');
+    this.#connection = h('p', { class: 'connection', role: 'status', 'data-testid': 'connection-status' });
+    this.#announcements = h('div', { class: 'announcements', 'aria-live': 'polite' });
+
+    // ---- sending: pick files, then a person ----
+    this.#fileInput = h('input', { type: 'file', multiple: true, id: uniqueId('file-input'), class: 'visually-hidden', 'data-testid': 'file-input' });
+    this.#folderInput = h('input', { type: 'file', id: uniqueId('folder-input'), class: 'visually-hidden', 'data-testid': 'folder-input' });
+    this.#folderInput.webkitdirectory = true;
+    this.#fileInput.addEventListener('change', () => this.#picked_(fromFileList(this.#fileInput.files), this.#fileInput));
+    this.#folderInput.addEventListener('change', () => this.#picked_(fromFileList(this.#folderInput.files), this.#folderInput));
+    this.#selection = h('div', { class: 'selection', 'data-testid': 'selection', 'aria-live': 'polite' });
+    const dropZone = h(
+      'div',
+      { class: 'drop-zone' },
+      h('p', { class: 'drop-hint' }, 'Drop files or folders on a person below, or choose them first:'),
+      h(
+        'div',
+        { class: 'actions actions-compact' },
+        h('label', { class: 'btn btn-secondary btn-small', for: this.#fileInput.id }, 'Choose files…'),
+        this.#fileInput,
+        h('label', { class: 'btn btn-secondary btn-small', for: this.#folderInput.id }, 'Choose a folder…'),
+        this.#folderInput,
+      ),
+      this.#selection,
+    );
+    for (const input of [this.#fileInput, this.#folderInput]) {
+      // The label is the visible control; keep keyboard focus visible on it.
+      input.addEventListener('focus', () => input.previousElementSibling?.classList.add('focus-ring'));
+      input.addEventListener('blur', () => input.previousElementSibling?.classList.remove('focus-ring'));
+    }
+    this.#dropTarget(dropZone, (files) => this.#picked_(files, null));
+
+    this.#peerList = h('div', { class: 'peer-list', 'data-testid': 'peer-list', 'aria-label': 'People online' });
+    this.#peerEmpty = h('p', { class: 'muted empty' }, 'Nobody else is online in your lab right now. People appear here as soon as they open LabBeam.');
+
+    // ---- transfers ----
+    this.#transferList = h('div', { class: 'transfer-list' });
+    this.#transferEmpty = h('p', { class: 'muted empty' }, 'Files you send or receive appear here, with their progress.');
+
+    this.#history = new HistoryPanel(options.api, options.user.username);
+    this.#incoming = new IncomingDialog((id, accept) => void (accept ? this.#engine.accept(id) : this.#engine.decline(id)));
+    this.#settingsPanel = this.#buildSettings();
+
+    const settingsToggle = h('button', { type: 'button', class: 'btn btn-ghost btn-small', 'aria-expanded': 'false', 'aria-controls': 'settings-panel', 'data-testid': 'settings-toggle' }, 'Settings');
+    settingsToggle.addEventListener('click', () => {
+      const open = this.#settingsPanel.hidden;
+      this.#settingsPanel.hidden = !open;
+      settingsToggle.setAttribute('aria-expanded', String(open));
+    });
+    const account = h('button', { type: 'button', class: 'btn btn-ghost btn-small', 'data-testid': 'open-account' }, 'Your account');
+    account.addEventListener('click', () => options.onOpenAccount());
+
+    this.root = h(
+      'div',
+      { class: 'home' },
+      this.#heading,
+      h('div', { class: 'home-bar' }, this.#connection, h('div', { class: 'home-bar-actions' }, settingsToggle, account)),
+      this.#settingsPanel,
+      this.#announcements,
+      this.#notice.element,
+      h(
+        'div',
+        { class: 'home-grid' },
+        h(
+          'section',
+          { class: 'card panel panel-send', 'aria-labelledby': 'send-title' },
+          h('h2', { id: 'send-title', class: 'panel-title' }, 'Send files'),
+          dropZone,
+          this.#sendError.element,
+          h('h3', { class: 'section-title' }, 'People online'),
+          this.#peerList,
+          this.#peerEmpty,
+        ),
+        h(
+          'section',
+          { class: 'card panel panel-transfers', 'aria-labelledby': 'transfers-title' },
+          h('h2', { id: 'transfers-title', class: 'panel-title' }, 'Transfers'),
+          this.#transferList,
+          this.#transferEmpty,
+        ),
+        this.#history.root,
+      ),
+      this.#incoming.element,
+    );
+
+    applyTheme(options.settings.values.theme);
+    this.#engine = this.#createEngine();
+    this.#renderSelection();
+    this.#renderPeers();
+  }
+
+  focus(): void {
+    this.#heading.focus();
+  }
+
+  start(): void {
+    this.#engine.start();
+    void this.#history.load();
+  }
+
+  stop(): void {
+    this.#engine.stop();
+  }
+
+  // ---- engine ----
+
+  #createEngine(): TransferEngine {
+    const { api, settings } = this.#o;
+    const engine = new TransferEngine({
+      fetchIceServers: () => api.iceServers(),
+      device: settings.values.deviceName,
+      forceRelay: () => settings.forceRelay,
+      autoSave: () => settings.values.autoSave,
+    });
+    engine.on('connection', (state) => this.#onConnection(state));
+    engine.on('presence', ({ peers }) => {
+      this.#peers = peers;
+      this.#renderPeers();
+      this.#onConnection({ kind: 'connected' });
+    });
+    engine.on('transfer', (t) => this.#onTransfer(t));
+    engine.on('removed', (id) => {
+      this.#cards.get(id)?.root.remove();
+      this.#cards.delete(id);
+      this.#transferEmpty.hidden = this.#cards.size > 0;
+    });
+    engine.on('incoming', (request) => {
+      this.#incoming.push(request);
+      this.#notify(`${request.from.displayName} wants to send you ${plural(request.files.length, 'file')}`, `${formatBytes(request.totalBytes)} — open LabBeam to accept or decline.`);
+    });
+    engine.on('announcement', (a) => this.#showAnnouncement(a));
+    engine.on('notice', (text) => this.#notice.show(text, 'warning'));
+    return engine;
+  }
+
+  #onConnection(state: ConnectionState): void {
+    const self = this.#engine.self;
+    this.#connection.setAttribute('data-state', state.kind);
+    switch (state.kind) {
+      case 'connecting':
+        this.#connection.textContent = 'Connecting to LabBeam…';
+        break;
+      case 'connected':
+        this.#connection.textContent =
+          self === null ? 'Online.' : `Online as “${self.device}” in ${self.lab}.${this.#o.settings.forceRelay ? ' Relay mode is on.' : ''}`;
+        break;
+      case 'reconnecting':
+        this.#connection.textContent = 'Connection to the LabBeam server lost — reconnecting… Transfers already running continue.';
+        break;
+      case 'refused':
+        this.#o.onSessionEnded(state.code);
+        break;
+    }
+  }
+
+  #onTransfer(t: TransferSnapshot): void {
+    let card = this.#cards.get(t.id);
+    const before = card?.root.getAttribute('data-state') ?? null;
+    if (card === undefined) {
+      card = new TransferCard(t, {
+        cancel: (id) => this.#engine.cancel(id),
+        save: (id, index) => void this.#engine.save(id, index).catch((e: unknown) => this.#notice.show(errorText(e), 'warning')),
+        saveFolder: (id) =>
+          void this.#engine.saveAllToFolder(id).catch((e: unknown) => {
+            if (!(e instanceof DOMException && e.name === 'AbortError')) this.#notice.show(errorText(e), 'warning');
+          }),
+        retry: (id) => void this.#engine.retry(id).catch((e: unknown) => this.#sendError.show(errorText(e))),
+        dismiss: (id) => void this.#engine.dismiss(id),
+        canSaveToFolder: this.#engine.canSaveToFolder,
+      });
+      this.#cards.set(t.id, card);
+      this.#transferList.prepend(card.root);
+      this.#transferEmpty.hidden = true;
+    } else {
+      card.update(t);
+    }
+    const finished = t.state === 'completed' || t.state === 'failed' || t.state === 'cancelled';
+    if (finished && before !== t.state) {
+      this.#incoming.withdraw(t.id);
+      this.#history.soon();
+      if (t.state === 'completed' && t.direction === 'receive') {
+        this.#notify(`Files from ${t.peer.displayName} arrived`, `${plural(t.files.length, 'file')}, ${formatBytes(t.totalBytes)}, verified.`);
+      }
+    }
+  }
+
+  // ---- picking and sending ----
+
+  #picked_(files: PickedFile[], input: HTMLInputElement | null): void {
+    if (input !== null) input.value = '';
+    if (files.length === 0) return;
+    this.#sendError.clear();
+    const target = this.#pickFor;
+    this.#pickFor = null;
+    if (target !== null) {
+      void this.#send(target, files);
+      return;
+    }
+    this.#picked = [...this.#picked, ...files];
+    this.#renderSelection();
+    this.#renderPeers();
+  }
+
+  async #send(peerId: string, files: PickedFile[]): Promise<void> {
+    this.#sendError.clear();
+    try {
+      await this.#engine.send(peerId, files);
+      if (files === this.#picked) {
+        this.#picked = [];
+        this.#renderSelection();
+        this.#renderPeers();
+      }
+    } catch (error) {
+      this.#sendError.show(errorText(error));
+    }
+  }
+
+  #renderSelection(): void {
+    if (this.#picked.length === 0) {
+      this.#selection.replaceChildren(h('p', { class: 'muted' }, 'No files chosen. You can also click Send next to a person to choose files for them.'));
+      return;
+    }
+    const total = this.#picked.reduce((sum, f) => sum + f.blob.size, 0);
+    const clear = h('button', { type: 'button', class: 'btn btn-ghost btn-small', 'data-testid': 'selection-clear' }, 'Clear');
+    clear.addEventListener('click', () => {
+      this.#picked = [];
+      this.#renderSelection();
+      this.#renderPeers();
+    });
+    const shown = this.#picked.slice(0, 6);
+    this.#selection.replaceChildren(
+      h('p', { class: 'selection-summary' }, h('strong', {}, `${plural(this.#picked.length, 'file')} chosen`), ` · ${formatBytes(total)} · now pick a person below`, clear),
+      h(
+        'ul',
+        { class: 'selection-files' },
+        ...shown.map((f) => h('li', {}, h('span', { class: 'file-name' }, f.name), h('span', { class: 'file-size' }, formatBytes(f.blob.size)))),
+        this.#picked.length > shown.length ? h('li', { class: 'muted' }, `and ${plural(this.#picked.length - shown.length, 'more file')}`) : null,
+      ),
+    );
+  }
+
+  #renderPeers(): void {
+    const byLab = new Map<string, Peer[]>();
+    for (const p of [...this.#peers].sort((a, b) => a.displayName.localeCompare(b.displayName) || a.device.localeCompare(b.device))) {
+      const list = byLab.get(p.lab) ?? [];
+      list.push(p);
+      byLab.set(p.lab, list);
+    }
+    const labs = [...byLab.keys()].sort((a, b) => (a === 'Other' ? 1 : b === 'Other' ? -1 : a.localeCompare(b)));
+    const hasFiles = this.#picked.length > 0;
+    this.#peerEmpty.hidden = this.#peers.length > 0;
+    this.#peerList.replaceChildren(
+      ...labs.map((lab) => {
+        const headingId = uniqueId('lab');
+        return h(
+          'section',
+          { class: 'lab-group', 'aria-labelledby': headingId },
+          h('h4', { class: 'lab-name', id: headingId }, lab, h('span', { class: 'lab-count' }, ` · ${byLab.get(lab)?.length ?? 0}`)),
+          h('ul', { class: 'peers' }, ...(byLab.get(lab) ?? []).map((p) => this.#peerItem(p, hasFiles))),
+        );
+      }),
+    );
+  }
+
+  #peerItem(p: Peer, hasFiles: boolean): HTMLLIElement {
+    const label = hasFiles ? `Send ${plural(this.#picked.length, 'file')}` : 'Send…';
+    const send = h('button', { type: 'button', class: `btn ${hasFiles ? 'btn-primary' : 'btn-secondary'} btn-small`, 'data-testid': 'peer-send', 'aria-label': `${label} to ${p.displayName} (${p.device})` }, label);
+    send.addEventListener('click', () => {
+      if (this.#picked.length > 0) {
+        void this.#send(p.peerId, this.#picked);
+      } else {
+        this.#pickFor = p.peerId;
+        this.#fileInput.click();
+      }
+    });
+    const item = h(
+      'li',
+      { class: 'peer', 'data-testid': 'peer', 'data-username': p.username, 'data-peer-id': p.peerId },
+      h('span', { class: 'avatar', 'aria-hidden': 'true' }, initials(p.displayName)),
+      h(
+        'span',
+        { class: 'peer-who' },
+        h('span', { class: 'peer-name' }, p.displayName, p.role !== 'student' && p.role !== '' ? h('span', { class: 'role-badge' }, p.role) : null),
+        h('span', { class: 'peer-device muted' }, `${p.device}${p.username !== p.displayName ? ` · ${p.username}` : ''}`),
+      ),
+      send,
+    );
+    this.#dropTarget(item, (files) => void this.#send(p.peerId, files));
+    return item;
+  }
+
+  /** Makes `element` accept dropped files and folders. */
+  #dropTarget(element: HTMLElement, onFiles: (files: PickedFile[]) => void): void {
+    let depth = 0;
+    element.addEventListener('dragenter', (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      depth += 1;
+      element.classList.add('drop-active');
+    });
+    element.addEventListener('dragover', (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      e.stopPropagation();
+      if (e.dataTransfer !== null) e.dataTransfer.dropEffect = 'copy';
+    });
+    element.addEventListener('dragleave', () => {
+      depth = Math.max(0, depth - 1);
+      if (depth === 0) element.classList.remove('drop-active');
+    });
+    element.addEventListener('drop', (e) => {
+      if (e.dataTransfer === null || !carriesFiles(e)) return;
+      e.preventDefault();
+      e.stopPropagation();
+      depth = 0;
+      element.classList.remove('drop-active');
+      void fromDataTransfer(e.dataTransfer).then(onFiles, () => this.#sendError.show('Could not read what was dropped. Try “Choose files…” instead.'));
+    });
+  }
+
+  // ---- announcements and notifications ----
+
+  #showAnnouncement(a: Announcement): void {
+    if (this.#announced.has(a.id)) return;
+    this.#announced.add(a.id);
+    const dismiss = h('button', { type: 'button', class: 'btn btn-ghost btn-small', 'aria-label': 'Dismiss announcement' }, 'Dismiss');
+    const item = h(
+      'div',
+      { class: 'announcement', role: 'note', 'data-testid': 'announcement' },
+      h('span', { class: 'announcement-icon', 'aria-hidden': 'true' }, '📣'),
+      h('p', { class: 'announcement-text' }, h('strong', {}, a.from === '' ? 'Announcement' : a.from), ` · ${formatWhen(a.at)} — `, a.text),
+      dismiss,
+    );
+    dismiss.addEventListener('click', () => item.remove());
+    this.#announcements.prepend(item);
+    this.#notify(`Announcement from ${a.from}`, a.text);
+  }
+
+  #notify(title: string, body: string): void {
+    if (!this.#o.settings.values.notifications || typeof Notification === 'undefined') return;
+    if (Notification.permission !== 'granted' || document.visibilityState === 'visible') return;
+    try {
+      const n = new Notification(title, { body, icon: '/favicon.svg', tag: title });
+      n.addEventListener('click', () => {
+        window.focus();
+        n.close();
+      });
+    } catch {
+      // Some platforms only allow notifications from a service worker.
+    }
+  }
+
+  // ---- settings ----
+
+  #buildSettings(): HTMLElement {
+    const { settings } = this.#o;
+    const v = settings.values;
+    const status = messageLine('notice', 'settings-status');
+
+    const device = h('input', { type: 'text', class: 'field-input', id: uniqueId('device'), maxlength: 64, value: v.deviceName, 'data-testid': 'setting-device', autocomplete: 'off' });
+    device.addEventListener('change', () => {
+      const name = device.value.trim().slice(0, 64);
+      if (name === '') {
+        device.value = settings.values.deviceName;
+        return;
+      }
+      settings.set('deviceName', name);
+      if (this.#restartEngineIfIdle()) status.show('Saved. Others now see this computer under the new name.', 'success');
+      else status.show('Saved. The new name applies once the running transfers have finished and the page is reloaded.', 'info');
+    });
+
+    const relay = checkbox('setting-relay', 'Always use the relay', settings.forceRelay, 'Sends through the LabBeam server’s TURN relay instead of directly. Slower; for diagnosing network problems.');
+    relay.input.disabled = settings.relayFromUrl;
+    relay.input.addEventListener('change', () => {
+      settings.set('forceRelay', relay.input.checked);
+      this.#onConnection({ kind: this.#engine.self === null ? 'connecting' : 'connected' });
+    });
+
+    const autoSave = checkbox('setting-autosave', 'Save received files automatically', v.autoSave, 'Each file is downloaded as soon as it has arrived and been verified.');
+    autoSave.input.addEventListener('change', () => settings.set('autoSave', autoSave.input.checked));
+
+    const notificationsSupported = typeof Notification !== 'undefined';
+    const notify = checkbox('setting-notifications', 'Desktop notifications', v.notifications && notificationsSupported && Notification.permission === 'granted', 'Tells you about incoming files while LabBeam is in the background.');
+    notify.input.disabled = !notificationsSupported;
+    notify.input.addEventListener('change', () => {
+      if (!notify.input.checked) {
+        settings.set('notifications', false);
+        return;
+      }
+      void Notification.requestPermission().then((permission) => {
+        const granted = permission === 'granted';
+        notify.input.checked = granted;
+        settings.set('notifications', granted);
+        if (!granted) status.show('The browser did not allow notifications. Allow them in the site settings (the icon left of the address), then try again.', 'warning');
+      });
+    });
+
+    const themeId = uniqueId('theme');
+    const theme = h(
+      'select',
+      { id: themeId, class: 'field-input field-select', 'data-testid': 'setting-theme' },
+      ...(['system', 'light', 'dark'] as const).map((t) => h('option', { value: t, selected: t === v.theme }, t === 'system' ? 'Like the system' : t === 'light' ? 'Light' : 'Dark')),
+    );
+    theme.addEventListener('change', () => {
+      const value = theme.value as Theme;
+      settings.set('theme', value);
+      applyTheme(value);
+    });
+
+    return h(
+      'section',
+      { class: 'card settings', id: 'settings-panel', hidden: true, 'aria-labelledby': 'settings-title' },
+      h('h2', { id: 'settings-title', class: 'panel-title' }, 'Settings'),
+      status.element,
+      h(
+        'div',
+        { class: 'settings-grid' },
+        h('div', { class: 'field' }, h('label', { class: 'field-label', for: device.id }, 'This computer’s name'), device, h('p', { class: 'field-hint' }, 'Shown to others next to your name, e.g. “PC 14”.')),
+        h('div', { class: 'field' }, h('label', { class: 'field-label', for: themeId }, 'Appearance'), theme),
+        relay.wrapper,
+        autoSave.wrapper,
+        notify.wrapper,
+      ),
+    );
+  }
+
+  /** Reconnects under the new device name when no transfer is running. */
+  #restartEngineIfIdle(): boolean {
+    if (this.#engine.transfers().some((t) => t.state !== 'completed' && t.state !== 'failed' && t.state !== 'cancelled')) return false;
+    this.#engine.stop();
+    for (const card of this.#cards.values()) card.root.remove();
+    this.#cards.clear();
+    this.#transferEmpty.hidden = false;
+    this.#engine = this.#createEngine();
+    this.#engine.start();
+    return true;
+  }
+}
+
+function checkbox(testId: string, label: string, checked: boolean, hint: string): { wrapper: HTMLDivElement; input: HTMLInputElement } {
+  const id = uniqueId(testId);
+  const input = h('input', { type: 'checkbox', id, class: 'check-input', checked, 'data-testid': testId, 'aria-describedby': `${id}-hint` });
+  const wrapper = h('div', { class: 'check' }, input, h('div', {}, h('label', { for: id, class: 'check-label' }, label), h('p', { class: 'field-hint', id: `${id}-hint` }, hint)));
+  return { wrapper, input };
+}
+
+function initials(name: string): string {
+  const parts = name.trim().split(/\s+/).filter((p) => p !== '');
+  const letters = parts.length > 1 ? `${parts[0]?.[0] ?? ''}${parts[parts.length - 1]?.[0] ?? ''}` : name.slice(0, 2);
+  return letters.toUpperCase();
+}
+
+function errorText(error: unknown): string {
+  if (error instanceof TransferError) return error.message;
+  if (error instanceof Error && error.message !== '') return error.message;
+  return 'Something unexpected went wrong. Try again.';
+}

@@ -1,0 +1,49 @@
+/**
+ * Turns what the user picked or dropped into `PickedFile`s: plain files keep their name, files
+ * inside a folder keep their path relative to the folder's parent (`Photos/2024/a.jpg`), which
+ * the receiver sees and "Save to folder…" recreates.
+ */
+
+import type { PickedFile } from '../engine/engine';
+
+export function fromFileList(list: FileList | null): PickedFile[] {
+  if (list === null) return [];
+  return [...list].map((file) => ({
+    name: file.webkitRelativePath !== '' ? file.webkitRelativePath : file.name,
+    blob: file,
+    mime: file.type,
+  }));
+}
+
+/** Files of a drop, walking into dropped folders (Chromium, Firefox and Safari support entries). */
+export async function fromDataTransfer(data: DataTransfer): Promise<PickedFile[]> {
+  const entries = [...data.items]
+    .filter((item) => item.kind === 'file')
+    .map((item) => item.webkitGetAsEntry?.() ?? null);
+  if (entries.some((e) => e === null)) return fromFileList(data.files);
+  const out: PickedFile[] = [];
+  for (const entry of entries) if (entry !== null) await walk(entry, '', out);
+  return out;
+}
+
+async function walk(entry: FileSystemEntry, prefix: string, out: PickedFile[]): Promise<void> {
+  const path = prefix === '' ? entry.name : `${prefix}/${entry.name}`;
+  if (entry.isFile) {
+    const file = await new Promise<File>((resolve, reject) => (entry as FileSystemFileEntry).file(resolve, reject));
+    out.push({ name: path, blob: file, mime: file.type });
+    return;
+  }
+  if (!entry.isDirectory) return;
+  const reader = (entry as FileSystemDirectoryEntry).createReader();
+  // readEntries returns at most 100 entries per call: read until empty.
+  for (;;) {
+    const batch = await new Promise<FileSystemEntry[]>((resolve, reject) => reader.readEntries(resolve, reject));
+    if (batch.length === 0) break;
+    for (const child of batch) await walk(child, path, out);
+  }
+}
+
+/** Whether a drag carries files (not text or a link). */
+export function carriesFiles(event: DragEvent): boolean {
+  return event.dataTransfer?.types.includes('Files') ?? false;
+}

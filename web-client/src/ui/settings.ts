@@ -1,0 +1,92 @@
+/**
+ * The user's settings for this browser, kept in localStorage (nothing secret): this device's
+ * name, relay mode, automatic saving, desktop notifications and the colour theme.
+ * `?relay=1` in the page address turns relay mode on for this page without storing it.
+ */
+
+export type Theme = 'system' | 'light' | 'dark';
+
+export interface SettingsValues {
+  deviceName: string;
+  forceRelay: boolean;
+  autoSave: boolean;
+  notifications: boolean;
+  theme: Theme;
+}
+
+const KEY = 'labbeam.settings';
+
+export class Settings {
+  #values: SettingsValues;
+  readonly #relayFromUrl: boolean;
+  readonly #listeners = new Set<(values: SettingsValues) => void>();
+
+  constructor(search = location.search) {
+    this.#values = { ...defaults(), ...load() };
+    const relay = new URLSearchParams(search).get('relay');
+    this.#relayFromUrl = relay === '1' || relay === 'true';
+  }
+
+  get values(): Readonly<SettingsValues> {
+    return this.#values;
+  }
+
+  /** Relay mode as in force: the stored setting, or the page address's `?relay=1`. */
+  get forceRelay(): boolean {
+    return this.#values.forceRelay || this.#relayFromUrl;
+  }
+
+  get relayFromUrl(): boolean {
+    return this.#relayFromUrl;
+  }
+
+  set<K extends keyof SettingsValues>(key: K, value: SettingsValues[K]): void {
+    this.#values = { ...this.#values, [key]: value };
+    try {
+      localStorage.setItem(KEY, JSON.stringify(this.#values));
+    } catch {
+      // Storage disabled: the setting holds for this page only.
+    }
+    for (const l of this.#listeners) l(this.#values);
+  }
+
+  onChange(listener: (values: SettingsValues) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}
+
+function defaults(): SettingsValues {
+  return { deviceName: defaultDeviceName(), forceRelay: false, autoSave: false, notifications: false, theme: 'system' };
+}
+
+function load(): Partial<SettingsValues> {
+  try {
+    const raw: unknown = JSON.parse(localStorage.getItem(KEY) ?? '{}');
+    if (typeof raw !== 'object' || raw === null) return {};
+    const r = raw as Record<string, unknown>;
+    const out: Partial<SettingsValues> = {};
+    if (typeof r['deviceName'] === 'string' && r['deviceName'].trim() !== '') out.deviceName = r['deviceName'].trim().slice(0, 64);
+    if (typeof r['forceRelay'] === 'boolean') out.forceRelay = r['forceRelay'];
+    if (typeof r['autoSave'] === 'boolean') out.autoSave = r['autoSave'];
+    if (typeof r['notifications'] === 'boolean') out.notifications = r['notifications'];
+    if (r['theme'] === 'light' || r['theme'] === 'dark' || r['theme'] === 'system') out.theme = r['theme'];
+    return out;
+  } catch {
+    return {};
+  }
+}
+
+/** "Chromium on Linux"-style name until the user picks one. */
+function defaultDeviceName(): string {
+  const ua = navigator.userAgent;
+  const browser = /Edg\//.test(ua) ? 'Edge' : /Firefox\//.test(ua) ? 'Firefox' : /Chrome\//.test(ua) ? 'Chrome' : /Safari\//.test(ua) ? 'Safari' : 'Browser';
+  const os = /Windows/.test(ua) ? 'Windows' : /Mac OS X/.test(ua) ? 'macOS' : /CrOS/.test(ua) ? 'ChromeOS' : /Android/.test(ua) ? 'Android' : /Linux/.test(ua) ? 'Linux' : '';
+  return os === '' ? browser : `${browser} on ${os}`;
+}
+
+/** Applies the theme to the page (`data-theme` on <html> overrides the system preference). */
+export function applyTheme(theme: Theme): void {
+  if (theme === 'system') document.documentElement.removeAttribute('data-theme');
+  else document.documentElement.setAttribute('data-theme', theme);
+}

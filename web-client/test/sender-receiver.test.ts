@@ -1,0 +1,171 @@
+// The sender and receiver talking through an in-memory data channel: files arrive intact,
+// backpressure holds the send buffer near its high-water mark, and protocol violations fail.
+
+import { createHash, randomBytes } from 'node:crypto';
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import type { ChannelLike } from '../src/engine/channel';
+import { decodeControl, encodeControl } from '../src/engine/framing';
+import { transferDigest } from '../src/engine/hash';
+import { type FileSink, FileReceiver, ReceiveError, type StoredFile } from '../src/engine/receiver';
+import { FileSender } from '../src/engine/sender';
+
+/** A channel that "transmits" `drainBytes` every tick into `deliver`. */
+class FakeChannel implements ChannelLike {
+  readyState: RTCDataChannelState = 'open';
+  bufferedAmount = 0;
+  bufferedAmountLowThreshold = 0;
+  maxBuffered = 0;
+  readonly #queue: (string | Uint8Array)[] = [];
+  readonly #listeners = new Map<string, Set<() => void>>();
+  readonly #timer: ReturnType<typeof setInterval>;
+
+  constructor(deliver: (m: string | ArrayBuffer) => void, drainBytes = 1024 * 1024) {
+    this.#timer = setInterval(() => {
+      let budget = drainBytes;
+      const before = this.bufferedAmount;
+      while (this.#queue.length > 0 && budget > 0) {
+        const m = this.#queue.shift()!;
+        if (typeof m === 'string') deliver(m);
+        else {
+          budget -= m.byteLength;
+          this.bufferedAmount -= m.byteLength;
+          deliver(m.buffer.slice(m.byteOffset, m.byteOffset + m.byteLength) as ArrayBuffer);
+        }
+      }
+      if (before > this.bufferedAmountLowThreshold && this.bufferedAmount <= this.bufferedAmountLowThreshold) this.#fire('bufferedamountlow');
+    }, 1);
+  }
+
+  send(data: string): void;
+  send(data: ArrayBufferView<ArrayBuffer>): void;
+  send(data: string | ArrayBufferView<ArrayBuffer>): void {
+    if (typeof data === 'string') this.#queue.push(data);
+    else {
+      // Like RTCDataChannel: the bytes are copied at send().
+      const copy = new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+      this.#queue.push(copy);
+      this.bufferedAmount += copy.byteLength;
+      this.maxBuffered = Math.max(this.maxBuffered, this.bufferedAmount);
+    }
+  }
+
+  addEventListener(type: string, l: () => void): void {
+    const set = this.#listeners.get(type) ?? new Set();
+    set.add(l);
+    this.#listeners.set(type, set);
+  }
+
+  removeEventListener(type: string, l: () => void): void {
+    this.#listeners.get(type)?.delete(l);
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+    this.readyState = 'closed';
+    this.#fire('close');
+  }
+
+  #fire(type: string): void {
+    for (const l of [...(this.#listeners.get(type) ?? [])]) l();
+  }
+}
+
+class MemorySink implements FileSink {
+  readonly files = new Map<number, Buffer[]>();
+  #open = -1;
+  open(index: number): void {
+    this.#open = index;
+    this.files.set(index, []);
+  }
+  write(chunk: ArrayBuffer): void {
+    this.files.get(this.#open)!.push(Buffer.from(chunk));
+  }
+  async finish(index: number): Promise<StoredFile> {
+    const all = Buffer.concat(this.files.get(index)!);
+    return { sha256: createHash('sha256').update(all).digest('hex'), bytes: all.byteLength };
+  }
+}
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+async function roundTrip(contents: Uint8Array[], tamper?: (chunk: ArrayBuffer) => void) {
+  const metas = contents.map((c, i) => ({ name: `dir/file-${i}.bin`, size: c.byteLength, mime: '' }));
+  const sink = new MemorySink();
+  const verified: { index: number; ok: boolean; stored: StoredFile }[] = [];
+  const receiver = new FileReceiver(metas, sink, { verified: (index, ok, stored) => verified.push({ index, ok, stored }) });
+  const channel = new FakeChannel((m) => {
+    if (typeof m === 'string') receiver.control(decodeControl(m)!);
+    else {
+      tamper?.(m);
+      receiver.chunk(m);
+    }
+  });
+  const sender = new FileSender(
+    channel,
+    contents.map((c, i) => ({ name: metas[i]!.name, blob: new Blob([c as Uint8Array<ArrayBuffer>]) })),
+    new AbortController().signal,
+    { chunkBytes: 16 * 1024, readBytes: 256 * 1024, highWaterBytes: 512 * 1024, lowWaterBytes: 128 * 1024 },
+  );
+  const digests = await sender.run();
+  const deadline = Date.now() + 5000;
+  while (verified.length < contents.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  channel.close();
+  return { digests, verified, sink, channel, sender };
+}
+
+test('several files, including an empty one, arrive intact and verified', async () => {
+  const contents = [randomBytes(3 * 1024 * 1024 + 17), new Uint8Array(0), randomBytes(1000)];
+  const { digests, verified, sink, channel } = await roundTrip(contents);
+  assert.deepEqual(digests, contents.map(sha));
+  assert.deepEqual(verified.map((v) => [v.index, v.ok]), [[0, true], [1, true], [2, true]]);
+  for (const [i, c] of contents.entries()) assert.ok(Buffer.concat(sink.files.get(i)!).equals(Buffer.from(c)));
+  // Backpressure: never more than the high-water mark plus one chunk waited in the buffer.
+  assert.ok(channel.maxBuffered <= 512 * 1024 + 16 * 1024, `buffered up to ${channel.maxBuffered}`);
+});
+
+test('a corrupted byte fails that file only', async () => {
+  let n = 0;
+  const contents = [randomBytes(200_000), randomBytes(50_000)];
+  const { verified } = await roundTrip(contents, (chunk) => {
+    if (n++ === 3) new Uint8Array(chunk)[10] ^= 0xff;
+  });
+  assert.deepEqual(verified.map((v) => [v.index, v.ok]), [[0, false], [1, true]]);
+});
+
+test('the receiver refuses data outside a file, wrong names and extra bytes', () => {
+  const metas = [{ name: 'a.txt', size: 4, mime: '' }];
+  const r = () => new FileReceiver(metas, new MemorySink(), { verified: () => {} });
+  assert.throws(() => r().chunk(new ArrayBuffer(1)), ReceiveError);
+  assert.throws(() => r().control({ t: 'file', index: 0, name: 'b.txt', size: 4, offset: 0 }), /was announced/);
+  const extra = r();
+  extra.control({ t: 'file', index: 0, name: 'a.txt', size: 4, offset: 0 });
+  assert.throws(() => extra.chunk(new ArrayBuffer(5)), (e: unknown) => e instanceof ReceiveError && e.code === 'size_mismatch');
+  const short = r();
+  short.control({ t: 'file', index: 0, name: 'a.txt', size: 4, offset: 0 });
+  short.chunk(new ArrayBuffer(2));
+  assert.throws(() => short.control({ t: 'eof', index: 0, sha256: 'a'.repeat(64) }), /incomplete/);
+  assert.throws(() => r().control({ t: 'file', index: 1, name: 'a.txt', size: 4, offset: 0 }), /not expected/);
+});
+
+test('a cancelled send stops with the abort reason', async () => {
+  const channel = new FakeChannel(() => {}, 0);
+  const abort = new AbortController();
+  const sender = new FileSender(channel, [{ name: 'x', blob: new Blob([randomBytes(4 * 1024 * 1024)]) }], abort.signal, {
+    highWaterBytes: 256 * 1024,
+    lowWaterBytes: 64 * 1024,
+  });
+  const run = sender.run();
+  setTimeout(() => abort.abort(new Error('stop')), 20);
+  await assert.rejects(run, /stop/);
+  channel.close();
+});
+
+test('the transfer digest is the file hash for one file, else the hash of the joined hashes', async () => {
+  const a = sha(Buffer.from('a'));
+  const b = sha(Buffer.from('b'));
+  assert.equal(await transferDigest([a]), a);
+  assert.equal(await transferDigest([a, b]), sha(Buffer.from(`${a}\n${b}`)));
+  assert.equal(encodeControl({ t: 'cancel', reason: '' }), '{"t":"cancel","reason":""}');
+});
