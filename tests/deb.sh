@@ -235,6 +235,10 @@ SVC_STATE=/var/lib/$(unit_value StateDirectory)
 SVC_STATE_MODE=$(unit_value StateDirectoryMode)
 SVC_CAPS=$(unit_value AmbientCapabilities | tr '[:upper:]' '[:lower:]' | sed 's/cap_//g; s/ \+/,+/g; s/^/+/')
 SVC_NOFILE=$(unit_value LimitNOFILE)
+proc_options=(defaults)
+case "$(unit_value ProtectProc)" in noaccess | invisible | ptraceable) proc_options+=("hidepid=$(unit_value ProtectProc)") ;; esac
+[ "$(unit_value ProcSubset)" != pid ] || proc_options+=(subset=pid)
+SVC_PROC_OPTIONS=$(IFS=,; echo "${proc_options[*]}")
 # Raising the hard limit needs CAP_SYS_RESOURCE, which some sandboxes (this test's CI
 # among them) withhold even from root: then the test runs at the highest limit it can set.
 hard_nofile=$(ulimit -Hn)
@@ -254,19 +258,19 @@ check "the unit runs '$SVC_EXEC' as $SVC_USER:$SVC_GROUP" \
 # AS_SERVICE CMD...: runs CMD in the root as labbeam.service runs its ExecStart. The
 # file system as the unit's sandbox shows it: all read-only (ProtectSystem=strict) but the
 # state directory, an empty private /tmp (PrivateTmp=), empty /home and /root
-# (ProtectHome=), /proc with no other process and nothing but processes
-# (ProtectProc=invisible, ProcSubset=pid). Then its LimitNOFILE, user and group, only its
+# (ProtectHome=), /proc mounted with the unit's ProtectProc= and ProcSubset= (hidepid=,
+# subset=). Then its LimitNOFILE, user and group, only its
 # ambient capabilities (also the bounding set), no new privileges, its umask and working
 # directory, and a clean environment.
 AS_SERVICE=(unshare --mount --propagation private -- sh -c '
-    root=$0 state=$1
-    shift
+    root=$0 state=$1 proc_options=$2
+    shift 2
     mount --bind "$root" "$root" && mount -o remount,bind,ro "$root" &&
     mount --bind "$root$state" "$root$state" && mount -o remount,bind,rw "$root$state" &&
     mount -t tmpfs -o mode=1777 tmpfs "$root/tmp" &&
     mount -t tmpfs -o ro,mode=755 tmpfs "$root/home" && mount -t tmpfs -o ro,mode=700 tmpfs "$root/root" &&
-    mount -t proc -o hidepid=invisible,subset=pid proc "$root/proc" &&
-    exec chroot "$root" "$@"' "$ROOT" "$SVC_STATE" env -i PATH="$HOST_PATH" LANG=C.UTF-8
+    mount -t proc -o "$proc_options" proc "$root/proc" &&
+    exec chroot "$root" "$@"' "$ROOT" "$SVC_STATE" "$SVC_PROC_OPTIONS" env -i PATH="$HOST_PATH" LANG=C.UTF-8
   prlimit --nofile="$SVC_NOFILE:$SVC_NOFILE"
   setpriv --reuid="$SVC_USER" --regid="$SVC_GROUP" --init-groups --no-new-privs
   --inh-caps="-all,$SVC_CAPS" --ambient-caps="$SVC_CAPS" --bounding-set="-all,$SVC_CAPS"
@@ -462,8 +466,14 @@ check "first start prints a one-time admin password" test -n "$admin_password"
 printed_fingerprint=$(sed -n 's/^ *SHA-256: *//p' "$WORK/serve1.txt")
 fingerprint1=$(cert_fingerprint)
 check "printed SHA-256 is the certificate's ($fingerprint1)" test "$printed_fingerprint" = "$fingerprint1"
-echo "  note: the certificate names$(openssl x509 -in "$ROOT$SVC_STATE/tls/cert.pem" -noout -ext subjectAltName |
-  tail -n +2 | sed 's/DNS://g; s/IP Address://g')"
+cert_names=$(openssl x509 -in "$ROOT$SVC_STATE/tls/cert.pem" -noout -ext subjectAltName | tail -n +2 |
+  sed 's/DNS://g; s/IP Address://g; s/^ *//')
+echo "  note: the certificate names $cert_names"
+# With no public_host, the generated certificate names localhost and this machine.
+host_name=$(uname -n)
+if grep -Eqi '^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$' <<<"$host_name"; then
+  check "the generated certificate names this machine ($host_name)" grep -qix -- "$host_name" <<<"${cert_names//, /$'\n'}"
+fi
 
 status=$(api POST /api/auth/login "{\"username\":\"admin\",\"password\":\"$admin_password\"}")
 check "POST /api/auth/login with the printed password -> 200 (got $status)" test "$status" = 200
