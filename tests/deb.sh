@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
 # Tests the .deb the way an IT admin meets it: builds it with cargo-deb, runs lintian,
-# judges the systemd unit (`systemd-analyze verify` and `security`, exposure at most 2.0),
-# then installs it with dpkg into a throwaway Debian bookworm root (debootstrap, cached
-# under /var/cache/labbeam-tests), never into this machine's own system. In that root it
-# starts the installed binary the way labbeam.service does (same user, capabilities,
-# arguments, working directory, umask, clean environment; state directory created as
-# StateDirectory= does), inside a private network namespace so the packaged 0.0.0.0:443
-# is used as is; logs in over HTTPS with the first admin password it printed, changes it,
-# stops it with SIGTERM, upgrades to a package with a bumped version and checks that the
-# data, certificate, password and local config edits survived, then removes and purges.
+# checks the hand-written man page against `labbeam --help`, judges the systemd unit
+# (`systemd-analyze verify` and `security`, exposure at most 2.0), then installs it with
+# dpkg into a throwaway Debian bookworm root (debootstrap, cached under
+# /var/cache/labbeam-tests), never into this machine's own system.
 #
-# Installs what it needs (apt: lintian, debootstrap, systemd, iproute2, util-linux, curl,
-# openssl, dpkg-dev; cargo: cargo-deb) when missing. Runs as root (chroot, namespaces).
-# LABBEAM_SKIP_DEB=1 skips it for quick local runs; CI (CI=true) always runs it.
-# Ends with the line `N passed, N failed`.
+# systemd is not PID 1 here, so the installed binary is started the way labbeam.service
+# would start it, read off the installed unit: its user, capabilities, limits, umask,
+# working directory, clean environment and ExecStart, with the state directory made as
+# StateDirectory= makes it and the file system as its sandbox shows it (read-only but the
+# state directory, private /tmp, no /home, restricted /proc). It runs in a private network
+# namespace, so the packaged 0.0.0.0:443 is used as is, and under strace, so the system
+# calls, memory mappings and socket families it uses are checked against the unit's
+# SystemCallFilter=, MemoryDenyWriteExecute= and RestrictAddressFamilies=.
+#
+# Then: log in over HTTPS with the first admin password it printed, change it, stop it
+# with SIGTERM (exit 0), upgrade to the package with a bumped version, check that data,
+# certificate, password and a local config edit survived, remove, purge.
+#
+# Installs what it needs when missing (apt: lintian, debootstrap, systemd, iproute2,
+# util-linux, strace, python3, curl, openssl, dpkg-dev; cargo: cargo-deb 3). Runs as root
+# (chroot, namespaces). LABBEAM_SKIP_DEB=1 skips it for quick local runs; CI (CI=true)
+# always runs it. Ends with the line `N passed, N failed`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -84,7 +92,7 @@ cleanup() {
   ip netns del "$NETNS" 2>/dev/null || true
   # Mounts are only ever made inside private mount namespaces (see in_root), so nothing
   # of the host can be reached through $ROOT; check anyway before deleting it.
-  if grep -q " $ROOT/" /proc/self/mounts; then
+  if grep -qE " ${ROOT}[/ ]" /proc/self/mounts; then
     echo "deb: something is still mounted under $ROOT; leaving $WORK in place" >&2
   else
     rm -rf "$WORK"
