@@ -458,6 +458,13 @@ api() {
     -H 'Content-Type: application/json' "${auth[@]}" --data "$3" -o "$WORK/body.json" -w '%{http_code}' \
     "https://localhost:$HTTPS_PORT$2" || true
 }
+# page PATH [TOKEN]: GET over HTTPS like api; prints the HTTP status.
+page() {
+  local auth=()
+  [ -n "${2:-}" ] && auth=(-H "Authorization: Bearer $2")
+  ip netns exec "$NETNS" curl -sS --max-time 20 --cacert "$ROOT$SVC_STATE/tls/cert.pem" "${auth[@]}" \
+    -o "$WORK/body.html" -w '%{http_code}' "https://localhost:$HTTPS_PORT$1" || true
+}
 cert_fingerprint() {
   openssl x509 -in "$ROOT$SVC_STATE/tls/cert.pem" -noout -fingerprint -sha256 | sed 's/.*=//'
 }
@@ -490,6 +497,13 @@ new_password="lab server $(head -c 9 /dev/urandom | base64 | tr '+/' '-_')"
 status=$(api POST /api/me/password \
   "{\"current_password\":\"$admin_password\",\"new_password\":\"$new_password\"}" "$token")
 check "POST /api/me/password: admin replaces the one-time password -> 200 (got $status)" test "$status" = 200
+# A little of every part, so the system call check below sees them work in the sandbox.
+for request in "/ 200" "/admin/login 200" "/admin 200 $token" "/api/transfers 200 $token" \
+  "/socket.io/?EIO=4&transport=polling 200"; do
+  read -r path want bearer <<<"$request"
+  status=$(page "$path" "${bearer:-}")
+  check "GET $path${bearer:+ (signed in)} -> $want (got $status)" test "$status" = "$want"
+done
 
 check "$SVC_STATE is $SVC_USER's, mode 700" test "$(stat_of "$SVC_STATE")" = "$SVC_UID 700"
 for f in labbeam.db jwt.key tls/key.pem; do
