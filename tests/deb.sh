@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
 # Tests the .deb the way an IT admin meets it: builds it with cargo-deb, runs lintian,
-# judges the systemd unit (`systemd-analyze verify` and `security`, exposure at most 2.0),
-# then installs it with dpkg into a throwaway Debian bookworm root (debootstrap, cached
-# under /var/cache/labbeam-tests), never into this machine's own system. In that root it
-# starts the installed binary the way labbeam.service does (same user, capabilities,
-# arguments, working directory, umask, clean environment; state directory created as
-# StateDirectory= does), inside a private network namespace so the packaged 0.0.0.0:443
-# is used as is; logs in over HTTPS with the first admin password it printed, changes it,
-# stops it with SIGTERM, upgrades to a package with a bumped version and checks that the
-# data, certificate, password and local config edits survived, then removes and purges.
+# checks the hand-written man page against `labbeam --help`, judges the systemd unit
+# (`systemd-analyze verify` and `security`, exposure at most 2.0), then installs it with
+# dpkg into a throwaway Debian bookworm root (debootstrap, cached under
+# /var/cache/labbeam-tests), never into this machine's own system.
 #
-# Installs what it needs (apt: lintian, debootstrap, systemd, iproute2, util-linux, curl,
-# openssl, dpkg-dev; cargo: cargo-deb) when missing. Runs as root (chroot, namespaces).
-# LABBEAM_SKIP_DEB=1 skips it for quick local runs; CI (CI=true) always runs it.
-# Ends with the line `N passed, N failed`.
+# systemd is not PID 1 here, so the installed binary is started the way labbeam.service
+# would start it, read off the installed unit: its user, capabilities, limits, umask,
+# working directory, clean environment and ExecStart, with the state directory made as
+# StateDirectory= makes it and the file system as its sandbox shows it (read-only but the
+# state directory, private /tmp, no /home, restricted /proc). It runs in a private network
+# namespace, so the packaged 0.0.0.0:443 is used as is, and under strace, so the system
+# calls, memory mappings and socket families it uses are checked against the unit's
+# SystemCallFilter=, MemoryDenyWriteExecute= and RestrictAddressFamilies=.
+#
+# Then: log in over HTTPS with the first admin password it printed, change it, stop it
+# with SIGTERM (exit 0), upgrade to the package with a bumped version, check that data,
+# certificate, password and a local config edit survived, remove, purge.
+#
+# Installs what it needs when missing (apt: lintian, debootstrap, systemd, iproute2,
+# util-linux, strace, python3, curl, openssl, dpkg-dev; cargo: cargo-deb 3). Runs as root
+# (chroot, namespaces). LABBEAM_SKIP_DEB=1 skips it for quick local runs; CI (CI=true)
+# always runs it. Ends with the line `N passed, N failed`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -84,7 +92,7 @@ cleanup() {
   ip netns del "$NETNS" 2>/dev/null || true
   # Mounts are only ever made inside private mount namespaces (see in_root), so nothing
   # of the host can be reached through $ROOT; check anyway before deleting it.
-  if grep -q " $ROOT/" /proc/self/mounts; then
+  if grep -qE " ${ROOT}[/ ]" /proc/self/mounts; then
     echo "deb: something is still mounted under $ROOT; leaving $WORK in place" >&2
   else
     rm -rf "$WORK"
@@ -235,6 +243,10 @@ SVC_STATE=/var/lib/$(unit_value StateDirectory)
 SVC_STATE_MODE=$(unit_value StateDirectoryMode)
 SVC_CAPS=$(unit_value AmbientCapabilities | tr '[:upper:]' '[:lower:]' | sed 's/cap_//g; s/ \+/,+/g; s/^/+/')
 SVC_NOFILE=$(unit_value LimitNOFILE)
+proc_options=(defaults)
+case "$(unit_value ProtectProc)" in noaccess | invisible | ptraceable) proc_options+=("hidepid=$(unit_value ProtectProc)") ;; esac
+[ "$(unit_value ProcSubset)" != pid ] || proc_options+=(subset=pid)
+SVC_PROC_OPTIONS=$(IFS=,; echo "${proc_options[*]}")
 # Raising the hard limit needs CAP_SYS_RESOURCE, which some sandboxes (this test's CI
 # among them) withhold even from root: then the test runs at the highest limit it can set.
 hard_nofile=$(ulimit -Hn)
@@ -254,19 +266,19 @@ check "the unit runs '$SVC_EXEC' as $SVC_USER:$SVC_GROUP" \
 # AS_SERVICE CMD...: runs CMD in the root as labbeam.service runs its ExecStart. The
 # file system as the unit's sandbox shows it: all read-only (ProtectSystem=strict) but the
 # state directory, an empty private /tmp (PrivateTmp=), empty /home and /root
-# (ProtectHome=), /proc with no other process and nothing but processes
-# (ProtectProc=invisible, ProcSubset=pid). Then its LimitNOFILE, user and group, only its
+# (ProtectHome=), /proc mounted with the unit's ProtectProc= and ProcSubset= (hidepid=,
+# subset=). Then its LimitNOFILE, user and group, only its
 # ambient capabilities (also the bounding set), no new privileges, its umask and working
 # directory, and a clean environment.
 AS_SERVICE=(unshare --mount --propagation private -- sh -c '
-    root=$0 state=$1
-    shift
+    root=$0 state=$1 proc_options=$2
+    shift 2
     mount --bind "$root" "$root" && mount -o remount,bind,ro "$root" &&
     mount --bind "$root$state" "$root$state" && mount -o remount,bind,rw "$root$state" &&
     mount -t tmpfs -o mode=1777 tmpfs "$root/tmp" &&
     mount -t tmpfs -o ro,mode=755 tmpfs "$root/home" && mount -t tmpfs -o ro,mode=700 tmpfs "$root/root" &&
-    mount -t proc -o hidepid=invisible,subset=pid proc "$root/proc" &&
-    exec chroot "$root" "$@"' "$ROOT" "$SVC_STATE" env -i PATH="$HOST_PATH" LANG=C.UTF-8
+    mount -t proc -o "$proc_options" proc "$root/proc" &&
+    exec chroot "$root" "$@"' "$ROOT" "$SVC_STATE" "$SVC_PROC_OPTIONS" env -i PATH="$HOST_PATH" LANG=C.UTF-8
   prlimit --nofile="$SVC_NOFILE:$SVC_NOFILE"
   setpriv --reuid="$SVC_USER" --regid="$SVC_GROUP" --init-groups --no-new-privs
   --inh-caps="-all,$SVC_CAPS" --ambient-caps="$SVC_CAPS" --bounding-set="-all,$SVC_CAPS"
@@ -446,6 +458,13 @@ api() {
     -H 'Content-Type: application/json' "${auth[@]}" --data "$3" -o "$WORK/body.json" -w '%{http_code}' \
     "https://localhost:$HTTPS_PORT$2" || true
 }
+# page PATH [TOKEN]: GET over HTTPS like api; prints the HTTP status.
+page() {
+  local auth=()
+  [ -n "${2:-}" ] && auth=(-H "Authorization: Bearer $2")
+  ip netns exec "$NETNS" curl -sS --max-time 20 --cacert "$ROOT$SVC_STATE/tls/cert.pem" "${auth[@]}" \
+    -o "$WORK/body.html" -w '%{http_code}' "https://localhost:$HTTPS_PORT$1" || true
+}
 cert_fingerprint() {
   openssl x509 -in "$ROOT$SVC_STATE/tls/cert.pem" -noout -fingerprint -sha256 | sed 's/.*=//'
 }
@@ -462,8 +481,14 @@ check "first start prints a one-time admin password" test -n "$admin_password"
 printed_fingerprint=$(sed -n 's/^ *SHA-256: *//p' "$WORK/serve1.txt")
 fingerprint1=$(cert_fingerprint)
 check "printed SHA-256 is the certificate's ($fingerprint1)" test "$printed_fingerprint" = "$fingerprint1"
-echo "  note: the certificate names$(openssl x509 -in "$ROOT$SVC_STATE/tls/cert.pem" -noout -ext subjectAltName |
-  tail -n +2 | sed 's/DNS://g; s/IP Address://g')"
+cert_names=$(openssl x509 -in "$ROOT$SVC_STATE/tls/cert.pem" -noout -ext subjectAltName | tail -n +2 |
+  sed 's/DNS://g; s/IP Address://g; s/^ *//')
+echo "  note: the certificate names $cert_names"
+# With no public_host, the generated certificate names localhost and this machine.
+host_name=$(uname -n)
+if grep -Eqi '^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$' <<<"$host_name"; then
+  check "the generated certificate names this machine ($host_name)" grep -qix -- "$host_name" <<<"${cert_names//, /$'\n'}"
+fi
 
 status=$(api POST /api/auth/login "{\"username\":\"admin\",\"password\":\"$admin_password\"}")
 check "POST /api/auth/login with the printed password -> 200 (got $status)" test "$status" = 200
@@ -472,6 +497,13 @@ new_password="lab server $(head -c 9 /dev/urandom | base64 | tr '+/' '-_')"
 status=$(api POST /api/me/password \
   "{\"current_password\":\"$admin_password\",\"new_password\":\"$new_password\"}" "$token")
 check "POST /api/me/password: admin replaces the one-time password -> 200 (got $status)" test "$status" = 200
+# A little of every part, so the system call check below sees them work in the sandbox.
+for request in "/ 200" "/admin/login 200" "/admin 200 $token" "/api/transfers 200 $token" \
+  "/socket.io/?EIO=4&transport=polling 200"; do
+  read -r path want bearer <<<"$request"
+  status=$(page "$path" "${bearer:-}")
+  check "GET $path${bearer:+ (signed in)} -> $want (got $status)" test "$status" = "$want"
+done
 
 check "$SVC_STATE is $SVC_USER's, mode 700" test "$(stat_of "$SVC_STATE")" = "$SVC_UID 700"
 for f in labbeam.db jwt.key tls/key.pem; do
