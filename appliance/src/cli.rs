@@ -343,7 +343,11 @@ pub async fn doctor(store: StoreArgs) -> anyhow::Result<()> {
         Ok(pool) => {
             let admins = users::count_active_in_role(&pool, "admin").await.unwrap_or(0);
             report(true, "database opens and its schema is current".into());
-            report(admins > 0, format!("{admins} active admin account(s) (with none, the next start creates one)"));
+            if admins > 0 {
+                report(true, format!("{admins} active admin account(s)"));
+            } else {
+                println!("note  no active admin yet: the next start creates one and prints its password");
+            }
         }
         Err(e) => report(false, e.to_string()),
     }
@@ -358,6 +362,10 @@ pub async fn doctor(store: StoreArgs) -> anyhow::Result<()> {
     }
     match std::net::TcpListener::bind(config.http_listen) {
         Ok(_) => report(true, format!("HTTPS address {} is free", config.http_listen)),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => println!(
+            "note  HTTPS address {}: ports below 1024 need CAP_NET_BIND_SERVICE (the systemd service has it)",
+            config.http_listen
+        ),
         Err(e) => report(false, format!("HTTPS address {}: {e} (fine if labbeam is running)", config.http_listen)),
     }
     if failures > 0 {

@@ -174,13 +174,15 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text. Loopback callers (a local scraper) need no login; anyone else needs
-/// a session with `portal.access`.
+/// a session with `portal.access`. A request that came through a reverse proxy on this
+/// host (it carries `X-Forwarded-For`) is not a local scraper.
 async fn metrics(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if !peer.ip().is_loopback() {
+    let local_scraper = peer.ip().is_loopback() && !headers.contains_key("x-forwarded-for");
+    if !local_scraper {
         let token = auth::request_token(&headers).ok_or(AuthError::Unauthenticated)?;
         let user = auth::authenticate(&state, &token).await?;
         if !user.has(PortalAccess::NAME) {
