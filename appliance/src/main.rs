@@ -12,6 +12,7 @@ mod metrics;
 mod server;
 mod state;
 mod tls;
+mod turn;
 mod web;
 
 use clap::Parser;
@@ -70,7 +71,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
+    let mut filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
+    // The relay library logs every dropped datagram at error level; LabBeam's own relay code
+    // counts and logs them once. Name `turn` in log.level to see the library's lines.
+    if !level.contains("turn")
+        && let Ok(quiet) = "turn=off".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),

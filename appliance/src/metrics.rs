@@ -27,6 +27,7 @@ pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
     pub logins: Family<LoginLabels, Counter>,
+    pub turn: crate::turn::TurnCounters,
 }
 
 impl Metrics {
@@ -39,7 +40,8 @@ impl Metrics {
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "The running version", build);
-        Self { registry, http_requests, logins }
+        let turn = crate::turn::TurnCounters::register(&mut registry);
+        Self { registry, http_requests, logins, turn }
     }
 
     pub fn login(&self, result: &'static str) {

@@ -20,6 +20,8 @@ pub struct Inner {
     pub tokens: TokenKeys,
     pub throttle: LoginThrottle,
     pub metrics: Metrics,
+    /// Set once the TURN relay runs (absent when `turn.enabled = false`).
+    pub turn: std::sync::OnceLock<crate::turn::IceServerIssuer>,
 }
 
 impl AppState {
@@ -30,7 +32,14 @@ impl AppState {
             a.max_failures_per_address,
             Duration::from_secs(a.throttle_window_secs),
         );
-        AppState(Arc::new(Inner { tokens: TokenKeys::new(jwt_secret), throttle, metrics: Metrics::new(), config, db }))
+        AppState(Arc::new(Inner {
+            tokens: TokenKeys::new(jwt_secret),
+            throttle,
+            metrics: Metrics::new(),
+            config,
+            db,
+            turn: Default::default(),
+        }))
     }
 }
 
