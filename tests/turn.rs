@@ -17,6 +17,24 @@ use tokio::net::UdpSocket;
 use turn_client::*;
 use util::Conn;
 
+/// The log without terminal colour codes.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn with_config(text: &str) -> Options {
     Options { config: Some(text.to_string()), ..Default::default() }
 }
@@ -198,7 +216,7 @@ async fn relay_to_loopback_and_to_the_appliances_own_https_port_is_refused() {
     }
     assert!(s.metric("labbeam_turn_peer_refusals_total{reason=\"loopback\"}").await >= 3.0);
     assert_eq!(s.metric("labbeam_turn_peer_refusals_total{reason=\"link_local\"}").await, 1.0);
-    let log = std::fs::read_to_string(s.log_path()).unwrap();
+    let log = strip_ansi(&std::fs::read_to_string(s.log_path()).unwrap());
     let user_id = cred.username.split_once(':').unwrap().1;
     assert!(log.contains("peer refused") && log.contains(&format!("user_id={user_id}")), "{log}");
 }
@@ -220,7 +238,6 @@ async fn allocations_over_the_user_quota_get_486_and_a_slot_frees_on_close() {
     let other = credential(&s, &s.as_role("lee", "student").await).await;
     client(&s, Via::Udp, &other).await.allocate().await.expect("another user's allocation");
     // Deallocating gives the slot back.
-    let mut ra = ra;
     ra.close().await.unwrap();
     let d = client(&s, Via::Udp, &cred).await;
     let mut ok = false;

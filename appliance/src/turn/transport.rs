@@ -184,8 +184,9 @@ pub fn frame_length(header: &[u8; 4]) -> io::Result<usize> {
             }
             Ok(20 + length)
         }
-        // Channels 0x4000-0x4FFF (RFC 8656 §12); 0x5000-0x7FFF are reserved.
-        0b01 if header[0] <= 0x4f => Ok(4 + length),
+        // Channels 0x4000-0x7FFF: RFC 8656 narrowed them to 0x4FFF, but RFC 5766 clients
+        // (coturn's among them) still use the whole range.
+        0b01 => Ok(4 + length),
         _ => Err(io::Error::new(io::ErrorKind::InvalidData, "neither STUN nor ChannelData")),
     }
 }
@@ -344,8 +345,8 @@ mod tests {
         assert_eq!(frame_length(&[0x40, 0x00, 0x00, 0x05]).unwrap(), 9);
         assert!(frame_length(&[0x00, 0x01, 0x00, 0x05]).is_err());
         assert!(frame_length(&[0x80, 0, 0, 0]).is_err());
-        assert!(frame_length(&[0x50, 0, 0, 4]).is_err());
-        assert!(frame_length(&b"POST"[..].try_into().unwrap()).is_err());
+        assert_eq!(frame_length(&[0x7f, 0xff, 0, 4]).unwrap(), 8);
+        assert!(frame_length(&[0xc0, 0, 0, 4]).is_err());
     }
 
     #[test]
@@ -371,7 +372,7 @@ mod tests {
         assert_eq!(a, vec![0x40, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]);
         let (b, _) = rx.recv().await.unwrap();
         assert_eq!(b.len(), 20);
-        assert!(read_frames(&b"POST / HTTP/1.1\r\n\r\n"[..], peer, &tx, &counters).await.is_err());
+        assert!(read_frames(&b"\x80\x00\x00\x00"[..], peer, &tx, &counters).await.is_err());
         assert!(read_frames(&b"\x16\x03\x01\x02\x00"[..], peer, &tx, &counters).await.is_err());
     }
 }
