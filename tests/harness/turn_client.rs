@@ -190,10 +190,11 @@ pub async fn relay_roundtrip(a: &(impl Conn + ?Sized), b: &(impl Conn + ?Sized),
         // b permits a (by sending to it), a sends to b.
         let _ = b.send_to(b"hello from b", a_addr).await;
         a.send_to(data, b_addr).await.expect("relay send");
-        if let Ok(Ok((n, from))) = tokio::time::timeout(Duration::from_millis(250), b.recv_from(&mut buf)).await {
-            if from == a_addr && &buf[..n] == data {
-                return buf[..n].to_vec();
-            }
+        if let Ok(Ok((n, from))) = tokio::time::timeout(Duration::from_millis(250), b.recv_from(&mut buf)).await
+            && from == a_addr
+            && &buf[..n] == data
+        {
+            return buf[..n].to_vec();
         }
     }
     panic!("nothing arrived from {a_addr} at {b_addr}");

@@ -179,7 +179,7 @@ pub fn frame_length(header: &[u8; 4]) -> io::Result<usize> {
     let length = u16::from_be_bytes([header[2], header[3]]) as usize;
     match header[0] >> 6 {
         0b00 => {
-            if length % 4 != 0 {
+            if !length.is_multiple_of(4) {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "STUN length is not a multiple of 4"));
             }
             Ok(20 + length)
