@@ -386,11 +386,10 @@ impl<T: Transport> Gate<T> {
                 let relay_port = book.clients.get(&to).and_then(|c| c.relay_port);
                 drop(book);
                 let relay = relay_port.and_then(|port| self.shared.relay(port));
-                if let Some(relay) = relay {
-                    let now = Instant::now();
-                    for p in peers {
-                        relay.permit(p.ip(), now);
-                    }
+                // The library installs only the first XOR-PEER-ADDRESS of a request (it reads
+                // the first one once per attribute); the mirror follows the library, not the RFC.
+                if let (Some(relay), Some(first)) = (relay, peers.first()) {
+                    relay.permit(first.ip(), Instant::now());
                 }
             }
             PendingKind::Permission(_) => {}
