@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "system packages"
-bash packaging/build-deps.sh
+# coturn: its turnutils_uclient is the independent client of the TURN tests and benchmark.
+bash packaging/build-deps.sh coturn
 
 step "web client (npm ci, type check)"
 (cd web-client && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck)

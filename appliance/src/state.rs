@@ -24,6 +24,8 @@ pub struct Inner {
     pub signaling: Signaling,
     /// Key of the portal's CSRF tokens.
     pub csrf_key: ring::hmac::Key,
+    /// Set once the TURN relay runs (absent when `turn.enabled = false`).
+    pub turn: std::sync::OnceLock<crate::turn::IceServerIssuer>,
 }
 
 impl AppState {
@@ -42,6 +44,7 @@ impl AppState {
             csrf_key: crate::auth::csrf::key(jwt_secret),
             config,
             db,
+            turn: Default::default(),
         }))
     }
 }
