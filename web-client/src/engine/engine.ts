@@ -11,6 +11,7 @@
  */
 
 import { Emitter } from './emitter';
+import { relayServers } from './ice';
 import { cleanUpAbandoned, directorySaveAvailable, downloadStored, opfsAvailable, saveStoredToDirectory } from './opfs';
 import {
   type Announcement,
@@ -37,8 +38,11 @@ export interface EngineOptions {
   fetchIceServers(): Promise<IceConfig | null>;
   device: string;
   lab?: string | undefined;
-  /** Read at each new connection, so the settings toggle takes effect at once. */
-  forceRelay(): boolean;
+  /**
+   * Read at each new connection, so the settings toggle takes effect at once: `off`, or relay
+   * only (`iceTransportPolicy: 'relay'`), optionally reaching the relay over one transport.
+   */
+  relayMode(): 'off' | 'any' | 'udp' | 'tcp';
   autoSave(): boolean;
   signalingUrl?: string;
   tuning?: Partial<SendTuning>;
@@ -137,7 +141,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
     if (peer === undefined) throw new TransferError('peer_offline', 'That computer is no longer online. Pick someone from the list.');
     if (files.length === 0) throw new TransferError('no_files', 'Choose at least one file to send.');
     const metas: FileMeta[] = files.map((f) => ({ name: f.name, size: f.blob.size, mime: f.mime }));
-    if (this.#options.forceRelay()) {
+    if (this.#options.relayMode() !== 'off') {
       // Fail before asking anyone when relay mode cannot work.
       await this.#rtcConfig();
     }
@@ -324,9 +328,10 @@ export class TransferEngine extends Emitter<EngineEvents> {
       // Without the list, direct connections in the lab still work.
       ice = null;
     }
-    const iceServers = ice?.iceServers ?? [];
-    if (!this.#options.forceRelay()) return { iceServers };
-    const hasTurn = iceServers.some((s) => [s.urls].flat().some((u) => u.startsWith('turn')));
+    const mode = this.#options.relayMode();
+    if (mode === 'off') return { iceServers: ice?.iceServers ?? [] };
+    const iceServers = relayServers(ice?.iceServers ?? [], mode);
+    const hasTurn = iceServers.length > 0;
     if (!hasTurn) {
       throw new TransferError(
         'no_relay',

@@ -174,7 +174,7 @@ export class HomeView implements View {
     const engine = new TransferEngine({
       fetchIceServers: () => api.iceServers(),
       device: settings.values.deviceName,
-      forceRelay: () => settings.forceRelay,
+      relayMode: () => settings.relayMode,
       autoSave: () => settings.values.autoSave,
     });
     engine.on('connection', (state) => this.#onConnection(state));
