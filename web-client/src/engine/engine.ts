@@ -108,9 +108,15 @@ export class TransferEngine extends Emitter<EngineEvents> {
     void this.#iceConfig().catch(() => {});
   }
 
-  /** Ends every transfer and the connection (sign-out, page going away). */
+  /**
+   * Ends every transfer and the connection, and deletes every received file still stored
+   * (sign-out: on a shared lab PC the next user must not find them).
+   */
   stop(): void {
-    for (const t of this.#transfers.values()) t.cancel();
+    for (const t of this.#transfers.values()) {
+      t.cancel();
+      void t.discardStored();
+    }
     this.#signaling.close();
     this.removeAllListeners();
   }
@@ -125,6 +131,11 @@ export class TransferEngine extends Emitter<EngineEvents> {
 
   get canReceiveToDisk(): boolean {
     return opfsAvailable();
+  }
+
+  /** Some transfer is still under way (leaving the page would stop it). */
+  get busy(): boolean {
+    return [...this.#transfers.values()].some((t) => !t.finished && !(t.direction === 'receive' && t.state === 'requested'));
   }
 
   transfers(): TransferSnapshot[] {

@@ -161,11 +161,18 @@ export class HomeView implements View {
   start(): void {
     this.#engine.start();
     void this.#history.load();
+    window.addEventListener('beforeunload', this.#onBeforeUnload);
   }
 
   stop(): void {
+    window.removeEventListener('beforeunload', this.#onBeforeUnload);
     this.#engine.stop();
   }
+
+  /** Closing or reloading the page stops running transfers: let the browser ask first. */
+  readonly #onBeforeUnload = (event: BeforeUnloadEvent): void => {
+    if (this.#engine.busy) event.preventDefault();
+  };
 
   // ---- engine ----
 
