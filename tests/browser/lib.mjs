@@ -33,16 +33,41 @@ export function launch() {
 /**
  * A signed-in student in `browser`: a fresh context (own storage, own OPFS) on the server's
  * origin with camera/microphone granted (for host candidates; nothing is captured).
+ * Playwright's contexts are off-the-record profiles, whose OPFS Chromium keeps in memory; for
+ * memory measurements use `launchProfile` (a real on-disk profile) and `signInWith`.
  */
-export async function signIn(browser, server, username, { query = '', password } = {}) {
+export async function signIn(browser, server, username, options = {}) {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, acceptDownloads: true, baseURL: server.base });
+  return signInWith(context, server, username, options);
+}
+
+/** A Chromium process with a persistent on-disk profile in `userDataDir` (one context). */
+export function launchProfile(userDataDir, extraArgs = []) {
+  return chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+    ignoreHTTPSErrors: true,
+    acceptDownloads: true,
+  });
+}
+
+/** Signs `username` in on a new page of `context`. */
+export async function signInWith(context, server, username, { query = '', password } = {}) {
   await context.grantPermissions(['camera', 'microphone'], { origin: server.base });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`[${username}] page error:`, e.message));
-  await page.goto(`/${query}`);
-  await page.getByTestId('login-username').fill(username);
-  await page.getByTestId('login-password').fill(password ?? (await import('../js/harness.mjs')).PASSWORD);
-  await page.getByTestId('login-submit').click();
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') console.error(`[${username}] console.${m.type()}:`, m.text());
+  });
+  await page.goto(`${server.base}/${query}`);
+  // A profile that is already signed in (session cookie) goes straight to the home view.
+  await page.locator('[data-testid="login-username"], [data-testid="peer-list"]').first().waitFor({ state: 'attached' });
+  if (await page.getByTestId('login-username').count()) {
+    await page.getByTestId('login-username').fill(username);
+    await page.getByTestId('login-password').fill(password ?? (await import('../js/harness.mjs')).PASSWORD);
+    await page.getByTestId('login-submit').click();
+  }
   await page.getByTestId('peer-list').waitFor({ state: 'attached' });
   await page.locator('[data-testid="connection-status"][data-state="connected"]').waitFor();
   return { context, page, username };
@@ -72,9 +97,18 @@ export function card(page, id) {
   return page.locator(`[data-testid="transfer-status"][data-transfer-id="${id}"]`);
 }
 
-/** Waits until the transfer's card shows `state`. */
+/** Waits until the transfer's card shows `state`; on timeout says what the card showed. */
 export async function waitState(page, id, state, timeout = 60_000) {
-  await page.locator(`[data-testid="transfer-status"][data-transfer-id="${id}"][data-state="${state}"]`).waitFor({ timeout });
+  try {
+    await page.locator(`[data-testid="transfer-status"][data-transfer-id="${id}"][data-state="${state}"]`).waitFor({ timeout });
+  } catch (error) {
+    const c = card(page, id);
+    const shown = (await c.count())
+      ? `${await c.getAttribute('data-state')}: ${(await c.innerText()).replace(/\s+/g, ' ').slice(0, 400)}`
+      : 'no such card';
+    const dialog = await page.getByTestId('incoming-dialog').isVisible().catch(() => false);
+    throw new Error(`transfer ${id} did not reach "${state}" in ${timeout} ms; the card shows ${shown}; incoming dialog open: ${dialog}`, { cause: error });
+  }
 }
 
 /** Bytes done, as shown by the card's progress bar. */

@@ -158,8 +158,21 @@ describe('transfers between two browsers', { skip: !chromiumAvailable() && 'no C
     assert.match(problem, /connection to .* was lost/i);
     assert.equal(await card(alice.page, id).getByTestId('transfer-retry').isVisible(), true);
 
-    // Bob comes back (new page, new peer id): a retry goes to the new device.
+    // Bob comes back (new page, new peer id).
     bob = await signIn(receiverBrowser, s, 'bob');
     await peer(alice.page, 'bob').waitFor();
+  });
+
+  test('a sender that closes its page mid-transfer gives the receiver a clear failure and no partial data', async () => {
+    const id = await sendFiles(alice.page, 'bob', [big.path]);
+    await bob.page.getByTestId('incoming-accept').click();
+    await waitState(bob.page, id, 'receiving', 20_000);
+    await poll(async () => (await progressOf(bob.page, id)) > 5 * MiB, { timeout: 30_000, what: 'some progress' });
+    await alice.context.close();
+
+    await waitState(bob.page, id, 'failed', 30_000);
+    assert.match(await card(bob.page, id).getByTestId('transfer-problem').textContent(), /connection to .* was lost/i);
+    await poll(async () => (await opfsEntries(bob.page, id)).length === 0, { what: 'partial data removed' });
+    alice = await signIn(senderBrowser, s, 'alice');
   });
 });

@@ -47,3 +47,14 @@ test('a history row decodes from the server’s snake_case', () => {
   assert.equal(r?.durationMs, 7);
   assert.equal(decodeTransferRecord({}), null);
 });
+
+test('relay mode keeps only TURN URLs, of one transport when asked', async () => {
+  const { relayServers } = await import('../src/engine/ice');
+  const servers = [
+    { urls: ['stun:h:3478'] },
+    { urls: ['turn:h:3478?transport=udp', 'turn:h:3478?transport=tcp', 'turn:h:3478'], username: 'u', credential: 'c' },
+  ];
+  assert.deepEqual(relayServers(servers, 'any'), [{ urls: ['turn:h:3478?transport=udp', 'turn:h:3478?transport=tcp', 'turn:h:3478'], username: 'u', credential: 'c' }]);
+  assert.deepEqual(relayServers(servers, 'tcp')[0]?.urls, ['turn:h:3478?transport=tcp']);
+  assert.deepEqual(relayServers(servers, 'udp')[0]?.urls, ['turn:h:3478?transport=udp', 'turn:h:3478']);
+});

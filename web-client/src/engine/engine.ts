@@ -11,6 +11,7 @@
  */
 
 import { Emitter } from './emitter';
+import { relayServers } from './ice';
 import { cleanUpAbandoned, directorySaveAvailable, downloadStored, opfsAvailable, saveStoredToDirectory } from './opfs';
 import {
   type Announcement,
@@ -37,8 +38,11 @@ export interface EngineOptions {
   fetchIceServers(): Promise<IceConfig | null>;
   device: string;
   lab?: string | undefined;
-  /** Read at each new connection, so the settings toggle takes effect at once. */
-  forceRelay(): boolean;
+  /**
+   * Read at each new connection, so the settings toggle takes effect at once: `off`, or relay
+   * only (`iceTransportPolicy: 'relay'`), optionally reaching the relay over one transport.
+   */
+  relayMode(): 'off' | 'any' | 'udp' | 'tcp';
   autoSave(): boolean;
   signalingUrl?: string;
   tuning?: Partial<SendTuning>;
@@ -104,9 +108,15 @@ export class TransferEngine extends Emitter<EngineEvents> {
     void this.#iceConfig().catch(() => {});
   }
 
-  /** Ends every transfer and the connection (sign-out, page going away). */
+  /**
+   * Ends every transfer and the connection, and deletes every received file still stored
+   * (sign-out: on a shared lab PC the next user must not find them).
+   */
   stop(): void {
-    for (const t of this.#transfers.values()) t.cancel();
+    for (const t of this.#transfers.values()) {
+      t.cancel();
+      void t.discardStored();
+    }
     this.#signaling.close();
     this.removeAllListeners();
   }
@@ -123,6 +133,11 @@ export class TransferEngine extends Emitter<EngineEvents> {
     return opfsAvailable();
   }
 
+  /** Some transfer is still under way (leaving the page would stop it). */
+  get busy(): boolean {
+    return [...this.#transfers.values()].some((t) => !t.finished && !(t.direction === 'receive' && t.state === 'requested'));
+  }
+
   transfers(): TransferSnapshot[] {
     return [...this.#transfers.values()].map((t) => t.snapshot());
   }
@@ -137,7 +152,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
     if (peer === undefined) throw new TransferError('peer_offline', 'That computer is no longer online. Pick someone from the list.');
     if (files.length === 0) throw new TransferError('no_files', 'Choose at least one file to send.');
     const metas: FileMeta[] = files.map((f) => ({ name: f.name, size: f.blob.size, mime: f.mime }));
-    if (this.#options.forceRelay()) {
+    if (this.#options.relayMode() !== 'off') {
       // Fail before asking anyone when relay mode cannot work.
       await this.#rtcConfig();
     }
@@ -324,9 +339,10 @@ export class TransferEngine extends Emitter<EngineEvents> {
       // Without the list, direct connections in the lab still work.
       ice = null;
     }
-    const iceServers = ice?.iceServers ?? [];
-    if (!this.#options.forceRelay()) return { iceServers };
-    const hasTurn = iceServers.some((s) => [s.urls].flat().some((u) => u.startsWith('turn')));
+    const mode = this.#options.relayMode();
+    if (mode === 'off') return { iceServers: ice?.iceServers ?? [] };
+    const iceServers = relayServers(ice?.iceServers ?? [], mode);
+    const hasTurn = iceServers.length > 0;
     if (!hasTurn) {
       throw new TransferError(
         'no_relay',

@@ -84,6 +84,8 @@ const STALL_TIMEOUT_MS = 45_000;
 /** How long ICE may stay `disconnected` before the transfer gives up. */
 const DISCONNECT_GRACE_MS = 8_000;
 const TICK_MS = 250;
+/** How long a closed channel waits for the server to say why before it counts as lost. */
+const EXPLANATION_GRACE_MS = 2_000;
 
 export class Transfer {
   readonly id: string;
@@ -181,7 +183,7 @@ export class Transfer {
         size: f.size,
         mime: f.mime,
         bytes: this.#fileState[i] === 'done' ? f.size : (perFile[i] ?? 0),
-        state: this.#fileState[i] ?? 'waiting',
+        state: this.#shownFileState(i, perFile[i] ?? 0),
         sha256: this.#fileSha[i] ?? null,
       })),
       totalBytes: total,
@@ -194,6 +196,15 @@ export class Transfer {
       durationMs: this.#openAt === null ? null : (this.#endedAt ?? Date.now()) - this.#openAt,
       createdAt: this.createdAt,
     };
+  }
+
+  /** The sender marks all files active at once; show them as waiting / sent by their bytes. */
+  #shownFileState(i: number, bytes: number): FileState {
+    const state = this.#fileState[i] ?? 'waiting';
+    const size = this.#files[i]?.size ?? 0;
+    if (state !== 'active' || this.direction !== 'send') return state;
+    if (bytes === 0 && size > 0) return 'waiting';
+    return bytes >= size ? 'verifying' : 'active';
   }
 
   get totalBytes(): number {
@@ -368,7 +379,7 @@ export class Transfer {
       void this.#readPath();
     } else if (state === 'failed') {
       if (this.#openAt === null) this.#end('failed', connectProblem(this.#peer, config), true);
-      else this.#end('failed', lostProblem(this.#peer), true);
+      else this.#onChannelClosed();
     } else if (state === 'disconnected' && this.#disconnectTimer === null) {
       this.#disconnectTimer = setTimeout(() => {
         this.#disconnectTimer = null;
@@ -525,11 +536,13 @@ export class Transfer {
   }
 
   #onChannelClosed(): void {
-    if (this.finished) {
-      return;
-    }
-    if (this.#closedAfterDone) return;
-    this.#end('failed', lostProblem(this.#peer), true);
+    if (this.finished || this.#closedAfterDone) return;
+    // A cancel from the other side travels behind up to a few MiB of queued chunks, and its
+    // connection may close before they arrive; the server's `transfer:cancelled` says why.
+    // Wait a moment for it before calling the connection lost.
+    setTimeout(() => {
+      if (!this.finished) this.#end('failed', lostProblem(this.#peer), true);
+    }, EXPLANATION_GRACE_MS);
   }
 
   #sendControlQuietly(message: Parameters<typeof encodeControl>[0]): void {

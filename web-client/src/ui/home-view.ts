@@ -161,11 +161,18 @@ export class HomeView implements View {
   start(): void {
     this.#engine.start();
     void this.#history.load();
+    window.addEventListener('beforeunload', this.#onBeforeUnload);
   }
 
   stop(): void {
+    window.removeEventListener('beforeunload', this.#onBeforeUnload);
     this.#engine.stop();
   }
+
+  /** Closing or reloading the page stops running transfers: let the browser ask first. */
+  readonly #onBeforeUnload = (event: BeforeUnloadEvent): void => {
+    if (this.#engine.busy) event.preventDefault();
+  };
 
   // ---- engine ----
 
@@ -174,7 +181,7 @@ export class HomeView implements View {
     const engine = new TransferEngine({
       fetchIceServers: () => api.iceServers(),
       device: settings.values.deviceName,
-      forceRelay: () => settings.forceRelay,
+      relayMode: () => settings.relayMode,
       autoSave: () => settings.values.autoSave,
     });
     engine.on('connection', (state) => this.#onConnection(state));

@@ -1,10 +1,13 @@
 /**
  * The user's settings for this browser, kept in localStorage (nothing secret): this device's
  * name, relay mode, automatic saving, desktop notifications and the colour theme.
- * `?relay=1` in the page address turns relay mode on for this page without storing it.
+ * `?relay=1` in the page address turns relay mode on for this page without storing it;
+ * `?relay=udp` / `?relay=tcp` also pick how the relay is reached (for tests and diagnosis).
  */
 
 export type Theme = 'system' | 'light' | 'dark';
+/** Relay mode in force: off, on (any transport to the relay), or on over one transport only. */
+export type RelayMode = 'off' | 'any' | 'udp' | 'tcp';
 
 export interface SettingsValues {
   deviceName: string;
@@ -18,13 +21,13 @@ const KEY = 'labbeam.settings';
 
 export class Settings {
   #values: SettingsValues;
-  readonly #relayFromUrl: boolean;
+  readonly #relayFromUrl: RelayMode;
   readonly #listeners = new Set<(values: SettingsValues) => void>();
 
   constructor(search = location.search) {
     this.#values = { ...defaults(), ...load() };
     const relay = new URLSearchParams(search).get('relay');
-    this.#relayFromUrl = relay === '1' || relay === 'true';
+    this.#relayFromUrl = relay === '1' || relay === 'true' ? 'any' : relay === 'udp' || relay === 'tcp' ? relay : 'off';
   }
 
   get values(): Readonly<SettingsValues> {
@@ -33,11 +36,16 @@ export class Settings {
 
   /** Relay mode as in force: the stored setting, or the page address's `?relay=1`. */
   get forceRelay(): boolean {
-    return this.#values.forceRelay || this.#relayFromUrl;
+    return this.relayMode !== 'off';
+  }
+
+  get relayMode(): RelayMode {
+    if (this.#relayFromUrl !== 'off') return this.#relayFromUrl;
+    return this.#values.forceRelay ? 'any' : 'off';
   }
 
   get relayFromUrl(): boolean {
-    return this.#relayFromUrl;
+    return this.#relayFromUrl !== 'off';
   }
 
   set<K extends keyof SettingsValues>(key: K, value: SettingsValues[K]): void {

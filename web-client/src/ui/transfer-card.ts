@@ -8,7 +8,7 @@
  * regions, the byte counters are not.
  *
  * Test hooks: `transfer-status` (with `data-state`, `data-transfer-id`, `data-direction`,
- * `data-path`), `transfer-cancel`, `transfer-save` (per file, `data-index`), `transfer-retry`,
+ * `data-path`, `data-setup-ms`, `data-duration-ms`), `transfer-cancel`, `transfer-save` (per file, `data-index`), `transfer-retry`,
  * `transfer-dismiss`, `transfer-save-folder`, `transfer-problem`, `transfer-file`.
  */
 
@@ -127,6 +127,9 @@ export class TransferCard {
     const finished = t.state === 'completed' || t.state === 'failed' || t.state === 'cancelled';
     this.root.setAttribute('data-state', t.state);
     if (t.path !== null) this.root.setAttribute('data-path', t.path.kind);
+    // Timings for tests and bench/transfer (setup = accepted → channel open).
+    if (t.setupMs !== null) this.root.setAttribute('data-setup-ms', String(t.setupMs));
+    if (finished && t.durationMs !== null) this.root.setAttribute('data-duration-ms', String(t.durationMs));
     if (t.state !== this.#lastState) {
       this.#lastState = t.state;
       this.#badge.textContent = t.direction === 'receive' && t.awaitingAnswer ? 'Asking you' : STATE_LABEL[t.state];
