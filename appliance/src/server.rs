@@ -51,8 +51,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(shutdown_on_signal(handle.clone()));
     tokio::spawn(purge_old_sessions(pool.clone()));
     let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config);
-    axum_server::from_tcp_rustls(listener, rustls)
+    // TCP_NODELAY on every accepted socket: signaling sends many small frames, and Nagle's
+    // algorithm held them back ~40 ms each (measured in bench/signaling).
+    let acceptor =
+        axum_server::tls_rustls::RustlsAcceptor::new(rustls).acceptor(axum_server::accept::NoDelayAcceptor::new());
+    axum_server::from_tcp(listener)
         .context("cannot start the HTTPS server")?
+        .acceptor(acceptor)
         .handle(handle)
         .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await

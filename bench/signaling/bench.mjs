@@ -5,6 +5,7 @@
 //   node bench.mjs [--n 1000,10000] [--servers labbeam,node] [--workers 2] [--lab-size 40]
 //                  [--users 8] [--storm-secs 10] [--window 32] [--fanout-samples 40]
 //                  [--perf]  (perf record of the labbeam server during its storm)
+//                  [--hold-secs S] (pause before connecting, to attach heaptrack/gdb)
 //
 // Environment: LABBEAM_BIN (default: $CARGO_TARGET_DIR or <repo>/target, release build).
 // See README.md for what is measured and how.
@@ -17,7 +18,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-import { Histogram, cpuOf, machineBusy, memOf, nowMs, round, sleep } from './lib.mjs';
+import { Histogram, cpuOf, machineBusy, memOf, nowMs, round, schedOf, sleep, syscallsOf } from './lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
@@ -50,6 +51,8 @@ const opts = {
   pairConcurrency: Number(option('pair-concurrency', 64)),
   perf: Boolean(option('perf', false)),
   quietWaitSecs: Number(option('quiet-wait-secs', 60)),
+  // seconds to wait (server idle, PID printed) before connecting: time to attach a profiler
+  holdSecs: Number(option('hold-secs', 0)),
 };
 // The per-user transfer-request limits are run-time settings (defaults 30/min, 10
 // pending); the benchmark pairs thousands of devices of a handful of users, so it raises
@@ -82,10 +85,11 @@ function cli(dataDir, args, stdin = '') {
   return r.stdout;
 }
 
-async function startLabbeam(dataDir) {
+async function startLabbeam(dataDir, { preload } = {}) {
   // labbeam refuses unknown LABBEAM_* variables (LABBEAM_BIN is ours): pass none but the level.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LABBEAM_')));
   env.LABBEAM_LOG_LEVEL = 'warn';
+  if (preload) env.LD_PRELOAD = preload;
   const child = track(
     spawn(BIN, ['serve', '--data-dir', dataDir, '--http-listen', '127.0.0.1:0', '--turn-listen', '127.0.0.1:0'], {
       env,
@@ -111,7 +115,7 @@ async function startLabbeam(dataDir) {
   });
   const port = Number(banner.find((l) => l.includes('Open:')).trim().replace(/\/$/, '').split(':').pop());
   const adminPassword = banner.find((l) => l.trim().startsWith('password:'))?.trim().split(/\s+/)[1];
-  return { kind: 'labbeam', child, pid: child.pid, port, adminPassword, stderr: () => stderr };
+  return { child, pid: child.pid, port, adminPassword, stderr: () => stderr };
 }
 
 async function startNode(configFile) {
@@ -134,7 +138,7 @@ async function startNode(configFile) {
       }
     });
   });
-  return { kind: 'node', child, pid: child.pid, port, stderr: () => stderr };
+  return { child, pid: child.pid, port, stderr: () => stderr };
 }
 
 async function stopServer(server) {
@@ -160,7 +164,15 @@ function request(base, ca, method, pathname, body) {
         res.on('data', (c) => {
           text += c;
         });
-        res.on('end', () => resolve({ status: res.statusCode, text, body: text ? JSON.parse(text) : null }));
+        res.on('end', () => {
+          let body = null;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            body = null;
+          }
+          resolve({ status: res.statusCode, text, body });
+        });
       },
     );
     req.on('error', reject);
@@ -210,6 +222,18 @@ async function setup(dir, labCount) {
     }),
   );
   return { dataDir, ca: ca.toString(), labs, users, nodeConfig };
+}
+
+/**
+ * Experiment (`--servers labbeam,node,labbeam-nodelay`): the same binary with an
+ * LD_PRELOAD shim that sets TCP_NODELAY on accepted sockets (see nodelay-shim.c).
+ */
+function nodelayShim() {
+  const so = path.join(here, 'results', 'nodelay-shim.so');
+  mkdirSync(path.dirname(so), { recursive: true });
+  const r = spawnSync('cc', ['-O2', '-shared', '-fPIC', '-o', so, path.join(here, 'nodelay-shim.c'), '-ldl'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`cannot build the TCP_NODELAY shim: ${r.stderr || r.error}`);
+  return so;
 }
 
 // ---------------------------------------------------------------- workers
@@ -295,13 +319,20 @@ async function measure(kind, n, env) {
   const labCount = Math.ceil(n / opts.labSize);
   const background = await waitQuiet();
   if (background >= 0.25) log(`note: other processes use ${background} cores; measuring anyway`);
-  const server = kind === 'labbeam' ? await startLabbeam(env.dataDir) : await startNode(env.nodeConfig);
+  const server =
+    kind === 'node'
+      ? await startNode(env.nodeConfig)
+      : await startLabbeam(env.dataDir, kind === 'labbeam-nodelay' ? { preload: nodelayShim() } : {});
   const base = `https://127.0.0.1:${server.port}`;
   const r = { server: kind, n, labs: labCount, pid: server.pid, backgroundCoresBefore: background };
   const workers = startWorkers(opts.workers);
   try {
     await sleep(1000);
     r.idle = memOf(server.pid);
+    if (opts.holdSecs) {
+      log(`${kind} N=${n}: server PID ${server.pid}; holding ${opts.holdSecs} s before connecting`);
+      await sleep(opts.holdSecs * 1000);
+    }
     // Whole labs per worker; devices of a lab use the student accounts in turn (a user is
     // online from many devices).
     const shares = workers.map(() => []);
@@ -321,6 +352,7 @@ async function measure(kind, n, env) {
     const cpu0 = cpuOf(server.pid);
     const ours = () => [server.pid, process.pid, ...workers.map((w) => w.child.pid)];
     const connMark = mark(ours());
+    const wc0 = workers.map((w) => cpuOf(w.child.pid));
     const conn = await all(
       workers,
       { type: 'connect', concurrency: opts.connectConcurrency, timeoutMs: Math.max(10_000, Math.min(180_000, remaining() - 120_000)) },
@@ -343,6 +375,7 @@ async function measure(kind, n, env) {
       seconds: round((tLast - t0) / 1000),
       perSecond: round(ok / ((tLast - t0) / 1000), 1),
       serverCpuSeconds: round(cpuOf(server.pid) - cpu0, 2),
+      clientCpuSeconds: round(workers.reduce((a, w, i) => a + cpuOf(w.child.pid) - wc0[i], 0), 2),
       backgroundCores: otherCores(connMark, ours()),
       connectToSnapshot: mergeHist(conn.map((c) => c.connectToSnapshot)).summary(),
       presence,
@@ -390,21 +423,32 @@ async function measure(kind, n, env) {
       warmupMs: opts.warmupSecs * 1000,
       durationMs: opts.stormSecs * 1000,
       backoffMs: opts.backoffMs,
-      drainMs: 5000,
+      drainMs: 10_000,
     };
+    const before = kind === 'node' ? null : await signalEvents(base, env.ca);
     const stormP = all(workers, stormMsg, (opts.warmupSecs + opts.stormSecs) * 1000 + 30_000);
     await sleep(opts.warmupSecs * 1000);
-    const perf = opts.perf && kind === 'labbeam' ? startPerf(server.pid, opts.stormSecs, n) : null;
+    const perf = opts.perf && kind !== 'node' ? startPerf(server.pid, opts.stormSecs, `${kind}-${n}`) : null;
     const c0 = cpuOf(server.pid);
     const stormMark = mark(ours());
     const w0 = workers.map((w) => cpuOf(w.child.pid));
+    const s0 = schedOf(server.pid);
+    const io0 = syscallsOf(server.pid);
+    const ws0 = workers.map((w) => schedOf(w.child.pid));
     const tw0 = nowMs();
     await sleep(opts.stormSecs * 1000);
     const c1 = cpuOf(server.pid);
     const w1 = workers.map((w) => cpuOf(w.child.pid));
     const stormBackground = otherCores(stormMark, ours());
+    const s1 = schedOf(server.pid);
+    const io1 = syscallsOf(server.pid);
+    const ws1 = workers.map((w) => schedOf(w.child.pid));
+    // Seconds per second the server's / clients' threads were runnable but had no CPU.
+    const serverStarved = s0 && s1 ? round((s1.wait - s0.wait) / ((nowMs() - tw0) / 1000), 2) : null;
+    const clientStarved = round(ws1.reduce((a, x, i) => a + (x && ws0[i] ? x.wait - ws0[i].wait : 0), 0) / ((nowMs() - tw0) / 1000), 2);
     const wall = (nowMs() - tw0) / 1000;
     const storm = await stormP;
+    const after = before ? await signalEvents(base, env.ca) : null;
     r.stormMem = memOf(server.pid);
     const okAcks = storm.reduce((s, x) => s + x.okAcks, 0);
     const errors = mergeCounts(storm.map((x) => x.errors));
@@ -420,10 +464,18 @@ async function measure(kind, n, env) {
       delivery: mergeHist(storm.map((x) => x.delivery)).summary(),
       errors,
       lostInFlight: storm.reduce((s, x) => s + x.lostInFlight, 0),
+      // whole storm (warm-up, window, drain): what clients sent, what acks came back, and
+      // (LabBeam) how many `signal` events the server counted in its /metrics
+      sentTotal: storm.reduce((s, x) => s + x.sent, 0),
+      ackedTotal: storm.reduce((s, x) => s + x.allAcks, 0),
+      serverSignalEvents: before && after ? diffCounts(after, before) : undefined,
       serverCpuPercent: round((100 * serverCpu) / wall, 1),
       clientCpuPercent: round((100 * w1.reduce((s, v, i) => s + (v - w0[i]), 0)) / wall, 1),
       serverCpuUsPerRelay: okAcks ? round((serverCpu * 1e6) / okAcks, 2) : null,
       backgroundCores: stormBackground,
+      serverRunqueueWait: serverStarved,
+      serverWriteSyscallsPerRelay: io0 && io1 && okAcks ? round((io1.writes - io0.writes) / okAcks, 2) : null,
+      clientRunqueueWait: clientStarved,
     };
     if (perf) r.perf = await perf;
     log(
@@ -446,6 +498,27 @@ async function measure(kind, n, env) {
   return r;
 }
 
+/** LabBeam's `socket_events` counters for `signal`, by result, from /metrics (loopback). */
+async function signalEvents(base, ca) {
+  try {
+    const r = await request(base, ca, 'GET', '/metrics');
+    const out = {};
+    for (const m of r.text.matchAll(/^labbeam_socket_events_total\{([^}]*)\} (\d+)/gm)) {
+      if (!m[1].includes('event="signal"')) continue;
+      out[/result="([^"]*)"/.exec(m[1])?.[1] ?? '?'] = Number(m[2]);
+    }
+    return out;
+  } catch {
+    return null;
+  }
+}
+
+function diffCounts(a, b) {
+  const out = {};
+  for (const k of Object.keys(a)) out[k] = a[k] - (b[k] ?? 0);
+  return out;
+}
+
 function mergeHist(list) {
   const h = new Histogram();
   for (const x of list) h.merge(x);
@@ -459,19 +532,19 @@ function mergeCounts(list) {
 }
 
 /** `perf record` of the server for `secs`; resolves with the top of the report. */
-function startPerf(pid, secs, n) {
+function startPerf(pid, secs, label) {
   const dir = path.join(here, 'results');
   mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `perf-labbeam-${n}.data`);
+  const file = path.join(dir, `perf-${label}.data`);
   return new Promise((resolve) => {
     const p = track(
-      spawn('perf', ['record', '-F', '499', '-g', '-p', String(pid), '-o', file, '--', 'sleep', String(secs)], {
+      spawn('perf', ['record', '-F', '999', '-p', String(pid), '-o', file, '--', 'sleep', String(secs)], {
         stdio: 'ignore',
       }),
     );
     p.on('error', (e) => resolve({ error: String(e) }));
     p.on('exit', () => {
-      const rep = spawnSync('perf', ['report', '-i', file, '--stdio', '--no-children', '--percent-limit', '1', '-g', 'none'], {
+      const rep = spawnSync('perf', ['report', '-i', file, '--stdio', '--no-children', '--percent-limit', '0.5'], {
         encoding: 'utf8',
         maxBuffer: 64 << 20,
       });
@@ -486,6 +559,7 @@ function startPerf(pid, secs, n) {
 
 const ROWS = [
   ['connect rate (conn/s)', (r) => r.connect?.perSecond, 'higher'],
+  ['server CPU ms per connection', (r) => (r.connect ? round((1000 * r.connect.serverCpuSeconds) / r.connect.connected, 2) : null), 'lower'],
   ['connect→snapshot p50 (ms, bulk)', (r) => r.connect?.connectToSnapshot.p50, 'lower'],
   ['connect→snapshot p99 (ms, bulk)', (r) => r.connect?.connectToSnapshot.p99, 'lower'],
   ['presence fan-out p50 (ms)', (r) => r.fanout?.joined.p50, 'lower'],
@@ -501,25 +575,45 @@ const ROWS = [
   ['refused acks/s (rate_limited …)', (r) => r.storm?.refusedPerSecond, 'lower'],
   ['server CPU during storm (%)', (r) => r.storm?.serverCpuPercent, ''],
   ['server CPU µs per relayed msg', (r) => r.storm?.serverCpuUsPerRelay, 'lower'],
+  ['server write syscalls per relayed msg', (r) => r.storm?.serverWriteSyscallsPerRelay, 'lower'],
   ['load generator CPU during storm (%)', (r) => r.storm?.clientCpuPercent, ''],
   ['other processes during storm (cores)', (r) => r.storm?.backgroundCores, ''],
+  ['server threads waiting for a CPU (s/s)', (r) => r.storm?.serverRunqueueWait, ''],
+  ['client threads waiting for a CPU (s/s)', (r) => r.storm?.clientRunqueueWait, ''],
 ];
+
+const LABEL = { labbeam: 'LabBeam', node: 'Node', 'labbeam-nodelay': 'LB+NODELAY' };
 
 function table(results) {
   const lines = [];
   const cell = (v, w) => String(v ?? '—').padStart(w);
+  const others = opts.servers.filter((k) => k !== 'node');
   for (const n of opts.ns) {
-    const lb = results.find((r) => r.server === 'labbeam' && r.n === n) ?? {};
-    const nd = results.find((r) => r.server === 'node' && r.n === n) ?? {};
+    const get = (k) => results.find((r) => r.server === k && r.n === n) ?? {};
+    const nd = get('node');
+    const any = results.find((r) => r.n === n && r.storm) ?? {};
+    const cols = [];
+    for (const k of others) cols.push({ head: LABEL[k] ?? k, value: (row) => row[1](get(k)) });
+    if (opts.servers.includes('node')) cols.push({ head: 'Node', value: (row) => row[1](nd) });
+    for (const k of others) {
+      cols.push({
+        head: `${LABEL[k] ?? k}/Node`,
+        value: (row) => {
+          const a = row[1](get(k));
+          const b = row[1](nd);
+          return typeof a === 'number' && typeof b === 'number' && b !== 0 ? `${round(a / b, 2)}×` : '—';
+        },
+      });
+    }
     lines.push('');
-    lines.push(`N = ${n} (${Math.ceil(n / opts.labSize)} labs of ${opts.labSize}; storm: ${lb.storm?.pairs ?? nd.storm?.pairs ?? '?'} pairs, window ${opts.window}, ${opts.stormSecs} s)`);
-    lines.push(`| ${'figure'.padEnd(36)} | ${'LabBeam'.padStart(10)} | ${'Node'.padStart(10)} | ${'LabBeam/Node'.padStart(12)} |`);
-    lines.push(`|${'-'.repeat(38)}|${'-'.repeat(12)}:|${'-'.repeat(12)}:|${'-'.repeat(14)}:|`.replace(/:\|/g, '|'));
-    for (const [name, get, better] of ROWS) {
-      const a = get(lb);
-      const b = get(nd);
-      const ratio = typeof a === 'number' && typeof b === 'number' && b !== 0 ? `${round(a / b, 2)}×` : '—';
-      lines.push(`| ${`${name}${better ? ` (${better === 'higher' ? '↑' : '↓'})` : ''}`.padEnd(36)} | ${cell(a, 10)} | ${cell(b, 10)} | ${cell(ratio, 12)} |`);
+    lines.push(
+      `N = ${n} (${Math.ceil(n / opts.labSize)} labs of ${opts.labSize}; storm: ${any.storm?.pairs ?? '?'} pairs, window ${opts.window}, ${opts.stormSecs} s)`,
+    );
+    lines.push(`| ${'figure'.padEnd(42)} |${cols.map((c) => ` ${c.head.padStart(12)} |`).join('')}`);
+    lines.push(`|${'-'.repeat(44)}|${cols.map(() => `${'-'.repeat(13)}:|`).join('')}`);
+    for (const row of ROWS) {
+      const name = `${row[0]}${row[2] ? ` (${row[2] === 'higher' ? '↑' : '↓'})` : ''}`;
+      lines.push(`| ${name.padEnd(42)} |${cols.map((c) => ` ${cell(c.value(row), 12)} |`).join('')}`);
     }
   }
   return lines.join('\n');

@@ -1,7 +1,7 @@
 // Shared helpers: a monotonic clock that agrees across processes, a mergeable latency
 // histogram, /proc readers.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 
 /** Milliseconds on CLOCK_MONOTONIC (the same clock in every process of the machine). */
 export function nowMs() {
@@ -115,4 +115,37 @@ export function machineBusy() {
   const idle = f[3] + (f[4] ?? 0);
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
   return (total - idle) / TICKS;
+}
+
+/**
+ * Scheduler statistics of all threads of a process (from /proc/PID/task/T/schedstat):
+ * seconds on a CPU and seconds runnable but waiting for a CPU (starved by other load).
+ */
+export function schedOf(pid) {
+  let run = 0;
+  let wait = 0;
+  try {
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const [r, w] = readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+        run += r;
+        wait += w;
+      } catch {
+        // thread ended
+      }
+    }
+  } catch {
+    return null;
+  }
+  return { run: run / 1e9, wait: wait / 1e9 };
+}
+
+/** read/write system calls a process has made so far (from /proc/PID/io). */
+export function syscallsOf(pid) {
+  try {
+    const s = readFileSync(`/proc/${pid}/io`, 'utf8');
+    return { reads: Number(/^syscr:\s+(\d+)/m.exec(s)[1]), writes: Number(/^syscw:\s+(\d+)/m.exec(s)[1]) };
+  } catch {
+    return null;
+  }
 }

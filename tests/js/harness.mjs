@@ -18,6 +18,8 @@ const repo = path.resolve(here, '..', '..');
 export const BIN =
   process.env.LABBEAM_BIN ?? path.join(process.env.CARGO_TARGET_DIR ?? path.join(repo, 'target'), 'debug', 'labbeam');
 export const PASSWORD = 'correct horse battery staple';
+// The binary refuses unknown LABBEAM_* variables, and LABBEAM_BIN is the harness's own.
+const INHERITED_ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'LABBEAM_BIN'));
 
 export async function startServer({ config, env } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), 'labbeam-js-'));
@@ -28,7 +30,7 @@ export async function startServer({ config, env } = {}) {
     (await import('node:fs')).writeFileSync(file, config);
     args.push('--config', file);
   }
-  const child = spawn(BIN, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(BIN, args, { env: { ...INHERITED_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stderr.on('data', (d) => {
     log += d;
@@ -60,7 +62,7 @@ export async function startServer({ config, env } = {}) {
     log: () => log,
 
     cli(cliArgs, stdin) {
-      const r = spawnSync(BIN, [...cliArgs, '--data-dir', dataDir], { input: stdin ?? '', encoding: 'utf8' });
+      const r = spawnSync(BIN, [...cliArgs, '--data-dir', dataDir], { input: stdin ?? '', encoding: 'utf8', env: INHERITED_ENV });
       if (r.status !== 0) throw new Error(`labbeam ${cliArgs.join(' ')} failed: ${r.stderr}`);
       return r.stdout;
     },
