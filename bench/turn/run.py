@@ -13,6 +13,8 @@ Every run is bounded: a fixed number of messages, and a timeout. Nothing leaves 
 """
 
 import argparse
+import ssl
+import urllib.request
 import json
 import os
 import re
@@ -36,6 +38,14 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def udp_receive_buffer_errors():
+    """The kernel's count of UDP datagrams dropped for a full receive buffer (all sockets)."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    header, values = rows[0], rows[1]
+    return int(values[header.index("RcvbufErrors")])
+
+
 def wait_for(pred, timeout, what):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -57,7 +67,7 @@ class LabBeam:
             f.write(
                 "[turn]\n"
                 f"relay_port_min = {relay_range[0]}\nrelay_port_max = {relay_range[1]}\n"
-                "max_allocations_per_user = 1000\nmax_allocations = 1000\n"
+                "max_allocations_per_user = 1000\nmax_allocations = 1000\ntls_port = 0\n"
             )
         self.out = open(os.path.join(workdir, "labbeam.out"), "w+")
         self.log = open(os.path.join(workdir, "labbeam.log"), "w")
@@ -72,6 +82,8 @@ class LabBeam:
             self.out.seek(0)
             return "TURN:" in self.out.read()
         wait_for(banner, 60, "labbeam to start")
+        self.out.seek(0)
+        self.https = re.search(r"Open:\s+https://[^:]+:(\d+)/", self.out.read()).group(1)
         subprocess.run([binary, "user", "add", "bench", "--role", "student", "--password-stdin",
                         "--data-dir", self.data], input=b"bench password 123\n", check=True,
                        stdout=subprocess.DEVNULL)
@@ -79,6 +91,16 @@ class LabBeam:
         with open(os.path.join(self.data, "turn.key")) as f:
             self.secret = f.read().strip()
         time.sleep(6)  # the relay reloads its user view every 5 s
+
+    def drops(self):
+        """LabBeam's own count of datagrams it dropped, by reason (from /metrics)."""
+        # Loopback only, to the server this script started with its self-signed certificate.
+        context = ssl.create_default_context(cafile=os.path.join(self.data, "tls", "cert.pem"))
+        context.check_hostname = False
+        with urllib.request.urlopen(f"https://127.0.0.1:{self.https}/metrics", context=context, timeout=10) as r:
+            text = r.read().decode()
+        return {m.group(1): float(m.group(2)) for m in
+                re.finditer(r'^labbeam_turn_dropped_datagrams_total\{reason="(\w+)"\} (\S+)$', text, re.M)}
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -128,7 +150,9 @@ def run_load(server, transport, clients, messages, size, timeout):
            "-l", str(size), "-u", server.user, "-W", server.secret, "-p", str(server.port), "127.0.0.1"]
     if transport == "tcp":
         cmd.insert(1, "-t")
+    own0 = server.drops() if hasattr(server, "drops") else {}
     cpu0 = cpu_seconds(server.proc.pid)
+    drops0 = udp_receive_buffer_errors()
     t0 = time.monotonic()
     try:
         out = subprocess.run(cmd, capture_output=True, timeout=timeout).stdout.decode(errors="replace")
@@ -136,12 +160,16 @@ def run_load(server, transport, clients, messages, size, timeout):
         out = (e.stdout or b"").decode(errors="replace")
     wall = time.monotonic() - t0
     cpu = cpu_seconds(server.proc.pid) - cpu0
+    kernel_drops = udp_receive_buffer_errors() - drops0
+    own = {k: v - own0.get(k, 0) for k, v in (server.drops() if hasattr(server, "drops") else {}).items()}
     sent = last_number(out, "tot_send_msgs=") or 0
     received = last_number(out, "tot_recv_msgs=") or 0
     received_bytes = received * size
     return {
         "server": server.name, "transport": transport, "allocations": 2 * clients,
         "sent": sent, "received": received, "wall_s": round(wall, 3), "server_cpu_s": round(cpu, 3),
+        "kernel_udp_drops": kernel_drops,
+        "server_drops": {k: v for k, v in own.items() if v},
         "throughput_mb_s": received_bytes / wall / 1e6 if wall > 0 else 0.0,
         "loss": (sent - received) / sent if sent else 1.0,
         "cpu_s_per_gb": cpu / (received_bytes / 1e9) if received_bytes else float("inf"),
@@ -182,7 +210,9 @@ def main():
                         runs.append(r)
                         print(f"  {r['server']:8} {transport} {r['allocations']:3} alloc: "
                               f"{r['throughput_mb_s']:7.2f} MB/s  loss {100 * r['loss']:5.2f} %  "
-                              f"{r['cpu_s_per_gb']:7.2f} CPU s/GB", flush=True)
+                              f"{r['cpu_s_per_gb']:7.2f} CPU s/GB  kernel UDP drops {r['kernel_udp_drops']}"
+                              + (f"  relay drops {r['server_drops']}" if r.get("server_drops") else ""),
+                              flush=True)
                         time.sleep(1)
     finally:
         labbeam.stop()
