@@ -52,7 +52,12 @@ fn build_web_client(web: &Path) {
             fail(&format!("`npm {}` failed in {}", args.join(" "), web.display()));
         }
     };
-    if !web.join("node_modules").exists() {
+    // npm records what it installed in node_modules/.package-lock.json: reinstall when the
+    // lock file is newer (a pull changed the dependencies) or nothing is installed.
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let installed = modified(&web.join("node_modules").join(".package-lock.json"));
+    let wanted = modified(&web.join("package-lock.json"));
+    if installed.is_none() || wanted > installed {
         npm(&["ci", "--no-audit", "--no-fund"]);
     }
     npm(&["run", "build", "--silent"]);

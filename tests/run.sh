@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "system packages"
-bash packaging/build-deps.sh
+# coturn: its turnutils_uclient is the independent client of the TURN tests and benchmark.
+bash packaging/build-deps.sh coturn
 
 step "web client (npm ci, type check)"
 (cd web-client && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck)
@@ -31,3 +32,5 @@ step "browser tests (Playwright + Debian's Chromium: two browsers against the re
 bash packaging/build-deps.sh chromium/chromium
 (cd web-client && npm test)
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && node --test --test-concurrency=1 .)
+
+step "Debian package: build, lintian, unit checks, install/upgrade/purge in a bookworm chroot"; bash tests/deb.sh

@@ -19,7 +19,8 @@ impl Actor {
     /// Changes made with the command line on the server itself.
     pub fn cli() -> Self {
         let who = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_default();
-        Actor { user_id: None, username: format!("cli:{who}"), client_addr: "local".into() }
+        let username = if who.is_empty() { "cli".to_string() } else { format!("cli:{who}") };
+        Actor { user_id: None, username, client_addr: "local".into() }
     }
 
     pub fn system() -> Self {
@@ -57,6 +58,15 @@ pub enum AuditEvent<'a> {
     UserCreated { username: &'a str, role: &'a str },
     UserDisabled { username: &'a str, sessions_revoked: u64 },
     UserEnabled { username: &'a str },
+    UserUpdated { username: &'a str, before: &'a serde_json::Value, after: &'a serde_json::Value },
+    UserDeleted { username: &'a str, role: &'a str },
+    UsersImported { created: usize, skipped: usize },
+    RoleCreated { role: &'a str },
+    RoleUpdated { role: &'a str, before: &'a [String], after: &'a [String] },
+    RoleDeleted { role: &'a str },
+    LabUpdated { lab: &'a str, before: &'a [String], after: &'a [String] },
+    UserLabsSet { username: &'a str, labs: &'a [String] },
+    SessionRevoked { username: &'a str, session: &'a str },
     LabCreated { lab: &'a str, ranges: &'a [String] },
     LabRemoved { lab: &'a str },
     LabAssigned { lab: &'a str, username: &'a str },
@@ -75,6 +85,15 @@ impl AuditEvent<'_> {
             AuditEvent::UserCreated { .. } => "user.create",
             AuditEvent::UserDisabled { .. } => "user.disable",
             AuditEvent::UserEnabled { .. } => "user.enable",
+            AuditEvent::UserUpdated { .. } => "user.update",
+            AuditEvent::UserDeleted { .. } => "user.delete",
+            AuditEvent::UsersImported { .. } => "user.import",
+            AuditEvent::RoleCreated { .. } => "role.create",
+            AuditEvent::RoleUpdated { .. } => "role.update",
+            AuditEvent::RoleDeleted { .. } => "role.delete",
+            AuditEvent::LabUpdated { .. } => "lab.update",
+            AuditEvent::UserLabsSet { .. } => "user.labs",
+            AuditEvent::SessionRevoked { .. } => "session.revoke",
             AuditEvent::LabCreated { .. } => "lab.create",
             AuditEvent::LabRemoved { .. } => "lab.remove",
             AuditEvent::LabAssigned { .. } => "lab.assign",
@@ -93,6 +112,24 @@ impl AuditEvent<'_> {
             | AuditEvent::UserEnabled { username } => (user(username), json!({})),
             AuditEvent::LoginFailed { username, reason } => (user(username), json!({ "reason": reason.as_str() })),
             AuditEvent::UserCreated { username, role } => (user(username), json!({ "role": role })),
+            AuditEvent::UserUpdated { username, before, after } => {
+                (user(username), json!({ "before": before, "after": after }))
+            }
+            AuditEvent::UserDeleted { username, role } => (user(username), json!({ "role": role })),
+            AuditEvent::UsersImported { created, skipped } => {
+                ("users".into(), json!({ "created": created, "skipped": skipped }))
+            }
+            AuditEvent::RoleCreated { role } | AuditEvent::RoleDeleted { role } => (format!("role:{role}"), json!({})),
+            AuditEvent::RoleUpdated { role, before, after } => {
+                (format!("role:{role}"), json!({ "before": before, "after": after }))
+            }
+            AuditEvent::LabUpdated { lab, before, after } => {
+                (format!("lab:{lab}"), json!({ "before": before, "after": after }))
+            }
+            AuditEvent::UserLabsSet { username, labs } => (user(username), json!({ "labs": labs })),
+            AuditEvent::SessionRevoked { username, session } => {
+                (user(username), json!({ "session": session.chars().take(8).collect::<String>() }))
+            }
             AuditEvent::LabCreated { lab, ranges } => (format!("lab:{lab}"), json!({ "ranges": ranges })),
             AuditEvent::LabRemoved { lab } => (format!("lab:{lab}"), json!({})),
             AuditEvent::LabAssigned { lab, username } => (format!("lab:{lab}"), json!({ "instructor": username })),

@@ -9,10 +9,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::audit::{self, Actor, AuditEvent};
-use crate::auth::password;
 use crate::config::{Config, Overrides};
-use crate::db::{self, roles, sessions, users};
-use crate::{datadir, tls};
+use crate::db::{self, users};
+use crate::{accounts, datadir, tls};
 
 #[derive(Debug, Parser)]
 #[command(name = "labbeam", version, about = "Peer-to-peer file transfer appliance for campus computer labs")]
@@ -197,46 +196,20 @@ fn read_password_stdin() -> anyhow::Result<String> {
     Ok(line)
 }
 
-fn valid_username(name: &str) -> anyhow::Result<()> {
-    let ok = (1..=64).contains(&name.chars().count())
-        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
-    if !ok {
-        bail!("username {name:?} must have 1 to 64 letters, digits, '.', '_', '-' or '@'");
-    }
-    Ok(())
-}
-
 pub async fn user(action: UserCommand) -> anyhow::Result<()> {
     let actor = Actor::cli();
+    let password = |from_stdin: bool| if from_stdin { read_password_stdin().map(Some) } else { Ok(None) };
     match action {
         UserCommand::Add { username, role, display_name, password_stdin, store } => {
-            valid_username(&username)?;
+            accounts::check_username(&username)?;
             let (config, pool) = open_store(&store).await?;
-            let role_row = roles::by_name(&pool, &role).await?;
-            let Some(role_row) = role_row else {
-                let known: Vec<String> = roles::list(&pool).await?.into_iter().map(|r| r.name).collect();
-                bail!("unknown role {role:?} (known roles: {})", known.join(", "));
-            };
-            let (pw, generated) =
-                if password_stdin { (read_password_stdin()?, false) } else { (password::one_time_password()?, true) };
-            password::check_policy(&pw, &username, config.auth.password_min_length)?;
-            let hash = password::hash_async(pw.clone()).await?;
-            let display = display_name.unwrap_or_else(|| username.clone());
-            users::create(
-                &pool,
-                &users::NewUser {
-                    username: &username,
-                    display_name: display.trim(),
-                    password_hash: &hash,
-                    role_id: role_row.id,
-                    must_change_password: generated,
-                },
-            )
-            .await?;
-            audit::record(&pool, &actor, AuditEvent::UserCreated { username: &username, role: &role_row.name }).await?;
-            println!("created {username} ({})", role_row.name);
-            if generated {
-                println!("one-time password (must be changed at first login): {pw}");
+            let pw = password(password_stdin)?;
+            let display = display_name.unwrap_or_default();
+            let min = config.auth.password_min_length;
+            let (_, otp) = accounts::create(&pool, &actor, &username, &display, &role, pw, min).await?;
+            println!("created {username} ({role})");
+            if let Some(otp) = otp {
+                println!("one-time password (must be changed at first login): {otp}");
             }
         }
         UserCommand::List { store } => {
@@ -252,39 +225,24 @@ pub async fn user(action: UserCommand) -> anyhow::Result<()> {
         UserCommand::Passwd { username, password_stdin, store } => {
             let (config, pool) = open_store(&store).await?;
             let user = find_user(&pool, &username).await?;
-            let (pw, generated) =
-                if password_stdin { (read_password_stdin()?, false) } else { (password::one_time_password()?, true) };
-            password::check_policy(&pw, &user.username, config.auth.password_min_length)?;
-            let hash = password::hash_async(pw.clone()).await?;
-            users::set_password(&pool, user.id, &hash, generated).await?;
-            let ended = sessions::revoke_all_for_user(&pool, user.id, None).await?;
-            audit::record(&pool, &actor, AuditEvent::PasswordSet { username: &user.username }).await?;
+            let pw = password(password_stdin)?;
+            let (user, otp, ended) =
+                accounts::set_password(&pool, &actor, user.id, pw, config.auth.password_min_length).await?;
             println!("password of {} set; {ended} session(s) ended", user.username);
-            if generated {
-                println!("one-time password (must be changed at next login): {pw}");
+            if let Some(otp) = otp {
+                println!("one-time password (must be changed at next login): {otp}");
             }
         }
         UserCommand::Disable { username, store } => {
             let (_, pool) = open_store(&store).await?;
             let user = find_user(&pool, &username).await?;
-            if user.role == "admin" && !user.is_disabled() && users::count_active_in_role(&pool, "admin").await? <= 1 {
-                bail!("{} is the last active admin; create another admin first", user.username);
-            }
-            users::set_disabled(&pool, user.id, true).await?;
-            let ended = sessions::revoke_all_for_user(&pool, user.id, None).await?;
-            audit::record(
-                &pool,
-                &actor,
-                AuditEvent::UserDisabled { username: &user.username, sessions_revoked: ended },
-            )
-            .await?;
+            let (user, ended) = accounts::disable(&pool, &actor, user.id).await?;
             println!("disabled {}; {ended} session(s) ended", user.username);
         }
         UserCommand::Enable { username, store } => {
             let (_, pool) = open_store(&store).await?;
             let user = find_user(&pool, &username).await?;
-            users::set_disabled(&pool, user.id, false).await?;
-            audit::record(&pool, &actor, AuditEvent::UserEnabled { username: &user.username }).await?;
+            let user = accounts::enable(&pool, &actor, user.id).await?;
             println!("enabled {}", user.username);
         }
     }
@@ -385,7 +343,11 @@ pub async fn doctor(store: StoreArgs) -> anyhow::Result<()> {
         Ok(pool) => {
             let admins = users::count_active_in_role(&pool, "admin").await.unwrap_or(0);
             report(true, "database opens and its schema is current".into());
-            report(admins > 0, format!("{admins} active admin account(s) (with none, the next start creates one)"));
+            if admins > 0 {
+                report(true, format!("{admins} active admin account(s)"));
+            } else {
+                println!("note  no active admin yet: the next start creates one and prints its password");
+            }
         }
         Err(e) => report(false, e.to_string()),
     }
@@ -400,6 +362,10 @@ pub async fn doctor(store: StoreArgs) -> anyhow::Result<()> {
     }
     match std::net::TcpListener::bind(config.http_listen) {
         Ok(_) => report(true, format!("HTTPS address {} is free", config.http_listen)),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => println!(
+            "note  HTTPS address {}: ports below 1024 need CAP_NET_BIND_SERVICE (the systemd service has it)",
+            config.http_listen
+        ),
         Err(e) => report(false, format!("HTTPS address {}: {e} (fine if labbeam is running)", config.http_listen)),
     }
     if failures > 0 {

@@ -12,7 +12,7 @@ use thiserror::Error;
 /// Top-level keys that are plain values (also reachable as `LABBEAM_<KEY>`).
 const TOP_KEYS: &[&str] = &["data_dir", "http_listen", "turn_listen", "public_host", "trusted_proxies"];
 /// Tables of the file; `LABBEAM_<TABLE>_<KEY>` reaches `[table] key`.
-const TABLES: &[&str] = &["tls", "auth", "log"];
+const TABLES: &[&str] = &["tls", "auth", "log", "turn"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,6 +31,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub turn: TurnConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -101,6 +102,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
+            turn: TurnConfig::default(),
         }
     }
 }
@@ -196,6 +198,7 @@ impl Config {
         if !(8..=128).contains(&a.password_min_length) {
             return bad("auth.password_min_length must be between 8 and 128".into());
         }
+        self.turn.validate().map_err(ConfigError::Invalid)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad(format!("log.level {:?} is not a valid filter (try \"info\" or \"debug\")", self.log.level));
         }
@@ -223,6 +226,96 @@ impl Config {
     /// The host shown in the printed URL and used in ICE server URLs.
     pub fn advertised_host(&self) -> String {
         self.public_host.clone().unwrap_or_else(|| "localhost".into())
+    }
+}
+
+/// `[turn]`: the STUN/TURN relay (it listens on `turn_listen`, UDP and TCP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TurnConfig {
+    /// Run STUN/TURN at all.
+    pub enabled: bool,
+    /// TURN over TLS (`turns:`) port, on `turn_listen`'s address, with the HTTPS certificate.
+    /// Unset: 5349, or any free port when `turn_listen`'s port is 0. 0: any free port.
+    pub tls_port: Option<u16>,
+    /// The relay address given to clients. Unset: `public_host` when it is an IP address,
+    /// else `turn_listen`'s address when it is not 0.0.0.0, else the address of the
+    /// interface of the default route (printed at start).
+    pub relay_address: Option<std::net::IpAddr>,
+    /// Relay ports are taken from this inclusive range.
+    pub relay_port_min: u16,
+    pub relay_port_max: u16,
+    /// Lifetime of the credentials `GET /api/ice-servers` hands out, in seconds.
+    pub credential_ttl_secs: u64,
+    /// The STUN realm.
+    pub realm: String,
+    /// Allocations one user may hold at once (over it: 486).
+    pub max_allocations_per_user: u32,
+    /// Allocations the appliance holds at once (over it: 486).
+    pub max_allocations: u32,
+    /// Cap on relayed bytes per second per allocation, each way; unset: no cap.
+    pub allocation_max_bytes_per_sec: Option<u64>,
+    /// Relay to public (globally routable) peers too, not only to the labs' ranges.
+    pub allow_public_peers: bool,
+    /// UDP sockets sharing the port (SO_REUSEPORT), each with its own read loop.
+    /// Unset: one per CPU core, at most 8.
+    pub udp_workers: Option<usize>,
+    /// Open TURN-over-TCP/TLS connections at once; more are refused.
+    pub max_tcp_connections: usize,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tls_port: None,
+            relay_address: None,
+            relay_port_min: 49152,
+            relay_port_max: 65535,
+            credential_ttl_secs: 3600,
+            realm: "labbeam".into(),
+            max_allocations_per_user: 10,
+            max_allocations: 2000,
+            allocation_max_bytes_per_sec: None,
+            allow_public_peers: false,
+            udp_workers: None,
+            max_tcp_connections: 4096,
+        }
+    }
+}
+
+impl TurnConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.relay_port_min == 0 || self.relay_port_min > self.relay_port_max {
+            return Err(format!(
+                "turn.relay_port_min ({}) must be at least 1 and not above turn.relay_port_max ({})",
+                self.relay_port_min, self.relay_port_max
+            ));
+        }
+        if !(60..=7 * 24 * 3600).contains(&self.credential_ttl_secs) {
+            return Err("turn.credential_ttl_secs must be between 60 and 604800 (7 days)".into());
+        }
+        if self.realm.is_empty() || self.realm.len() > 127 || !self.realm.chars().all(|c| c.is_ascii_graphic()) {
+            return Err("turn.realm must be 1 to 127 printable ASCII characters without spaces".into());
+        }
+        if self.max_allocations_per_user == 0 || self.max_allocations == 0 {
+            return Err("turn.max_allocations_per_user and turn.max_allocations must be at least 1".into());
+        }
+        if self.allocation_max_bytes_per_sec == Some(0) {
+            return Err("turn.allocation_max_bytes_per_sec must be at least 1 (leave it unset for no cap)".into());
+        }
+        if let Some(ip) = self.relay_address
+            && (ip.is_unspecified() || ip.is_multicast())
+        {
+            return Err(format!("turn.relay_address {ip} cannot be used as a relay address"));
+        }
+        if self.udp_workers.is_some_and(|n| !(1..=64).contains(&n)) {
+            return Err("turn.udp_workers must be between 1 and 64".into());
+        }
+        if self.max_tcp_connections == 0 {
+            return Err("turn.max_tcp_connections must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -382,6 +475,18 @@ mod tests {
     fn half_tls_config_is_refused() {
         let e = load_file("[tls]\ncert = \"/x.pem\"\n", &[]).unwrap_err();
         assert!(e.to_string().contains("tls.key"));
+    }
+
+    #[test]
+    fn turn_table_is_read_and_checked() {
+        let c =
+            load_file("[turn]\nrelay_port_min = 50000\nrelay_port_max = 50100\n", &[("LABBEAM_TURN_TLS_PORT", "5350")])
+                .unwrap();
+        assert_eq!((c.turn.relay_port_min, c.turn.relay_port_max, c.turn.tls_port), (50000, 50100, Some(5350)));
+        let e = load_file("[turn]\nrelay_port_min = 60000\nrelay_port_max = 50000\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("turn.relay_port_min"), "{e}");
+        let e = load_file("[turn]\ncredential_ttl_secs = 5\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("credential_ttl_secs"), "{e}");
     }
 
     #[test]

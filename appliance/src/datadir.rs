@@ -21,6 +21,11 @@ pub enum DataDirError {
     WriteSecret(String, std::io::Error),
     #[error("no system randomness")]
     Randomness,
+    #[error(
+        "data directory {0} belongs to uid {1} but this command runs as uid {2}: files it creates would lock the \
+         service out (run it as the owner, e.g. sudo -u labbeam labbeam ...)"
+    )]
+    WrongOwner(String, u32, u32),
 }
 
 /// Creates `dir` (mode 0700) if missing and checks it is writable.
@@ -33,7 +38,15 @@ pub fn prepare(dir: &Path) -> Result<(), DataDirError> {
         .map_err(|e| DataDirError::Create(shown.clone(), e))?;
     let probe = dir.join(".write-test");
     std::fs::write(&probe, b"").map_err(|e| DataDirError::NotWritable(shown.clone(), e))?;
-    let _ = std::fs::remove_file(probe);
+    // Files made now belong to whoever runs this; they must belong to the directory's owner.
+    let mine = std::fs::metadata(&probe).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+    let _ = std::fs::remove_file(&probe);
+    let owner = std::fs::metadata(dir).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+    if let (Ok(mine), Ok(owner)) = (mine, owner)
+        && mine != owner
+    {
+        return Err(DataDirError::WrongOwner(shown, owner, mine));
+    }
     Ok(())
 }
 

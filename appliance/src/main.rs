@@ -1,6 +1,7 @@
 //! `labbeam`: one binary for the LabBeam appliance. This file only wires the modules;
 //! see ARCHITECTURE.md for the map.
 
+mod accounts;
 mod api;
 mod audit;
 mod auth;
@@ -9,11 +10,13 @@ mod config;
 mod datadir;
 mod db;
 mod metrics;
+mod portal;
 mod server;
 mod settings;
 mod signaling;
 mod state;
 mod tls;
+mod turn;
 mod web;
 
 use clap::Parser;
@@ -74,8 +77,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let mut filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
+    // The relay library logs every dropped datagram at error level; LabBeam's own relay code
+    // counts and logs them once. Name `turn` in log.level to see the library's lines.
+    if !level.contains("turn")
+        && let Ok(quiet) = "turn=off".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
+    // No colour codes when stderr is the journal or a file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -42,6 +42,7 @@ pub struct Metrics {
     socket_events: Family<EventLabels, Counter>,
     signals_refused: Family<ReasonLabels, Counter>,
     transfers_finished: Family<ReasonLabels, Counter>,
+    pub turn: crate::turn::TurnCounters,
 }
 
 impl Metrics {
@@ -62,7 +63,8 @@ impl Metrics {
         registry.register("signals_refused", "WebRTC signals refused, by reason", signals_refused.clone());
         let transfers_finished = Family::<ReasonLabels, Counter>::default();
         registry.register("transfers_finished", "Transfers logged, by final status", transfers_finished.clone());
-        Self { registry, http_requests, logins, sockets, socket_events, signals_refused, transfers_finished }
+        let turn = crate::turn::TurnCounters::register(&mut registry);
+        Self { registry, http_requests, logins, sockets, socket_events, signals_refused, transfers_finished, turn }
     }
 
     pub fn socket_event(&self, event: &'static str, result: &'static str) {

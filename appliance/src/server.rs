@@ -33,9 +33,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let pool = db::open(&config.data_dir).await?;
     let jwt_secret = datadir::secret(&config.data_dir, "jwt.key")?;
     let first_admin = ensure_first_admin(&pool).await?;
+    let turn = if config.turn.enabled { Some(crate::turn::bind(&config, &tls)?) } else { None };
 
-    print_banner(&config, &listener, &tls, first_admin.as_ref());
+    print_banner(&config, &listener, &tls, first_admin.as_ref(), turn.as_ref());
     let state = AppState::new(config, pool.clone(), &jwt_secret);
+    let turn = match turn {
+        Some(bound) => {
+            let running = bound.start(pool.clone(), state.metrics.turn.clone()).await?;
+            let _ = state.turn.set(running.issuer());
+            Some(running)
+        }
+        None => None,
+    };
     let app = app(state.clone());
 
     let handle = axum_server::Handle::new();
@@ -48,6 +57,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await
         .context("the HTTPS server failed")?;
+    if let Some(turn) = turn {
+        turn.stop().await;
+    }
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -59,6 +71,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/api", crate::api::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(crate::portal::router())
         .merge(web::router())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(crate::signaling::layer(&state))
@@ -119,7 +132,13 @@ pub async fn ensure_first_admin(pool: &db::Pool) -> anyhow::Result<Option<FirstA
     Ok(Some(FirstAdmin { username, password }))
 }
 
-fn print_banner(config: &Config, listener: &std::net::TcpListener, tls: &tls::TlsMaterial, admin: Option<&FirstAdmin>) {
+fn print_banner(
+    config: &Config,
+    listener: &std::net::TcpListener,
+    tls: &tls::TlsMaterial,
+    admin: Option<&FirstAdmin>,
+    turn: Option<&crate::turn::BoundTurn>,
+) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.http_listen.port());
     let host = config.advertised_host();
     let host = if host.contains(':') { format!("[{host}]") } else { host };
@@ -129,6 +148,10 @@ fn print_banner(config: &Config, listener: &std::net::TcpListener, tls: &tls::Tl
     println!("  Certificate:  {} ({origin})", tls.cert_path.display());
     println!("  SHA-256:      {}", tls.fingerprint);
     println!("  Data:         {}", config.data_dir.display());
+    match turn {
+        Some(t) => t.banner_lines().iter().for_each(|l| println!("{l}")),
+        None => println!("  TURN:         off (turn.enabled = false)"),
+    }
     if let Some(a) = admin {
         println!("  First admin account. This password is shown only once and must be changed at first login:");
         println!("    username: {}", a.username);
@@ -173,13 +196,15 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text. Loopback callers (a local scraper) need no login; anyone else needs
-/// a session with `portal.access`.
+/// a session with `portal.access`. A request that came through a reverse proxy on this
+/// host (it carries `X-Forwarded-For`) is not a local scraper.
 async fn metrics(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if !peer.ip().is_loopback() {
+    let local_scraper = peer.ip().is_loopback() && !headers.contains_key("x-forwarded-for");
+    if !local_scraper {
         let token = auth::request_token(&headers).ok_or(AuthError::Unauthenticated)?;
         let user = auth::authenticate(&state, &token).await?;
         if !user.has(PortalAccess::NAME) {

@@ -22,6 +22,10 @@ pub struct Inner {
     pub throttle: LoginThrottle,
     pub metrics: Metrics,
     pub signaling: Signaling,
+    /// Key of the portal's CSRF tokens.
+    pub csrf_key: ring::hmac::Key,
+    /// Set once the TURN relay runs (absent when `turn.enabled = false`).
+    pub turn: std::sync::OnceLock<crate::turn::IceServerIssuer>,
 }
 
 impl AppState {
@@ -37,8 +41,10 @@ impl AppState {
             throttle,
             metrics: Metrics::new(),
             signaling: Signaling::default(),
+            csrf_key: crate::auth::csrf::key(jwt_secret),
             config,
             db,
+            turn: Default::default(),
         }))
     }
 }

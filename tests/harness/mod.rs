@@ -46,6 +46,10 @@ pub struct Server {
     /// The first admin's one-time password, when this start printed one.
     pub first_admin_password: Option<String>,
     pub fingerprint: String,
+    /// TURN over UDP and TCP (same port), from the banner's `TURN:` line.
+    pub turn_port: u16,
+    /// TURN over TLS, from the same line.
+    pub turns_port: u16,
     options: Options,
 }
 
@@ -63,6 +67,8 @@ impl Server {
             base: String::new(),
             first_admin_password: None,
             fingerprint: String::new(),
+            turn_port: 0,
+            turns_port: 0,
             options,
         };
         server.boot().await;
@@ -122,6 +128,16 @@ impl Server {
                     }
                     if let Some(fp) = line.trim().strip_prefix("SHA-256:") {
                         self.fingerprint = fp.trim().to_string();
+                    }
+                    if let Some(rest) = line.trim().strip_prefix("TURN:") {
+                        // "udp/tcp 127.0.0.1:PORT, tls 127.0.0.1:PORT"
+                        let port_after = |word: &str| {
+                            rest.split(',')
+                                .find_map(|part| part.trim().strip_prefix(word))
+                                .and_then(|addr| addr.trim().rsplit(':').next()?.parse().ok())
+                        };
+                        self.turn_port = port_after("udp/tcp").unwrap_or(0);
+                        self.turns_port = port_after("tls").unwrap_or(0);
                     }
                     if let Some(pw) = line.trim().strip_prefix("password:") {
                         self.first_admin_password = Some(pw.trim().to_string());
@@ -264,6 +280,25 @@ impl Server {
         let r = self.client().get(self.url(path)).bearer_auth(token).send().await.expect("GET");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The TURN secret's text (what `turn.key` holds): the HMAC key of TURN credentials.
+    pub fn turn_secret_text(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("turn.key")).expect("turn.key").trim().to_string()
+    }
+
+    /// Prometheus text from `/metrics` (loopback needs no login).
+    pub async fn metrics(&self) -> String {
+        self.client().get(self.url("/metrics")).send().await.expect("metrics").text().await.expect("metrics text")
+    }
+
+    /// The value of one sample line of `/metrics` (`name{labels}`), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// The JWT secret from the data directory, for forging tokens in tests.

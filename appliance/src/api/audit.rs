@@ -32,6 +32,7 @@ pub async fn list(
         action: q.action.as_deref(),
         actor_user_id: (!user.has(UsersManage::NAME)).then_some(user.id),
         before: q.before,
+        ..Default::default()
     };
     Ok(Json(audit::list(&state.db, &filter, limit).await?))
 }

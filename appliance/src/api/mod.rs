@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 pub mod error;
+mod ice;
 mod transfers;
 mod users;
 
@@ -20,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .route("/auth/logout", post(auth::logout))
         .route("/me", get(auth::me))
         .route("/me/password", post(auth::change_password))
+        .route("/ice-servers", get(ice::ice_servers))
         .route("/users", get(users::list))
         .route("/audit", get(audit::list))
         .route("/transfers", get(transfers::list))

@@ -9,6 +9,8 @@
 //!   logout accept their session;
 //! - permission checks are extractors (`Require<P>`), so a handler cannot forget them.
 
+pub mod csrf;
+pub mod login;
 pub mod password;
 pub mod throttle;
 pub mod token;

@@ -49,21 +49,27 @@ pub struct AuditFilter<'a> {
     pub actor_user_id: Option<i64>,
     /// Only rows older than this id (pages backwards).
     pub before: Option<i64>,
+    /// Only rows whose actor name is this (exact).
+    pub actor: Option<&'a str>,
+    /// `at` bounds, unix seconds, inclusive.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
 }
 
 /// Newest first.
 pub async fn list(pool: &Pool, filter: &AuditFilter<'_>, limit: i64) -> Result<Vec<AuditRow>, DbError> {
     Ok(sqlx::query_as::<_, AuditRow>(
         "SELECT id, at, actor_user_id, actor_username, action, target, details, client_addr FROM audit_log \
-         WHERE (? IS NULL OR action = ?) AND (? IS NULL OR actor_user_id = ?) AND (? IS NULL OR id < ?) \
-         ORDER BY id DESC LIMIT ?",
+         WHERE (?1 IS NULL OR action = ?1) AND (?2 IS NULL OR actor_user_id = ?2) AND (?3 IS NULL OR id < ?3) \
+         AND (?4 IS NULL OR actor_username = ?4) AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR at <= ?6) \
+         ORDER BY id DESC LIMIT ?7",
     )
     .bind(filter.action)
-    .bind(filter.action)
-    .bind(filter.actor_user_id)
     .bind(filter.actor_user_id)
     .bind(filter.before)
-    .bind(filter.before)
+    .bind(filter.actor)
+    .bind(filter.from)
+    .bind(filter.to)
     .bind(limit)
     .fetch_all(pool)
     .await?)

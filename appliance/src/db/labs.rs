@@ -59,6 +59,40 @@ pub async fn remove(pool: &Pool, name: &str) -> Result<(), DbError> {
     Ok(())
 }
 
+pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<Lab>, DbError> {
+    Ok(sqlx::query_as::<_, Lab>("SELECT id, name FROM labs WHERE id = ?").bind(id).fetch_optional(pool).await?)
+}
+
+/// Replaces a lab's ranges in one transaction.
+pub async fn set_ranges(pool: &Pool, lab_id: i64, cidrs: &[String]) -> Result<(), DbError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM lab_ranges WHERE lab_id = ?").bind(lab_id).execute(&mut *tx).await?;
+    for cidr in cidrs {
+        sqlx::query("INSERT INTO lab_ranges (lab_id, cidr) VALUES (?, ?)")
+            .bind(lab_id)
+            .bind(cidr)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Replaces the labs a user is responsible for.
+pub async fn set_owned(pool: &Pool, user_id: i64, lab_ids: &[i64]) -> Result<(), DbError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM user_labs WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
+    for lab in lab_ids {
+        sqlx::query("INSERT INTO user_labs (user_id, lab_id) VALUES (?, ?)")
+            .bind(user_id)
+            .bind(lab)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Names of the labs a user (an instructor) is responsible for.
 pub async fn owned_by(pool: &Pool, user_id: i64) -> Result<Vec<String>, DbError> {
     Ok(sqlx::query_scalar::<_, String>(

@@ -57,6 +57,11 @@ pub async fn open(data_dir: &Path) -> Result<Pool, DbError> {
         .busy_timeout(Duration::from_secs(10));
     let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
     sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+    // Like the secrets: readable by the service's user only, whatever the umask.
+    for suffix in ["", "-wal", "-shm"] {
+        let file = data_dir.join(format!("labbeam.db{suffix}"));
+        let _ = std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    }
     Ok(pool)
 }
 

@@ -6,14 +6,18 @@ use super::{DbError, Pool};
 pub struct Role {
     pub id: i64,
     pub name: String,
+    pub builtin: i64,
 }
 
 pub async fn by_name(pool: &Pool, name: &str) -> Result<Option<Role>, DbError> {
-    Ok(sqlx::query_as::<_, Role>("SELECT id, name FROM roles WHERE name = ?").bind(name).fetch_optional(pool).await?)
+    Ok(sqlx::query_as::<_, Role>("SELECT id, name, builtin FROM roles WHERE name = ?")
+        .bind(name)
+        .fetch_optional(pool)
+        .await?)
 }
 
 pub async fn list(pool: &Pool) -> Result<Vec<Role>, DbError> {
-    Ok(sqlx::query_as::<_, Role>("SELECT id, name FROM roles ORDER BY id").fetch_all(pool).await?)
+    Ok(sqlx::query_as::<_, Role>("SELECT id, name, builtin FROM roles ORDER BY id").fetch_all(pool).await?)
 }
 
 pub async fn permissions(pool: &Pool, role_id: i64) -> Result<Vec<String>, DbError> {
@@ -21,6 +25,48 @@ pub async fn permissions(pool: &Pool, role_id: i64) -> Result<Vec<String>, DbErr
         .bind(role_id)
         .fetch_all(pool)
         .await?)
+}
+
+pub async fn create(pool: &Pool, name: &str, description: &str) -> Result<i64, DbError> {
+    sqlx::query_scalar::<_, i64>("INSERT INTO roles (name, description, created_at) VALUES (?, ?, ?) RETURNING id")
+        .bind(name)
+        .bind(description)
+        .bind(super::now())
+        .fetch_one(pool)
+        .await
+        .map_err(|e| DbError::conflict_as(e, &format!("role {name:?}")))
+}
+
+/// Replaces a role's permissions in one transaction.
+pub async fn set_permissions(pool: &Pool, role_id: i64, permissions: &[String]) -> Result<(), DbError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM role_permissions WHERE role_id = ?").bind(role_id).execute(&mut *tx).await?;
+    for p in permissions {
+        sqlx::query("INSERT INTO role_permissions (role_id, permission) VALUES (?, ?)")
+            .bind(role_id)
+            .bind(p)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn delete(pool: &Pool, role_id: i64) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM roles WHERE id = ? AND builtin = 0").bind(role_id).execute(pool).await?;
+    Ok(())
+}
+
+pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<Role>, DbError> {
+    Ok(sqlx::query_as::<_, Role>("SELECT id, name, builtin FROM roles WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// Users holding each role: (role id, count).
+pub async fn member_counts(pool: &Pool) -> Result<Vec<(i64, i64)>, DbError> {
+    Ok(sqlx::query_as::<_, (i64, i64)>("SELECT role_id, COUNT(*) FROM users GROUP BY role_id").fetch_all(pool).await?)
 }
 
 #[cfg(test)]

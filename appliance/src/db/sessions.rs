@@ -87,6 +87,30 @@ pub async fn dead_among(pool: &Pool, ids: &[String]) -> Result<Vec<String>, DbEr
     .await?)
 }
 
+/// A live session with its user, for the portal.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ActiveSession {
+    pub id: String,
+    pub username: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub client_addr: String,
+    pub user_agent: String,
+}
+
+pub async fn active(pool: &Pool, limit: i64) -> Result<Vec<ActiveSession>, DbError> {
+    Ok(sqlx::query_as::<_, ActiveSession>(
+        "SELECT s.id, u.username, s.created_at, s.last_seen_at, s.expires_at, s.client_addr, s.user_agent \
+         FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.revoked_at IS NULL AND s.expires_at > ? ORDER BY s.last_seen_at DESC LIMIT ?",
+    )
+    .bind(now())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Deletes sessions that ended more than `keep_secs` ago.
 pub async fn purge_ended(pool: &Pool, keep_secs: i64) -> Result<u64, DbError> {
     let cutoff = now() - keep_secs;

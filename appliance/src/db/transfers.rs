@@ -181,6 +181,69 @@ pub async fn list(pool: &Pool, f: &TransferFilter, limit: i64) -> Result<Vec<Tra
     .await?)
 }
 
+/// Today's figures for the dashboard.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct DayStats {
+    pub total: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub bytes_direct: i64,
+    pub bytes_relay: i64,
+}
+
+pub async fn stats_since(pool: &Pool, since: i64) -> Result<DayStats, DbError> {
+    Ok(sqlx::query_as::<_, DayStats>(
+        "SELECT COUNT(*) AS total, \
+         COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0) AS completed, \
+         COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS failed, \
+         COALESCE(SUM(CASE WHEN status = 'completed' AND path = 'direct' THEN bytes ELSE 0 END), 0) AS bytes_direct, \
+         COALESCE(SUM(CASE WHEN status = 'completed' AND path = 'relay' THEN bytes ELSE 0 END), 0) AS bytes_relay \
+         FROM transfers WHERE requested_at >= ?",
+    )
+    .bind(since)
+    .fetch_one(pool)
+    .await?)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BroadcastRow {
+    pub id: String,
+    pub sender_username: String,
+    pub target: String,
+    pub files: String,
+    pub total_bytes: i64,
+    pub recipients: i64,
+    pub created_at: i64,
+    pub completed: i64,
+    pub failed: i64,
+}
+
+const BROADCAST_SELECT: &str = "SELECT b.id, b.sender_username, b.target, b.files, b.total_bytes, b.recipients, \
+     b.created_at, \
+     COALESCE(SUM(CASE WHEN t.status = 'completed' THEN 1 ELSE 0 END), 0) AS completed, \
+     COALESCE(SUM(CASE WHEN t.status IN ('failed', 'cancelled', 'declined', 'expired') THEN 1 ELSE 0 END), 0) AS failed \
+     FROM broadcasts b LEFT JOIN transfers t ON t.broadcast_id = b.id";
+
+pub async fn broadcasts(pool: &Pool, limit: i64) -> Result<Vec<BroadcastRow>, DbError> {
+    let sql = format!("{BROADCAST_SELECT} GROUP BY b.id ORDER BY b.created_at DESC LIMIT ?");
+    Ok(sqlx::query_as::<_, BroadcastRow>(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(pool).await?)
+}
+
+pub async fn broadcast(pool: &Pool, id: &str) -> Result<Option<BroadcastRow>, DbError> {
+    let sql = format!("{BROADCAST_SELECT} WHERE b.id = ? GROUP BY b.id");
+    Ok(sqlx::query_as::<_, BroadcastRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?)
+}
+
+pub async fn of_broadcast(pool: &Pool, id: &str) -> Result<Vec<TransferRow>, DbError> {
+    Ok(sqlx::query_as::<_, TransferRow>(concat!(
+        select_columns!(),
+        " WHERE broadcast_id = ? ORDER BY receiver_username"
+    ))
+    .bind(id)
+    .fetch_all(pool)
+    .await?)
+}
+
 pub struct NewBroadcast<'a> {
     pub id: &'a str,
     pub sender_id: i64,

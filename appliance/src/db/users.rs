@@ -77,6 +77,72 @@ pub async fn list(pool: &Pool) -> Result<Vec<User>, DbError> {
     Ok(sqlx::query_as::<_, User>(select_users!("ORDER BY u.username")).fetch_all(pool).await?)
 }
 
+/// How a user list is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSort {
+    Username,
+    Role,
+    LastLogin,
+    Created,
+}
+
+/// One page of users whose username or display name contains `q` (case-insensitive),
+/// and how many match in all.
+pub async fn search(
+    pool: &Pool,
+    q: &str,
+    sort: UserSort,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<User>, i64), DbError> {
+    let pattern = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let sql = match sort {
+        UserSort::Username => select_users!(
+            "WHERE u.username LIKE ?1 ESCAPE '\\' OR u.display_name LIKE ?1 ESCAPE '\\' ORDER BY u.username LIMIT ?2 OFFSET ?3"
+        ),
+        UserSort::Role => select_users!(
+            "WHERE u.username LIKE ?1 ESCAPE '\\' OR u.display_name LIKE ?1 ESCAPE '\\' ORDER BY r.name, u.username LIMIT ?2 OFFSET ?3"
+        ),
+        UserSort::LastLogin => select_users!(
+            "WHERE u.username LIKE ?1 ESCAPE '\\' OR u.display_name LIKE ?1 ESCAPE '\\' ORDER BY u.last_login_at DESC, u.username LIMIT ?2 OFFSET ?3"
+        ),
+        UserSort::Created => select_users!(
+            "WHERE u.username LIKE ?1 ESCAPE '\\' OR u.display_name LIKE ?1 ESCAPE '\\' ORDER BY u.created_at DESC, u.id DESC LIMIT ?2 OFFSET ?3"
+        ),
+    };
+    let rows = sqlx::query_as::<_, User>(sql).bind(&pattern).bind(limit).bind(offset).fetch_all(pool).await?;
+    let total = sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM users u WHERE u.username LIKE ?1 ESCAPE '\\' OR u.display_name LIKE ?1 ESCAPE '\\'",
+    )
+    .bind(&pattern)
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, total))
+}
+
+pub async fn update(pool: &Pool, id: i64, display_name: &str, role_id: i64) -> Result<(), DbError> {
+    let done = sqlx::query("UPDATE users SET display_name = ?, role_id = ?, updated_at = ? WHERE id = ?")
+        .bind(display_name)
+        .bind(role_id)
+        .bind(now())
+        .bind(id)
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::NotFound(format!("user {id}")));
+    }
+    Ok(())
+}
+
+/// Deletes a user; their transfer-log rows keep the username, their sessions go.
+pub async fn delete(pool: &Pool, id: i64) -> Result<(), DbError> {
+    let done = sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(pool).await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::NotFound(format!("user {id}")));
+    }
+    Ok(())
+}
+
 /// Active (not disabled) members of the role named `role`.
 pub async fn count_active_in_role(pool: &Pool, role: &str) -> Result<i64, DbError> {
     Ok(sqlx::query_scalar::<_, i64>(
@@ -154,5 +220,24 @@ mod tests {
         assert_eq!(u.password_hash, "h2");
         assert_eq!(count_active_in_role(&pool, "student").await.unwrap(), 0);
         assert!(matches!(set_disabled(&pool, 999, true).await, Err(DbError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn search_pages_and_escapes_wildcards() {
+        let pool = crate::db::open_memory().await;
+        for name in ["anna", "annabel", "bob", "x_y"] {
+            create(&pool, &NewUser { username: name, display_name: name, ..alice() }).await.unwrap();
+        }
+        let (rows, total) = search(&pool, "ann", UserSort::Username, 1, 0).await.unwrap();
+        assert_eq!((rows[0].username.as_str(), total), ("anna", 2));
+        let (rows, _) = search(&pool, "ann", UserSort::Username, 1, 1).await.unwrap();
+        assert_eq!(rows[0].username, "annabel");
+        assert_eq!(search(&pool, "_", UserSort::Role, 10, 0).await.unwrap().1, 1, "_ is literal");
+        assert_eq!(search(&pool, "", UserSort::Created, 10, 0).await.unwrap().1, 4);
+        let id = by_username(&pool, "bob").await.unwrap().unwrap().id;
+        update(&pool, id, "Robert", 2).await.unwrap();
+        assert_eq!(by_id(&pool, id).await.unwrap().unwrap().role, "instructor");
+        delete(&pool, id).await.unwrap();
+        assert!(by_id(&pool, id).await.unwrap().is_none());
     }
 }

@@ -62,11 +62,19 @@ async fn authenticate(
     auth: TryData<ConnectAuth>,
 ) -> Result<(), Refused> {
     let auth = auth.0.unwrap_or_default();
-    let token = auth
-        .token
-        .filter(|t| !t.is_empty())
-        .or_else(|| auth::request_token(&socket.req_parts().headers))
-        .ok_or(Refused("unauthenticated"))?;
+    let headers = &socket.req_parts().headers;
+    let token = match auth.token.filter(|t| !t.is_empty()) {
+        Some(t) => t,
+        None => {
+            // The cookie rides along on any request to this origin: accept it only from a
+            // page of this origin (SameSite=Strict already keeps other sites out; this
+            // holds for older browsers too).
+            if !same_origin(headers) {
+                return Err(Refused("invalid_origin"));
+            }
+            auth::request_token(headers).ok_or(Refused("unauthenticated"))?
+        }
+    };
     let user = auth::authenticate(&state, &token).await.map_err(|e| {
         Refused(match e {
             AuthError::SessionExpired => "session_expired",
@@ -87,6 +95,16 @@ async fn authenticate(
     let lab_pick = auth.lab.map(|l| payloads::clean_text(&l, 64));
     socket.extensions.insert(Authenticated { user, device, lab_pick });
     Ok(())
+}
+
+/// True when the request has no `Origin` (not a browser) or its `Origin` names the host
+/// the request was sent to.
+fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(axum::http::header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    origin.strip_prefix("https://").is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host))
 }
 
 async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
@@ -369,4 +387,22 @@ async fn broadcast_start(state: AppState, peer: String, req: BroadcastStart) -> 
     }
     let transfers: Vec<Value> = created.iter().map(|(id, to)| json!({ "transferId": id, "to": to })).collect();
     Ok(json!({ "broadcastId": broadcast_id, "transfers": transfers }))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    #[test]
+    fn cookie_sockets_must_come_from_this_origin() {
+        let mut h = HeaderMap::new();
+        assert!(super::same_origin(&h), "no Origin: not a browser page");
+        h.insert(header::HOST, HeaderValue::from_static("lab.example.edu:8443"));
+        h.insert(header::ORIGIN, HeaderValue::from_static("https://lab.example.edu:8443"));
+        assert!(super::same_origin(&h));
+        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        assert!(!super::same_origin(&h));
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://lab.example.edu:8443"));
+        assert!(!super::same_origin(&h));
+    }
 }

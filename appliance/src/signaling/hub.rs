@@ -160,6 +160,26 @@ impl Hub {
         self.members.values()
     }
 
+    /// Devices online per lab, by lab name.
+    pub fn online_by_lab(&self) -> Vec<(String, usize)> {
+        let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for m in self.members.values() {
+            *counts.entry(m.peer.lab.as_str()).or_default() += 1;
+        }
+        counts.into_iter().map(|(lab, n)| (lab.to_string(), n)).collect()
+    }
+
+    /// (requests waiting for an answer, accepted transfers not yet reported).
+    pub fn transfer_counts(&self) -> (usize, usize) {
+        let waiting = self.transfers.values().filter(|t| t.stage == Stage::Requested).count();
+        (waiting, self.transfers.len() - waiting)
+    }
+
+    /// Connected devices of each session: (session id, device name, lab).
+    pub fn devices(&self) -> Vec<(String, String, String)> {
+        self.members.values().map(|m| (m.session_id.clone(), m.peer.device.clone(), m.peer.lab.clone())).collect()
+    }
+
     /// Spends one event of `peer`'s budget.
     pub fn spend_event(&mut self, peer: &str, now: Instant) -> Result<(), SignalError> {
         let b = self.buckets.entry(peer.to_string()).or_insert(Bucket { tokens: EVENT_BURST, at: now });
@@ -673,6 +693,17 @@ mod tests {
         assert_eq!(h.orphaned(), vec!["t1".to_string()]);
         let rec = h.finalize("t1").unwrap();
         assert!(matches!(rec, Record::Finished(_, ref o) if o.status == "completed"));
+    }
+
+    #[test]
+    fn dashboard_counts() {
+        let mut h = hub();
+        assert_eq!(h.online_by_lab(), vec![("Lab A".to_string(), 2), ("Lab B".to_string(), 1)]);
+        h.request("a", "b", files(), "t1".into(), &limits(), Instant::now()).unwrap();
+        h.request("b", "a", files(), "t2".into(), &limits(), Instant::now()).unwrap();
+        h.respond("b", "t1", true).unwrap();
+        assert_eq!(h.transfer_counts(), (1, 1));
+        assert_eq!(h.devices().len(), 3);
     }
 
     #[test]

@@ -122,6 +122,15 @@ impl Signaling {
     }
 }
 
+impl Signaling {
+    /// Drops every socket of a user, at once.
+    pub async fn disconnect_user(&self, user_id: i64) {
+        let sessions: Vec<String> = self
+            .with_hub(|h| h.members().filter(|m| m.peer.user_id == user_id).map(|m| m.session_id.clone()).collect());
+        self.disconnect_sessions(&sessions).await;
+    }
+}
+
 pub(crate) fn peer_room(peer: &str) -> String {
     format!("peer:{peer}")
 }

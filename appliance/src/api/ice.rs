@@ -1,0 +1,26 @@
+//! `GET /api/ice-servers`: STUN/TURN servers with a short-lived TURN credential for the
+//! signed-in user (any role). The credential scheme lives in `turn::credentials`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+use crate::auth::CurrentUser;
+use crate::db;
+use crate::state::AppState;
+
+pub async fn ice_servers(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
+    let issuer = state.turn.get().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "turn_unavailable",
+            "the TURN relay is not running on this appliance",
+        )
+    })?;
+    let mut response = Json(issuer.issue(user.id, db::now())).into_response();
+    // A credential: never cache it.
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

@@ -1,0 +1,144 @@
+//! Labs: names and address ranges (CIDR), validated; ranges that overlap another lab's are
+//! refused with the lab they collide with.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::view::{self, Layout};
+use super::{PortalError, PortalUser, done};
+use crate::audit::{self, AuditEvent};
+use crate::db::labs;
+use crate::signaling::labs::{OTHER, validate_ranges};
+use crate::state::AppState;
+
+pub struct LabView {
+    pub id: i64,
+    pub name: String,
+    pub ranges: String,
+    pub online: usize,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "labs.html")]
+struct LabsPage {
+    layout: Layout,
+    notice: String,
+    labs: Vec<LabView>,
+}
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    portal: PortalUser,
+    Query(q): Query<NoticeQuery>,
+) -> Result<Response, PortalError> {
+    portal.require("users.manage")?;
+    let ranges = labs::ranges(&state.db).await?;
+    let online = state.signaling.with_hub(|h| h.online_by_lab());
+    let views = labs::list(&state.db)
+        .await?
+        .into_iter()
+        .map(|l| LabView {
+            ranges: ranges.iter().filter(|r| r.lab == l.name).map(|r| r.cidr.as_str()).collect::<Vec<_>>().join("\n"),
+            online: online.iter().find(|(lab, _)| *lab == l.name).map(|(_, n)| *n).unwrap_or(0),
+            id: l.id,
+            name: l.name,
+        })
+        .collect();
+    Ok(LabsPage { layout: portal.layout("labs"), notice: view::notice(q.notice.as_deref()), labs: views }
+        .into_response())
+}
+
+/// Ranges typed one per line (or separated by commas or spaces).
+fn split_ranges(text: &str) -> Vec<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+fn check_name(name: &str) -> Result<(), PortalError> {
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(PortalError::BadRequest("A lab name has 1 to 64 printable characters.".into()));
+    }
+    if name.eq_ignore_ascii_case(OTHER) {
+        return Err(PortalError::BadRequest(format!("{OTHER:?} is reserved for devices outside every lab.")));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct LabForm {
+    csrf: String,
+    name: Option<String>,
+    ranges: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    portal: PortalUser,
+    Form(f): Form<LabForm>,
+) -> Result<Response, PortalError> {
+    portal.check_csrf(&f.csrf)?;
+    portal.require("users.manage")?;
+    let name = f.name.unwrap_or_default().trim().to_string();
+    check_name(&name)?;
+    let existing = labs::ranges(&state.db).await?;
+    let ranges = validate_ranges(&name, &split_ranges(&f.ranges), &existing).map_err(PortalError::BadRequest)?;
+    labs::create(&state.db, &name, &ranges).await?;
+    audit::record(&state.db, &portal.actor, AuditEvent::LabCreated { lab: &name, ranges: &ranges }).await?;
+    Ok(done("/admin/labs", &format!("Created lab {name}.")))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    portal: PortalUser,
+    Path(id): Path<i64>,
+    Form(f): Form<LabForm>,
+) -> Result<Response, PortalError> {
+    portal.check_csrf(&f.csrf)?;
+    portal.require("users.manage")?;
+    let lab = labs::by_id(&state.db, id).await?.ok_or_else(|| PortalError::NotFound(format!("lab {id}")))?;
+    let existing = labs::ranges(&state.db).await?;
+    let before: Vec<String> = existing.iter().filter(|r| r.lab == lab.name).map(|r| r.cidr.clone()).collect();
+    let after = validate_ranges(&lab.name, &split_ranges(&f.ranges), &existing).map_err(PortalError::BadRequest)?;
+    labs::set_ranges(&state.db, id, &after).await?;
+    audit::record(&state.db, &portal.actor, AuditEvent::LabUpdated { lab: &lab.name, before: &before, after: &after })
+        .await?;
+    Ok(done("/admin/labs", &format!("Saved {}. Devices take their new lab when they reconnect.", lab.name)))
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    portal: PortalUser,
+    Path(id): Path<i64>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, PortalError> {
+    portal.check_csrf(&f.csrf)?;
+    portal.require("users.manage")?;
+    let lab = labs::by_id(&state.db, id).await?.ok_or_else(|| PortalError::NotFound(format!("lab {id}")))?;
+    labs::remove(&state.db, &lab.name).await?;
+    audit::record(&state.db, &portal.actor, AuditEvent::LabRemoved { lab: &lab.name }).await?;
+    Ok(done("/admin/labs", &format!("Deleted lab {}.", lab.name)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ranges_split_on_lines_commas_and_spaces() {
+        assert_eq!(
+            super::split_ranges("10.0.0.0/24\n10.0.1.0/24, 10.0.2.0/24  "),
+            vec!["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24"]
+        );
+    }
+}

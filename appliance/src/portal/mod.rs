@@ -1,0 +1,215 @@
+//! The admin portal: server-rendered pages (askama templates in `portal-templates/`) for
+//! IT admins and, as far as their permissions go, instructors. Works without JavaScript;
+//! a small script only refreshes the dashboard's figures.
+//!
+//! Invariants:
+//! - every page needs a live session with `portal.access` (not signed in → the portal's
+//!   login page; no permission → 403), and each page checks its own permission;
+//! - every state-changing request carries the session's CSRF token and is refused (403,
+//!   nothing changed) without it;
+//! - every change is written to the audit log with who, what, before/after and from where;
+//! - all output is escaped by the templates; no secret (password hash, token) is rendered.
+
+mod audit_page;
+mod dashboard;
+mod labs;
+mod login;
+mod roles;
+mod sessions;
+mod settings_page;
+mod transfers_page;
+mod users;
+mod view;
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use crate::audit::Actor;
+use crate::auth::{self, AuthError, CurrentUser};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/login", get(login::form).post(login::submit))
+        .route("/admin/logout", post(login::logout))
+        .route("/admin", get(dashboard::page))
+        .route("/admin/dashboard.json", get(dashboard::figures_json))
+        .route("/admin/static/portal.css", get(static_css))
+        .route("/admin/static/portal.js", get(static_js))
+        .route("/admin/users", get(users::list).post(users::create))
+        .route("/admin/users.csv", get(users::export))
+        .route("/admin/users/import", get(users::import_form).post(users::import_preview))
+        .route("/admin/users/import/confirm", post(users::import_confirm))
+        .route("/admin/users/{id}", get(users::edit).post(users::update))
+        .route("/admin/users/{id}/disable", post(users::disable))
+        .route("/admin/users/{id}/enable", post(users::enable))
+        .route("/admin/users/{id}/reset-password", post(users::reset_password))
+        .route("/admin/users/{id}/delete", post(users::delete))
+        .route("/admin/roles", get(roles::page).post(roles::create))
+        .route("/admin/roles/{id}", post(roles::update))
+        .route("/admin/roles/{id}/delete", post(roles::delete))
+        .route("/admin/labs", get(labs::page).post(labs::create))
+        .route("/admin/labs/{id}", post(labs::update))
+        .route("/admin/labs/{id}/delete", post(labs::delete))
+        .route("/admin/transfers", get(transfers_page::list))
+        .route("/admin/transfers.csv", get(transfers_page::export))
+        .route("/admin/broadcasts", get(transfers_page::broadcasts))
+        .route("/admin/broadcasts/{id}", get(transfers_page::broadcast))
+        .route("/admin/audit", get(audit_page::list))
+        .route("/admin/audit.csv", get(audit_page::export))
+        .route("/admin/sessions", get(sessions::page))
+        .route("/admin/sessions/{id}/revoke", post(sessions::revoke))
+        .route("/admin/settings", get(settings_page::page).post(settings_page::save))
+}
+
+async fn static_css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../../portal-templates/static/portal.css"))
+        .into_response()
+}
+
+async fn static_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../../portal-templates/static/portal.js"),
+    )
+        .into_response()
+}
+
+/// A signed-in user allowed into the portal, with what the page layout needs.
+pub struct PortalUser {
+    pub user: CurrentUser,
+    pub csrf: String,
+    pub actor: Actor,
+}
+
+impl PortalUser {
+    pub fn has(&self, permission: &str) -> bool {
+        self.user.has(permission)
+    }
+
+    /// 403 unless the user holds `permission`.
+    pub fn require(&self, permission: &'static str) -> Result<(), PortalError> {
+        if self.has(permission) { Ok(()) } else { Err(PortalError::Forbidden(permission)) }
+    }
+
+    /// 403 unless `token` is this session's CSRF token.
+    pub fn check_csrf(&self, token: &str) -> Result<(), PortalError> {
+        if auth::csrf::matches(&self.csrf, token) { Ok(()) } else { Err(PortalError::Csrf) }
+    }
+
+    pub fn layout(&self, active: &'static str) -> view::Layout {
+        view::Layout {
+            active,
+            display_name: self.user.display_name.clone(),
+            role: self.user.role.clone(),
+            csrf: self.csrf.clone(),
+            manage_users: self.has("users.manage"),
+            view_audit: self.has("audit.view"),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for PortalUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let back = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/admin").to_string();
+        let to_login = || Redirect::to(&format!("/admin/login?next={}", view::url_encode(&back))).into_response();
+        let Some(token) = auth::request_token(&parts.headers) else { return Err(to_login()) };
+        let user = match auth::authenticate(state, &token).await {
+            Ok(u) => u,
+            Err(AuthError::Internal(e)) => return Err(PortalError::Internal(e).into_response()),
+            Err(_) => return Err(to_login()),
+        };
+        if user.must_change_password {
+            // The web client has the password change form.
+            return Err(Redirect::to("/").into_response());
+        }
+        if !user.has("portal.access") {
+            return Err(PortalError::Forbidden("portal.access").into_response());
+        }
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| a.ip().to_string())
+            .unwrap_or_default();
+        let csrf = auth::csrf::token_for(&state.csrf_key, &user.session_id);
+        let actor = Actor { user_id: Some(user.id), username: user.username.clone(), client_addr: addr };
+        Ok(PortalUser { user, csrf, actor })
+    }
+}
+
+/// Portal failures, rendered as a plain error page.
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error("This page needs the permission {0}.")]
+    Forbidden(&'static str),
+    #[error("The form expired or did not come from this portal. Go back, reload the page and try again.")]
+    Csrf,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Not found: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<crate::db::DbError> for PortalError {
+    fn from(e: crate::db::DbError) -> Self {
+        match e {
+            crate::db::DbError::Conflict(what) => PortalError::BadRequest(format!("{what} already exists.")),
+            crate::db::DbError::NotFound(what) => PortalError::NotFound(what),
+            other => PortalError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for PortalError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::WeakPassword(m) => PortalError::BadRequest(m),
+            AuthError::Internal(m) => PortalError::Internal(m),
+            other => PortalError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    title: &'static str,
+    message: String,
+}
+
+impl IntoResponse for PortalError {
+    fn into_response(self) -> Response {
+        let (status, title) = match &self {
+            PortalError::Forbidden(_) | PortalError::Csrf => (StatusCode::FORBIDDEN, "Not allowed"),
+            PortalError::BadRequest(_) => (StatusCode::BAD_REQUEST, "That did not work"),
+            PortalError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
+            PortalError::Internal(detail) => {
+                tracing::error!(error = %detail, "portal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Server error")
+            }
+        };
+        let message = match &self {
+            PortalError::Internal(_) => "Something went wrong on the server; it was logged.".to_string(),
+            other => other.to_string(),
+        };
+        (status, ErrorPage { title, message }).into_response()
+    }
+}
+
+/// A redirect after a successful form (post/redirect/get), with a notice for the page.
+pub fn done(path: &str, notice: &str) -> Response {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    Redirect::to(&format!("{path}{sep}notice={}", view::url_encode(notice))).into_response()
+}

@@ -1,0 +1,160 @@
+//! Roles: the permission matrix, custom roles. The built-in admin role always keeps
+//! `portal.access` and `users.manage` (nobody could repair the portal otherwise).
+
+use std::collections::HashMap;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::view::{self, Layout};
+use super::{PortalError, PortalUser, done};
+use crate::audit::{self, AuditEvent};
+use crate::db::roles;
+use crate::state::AppState;
+
+/// Every permission, with what it allows.
+pub const PERMISSIONS: &[(&str, &str)] = &[
+    ("portal.access", "open this admin portal"),
+    ("users.manage", "manage users, roles, labs, sessions and settings"),
+    ("audit.view", "read the audit log (own actions without users.manage)"),
+    ("broadcast.send", "broadcast files (to own labs without users.manage)"),
+    ("announce", "send announcements"),
+    ("transfer.send", "send files"),
+    ("transfer.receive", "receive files"),
+];
+
+const ADMIN_KEEPS: &[&str] = &["portal.access", "users.manage"];
+
+pub struct RoleView {
+    pub id: i64,
+    pub name: String,
+    pub builtin: bool,
+    pub members: i64,
+    pub granted: Vec<bool>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "roles.html")]
+struct RolesPage {
+    layout: Layout,
+    notice: String,
+    permissions: Vec<(&'static str, &'static str)>,
+    roles: Vec<RoleView>,
+}
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    portal: PortalUser,
+    Query(q): Query<NoticeQuery>,
+) -> Result<Response, PortalError> {
+    portal.require("users.manage")?;
+    let counts: HashMap<i64, i64> = roles::member_counts(&state.db).await?.into_iter().collect();
+    let mut views = Vec::new();
+    for r in roles::list(&state.db).await? {
+        let perms = roles::permissions(&state.db, r.id).await?;
+        views.push(RoleView {
+            granted: PERMISSIONS.iter().map(|(p, _)| perms.iter().any(|x| x == p)).collect(),
+            members: counts.get(&r.id).copied().unwrap_or(0),
+            builtin: r.builtin != 0,
+            id: r.id,
+            name: r.name,
+        });
+    }
+    Ok(RolesPage {
+        layout: portal.layout("roles"),
+        notice: view::notice(q.notice.as_deref()),
+        permissions: PERMISSIONS.to_vec(),
+        roles: views,
+    }
+    .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct CreateForm {
+    csrf: String,
+    name: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    portal: PortalUser,
+    Form(f): Form<CreateForm>,
+) -> Result<Response, PortalError> {
+    portal.check_csrf(&f.csrf)?;
+    portal.require("users.manage")?;
+    let name = f.name.trim();
+    let ok = (1..=32).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        return Err(PortalError::BadRequest("A role name has 1 to 32 letters, digits, '-' or '_'.".into()));
+    }
+    roles::create(&state.db, name, "").await?;
+    audit::record(&state.db, &portal.actor, AuditEvent::RoleCreated { role: name }).await?;
+    Ok(done("/admin/roles", &format!("Created role {name}; tick its permissions below.")))
+}
+
+/// The matrix row of one role: `perm_<name>=on` for each granted permission.
+pub async fn update(
+    State(state): State<AppState>,
+    portal: PortalUser,
+    Path(id): Path<i64>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Result<Response, PortalError> {
+    portal.check_csrf(f.get("csrf").map(String::as_str).unwrap_or(""))?;
+    portal.require("users.manage")?;
+    let role = roles::by_id(&state.db, id).await?.ok_or_else(|| PortalError::NotFound(format!("role {id}")))?;
+    let after: Vec<String> =
+        PERMISSIONS.iter().filter(|(p, _)| f.contains_key(&format!("perm_{p}"))).map(|(p, _)| p.to_string()).collect();
+    if role.name == "admin"
+        && let Some(missing) = ADMIN_KEEPS.iter().find(|p| !after.iter().any(|a| a == *p))
+    {
+        return Err(PortalError::BadRequest(format!("The admin role always keeps {missing}; nothing was changed.")));
+    }
+    let before = roles::permissions(&state.db, id).await?;
+    roles::set_permissions(&state.db, id, &after).await?;
+    audit::record(
+        &state.db,
+        &portal.actor,
+        AuditEvent::RoleUpdated { role: &role.name, before: &before, after: &after },
+    )
+    .await?;
+    Ok(done(
+        "/admin/roles",
+        &format!("Saved the permissions of {}. They apply at each user's next request.", role.name),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    portal: PortalUser,
+    Path(id): Path<i64>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, PortalError> {
+    portal.check_csrf(&f.csrf)?;
+    portal.require("users.manage")?;
+    let role = roles::by_id(&state.db, id).await?.ok_or_else(|| PortalError::NotFound(format!("role {id}")))?;
+    if role.builtin != 0 {
+        return Err(PortalError::BadRequest("Built-in roles cannot be deleted.".into()));
+    }
+    let members =
+        roles::member_counts(&state.db).await?.into_iter().find(|(r, _)| *r == id).map(|(_, n)| n).unwrap_or(0);
+    if members > 0 {
+        return Err(PortalError::BadRequest(format!("{} still has {members} member(s); move them first.", role.name)));
+    }
+    roles::delete(&state.db, id).await?;
+    audit::record(&state.db, &portal.actor, AuditEvent::RoleDeleted { role: &role.name }).await?;
+    Ok(done("/admin/roles", &format!("Deleted role {}.", role.name)))
+}

@@ -1,0 +1,87 @@
+//! Settings: every run-time setting with its current value, validated and audited on save.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::view::{self, Layout};
+use super::{PortalError, PortalUser, done};
+use crate::audit::{self, AuditEvent};
+use crate::settings::{self, Kind, SettingError};
+use crate::state::AppState;
+
+pub struct SettingView {
+    pub key: &'static str,
+    pub help: &'static str,
+    pub value: String,
+    pub choices: Vec<&'static str>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    layout: Layout,
+    notice: String,
+    settings: Vec<SettingView>,
+}
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    portal: PortalUser,
+    Query(q): Query<NoticeQuery>,
+) -> Result<Response, PortalError> {
+    portal.require("users.manage")?;
+    let views = settings::all(&state.db)
+        .await?
+        .into_iter()
+        .map(|(spec, value)| SettingView {
+            key: spec.key,
+            help: spec.help,
+            value: value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string()),
+            choices: match spec.kind {
+                Kind::Choice(words) => words.to_vec(),
+                Kind::Int { .. } => Vec::new(),
+            },
+        })
+        .collect();
+    Ok(SettingsPage { layout: portal.layout("settings"), notice: view::notice(q.notice.as_deref()), settings: views }
+        .into_response())
+}
+
+/// Saves every setting in the form whose value changed; all are validated first, so a
+/// bad value changes nothing.
+pub async fn save(
+    State(state): State<AppState>,
+    portal: PortalUser,
+    Form(f): Form<HashMap<String, String>>,
+) -> Result<Response, PortalError> {
+    portal.check_csrf(f.get("csrf").map(String::as_str).unwrap_or(""))?;
+    portal.require("users.manage")?;
+    let current = settings::all(&state.db).await?;
+    let mut changes = Vec::new();
+    for (spec, value) in &current {
+        let Some(raw) = f.get(spec.key) else { continue };
+        let parsed = settings::parse(spec.key, raw).map_err(PortalError::BadRequest)?;
+        if parsed != *value {
+            changes.push((spec.key, raw.clone()));
+        }
+    }
+    for (key, raw) in &changes {
+        let value = settings::set(&state.db, key, raw, Some(portal.user.id)).await.map_err(|e| match e {
+            SettingError::Invalid(m) => PortalError::BadRequest(m),
+            SettingError::Db(d) => d.into(),
+        })?;
+        audit::record(&state.db, &portal.actor, AuditEvent::SettingChanged { key, value: &value }).await?;
+    }
+    Ok(done("/admin/settings", &format!("Saved {} change(s).", changes.len())))
+}

@@ -1,0 +1,181 @@
+//! The relay's counters, registered in the appliance's one Prometheus registry (`/metrics`)
+//! and read later by the admin dashboard.
+//!
+//! Every label value is fixed at registration, and the hot path holds plain `Counter`
+//! handles (an atomic add per packet): no map lookup, no allocation.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::credentials::CredentialError;
+use super::peer_filter::Refusal;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Direction {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Transport {
+    transport: &'static str,
+}
+
+/// Why the relay refused an Allocate for quota (486).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaScope {
+    User,
+    Total,
+}
+
+/// Why credentials were refused (401); the first two come from the credential scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Credential(CredentialError),
+    UnknownUser,
+    Disabled,
+    BadIntegrity,
+    WrongUser,
+}
+
+impl AuthFailure {
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthFailure::Credential(e) => e.label(),
+            AuthFailure::UnknownUser => "unknown_user",
+            AuthFailure::Disabled => "disabled",
+            AuthFailure::BadIntegrity => "bad_integrity",
+            AuthFailure::WrongUser => "wrong_user",
+        }
+    }
+}
+
+/// Datagrams the relay drops without relaying them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// Larger than the relay library's 1500-byte buffers.
+    Oversize,
+    /// Not STUN, not ChannelData, or not decodable.
+    Malformed,
+    /// A TCP/TLS client's send queue was full.
+    QueueFull,
+    /// Over the per-allocation bandwidth cap.
+    Bandwidth,
+    /// From a peer with no permission on the allocation.
+    NoPermission,
+}
+
+#[derive(Clone)]
+pub struct TurnCounters {
+    pub allocations_active: Gauge,
+    allocations_created: Family<Transport, Counter>,
+    pub bytes_to_peer: Counter,
+    pub bytes_to_client: Counter,
+    pub packets_to_peer: Counter,
+    pub packets_to_client: Counter,
+    auth_failures: Family<Reason, Counter>,
+    refusals: Family<Reason, Counter>,
+    quota: Family<Reason, Counter>,
+    dropped: Family<Reason, Counter>,
+}
+
+impl TurnCounters {
+    pub fn register(registry: &mut Registry) -> Self {
+        let allocations_active = Gauge::default();
+        registry.register("turn_allocations_active", "TURN allocations open now", allocations_active.clone());
+        let allocations_created = Family::<Transport, Counter>::default();
+        registry.register(
+            "turn_allocations",
+            "TURN allocations created, by client transport",
+            allocations_created.clone(),
+        );
+        let bytes = Family::<Direction, Counter>::default();
+        registry.register("turn_relayed_bytes", "Payload bytes relayed, by direction", bytes.clone());
+        let packets = Family::<Direction, Counter>::default();
+        registry.register("turn_relayed_packets", "Datagrams relayed, by direction", packets.clone());
+        let auth_failures = Family::<Reason, Counter>::default();
+        registry.register(
+            "turn_auth_failures",
+            "TURN requests refused for their credentials (401/441)",
+            auth_failures.clone(),
+        );
+        let refusals = Family::<Reason, Counter>::default();
+        registry.register("turn_peer_refusals", "Peer addresses refused by the peer filter", refusals.clone());
+        let quota = Family::<Reason, Counter>::default();
+        registry.register("turn_quota_refusals", "Allocations refused for quota (486)", quota.clone());
+        let dropped = Family::<Reason, Counter>::default();
+        registry.register("turn_dropped_datagrams", "Datagrams dropped without relaying, by reason", dropped.clone());
+        // One statement per handle: `get_or_create` returns a read guard, and a second call
+        // on the same family while one is alive would wait for the write lock forever.
+        let handle =
+            |family: &Family<Direction, Counter>, direction| family.get_or_create(&Direction { direction }).clone();
+        let bytes_to_peer = handle(&bytes, "to_peer");
+        let bytes_to_client = handle(&bytes, "to_client");
+        let packets_to_peer = handle(&packets, "to_peer");
+        let packets_to_client = handle(&packets, "to_client");
+        let counters = Self {
+            allocations_active,
+            allocations_created,
+            bytes_to_peer,
+            bytes_to_client,
+            packets_to_peer,
+            packets_to_client,
+            auth_failures,
+            refusals,
+            quota,
+            dropped,
+        };
+        // Every series exists from the start, at 0, so dashboards and alerts see them.
+        for r in Refusal::ALL {
+            let _ = counters.refusals.get_or_create(&Reason { reason: r.label() });
+        }
+        for t in ["udp", "tcp", "tls"] {
+            let _ = counters.allocations_created.get_or_create(&Transport { transport: t });
+        }
+        for s in [QuotaScope::User, QuotaScope::Total] {
+            let _ = counters.quota.get_or_create(&Reason { reason: quota_label(s) });
+        }
+        counters
+    }
+
+    pub fn allocation_created(&self, transport: &'static str) {
+        self.allocations_created.get_or_create(&Transport { transport }).inc();
+    }
+
+    pub fn auth_failure(&self, why: AuthFailure) {
+        self.auth_failures.get_or_create(&Reason { reason: why.label() }).inc();
+    }
+
+    pub fn refusal(&self, why: Refusal) {
+        self.refusals.get_or_create(&Reason { reason: why.label() }).inc();
+    }
+
+    pub fn quota_refusal(&self, scope: QuotaScope) {
+        self.quota.get_or_create(&Reason { reason: quota_label(scope) }).inc();
+    }
+
+    pub fn dropped(&self, why: Drop) {
+        let reason = match why {
+            Drop::Oversize => "oversize",
+            Drop::Malformed => "malformed",
+            Drop::QueueFull => "queue_full",
+            Drop::Bandwidth => "bandwidth",
+            Drop::NoPermission => "no_permission",
+        };
+        self.dropped.get_or_create(&Reason { reason }).inc();
+    }
+}
+
+fn quota_label(scope: QuotaScope) -> &'static str {
+    match scope {
+        QuotaScope::User => "user",
+        QuotaScope::Total => "total",
+    }
+}

@@ -1,0 +1,119 @@
+//! What the relay knows of the database, kept in memory because the relay library's
+//! `AuthHandler` is synchronous and runs inside its read loops: which user ids exist and
+//! which are disabled, and the labs' address ranges (for the peer filter).
+//!
+//! Choice: a view refreshed from the store every [`REFRESH`], plus an immediate mark
+//! when `GET /api/ice-servers` hands credentials to a user (so a brand-new account never
+//! waits for the next refresh). A user disabled with `labbeam user disable` (another
+//! process, so no in-process signal) is refused at the latest one refresh later; the
+//! refresh also closes that user's open allocations at once. The credential's own expiry
+//! needs no view at all.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::db::{self, users};
+
+/// How often the view is reloaded from the store.
+pub const REFRESH: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    Active,
+    Disabled,
+    Unknown,
+}
+
+#[derive(Default)]
+pub struct UserDirectory {
+    /// user id → disabled
+    users: RwLock<HashMap<i64, bool>>,
+}
+
+impl UserDirectory {
+    pub fn status(&self, user: i64) -> UserStatus {
+        let users = self.users.read().unwrap_or_else(|p| p.into_inner());
+        match users.get(&user) {
+            Some(false) => UserStatus::Active,
+            Some(true) => UserStatus::Disabled,
+            None => UserStatus::Unknown,
+        }
+    }
+
+    /// The caller just proved (through a live session) that `user` exists and is enabled.
+    pub fn mark_active(&self, user: i64) {
+        self.users.write().unwrap_or_else(|p| p.into_inner()).insert(user, false);
+    }
+
+    /// Replaces the view; returns the users that were usable before and are not any more.
+    pub fn replace(&self, fresh: HashMap<i64, bool>) -> Vec<i64> {
+        let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
+        let lost = users
+            .iter()
+            .filter(|(id, disabled)| !**disabled && fresh.get(id).is_none_or(|d| *d))
+            .map(|(id, _)| *id)
+            .collect();
+        *users = fresh;
+        lost
+    }
+}
+
+/// Loads `user id → disabled` from the store.
+pub async fn load_users(pool: &db::Pool) -> Result<HashMap<i64, bool>, db::DbError> {
+    Ok(users::list(pool).await?.into_iter().map(|u| (u.id, u.is_disabled())).collect())
+}
+
+/// Loads every lab's ranges. Rows that are not valid CIDRs are skipped with a warning
+/// (the portal validates them; a hand-edited database should not stop the relay).
+// The labs repository does not exist yet (the portal's labs page brings it); when it does,
+// this query moves there.
+pub async fn load_lab_ranges(pool: &db::Pool) -> Result<Vec<IpNet>, db::DbError> {
+    let rows: Vec<String> = sqlx::query_scalar("SELECT cidr FROM lab_ranges").fetch_all(pool).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|text| match text.trim().parse::<IpNet>() {
+            Ok(net) => Some(net.trunc()),
+            Err(_) => match text.trim().parse::<std::net::IpAddr>() {
+                Ok(ip) => Some(IpNet::from(ip)),
+                Err(_) => {
+                    tracing::warn!(cidr = %text, "lab range is not a CIDR; ignored by the TURN peer filter");
+                    None
+                }
+            },
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_reports_users_that_became_unusable() {
+        let d = UserDirectory::default();
+        d.replace(HashMap::from([(1, false), (2, false), (3, true)]));
+        assert_eq!(d.status(1), UserStatus::Active);
+        assert_eq!(d.status(3), UserStatus::Disabled);
+        assert_eq!(d.status(9), UserStatus::Unknown);
+        let mut lost = d.replace(HashMap::from([(1, true), (3, false)]));
+        lost.sort();
+        assert_eq!(lost, vec![1, 2]);
+        d.mark_active(7);
+        assert_eq!(d.status(7), UserStatus::Active);
+    }
+
+    #[tokio::test]
+    async fn lab_ranges_load_and_bad_rows_are_skipped() {
+        let pool = db::open_memory().await;
+        sqlx::query("INSERT INTO labs (id, name, created_at) VALUES (1, 'A', 0)").execute(&pool).await.unwrap();
+        for cidr in ["10.20.0.0/16", "192.168.7.9/24", "not a net", "10.9.9.9"] {
+            sqlx::query("INSERT INTO lab_ranges (lab_id, cidr) VALUES (1, ?)").bind(cidr).execute(&pool).await.unwrap();
+        }
+        let mut nets: Vec<String> = load_lab_ranges(&pool).await.unwrap().iter().map(|n| n.to_string()).collect();
+        nets.sort();
+        assert_eq!(nets, vec!["10.20.0.0/16", "10.9.9.9/32", "192.168.7.0/24"]);
+    }
+}

@@ -1,0 +1,36 @@
+//! The STUN/TURN relay (webrtc-rs `turn` 0.17 inside wrappers of our own): NAT traversal
+//! and relay fallback for lab PCs that cannot reach each other directly.
+//!
+//! Owns: the relay's sockets (UDP, TCP and TLS listeners, relay ports), its credentials
+//! (the REST scheme behind `GET /api/ice-servers`), the peer filter, quotas and counters.
+//!
+//! Map: `service` wires everything; `gate` wraps each listener and closes the library's
+//! gaps (auth, nonces, usernames, retransmits, quotas, peer filter on requests);
+//! `transport` frames TURN over TCP/TLS; `relay` is the relay address generator and the
+//! filtering, counting relay socket; `peer_filter` decides which peers are allowed;
+//! `credentials` issues and checks credentials; `directory` is the in-memory view of
+//! users and labs; `quota`, `nonces`, `counters` and `shared` hold the shared state.
+//!
+//! Invariants:
+//! - the relay only carries what clients send it (DTLS-encrypted): it never reads, stores
+//!   or logs payload bytes;
+//! - every request that reaches the library was authenticated by the gate with a live
+//!   credential of a known, enabled user (except the gate's own internal requests);
+//! - every datagram to or from a peer was judged by the peer filter;
+//! - nothing from the network can panic the relay or stop a read loop.
+
+mod counters;
+mod credentials;
+mod directory;
+mod gate;
+mod nonces;
+mod peer_filter;
+mod quota;
+mod relay;
+mod service;
+mod shared;
+mod transport;
+
+pub use counters::TurnCounters;
+pub use credentials::IceServerIssuer;
+pub use service::{BoundTurn, bind};

@@ -1,0 +1,378 @@
+//! Client transports for the gate: UDP sockets, and TURN over TCP and TLS (RFC 8656 §3.1)
+//! turned into packet transports, because the relay library only reads datagrams.
+//!
+//! Over a stream, messages are framed by their own headers: a STUN message is a 20-byte
+//! header plus the length in its bytes 2..4; ChannelData is a 4-byte header plus its length,
+//! padded to a multiple of 4. [`StreamMux`] reads frames from every connection of a
+//! listener into one queue (the source address names the connection) and writes each
+//! outgoing packet to the connection of its destination. One mux is one read loop of the
+//! library; the listener spreads connections over several muxes.
+//!
+//! Invariants: a connection that sends something that is not a frame is closed; a slow
+//! reader loses packets (its send queue is bounded), never stalls the relay; when a
+//! connection ends its address is reported on `closed()`, so its allocation ends with it.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+use super::counters::{Drop, TurnCounters};
+
+/// Largest frame the relay library can take (its read buffers are 1500 bytes).
+pub const MAX_LIBRARY_PACKET: usize = 1500;
+/// A TLS handshake must finish in this time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection that sends nothing for this long is closed (allocations refresh every few
+/// minutes, so a live client never comes close).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Packets queued towards one client connection before new ones are dropped.
+const SEND_QUEUE: usize = 1024;
+/// Frames queued from all connections of one mux towards the relay library.
+const RECV_QUEUE: usize = 4096;
+
+/// A packet transport the gate reads and writes.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// One packet into `buf`; the returned length is the packet's real length, larger than
+    /// `buf` when it did not fit. `NotConnected` means the transport is shut.
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
+    async fn send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize>;
+    fn local_addr(&self) -> SocketAddr;
+    /// The next client connection that ended (never resolves for UDP).
+    async fn closed(&self) -> SocketAddr;
+    /// "udp", "tcp" or "tls".
+    fn name(&self) -> &'static str;
+}
+
+pub struct UdpTransport {
+    socket: UdpSocket,
+    local: SocketAddr,
+}
+
+impl UdpTransport {
+    pub fn new(socket: std::net::UdpSocket) -> io::Result<Self> {
+        let local = socket.local_addr()?;
+        Ok(Self { socket: UdpSocket::from_std(socket)?, local })
+    }
+}
+
+#[async_trait]
+impl Transport for UdpTransport {
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        super::relay::recv_measured(&self.socket, buf).await
+    }
+
+    async fn send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.socket.send_to(buf, to).await
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    async fn closed(&self) -> SocketAddr {
+        std::future::pending().await
+    }
+
+    fn name(&self) -> &'static str {
+        "udp"
+    }
+}
+
+/// Many stream connections seen as one packet transport.
+pub struct StreamMux {
+    name: &'static str,
+    local: SocketAddr,
+    frames: tokio::sync::Mutex<mpsc::Receiver<(Vec<u8>, SocketAddr)>>,
+    frames_tx: mpsc::Sender<(Vec<u8>, SocketAddr)>,
+    connections: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    closed: tokio::sync::Mutex<mpsc::UnboundedReceiver<SocketAddr>>,
+    closed_tx: mpsc::UnboundedSender<SocketAddr>,
+    counters: TurnCounters,
+}
+
+impl StreamMux {
+    pub fn new(name: &'static str, local: SocketAddr, counters: TurnCounters) -> Self {
+        let (frames_tx, frames) = mpsc::channel(RECV_QUEUE);
+        let (closed_tx, closed) = mpsc::unbounded_channel();
+        Self {
+            name,
+            local,
+            frames: tokio::sync::Mutex::new(frames),
+            frames_tx,
+            connections: Mutex::default(),
+            closed: tokio::sync::Mutex::new(closed),
+            closed_tx,
+            counters,
+        }
+    }
+
+    /// Serves one accepted connection until it ends.
+    pub async fn serve<S>(self: Arc<Self>, stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (reader, writer) = tokio::io::split(stream);
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(SEND_QUEUE);
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, tx);
+        let writing = tokio::spawn(write_frames(writer, rx));
+        let outcome = read_frames(reader, peer, &self.frames_tx, &self.counters).await;
+        if let Err(e) = outcome {
+            tracing::debug!(transport = self.name, client = %peer, error = %e, "TURN stream connection ended");
+        }
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer);
+        writing.abort();
+        let _ = self.closed_tx.send(peer);
+    }
+}
+
+#[async_trait]
+impl Transport for StreamMux {
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let (frame, from) = self.frames.lock().await.recv().await.ok_or(io::ErrorKind::NotConnected)?;
+        let n = frame.len().min(buf.len());
+        buf[..n].copy_from_slice(&frame[..n]);
+        Ok((frame.len(), from))
+    }
+
+    async fn send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        let tx = self.connections.lock().unwrap_or_else(|e| e.into_inner()).get(&to).cloned();
+        match tx {
+            Some(tx) => {
+                if tx.try_send(buf.to_vec()).is_err() {
+                    self.counters.dropped(Drop::QueueFull);
+                }
+                Ok(buf.len())
+            }
+            // The connection is gone; its allocation is being closed.
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    async fn closed(&self) -> SocketAddr {
+        match self.closed.lock().await.recv().await {
+            Some(addr) => addr,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// The length of the frame that starts with `header` (at least 4 bytes), or an error when
+/// it is neither STUN nor ChannelData.
+pub fn frame_length(header: &[u8; 4]) -> io::Result<usize> {
+    let length = u16::from_be_bytes([header[2], header[3]]) as usize;
+    match header[0] >> 6 {
+        0b00 => {
+            if !length.is_multiple_of(4) {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "STUN length is not a multiple of 4"));
+            }
+            Ok(20 + length)
+        }
+        // Channels 0x4000-0x7FFF: RFC 8656 narrowed them to 0x4FFF, but RFC 5766 clients
+        // (coturn's among them) still use the whole range.
+        0b01 => Ok(4 + length),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "neither STUN nor ChannelData")),
+    }
+}
+
+async fn read_frames<R: AsyncRead + Unpin>(
+    reader: R,
+    peer: SocketAddr,
+    frames: &mpsc::Sender<(Vec<u8>, SocketAddr)>,
+    counters: &TurnCounters,
+) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(16 * 1024, reader);
+    loop {
+        let mut header = [0u8; 4];
+        match tokio::time::timeout(IDLE_TIMEOUT, reader.read_exact(&mut header)).await {
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "idle")),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(r) => r?,
+        };
+        let length = frame_length(&header)?;
+        // ChannelData is padded to 4 bytes over streams; the padding is not part of it.
+        let padded = if header[0] >> 6 == 0b01 { length.div_ceil(4) * 4 } else { length };
+        let mut frame = vec![0u8; padded];
+        frame[..4].copy_from_slice(&header);
+        reader.read_exact(&mut frame[4..]).await?;
+        frame.truncate(length);
+        if frame.len() > MAX_LIBRARY_PACKET {
+            counters.dropped(Drop::Oversize);
+            continue;
+        }
+        if frames.send((frame, peer)).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+async fn write_frames<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        push_padded(&mut batch, &first);
+        while batch.len() < 60 * 1024 {
+            match rx.try_recv() {
+                Ok(more) => push_padded(&mut batch, &more),
+                Err(_) => break,
+            }
+        }
+        if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Appends a packet, padding ChannelData to 4 bytes as streams require.
+fn push_padded(batch: &mut Vec<u8>, packet: &[u8]) {
+    batch.extend_from_slice(packet);
+    if packet.first().is_some_and(|b| b >> 6 == 0b01) {
+        batch.resize(batch.len() + (4 - packet.len() % 4) % 4, 0);
+    }
+}
+
+/// Accepts plain TCP connections and hands them to the muxes in turn.
+pub async fn accept_tcp(listener: TcpListener, muxes: Vec<Arc<StreamMux>>, open: Arc<AtomicUsize>, limit: usize) {
+    let mut next = 0usize;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "TURN TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(guard) = ConnectionSlot::take(&open, limit) else {
+            tracing::warn!(client = %peer, limit, "TURN TCP connection refused: too many open connections");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let mux = Arc::clone(&muxes[next % muxes.len()]);
+        next = next.wrapping_add(1);
+        tokio::spawn(async move {
+            mux.serve(stream, peer).await;
+            drop(guard);
+        });
+    }
+}
+
+/// Accepts TLS connections (handshake with the HTTPS certificate) for the muxes.
+pub async fn accept_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    muxes: Vec<Arc<StreamMux>>,
+    open: Arc<AtomicUsize>,
+    limit: usize,
+) {
+    let mut next = 0usize;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "TURN TLS accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(guard) = ConnectionSlot::take(&open, limit) else {
+            tracing::warn!(client = %peer, limit, "TURN TLS connection refused: too many open connections");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let mux = Arc::clone(&muxes[next % muxes.len()]);
+        next = next.wrapping_add(1);
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => mux.serve(tls, peer).await,
+                Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "TURN TLS handshake failed"),
+                Err(_) => tracing::debug!(client = %peer, "TURN TLS handshake timed out"),
+            }
+            drop(guard);
+        });
+    }
+}
+
+/// One of the `limit` stream connections; given back when dropped.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl ConnectionSlot {
+    fn take(open: &Arc<AtomicUsize>, limit: usize) -> Option<Self> {
+        let mut now = open.load(Ordering::Relaxed);
+        loop {
+            if now >= limit {
+                return None;
+            }
+            match open.compare_exchange_weak(now, now + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(Self(Arc::clone(open))),
+                Err(seen) => now = seen,
+            }
+        }
+    }
+}
+
+impl std::ops::Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_lengths_follow_the_headers() {
+        assert_eq!(frame_length(&[0x00, 0x03, 0x00, 0x08]).unwrap(), 28);
+        assert_eq!(frame_length(&[0x40, 0x00, 0x00, 0x05]).unwrap(), 9);
+        assert!(frame_length(&[0x00, 0x01, 0x00, 0x05]).is_err());
+        assert!(frame_length(&[0x80, 0, 0, 0]).is_err());
+        assert_eq!(frame_length(&[0x7f, 0xff, 0, 4]).unwrap(), 8);
+        assert!(frame_length(&[0xc0, 0, 0, 4]).is_err());
+    }
+
+    #[test]
+    fn channel_data_is_padded_on_the_way_out() {
+        let mut out = Vec::new();
+        push_padded(&mut out, &[0x40, 0, 0, 1, 9]);
+        assert_eq!(out, vec![0x40, 0, 0, 1, 9, 0, 0, 0]);
+        push_padded(&mut out, &[0x01, 0x01, 0, 0]);
+        assert_eq!(out.len(), 12);
+    }
+
+    #[tokio::test]
+    async fn frames_split_across_reads_and_padding_are_handled() {
+        let counters = TurnCounters::register(&mut prometheus_client::registry::Registry::default());
+        let (tx, mut rx) = mpsc::channel(8);
+        // ChannelData of 5 bytes (padded to 8), then a 20-byte STUN header with no body.
+        let mut wire = vec![0x40, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5, 0, 0, 0];
+        wire.extend_from_slice(&[0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42]);
+        wire.extend_from_slice(&[0u8; 12]);
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        read_frames(&wire[..], peer, &tx, &counters).await.unwrap();
+        let (a, _) = rx.recv().await.unwrap();
+        assert_eq!(a, vec![0x40, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]);
+        let (b, _) = rx.recv().await.unwrap();
+        assert_eq!(b.len(), 20);
+        assert!(read_frames(&b"\x80\x00\x00\x00"[..], peer, &tx, &counters).await.is_err());
+        assert!(read_frames(&b"\x16\x03\x01\x02\x00"[..], peer, &tx, &counters).await.is_err());
+    }
+}

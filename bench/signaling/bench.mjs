@@ -1,0 +1,611 @@
+// Signaling benchmark coordinator: measures the labbeam binary and the Node.js baseline
+// (node-baseline.mjs) with the same client load in one run, prints a table with the ratio
+// LabBeam/Node for every figure and writes results/signaling-<date>.json.
+//
+//   node bench.mjs [--n 1000,10000] [--servers labbeam,node] [--workers 2] [--lab-size 40]
+//                  [--users 8] [--storm-secs 10] [--window 32] [--fanout-samples 40]
+//                  [--perf]  (perf record of the labbeam server during its storm)
+//
+// Environment: LABBEAM_BIN (default: $CARGO_TARGET_DIR or <repo>/target, release build).
+// See README.md for what is measured and how.
+
+import { spawn, spawnSync, fork } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+import { Histogram, cpuOf, machineBusy, memOf, nowMs, round, sleep } from './lib.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..');
+const BIN =
+  process.env.LABBEAM_BIN ?? path.join(process.env.CARGO_TARGET_DIR ?? path.join(repo, 'target'), 'release', 'labbeam');
+const PASSWORD = 'correct horse battery staple';
+const STARTED = nowMs();
+const BUDGET_MS = 9.5 * 60_000; // the whole run ends by itself within ~10 minutes
+
+// ---------------------------------------------------------------- options
+
+function option(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = process.argv[i + 1];
+  return v === undefined || v.startsWith('--') ? true : v;
+}
+const opts = {
+  ns: String(option('n', '1000,10000')).split(',').map(Number),
+  servers: String(option('servers', 'labbeam,node')).split(','),
+  workers: Number(option('workers', 2)),
+  labSize: Number(option('lab-size', 40)),
+  users: Number(option('users', 8)),
+  stormSecs: Number(option('storm-secs', 10)),
+  warmupSecs: Number(option('warmup-secs', 1)),
+  window: Number(option('window', 32)),
+  backoffMs: Number(option('backoff-ms', 100)),
+  fanoutSamples: Number(option('fanout-samples', 40)),
+  connectConcurrency: Number(option('connect-concurrency', 64)),
+  pairConcurrency: Number(option('pair-concurrency', 64)),
+  perf: Boolean(option('perf', false)),
+  quietWaitSecs: Number(option('quiet-wait-secs', 60)),
+};
+// The per-user transfer-request limits are run-time settings (defaults 30/min, 10
+// pending); the benchmark pairs thousands of devices of a handful of users, so it raises
+// them in both servers. Everything else runs with LabBeam's defaults.
+const LIMITS = { requestsPerMinute: 10_000, maxPending: 1000 };
+
+const log = (...a) => console.error(`[${((nowMs() - STARTED) / 1000).toFixed(1).padStart(6)} s]`, ...a);
+const remaining = () => BUDGET_MS - (nowMs() - STARTED);
+
+// Everything we start, so a deadline or a crash cleans up.
+const children = new Set();
+function track(child) {
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+function killAll() {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+}
+process.on('exit', killAll);
+process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
+
+// ---------------------------------------------------------------- LabBeam setup
+
+function cli(dataDir, args, stdin = '') {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LABBEAM_')));
+  const r = spawnSync(BIN, [...args, '--data-dir', dataDir], { input: stdin, encoding: 'utf8', env });
+  if (r.status !== 0) throw new Error(`labbeam ${args.join(' ')} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function startLabbeam(dataDir) {
+  // labbeam refuses unknown LABBEAM_* variables (LABBEAM_BIN is ours): pass none but the level.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LABBEAM_')));
+  env.LABBEAM_LOG_LEVEL = 'warn';
+  const child = track(
+    spawn(BIN, ['serve', '--data-dir', dataDir, '--http-listen', '127.0.0.1:0', '--turn-listen', '127.0.0.1:0'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    if (stderr.length > 100_000) stderr = stderr.slice(-50_000);
+  });
+  const banner = await new Promise((resolve, reject) => {
+    const lines = [];
+    const timer = setTimeout(() => reject(new Error(`labbeam printed no banner: ${stderr}`)), 60_000);
+    child.on('exit', (code) => reject(new Error(`labbeam exited with ${code}: ${stderr}`)));
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      lines.push(line);
+      if (line.trim() === '' && lines.some((l) => l.includes('Open:'))) {
+        clearTimeout(timer);
+        resolve(lines);
+      }
+    });
+  });
+  const port = Number(banner.find((l) => l.includes('Open:')).trim().replace(/\/$/, '').split(':').pop());
+  const adminPassword = banner.find((l) => l.trim().startsWith('password:'))?.trim().split(/\s+/)[1];
+  return { kind: 'labbeam', child, pid: child.pid, port, adminPassword, stderr: () => stderr };
+}
+
+async function startNode(configFile) {
+  const child = track(
+    spawn(process.execPath, [path.join(here, 'node-baseline.mjs'), configFile], { stdio: ['ignore', 'pipe', 'pipe'] }),
+  );
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    if (stderr.length > 100_000) stderr = stderr.slice(-50_000);
+  });
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`node baseline did not start: ${stderr}`)), 30_000);
+    child.on('exit', (code) => reject(new Error(`node baseline exited with ${code}: ${stderr}`)));
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const m = /^listening (\d+)/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+  });
+  return { kind: 'node', child, pid: child.pid, port, stderr: () => stderr };
+}
+
+async function stopServer(server) {
+  const { child } = server;
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await Promise.race([exited, sleep(5000)]);
+  if (child.exitCode === null) {
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+function request(base, ca, method, pathname, body) {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = https.request(
+      `${base}${pathname}`,
+      { method, ca, headers: data ? { 'content-type': 'application/json' } : {} },
+      (res) => {
+        let text = '';
+        res.on('data', (c) => {
+          text += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode, text, body: text ? JSON.parse(text) : null }));
+      },
+    );
+    req.on('error', reject);
+    if (data) req.write(data);
+    req.end();
+  });
+}
+
+/** Creates the data dir, the labs, the student accounts; logs them in once. */
+async function setup(dir, labCount) {
+  const dataDir = path.join(dir, 'data');
+  const server = await startLabbeam(dataDir);
+  const ca = readFileSync(path.join(dataDir, 'tls', 'cert.pem'));
+  const t0 = nowMs();
+  const labs = [];
+  for (let i = 1; i <= labCount; i++) {
+    const name = `Lab ${i}`;
+    cli(dataDir, ['lab', 'add', name]);
+    labs.push(name);
+  }
+  log(`created ${labCount} labs in ${((nowMs() - t0) / 1000).toFixed(1)} s`);
+  cli(dataDir, ['setting', 'set', 'transfer.requests_per_minute', String(LIMITS.requestsPerMinute)]);
+  cli(dataDir, ['setting', 'set', 'transfer.max_pending', String(LIMITS.maxPending)]);
+  const users = [];
+  for (let i = 1; i <= opts.users; i++) {
+    const username = `student${i}`;
+    cli(dataDir, ['user', 'add', username, '--role', 'student', '--password-stdin'], PASSWORD);
+    const r = await request(`https://127.0.0.1:${server.port}`, ca, 'POST', '/api/auth/login', { username, password: PASSWORD });
+    if (r.status !== 200) throw new Error(`login ${username}: ${r.status} ${r.text}`);
+    users.push({ token: r.body.token, user: r.body.user });
+  }
+  log(`created and logged in ${users.length} student accounts`);
+  await stopServer(server);
+  const nodeConfig = path.join(dir, 'node-baseline.json');
+  writeFileSync(
+    nodeConfig,
+    JSON.stringify({
+      host: '127.0.0.1',
+      port: 0,
+      certFile: path.join(dataDir, 'tls', 'cert.pem'),
+      keyFile: path.join(dataDir, 'tls', 'key.pem'),
+      jwtKeyFile: path.join(dataDir, 'jwt.key'),
+      users: users.map((u) => u.user),
+      labs,
+      limits: LIMITS,
+      presenceScope: 'lab',
+    }),
+  );
+  return { dataDir, ca: ca.toString(), labs, users, nodeConfig };
+}
+
+// ---------------------------------------------------------------- workers
+
+function startWorkers(count) {
+  const ws = [];
+  for (let i = 0; i < count; i++) {
+    const child = track(fork(path.join(here, 'worker.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+    const waiting = new Map();
+    child.on('message', (m) => {
+      const w = waiting.get(m.type);
+      if (w) {
+        waiting.delete(m.type);
+        if (m.error) w.reject(new Error(`worker ${i} ${m.type}: ${m.error}`));
+        else w.resolve(m.result ?? m);
+      }
+    });
+    child.on('exit', (code) => {
+      for (const w of waiting.values()) w.reject(new Error(`worker ${i} exited with ${code}`));
+      waiting.clear();
+    });
+    ws.push({
+      child,
+      call(msg, timeoutMs) {
+        return new Promise((resolve, reject) => {
+          const timer = setTimeout(() => {
+            waiting.delete(msg.type);
+            reject(new Error(`worker ${i}: ${msg.type} did not answer within ${timeoutMs} ms`));
+          }, timeoutMs);
+          waiting.set(msg.type, {
+            resolve: (v) => {
+              clearTimeout(timer);
+              resolve(v);
+            },
+            reject: (e) => {
+              clearTimeout(timer);
+              reject(e);
+            },
+          });
+          child.send(msg);
+        });
+      },
+    });
+  }
+  return ws;
+}
+
+const all = (workers, msg, timeoutMs) => Promise.all(workers.map((w) => w.call(msg, timeoutMs)));
+
+// ---------------------------------------------------------------- machine load
+
+/** CPU cores used by processes other than `pids` over the interval since `since`. */
+function otherCores(since, pids) {
+  const wall = (nowMs() - since.t) / 1000;
+  const busy = machineBusy() - since.busy;
+  const ours = pids.reduce((s, p, i) => s + ((cpuOf(p) ?? since.cpu[i]) - since.cpu[i]), 0);
+  return round(Math.max(0, busy - ours) / wall, 2);
+}
+function mark(pids) {
+  return { t: nowMs(), busy: machineBusy(), cpu: pids.map((p) => cpuOf(p) ?? 0) };
+}
+
+/**
+ * The machine is shared (other builds run on it): wait, bounded, until the others use
+ * less than a quarter of a core, so the two servers are measured under similar conditions.
+ * Returns the background load (cores) measured last.
+ */
+async function waitQuiet() {
+  const end = nowMs() + Math.min(opts.quietWaitSecs * 1000, Math.max(0, remaining() - 240_000));
+  let load;
+  for (;;) {
+    const m = mark([process.pid]);
+    await sleep(1000);
+    load = otherCores(m, [process.pid]);
+    if (load < 0.25 || nowMs() >= end) break;
+  }
+  return load;
+}
+
+// ---------------------------------------------------------------- one measurement
+
+async function measure(kind, n, env) {
+  const labCount = Math.ceil(n / opts.labSize);
+  const background = await waitQuiet();
+  if (background >= 0.25) log(`note: other processes use ${background} cores; measuring anyway`);
+  const server = kind === 'labbeam' ? await startLabbeam(env.dataDir) : await startNode(env.nodeConfig);
+  const base = `https://127.0.0.1:${server.port}`;
+  const r = { server: kind, n, labs: labCount, pid: server.pid, backgroundCoresBefore: background };
+  const workers = startWorkers(opts.workers);
+  try {
+    await sleep(1000);
+    r.idle = memOf(server.pid);
+    // Whole labs per worker; devices of a lab use the student accounts in turn (a user is
+    // online from many devices).
+    const shares = workers.map(() => []);
+    let dev = 0;
+    for (let i = 0; i < labCount; i++) {
+      const size = Math.min(opts.labSize, n - i * opts.labSize);
+      const members = [];
+      for (let j = 0; j < size; j++, dev++) {
+        members.push({ token: env.users[dev % env.users.length].token, device: `pc-${i + 1}-${j + 1}` });
+      }
+      shares[i % workers.length].push({ name: env.labs[i], index: i, members });
+    }
+    await Promise.all(workers.map((w, i) => w.call({ type: 'init', url: base, ca: env.ca, labs: shares[i] }, 30_000)));
+
+    // 1. connect N devices, each waits for its presence:snapshot
+    log(`${kind} N=${n}: connecting`);
+    const cpu0 = cpuOf(server.pid);
+    const ours = () => [server.pid, process.pid, ...workers.map((w) => w.child.pid)];
+    const connMark = mark(ours());
+    const conn = await all(
+      workers,
+      { type: 'connect', concurrency: opts.connectConcurrency, timeoutMs: Math.max(10_000, Math.min(180_000, remaining() - 120_000)) },
+      200_000,
+    );
+    const t0 = Math.min(...conn.map((c) => c.t0));
+    const tLast = Math.max(...conn.map((c) => c.tLast));
+    const ok = conn.reduce((s, c) => s + c.ok, 0);
+    const presence = conn.reduce(
+      (a, c) => ({
+        known: a.known + c.presence.known,
+        expected: a.expected + c.presence.expected,
+        wrong: a.wrong + c.presence.wrong,
+        dup: a.dup + c.presence.dup,
+      }),
+      { known: 0, expected: 0, wrong: 0, dup: 0 },
+    );
+    r.connect = {
+      connected: ok,
+      seconds: round((tLast - t0) / 1000),
+      perSecond: round(ok / ((tLast - t0) / 1000), 1),
+      serverCpuSeconds: round(cpuOf(server.pid) - cpu0, 2),
+      backgroundCores: otherCores(connMark, ours()),
+      connectToSnapshot: mergeHist(conn.map((c) => c.connectToSnapshot)).summary(),
+      presence,
+      errors: mergeCounts(conn.map((c) => c.errors)),
+    };
+    log(`${kind} N=${n}: ${ok} connected in ${r.connect.seconds} s (${r.connect.perSecond}/s)`, JSON.stringify(r.connect.errors));
+
+    // RSS with N connected (after the joined fan-out settled)
+    await sleep(2000);
+    r.loaded = memOf(server.pid);
+    r.rssPerConnKiB = round((r.loaded.rssKiB - r.idle.rssKiB) / Math.max(ok, 1), 2);
+
+    // 2. presence fan-out latency, sampled one lab at a time per worker
+    const perWorker = Math.ceil(opts.fanoutSamples / workers.length);
+    const fan = await all(workers, { type: 'fanout', samples: perWorker, timeoutMs: 15_000 }, 120_000);
+    r.fanout = {
+      samples: fan.reduce((s, f) => s + f.samples, 0),
+      joined: mergeHist(fan.map((f) => f.joined)).summary(),
+      left: mergeHist(fan.map((f) => f.left)).summary(),
+      probeConnectToSnapshot: mergeHist(fan.map((f) => f.probeSnapshot)).summary(),
+      errors: mergeCounts(fan.map((f) => f.errors)),
+    };
+    log(`${kind} N=${n}: fan-out joined p50 ${r.fanout.joined.p50} ms p99 ${r.fanout.joined.p99} ms`);
+
+    // 3. half the devices pair up: transfer:request → transfer:respond(accept)
+    const cpuP = cpuOf(server.pid);
+    const pair = await all(workers, { type: 'pair', concurrency: opts.pairConcurrency, timeoutMs: 90_000 }, 120_000);
+    const pairs = pair.reduce((s, p) => s + p.pairs, 0);
+    const pairMs = Math.max(...pair.map((p) => p.ms));
+    r.pairing = {
+      pairs,
+      wanted: pair.reduce((s, p) => s + p.wanted, 0),
+      seconds: round(pairMs / 1000),
+      perSecond: round(pairs / (pairMs / 1000), 1),
+      serverCpuSeconds: round(cpuOf(server.pid) - cpuP, 2),
+      handshake: mergeHist(pair.map((p) => p.handshake)).summary(),
+      errors: mergeCounts(pair.map((p) => p.errors)),
+    };
+    log(`${kind} N=${n}: ${pairs} pairs in ${r.pairing.seconds} s`, JSON.stringify(r.pairing.errors));
+
+    // 4. relay storm
+    const stormMsg = {
+      type: 'storm',
+      window: opts.window,
+      warmupMs: opts.warmupSecs * 1000,
+      durationMs: opts.stormSecs * 1000,
+      backoffMs: opts.backoffMs,
+      drainMs: 5000,
+    };
+    const stormP = all(workers, stormMsg, (opts.warmupSecs + opts.stormSecs) * 1000 + 30_000);
+    await sleep(opts.warmupSecs * 1000);
+    const perf = opts.perf && kind === 'labbeam' ? startPerf(server.pid, opts.stormSecs, n) : null;
+    const c0 = cpuOf(server.pid);
+    const stormMark = mark(ours());
+    const w0 = workers.map((w) => cpuOf(w.child.pid));
+    const tw0 = nowMs();
+    await sleep(opts.stormSecs * 1000);
+    const c1 = cpuOf(server.pid);
+    const w1 = workers.map((w) => cpuOf(w.child.pid));
+    const stormBackground = otherCores(stormMark, ours());
+    const wall = (nowMs() - tw0) / 1000;
+    const storm = await stormP;
+    r.stormMem = memOf(server.pid);
+    const okAcks = storm.reduce((s, x) => s + x.okAcks, 0);
+    const errors = mergeCounts(storm.map((x) => x.errors));
+    const serverCpu = c1 - c0;
+    r.storm = {
+      pairs: storm.reduce((s, x) => s + x.pairs, 0),
+      seconds: opts.stormSecs,
+      window: opts.window,
+      relayedPerSecond: round(okAcks / opts.stormSecs, 1),
+      deliveredPerSecond: round(storm.reduce((s, x) => s + x.delivered, 0) / opts.stormSecs, 1),
+      refusedPerSecond: round(Object.values(errors).reduce((a, b) => a + b, 0) / opts.stormSecs, 1),
+      ack: mergeHist(storm.map((x) => x.ack)).summary(),
+      delivery: mergeHist(storm.map((x) => x.delivery)).summary(),
+      errors,
+      lostInFlight: storm.reduce((s, x) => s + x.lostInFlight, 0),
+      serverCpuPercent: round((100 * serverCpu) / wall, 1),
+      clientCpuPercent: round((100 * w1.reduce((s, v, i) => s + (v - w0[i]), 0)) / wall, 1),
+      serverCpuUsPerRelay: okAcks ? round((serverCpu * 1e6) / okAcks, 2) : null,
+      backgroundCores: stormBackground,
+    };
+    if (perf) r.perf = await perf;
+    log(
+      `${kind} N=${n}: storm ${r.storm.relayedPerSecond} relays/s, ack p50 ${r.storm.ack.p50} ms p99 ${r.storm.ack.p99} ms, ` +
+        `server CPU ${r.storm.serverCpuPercent}%, refused/s ${r.storm.refusedPerSecond}`,
+    );
+
+    const closed = await all(workers, { type: 'close' }, 30_000);
+    r.unexpectedDisconnects = mergeCounts(closed.map((c) => c.unexpectedDisconnects));
+  } catch (e) {
+    r.error = String(e?.message ?? e);
+    log(`${kind} N=${n}: FAILED: ${r.error}`);
+  } finally {
+    for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
+    r.serverAlive = server.child.exitCode === null;
+    const tail = server.stderr().trim().split('\n').slice(-5).join('\n');
+    if (tail) r.serverStderrTail = tail;
+    await stopServer(server);
+  }
+  return r;
+}
+
+function mergeHist(list) {
+  const h = new Histogram();
+  for (const x of list) h.merge(x);
+  return h;
+}
+
+function mergeCounts(list) {
+  const out = {};
+  for (const m of list) for (const [k, v] of Object.entries(m ?? {})) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+/** `perf record` of the server for `secs`; resolves with the top of the report. */
+function startPerf(pid, secs, n) {
+  const dir = path.join(here, 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `perf-labbeam-${n}.data`);
+  return new Promise((resolve) => {
+    const p = track(
+      spawn('perf', ['record', '-F', '499', '-g', '-p', String(pid), '-o', file, '--', 'sleep', String(secs)], {
+        stdio: 'ignore',
+      }),
+    );
+    p.on('error', (e) => resolve({ error: String(e) }));
+    p.on('exit', () => {
+      const rep = spawnSync('perf', ['report', '-i', file, '--stdio', '--no-children', '--percent-limit', '1', '-g', 'none'], {
+        encoding: 'utf8',
+        maxBuffer: 64 << 20,
+      });
+      const top = (rep.stdout ?? '').split('\n').filter((l) => l.trim() && !l.startsWith('#'));
+      writeFileSync(file.replace(/\.data$/, '.txt'), rep.stdout ?? '');
+      resolve({ file, top: top.slice(0, 40) });
+    });
+  });
+}
+
+// ---------------------------------------------------------------- report
+
+const ROWS = [
+  ['connect rate (conn/s)', (r) => r.connect?.perSecond, 'higher'],
+  ['connect→snapshot p50 (ms, bulk)', (r) => r.connect?.connectToSnapshot.p50, 'lower'],
+  ['connect→snapshot p99 (ms, bulk)', (r) => r.connect?.connectToSnapshot.p99, 'lower'],
+  ['presence fan-out p50 (ms)', (r) => r.fanout?.joined.p50, 'lower'],
+  ['presence fan-out p99 (ms)', (r) => r.fanout?.joined.p99, 'lower'],
+  ['RSS idle (MiB)', (r) => (r.idle ? round(r.idle.rssKiB / 1024, 1) : null), 'lower'],
+  ['RSS with N connected (MiB)', (r) => (r.loaded ? round(r.loaded.rssKiB / 1024, 1) : null), 'lower'],
+  ['RSS per connection (KiB)', (r) => r.rssPerConnKiB, 'lower'],
+  ['pairing handshakes/s', (r) => r.pairing?.perSecond, 'higher'],
+  ['relayed signal msgs/s (acked ok)', (r) => r.storm?.relayedPerSecond, 'higher'],
+  ['relay ack p50 (ms)', (r) => r.storm?.ack.p50, 'lower'],
+  ['relay ack p99 (ms)', (r) => r.storm?.ack.p99, 'lower'],
+  ['relay delivery p50 (ms)', (r) => r.storm?.delivery.p50, 'lower'],
+  ['refused acks/s (rate_limited …)', (r) => r.storm?.refusedPerSecond, 'lower'],
+  ['server CPU during storm (%)', (r) => r.storm?.serverCpuPercent, ''],
+  ['server CPU µs per relayed msg', (r) => r.storm?.serverCpuUsPerRelay, 'lower'],
+  ['load generator CPU during storm (%)', (r) => r.storm?.clientCpuPercent, ''],
+  ['other processes during storm (cores)', (r) => r.storm?.backgroundCores, ''],
+];
+
+function table(results) {
+  const lines = [];
+  const cell = (v, w) => String(v ?? '—').padStart(w);
+  for (const n of opts.ns) {
+    const lb = results.find((r) => r.server === 'labbeam' && r.n === n) ?? {};
+    const nd = results.find((r) => r.server === 'node' && r.n === n) ?? {};
+    lines.push('');
+    lines.push(`N = ${n} (${Math.ceil(n / opts.labSize)} labs of ${opts.labSize}; storm: ${lb.storm?.pairs ?? nd.storm?.pairs ?? '?'} pairs, window ${opts.window}, ${opts.stormSecs} s)`);
+    lines.push(`| ${'figure'.padEnd(36)} | ${'LabBeam'.padStart(10)} | ${'Node'.padStart(10)} | ${'LabBeam/Node'.padStart(12)} |`);
+    lines.push(`|${'-'.repeat(38)}|${'-'.repeat(12)}:|${'-'.repeat(12)}:|${'-'.repeat(14)}:|`.replace(/:\|/g, '|'));
+    for (const [name, get, better] of ROWS) {
+      const a = get(lb);
+      const b = get(nd);
+      const ratio = typeof a === 'number' && typeof b === 'number' && b !== 0 ? `${round(a / b, 2)}×` : '—';
+      lines.push(`| ${`${name}${better ? ` (${better === 'higher' ? '↑' : '↓'})` : ''}`.padEnd(36)} | ${cell(a, 10)} | ${cell(b, 10)} | ${cell(ratio, 12)} |`);
+    }
+  }
+  return lines.join('\n');
+}
+
+function goals(results) {
+  const out = [];
+  for (const n of opts.ns) {
+    const lb = results.find((r) => r.server === 'labbeam' && r.n === n);
+    const nd = results.find((r) => r.server === 'node' && r.n === n);
+    if (!lb?.storm || !nd?.storm) continue;
+    const thr = lb.storm.relayedPerSecond / nd.storm.relayedPerSecond;
+    const mem = lb.rssPerConnKiB / nd.rssPerConnKiB;
+    out.push(
+      `N=${n}: relay throughput ${round(thr, 2)}× Node (goal ≥ 3×: ${thr >= 3 ? 'met' : 'NOT met'}); ` +
+        `memory per connection ${round(mem, 2)}× Node (goal ≤ 0.33×: ${mem <= 1 / 3 ? 'met' : 'NOT met'})`,
+    );
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  const watchdog = setTimeout(() => {
+    log('run budget exhausted: stopping everything');
+    killAll();
+    process.exit(3);
+  }, BUDGET_MS + 30_000);
+  watchdog.unref();
+
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'labbeam-bench-'));
+  const results = [];
+  const startedAt = new Date();
+  try {
+    log(`labbeam binary: ${BIN}`);
+    const labCount = Math.ceil(Math.max(...opts.ns) / opts.labSize);
+    const env = await setup(dir, labCount);
+    for (const n of opts.ns) {
+      for (const kind of opts.servers) {
+        if (remaining() < 90_000) {
+          log(`skipping ${kind} N=${n}: not enough of the time budget left`);
+          results.push({ server: kind, n, error: 'skipped: time budget' });
+          continue;
+        }
+        results.push(await measure(kind, n, env));
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const report = table(results);
+  const goalLines = goals(results);
+  console.log(report);
+  console.log('');
+  for (const g of goalLines) console.log(g);
+
+  const out = {
+    date: startedAt.toISOString(),
+    durationSeconds: round((nowMs() - STARTED) / 1000, 1),
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      memGiB: round(os.totalmem() / 2 ** 30, 1),
+      kernel: os.release(),
+      node: process.version,
+    },
+    labbeamBin: BIN,
+    options: opts,
+    limits: LIMITS,
+    results,
+    table: report,
+    goals: goalLines,
+  };
+  const resultsDir = path.join(here, 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const file = path.join(resultsDir, `signaling-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+  console.log(`\nresults: ${path.relative(process.cwd(), file)}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    log(`benchmark failed: ${e?.stack ?? e}`);
+    process.exit(1);
+  },
+);

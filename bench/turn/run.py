@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""TURN relay benchmark: LabBeam against coturn, same load, same run, loopback only.
+
+Starts `labbeam serve` and coturn's `turnserver` on other ports (both on 127.0.0.1, both
+with the same TURN REST secret), then drives each with coturn's `turnutils_uclient` in
+client-to-client mode (-y: every message goes client -> relay A -> relay B -> client, so
+each message crosses the relay twice) at full speed (-z 0), for 1, 10 and 50 allocations
+over UDP and TCP. Each case runs on both servers back to back (alternating which goes
+first), repeated --repeats times. It reports, per case, medians of relayed throughput,
+loss and server CPU seconds per GB received, and the ratios LabBeam/coturn.
+
+Every run is bounded: a fixed number of messages, and a timeout. Nothing leaves loopback.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime, stime are fields 14 and 15 of the whole line (index 11, 12 after the name).
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.1)
+    sys.exit(f"bench: timed out waiting for {what}")
+
+
+class LabBeam:
+    name = "labbeam"
+
+    def __init__(self, binary, workdir, port, relay_range):
+        self.binary = binary
+        self.data = os.path.join(workdir, "labbeam-data")
+        config = os.path.join(workdir, "labbeam.toml")
+        with open(config, "w") as f:
+            f.write(
+                "[turn]\n"
+                f"relay_port_min = {relay_range[0]}\nrelay_port_max = {relay_range[1]}\n"
+                "max_allocations_per_user = 1000\nmax_allocations = 1000\n"
+            )
+        self.out = open(os.path.join(workdir, "labbeam.out"), "w+")
+        self.log = open(os.path.join(workdir, "labbeam.log"), "w")
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--config", config, "--data-dir", self.data,
+             "--http-listen", "127.0.0.1:0", "--turn-listen", f"127.0.0.1:{port}"],
+            stdout=self.out, stderr=self.log, stdin=subprocess.DEVNULL,
+        )
+        self.port = port
+
+        def banner():
+            self.out.seek(0)
+            return "TURN:" in self.out.read()
+        wait_for(banner, 60, "labbeam to start")
+        subprocess.run([binary, "user", "add", "bench", "--role", "student", "--password-stdin",
+                        "--data-dir", self.data], input=b"bench password 123\n", check=True,
+                       stdout=subprocess.DEVNULL)
+        self.user = "2"  # the first admin is 1
+        with open(os.path.join(self.data, "turn.key")) as f:
+            self.secret = f.read().strip()
+        time.sleep(6)  # the relay reloads its user view every 5 s
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Coturn:
+    name = "coturn"
+
+    def __init__(self, workdir, port, relay_range, secret):
+        self.port = port
+        self.user = "2"
+        self.secret = secret
+        self.log = open(os.path.join(workdir, "coturn.log"), "w")
+        self.proc = subprocess.Popen(
+            ["turnserver", "-n", "--listening-ip=127.0.0.1", f"--listening-port={port}",
+             "--relay-ip=127.0.0.1", f"--min-port={relay_range[0]}", f"--max-port={relay_range[1]}",
+             "--use-auth-secret", f"--static-auth-secret={secret}", "--realm=labbeam",
+             "--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls",
+             f"--db={os.path.join(workdir, 'turndb')}", f"--pidfile={os.path.join(workdir, 'turn.pid')}",
+             "--no-software-attribute", "--simple-log", "--log-file=stdout"],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        time.sleep(1.5)
+        if self.proc.poll() is not None:
+            sys.exit(f"bench: turnserver exited at start; see {self.log.name}")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def last_number(text, key):
+    found = re.findall(re.escape(key) + r"\s*([0-9]+)", text)
+    return int(found[-1]) if found else None
+
+
+def run_load(server, transport, clients, messages, size, timeout):
+    """One bounded uclient run; returns measurements."""
+    cmd = ["turnutils_uclient", "-y", "-c", "-z", "0", "-m", str(clients), "-n", str(messages),
+           "-l", str(size), "-u", server.user, "-W", server.secret, "-p", str(server.port), "127.0.0.1"]
+    if transport == "tcp":
+        cmd.insert(1, "-t")
+    cpu0 = cpu_seconds(server.proc.pid)
+    t0 = time.monotonic()
+    try:
+        out = subprocess.run(cmd, capture_output=True, timeout=timeout).stdout.decode(errors="replace")
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace")
+    wall = time.monotonic() - t0
+    cpu = cpu_seconds(server.proc.pid) - cpu0
+    sent = last_number(out, "tot_send_msgs=") or 0
+    received = last_number(out, "tot_recv_msgs=") or 0
+    received_bytes = received * size
+    return {
+        "server": server.name, "transport": transport, "allocations": 2 * clients,
+        "sent": sent, "received": received, "wall_s": round(wall, 3), "server_cpu_s": round(cpu, 3),
+        "throughput_mb_s": received_bytes / wall / 1e6 if wall > 0 else 0.0,
+        "loss": (sent - received) / sent if sent else 1.0,
+        "cpu_s_per_gb": cpu / (received_bytes / 1e9) if received_bytes else float("inf"),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", default=os.environ.get("LABBEAM_BIN", os.path.join(ROOT, "target", "release", "labbeam")))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--messages", type=int, default=20000, help="messages per run, spread over the clients")
+    ap.add_argument("--size", type=int, default=1000, help="payload bytes per message")
+    ap.add_argument("--loads", default="1,10,50", help="allocations per run (even numbers: uclient -y pairs them)")
+    ap.add_argument("--transports", default="udp,tcp")
+    ap.add_argument("--timeout", type=int, default=90, help="seconds before a run is cut off")
+    ap.add_argument("--json", help="also write every run here")
+    args = ap.parse_args()
+    for tool in ("turnutils_uclient", "turnserver"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} not found; install the Debian package coturn")
+    if not os.access(args.binary, os.X_OK):
+        sys.exit(f"bench: {args.binary} not found; build it with `cargo build --release` or pass --binary")
+
+    work = tempfile.mkdtemp(prefix="turn-bench-")
+    labbeam = LabBeam(args.binary, work, 39478, (45000, 49999))
+    coturn = Coturn(work, 39578, (40000, 44999), labbeam.secret)
+    runs = []
+    try:
+        for repeat in range(args.repeats):
+            for transport in args.transports.split(","):
+                for load in [int(x) for x in args.loads.split(",")]:
+                    clients = max(1, load // 2)
+                    per_client = max(1, args.messages // (2 * clients))
+                    order = [labbeam, coturn] if repeat % 2 == 0 else [coturn, labbeam]
+                    for server in order:
+                        r = run_load(server, transport, clients, per_client, args.size, args.timeout)
+                        r["repeat"] = repeat
+                        runs.append(r)
+                        print(f"  {r['server']:8} {transport} {r['allocations']:3} alloc: "
+                              f"{r['throughput_mb_s']:7.2f} MB/s  loss {100 * r['loss']:5.2f} %  "
+                              f"{r['cpu_s_per_gb']:7.2f} CPU s/GB", flush=True)
+                        time.sleep(1)
+    finally:
+        labbeam.stop()
+        coturn.stop()
+
+    print("\ncase              LabBeam MB/s  coturn MB/s  thr ratio  loss LB/ct (%)   CPU s/GB LB/ct   CPU ratio")
+    summary = []
+    for transport in args.transports.split(","):
+        for load in [int(x) for x in args.loads.split(",")]:
+            alloc = 2 * max(1, load // 2)
+            pick = lambda name: [r for r in runs if r["server"] == name and r["transport"] == transport and r["allocations"] == alloc]
+            lb, ct = pick("labbeam"), pick("coturn")
+            med = lambda rs, k: statistics.median(r[k] for r in rs)
+            thr_ratios = [a["throughput_mb_s"] / b["throughput_mb_s"] for a, b in zip(lb, ct) if b["throughput_mb_s"] > 0]
+            cpu_ratios = [a["cpu_s_per_gb"] / b["cpu_s_per_gb"] for a, b in zip(lb, ct) if b["cpu_s_per_gb"] > 0]
+            row = {
+                "transport": transport, "allocations": alloc,
+                "labbeam_mb_s": med(lb, "throughput_mb_s"), "coturn_mb_s": med(ct, "throughput_mb_s"),
+                "throughput_ratio": statistics.median(thr_ratios) if thr_ratios else None,
+                "labbeam_loss": med(lb, "loss"), "coturn_loss": med(ct, "loss"),
+                "labbeam_cpu_s_per_gb": med(lb, "cpu_s_per_gb"), "coturn_cpu_s_per_gb": med(ct, "cpu_s_per_gb"),
+                "cpu_ratio": statistics.median(cpu_ratios) if cpu_ratios else None,
+            }
+            summary.append(row)
+            fmt = lambda v: "n/a" if v is None else f"{v:.2f}"
+            print(f"{transport} {alloc:3} alloc      {row['labbeam_mb_s']:8.2f}    {row['coturn_mb_s']:8.2f}"
+                  f"      {fmt(row['throughput_ratio']):>5}    {100 * row['labbeam_loss']:5.2f} / {100 * row['coturn_loss']:5.2f}"
+                  f"    {row['labbeam_cpu_s_per_gb']:6.1f} / {row['coturn_cpu_s_per_gb']:6.1f}    {fmt(row['cpu_ratio']):>5}")
+    print(f"\n(medians of {args.repeats} repeats; ratios are LabBeam/coturn per repeat, then the median; "
+          f"logs in {work})")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({"runs": runs, "summary": summary, "args": vars(args)}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+//! The admin portal against the real binary: who may see which page, CSRF, escaping,
+//! the main admin flows (create user, import CSV with a bad row, labs, settings, revoke).
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use harness::{PASSWORD, Server};
+
+/// A signed-in browser-like client: the session cookie, no redirects followed.
+struct Browser<'a> {
+    s: &'a Server,
+    cookie: String,
+}
+
+impl<'a> Browser<'a> {
+    async fn login(s: &'a Server, username: &str) -> Browser<'a> {
+        let r = s.login_raw(username, PASSWORD).await;
+        assert_eq!(r.status(), 200);
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+        Browser { s, cookie }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self.s.client().get(self.s.url(path)).header("cookie", &self.cookie).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+        let r = self.s.client().post(self.s.url(path)).header("cookie", &self.cookie).form(form).send().await.unwrap();
+        let status = r.status().as_u16();
+        let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        (status, location, r.text().await.unwrap())
+    }
+
+    /// The CSRF token embedded in a portal page.
+    async fn csrf(&self) -> String {
+        let (_, html) = self.get("/admin").await;
+        let start = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
+        html[start..start + 40].to_string()
+    }
+}
+
+async fn admin(s: &Server) -> Browser<'_> {
+    s.admin().await;
+    Browser::login(s, "admin").await
+}
+
+#[tokio::test]
+async fn pages_need_sign_in_and_portal_access() {
+    let s = Server::start().await;
+    let r = s.client().get(s.url("/admin/users")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/admin/login?next=/admin/users");
+    s.add_user("stud", "student");
+    let student = Browser::login(&s, "stud").await;
+    for page in ["/admin", "/admin/users", "/admin/transfers", "/admin/audit", "/admin/settings"] {
+        assert_eq!(student.get(page).await.0, 403, "{page}");
+    }
+    s.add_user("prof", "instructor");
+    let prof = Browser::login(&s, "prof").await;
+    assert_eq!(prof.get("/admin").await.0, 403, "instructors lack portal.access by default");
+
+    let admin = admin(&s).await;
+    for page in [
+        "/admin",
+        "/admin/users",
+        "/admin/roles",
+        "/admin/labs",
+        "/admin/transfers",
+        "/admin/broadcasts",
+        "/admin/audit",
+        "/admin/sessions",
+        "/admin/settings",
+        "/admin/users/import",
+    ] {
+        let (status, html) = admin.get(page).await;
+        assert_eq!(status, 200, "{page}: {html}");
+        assert!(html.contains("LabBeam"), "{page}");
+    }
+
+    // Give instructors portal access: they see transfers and their own audit rows, not users.
+    let csrf = admin.csrf().await;
+    let mut form = vec![("csrf", csrf.as_str())];
+    for p in ["portal.access", "broadcast.send", "announce", "transfer.send", "transfer.receive", "audit.view"] {
+        form.push((Box::leak(format!("perm_{p}").into_boxed_str()), "on"));
+    }
+    let (status, location, _) = admin.post("/admin/roles/2", &form).await;
+    assert_eq!((status, location.starts_with("/admin/roles")), (303, true));
+    assert_eq!(prof.get("/admin/transfers").await.0, 200);
+    let (status, audit) = prof.get("/admin/audit").await;
+    assert_eq!(status, 200);
+    assert!(!audit.contains("<td>admin</td>"), "instructors see their own rows only");
+    assert_eq!(prof.get("/admin/users").await.0, 403);
+    assert_eq!(prof.get("/admin/settings").await.0, 403);
+}
+
+#[tokio::test]
+async fn the_admin_role_keeps_portal_access() {
+    let s = Server::start().await;
+    let admin = admin(&s).await;
+    let csrf = admin.csrf().await;
+    let (status, _, body) = admin.post("/admin/roles/1", &[("csrf", &csrf), ("perm_users.manage", "on")]).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("portal.access"));
+    assert_eq!(admin.get("/admin/users").await.0, 200);
+}
+
+#[tokio::test]
+async fn state_changes_without_a_valid_csrf_token_are_refused_and_change_nothing() {
+    let s = Server::start().await;
+    let admin = admin(&s).await;
+    for token in ["", "0000000000000000000000000000000000000000"] {
+        let (status, _, _) = admin
+            .post("/admin/users", &[("csrf", token), ("username", "mallory"), ("display_name", "M"), ("role", "admin")])
+            .await;
+        assert_eq!(status, 403);
+    }
+    let (status, _, _) =
+        admin.post("/admin/users", &[("username", "mallory"), ("display_name", "M"), ("role", "admin")]).await;
+    assert!(status == 403 || status == 422 || status == 400, "{status}");
+    let (_, html) = admin.get("/admin/users?q=mallory").await;
+    assert!(!html.contains("data-username=\"mallory\""));
+    // A token from another session does not work either.
+    s.add_user("other", "admin");
+    let other = Browser::login(&s, "other").await;
+    let foreign = other.csrf().await;
+    let (status, _, _) = admin
+        .post("/admin/users", &[("csrf", &foreign), ("username", "mallory"), ("display_name", "M"), ("role", "admin")])
+        .await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn names_are_escaped_everywhere() {
+    let s = Server::start().await;
+    let admin = admin(&s).await;
+    let csrf = admin.csrf().await;
+    let evil = "<script>alert(1)</script>";
+    let (status, _, html) = admin
+        .post("/admin/users", &[("csrf", &csrf), ("username", "evil"), ("display_name", evil), ("role", "student")])
+        .await;
+    assert_eq!(status, 200, "{html}");
+    let (status, _, _) = admin
+        .post("/admin/labs", &[("csrf", &csrf), ("name", "\"><img src=x onerror=alert(1)>"), ("ranges", "")])
+        .await;
+    assert_eq!(status, 303);
+    for page in ["/admin/users", "/admin/labs", "/admin/audit"] {
+        let (_, html) = admin.get(page).await;
+        assert!(!html.contains("<script>alert(1)"), "{page}");
+        assert!(!html.contains("<img src=x"), "{page}");
+    }
+    let (_, html) = admin.get("/admin/users").await;
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") || html.contains("&#60;script&#62;"), "{html}");
+}
+
+#[tokio::test]
+async fn create_user_shows_a_one_time_password_that_signs_in() {
+    let s = Server::start().await;
+    let admin = admin(&s).await;
+    let csrf = admin.csrf().await;
+    let (status, _, html) = admin
+        .post(
+            "/admin/users",
+            &[("csrf", &csrf), ("username", "newbie"), ("display_name", "New Bie"), ("role", "student")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let start = html.find("data-testid=\"one-time-password\">").expect("password shown") + 32;
+    let otp = &html[start..start + 20];
+    let token = s.login("newbie", otp).await;
+    assert_eq!(s.get("/api/me", &token).await.1["must_change_password"], true);
+    let (_, audit) = admin.get("/admin/audit?action=user.create").await;
+    assert!(audit.contains("user:newbie"));
+}
+
+#[tokio::test]
+async fn csv_import_previews_errors_and_writes_only_on_confirm() {
+    let s = Server::start().await;
+    let admin = admin(&s).await;
+    let csrf = admin.csrf().await;
+    s.add_user("taken", "student");
+    let csv = "username,display_name,role,password\n\
+               ana,Ana A,student,\n\
+               ben,Ben B,instructor,a long passphrase\n\
+               taken,Dup,student,\n\
+               bad name,X,student,\n\
+               cy,Cy,wizard,\n";
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.clone())
+        .part("file", reqwest::multipart::Part::bytes(csv.as_bytes().to_vec()).file_name("users.csv"));
+    let r = s
+        .client()
+        .post(s.url("/admin/users/import"))
+        .header("cookie", &admin.cookie)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("2 row(s) can be imported; 3 row(s) have errors"), "{html}");
+    assert!(html.contains("already exists") && html.contains("unknown role") && html.contains("username"));
+    // Nothing written yet.
+    assert_eq!(s.login_raw("ben", "a long passphrase").await.status(), 401);
+    let (status, _, html) = admin.post("/admin/users/import/confirm", &[("csrf", &csrf), ("csv", csv)]).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Imported 2 user(s); 3 row(s) with errors were skipped"), "{html}");
+    s.login("ben", "a long passphrase").await;
+    let (_, list) = admin.get("/admin/users?q=ana").await;
+    assert!(list.contains("data-username=\"ana\""));
+    let r = s.client().get(s.url("/admin/users.csv")).header("cookie", &admin.cookie).send().await.unwrap();
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let text = r.text().await.unwrap();
+    assert!(text.starts_with("username,display_name,role"));
+    assert!(text.contains("ben,Ben B,instructor"));
+}
+
+#[tokio::test]
+async fn labs_are_validated_and_overlaps_refused() {
+    let s = Server::start().await;
+    let admin = admin(&s).await;
+    let csrf = admin.csrf().await;
+    let (status, _, _) =
+        admin.post("/admin/labs", &[("csrf", &csrf), ("name", "Lab 1"), ("ranges", "10.1.0.0/24")]).await;
+    assert_eq!(status, 303);
+    let (status, _, html) =
+        admin.post("/admin/labs", &[("csrf", &csrf), ("name", "Lab 2"), ("ranges", "10.1.0.128/25")]).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("overlaps") && html.contains("Lab 1"), "{html}");
+    let (status, _, html) =
+        admin.post("/admin/labs", &[("csrf", &csrf), ("name", "Lab 3"), ("ranges", "10.1.999.0/24")]).await;
+    assert_eq!(status, 400, "{html}");
+    let (status, _, _) = admin.post("/admin/labs", &[("csrf", &csrf), ("name", "Other"), ("ranges", "")]).await;
+    assert_eq!(status, 400);
+    let (_, html) = admin.get("/admin/labs").await;
+    assert!(html.contains("10.1.0.0/24") && !html.contains("Lab 2"));
+}
+
+#[tokio::test]
+async fn settings_are_validated_and_audited() {
+    let s = Server::start().await;
+    let admin = admin(&s).await;
+    let csrf = admin.csrf().await;
+    let (status, _, _) = admin.post("/admin/settings", &[("csrf", &csrf), ("transfer.request_expiry_secs", "1")]).await;
+    assert_eq!(status, 400);
+    let (status, location, _) = admin
+        .post("/admin/settings", &[("csrf", &csrf), ("transfer.request_expiry_secs", "90"), ("presence.scope", "all")])
+        .await;
+    assert_eq!(status, 303, "{location}");
+    let (_, html) = admin.get("/admin/settings").await;
+    assert!(html.contains("value=\"90\""));
+    let (_, audit) = admin.get("/admin/audit?action=setting.change").await;
+    assert!(audit.contains("setting:transfer.request_expiry_secs") && audit.contains("setting:presence.scope"));
+}
+
+#[tokio::test]
+async fn portal_login_form_signs_in_and_sessions_can_be_revoked() {
+    let s = Server::start().await;
+    s.admin().await;
+    let c = s.client();
+    let r = c.get(s.url("/admin/login?next=/admin/sessions")).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let html = r.text().await.unwrap();
+    let start = html.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = html[start..start + 40].to_string();
+    let form = [("csrf", csrf.as_str()), ("next", "/admin/sessions"), ("username", "admin"), ("password", PASSWORD)];
+    // Without the matching cookie the form is refused.
+    assert_eq!(c.post(s.url("/admin/login")).form(&form).send().await.unwrap().status(), 403);
+    let wrong = [("csrf", csrf.as_str()), ("next", "/admin"), ("username", "admin"), ("password", "nope nope nope")];
+    let r = c.post(s.url("/admin/login")).header("cookie", &cookie).form(&wrong).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("wrong username or password"));
+    let r = c.post(s.url("/admin/login")).header("cookie", &cookie).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/admin/sessions");
+    let session = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let admin = Browser { s: &s, cookie: session };
+
+    // Revoke a student's session: their token stops working at once.
+    let token = s.as_role("sam", "student").await;
+    let (_, html) = admin.get("/admin/sessions").await;
+    let row = html.find("data-session-user=\"sam\"").expect("sam's session listed");
+    let action = html[row..].find("/admin/sessions/").unwrap() + row;
+    let end = html[action..].find('"').unwrap() + action;
+    let revoke = html[action..end].to_string();
+    let csrf = admin.csrf().await;
+    let (status, _, _) = admin.post(&revoke, &[("csrf", &csrf)]).await;
+    assert_eq!(status, 303);
+    assert_eq!(s.get("/api/me", &token).await.0, 401);
+}

@@ -1,0 +1,286 @@
+//! The STUN/TURN relay against the real binary: ICE server credentials, relaying over UDP,
+//! TCP and TLS with the webrtc-rs `turn` client, and every refusal (credentials, peer
+//! filter, quota) with its counter.
+
+#[path = "harness/mod.rs"]
+mod harness;
+#[path = "harness/turn_client.rs"]
+mod turn_client;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use harness::{Options, Server, error_code as api_error_code, now};
+use stun::agent::TransactionId;
+use stun::attributes::{ATTR_NONCE, ATTR_REALM};
+use tokio::net::UdpSocket;
+use turn_client::*;
+use util::Conn;
+
+/// The log without terminal colour codes.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn with_config(text: &str) -> Options {
+    Options { config: Some(text.to_string()), ..Default::default() }
+}
+
+#[tokio::test]
+async fn ice_servers_follow_the_contract() {
+    let s = Server::start().await;
+    assert!(s.turn_port != 0 && s.turns_port != 0, "TURN ports in the banner");
+    let (status, body) = s.get("/api/ice-servers", "").await;
+    assert_eq!(status, 401);
+    assert_eq!(api_error_code(&body), "unauthenticated");
+
+    let token = s.as_role("kim", "student").await;
+    let me = s.get("/api/me", &token).await.1;
+    let r = s.client().get(s.url("/api/ice-servers")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = r.json().await.unwrap();
+    let (p, t) = (s.turn_port, s.turns_port);
+    assert_eq!(body["iceServers"][0]["urls"], serde_json::json!([format!("stun:localhost:{p}")]));
+    assert_eq!(
+        body["iceServers"][1]["urls"],
+        serde_json::json!([
+            format!("turn:localhost:{p}?transport=udp"),
+            format!("turn:localhost:{p}?transport=tcp"),
+            format!("turns:localhost:{t}?transport=tcp"),
+        ])
+    );
+    assert_eq!(body["ttl"], 3600);
+    let cred = credential_of(&body);
+    let (expiry, user) = cred.username.split_once(':').unwrap();
+    assert_eq!(user, me["id"].to_string());
+    let expiry: i64 = expiry.parse().unwrap();
+    assert!((expiry - now() - 3600).abs() <= 5, "{expiry}");
+    assert_eq!(cred.password, rest_password(&s.turn_secret_text(), &cred.username));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(s.data_dir().join("turn.key")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn relays_between_two_allocations_over_udp() {
+    let s = Server::start().await;
+    let token = s.as_role("kim", "student").await;
+    let cred = credential(&s, &token).await;
+    let a = client(&s, Via::Udp, &cred).await;
+    let b = client(&s, Via::Udp, &cred).await;
+    let ra = a.allocate().await.expect("allocate a");
+    let rb = b.allocate().await.expect("allocate b");
+    assert_eq!(ra.local_addr().unwrap().ip().to_string(), "127.0.0.1");
+    let got = relay_roundtrip(&ra, &rb, b"through the relay").await;
+    assert_eq!(got, b"through the relay");
+    // Also the other way, and a datagram of a typical WebRTC size.
+    let big = vec![0x5au8; 1200];
+    assert_eq!(relay_roundtrip(&rb, &ra, &big).await, big);
+    assert_eq!(s.metric("labbeam_turn_allocations_active").await, 2.0);
+    assert!(s.metric("labbeam_turn_relayed_bytes_total{direction=\"to_peer\"}").await >= 1200.0 + 17.0);
+    assert!(s.metric("labbeam_turn_relayed_packets_total{direction=\"to_client\"}").await >= 2.0);
+    assert_eq!(s.metric("labbeam_turn_allocations_total{transport=\"udp\"}").await, 2.0);
+    drop(ra);
+    a.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn relays_over_tcp_and_tls_and_stream_allocations_end_with_their_connection() {
+    let s = Server::start().await;
+    let token = s.as_role("kim", "student").await;
+    let cred = credential(&s, &token).await;
+    let a = client(&s, Via::Tcp, &cred).await;
+    let b = client(&s, Via::Tls, &cred).await;
+    let ra = a.allocate().await.expect("allocate over TCP");
+    let rb = b.allocate().await.expect("allocate over TLS");
+    assert_eq!(relay_roundtrip(&ra, &rb, b"tcp to tls").await, b"tcp to tls");
+    assert_eq!(relay_roundtrip(&rb, &ra, b"tls to tcp").await, b"tls to tcp");
+    assert_eq!(s.metric("labbeam_turn_allocations_total{transport=\"tcp\"}").await, 1.0);
+    assert_eq!(s.metric("labbeam_turn_allocations_total{transport=\"tls\"}").await, 1.0);
+    assert_eq!(s.metric("labbeam_turn_allocations_active").await, 2.0);
+    // Closing the connections (without deallocating) ends the allocations.
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    drop((a, b, ra, rb));
+    let mut active = 2.0;
+    for _ in 0..50 {
+        active = s.metric("labbeam_turn_allocations_active").await;
+        if active == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(active, 0.0, "allocations of closed TCP/TLS connections");
+}
+
+#[tokio::test]
+async fn missing_wrong_expired_and_unknown_credentials_are_refused_with_401() {
+    let s = Server::start().await;
+    let token = s.as_role("kim", "student").await;
+    let good = credential(&s, &token).await;
+    let server = SocketAddr::from(([127, 0, 0, 1], s.turn_port));
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+
+    // No credentials: a challenge with realm and nonce.
+    let challenge = stun_exchange(&socket, server, &allocate_request(TransactionId::new(), None)).await;
+    assert_eq!(error_code(&challenge), Some(401));
+    let realm = text_attr(&challenge, ATTR_REALM).expect("REALM");
+    let nonce = text_attr(&challenge, ATTR_NONCE).expect("NONCE");
+    assert_eq!(realm, "labbeam");
+
+    let secret = s.turn_secret_text();
+    let user_id = good.username.split_once(':').unwrap().1.to_string();
+    let expired = format!("{}:{user_id}", now() - 10);
+    let unknown = format!("{}:99999", now() + 600);
+    let system = format!("{}:0", now() + 600);
+    let cases = [
+        ("wrong HMAC", good.username.clone(), "bm90IHRoZSBwYXNzd29yZA==".to_string()),
+        ("expired", expired.clone(), rest_password(&secret, &expired)),
+        ("unknown user", unknown.clone(), rest_password(&secret, &unknown)),
+        ("reserved user 0", system.clone(), rest_password(&secret, &system)),
+        ("malformed", "kim".to_string(), rest_password(&secret, "kim")),
+    ];
+    for (what, user, pass) in &cases {
+        let raw = allocate_request(TransactionId::new(), Some((user, pass, &realm, &nonce)));
+        let answer = stun_exchange(&socket, server, &raw).await;
+        assert_eq!(error_code(&answer), Some(401), "{what}");
+        assert!(text_attr(&answer, ATTR_NONCE).is_some(), "{what}: 401 carries a nonce");
+    }
+    // A nonce the server never gave: 438 with a good one.
+    let raw = allocate_request(TransactionId::new(), Some((&good.username, &good.password, &realm, "made-up")));
+    assert_eq!(error_code(&stun_exchange(&socket, server, &raw).await), Some(438));
+
+    // The Rust client with a wrong password fails, with the right one succeeds.
+    let bad = Credential { username: good.username.clone(), password: "wrong".into() };
+    let err = client(&s, Via::Udp, &bad).await.allocate().await.err().expect("refused").to_string();
+    assert!(err.contains("401"), "{err}");
+    client(&s, Via::Udp, &good).await.allocate().await.expect("good credential works");
+
+    assert!(s.metric("labbeam_turn_auth_failures_total{reason=\"bad_integrity\"}").await >= 2.0);
+    assert_eq!(s.metric("labbeam_turn_auth_failures_total{reason=\"expired\"}").await, 1.0);
+    assert_eq!(s.metric("labbeam_turn_auth_failures_total{reason=\"unknown_user\"}").await, 2.0);
+    assert_eq!(s.metric("labbeam_turn_auth_failures_total{reason=\"malformed\"}").await, 1.0);
+}
+
+#[tokio::test]
+async fn a_retransmitted_allocate_gets_the_original_answer() {
+    let s = Server::start().await;
+    let token = s.as_role("kim", "student").await;
+    let cred = credential(&s, &token).await;
+    let server = SocketAddr::from(([127, 0, 0, 1], s.turn_port));
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let challenge = stun_exchange(&socket, server, &allocate_request(TransactionId::new(), None)).await;
+    let (realm, nonce) = (text_attr(&challenge, ATTR_REALM).unwrap(), text_attr(&challenge, ATTR_NONCE).unwrap());
+    let raw = allocate_request(TransactionId::new(), Some((&cred.username, &cred.password, &realm, &nonce)));
+    let first = stun_exchange(&socket, server, &raw).await;
+    assert_eq!(error_code(&first), None);
+    let again = stun_exchange(&socket, server, &raw).await;
+    assert_eq!(again.raw, first.raw, "same transaction, same answer");
+    // A new transaction for the same 5-tuple is a real mismatch.
+    let other = allocate_request(TransactionId::new(), Some((&cred.username, &cred.password, &realm, &nonce)));
+    assert_eq!(error_code(&stun_exchange(&socket, server, &other).await), Some(437));
+    assert_eq!(s.metric("labbeam_turn_allocations_active").await, 1.0);
+}
+
+#[tokio::test]
+async fn relay_to_loopback_and_to_the_appliances_own_https_port_is_refused() {
+    let s = Server::start().await;
+    let token = s.as_role("kim", "student").await;
+    let cred = credential(&s, &token).await;
+    let a = client(&s, Via::Udp, &cred).await;
+    let relay = a.allocate().await.expect("allocate");
+    let peers: [SocketAddr; 4] = [
+        "127.0.0.1:9".parse().unwrap(),
+        SocketAddr::from(([127, 0, 0, 1], s.port)),
+        format!("[::ffff:127.0.0.1]:{}", s.port).parse().unwrap(),
+        "169.254.169.254:80".parse().unwrap(),
+    ];
+    for peer in peers {
+        let err = relay.send_to(b"knock knock", peer).await.err().unwrap_or_else(|| panic!("{peer} accepted"));
+        assert!(err.to_string().contains("403"), "{peer}: {err}");
+    }
+    assert!(s.metric("labbeam_turn_peer_refusals_total{reason=\"loopback\"}").await >= 3.0);
+    assert_eq!(s.metric("labbeam_turn_peer_refusals_total{reason=\"link_local\"}").await, 1.0);
+    let log = strip_ansi(&std::fs::read_to_string(s.log_path()).unwrap());
+    let user_id = cred.username.split_once(':').unwrap().1;
+    assert!(log.contains("peer refused") && log.contains(&format!("user_id={user_id}")), "{log}");
+}
+
+#[tokio::test]
+async fn allocations_over_the_user_quota_get_486_and_a_slot_frees_on_close() {
+    let s = Server::start_with(with_config("[turn]\nmax_allocations_per_user = 2\n")).await;
+    let token = s.as_role("kim", "student").await;
+    let cred = credential(&s, &token).await;
+    let a = client(&s, Via::Udp, &cred).await;
+    let b = client(&s, Via::Udp, &cred).await;
+    let c = client(&s, Via::Udp, &cred).await;
+    let ra = a.allocate().await.expect("first");
+    let _rb = b.allocate().await.expect("second");
+    let err = c.allocate().await.err().expect("third refused").to_string();
+    assert!(err.contains("486"), "{err}");
+    assert_eq!(s.metric("labbeam_turn_quota_refusals_total{reason=\"user\"}").await, 1.0);
+    // Another user still has their own quota.
+    let other = credential(&s, &s.as_role("lee", "student").await).await;
+    client(&s, Via::Udp, &other).await.allocate().await.expect("another user's allocation");
+    // Deallocating gives the slot back.
+    ra.close().await.unwrap();
+    let d = client(&s, Via::Udp, &cred).await;
+    let mut ok = false;
+    for _ in 0..20 {
+        if d.allocate().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "a freed slot is usable again");
+}
+
+#[tokio::test]
+async fn a_disabled_user_is_refused_and_loses_open_allocations() {
+    let s = Server::start().await;
+    let token = s.as_role("kim", "student").await;
+    let cred = credential(&s, &token).await;
+    let a = client(&s, Via::Udp, &cred).await;
+    let _ra = a.allocate().await.expect("allocate");
+    assert_eq!(s.metric("labbeam_turn_allocations_active").await, 1.0);
+    let out = s.cli(&["user", "disable", "kim"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut active = 1.0;
+    for _ in 0..100 {
+        active = s.metric("labbeam_turn_allocations_active").await;
+        if active == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(active, 0.0, "the disabled user's allocation was closed");
+    let err = client(&s, Via::Udp, &cred).await.allocate().await.err().expect("refused").to_string();
+    assert!(err.contains("401"), "{err}");
+    assert!(s.metric("labbeam_turn_auth_failures_total{reason=\"disabled\"}").await >= 1.0);
+}
+
+#[tokio::test]
+async fn turn_can_be_switched_off() {
+    let s = Server::start_with(with_config("[turn]\nenabled = false\n")).await;
+    assert_eq!(s.turn_port, 0);
+    let token = s.as_role("kim", "student").await;
+    let (status, body) = s.get("/api/ice-servers", &token).await;
+    assert_eq!(status, 503);
+    assert_eq!(api_error_code(&body), "turn_unavailable");
+}
