@@ -2,7 +2,9 @@
 // loopback through the real labbeam binary and web client, against the raw ceiling of one
 // bare RTCDataChannel measured in the same run. See README.md.
 //
-//   node bench/transfer/run.mjs [--size-mib 1024] [--raw-runs 2] [--relay] [--json FILE]
+//   node bench/transfer/run.mjs [--size-mib 1024] [--runs 2] [--relay] [--json FILE]
+//
+// Runs alternate (raw, app, raw, app, …, raw) so that a change in machine load shows in both.
 //
 // Needs: a built binary (CARGO_TARGET_DIR or target/debug, or LABBEAM_BIN), Chromium at
 // /usr/bin/chromium, and the npm packages of tests/js and tests/browser installed.
@@ -18,15 +20,24 @@ import { launchProfile, peer, randomFile, sendFiles, signInWith } from '../../te
 const { values: opts } = parseArgs({
   options: {
     'size-mib': { type: 'string', default: '1024' },
-    'raw-runs': { type: 'string', default: '2' },
+    runs: { type: 'string', default: '2' },
     relay: { type: 'boolean', default: false },
     json: { type: 'string' },
   },
 });
 const MiB = 1024 * 1024;
 const size = Number(opts['size-mib']) * MiB;
-const rawRuns = Number(opts['raw-runs']);
+const runs = Number(opts.runs);
 const mbps = (bytes, ms) => bytes / 1e6 / (ms / 1000);
+const perGiB = (cpu) => ({
+  sender: +((cpu.senderS * 1024 * MiB) / size).toFixed(1),
+  receiver: +((cpu.receiverS * 1024 * MiB) / size).toFixed(1),
+});
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 
 // ---- process memory: the receiver browser's processes, found by a marker switch ----
 
@@ -64,6 +75,39 @@ function rssKiB(pid) {
   } catch {
     return 0;
   }
+}
+
+/** CPU seconds used so far by the processes of the browser with `marker` (user + system). */
+function cpuSeconds(marker) {
+  const all = procs();
+  const root = all.find((p) => p.cmd.includes(marker) && !p.cmd.some((a) => a.startsWith('--type=')));
+  if (!root) return 0;
+  const tree = new Set([root.pid]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of all) if (!tree.has(p.pid) && tree.has(p.ppid)) tree.add(p.pid), (grew = true);
+  }
+  let ticks = 0;
+  for (const pid of tree) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      // gone
+    }
+  }
+  return ticks / 100;
+}
+
+/** CPU seconds both browsers spend on `run()`: a measure of cost that machine load does not skew. */
+async function withCpu(run) {
+  const s0 = cpuSeconds('--labbeam-bench-role=sender');
+  const r0 = cpuSeconds('--labbeam-bench-role=receiver');
+  const result = await run();
+  const s1 = cpuSeconds('--labbeam-bench-role=sender');
+  const r1 = cpuSeconds('--labbeam-bench-role=receiver');
+  return { ...result, cpu: { senderS: s1 - s0, receiverS: r1 - r0, totalS: s1 - s0 + r1 - r0 } };
 }
 
 /** Samples the RSS of the renderer processes and the PSS of the whole tree of the browser with `marker`. */
@@ -243,36 +287,40 @@ try {
     const [send, recv] = await rawPages(senderContext, receiverContext, server);
     console.error('raw data channel…');
     memory.start();
-    const r = await rawRun(send, recv, size);
+    const r = await withCpu(() => rawRun(send, recv, size));
     const mem = memory.stop();
-    results.raw.push({ mbps: mbps(size, r.ms), ms: r.ms, setupMs: r.setupMs, receiverRendererPeakMiB: mem.rendererMiB, receiverBrowserTreePeakMiB: mem.treeMiB });
+    results.raw.push({ mbps: mbps(size, r.ms), ms: r.ms, setupMs: r.setupMs, cpuSecondsPerGiB: perGiB(r.cpu), receiverRendererPeakMiB: mem.rendererMiB, receiverBrowserTreePeakMiB: mem.treeMiB });
     await send.close();
     await recv.close();
   };
   await runRaw();
 
-  const alice = await signInWith(senderContext, server, 'alice');
-  const bob = await signInWith(receiverContext, server, 'bob');
-  await peer(alice.page, 'bob').waitFor();
-  const baseline = memory.now();
-  console.error('LabBeam client, direct…');
-  memory.start();
-  const app = await appRun(alice, bob, file, size, { relay: false });
-  const mem = memory.stop();
-  results.app.push({
-    mbps: mbps(size, app.ms),
-    ms: app.ms,
-    setupMs: app.setupMs,
-    requestToOpenMs: app.requestToOpenMs,
-    path: app.path,
-    receiverRendererBaselineMiB: baseline.renderer / 1024,
-    receiverRendererPeakMiB: mem.rendererMiB,
-    receiverBrowserTreeBaselineMiB: baseline.total / 1024,
-    receiverBrowserTreePeakMiB: mem.treeMiB,
-    receiverPeakByProcessTypeMiB: mem.byTypeMiB,
-  });
-  await alice.page.close();
-  await bob.page.close();
+  for (let i = 0; i < runs; i++) {
+    const alice = await signInWith(senderContext, server, 'alice');
+    const bob = await signInWith(receiverContext, server, 'bob');
+    await peer(alice.page, 'bob').waitFor();
+    const baseline = memory.now();
+    console.error('LabBeam client, direct…');
+    memory.start();
+    const app = await withCpu(() => appRun(alice, bob, file, size, { relay: false }));
+    const mem = memory.stop();
+    results.app.push({
+      mbps: mbps(size, app.ms),
+      cpuSecondsPerGiB: perGiB(app.cpu),
+      ms: app.ms,
+      setupMs: app.setupMs,
+      requestToOpenMs: app.requestToOpenMs,
+      path: app.path,
+      receiverRendererBaselineMiB: baseline.renderer / 1024,
+      receiverRendererPeakMiB: mem.rendererMiB,
+      receiverBrowserTreeBaselineMiB: baseline.total / 1024,
+      receiverBrowserTreePeakMiB: mem.treeMiB,
+      receiverPeakByProcessTypeMiB: mem.byTypeMiB,
+    });
+    await alice.page.close();
+    await bob.page.close();
+    await runRaw();
+  }
 
   if (opts.relay) {
     const ice = await server.request('GET', '/api/ice-servers', { token: (await server.login('alice')).token });
@@ -286,28 +334,34 @@ try {
         await peer(a.page, 'bob').waitFor();
         console.error(`LabBeam client, relay over ${transport}…`);
         memory.start();
-        const r = await appRun(a, b, file, size, { relay: true });
-        const m = memory.stop();
-        results.relay.push({ transport, mbps: mbps(size, r.ms), ms: r.ms, setupMs: r.setupMs, receiverRendererPeakMiB: m.rendererMiB });
+        try {
+          const r = await withCpu(() => appRun(a, b, file, size, { relay: true }));
+          const m = memory.stop();
+          results.relay.push({ transport, mbps: mbps(size, r.ms), ms: r.ms, setupMs: r.setupMs, cpuSecondsPerGiB: perGiB(r.cpu), receiverRendererPeakMiB: m.rendererMiB });
+        } catch (error) {
+          memory.stop();
+          results.relay.push({ transport, error: error.message });
+        }
         await a.page.close();
         await b.page.close();
       }
     }
   }
 
-  // Raw again, so a change in machine load during the run shows.
-  for (let i = 1; i < rawRuns; i++) await runRaw();
 
   const rawBest = Math.max(...results.raw.map((r) => r.mbps));
-  const sorted = results.raw.map((r) => r.mbps).sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  const rawMedian = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  const rawMedian = median(results.raw.map((r) => r.mbps));
+  const appMedian = median(results.app.map((r) => r.mbps));
   results.summary = {
     rawMedianMBps: rawMedian,
     rawBestMBps: rawBest,
-    appMBps: results.app[0].mbps,
-    appVsRawMedian: results.app[0].mbps / rawMedian,
-    appVsRawBest: results.app[0].mbps / rawBest,
+    appMedianMBps: appMedian,
+    appBestMBps: Math.max(...results.app.map((r) => r.mbps)),
+    appVsRawMedian: appMedian / rawMedian,
+    receiverRendererPeakMiB: Math.max(...results.app.map((r) => r.receiverRendererPeakMiB)),
+    setupMsMedian: median(results.app.map((r) => r.setupMs)),
+    cpuSecondsPerGiBRaw: median(results.raw.map((r) => r.cpuSecondsPerGiB.sender + r.cpuSecondsPerGiB.receiver)),
+    cpuSecondsPerGiBApp: median(results.app.map((r) => r.cpuSecondsPerGiB.sender + r.cpuSecondsPerGiB.receiver)),
   };
   console.log(JSON.stringify(results, null, 2));
   if (opts.json) writeFileSync(opts.json, JSON.stringify(results, null, 2));

@@ -58,6 +58,8 @@ export async function signInWith(context, server, username, { query = '', passwo
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`[${username}] page error:`, e.message));
   page.on('console', (m) => {
+    // 401 (/api/me before signing in) and 404 (/api/ice-servers on servers without it) are expected.
+    if (/Failed to load resource: .* (401|404)/.test(m.text())) return;
     if (m.type() === 'error' || m.type() === 'warning') console.error(`[${username}] console.${m.type()}:`, m.text());
   });
   await page.goto(`${server.base}/${query}`);

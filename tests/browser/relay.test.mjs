@@ -60,6 +60,9 @@ describe('forced relay through the appliance’s TURN server', { skip: pending }
         await waitState(carol.page, id, 'completed', 20_000);
         assert.equal(await card(dave.page, id).getAttribute('data-path'), 'relay');
         assert.equal(await card(carol.page, id).getAttribute('data-path'), 'relay');
+        // The chip names how this browser reaches the relay.
+        const chip = await card(dave.page, id).locator('.path-chip').textContent();
+        assert.equal(chip, `through the relay (${transport.toUpperCase()})`);
         const { token } = await s.login('carol');
         const row = await poll(
           async () => (await s.request('GET', '/api/transfers', { token })).body.transfers.find((r) => r.id === id && r.status === 'completed'),

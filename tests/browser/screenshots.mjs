@@ -82,6 +82,7 @@ try {
   await shot(alice.page, '09-dark');
   await bob.page.emulateMedia({ colorScheme: 'dark' });
   await bob.page.setViewportSize({ width: 390, height: 844 });
+  await bob.page.waitForTimeout(500); // colour transitions
   await shot(bob.page, '10-narrow-dark');
   await alice.page.getByTestId('open-account').click();
   await shot(alice.page, '11-account');

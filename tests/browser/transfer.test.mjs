@@ -2,7 +2,7 @@
 // labbeam binary: bytes go browser to browser over WebRTC, the server only signals.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -108,6 +108,22 @@ describe('transfers between two browsers', { skip: !chromiumAvailable() && 'no C
     assert.equal(logged.bytes, files.reduce((n, f) => n + f.size, 0));
     assert.equal(logged.path, 'direct');
     assert.match(logged.sha256, /^[0-9a-f]{64}$/);
+  });
+
+  test('a picked folder keeps its relative paths on the other side', async () => {
+    const root = path.join(dir, 'Project');
+    mkdirSync(path.join(root, 'src', 'deep'), { recursive: true });
+    writeFileSync(path.join(root, 'README.md'), '# project\n');
+    writeFileSync(path.join(root, 'src', 'main.c'), 'int main(void) { return 0; }\n');
+    writeFileSync(path.join(root, 'src', 'deep', 'data.csv'), 'a,b\n1,2\n');
+    await alice.page.getByTestId('folder-input').setInputFiles(root);
+    await peer(alice.page, 'bob').getByTestId('peer-send').click();
+    await bob.page.getByTestId('incoming-dialog').getByText('Project/src/deep/data.csv').waitFor();
+    await bob.page.getByTestId('incoming-accept').click();
+    const id = await poll(async () => bob.page.locator('[data-testid="transfer-status"][data-direction="receive"]').first().getAttribute('data-transfer-id'));
+    await waitState(bob.page, id, 'completed', 30_000);
+    const names = await card(bob.page, id).locator('[data-testid="transfer-file"] .file-name').allTextContents();
+    assert.deepEqual(names.sort(), ['Project/README.md', 'Project/src/deep/data.csv', 'Project/src/main.c']);
   });
 
   test('a declined request (Esc) ends as cancelled on both sides and says so', async () => {

@@ -15,6 +15,8 @@ import type { WorkerReply, WorkerRequest } from './worker-protocol';
 
 export const INCOMING_DIR = 'labbeam-incoming';
 const LOCK_PREFIX = 'labbeam-incoming:';
+/** Chunks go to the worker in batches of about this size: one message per MiB, not per 64 KiB. */
+const BATCH_BYTES = 1024 * 1024;
 
 export function opfsAvailable(): boolean {
   return typeof navigator !== 'undefined' && typeof navigator.storage?.getDirectory === 'function' && typeof Worker !== 'undefined';
@@ -29,6 +31,8 @@ export class OpfsSink implements FileSink {
   #releaseLock: (() => void) | null = null;
   #onError: (error: Error) => void = () => {};
   #stored = 0;
+  #batch: ArrayBuffer[] = [];
+  #batchBytes = 0;
 
   constructor(transferId: string, workerUrl = '/receive-worker.js') {
     this.#transferId = transferId;
@@ -54,18 +58,31 @@ export class OpfsSink implements FileSink {
   }
 
   open(index: number, size: number): void {
+    this.#flush();
     this.#post({ op: 'open', dir: this.#transferId, index, size });
   }
 
   write(chunk: ArrayBuffer): void {
-    this.#post({ op: 'chunk', data: chunk }, [chunk]);
+    this.#batch.push(chunk);
+    this.#batchBytes += chunk.byteLength;
+    if (this.#batchBytes >= BATCH_BYTES) this.#flush();
   }
 
   finish(index: number): Promise<StoredFile> {
+    this.#flush();
     return new Promise((resolve, reject) => {
       this.#pending.set(index, { resolve, reject });
       this.#post({ op: 'finish', index });
     });
+  }
+
+  /** Hands the batched chunks to the worker (moved, not copied). */
+  #flush(): void {
+    if (this.#batch.length === 0) return;
+    const data = this.#batch;
+    this.#batch = [];
+    this.#batchBytes = 0;
+    this.#post({ op: 'chunks', data }, data);
   }
 
   /** Stops the writer and deletes what this transfer stored, except the files in `keep`. */

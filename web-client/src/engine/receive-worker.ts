@@ -86,18 +86,9 @@ async function apply(m: WorkerRequest): Promise<void> {
       file = { index: m.index, handle, hash: await createSha256(), offset: 0 };
       break;
     }
-    case 'chunk': {
+    case 'chunks': {
       if (file === null) throw new Error('data arrived for no open file');
-      const bytes = new Uint8Array(m.data);
-      let at = 0;
-      while (at < bytes.byteLength) {
-        const n = file.handle.write(bytes.subarray(at), { at: file.offset + at });
-        if (n <= 0) throw new Error('the disk accepted no more bytes');
-        at += n;
-      }
-      file.hash.update(bytes);
-      file.offset += bytes.byteLength;
-      written += bytes.byteLength;
+      for (const buffer of m.data) writeChunk(file, new Uint8Array(buffer));
       if (written - lastReport >= REPORT_EVERY) {
         lastReport = written;
         scope.postMessage({ op: 'written', bytes: written });
@@ -116,6 +107,18 @@ async function apply(m: WorkerRequest): Promise<void> {
       break;
     }
   }
+}
+
+function writeChunk(f: OpenFile, bytes: Uint8Array): void {
+  let at = 0;
+  while (at < bytes.byteLength) {
+    const n = f.handle.write(bytes.subarray(at), { at: f.offset + at });
+    if (n <= 0) throw new Error('the disk accepted no more bytes');
+    at += n;
+  }
+  f.hash.update(bytes);
+  f.offset += bytes.byteLength;
+  written += bytes.byteLength;
 }
 
 function closeQuietly(): void {

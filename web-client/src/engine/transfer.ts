@@ -417,9 +417,11 @@ export class Transfer {
     if (this.#connectTimer !== null) clearTimeout(this.#connectTimer);
     this.#lastProgressAt = Date.now();
     this.#ticker = setInterval(() => this.#tick(), TICK_MS);
-    await this.#readPath();
+    // The receiver must be ready before this returns to the event loop: the sender's first
+    // messages can be dispatched right after `open`, and nothing may be dropped meanwhile.
+    if (this.direction === 'receive') this.#startReceiver();
+    void this.#readPath();
     if (this.direction === 'send') await this.#runSender();
-    else this.#startReceiver();
   }
 
   #tick(): void {
@@ -521,7 +523,8 @@ export class Transfer {
         this.#fileState[message.index] = message.ok ? 'done' : 'failed';
         this.#changed();
         this.#maybeSenderDone();
-      } else if (this.#receiver !== null) {
+      } else {
+        if (this.#receiver === null) throw new ReceiveError('protocol', 'A file arrived before the transfer started.');
         this.#receiver.control(message);
         const i = this.#receiver.currentIndex;
         if (message.t === 'file' && i !== null) this.#fileState[i] = 'active';

@@ -2,7 +2,8 @@
 
 export type WorkerRequest =
   | { readonly op: 'open'; readonly dir: string; readonly index: number; readonly size: number }
-  | { readonly op: 'chunk'; readonly data: ArrayBuffer }
+  /** Consecutive chunks of the open file, batched to save messages. */
+  | { readonly op: 'chunks'; readonly data: readonly ArrayBuffer[] }
   | { readonly op: 'finish'; readonly index: number }
   /** Deletes the transfer's folder, or only the files not listed in `keep`. */
   | { readonly op: 'discard'; readonly dir: string; readonly keep: readonly number[] };

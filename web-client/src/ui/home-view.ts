@@ -301,7 +301,12 @@ export class HomeView implements View {
     });
     const shown = this.#picked.slice(0, 6);
     this.#selection.replaceChildren(
-      h('p', { class: 'selection-summary' }, h('strong', {}, `${plural(this.#picked.length, 'file')} chosen`), ` · ${formatBytes(total)} · now pick a person below`, clear),
+      h(
+        'div',
+        { class: 'selection-summary' },
+        h('p', {}, h('strong', {}, `${plural(this.#picked.length, 'file')} chosen`), ` · ${formatBytes(total)}`, h('span', { class: 'muted' }, ' — now pick a person below.')),
+        clear,
+      ),
       h(
         'ul',
         { class: 'selection-files' },

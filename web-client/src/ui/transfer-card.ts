@@ -144,6 +144,7 @@ export class TransferCard {
     this.#bar.value = t.bytes;
     this.#numbers.textContent = numbersLine(t);
     this.#problem.textContent = t.problem?.message ?? '';
+    this.#problem.className = `message transfer-problem ${t.state === 'failed' ? 'message-error' : 'message-warning'}`;
 
     t.files.forEach((f, i) => {
       const row = this.#files[i];
