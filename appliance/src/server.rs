@@ -178,6 +178,8 @@ async fn shutdown_on_signal(handle: axum_server::Handle<SocketAddr>) {
     handle.graceful_shutdown(Some(Duration::from_secs(10)));
 }
 
+/// Hourly housekeeping: ended sessions after a week, transfer-log and audit rows past
+/// their retention settings.
 async fn purge_old_sessions(pool: db::Pool) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -187,7 +189,29 @@ async fn purge_old_sessions(pool: db::Pool) {
             Ok(n) => tracing::info!(purged = n, "removed sessions that ended over a week ago"),
             Err(e) => tracing::warn!(error = %e, "session purge failed"),
         }
+        if let Err(e) = apply_retention(&pool).await {
+            tracing::warn!(error = %e, "log retention failed");
+        }
     }
+}
+
+async fn apply_retention(pool: &db::Pool) -> Result<(), db::DbError> {
+    let now = db::now();
+    let days = crate::settings::get_u64(pool, "retention.transfer_days").await?;
+    if days > 0 {
+        let n = db::transfers::purge_before(pool, now - days as i64 * 86_400).await?;
+        if n > 0 {
+            tracing::info!(removed = n, days, "transfer-log rows past retention removed");
+        }
+    }
+    let days = crate::settings::get_u64(pool, "retention.audit_days").await?;
+    if days > 0 {
+        let n = db::audit::purge_before(pool, now - days as i64 * 86_400).await?;
+        if n > 0 {
+            tracing::info!(removed = n, days, "audit entries past retention removed");
+        }
+    }
+    Ok(())
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

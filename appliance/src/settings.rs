@@ -48,6 +48,18 @@ pub const SETTINGS: &[Spec] = &[
         help: "seconds a request waits for an answer before it expires",
     },
     Spec {
+        key: "retention.transfer_days",
+        kind: Kind::Int { min: 0, max: 36_500 },
+        default: "365",
+        help: "days the transfer log keeps a row (0: forever)",
+    },
+    Spec {
+        key: "retention.audit_days",
+        kind: Kind::Int { min: 0, max: 36_500 },
+        default: "730",
+        help: "days the audit log keeps an entry (0: forever)",
+    },
+    Spec {
         key: "presence.scope",
         kind: Kind::Choice(&["lab", "all"]),
         default: "\"lab\"",

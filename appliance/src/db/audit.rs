@@ -40,6 +40,11 @@ pub async fn append(pool: &Pool, row: &NewAuditRow<'_>) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Deletes entries older than `before` (unix seconds): retention, the only deletion.
+pub async fn purge_before(pool: &Pool, before: i64) -> Result<u64, DbError> {
+    Ok(sqlx::query("DELETE FROM audit_log WHERE at < ?").bind(before).execute(pool).await?.rows_affected())
+}
+
 /// Which rows `list` returns.
 #[derive(Debug, Default, Clone)]
 pub struct AuditFilter<'a> {
@@ -101,5 +106,7 @@ mod tests {
             list(&pool, &AuditFilter { before: Some(all[0].id), ..Default::default() }, 10).await.unwrap().len(),
             1
         );
+        assert_eq!(purge_before(&pool, crate::db::now() - 60).await.unwrap(), 0, "recent rows stay");
+        assert_eq!(purge_before(&pool, crate::db::now() + 60).await.unwrap(), 2);
     }
 }

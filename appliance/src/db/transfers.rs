@@ -79,6 +79,15 @@ pub async fn insert(pool: &Pool, t: &NewTransfer<'_>) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Deletes finished rows requested before `before` (unix seconds): retention.
+pub async fn purge_before(pool: &Pool, before: i64) -> Result<u64, DbError> {
+    Ok(sqlx::query("DELETE FROM transfers WHERE requested_at < ? AND finished_at IS NOT NULL")
+        .bind(before)
+        .execute(pool)
+        .await?
+        .rows_affected())
+}
+
 pub async fn mark_accepted(pool: &Pool, id: &str) -> Result<(), DbError> {
     sqlx::query("UPDATE transfers SET status = 'accepted', accepted_at = ? WHERE id = ?")
         .bind(now())

@@ -35,6 +35,8 @@ async fn figures(
     let midnight = now - now.rem_euclid(86_400);
     let day = db::transfers::stats_since(&state.db, midnight).await?;
     let devices: usize = online.iter().map(|(_, n)| n).sum();
+    let turn = &state.metrics.turn;
+    let relayed = turn.bytes_to_peer.get().saturating_add(turn.bytes_to_client.get());
     Ok((
         vec![
             ("online", "devices online", devices.to_string()),
@@ -45,6 +47,8 @@ async fn figures(
             ("failed", "failed today", day.failed.to_string()),
             ("direct", "sent direct today", view::bytes(day.bytes_direct)),
             ("relay", "relayed today", view::bytes(day.bytes_relay)),
+            ("turn_allocations", "TURN allocations now", turn.allocations_active.get().to_string()),
+            ("turn_bytes", "bytes through TURN since start", view::bytes(i64::try_from(relayed).unwrap_or(i64::MAX))),
         ],
         online,
     ))

@@ -28,6 +28,8 @@ struct SettingsPage {
     layout: Layout,
     notice: String,
     settings: Vec<SettingView>,
+    /// Settings of the configuration file that admins look for here (read-only).
+    file_settings: Vec<(&'static str, String)>,
 }
 
 #[derive(Deserialize)]
@@ -54,8 +56,22 @@ pub async fn page(
             },
         })
         .collect();
-    Ok(SettingsPage { layout: portal.layout("settings"), notice: view::notice(q.notice.as_deref()), settings: views }
-        .into_response())
+    let t = &state.config.turn;
+    let file_settings = vec![
+        ("turn.credential_ttl_secs", t.credential_ttl_secs.to_string()),
+        ("turn.allow_public_peers", t.allow_public_peers.to_string()),
+        ("turn.max_allocations_per_user", t.max_allocations_per_user.to_string()),
+        ("turn.max_allocations", t.max_allocations.to_string()),
+        ("auth.max_failures_per_user", state.config.auth.max_failures_per_user.to_string()),
+        ("auth.session_ttl_secs", state.config.auth.session_ttl_secs.to_string()),
+    ];
+    Ok(SettingsPage {
+        layout: portal.layout("settings"),
+        notice: view::notice(q.notice.as_deref()),
+        settings: views,
+        file_settings,
+    }
+    .into_response())
 }
 
 /// Saves every setting in the form whose value changed; all are validated first, so a
