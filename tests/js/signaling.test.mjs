@@ -272,6 +272,7 @@ describe('permissions, announcements and broadcasts', () => {
     s = await startServer();
     s.cli(['lab', 'add', 'Lab A', '--cidr', '10.50.0.0/24']);
     s.cli(['lab', 'add', 'Lab B', '--cidr', '10.51.0.0/24']);
+    s.cli(['lab', 'add', 'Lab C', '--cidr', '10.52.0.0/24']);
   });
   after(() => s.stop());
 
@@ -283,6 +284,15 @@ describe('permissions, announcements and broadcasts', () => {
     assert.equal(b.error.code, 'forbidden');
     const a = await call(sock, 'announce', { text: 'hello', target: { all: true } });
     assert.equal(a.error.code, 'forbidden');
+    sock.close();
+  });
+
+  test('an event sent the moment the socket connects is answered', async () => {
+    const t = await s.user('quick', 'instructor');
+    const sock = await s.connect({ token: t.token, lab: 'Lab C' });
+    // No wait for the snapshot: the server must already listen.
+    const ack = await call(sock, 'announce', { text: 'first words', target: { lab: 'Lab C' } });
+    assert.equal(ack.ok, true, JSON.stringify(ack));
     sock.close();
   });
 

@@ -4,7 +4,6 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Query, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -136,13 +135,5 @@ pub async fn export(
         ])
         .map_err(internal)?;
     }
-    let body = out.into_inner().map_err(|e| PortalError::Internal(e.to_string()))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"labbeam-audit.csv\""),
-        ],
-        body,
-    )
-        .into_response())
+    super::csv_download("labbeam-audit.csv", out)
 }

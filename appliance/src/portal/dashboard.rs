@@ -4,18 +4,12 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Json;
 use axum::extract::{Query, State};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::view::{self, Layout};
-use super::{PortalError, PortalUser};
+use super::{NoticeQuery, PortalError, PortalUser};
 use crate::db;
 use crate::state::AppState;
-
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
-}
 
 #[derive(Template, WebTemplate)]
 #[template(path = "dashboard.html")]

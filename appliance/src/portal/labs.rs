@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::view::{self, Layout};
-use super::{PortalError, PortalUser, done};
+use super::{CsrfForm, NoticeQuery, PortalError, PortalUser, done};
 use crate::audit::{self, AuditEvent};
 use crate::db::labs;
 use crate::signaling::labs::{OTHER, validate_ranges};
@@ -28,11 +28,6 @@ struct LabsPage {
     layout: Layout,
     notice: String,
     labs: Vec<LabView>,
-}
-
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
 }
 
 pub async fn page(
@@ -111,11 +106,6 @@ pub async fn update(
     audit::record(&state.db, &portal.actor, AuditEvent::LabUpdated { lab: &lab.name, before: &before, after: &after })
         .await?;
     Ok(done("/admin/labs", &format!("Saved {}. Devices take their new lab when they reconnect.", lab.name)))
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 pub async fn delete(

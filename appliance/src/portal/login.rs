@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{PortalError, PortalUser};
+use super::{CsrfForm, PortalError, PortalUser};
 use crate::audit::{self, AuditEvent};
 use crate::auth::{self, AuthError, login};
 use crate::db::sessions;
@@ -110,11 +110,6 @@ pub async fn submit(
         Err(AuthError::Internal(e)) => Err(PortalError::Internal(e)),
         Err(e) => again(e.to_string()),
     }
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 pub async fn logout(

@@ -208,6 +208,29 @@ impl IntoResponse for PortalError {
     }
 }
 
+/// `?notice=` of a page reached by a redirect after a form.
+#[derive(serde::Deserialize)]
+pub struct NoticeQuery {
+    pub notice: Option<String>,
+}
+
+/// A form whose only field is the CSRF token (buttons such as Disable or Revoke).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
+/// A CSV download.
+pub fn csv_download(filename: &str, out: csv::Writer<Vec<u8>>) -> Result<Response, PortalError> {
+    let body = out.into_inner().map_err(|e| PortalError::Internal(e.to_string()))?;
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    Ok((
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)],
+        body,
+    )
+        .into_response())
+}
+
 /// A redirect after a successful form (post/redirect/get), with a notice for the page.
 pub fn done(path: &str, notice: &str) -> Response {
     let sep = if path.contains('?') { '&' } else { '?' };

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::view::{self, Layout};
-use super::{PortalError, PortalUser, done};
+use super::{CsrfForm, NoticeQuery, PortalError, PortalUser, done};
 use crate::audit::{self, AuditEvent};
 use crate::db::roles;
 use crate::state::AppState;
@@ -44,11 +44,6 @@ struct RolesPage {
     notice: String,
     permissions: Vec<(&'static str, &'static str)>,
     roles: Vec<RoleView>,
-}
-
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
 }
 
 pub async fn page(
@@ -130,11 +125,6 @@ pub async fn update(
         "/admin/roles",
         &format!("Saved the permissions of {}. They apply at each user's next request.", role.name),
     ))
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 pub async fn delete(

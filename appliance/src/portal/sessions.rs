@@ -6,10 +6,9 @@ use askama_web::WebTemplate;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::view::{self, Layout};
-use super::{PortalError, PortalUser, done};
+use super::{CsrfForm, NoticeQuery, PortalError, PortalUser, done};
 use crate::audit::{self, AuditEvent};
 use crate::db::sessions;
 use crate::state::AppState;
@@ -32,11 +31,6 @@ struct SessionsPage {
     layout: Layout,
     notice: String,
     sessions: Vec<SessionView>,
-}
-
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
 }
 
 pub async fn page(
@@ -68,11 +62,6 @@ pub async fn page(
         .collect();
     Ok(SessionsPage { layout: portal.layout("sessions"), notice: view::notice(q.notice.as_deref()), sessions: views }
         .into_response())
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 pub async fn revoke(

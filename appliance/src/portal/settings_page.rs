@@ -7,10 +7,9 @@ use askama_web::WebTemplate;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::view::{self, Layout};
-use super::{PortalError, PortalUser, done};
+use super::{NoticeQuery, PortalError, PortalUser, done};
 use crate::audit::{self, AuditEvent};
 use crate::settings::{self, Kind, SettingError};
 use crate::state::AppState;
@@ -30,11 +29,6 @@ struct SettingsPage {
     settings: Vec<SettingView>,
     /// Settings of the configuration file that admins look for here (read-only).
     file_settings: Vec<(&'static str, String)>,
-}
-
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
 }
 
 pub async fn page(

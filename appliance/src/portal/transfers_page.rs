@@ -4,7 +4,6 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -216,15 +215,7 @@ pub async fn export(
         ])
         .map_err(internal)?;
     }
-    let body = out.into_inner().map_err(|e| PortalError::Internal(e.to_string()))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"labbeam-transfers.csv\""),
-        ],
-        body,
-    )
-        .into_response())
+    super::csv_download("labbeam-transfers.csv", out)
 }
 
 pub struct BroadcastView {

@@ -8,12 +8,11 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
 use axum::extract::{Multipart, Path, Query, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::view::{self, Layout};
-use super::{PortalError, PortalUser, done};
+use super::{CsrfForm, NoticeQuery, PortalError, PortalUser, done};
 use crate::accounts::{self, AccountError};
 use crate::audit::{self, AuditEvent};
 use crate::db::users::{self, UserSort};
@@ -175,11 +174,6 @@ struct EditPage {
     disabled: bool,
 }
 
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
-}
-
 pub async fn edit(
     State(state): State<AppState>,
     portal: PortalUser,
@@ -222,11 +216,6 @@ pub async fn update(
         audit::record(&state.db, &portal.actor, AuditEvent::UserLabsSet { username: &username, labs: &after }).await?;
     }
     Ok(done(&format!("/admin/users/{id}"), "Saved."))
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 pub async fn disable(
@@ -315,15 +304,7 @@ pub async fn export(State(state): State<AppState>, portal: PortalUser) -> Result
         out.write_record([&r.username, &r.display_name, &r.role, r.status, &r.created, &r.last_login])
             .map_err(internal)?;
     }
-    let body = out.into_inner().map_err(|e| PortalError::Internal(e.to_string()))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"labbeam-users.csv\""),
-        ],
-        body,
-    )
-        .into_response())
+    super::csv_download("labbeam-users.csv", out)
 }
 
 // --- CSV import -------------------------------------------------------------------------

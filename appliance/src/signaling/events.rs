@@ -112,6 +112,10 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
         socket.disconnect().ok();
         return;
     };
+    // Handlers first, before anything awaits: the client may emit as soon as it is
+    // connected, and an event without a handler would get no ack at all. Until the device
+    // has joined below, events are answered `not_connected`.
+    register_events(&socket);
     let member = match build_member(&state, &socket, auth).await {
         Ok(m) => m,
         Err(e) => {
@@ -127,7 +131,6 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
     if member.sees_all {
         socket.join(ALL_SCOPE_ROOM);
     }
-    register_events(&socket);
     let (snapshot, emits) = state.signaling.with_hub(|h| h.join(member));
     state.metrics.sockets.inc();
     if let Err(e) = socket.emit("presence:snapshot", &snapshot) {
@@ -191,6 +194,14 @@ where
             let handler = handler.clone();
             async move {
                 let peer = s.id.to_string();
+                // An event can arrive while the connect handler still registers the device
+                // (it reads the labs and settings first): give that a moment to finish.
+                for _ in 0..250 {
+                    if state.signaling.with_hub(|h| h.member(&peer).is_some()) {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
                 let result = match state.signaling.with_hub(|h| h.spend_event(&peer, Instant::now())) {
                     Err(e) => Err(e),
                     Ok(()) => match data
