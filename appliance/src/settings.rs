@@ -48,6 +48,12 @@ pub const SETTINGS: &[Spec] = &[
         help: "seconds a request waits for an answer before it expires",
     },
     Spec {
+        key: "transfer.resume_grace_secs",
+        kind: Kind::Int { min: 30, max: 7 * 86_400 },
+        default: "900",
+        help: "seconds an interrupted transfer waits for a device to come back (and keeps its partial data) before it fails",
+    },
+    Spec {
         key: "retention.transfer_days",
         kind: Kind::Int { min: 0, max: 36_500 },
         default: "365",

@@ -16,6 +16,7 @@ pub mod hub;
 pub mod labs;
 pub mod payloads;
 mod reconcile;
+mod resume;
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -64,6 +65,8 @@ pub enum SignalError {
     UnknownLab(String),
     #[error("this connection is not registered")]
     NotConnected,
+    #[error("that transfer already ended ({0}); it cannot be resumed")]
+    TransferEnded(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -85,6 +88,7 @@ impl SignalError {
             SignalError::NoRecipients => "no_recipients",
             SignalError::UnknownLab(_) => "unknown_lab",
             SignalError::NotConnected => "not_connected",
+            SignalError::TransferEnded(_) => "transfer_ended",
             SignalError::Internal(_) => "internal",
         }
     }
@@ -140,6 +144,8 @@ pub(crate) fn lab_room(lab: &str) -> String {
 }
 
 pub(crate) const ALL_SCOPE_ROOM: &str = "scope:all";
+
+pub use resume::restore;
 
 /// Builds the Socket.IO layer and registers the namespace. Call once at start.
 pub fn layer(state: &AppState) -> socketioxide::layer::SocketIoLayer {
@@ -201,6 +207,8 @@ pub(crate) async fn store(state: &AppState, records: Vec<Record>) {
                         file_count: t.files.len() as i64,
                         total_bytes: i64::try_from(t.total_bytes).unwrap_or(i64::MAX),
                         broadcast_id: t.broadcast_id.as_deref(),
+                        sender_device_key: &t.sender_device_key,
+                        receiver_device_key: &t.receiver_device_key,
                     },
                 )
                 .await
@@ -253,14 +261,13 @@ pub(crate) fn schedule_finalize(state: &AppState, id: String) {
 }
 
 /// Every `SWEEP_EVERY`: drops sockets whose session was revoked, expired or whose user was
-/// disabled (also by the command line, which is another process); every minute: logs
-/// accepted transfers whose both devices left without reporting.
+/// disabled (also by the command line, which is another process), and ends paused transfers
+/// whose resume grace period is over.
 async fn sweep(state: AppState) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
-    let mut n: u64 = 0;
     loop {
         tick.tick().await;
-        n += 1;
+        resume::expire_paused(&state).await;
         let live = state.signaling.with_hub(|h| h.live_sessions());
         if !live.is_empty() {
             match db::sessions::dead_among(&state.db, &live).await {
@@ -268,13 +275,6 @@ async fn sweep(state: AppState) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "session sweep failed"),
             }
-        }
-        if n.is_multiple_of(30) {
-            let records: Vec<Record> = state.signaling.with_hub(|h| {
-                let orphans = h.orphaned();
-                orphans.iter().filter_map(|id| h.finalize(id)).collect()
-            });
-            store(&state, records).await;
         }
     }
 }

@@ -6,11 +6,15 @@
  *
  * Messages are applied strictly in arrival order (a queue, because opening a file is async
  * while writing is not).
+ *
+ * Every `CHECKPOINT_EVERY` bytes it flushes the file and then writes a checkpoint (the offset
+ * and the saved hash state, see worker-protocol.ts) so that a page reloaded mid-transfer goes
+ * on from there: at most that many bytes are sent again.
  */
 
 import { type IncrementalHash, createSha256 } from './hash';
 import { INCOMING_DIR } from './opfs';
-import type { WorkerReply, WorkerRequest } from './worker-protocol';
+import { CHECKPOINT_FILE, type Checkpoint, type WorkerReply, type WorkerRequest } from './worker-protocol';
 
 // The DOM lib types `self` as Window; these are the worker-only parts used here.
 interface SyncAccessHandle {
@@ -33,12 +37,17 @@ interface OpenFile {
 }
 
 const REPORT_EVERY = 4 * 1024 * 1024;
+const CHECKPOINT_EVERY = 4 * 1024 * 1024;
 const queue: WorkerRequest[] = [];
 let pumping = false;
 let failed = false;
 let file: OpenFile | null = null;
 let written = 0;
 let lastReport = 0;
+let lastCheckpoint = 0;
+/** The transfer's checkpoint file, open for as long as a file is. */
+let checkpointHandle: SyncAccessHandle | null = null;
+let checkpointDir: string | null = null;
 
 scope.addEventListener('message', (event) => {
   queue.push(event.data);
@@ -82,13 +91,28 @@ async function apply(m: WorkerRequest): Promise<void> {
       const handle = await handleOf.createSyncAccessHandle();
       // Claiming the full size up front fails at once (QuotaExceededError) when the disk or
       // the browser's quota has no room, instead of after most of the bytes were sent.
+      // (For a resumed file this keeps its first bytes: only the length is set.)
       handle.truncate(m.size);
-      file = { index: m.index, handle, hash: await createSha256(), offset: 0 };
+      const hash = m.resume !== undefined ? await createSha256(m.resume.hashState) : await createSha256();
+      file = { index: m.index, handle, hash, offset: m.resume?.offset ?? 0 };
+      if (checkpointDir !== m.dir) {
+        closeCheckpoint();
+        const cp = (await dir.getFileHandle(CHECKPOINT_FILE, { create: true })) as unknown as {
+          createSyncAccessHandle(): Promise<SyncAccessHandle>;
+        };
+        checkpointHandle = await cp.createSyncAccessHandle();
+        checkpointDir = m.dir;
+      }
+      lastCheckpoint = written;
       break;
     }
     case 'chunks': {
       if (file === null) throw new Error('data arrived for no open file');
       for (const buffer of m.data) writeChunk(file, new Uint8Array(buffer));
+      if (written - lastCheckpoint >= CHECKPOINT_EVERY) {
+        lastCheckpoint = written;
+        checkpoint(file);
+      }
       if (written - lastReport >= REPORT_EVERY) {
         lastReport = written;
         scope.postMessage({ op: 'written', bytes: written });
@@ -121,6 +145,28 @@ function writeChunk(f: OpenFile, bytes: Uint8Array): void {
   written += bytes.byteLength;
 }
 
+/** Makes the bytes written so far durable, then records how far they go and their hash. */
+function checkpoint(f: OpenFile): void {
+  const state = f.hash.save();
+  if (checkpointHandle === null || state === null) return;
+  f.handle.flush();
+  const record: Checkpoint = { index: f.index, offset: f.offset, hash: Array.from(state) };
+  const bytes = new TextEncoder().encode(JSON.stringify(record));
+  checkpointHandle.truncate(0);
+  checkpointHandle.write(bytes, { at: 0 });
+  checkpointHandle.flush();
+}
+
+function closeCheckpoint(): void {
+  try {
+    checkpointHandle?.close();
+  } catch {
+    // Already closed.
+  }
+  checkpointHandle = null;
+  checkpointDir = null;
+}
+
 function closeQuietly(): void {
   try {
     file?.handle.close();
@@ -128,6 +174,7 @@ function closeQuietly(): void {
     // Already closed.
   }
   file = null;
+  closeCheckpoint();
 }
 
 async function discard(dirName: string, keep: readonly number[]): Promise<void> {

@@ -1,7 +1,29 @@
 /** Messages between the page and the receive worker (receive-worker.ts). */
 
+/**
+ * What the worker keeps next to a transfer's files (`<dir>/state`, JSON), rewritten after the
+ * file's bytes were flushed: enough for a reloaded page to go on with the open file.
+ */
+export interface Checkpoint {
+  readonly index: number;
+  /** Bytes of file `index` flushed to disk and covered by `hash`. */
+  readonly offset: number;
+  /** The SHA-256 state of those bytes (hash-wasm `save()`), as numbers 0–255. */
+  readonly hash: readonly number[];
+}
+
+/** The name of the checkpoint file inside a transfer's folder. */
+export const CHECKPOINT_FILE = 'state';
+
 export type WorkerRequest =
-  | { readonly op: 'open'; readonly dir: string; readonly index: number; readonly size: number }
+  /** With `resume`: the file's first `offset` bytes are kept and its hash goes on from `hashState`. */
+  | {
+      readonly op: 'open';
+      readonly dir: string;
+      readonly index: number;
+      readonly size: number;
+      readonly resume?: { readonly offset: number; readonly hashState: Uint8Array };
+    }
   /** Consecutive chunks of the open file, batched to save messages. */
   | { readonly op: 'chunks'; readonly data: readonly ArrayBuffer[] }
   | { readonly op: 'finish'; readonly index: number }

@@ -162,6 +162,9 @@ export class HomeView implements View {
     this.#engine.start();
     void this.#history.load();
     window.addEventListener('beforeunload', this.#onBeforeUnload);
+    // Fault-injection hook for tests (tests/browser, the NAT/fault harness): drop the
+    // signaling connection as a network fault would; it reconnects by itself.
+    (window as unknown as { labbeamTest?: unknown }).labbeamTest = { dropSignaling: () => this.#engine.dropSignaling() };
   }
 
   stop(): void {
@@ -169,7 +172,7 @@ export class HomeView implements View {
     this.#engine.stop();
   }
 
-  /** Closing or reloading the page stops running transfers: let the browser ask first. */
+  /** Closing the page interrupts running transfers (they resume if it is reopened in time): let the browser ask first. */
   readonly #onBeforeUnload = (event: BeforeUnloadEvent): void => {
     if (this.#engine.busy) event.preventDefault();
   };
@@ -237,6 +240,13 @@ export class HomeView implements View {
             if (!(e instanceof DOMException && e.name === 'AbortError')) this.#notice.show(errorText(e), 'warning');
           }),
         retry: (id) => void this.#engine.retry(id).catch((e: unknown) => this.#sendError.show(errorText(e))),
+        repick: (id, files) => {
+          try {
+            this.#engine.provideFiles(id, files.map((f) => ({ name: f.name, blob: f, mime: f.type })));
+          } catch (e) {
+            this.#notice.show(errorText(e), 'warning');
+          }
+        },
         dismiss: (id) => void this.#engine.dismiss(id),
         canSaveToFolder: this.#engine.canSaveToFolder,
       });
