@@ -281,6 +281,12 @@ pub async fn insert_broadcast(pool: &Pool, b: &NewBroadcast<'_>) -> Result<(), D
     Ok(())
 }
 
+/// One more recipient (a late joiner of the target lab).
+pub async fn add_broadcast_recipient(pool: &Pool, id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE broadcasts SET recipients = recipients + 1 WHERE id = ?").bind(id).execute(pool).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
  *   `completed` before the receiver verified every file.
  */
 
+import { BroadcastManager } from './broadcast';
 import { Emitter } from './emitter';
 import { relayServers } from './ice';
 import { cleanUpAbandoned, directorySaveAvailable, downloadStored, opfsAvailable, saveStoredToDirectory } from './opfs';
@@ -90,6 +91,8 @@ export class TransferEngine extends Emitter<EngineEvents> {
   readonly #early = new Map<string, { at: number; apply: (t: Transfer) => void }[]>();
   #ice: { config: IceConfig | null; fetchedAt: number } | null = null;
   #iceFetch: Promise<IceConfig | null> | null = null;
+  /** Broadcasts this page sends or receives (broadcast.ts). */
+  readonly broadcasts: BroadcastManager;
 
   constructor(options: EngineOptions) {
     super();
@@ -98,6 +101,13 @@ export class TransferEngine extends Emitter<EngineEvents> {
       device: options.device,
       lab: options.lab,
       ...(options.signalingUrl !== undefined ? { url: options.signalingUrl } : {}),
+    });
+    const s = this.#signaling;
+    this.broadcasts = new BroadcastManager({
+      call: (event, payload) => s.call(event, payload),
+      listen: (event, handler) => s.listen(event, handler),
+      rtcConfig: () => this.#rtcConfig(),
+      signal: (linkId, to, data) => s.signal(linkId, to, data),
     });
     this.#wire();
   }
@@ -117,6 +127,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
       t.cancel();
       void t.discardStored();
     }
+    this.broadcasts.stop();
     this.#signaling.close();
     this.removeAllListeners();
   }
@@ -309,7 +320,9 @@ export class TransferEngine extends Emitter<EngineEvents> {
     s.on('declined', (id) => this.#withTransfer(id, (t) => t.onDeclined()));
     s.on('expired', (id) => this.#withTransfer(id, (t) => t.onExpired()));
     s.on('cancelled', (c) => this.#withTransfer(c.transferId, (t) => t.onRemoteCancelled(c.reason, c.detail)));
-    s.on('signal', (m) => this.#withTransfer(m.transferId, (t) => void t.onSignal(m.data)));
+    s.on('signal', (m) => {
+      if (!this.broadcasts.onSignal(m)) this.#withTransfer(m.transferId, (t) => void t.onSignal(m.data));
+    });
     s.on('announcement', (a) => this.emit('announcement', a));
   }
 
