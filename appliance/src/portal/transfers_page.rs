@@ -273,7 +273,7 @@ fn live_of(state: &AppState, id: &str) -> Vec<LiveRecipient> {
             who: format!("{} ({})", r.peer.username, r.peer.device),
             lab: r.peer.lab,
             state: serde_json::to_value(r.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-            progress: if total == 0 { "100%".into() } else { format!("{}%", r.bytes.saturating_mul(100) / total) },
+            progress: format!("{}%", r.bytes.saturating_mul(100).checked_div(total).unwrap_or(100)),
             reason: r.reason,
         })
         .collect()
