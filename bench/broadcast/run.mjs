@@ -8,7 +8,13 @@
 //   (c)  the relay tree with fan-out 1 (a chain), 2 and 3.
 // See README.md.
 //
-//   node bench/broadcast/run.mjs [--receivers 8] [--size-mib 20] [--rate 20mbit] [--json FILE]
+//   node bench/broadcast/run.mjs [--peers node|chromium] [--receivers 8] [--size-mib 20]
+//                                [--rate 20mbit] [--fanouts 1,2,3] [--rounds 2] [--json FILE]
+//
+// --peers chromium: every PC is a real headless Chromium running the web client.
+// --peers node (default): every PC is peer.ts, a Node.js process that speaks the same
+//   protocol through the same server with the web client's piece code, over TCP instead of
+//   WebRTC (nine Chromiums on two shared cores measure the CPU, not the network).
 //
 // Needs root (ip netns, tc), a built binary (CARGO_TARGET_DIR or target/debug, or
 // LABBEAM_BIN), /usr/bin/chromium and the npm packages of tests/browser.
@@ -38,6 +44,8 @@ const { values: opts } = parseArgs({
     'size-mib': { type: 'string', default: '20' },
     rate: { type: 'string', default: '20mbit' },
     fanouts: { type: 'string', default: '1,2,3' },
+    peers: { type: 'string', default: 'node' },
+    rounds: { type: 'string', default: '2' },
     json: { type: 'string' },
   },
 });
@@ -57,9 +65,11 @@ const dataDir = path.join(work, 'data');
 const cli = (args, input) => sh(BIN, [...args, '--data-dir', dataDir], input);
 let server = null;
 const browsers = [];
+const nodePeers = [];
 
 async function cleanup() {
   await Promise.allSettled(browsers.map((b) => b.close()));
+  for (const p of nodePeers) p.child.kill('SIGTERM');
   if (server !== null && server.exitCode === null) server.kill('SIGTERM');
   spawnSync(NETNS, ['down']);
   rmSync(work, { recursive: true, force: true });
@@ -153,6 +163,17 @@ try {
   const file = path.join(work, 'handout.bin');
   randomFile(file, size);
 
+  if (opts.peers === 'node') {
+    await nodeRun(file);
+    process.exitCode = 0;
+  } else {
+    await chromiumRun(file);
+  }
+} finally {
+  await cleanup();
+}
+
+async function chromiumRun(file) {
   const sender = await person(1, 'teacher');
   const first = await person(2, 'r1');
   const results = { receivers: N, sizeMiB: size / MiB, rate: opts.rate, cpus: (await import('node:os')).cpus().length, runs: {} };
@@ -185,10 +206,138 @@ try {
     const s = typeof v === 'number' ? v : v.allS;
     console.log(`  ${k.padEnd(12)} ${String(s).padStart(7)} s  ${(s / base).toFixed(2)}×`);
   }
-  const out = opts.json ?? path.join(here, 'results', `${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}.json`);
+  save(results);
+}
+
+function save(results) {
+  const out = opts.json ?? path.join(here, 'results', `${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}-${opts.peers}.json`);
   mkdirSync(path.dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(results, null, 2));
   console.log(`\nwritten to ${out}`);
-} finally {
-  await cleanup();
+}
+
+// ---- Node.js peers ----
+
+async function bundlePeer() {
+  const { build } = await import('../../web-client/node_modules/esbuild/lib/main.js');
+  const outfile = path.join(work, 'peer.mjs');
+  await build({
+    entryPoints: [path.join(here, 'peer.ts')],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    outfile,
+    logLevel: 'warning',
+    // socket.io-client's Node build uses require(); give the ES module one.
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  });
+  return outfile;
+}
+
+function nodePeer(script, host, username) {
+  const child = spawn('ip', ['netns', 'exec', `lbbh${host}`, process.execPath, script, `https://${SERVER_IP}:8443`, username, PASSWORD, `10.77.0.${10 + host}`], {
+    env: { ...process.env, NODE_TLS_REJECT_UNAUTHORIZED: '0', NODE_NO_WARNINGS: '1' },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const peer = { child, username, listeners: new Set(), send: (v) => child.stdin.write(`${JSON.stringify(v)}\n`) };
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    let ev;
+    try {
+      ev = JSON.parse(line);
+    } catch {
+      return;
+    }
+    if (ev.ev === 'error') console.error(`[${username}] ${ev.message}`);
+    for (const l of [...peer.listeners]) l(ev);
+  });
+  peer.wait = (pred, ms = 60_000, what = 'an event') =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        peer.listeners.delete(l);
+        reject(new Error(`${username}: no ${what} in ${ms} ms`));
+      }, ms);
+      const l = (ev) => {
+        if (!pred(ev)) return;
+        clearTimeout(timer);
+        peer.listeners.delete(l);
+        resolve(ev);
+      };
+      peer.listeners.add(l);
+    });
+  nodePeers.push(peer);
+  return peer;
+}
+
+async function startNodePeer(script, host, username) {
+  const p = nodePeer(script, host, username);
+  await p.wait((e) => e.ev === 'ready', 60_000, 'sign-in');
+  return p;
+}
+
+/** One broadcast from the Node sender to `expected` receivers; seconds to each one's done. */
+async function nodeBroadcast(sender, file, expected) {
+  const doneAt = new Map();
+  let id = null;
+  const t0 = Date.now();
+  const finished = new Promise((resolve, reject) => {
+    const l = (ev) => {
+      if (ev.ev === 'started') id = ev.id;
+      if (ev.ev !== 'progress' || ev.id !== id) return;
+      if (ev.state === 'failed') reject(new Error(`${ev.username} failed`));
+      if (ev.state === 'done' && !doneAt.has(ev.username)) doneAt.set(ev.username, (Date.now() - t0) / 1000);
+      if (doneAt.size === expected) {
+        sender.listeners.delete(l);
+        resolve();
+      }
+    };
+    sender.listeners.add(l);
+  });
+  sender.send({ cmd: 'broadcast', file, lab: LAB, size });
+  await finished;
+  await sender.wait((e) => e.ev === 'ended' && e.id === id, 30_000, 'the end');
+  const times = [...doneAt.values()].sort((a, b) => a - b);
+  return { allS: +times[times.length - 1].toFixed(2), firstS: +times[0].toFixed(2), each: Object.fromEntries(doneAt) };
+}
+
+async function nodeRun(file) {
+  const script = await bundlePeer();
+  const rounds = Number(opts.rounds);
+  const results = { peers: 'node', receivers: N, sizeMiB: size / MiB, rate: opts.rate, rounds: [] };
+  const idealS = (size * 8) / (Number.parseInt(opts.rate, 10) * 1e6);
+  console.log(`Node.js peers over TCP: ${N} receivers, ${size / MiB} MiB, links ${opts.rate} (one copy at line rate: ${idealS.toFixed(1)} s)`);
+  const sender = await startNodePeer(script, 1, 'teacher');
+  const receivers = [await startNodePeer(script, 2, 'r1')];
+  const single = [];
+  // (a) one receiver alone in the lab: one stream from the sender to it.
+  cli(['setting', 'set', 'broadcast.fanout', '1']);
+  for (let r = 0; r < rounds; r += 1) single.push((await nodeBroadcast(sender, file, 1)).allS);
+  for (let i = 2; i <= N; i += 1) receivers.push(await startNodePeer(script, i + 1, `r${i}`));
+  const runs = { single: single.map((s) => ({ allS: s })) };
+  const plan = [['star', N], ...fanouts.map((f) => [`tree${f}`, f])];
+  for (let r = 0; r < rounds; r += 1) {
+    for (const [name, f] of plan) {
+      cli(['setting', 'set', 'broadcast.fanout', String(f)]);
+      const res = await nodeBroadcast(sender, file, N);
+      (runs[name] ??= []).push(res);
+      console.log(`  round ${r + 1} ${name.padEnd(6)} all ${String(res.allS).padStart(6)} s, first ${res.firstS} s`);
+    }
+  }
+  const median = (xs) => {
+    const s2 = [...xs].sort((a, b) => a - b);
+    const m = Math.floor(s2.length / 2);
+    return s2.length % 2 ? s2[m] : (s2[m - 1] + s2[m]) / 2;
+  };
+  const base = median(single);
+  console.log(`\n(a) one receiver: ${single.join(', ')} s (median ${base})`);
+  console.log('all receivers done (median of rounds), relative to (a):');
+  results.median = {};
+  for (const [name, list] of Object.entries(runs)) {
+    const m = median(list.map((x) => x.allS));
+    results.median[name] = m;
+    console.log(`  ${name.padEnd(8)} ${String(m).padStart(7)} s  ${(m / base).toFixed(2)}×`);
+  }
+  results.runs = runs;
+  save(results);
+  sender.send({ cmd: 'quit' });
 }

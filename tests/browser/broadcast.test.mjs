@@ -136,6 +136,12 @@ describe('broadcast to a lab through a relay tree', { skip: !chromiumAvailable()
     });
     await s1.context.close();
     students.delete('s1');
+    // While it runs, the portal's Broadcasts page shows each recipient's live state.
+    const admin = await s.admin().catch(() => s.login('admin'));
+    const portal = await s.request('GET', `/admin/broadcasts/${id}`, { headers: { cookie: admin.cookie } });
+    assert.equal(portal.status, 200);
+    assert.match(portal.text, /Live now/);
+    for (const name of STUDENTS) assert.match(portal.text, new RegExp(`${name} \\(`));
     for (const name of ['s2', 's3', 's4']) await waitIncoming(students.get(name).page, id, 'done', 300_000);
     for (const name of ['s2', 's3', 's4']) {
       const { page } = students.get(name);

@@ -364,6 +364,17 @@ describe('permissions, announcements and broadcasts', () => {
     const pr = await progress;
     assert.equal(pr.peer.peerId, p1);
     assert.equal(pr.bytes, 2);
+    // A device that joins the lab while it runs is offered it, and placed in the tree.
+    const st3 = await s.user('joiner');
+    const joined = next(sockT, 'broadcast:progress');
+    const sock3 = await s.connect({ token: st3.token, lab: 'Lab A' });
+    const offer3 = next(sock3, 'broadcast:offer');
+    const manifest3 = next(sock3, 'broadcast:manifest');
+    const link3 = next(sock3, 'broadcast:link');
+    assert.equal((await offer3).broadcastId, ack.broadcastId);
+    assert.equal((await manifest3).hashes.length, pieces);
+    assert.equal((await link3).role, 'child');
+    assert.equal((await joined).peer.username, 'joiner');
 
     const other = await call(sockT, 'broadcast:start', { target: { lab: 'Lab B' }, files: FILES });
     assert.equal(other.error.code, 'forbidden');
