@@ -12,6 +12,8 @@ pub enum Kind {
     Int { min: u64, max: u64 },
     /// One of a few words.
     Choice(&'static [&'static str]),
+    /// Comma-separated names (roles): lowercase letters, digits, `_` and `-`; may be empty.
+    Names,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +73,18 @@ pub const SETTINGS: &[Spec] = &[
         default: "\"lab\"",
         help: "what students see: their own lab's devices, or every lab's (admins and instructors see all)",
     },
+    Spec {
+        key: "broadcast.fanout",
+        kind: Kind::Int { min: 1, max: 64 },
+        default: "2",
+        help: "receivers each broadcast receiver forwards to (the relay tree's fan-out; bench/broadcast measures it)",
+    },
+    Spec {
+        key: "broadcast.auto_accept_roles",
+        kind: Kind::Names,
+        default: "\"admin,instructor\"",
+        help: "roles whose broadcasts are received without asking (comma-separated; empty: always ask)",
+    },
 ];
 
 fn spec(key: &str) -> Option<&'static Spec> {
@@ -94,6 +108,17 @@ pub fn parse(key: &str, raw: &str) -> Result<Value, String> {
                 Ok(Value::from(w))
             } else {
                 Err(format!("{key} must be one of: {}", words.join(", ")))
+            }
+        }
+        Kind::Names => {
+            let names: Vec<&str> = raw.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+            let valid = |n: &str| {
+                n.len() <= 64
+                    && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            };
+            match names.iter().find(|n| !valid(n)) {
+                Some(bad) => Err(format!("{key}: {bad:?} is not a role name (lowercase letters, digits, _ and -)")),
+                None => Ok(Value::from(names.join(","))),
             }
         }
     }
@@ -162,5 +187,11 @@ mod tests {
         set(&pool, "presence.scope", "all", None).await.unwrap();
         assert_eq!(get_str(&pool, "presence.scope").await.unwrap(), "all");
         assert_eq!(all(&pool).await.unwrap().len(), SETTINGS.len());
+        assert_eq!(get_str(&pool, "broadcast.auto_accept_roles").await.unwrap(), "admin,instructor");
+        assert!(set(&pool, "broadcast.auto_accept_roles", "admin, Bad Role", None).await.is_err());
+        set(&pool, "broadcast.auto_accept_roles", " admin , ", None).await.unwrap();
+        assert_eq!(get_str(&pool, "broadcast.auto_accept_roles").await.unwrap(), "admin");
+        set(&pool, "broadcast.auto_accept_roles", "", None).await.unwrap();
+        assert_eq!(get_str(&pool, "broadcast.auto_accept_roles").await.unwrap(), "");
     }
 }

@@ -120,10 +120,23 @@ pub struct ResumableRow {
 pub async fn resumable(pool: &Pool) -> Result<Vec<ResumableRow>, DbError> {
     Ok(sqlx::query_as::<_, ResumableRow>(
         "SELECT id, sender_id, receiver_id, sender_device_key, receiver_device_key, files, total_bytes \
-         FROM transfers WHERE status = 'accepted' AND finished_at IS NULL",
+         FROM transfers WHERE status = 'accepted' AND finished_at IS NULL AND broadcast_id IS NULL",
     )
     .fetch_all(pool)
     .await?)
+}
+
+/// Broadcast recipients still receiving when the server stopped: the relay tree lived in
+/// the stopped process, so these end `failed` (the sender can broadcast again).
+pub async fn fail_interrupted_broadcasts(pool: &Pool) -> Result<u64, DbError> {
+    Ok(sqlx::query(
+        "UPDATE transfers SET status = 'failed', failure_reason = 'the server restarted during the broadcast', \
+         finished_at = ? WHERE broadcast_id IS NOT NULL AND status = 'accepted' AND finished_at IS NULL",
+    )
+    .bind(now())
+    .execute(pool)
+    .await?
+    .rows_affected())
 }
 
 /// Requests nobody answered before the server stopped: nobody can answer them now.
@@ -335,6 +348,12 @@ pub async fn insert_broadcast(pool: &Pool, b: &NewBroadcast<'_>) -> Result<(), D
     .bind(now())
     .execute(pool)
     .await?;
+    Ok(())
+}
+
+/// One more recipient (a late joiner of the target lab).
+pub async fn add_broadcast_recipient(pool: &Pool, id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE broadcasts SET recipients = recipients + 1 WHERE id = ?").bind(id).execute(pool).await?;
     Ok(())
 }
 

@@ -15,9 +15,7 @@ use socketioxide::handler::ConnectHandler;
 
 use super::hub::Member;
 use super::labs::{self, LabMatcher};
-use super::payloads::{
-    self, Announce, BroadcastStart, Signal, Target, TransferFinish, TransferRequest, TransferRespond,
-};
+use super::payloads::{self, Announce, Signal, Target, TransferFinish, TransferRequest, TransferRespond};
 use super::{ALL_SCOPE_ROOM, SignalError, ack_body, deliver, lab_room, peer_room, store};
 use crate::auth::{self, AuthError, CurrentUser};
 use crate::db;
@@ -146,6 +144,7 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
     if member.sees_all {
         socket.join(ALL_SCOPE_ROOM);
     }
+    let joined = member.clone();
     let (mut snapshot, emits) = state.signaling.with_hub(|h| h.join(member));
     // How long an interrupted transfer waits (and its partial data is worth keeping).
     if let (Value::Object(map), Ok(grace)) = (&mut snapshot, super::resume::grace(&state).await) {
@@ -164,6 +163,7 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
         }
         Err(e) => tracing::warn!(error = %e, "could not load announcements"),
     }
+    super::broadcast_events::joined(&state, &joined).await;
 }
 
 async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated) -> Result<Member, db::DbError> {
@@ -203,7 +203,7 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
 
 /// Registers `event` with a handler that receives the parsed payload. Every call spends
 /// from the device's event budget and is answered with an ack.
-fn on<T, F, Fut>(socket: &SocketRef, event: &'static str, handler: F)
+pub(super) fn on<T, F, Fut>(socket: &SocketRef, event: &'static str, handler: F)
 where
     T: DeserializeOwned + Send + 'static,
     F: Fn(AppState, String, T) -> Fut + Clone + Send + Sync + 'static,
@@ -251,17 +251,19 @@ fn register_events(socket: &SocketRef) {
     on(socket, "signal", signal);
     on(socket, "transfer:finish", transfer_finish);
     on(socket, "announce", announce);
-    on(socket, "broadcast:start", broadcast_start);
+    on(socket, "broadcast:start", super::broadcast_events::start);
+    super::broadcast_events::register(socket);
     on(socket, "transfer:resume", super::resume::transfer_resume);
     socket.on_disconnect(async |s: SocketRef, State(state): State<AppState>| {
         let (emits, records) = state.signaling.with_hub(|h| h.leave(&s.id.to_string(), Instant::now()));
         state.metrics.sockets.dec();
         store(&state, records).await;
         deliver(&state, emits).await;
+        super::broadcast_events::left(&state, &s.id.to_string()).await;
     });
 }
 
-fn new_id() -> String {
+pub(super) fn new_id() -> String {
     let mut bytes = [0u8; 12];
     // The system RNG does not fail on Linux; an all-zero id would still be unique enough
     // to be noticed, never silently reused, since inserts would conflict.
@@ -296,7 +298,13 @@ async fn signal(state: AppState, peer: String, req: Signal) -> Result<Value, Sig
     if size > payloads::MAX_SIGNAL_BYTES {
         return Err(SignalError::Invalid(format!("data is {size} bytes; at most {}", payloads::MAX_SIGNAL_BYTES)));
     }
-    let emit = state.signaling.with_hub(|h| h.signal(&peer, &req.transfer_id, &req.to, req.data)).inspect_err(|e| {
+    // Broadcast links (`<broadcast>-<n>`) are signaled like transfers, between their two ends.
+    let emit = if super::broadcast::is_link_id(&req.transfer_id) {
+        state.signaling.with_broadcasts(|b| b.signal(&peer, &req.transfer_id, &req.to, req.data))
+    } else {
+        state.signaling.with_hub(|h| h.signal(&peer, &req.transfer_id, &req.to, req.data))
+    };
+    let emit = emit.inspect_err(|e| {
         state.metrics.signal_refused(e.code());
         tracing::info!(peer, transfer = req.transfer_id, code = e.code(), "signal refused");
     })?;
@@ -361,65 +369,6 @@ async fn announce(state: AppState, peer: String, req: Announce) -> Result<Value,
     deliver(&state, vec![super::hub::Emit { to, except: None, event: "announcement", data: announcement_json(&a) }])
         .await;
     Ok(json!({ "id": a.id }))
-}
-
-async fn broadcast_start(state: AppState, peer: String, req: BroadcastStart) -> Result<Value, SignalError> {
-    let member = state.signaling.with_hub(|h| h.member(&peer).cloned()).ok_or(SignalError::NotConnected)?;
-    if !member.has("broadcast.send") {
-        return Err(SignalError::Forbidden("broadcast.send"));
-    }
-    let (limits, expiry) = super::limits(&state).await?;
-    let total = payloads::validate_files(&req.files, limits.max_file_bytes)?;
-    // Admins (user managers) may broadcast anywhere; instructors to the labs they own.
-    let unrestricted = member.has("users.manage");
-    let may_reach = |lab: &str| unrestricted || member.owned_labs.iter().any(|l| l == lab);
-    let recipients: Vec<String> = state.signaling.with_hub(|h| {
-        let in_target = |m: &Member| match &req.target {
-            Target::Lab { lab } => m.peer.lab == *lab,
-            Target::All { all } => *all,
-            Target::Peers { peers } => peers.contains(&m.peer.peer_id),
-        };
-        h.members()
-            .filter(|m| m.peer.peer_id != peer && in_target(m) && may_reach(&m.peer.lab))
-            .map(|m| m.peer.peer_id.clone())
-            .collect()
-    });
-    match &req.target {
-        Target::Lab { lab } if !may_reach(lab) => return Err(SignalError::Forbidden("broadcast.send (to this lab)")),
-        Target::All { all: true } if !unrestricted => {
-            return Err(SignalError::Forbidden("broadcast.send (to all labs)"));
-        }
-        Target::All { all: false } => return Err(SignalError::Invalid("target {all:false} names nobody".into())),
-        Target::Peers { peers } if peers.len() > 1000 => {
-            return Err(SignalError::Invalid("at most 1000 peers per broadcast".into()));
-        }
-        _ => {}
-    }
-    let broadcast_id = new_id();
-    let super::hub::BroadcastPlan { emits, records, created } =
-        state.signaling.with_hub(|h| h.broadcast(&peer, &recipients, &req.files, &broadcast_id, new_id))?;
-    let target_json = serde_json::to_string(&req.target).unwrap_or_default();
-    let files_json = serde_json::to_string(&req.files).unwrap_or_default();
-    db::transfers::insert_broadcast(
-        &state.db,
-        &db::transfers::NewBroadcast {
-            id: &broadcast_id,
-            sender_id: member.peer.user_id,
-            sender_username: &member.peer.username,
-            target_json: &target_json,
-            files_json: &files_json,
-            total_bytes: i64::try_from(total).unwrap_or(i64::MAX),
-            recipients: created.len() as i64,
-        },
-    )
-    .await?;
-    store(&state, records).await;
-    deliver(&state, emits).await;
-    for (id, _) in &created {
-        super::schedule_expiry(&state, id.clone(), expiry);
-    }
-    let transfers: Vec<Value> = created.iter().map(|(id, to)| json!({ "transferId": id, "to": to })).collect();
-    Ok(json!({ "broadcastId": broadcast_id, "transfers": transfers }))
 }
 
 #[cfg(test)]

@@ -138,14 +138,6 @@ pub struct Resumed {
     pub ack: Value,
 }
 
-/// What `Hub::broadcast` decided: offers to send, rows to write, (transfer, receiver) pairs.
-#[derive(Debug)]
-pub struct BroadcastPlan {
-    pub emits: Vec<Emit>,
-    pub records: Vec<Record>,
-    pub created: Vec<(String, PeerId)>,
-}
-
 /// Limits from the settings, read by the caller.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -519,47 +511,6 @@ impl Hub {
         }));
         self.transfers.insert(id, transfer);
         Ok((vec![emit], record))
-    }
-
-    /// `broadcast:start`: one transfer per receiving device, offered at once.
-    pub fn broadcast(
-        &mut self,
-        from: &str,
-        recipients: &[PeerId],
-        files: &[FileMeta],
-        broadcast_id: &str,
-        mut new_id: impl FnMut() -> String,
-    ) -> Result<BroadcastPlan, SignalError> {
-        let sender = self.members.get(from).ok_or(SignalError::NotConnected)?.clone();
-        let total: u64 = files.iter().map(|f| f.size).fold(0, u64::saturating_add);
-        let (mut emits, mut records, mut created) = (Vec::new(), Vec::new(), Vec::new());
-        for to in recipients {
-            let Ok(target) = self.check_target(&sender, to) else { continue };
-            let id = new_id();
-            emits.push(Emit::to_peer(
-                to,
-                "transfer:incoming",
-                json!({ "transferId": id, "from": sender.peer, "files": files, "totalBytes": total,
-                        "broadcastId": broadcast_id }),
-            ));
-            records.push(Record::Requested(Box::new(RequestedTransfer {
-                id: id.clone(),
-                from: sender.peer.clone(),
-                to: target.peer.clone(),
-                files: files.to_vec(),
-                total_bytes: total,
-                broadcast_id: Some(broadcast_id.to_string()),
-                sender_device_key: sender.device_key.clone(),
-                receiver_device_key: target.device_key.clone(),
-            })));
-            // Broadcast offers do not count against the pending-request cap.
-            self.transfers.insert(id.clone(), Transfer::offered(&sender, target, files.to_vec(), total));
-            created.push((id, to.clone()));
-        }
-        if created.is_empty() {
-            return Err(SignalError::NoRecipients);
-        }
-        Ok(BroadcastPlan { emits, records, created })
     }
 
     /// `transfer:respond` from the receiving device.
@@ -1052,26 +1003,5 @@ mod tests {
         }
         assert_eq!(h.spend_event("a", now), Err(SignalError::RateLimited));
         assert!(h.spend_event("a", now + Duration::from_millis(100)).is_ok());
-    }
-
-    #[test]
-    fn broadcast_offers_each_visible_receiver() {
-        let mut h = hub();
-        let mut n = 0;
-        let recipients = vec!["b".to_string(), "c".to_string(), "zz".to_string()];
-        let BroadcastPlan { emits, records, created } = h
-            .broadcast("a", &recipients, &files(), "bc1", || {
-                n += 1;
-                format!("bt{n}")
-            })
-            .unwrap();
-        // c is in another lab and zz is offline: only b is offered.
-        assert_eq!(created, vec![("bt1".to_string(), "b".to_string())]);
-        assert_eq!(emits[0].data["broadcastId"], "bc1");
-        assert_eq!(records.len(), 1);
-        assert_eq!(
-            h.broadcast("a", &["zz".into()], &files(), "bc2", || "x".into()).unwrap_err(),
-            SignalError::NoRecipients
-        );
     }
 }

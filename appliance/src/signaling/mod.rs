@@ -11,12 +11,15 @@
 //! or its user disabled; every client event is validated and answered by an ack
 //! `{ok:true,...}` or `{error:{code,message}}`; no file byte ever passes through here.
 
+pub mod broadcast;
+mod broadcast_events;
 mod events;
 pub mod hub;
 pub mod labs;
 pub mod payloads;
 mod reconcile;
 mod resume;
+pub mod tree;
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -105,6 +108,7 @@ impl From<db::DbError> for SignalError {
 pub struct Signaling {
     hub: Mutex<Hub>,
     io: OnceLock<SocketIo>,
+    broadcasts: Mutex<broadcast::Book>,
 }
 
 impl Signaling {
@@ -112,6 +116,12 @@ impl Signaling {
     pub fn with_hub<T>(&self, f: impl FnOnce(&mut Hub) -> T) -> T {
         let mut hub = self.hub.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut hub)
+    }
+
+    /// Runs `f` with the running broadcasts locked. Never awaits inside.
+    pub fn with_broadcasts<T>(&self, f: impl FnOnce(&mut broadcast::Book) -> T) -> T {
+        let mut book = self.broadcasts.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut book)
     }
 
     /// Drops every socket signed in with one of these sessions, at once.

@@ -43,6 +43,10 @@ pub async fn restore(state: &AppState) -> Result<usize, db::DbError> {
     if expired > 0 {
         tracing::info!(expired, "requests left unanswered by the last run were expired");
     }
+    let broken = db::transfers::fail_interrupted_broadcasts(&state.db).await?;
+    if broken > 0 {
+        tracing::info!(recipients = broken, "broadcast deliveries cut by the restart were logged failed");
+    }
     let rows = db::transfers::resumable(&state.db).await?;
     let restored: Vec<RestoredTransfer> = rows
         .into_iter()

@@ -14,6 +14,7 @@
  *   back the transfers this browser stored (resume-store.ts) that no other tab holds.
  */
 
+import { BroadcastManager } from './broadcast';
 import { Emitter } from './emitter';
 import { relayServers } from './ice';
 import {
@@ -117,6 +118,8 @@ export class TransferEngine extends Emitter<EngineEvents> {
   readonly #unsentReports = new Map<string, { report: FinishReport; role: 'sender' | 'receiver' }>();
   readonly #persistedAt = new Map<string, number>();
   #restoring: Promise<void> = Promise.resolve();
+  /** Broadcasts this page sends or receives (broadcast.ts). */
+  readonly broadcasts: BroadcastManager;
 
   constructor(options: EngineOptions) {
     super();
@@ -126,6 +129,13 @@ export class TransferEngine extends Emitter<EngineEvents> {
       deviceId: deviceId(),
       lab: options.lab,
       ...(options.signalingUrl !== undefined ? { url: options.signalingUrl } : {}),
+    });
+    const s = this.#signaling;
+    this.broadcasts = new BroadcastManager({
+      call: (event, payload) => s.call(event, payload),
+      listen: (event, handler) => s.listen(event, handler),
+      rtcConfig: () => this.#rtcConfig(),
+      signal: (linkId, to, data) => s.signal(linkId, to, data),
     });
     this.#wire();
   }
@@ -151,6 +161,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
       void t.discardStored();
       this.#store.remove(t.id);
     }
+    this.broadcasts.stop();
     this.#signaling.close();
     this.removeAllListeners();
   }
@@ -483,7 +494,9 @@ export class TransferEngine extends Emitter<EngineEvents> {
     s.on('declined', (id) => this.#withTransfer(id, (t) => t.onDeclined()));
     s.on('expired', (id) => this.#withTransfer(id, (t) => t.onExpired()));
     s.on('cancelled', (c) => this.#withTransfer(c.transferId, (t) => t.onRemoteCancelled(c.reason, c.detail)));
-    s.on('signal', (m) => this.#withTransfer(m.transferId, (t) => void t.onSignal(m.data)));
+    s.on('signal', (m) => {
+      if (!this.broadcasts.onSignal(m)) this.#withTransfer(m.transferId, (t) => void t.onSignal(m.data));
+    });
     s.on('announcement', (a) => this.emit('announcement', a));
   }
 

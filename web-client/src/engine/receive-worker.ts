@@ -14,11 +14,13 @@
 
 import { type IncrementalHash, createSha256 } from './hash';
 import { INCOMING_DIR } from './opfs';
-import { CHECKPOINT_FILE, type Checkpoint, type WorkerReply, type WorkerRequest } from './worker-protocol';
+import { CHECKPOINT_FILE, type Checkpoint, type PieceRequest, type WorkerReply, type WorkerRequest } from './worker-protocol';
 
 // The DOM lib types `self` as Window; these are the worker-only parts used here.
 interface SyncAccessHandle {
   write(buffer: ArrayBufferView, options?: { at?: number }): number;
+  read(buffer: ArrayBufferView, options?: { at?: number }): number;
+  getSize(): number;
   truncate(size: number): void;
   flush(): void;
   close(): void;
@@ -62,6 +64,10 @@ async function pump(): Promise<void> {
         queue.length = 0;
         await discard(m.dir, m.keep);
         scope.postMessage({ op: 'discarded' });
+        continue;
+      }
+      if (m.op.startsWith('p-')) {
+        await pieceOp(m as PieceRequest);
         continue;
       }
       if (failed) continue;
@@ -194,5 +200,76 @@ async function discard(dirName: string, keep: readonly number[]): Promise<void> 
     }
   } catch {
     // Nothing was stored.
+  }
+}
+
+// ---- broadcast pieces: every request opens, acts and closes ----
+
+async function pieceHandle(dir: string, index: number): Promise<SyncAccessHandle> {
+  const root = await navigator.storage.getDirectory();
+  const incoming = await root.getDirectoryHandle(INCOMING_DIR, { create: true });
+  const folder = await incoming.getDirectoryHandle(dir, { create: true });
+  const handleOf = (await folder.getFileHandle(String(index), { create: true })) as unknown as {
+    createSyncAccessHandle(): Promise<SyncAccessHandle>;
+  };
+  return handleOf.createSyncAccessHandle();
+}
+
+async function pieceOp(m: PieceRequest): Promise<void> {
+  let handle: SyncAccessHandle | null = null;
+  try {
+    handle = await pieceHandle(m.dir, m.index);
+    switch (m.op) {
+      case 'p-alloc':
+        // Claiming the size up front fails at once when there is no room.
+        handle.truncate(m.size);
+        scope.postMessage({ op: 'p-done', id: m.id });
+        break;
+      case 'p-put': {
+        const bytes = new Uint8Array(m.data);
+        let at = 0;
+        while (at < bytes.byteLength) {
+          const n = handle.write(bytes.subarray(at), { at: m.at + at });
+          if (n <= 0) throw new Error('the disk accepted no more bytes');
+          at += n;
+        }
+        handle.flush();
+        scope.postMessage({ op: 'p-done', id: m.id });
+        break;
+      }
+      case 'p-read': {
+        const buf = new Uint8Array(m.size);
+        let at = 0;
+        while (at < m.size) {
+          const n = handle.read(buf.subarray(at), { at: m.at + at });
+          if (n <= 0) throw new Error('the stored file is shorter than expected');
+          at += n;
+        }
+        (scope.postMessage as (message: WorkerReply, transfer: Transferable[]) => void)({ op: 'p-done', id: m.id, data: buf.buffer }, [buf.buffer]);
+        break;
+      }
+      case 'p-digest': {
+        const hash = await createSha256();
+        const size = handle.getSize();
+        const buf = new Uint8Array(Math.min(size, 4 * 1024 * 1024));
+        for (let at = 0; at < size; ) {
+          const n = handle.read(buf.subarray(0, Math.min(buf.byteLength, size - at)), { at });
+          if (n <= 0) throw new Error('the stored file is shorter than expected');
+          hash.update(buf.subarray(0, n));
+          at += n;
+        }
+        scope.postMessage({ op: 'p-done', id: m.id, sha256: hash.digestHex() });
+        break;
+      }
+    }
+  } catch (error) {
+    const e = error instanceof Error ? error : new Error(String(error));
+    scope.postMessage({ op: 'p-failed', id: m.id, name: e.name, message: e.message });
+  } finally {
+    try {
+      handle?.close();
+    } catch {
+      // Already closed.
+    }
   }
 }

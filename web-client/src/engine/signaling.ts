@@ -189,6 +189,16 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     return { role: ack['role'] === 'sender' ? 'sender' : 'receiver', files: decoded, peer: decodePeer(ack['peer']) };
   }
 
+  /** Any client→server event with its ack (broadcast.ts uses this for its events). */
+  async call(event: string, payload: unknown): Promise<Record<string, unknown>> {
+    return this.#call(event, payload);
+  }
+
+  /** Listens to a server event by name (payloads are `unknown`: decode them). */
+  listen(event: string, handler: (v: unknown) => void): void {
+    this.#socket.on(event, handler);
+  }
+
   async #call(event: string, payload: unknown): Promise<Record<string, unknown>> {
     if (!this.#socket.connected) {
       throw new SignalingError('not_connected', 'Not connected to the LabBeam server right now. Wait for it to reconnect, then try again.');

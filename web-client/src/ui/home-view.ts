@@ -17,6 +17,7 @@ import type { ApiClient, User } from '../api';
 import { type ConnectionState, type PickedFile, TransferEngine, TransferError, type TransferSnapshot } from '../engine/engine';
 import type { Announcement, Peer } from '../engine/protocol';
 import { h, messageLine, uniqueId } from './dom';
+import { BroadcastPanel } from './broadcast-panel';
 import { formatBytes, formatWhen, plural } from './format';
 import { HistoryPanel } from './history-panel';
 import { IncomingDialog } from './incoming-dialog';
@@ -55,6 +56,7 @@ export class HomeView implements View {
   readonly #history: HistoryPanel;
   readonly #incoming: IncomingDialog;
   readonly #settingsPanel: HTMLElement;
+  readonly #broadcast: BroadcastPanel;
   #picked: PickedFile[] = [];
   /** A peer clicked with nothing picked: send to it once files are chosen. */
   #pickFor: string | null = null;
@@ -105,6 +107,12 @@ export class HomeView implements View {
     this.#history = new HistoryPanel(options.api, options.user.username);
     this.#incoming = new IncomingDialog((id, accept) => void (accept ? this.#engine.accept(id) : this.#engine.decline(id)));
     this.#settingsPanel = this.#buildSettings();
+    const perms = options.user.permissions;
+    this.#broadcast = new BroadcastPanel({
+      canSend: perms.includes('broadcast.send'),
+      canSendAll: perms.includes('users.manage'),
+      picked: () => this.#picked,
+    });
 
     const settingsToggle = h('button', { type: 'button', class: 'btn btn-ghost btn-small', 'aria-expanded': 'false', 'aria-controls': 'settings-panel', 'data-testid': 'settings-toggle' }, 'Settings');
     settingsToggle.addEventListener('click', () => {
@@ -136,6 +144,7 @@ export class HomeView implements View {
           this.#peerList,
           this.#peerEmpty,
         ),
+        this.#broadcast.root,
         h(
           'section',
           { class: 'card panel panel-transfers', 'aria-labelledby': 'transfers-title' },
@@ -188,8 +197,9 @@ export class HomeView implements View {
       autoSave: () => settings.values.autoSave,
     });
     engine.on('connection', (state) => this.#onConnection(state));
-    engine.on('presence', ({ peers }) => {
+    engine.on('presence', ({ self, peers }) => {
       this.#peers = peers;
+      this.#broadcast.setLabs([...peers.map((p) => p.lab), ...(self !== null ? [self.lab] : [])]);
       this.#renderPeers();
       this.#onConnection({ kind: 'connected' });
     });
@@ -205,6 +215,7 @@ export class HomeView implements View {
     });
     engine.on('announcement', (a) => this.#showAnnouncement(a));
     engine.on('notice', (text) => this.#notice.show(text, 'warning'));
+    this.#broadcast.attach(engine);
     return engine;
   }
 
