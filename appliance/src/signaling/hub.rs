@@ -133,9 +133,19 @@ struct Transfer {
     receiver_report: Option<TransferFinish>,
 }
 
-/// Per-device event budget: `RATE` events a second, bursts of `BURST`.
-const EVENT_RATE: f64 = 50.0;
-const EVENT_BURST: f64 = 200.0;
+/// Per-device event budget: `rate` events a second, bursts of `burst` (settings
+/// `signaling.events_per_second` and `signaling.event_burst`; defaults 50 and 200).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventBudget {
+    pub rate: f64,
+    pub burst: f64,
+}
+
+impl Default for EventBudget {
+    fn default() -> Self {
+        EventBudget { rate: 50.0, burst: 200.0 }
+    }
+}
 
 #[derive(Debug)]
 struct Bucket {
@@ -149,6 +159,7 @@ pub struct Hub {
     transfers: HashMap<String, Transfer>,
     requests: HashMap<i64, VecDeque<Instant>>,
     buckets: HashMap<PeerId, Bucket>,
+    budget: EventBudget,
 }
 
 impl Hub {
@@ -180,11 +191,20 @@ impl Hub {
         self.members.values().map(|m| (m.session_id.clone(), m.peer.device.clone(), m.peer.lab.clone())).collect()
     }
 
+    /// Sets the per-device event budget (from the settings).
+    pub fn set_event_budget(&mut self, budget: EventBudget) {
+        self.budget = budget;
+    }
+
     /// Spends one event of `peer`'s budget.
     pub fn spend_event(&mut self, peer: &str, now: Instant) -> Result<(), SignalError> {
-        let b = self.buckets.entry(peer.to_string()).or_insert(Bucket { tokens: EVENT_BURST, at: now });
+        let EventBudget { rate, burst } = self.budget;
+        if !self.buckets.contains_key(peer) {
+            self.buckets.insert(peer.to_string(), Bucket { tokens: burst, at: now });
+        }
+        let Some(b) = self.buckets.get_mut(peer) else { return Ok(()) };
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * EVENT_RATE).min(EVENT_BURST);
+        b.tokens = (b.tokens + elapsed * rate).min(burst);
         b.at = now;
         if b.tokens < 1.0 {
             return Err(SignalError::RateLimited);
@@ -715,6 +735,11 @@ mod tests {
         }
         assert_eq!(h.spend_event("a", now), Err(SignalError::RateLimited));
         assert!(h.spend_event("a", now + Duration::from_millis(100)).is_ok());
+        // A raised budget applies to devices already connected.
+        h.set_event_budget(EventBudget { rate: 1000.0, burst: 1000.0 });
+        for _ in 0..100 {
+            h.spend_event("a", now + Duration::from_millis(200)).unwrap();
+        }
     }
 
     #[test]
