@@ -419,8 +419,9 @@ impl Hub {
         ))
     }
 
-    /// `signal`: relayed only between the parties of an accepted, unfinished transfer.
-    pub fn signal(&self, peer: &str, id: &str, to: &str, data: Value) -> Result<Emit, SignalError> {
+    /// `signal`: relayed only between the parties of an accepted, unfinished transfer. Ok
+    /// means `peer` may send this transfer's signal to `to` (the caller relays it).
+    pub fn signal(&self, peer: &str, id: &str, to: &str) -> Result<(), SignalError> {
         let t = self.transfers.get(id).ok_or(SignalError::UnknownTransfer)?;
         let other = match peer {
             p if p == t.from => &t.to,
@@ -436,7 +437,7 @@ impl Hub {
         if !self.members.contains_key(to) {
             return Err(SignalError::PeerOffline);
         }
-        Ok(Emit::to_peer(to, "signal", json!({ "transferId": id, "from": peer, "data": data })))
+        Ok(())
     }
 
     /// `transfer:finish` from either side. Returns the outcome to log once both sides have
@@ -604,17 +605,19 @@ mod tests {
         assert_eq!(emits[0].event, "transfer:incoming");
         assert!(matches!(rec, Record::Requested(_)));
         // Not accepted yet: no signaling.
-        assert_eq!(h.signal("a", "t1", "b", json!({})), Err(SignalError::WrongState("it is not accepted")));
+        assert_eq!(h.signal("a", "t1", "b"), Err(SignalError::WrongState("it is not accepted")));
         // Only the receiving device may answer.
         assert_eq!(h.respond("a", "t1", true).unwrap_err(), SignalError::NotParty);
         let (emits, rec) = h.respond("b", "t1", true).unwrap();
         assert_eq!(emits[0].to, Audience::Peer("a".into()));
         assert_eq!(rec, Record::Accepted("t1".into()));
-        assert!(h.signal("a", "t1", "b", json!({"sdp": "x"})).is_ok());
-        assert!(h.signal("b", "t1", "a", json!({})).is_ok());
-        assert_eq!(h.signal("c", "t1", "a", json!({})), Err(SignalError::NotParty));
-        assert_eq!(h.signal("a", "t1", "c", json!({})), Err(SignalError::NotParty));
-        assert_eq!(h.signal("a", "nope", "b", json!({})), Err(SignalError::UnknownTransfer));
+        assert!(h.signal("a", "t1", "b").is_ok());
+        assert!(h.signal("b", "t1", "a").is_ok());
+        assert_eq!(h.signal("c", "t1", "a"), Err(SignalError::NotParty));
+        assert_eq!(h.signal("a", "t1", "c"), Err(SignalError::NotParty));
+        assert_eq!(h.signal("a", "nope", "b"), Err(SignalError::UnknownTransfer));
+        h.leave("b");
+        assert_eq!(h.signal("a", "t1", "b"), Err(SignalError::PeerOffline));
     }
 
     #[test]
