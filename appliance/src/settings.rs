@@ -56,6 +56,18 @@ pub const SETTINGS: &[Spec] = &[
         help: "seconds an interrupted transfer waits for a device to come back (and keeps its partial data) before it fails",
     },
     Spec {
+        key: "signaling.events_per_second",
+        kind: Kind::Int { min: 1, max: 1_000_000 },
+        default: "50",
+        help: "Socket.IO events one device may send per second, on average (applied within 2 s)",
+    },
+    Spec {
+        key: "signaling.event_burst",
+        kind: Kind::Int { min: 1, max: 1_000_000 },
+        default: "200",
+        help: "Socket.IO events one device may send in a burst (applied within 2 s)",
+    },
+    Spec {
         key: "retention.transfer_days",
         kind: Kind::Int { min: 0, max: 36_500 },
         default: "365",

@@ -592,20 +592,13 @@ impl Book {
     }
 
     /// `signal` over a link: only between its parent and child, while it is current.
-    pub fn signal(&self, peer: &str, link: &str, to: &str, data: Value) -> Result<Emit, SignalError> {
+    /// Ok means `peer` may send this link's signal to `to` (the caller relays it).
+    pub fn signal(&self, peer: &str, link: &str, to: &str) -> Result<(), SignalError> {
         let id = link.rsplit_once('-').map(|(b, _)| b).ok_or(SignalError::UnknownTransfer)?;
         let s = self.sessions.get(id).ok_or(SignalError::UnknownTransfer)?;
         let (parent, child) = s.links.get(link).ok_or(SignalError::UnknownTransfer)?;
         let ok = (peer == parent && to == child) || (peer == child && to == parent);
-        if !ok {
-            return Err(SignalError::NotParty);
-        }
-        Ok(Emit {
-            to: super::hub::Audience::Peer(to.to_string()),
-            except: None,
-            event: "signal",
-            data: json!({ "transferId": link, "from": peer, "data": data }),
-        })
+        if ok { Ok(()) } else { Err(SignalError::NotParty) }
     }
 
     /// A device left: as a sender it ends its broadcasts; as a receiver it fails (unless
@@ -808,11 +801,11 @@ mod tests {
         let parent_of = |c: &str| l.iter().find(|x| x.0 == c).unwrap().1.clone();
         assert_eq!((parent_of("a"), parent_of("b"), parent_of("c")), ("s".into(), "s".into(), "a".into()));
         let link_c = &l.iter().find(|x| x.0 == "c").unwrap().2;
-        assert!(book.signal("a", link_c, "c", json!({})).is_ok());
-        assert!(book.signal("c", link_c, "a", json!({})).is_ok());
-        assert_eq!(book.signal("b", link_c, "c", json!({})).unwrap_err(), SignalError::NotParty);
-        assert_eq!(book.signal("s", link_c, "c", json!({})).unwrap_err(), SignalError::NotParty);
-        assert_eq!(book.signal("a", "b1-99", "c", json!({})).unwrap_err(), SignalError::UnknownTransfer);
+        assert!(book.signal("a", link_c, "c").is_ok());
+        assert!(book.signal("c", link_c, "a").is_ok());
+        assert_eq!(book.signal("b", link_c, "c").unwrap_err(), SignalError::NotParty);
+        assert_eq!(book.signal("s", link_c, "c").unwrap_err(), SignalError::NotParty);
+        assert_eq!(book.signal("a", "b1-99", "c").unwrap_err(), SignalError::UnknownTransfer);
         assert!(book.manifest("s", bad).is_err(), "complete already");
     }
 
@@ -829,8 +822,8 @@ mod tests {
         assert_eq!((l[0].0.as_str(), l[0].1.as_str()), ("c", "a"));
         assert!(fx.emits.iter().any(|e| e.event == "broadcast:progress" && e.data["state"] == "failed"));
         assert!(matches!(&fx.records[0], Record::Finished(id, o) if id == "t2" && o.status == "failed"));
-        assert_eq!(book.signal("b", &old, "c", json!({})).unwrap_err(), SignalError::UnknownTransfer);
-        assert!(book.signal("a", &l[0].2, "c", json!({})).is_ok());
+        assert_eq!(book.signal("b", &old, "c").unwrap_err(), SignalError::UnknownTransfer);
+        assert!(book.signal("a", &l[0].2, "c").is_ok());
     }
 
     #[test]

@@ -3,15 +3,19 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::ConnectInfo;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
+use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
-use socketioxide::handler::ConnectHandler;
+use socketioxide::handler::{ConnectHandler, FromMessageParts, MessageHandler};
+use socketioxide::socket::{Sid, Socket};
 
 use super::hub::Member;
 use super::labs::{self, LabMatcher};
@@ -248,7 +252,7 @@ where
 fn register_events(socket: &SocketRef) {
     on(socket, "transfer:request", transfer_request);
     on(socket, "transfer:respond", transfer_respond);
-    on(socket, "signal", signal);
+    socket.on("signal", SignalHandler);
     on(socket, "transfer:finish", transfer_finish);
     on(socket, "announce", announce);
     on(socket, "broadcast:start", super::broadcast_events::start);
@@ -291,25 +295,132 @@ async fn transfer_respond(state: AppState, peer: String, req: TransferRespond) -
     Ok(json!({}))
 }
 
-async fn signal(state: AppState, peer: String, req: Signal) -> Result<Value, SignalError> {
+/// The `signal` handler: the hot path (a relay storm is thousands a second). It runs inline
+/// in the connection's reader, where socketioxide would spawn a task per call of an async
+/// handler; parses the payload straight into `Signal` with `data` kept as the client's JSON
+/// text; takes the hub lock once for the budget and the rules; and sends to the other
+/// party's socket directly. Same checks in the same order, same acks and counters as `on`.
+#[derive(Clone, Copy)]
+struct SignalHandler;
+
+/// The `MessageHandler` marker of `SignalHandler` (a handler that is not a closure).
+struct Inline;
+
+impl MessageHandler<LocalAdapter, Inline> for SignalHandler {
+    fn call(&self, s: Arc<Socket>, mut v: socketioxide::handler::Value, ack_id: Option<i64>) {
+        let Ok(State(state)) = State::<AppState>::from_message_parts(&s, &mut v, &ack_id) else { return };
+        let Ok(ack) = AckSender::from_message_parts(&s, &mut v, &ack_id);
+        let Ok(TryData(data)) = TryData::<Signal>::from_message_parts(&s, &mut v, &ack_id);
+        let data = data.map_err(|e| e.to_string());
+        let peer = s.id;
+        match relay_signal(&state, peer.as_str(), &data, true) {
+            Some(result) => answer_signal(&state, ack, result),
+            None => {
+                // The connect handler is still registering the device (like `on`, wait).
+                tokio::spawn(async move {
+                    for _ in 0..250 {
+                        if state.signaling.with_hub(|h| h.member(peer.as_str()).is_some()) {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    let result = relay_signal(&state, peer.as_str(), &data, false).unwrap_or(Ok(()));
+                    answer_signal(&state, ack, result);
+                });
+            }
+        }
+    }
+}
+
+/// The relayed `signal` as the other party receives it.
+#[derive(Serialize)]
+struct Relayed<'a> {
+    #[serde(rename = "transferId")]
+    transfer_id: &'a str,
+    from: &'a str,
+    data: &'a RawValue,
+}
+
+/// Checks and relays one `signal`. `None`: `peer` is not registered yet (and
+/// `require_member`); nothing was spent.
+fn relay_signal(
+    state: &AppState,
+    peer: &str,
+    req: &Result<Signal, String>,
+    require_member: bool,
+) -> Option<Result<(), SignalError>> {
+    // (error, refused by the transfer rules: counted in `signals_refused`)
+    let checked = state.signaling.with_hub(|h| {
+        if require_member && h.member(peer).is_none() {
+            return None;
+        }
+        Some(h.spend_event(peer, Instant::now()).map_err(|e| (e, false)).and_then(|()| {
+            let req = req.as_ref().map_err(|e| (SignalError::Invalid(e.clone()), false))?;
+            validate_signal(req).map_err(|e| (e, false))?;
+            // Broadcast links (`<broadcast>-<n>`) are checked by the broadcasts, below.
+            if super::broadcast::is_link_id(&req.transfer_id) {
+                return Ok(());
+            }
+            h.signal(peer, &req.transfer_id, &req.to).map_err(|e| (e, true))
+        }))
+    })?;
+    // A relay-tree link is signaled like a transfer, between its two ends (own lock, never
+    // taken while the hub's is held).
+    let checked = match (checked, req) {
+        (Ok(()), Ok(r)) if super::broadcast::is_link_id(&r.transfer_id) => {
+            state.signaling.with_broadcasts(|b| b.signal(peer, &r.transfer_id, &r.to)).map_err(|e| (e, true))
+        }
+        (other, _) => other,
+    };
+    let req = match (checked, req) {
+        (Ok(()), Ok(req)) => req,
+        (Err((e, refused)), req) => {
+            if refused {
+                state.metrics.signal_refused(e.code());
+                let transfer = req.as_ref().map(|r| r.transfer_id.as_str()).unwrap_or("");
+                tracing::info!(peer, transfer, code = e.code(), "signal refused");
+            }
+            return Some(Err(e));
+        }
+        (Ok(()), Err(e)) => return Some(Err(SignalError::Invalid(e.clone()))),
+    };
+    let target = req.to.parse::<Sid>().ok().and_then(|sid| state.signaling.io.get()?.get_socket(sid));
+    let relayed = Relayed { transfer_id: &req.transfer_id, from: peer, data: &req.data };
+    match target.map(|t| t.emit("signal", &relayed)) {
+        Some(Ok(())) => {}
+        Some(Err(e)) => tracing::debug!(error = %e, "signal not relayed (receiver gone?)"),
+        None => tracing::debug!("signal not relayed: the receiver's socket is gone"),
+    }
+    Some(Ok(()))
+}
+
+/// The checks of a `signal` payload that need no state.
+fn validate_signal(req: &Signal) -> Result<(), SignalError> {
     payloads::validate_id("transferId", &req.transfer_id)?;
     payloads::validate_id("to", &req.to)?;
-    let size = serde_json::to_vec(&req.data).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = req.data.get().len();
     if size > payloads::MAX_SIGNAL_BYTES {
         return Err(SignalError::Invalid(format!("data is {size} bytes; at most {}", payloads::MAX_SIGNAL_BYTES)));
     }
-    // Broadcast links (`<broadcast>-<n>`) are signaled like transfers, between their two ends.
-    let emit = if super::broadcast::is_link_id(&req.transfer_id) {
-        state.signaling.with_broadcasts(|b| b.signal(&peer, &req.transfer_id, &req.to, req.data))
-    } else {
-        state.signaling.with_hub(|h| h.signal(&peer, &req.transfer_id, &req.to, req.data))
-    };
-    let emit = emit.inspect_err(|e| {
-        state.metrics.signal_refused(e.code());
-        tracing::info!(peer, transfer = req.transfer_id, code = e.code(), "signal refused");
-    })?;
-    deliver(&state, vec![emit]).await;
-    Ok(json!({}))
+    Ok(())
+}
+
+/// Counts a `signal` and acks it like `on` does.
+fn answer_signal(state: &AppState, ack: AckSender, result: Result<(), SignalError>) {
+    #[derive(Serialize)]
+    struct OkAck {
+        ok: bool,
+    }
+    match result {
+        Ok(()) => {
+            state.metrics.socket_event("signal", "ok");
+            let _ = ack.send(&OkAck { ok: true });
+        }
+        Err(e) => {
+            state.metrics.socket_event("signal", e.code());
+            let _ = ack.send(&ack_body(Err(e)));
+        }
+    }
 }
 
 async fn transfer_finish(state: AppState, peer: String, req: TransferFinish) -> Result<Value, SignalError> {

@@ -200,9 +200,19 @@ impl Transfer {
     }
 }
 
-/// Per-device event budget: `RATE` events a second, bursts of `BURST`.
-const EVENT_RATE: f64 = 50.0;
-const EVENT_BURST: f64 = 200.0;
+/// Per-device event budget: `rate` events a second, bursts of `burst` (settings
+/// `signaling.events_per_second` and `signaling.event_burst`; defaults 50 and 200).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventBudget {
+    pub rate: f64,
+    pub burst: f64,
+}
+
+impl Default for EventBudget {
+    fn default() -> Self {
+        EventBudget { rate: 50.0, burst: 200.0 }
+    }
+}
 
 #[derive(Debug)]
 struct Bucket {
@@ -216,6 +226,7 @@ pub struct Hub {
     transfers: HashMap<String, Transfer>,
     requests: HashMap<i64, VecDeque<Instant>>,
     buckets: HashMap<PeerId, Bucket>,
+    budget: EventBudget,
 }
 
 impl Hub {
@@ -247,11 +258,20 @@ impl Hub {
         self.members.values().map(|m| (m.session_id.clone(), m.peer.device.clone(), m.peer.lab.clone())).collect()
     }
 
+    /// Sets the per-device event budget (from the settings).
+    pub fn set_event_budget(&mut self, budget: EventBudget) {
+        self.budget = budget;
+    }
+
     /// Spends one event of `peer`'s budget.
     pub fn spend_event(&mut self, peer: &str, now: Instant) -> Result<(), SignalError> {
-        let b = self.buckets.entry(peer.to_string()).or_insert(Bucket { tokens: EVENT_BURST, at: now });
+        let EventBudget { rate, burst } = self.budget;
+        if !self.buckets.contains_key(peer) {
+            self.buckets.insert(peer.to_string(), Bucket { tokens: burst, at: now });
+        }
+        let Some(b) = self.buckets.get_mut(peer) else { return Ok(()) };
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * EVENT_RATE).min(EVENT_BURST);
+        b.tokens = (b.tokens + elapsed * rate).min(burst);
         b.at = now;
         if b.tokens < 1.0 {
             return Err(SignalError::RateLimited);
@@ -554,8 +574,9 @@ impl Hub {
         ))
     }
 
-    /// `signal`: relayed only between the parties of an accepted, unfinished transfer.
-    pub fn signal(&self, peer: &str, id: &str, to: &str, data: Value) -> Result<Emit, SignalError> {
+    /// `signal`: relayed only between the parties of an accepted, unfinished transfer. Ok
+    /// means `peer` may send this transfer's signal to `to` (the caller relays it).
+    pub fn signal(&self, peer: &str, id: &str, to: &str) -> Result<(), SignalError> {
         let t = self.transfers.get(id).ok_or(SignalError::UnknownTransfer)?;
         let other = match peer {
             p if p == t.from => &t.to,
@@ -571,7 +592,7 @@ impl Hub {
         if !self.members.contains_key(to) {
             return Err(SignalError::PeerOffline);
         }
-        Ok(Emit::to_peer(to, "signal", json!({ "transferId": id, "from": peer, "data": data })))
+        Ok(())
     }
 
     /// `transfer:finish` from either side. Returns the outcome to log once both sides have
@@ -736,17 +757,19 @@ mod tests {
         assert_eq!(emits[0].event, "transfer:incoming");
         assert!(matches!(rec, Record::Requested(_)));
         // Not accepted yet: no signaling.
-        assert_eq!(h.signal("a", "t1", "b", json!({})), Err(SignalError::WrongState("it is not accepted")));
+        assert_eq!(h.signal("a", "t1", "b"), Err(SignalError::WrongState("it is not accepted")));
         // Only the receiving device may answer.
         assert_eq!(h.respond("a", "t1", true).unwrap_err(), SignalError::NotParty);
         let (emits, rec) = h.respond("b", "t1", true).unwrap();
         assert_eq!(emits[0].to, Audience::Peer("a".into()));
         assert_eq!(rec, Record::Accepted("t1".into()));
-        assert!(h.signal("a", "t1", "b", json!({"sdp": "x"})).is_ok());
-        assert!(h.signal("b", "t1", "a", json!({})).is_ok());
-        assert_eq!(h.signal("c", "t1", "a", json!({})), Err(SignalError::NotParty));
-        assert_eq!(h.signal("a", "t1", "c", json!({})), Err(SignalError::NotParty));
-        assert_eq!(h.signal("a", "nope", "b", json!({})), Err(SignalError::UnknownTransfer));
+        assert!(h.signal("a", "t1", "b").is_ok());
+        assert!(h.signal("b", "t1", "a").is_ok());
+        assert_eq!(h.signal("c", "t1", "a"), Err(SignalError::NotParty));
+        assert_eq!(h.signal("a", "t1", "c"), Err(SignalError::NotParty));
+        assert_eq!(h.signal("a", "nope", "b"), Err(SignalError::UnknownTransfer));
+        h.leave("b", Instant::now());
+        assert_eq!(h.signal("a", "t1", "b"), Err(SignalError::PeerOffline));
     }
 
     #[test]
@@ -864,7 +887,7 @@ mod tests {
         assert_eq!(paused[0].data, json!({ "transferId": "t1", "peerId": "b" }));
         assert!(h.has_paused());
         // No signaling to a device that is away.
-        assert_eq!(h.signal("a", "t1", "b", json!({})), Err(SignalError::PeerOffline));
+        assert_eq!(h.signal("a", "t1", "b"), Err(SignalError::PeerOffline));
         // The same user on the same device comes back on a new socket and re-claims it.
         h.join(back("b2", 2, "dev-b"));
         let r = h.resume("b2", "t1", None).unwrap();
@@ -876,9 +899,9 @@ mod tests {
         assert!(r.emits.iter().all(|e| e.event == "transfer:resumed"));
         assert!(!h.has_paused());
         // Signaling flows between the new sockets, and the old id is no party any more.
-        assert!(h.signal("a", "t1", "b2", json!({})).is_ok());
-        assert!(h.signal("b2", "t1", "a", json!({})).is_ok());
-        assert_eq!(h.signal("a", "t1", "b", json!({})), Err(SignalError::NotParty));
+        assert!(h.signal("a", "t1", "b2").is_ok());
+        assert!(h.signal("b2", "t1", "a").is_ok());
+        assert_eq!(h.signal("a", "t1", "b"), Err(SignalError::NotParty));
         // Re-claiming again from the same socket is harmless.
         assert!(h.resume("b2", "t1", Some(Role::Receiver)).is_ok());
     }
@@ -973,12 +996,12 @@ mod tests {
         assert_eq!(r.ack["role"], "sender");
         assert_eq!(r.ack["peer"], Value::Null, "the receiver is not back yet");
         assert!(r.emits.is_empty());
-        assert_eq!(h.signal("a2", "r1", "", json!({})), Err(SignalError::PeerOffline));
+        assert_eq!(h.signal("a2", "r1", ""), Err(SignalError::PeerOffline));
         h.join(back("b2", 2, "dev-b"));
         let r = h.resume("b2", "r1", None).unwrap();
         assert_eq!(r.ack["peer"]["peerId"], "a2");
         assert_eq!(r.emits.len(), 2);
-        assert!(h.signal("a2", "r1", "b2", json!({})).is_ok());
+        assert!(h.signal("a2", "r1", "b2").is_ok());
         // Nothing left to expire.
         assert!(h.expire_paused(now + Duration::from_secs(100_000), Duration::from_secs(60)).1.is_empty());
     }
@@ -1003,5 +1026,10 @@ mod tests {
         }
         assert_eq!(h.spend_event("a", now), Err(SignalError::RateLimited));
         assert!(h.spend_event("a", now + Duration::from_millis(100)).is_ok());
+        // A raised budget applies to devices already connected.
+        h.set_event_budget(EventBudget { rate: 1000.0, burst: 1000.0 });
+        for _ in 0..100 {
+            h.spend_event("a", now + Duration::from_millis(200)).unwrap();
+        }
     }
 }

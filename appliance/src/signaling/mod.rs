@@ -247,6 +247,14 @@ pub async fn limits(state: &AppState) -> Result<(Limits, Duration), SignalError>
     Ok((limits, Duration::from_secs(expiry.clamp(5, 3600))))
 }
 
+/// The per-device event budget from the settings.
+async fn event_budget(state: &AppState) -> Result<hub::EventBudget, SignalError> {
+    Ok(hub::EventBudget {
+        rate: settings::get_u64(&state.db, "signaling.events_per_second").await? as f64,
+        burst: settings::get_u64(&state.db, "signaling.event_burst").await? as f64,
+    })
+}
+
 /// Expires a request when its answer time is up.
 pub(crate) fn schedule_expiry(state: &AppState, id: String, after: Duration) {
     let state = state.clone();
@@ -278,6 +286,10 @@ async fn sweep(state: AppState) {
     loop {
         tick.tick().await;
         resume::expire_paused(&state).await;
+        match event_budget(&state).await {
+            Ok(b) => state.signaling.with_hub(|h| h.set_event_budget(b)),
+            Err(e) => tracing::warn!(error = %e, "could not read the event budget"),
+        }
         let live = state.signaling.with_hub(|h| h.live_sessions());
         if !live.is_empty() {
             match db::sessions::dead_among(&state.db, &live).await {
