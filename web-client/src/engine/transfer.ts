@@ -15,10 +15,11 @@
  */
 
 import { ChannelClosedError } from './channel';
+import { IceRecorder, diagnose } from './diagnose';
 import { decodeControl, encodeControl } from './framing';
 import { transferDigest } from './hash';
 import { OpfsSink } from './opfs';
-import { type PathInfo, currentPath } from './path';
+import { type PathInfo, currentPath, watchPath } from './path';
 import { RateMeter, spreadOverFiles } from './progress';
 import type { FileMeta, FinishReport, Peer } from './protocol';
 import { FileReceiver, ReceiveError, type StoredFile } from './receiver';
@@ -104,6 +105,9 @@ export class Transfer {
 
   readonly #abort = new AbortController();
   #pc: RTCPeerConnection | null = null;
+  /** What ICE gathered and tried, to name the cause when it fails (diagnose.ts). */
+  #ice: IceRecorder | null = null;
+  #unwatchPath: (() => void) | null = null;
   #channel: RTCDataChannel | null = null;
   #remoteSet = false;
   #pendingCandidates: RTCIceCandidateInit[] = [];
@@ -304,6 +308,7 @@ export class Transfer {
       this.#earlySignals.push(data);
       return;
     }
+    this.#ice?.remoteSignal(data);
     if (typeof data !== 'object' || data === null) return;
     const d = data as { sdp?: RTCSessionDescriptionInit; candidate?: RTCIceCandidateInit | null };
     try {
@@ -337,12 +342,14 @@ export class Transfer {
     if (this.finished) return;
     const pc = new RTCPeerConnection(config);
     this.#pc = pc;
+    this.#ice = new IceRecorder(config);
+    this.#ice.watch(pc);
     pc.addEventListener('icecandidate', (event) => {
       if (event.candidate !== null) void this.#signal({ candidate: event.candidate.toJSON() });
     });
     pc.addEventListener('connectionstatechange', () => this.#onConnectionState(pc.connectionState, config));
     this.#connectTimer = setTimeout(() => {
-      if (this.#openAt === null && !this.finished) this.#end('failed', connectProblem(this.#peer, config), true);
+      if (this.#openAt === null && !this.finished) this.#end('failed', connectProblem(this.#peer, config, this.#ice), true);
     }, this.#ctx.connectTimeoutMs ?? CONNECT_TIMEOUT_MS);
 
     if (this.direction === 'send') {
@@ -378,7 +385,7 @@ export class Transfer {
       this.#disconnectTimer = null;
       void this.#readPath();
     } else if (state === 'failed') {
-      if (this.#openAt === null) this.#end('failed', connectProblem(this.#peer, config), true);
+      if (this.#openAt === null) this.#end('failed', connectProblem(this.#peer, config, this.#ice), true);
       else this.#onChannelClosed();
     } else if (state === 'disconnected' && this.#disconnectTimer === null) {
       this.#disconnectTimer = setTimeout(() => {
@@ -420,7 +427,13 @@ export class Transfer {
     // The receiver must be ready before this returns to the event loop: the sender's first
     // messages can be dispatched right after `open`, and nothing may be dropped meanwhile.
     if (this.direction === 'receive') this.#startReceiver();
-    void this.#readPath();
+    const pc = this.#pc;
+    if (pc !== null) {
+      this.#unwatchPath = watchPath(pc, (path) => {
+        this.#path = path;
+        this.#changed();
+      });
+    }
     if (this.direction === 'send') await this.#runSender();
   }
 
@@ -622,6 +635,7 @@ export class Transfer {
   }
 
   #closeConnection(): void {
+    this.#unwatchPath?.();
     try {
       this.#channel?.close();
     } catch {
@@ -665,7 +679,8 @@ function plainDetail(detail: string): string {
   return (i > 0 && /^[a-z_]+$/.test(detail.slice(0, i)) ? detail.slice(i + 2) : detail).replace(/\.$/, '');
 }
 
-function connectProblem(peer: Peer, config: RTCConfiguration): TransferProblem {
+function connectProblem(peer: Peer, config: RTCConfiguration, ice: IceRecorder | null): TransferProblem {
+  if (ice !== null) return diagnose(ice.evidence(), peer.displayName);
   const relayForced = config.iceTransportPolicy === 'relay';
   const hasTurn = (config.iceServers ?? []).some((s) => [s.urls].flat().some((u) => u.startsWith('turn')));
   let message: string;
