@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
+import { card, sendFiles, waitState } from '../browser/lib.mjs';
 import { loggedTransfer, makeFile, openLab, transferVerified } from './lab.mjs';
 import { certutilAvailable, cleanupStale, unsupported } from './netns.mjs';
 
@@ -45,6 +46,27 @@ describe('NAT topologies (network namespaces)', { skip: why ?? false, timeout: 6
     if (rows.length) {
       console.log('\n| topology | connected | sender path | receiver path | time (s) |\n|---|---|---|---|---|');
       for (const r of rows) console.log(`| ${r.kind} | ${r.connected} | ${r.sender} | ${r.receiver} | ${r.seconds} |`);
+    }
+  });
+
+  test('tls-only, the appliance certificate not trusted by the PCs: no connection, and the card says why', async (t) => {
+    rows.push({ kind: 'tls-only, certificate not trusted', connected: 'no (expected)', sender: '-', receiver: '-', seconds: '-' });
+    const lab = await openLab('tls-only', { trust: false });
+    try {
+      const [alice, bob] = lab.users;
+      const id = await sendFiles(alice.page, 'bob', [file.path]);
+      await bob.page.getByTestId('incoming-accept').click({ timeout: 20_000 });
+      await waitState(alice.page, id, 'failed', 90_000);
+      await waitState(bob.page, id, 'failed', 20_000);
+      for (const who of [alice, bob]) {
+        const text = await card(who.page, id).getByTestId('transfer-problem').textContent();
+        t.diagnostic(`${who.username}: ${text}`);
+        assert.match(text, /UDP blocked/);
+        assert.match(text, /TURN\/TLS unreachable/);
+        assert.match(text, /certificate/);
+      }
+    } finally {
+      await lab.close();
     }
   });
 
