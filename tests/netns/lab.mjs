@@ -103,11 +103,30 @@ export async function startTransfer(lab, file, atBytes) {
   return id;
 }
 
-/** Waits for `completed` on both sides, saves bob's copy, returns its SHA-256. */
+/**
+ * Waits until `id`'s card in `page` reaches an end state (completed, failed, cancelled);
+ * resolves with it (and the card's problem text, if any).
+ */
+export async function waitEnd(page, id, timeout) {
+  const ended = page.locator(
+    ['completed', 'failed', 'cancelled'].map((s) => `[data-testid="transfer-status"][data-transfer-id="${id}"][data-state="${s}"]`).join(', '),
+  );
+  await ended.first().waitFor({ timeout });
+  const state = await card(page, id).getAttribute('data-state');
+  const problem = state === 'completed' ? null : await card(page, id).getByTestId('transfer-problem').textContent().catch(() => null);
+  return { state, problem };
+}
+
+/**
+ * Waits for `completed` on both sides (failing at once, with the card's words, when either
+ * ends otherwise), saves bob's copy, returns its SHA-256.
+ */
 export async function finishVerified(lab, id, timeout = 180_000) {
   const [alice, bob] = lab.users;
-  await waitState(bob.page, id, 'completed', timeout);
-  await waitState(alice.page, id, 'completed', 30_000);
+  for (const [who, t] of [[bob, timeout], [alice, 30_000]]) {
+    const end = await waitEnd(who.page, id, t);
+    if (end.state !== 'completed') throw new Error(`${who.username}'s card ended ${end.state}: ${end.problem}`);
+  }
   const [download] = await Promise.all([bob.page.waitForEvent('download'), card(bob.page, id).getByTestId('transfer-save').first().click()]);
   return sha256File(await download.path());
 }
