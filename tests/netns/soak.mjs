@@ -5,10 +5,13 @@
 // reloaded, the server killed and restarted. Reports the completion rate (completed with the
 // sender's SHA-256 on the saved copy) and the bytes re-sent over the bytes needed.
 //
-// Bytes re-sent are measured on the wire, independently of the client: an nft counter on the
-// sender's interface gives what each transfer put on the wire; the first fault-free
-// transfers of the same run give the wire bytes per file byte without faults (headers,
-// acknowledgements); what a faulty transfer sent beyond that is counted as re-sent.
+// Bytes re-sent are measured two ways. By the client: the sender's card says how many file
+// bytes it put on the data channel, re-sent ones included (`data-wire-bytes`, once resumable
+// transfers are in); beyond the file size they were re-sent. On the wire, independently of
+// the client: an nft counter on the sender's interface gives what each transfer put on the
+// network; the first fault-free transfers of the same run give the wire bytes per file byte
+// without faults (headers, acknowledgements); beyond that counts as re-sent (this also
+// counts SCTP retransmissions, and varies by a few % between fault-free runs).
 //
 //   node tests/netns/soak.mjs [--runs 50] [--size-mib 24] [--seed 1] [--json FILE]
 //
@@ -95,12 +98,17 @@ try {
     const fault = baseline ? 'none' : NAMES[Math.floor(random() * NAMES.length)];
     const counter = egressCounter(lab.net, 'pcA');
     const started = Date.now();
-    const row = { run: baseline ? `baseline ${i + 1}` : i - BASELINE + 1, fault, what: '', completed: false, wireBytes: 0, ms: 0, problem: null };
+    const row = { run: baseline ? `baseline ${i + 1}` : i - BASELINE + 1, fault, what: '', completed: false, wireBytes: 0, channelBytes: null, resumes: null, ms: 0, problem: null };
     try {
       const id = await startTransfer(lab, file, between(2, Math.max(3, Math.floor(SIZE / 1024 / 1024 / 2))) * 1024 * 1024);
       row.what = await FAULTS[fault](lab);
       const sha = await finishVerified(lab, id, 120_000);
       row.completed = sha === file.sha;
+      const sender = card(lab.users[0].page, id);
+      const channel = await sender.getAttribute('data-wire-bytes');
+      const resumes = await sender.getAttribute('data-resumes');
+      row.channelBytes = channel === null ? null : Number(channel);
+      row.resumes = resumes === null ? null : Number(resumes);
       if (!row.completed) row.problem = 'SHA-256 differs';
       for (const u of lab.users) await card(u.page, id).getByTestId('transfer-dismiss').click({ timeout: 5000 }).catch(() => {});
     } catch (error) {
@@ -112,7 +120,9 @@ try {
     if (baseline && row.completed) overhead = Math.min(overhead ?? Infinity, row.wireBytes / SIZE);
     results.push(row);
     console.log(
-      `${String(row.run).padEnd(10)} ${row.what.padEnd(30)} ${row.completed ? 'completed' : 'FAILED   '} wire ${(row.wireBytes / SIZE).toFixed(3)}× ${(row.ms / 1000).toFixed(1)} s${row.problem ? `  ${row.problem}` : ''}`,
+      `${String(row.run).padEnd(10)} ${row.what.padEnd(30)} ${row.completed ? 'completed' : 'FAILED   '} wire ${(row.wireBytes / SIZE).toFixed(3)}×` +
+        `${row.channelBytes === null ? '' : ` channel ${(row.channelBytes / SIZE).toFixed(3)}×`}${row.resumes === null ? '' : ` resumes ${row.resumes}`}` +
+        ` ${(row.ms / 1000).toFixed(1)} s${row.problem ? `  ${row.problem}` : ''}`,
     );
     // A failed run may leave the pages in any state: start the next one from a fresh lab.
     if (!row.completed) {
@@ -129,6 +139,8 @@ const runs = results.filter((r) => typeof r.run === 'number');
 const completed = runs.filter((r) => r.completed);
 const needed = completed.length * SIZE;
 const resent = overhead === null ? null : completed.reduce((n, r) => n + Math.max(0, r.wireBytes - overhead * SIZE), 0);
+const counted = completed.filter((r) => r.channelBytes !== null);
+const channelResent = counted.length === 0 ? null : counted.reduce((n, r) => n + Math.max(0, r.channelBytes - SIZE), 0) / (counted.length * SIZE);
 const byFault = Object.fromEntries(
   NAMES.map((f) => {
     const of = runs.filter((r) => r.fault === f);
@@ -142,12 +154,14 @@ const summary = {
   fileBytes: SIZE,
   wireOverheadWithoutFaults: overhead,
   resentOverNeeded: resent === null || needed === 0 ? null : resent / needed,
+  channelResentOverNeeded: channelResent,
   byFault,
   seed: Number(opts.seed),
 };
 console.log(`\ncompletion: ${completed.length}/${runs.length} (${((summary.completionRate ?? 0) * 100).toFixed(1)} %)`);
 console.log(`by fault: ${Object.entries(byFault).map(([f, v]) => `${f} ${v}`).join(', ')}`);
 console.log(`wire bytes per file byte without faults: ${overhead?.toFixed(3) ?? 'n/a (no baseline completed)'}`);
-console.log(`bytes re-sent / bytes needed (completed runs): ${summary.resentOverNeeded?.toFixed(4) ?? 'n/a'}`);
+console.log(`bytes re-sent / bytes needed (completed runs), on the wire: ${summary.resentOverNeeded?.toFixed(4) ?? 'n/a'}`);
+console.log(`bytes re-sent / bytes needed (completed runs), by the client: ${channelResent?.toFixed(4) ?? 'n/a (this client does not report it)'}`);
 if (opts.json) writeFileSync(opts.json, JSON.stringify({ summary, results }, null, 2));
 process.exitCode = completed.length === runs.length ? 0 : 1;
