@@ -124,6 +124,12 @@ export async function waitEnd(page, id, timeout) {
 export async function finishVerified(lab, id, timeout = 180_000) {
   const [alice, bob] = lab.users;
   for (const [who, t] of [[bob, timeout], [alice, 30_000]]) {
+    // A page that lost the transfer (e.g. reloaded without resuming it) has no card for it.
+    await card(who.page, id)
+      .waitFor({ state: 'attached', timeout: 30_000 })
+      .catch(() => {
+        throw new Error(`${who.username}'s page shows no card for the transfer (30 s)`);
+      });
     const end = await waitEnd(who.page, id, t);
     if (end.state !== 'completed') throw new Error(`${who.username}'s card ended ${end.state}: ${end.problem}`);
   }
