@@ -33,4 +33,10 @@ bash packaging/build-deps.sh chromium/chromium
 (cd web-client && npm test)
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && node --test --test-concurrency=1 .)
 
+step "network-namespace tests (NAT topologies, TURN over TLS in Chromium, faults; root only)"
+# Lab PCs, NAT routers and the appliance in network namespaces (tests/netns/README.md); they
+# skip, saying why, without root. certutil: the PCs' NSS databases; openssl: a test campus CA.
+if [ "$(id -u)" -eq 0 ]; then bash packaging/build-deps.sh iproute2 nftables libnss3-tools openssl; fi
+node --test --test-concurrency=1 tests/netns/topologies.test.mjs tests/netns/turn-tls.test.mjs
+
 step "Debian package: build, lintian, unit checks, install/upgrade/purge in a bookworm chroot"; bash tests/deb.sh

@@ -25,9 +25,13 @@ export function chromiumAvailable() {
   return existsSync(CHROMIUM);
 }
 
-/** One Chromium process (sender and receiver each get their own, like two lab PCs). */
-export function launch() {
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+/**
+ * One Chromium process (sender and receiver each get their own, like two lab PCs).
+ * `executablePath`: another launcher, e.g. ../netns's wrapper that runs Chromium inside a
+ * network namespace.
+ */
+export function launch({ executablePath = CHROMIUM, args = [] } = {}) {
+  return chromium.launch({ executablePath, headless: true, args: [...CHROMIUM_ARGS, ...args] });
 }
 
 /**

@@ -1,8 +1,9 @@
 // Headless Chromium with `iceTransportPolicy: 'relay'` gathers relay candidates from the
 // appliance's TURN server over UDP and TCP, using the credentials of GET /api/ice-servers
 // exactly as the web client does. (TURN over TLS is tested with the Rust client in
-// tests/turn.rs: Chromium checks a `turns:` server's certificate, and the test appliance's
-// is self-signed.)
+// tests/turn.rs, and in Chromium by tests/netns/turn-tls.test.mjs: Chromium uses a `turns:`
+// server only when it trusts its certificate, so that test gives the PC an NSS database that
+// trusts the appliance's.)
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';

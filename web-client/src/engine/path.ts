@@ -73,3 +73,32 @@ export function describePath(path: PathInfo): string {
   const proto = path.protocol.toUpperCase();
   return path.kind === 'relay' ? `through the relay (${proto})` : `direct (${proto})`;
 }
+
+/**
+ * Follows the connection's path: calls `onChange` now and whenever the selected candidate pair
+ * changes kind or transport (ICE may start on a relay pair that answered first and move to a
+ * direct one a moment later). Returns the function that stops following.
+ */
+export function watchPath(pc: RTCPeerConnection, onChange: (path: PathInfo) => void): () => void {
+  let last = '';
+  let stopped = false;
+  const read = async (): Promise<void> => {
+    const path = await currentPath(pc);
+    if (stopped || path === null) return;
+    const key = `${path.kind}/${path.protocol}/${path.localType}/${path.remoteType}`;
+    if (key === last) return;
+    last = key;
+    onChange(path);
+  };
+  const listener = (): void => void read();
+  const ice = pc.sctp?.transport.iceTransport ?? null;
+  ice?.addEventListener('selectedcandidatepairchange', listener);
+  // Browsers without the event: look again now and then.
+  const timer = setInterval(listener, 5000);
+  listener();
+  return () => {
+    stopped = true;
+    ice?.removeEventListener('selectedcandidatepairchange', listener);
+    clearInterval(timer);
+  };
+}

@@ -25,10 +25,11 @@
  */
 
 import { ChannelClosedError } from './channel';
+import { IceRecorder, diagnose } from './diagnose';
 import { decodeControl, encodeControl } from './framing';
 import { transferDigest } from './hash';
 import { OpfsSink, removeStored } from './opfs';
-import { type PathInfo, currentPath } from './path';
+import { type PathInfo, currentPath, watchPath } from './path';
 import { RateMeter, spreadOverFiles } from './progress';
 import type { FileMeta, FinishReport, Peer } from './protocol';
 import { FileReceiver, type PartialFile, ReceiveError, type StoredFile } from './receiver';
@@ -137,6 +138,9 @@ export class Transfer {
 
   readonly #abort = new AbortController();
   #pc: RTCPeerConnection | null = null;
+  /** What ICE gathered and tried, to name the cause when it fails (diagnose.ts). */
+  #ice: IceRecorder | null = null;
+  #unwatchPath: (() => void) | null = null;
   #channel: RTCDataChannel | null = null;
   /** Aborted when the current connection is given up (stops its sender run). */
   #sessionAbort = new AbortController();
@@ -497,6 +501,7 @@ export class Transfer {
       this.#earlySignals.push(data);
       return;
     }
+    this.#ice?.remoteSignal(data);
     try {
       if (d.sdp !== undefined) {
         await pc.setRemoteDescription(d.sdp);
@@ -575,6 +580,8 @@ export class Transfer {
   #newConnection(config: RTCConfiguration): RTCPeerConnection {
     const pc = new RTCPeerConnection(config);
     this.#pc = pc;
+    this.#ice = new IceRecorder(config);
+    this.#ice.watch(pc);
     this.#remoteSet = false;
     this.#pendingCandidates = [];
     this.#sessionAbort = new AbortController();
@@ -588,7 +595,7 @@ export class Transfer {
     this.#connectTimer = setTimeout(() => {
       this.#connectTimer = null;
       if (this.finished || pc !== this.#pc || this.#channel?.readyState === 'open') return;
-      if (this.#openAt === null) this.#end('failed', connectProblem(this.#peer, config), true);
+      if (this.#openAt === null) this.#end('failed', connectProblem(this.#peer, config, this.#ice), true);
       else this.#lost();
     }, this.#ctx.connectTimeoutMs ?? CONNECT_TIMEOUT_MS);
     return pc;
@@ -613,7 +620,7 @@ export class Transfer {
       void this.#readPath();
     } else if (state === 'failed') {
       this.#clearDisconnectTimers();
-      if (this.#openAt === null) this.#end('failed', connectProblem(this.#peer, config), true);
+      if (this.#openAt === null) this.#end('failed', connectProblem(this.#peer, config, this.#ice), true);
       else this.#lost();
     } else if (state === 'disconnected' && this.#disconnectTimer === null) {
       // The path may come back by itself; the sender also tries an ICE restart meanwhile
@@ -690,7 +697,16 @@ export class Transfer {
     this.#lastProgressAt = Date.now();
     if (this.#openAt === null) this.#openAt = Date.now();
     this.#ticker ??= setInterval(() => this.#tick(), TICK_MS);
-    void this.#readPath();
+    this.#unwatchPath?.();
+    this.#unwatchPath = null;
+    const pc = this.#pc;
+    if (pc !== null) {
+      this.#unwatchPath = watchPath(pc, (path) => {
+        if (pc !== this.#pc) return;
+        this.#path = path;
+        this.#changed();
+      });
+    }
     if (this.direction === 'receive') {
       // The receiver must be ready before this returns to the event loop: the sender's first
       // messages can be dispatched right after `open`, and nothing may be dropped meanwhile.
@@ -750,6 +766,8 @@ export class Transfer {
   /** Closes the current connection without treating its events as news. */
   #teardown(): void {
     this.#sessionAbort.abort(new Error('connection replaced'));
+    this.#unwatchPath?.();
+    this.#unwatchPath = null;
     this.#clearDisconnectTimers();
     if (this.#connectTimer !== null) clearTimeout(this.#connectTimer);
     this.#connectTimer = null;
@@ -1007,6 +1025,7 @@ export class Transfer {
   }
 
   #closeConnection(): void {
+    this.#unwatchPath?.();
     try {
       this.#channel?.close();
     } catch {
@@ -1064,7 +1083,8 @@ function plainDetail(detail: string): string {
   return (i > 0 && /^[a-z_]+$/.test(detail.slice(0, i)) ? detail.slice(i + 2) : detail).replace(/\.$/, '');
 }
 
-function connectProblem(peer: Peer, config: RTCConfiguration): TransferProblem {
+function connectProblem(peer: Peer, config: RTCConfiguration, ice: IceRecorder | null): TransferProblem {
+  if (ice !== null) return diagnose(ice.evidence(), peer.displayName);
   const relayForced = config.iceTransportPolicy === 'relay';
   const hasTurn = (config.iceServers ?? []).some((s) => [s.urls].flat().some((u) => u.startsWith('turn')));
   let message: string;
