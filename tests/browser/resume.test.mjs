@@ -1,7 +1,8 @@
 // Interrupted transfers resume between two real Chromium processes: the receiver’s page is
 // reloaded mid-transfer (it goes on from its OPFS checkpoint, re-sending only a little), the
 // sender's page is reloaded (it asks for the file again, checked by name and size), the
-// server is killed and restarted mid-transfer (the data channel keeps flowing; the end reports
+// data channel breaks (a new connection goes on from the receiver's offset), the server is
+// killed and restarted mid-transfer (the data channel keeps flowing; the end reports
 // reach the restarted server), and the signaling connection drops while data flows.
 //
 // Figures (bytes re-sent / bytes needed, time to resume) are printed as `RESUME-FIGURES {...}`.
@@ -115,6 +116,20 @@ describe('resuming interrupted transfers', { skip: !chromiumAvailable() && 'no C
     const figures = { test: 'sender reload', sizeBytes: SIZE, resentBytesApprox: wireBefore + wireAfter - SIZE, resumedAfterPickMs: resumedAfterMs, reloadToPickMs: pickedAt - reloadedAt };
     console.log(`RESUME-FIGURES ${JSON.stringify(figures)}`);
     assert.ok(wireAfter < SIZE - SIZE / 4 + 16 * MiB, `the restored sender sent ${wireAfter} bytes`);
+    await poll(async () => (await loggedStatus(id)) === 'completed', { timeout: 40_000, what: 'the log row completed' });
+  });
+
+  test('the data channel breaks mid-transfer: a new connection goes on from the receiver’s offset', async () => {
+    const id = await started(SIZE / 4);
+    const brokenAt = Date.now();
+    await bob.page.evaluate((t) => window.labbeamTest.dropConnection(t), id);
+    await alice.page.locator(`[data-testid="transfer-status"][data-transfer-id="${id}"][data-resumes="1"]`).waitFor({ timeout: 60_000 });
+    const resumedAfterMs = Date.now() - brokenAt;
+    const wire = await completedAndVerified(id);
+    console.log(`RESUME-FIGURES ${JSON.stringify({ test: 'data channel broken', sizeBytes: SIZE, resentBytes: wire - SIZE, resentRatio: (wire - SIZE) / SIZE, resumedAfterMs })}`);
+    // Only what was in flight goes twice: the channel's send buffer (8 MiB high-water mark)
+    // and SCTP's window, lost with the broken channel.
+    assert.ok(wire - SIZE <= 12 * MiB, `re-sent ${wire - SIZE} bytes`);
     await poll(async () => (await loggedStatus(id)) === 'completed', { timeout: 40_000, what: 'the log row completed' });
   });
 

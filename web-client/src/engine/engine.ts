@@ -141,6 +141,11 @@ export class TransferEngine extends Emitter<EngineEvents> {
     this.#signaling.dropConnection();
   }
 
+  /** Closes a transfer's data channel as a broken network path would (it resumes by itself). For tests. */
+  dropConnection(id: string): void {
+    this.#transfers.get(id)?.dropConnection();
+  }
+
   /**
    * Ends every transfer and the connection, and deletes every received file still stored
    * (sign-out: on a shared lab PC the next user must not find them).

@@ -469,6 +469,15 @@ export class Transfer {
     this.#changed();
   }
 
+  /** Closes the data channel as a broken network path would (fault-injection tests). */
+  dropConnection(): void {
+    try {
+      this.#channel?.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
   /** The user stops the transfer (any state). */
   cancel(): void {
     if (this.finished) return;
