@@ -1,6 +1,8 @@
-// Interrupted transfers resume between two real Chromium processes: the receiver's page is
+// Interrupted transfers resume between two real Chromium processes: the receiver’s page is
 // reloaded mid-transfer (it goes on from its OPFS checkpoint, re-sending only a little), the
-// server is killed and restarted mid-transfer (the data channel keeps flowing; the end reports
+// sender's page is reloaded (it asks for the file again, checked by name and size), the
+// data channel breaks (a new connection goes on from the receiver's offset), the server is
+// killed and restarted mid-transfer (the data channel keeps flowing; the end reports
 // reach the restarted server), and the signaling connection drops while data flows.
 //
 // Figures (bytes re-sent / bytes needed, time to resume) are printed as `RESUME-FIGURES {...}`.
@@ -88,6 +90,46 @@ describe('resuming interrupted transfers', { skip: !chromiumAvailable() && 'no C
     console.log(`RESUME-FIGURES ${JSON.stringify(figures)}`);
     assert.ok(resent >= 0, `wire bytes ${wire} below the size`);
     assert.ok(resent / SIZE < 0.1, `re-sent ${resent} bytes of ${SIZE}`);
+    await poll(async () => (await loggedStatus(id)) === 'completed', { timeout: 40_000, what: 'the log row completed' });
+  });
+
+  test('the sender’s page is reloaded mid-transfer: it asks for the file again, then goes on from the receiver’s offset', async () => {
+    const id = await started(SIZE / 4);
+    const wireBefore = Number(await card(alice.page, id).getAttribute('data-wire-bytes'));
+    const reloadedAt = Date.now();
+    await alice.page.reload();
+    await alice.page.locator('[data-testid="connection-status"][data-state="connected"]').waitFor({ timeout: 30_000 });
+    // The browser lost the File: the restored card says so and offers to pick it again.
+    const repick = card(alice.page, id).getByTestId('transfer-repick');
+    await repick.locator('xpath=..').waitFor({ state: 'visible', timeout: 30_000 });
+    assert.match(await card(alice.page, id).innerText(), /pick the same files again/i);
+    // The receiver waits meanwhile, without failing.
+    await bob.page.locator(`[data-testid="transfer-status"][data-transfer-id="${id}"][data-paused="true"]`).waitFor({ timeout: 30_000 });
+    // A different file is refused (name and size are checked).
+    await repick.setInputFiles({ name: 'other.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(10) });
+    await alice.page.getByText(/is not among the picked files/).first().waitFor({ timeout: 10_000 });
+    const pickedAt = Date.now();
+    await repick.setInputFiles(file.path);
+    await alice.page.locator(`[data-testid="transfer-status"][data-transfer-id="${id}"][data-resumes="1"]`).waitFor({ timeout: 60_000 });
+    const resumedAfterMs = Date.now() - pickedAt;
+    const wireAfter = await completedAndVerified(id);
+    const figures = { test: 'sender reload', sizeBytes: SIZE, resentBytesApprox: wireBefore + wireAfter - SIZE, resumedAfterPickMs: resumedAfterMs, reloadToPickMs: pickedAt - reloadedAt };
+    console.log(`RESUME-FIGURES ${JSON.stringify(figures)}`);
+    assert.ok(wireAfter < SIZE - SIZE / 4 + 16 * MiB, `the restored sender sent ${wireAfter} bytes`);
+    await poll(async () => (await loggedStatus(id)) === 'completed', { timeout: 40_000, what: 'the log row completed' });
+  });
+
+  test('the data channel breaks mid-transfer: a new connection goes on from the receiver’s offset', async () => {
+    const id = await started(SIZE / 4);
+    const brokenAt = Date.now();
+    await bob.page.evaluate((t) => window.labbeamTest.dropConnection(t), id);
+    await alice.page.locator(`[data-testid="transfer-status"][data-transfer-id="${id}"][data-resumes="1"]`).waitFor({ timeout: 60_000 });
+    const resumedAfterMs = Date.now() - brokenAt;
+    const wire = await completedAndVerified(id);
+    console.log(`RESUME-FIGURES ${JSON.stringify({ test: 'data channel broken', sizeBytes: SIZE, resentBytes: wire - SIZE, resentRatio: (wire - SIZE) / SIZE, resumedAfterMs })}`);
+    // Only what was in flight goes twice: the channel's send buffer (8 MiB high-water mark)
+    // and SCTP's window, lost with the broken channel.
+    assert.ok(wire - SIZE <= 12 * MiB, `re-sent ${wire - SIZE} bytes`);
     await poll(async () => (await loggedStatus(id)) === 'completed', { timeout: 40_000, what: 'the log row completed' });
   });
 

@@ -117,6 +117,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
   /** End reports that could not be sent (signaling was down); sent after re-claiming. */
   readonly #unsentReports = new Map<string, { report: FinishReport; role: 'sender' | 'receiver' }>();
   readonly #persistedAt = new Map<string, number>();
+  readonly #persistedVerified = new Map<string, string>();
   #restoring: Promise<void> = Promise.resolve();
   /** Broadcasts this page sends or receives (broadcast.ts). */
   readonly broadcasts: BroadcastManager;
@@ -149,6 +150,11 @@ export class TransferEngine extends Emitter<EngineEvents> {
   /** Drops the signaling connection as a network fault would (it reconnects by itself). For tests. */
   dropSignaling(): void {
     this.#signaling.dropConnection();
+  }
+
+  /** Closes a transfer's data channel as a broken network path would (it resumes by itself). For tests. */
+  dropConnection(id: string): void {
+    this.#transfers.get(id)?.dropConnection();
   }
 
   /**
@@ -299,8 +305,9 @@ export class TransferEngine extends Emitter<EngineEvents> {
       respond: (transferId, accept) => this.#signaling.respond(transferId, accept),
       online: (transferId) => this.#signaling.connected && this.#claimedIn.get(transferId) === this.#epoch,
       changed: (t) => {
-        this.#persist(t);
-        this.emit('transfer', t.snapshot());
+        const snap = t.snapshot();
+        this.#persist(t, snap);
+        this.emit('transfer', snap);
       },
       fileReady: (t, index) => {
         if (this.#options.autoSave()) {
@@ -362,20 +369,22 @@ export class TransferEngine extends Emitter<EngineEvents> {
   }
 
   /** Stores (or forgets) what a reload needs to resume `t`. */
-  #persist(t: Transfer): void {
+  #persist(t: Transfer, snap: TransferSnapshot): void {
     if (t.finished) {
-      if (this.#persistedAt.delete(t.id)) this.#store.remove(t.id);
+      this.#persistedVerified.delete(t.id);
+      this.#persistedAt.delete(t.id);
+      this.#store.remove(t.id);
       return;
     }
     if (!t.live) return;
     const now = Date.now();
-    const last = this.#persistedAt.get(t.id) ?? 0;
-    const snap = t.snapshot();
+    const last = this.#persistedAt.get(t.id);
     const verified = snap.files.map((f) => (f.state === 'done' || f.state === 'failed') && f.sha256 !== null ? { ok: f.state === 'done', sha256: f.sha256 } : null);
-    const previous = this.#store.get(t.id);
-    const verifiedChanged = previous === undefined || JSON.stringify(previous.verified) !== JSON.stringify(verified);
-    if (!verifiedChanged && now - last < PERSIST_EVERY_MS) return;
+    const verifiedKey = JSON.stringify(verified);
+    const verifiedChanged = this.#persistedVerified.get(t.id) !== verifiedKey;
+    if (last !== undefined && !verifiedChanged && now - last < PERSIST_EVERY_MS) return;
     this.#persistedAt.set(t.id, now);
+    this.#persistedVerified.set(t.id, verifiedKey);
     this.#store.put({
       id: t.id,
       direction: t.direction,

@@ -161,6 +161,11 @@ export class Transfer {
   /** Receiver restored after a reload: where it goes on. */
   #restored: RestoredReceive | null = null;
 
+  /**
+   * A channel was open once (or the transfer was restored after a reload): from then on a
+   * connection that fails is an interruption to recover from, not a setup failure.
+   */
+  #connectedOnce = false;
   /** The connection was lost; waiting to connect again. */
   #suspended = false;
   /** The server said the other side's signaling is gone (it cannot be reached to reconnect). */
@@ -213,6 +218,7 @@ export class Transfer {
       this.#acceptedAt = Date.now();
       this.#suspended = true;
       this.#peerAway = true;
+      this.#connectedOnce = true;
       this.#state = init.direction === 'send' ? 'sending' : 'receiving';
       this.#needsFiles = init.direction === 'send' && this.#blobs.length !== this.#files.length;
       const r = init.restored.receive;
@@ -467,6 +473,15 @@ export class Transfer {
     this.#changed();
   }
 
+  /** Closes the data channel as a broken network path would (fault-injection tests). */
+  dropConnection(): void {
+    try {
+      this.#channel?.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
   /** The user stops the transfer (any state). */
   cancel(): void {
     if (this.finished) return;
@@ -517,7 +532,7 @@ export class Transfer {
       }
     } catch (error) {
       if (this.finished || pc !== this.#pc) return;
-      if (this.#openAt === null) this.#end('failed', problemOf('signaling_failed', `Could not set up the connection: ${messageOf(error)}. Try again.`), true);
+      if (!this.#connectedOnce) this.#end('failed', problemOf('signaling_failed', `Could not set up the connection: ${messageOf(error)}. Try again.`), true);
       else this.#lost();
     }
   }
@@ -536,7 +551,7 @@ export class Transfer {
     try {
       config = await this.#ctx.rtcConfig();
     } catch (error) {
-      if (this.#openAt === null) this.#end('failed', problemOf('no_relay', messageOf(error)), true);
+      if (!this.#connectedOnce) this.#end('failed', problemOf('no_relay', messageOf(error)), true);
       else this.#lost();
       return;
     }
@@ -549,7 +564,7 @@ export class Transfer {
       await this.#signal({ sdp: pc.localDescription?.toJSON() });
     } catch (error) {
       if (this.finished || pc !== this.#pc) return;
-      if (this.#openAt === null) this.#end('failed', problemOf('signaling_failed', `Could not set up the connection: ${messageOf(error)}. Try again.`), true);
+      if (!this.#connectedOnce) this.#end('failed', problemOf('signaling_failed', `Could not set up the connection: ${messageOf(error)}. Try again.`), true);
       else this.#lost();
     }
   }
@@ -562,7 +577,7 @@ export class Transfer {
       try {
         config = await this.#ctx.rtcConfig();
       } catch (error) {
-        if (this.#openAt === null) this.#end('failed', problemOf('no_relay', messageOf(error)), true);
+        if (!this.#connectedOnce) this.#end('failed', problemOf('no_relay', messageOf(error)), true);
         return;
       }
       if (this.finished || session !== this.#session) return;
@@ -595,7 +610,7 @@ export class Transfer {
     this.#connectTimer = setTimeout(() => {
       this.#connectTimer = null;
       if (this.finished || pc !== this.#pc || this.#channel?.readyState === 'open') return;
-      if (this.#openAt === null) this.#end('failed', connectProblem(this.#peer, config, this.#ice), true);
+      if (!this.#connectedOnce) this.#end('failed', connectProblem(this.#peer, config, this.#ice), true);
       else this.#lost();
     }, this.#ctx.connectTimeoutMs ?? CONNECT_TIMEOUT_MS);
     return pc;
@@ -617,10 +632,16 @@ export class Transfer {
     const state = pc.connectionState;
     if (state === 'connected') {
       this.#clearDisconnectTimers();
+      if (this.#suspended && this.#channel?.readyState === 'open') {
+        // The path came back by itself (or through the ICE restart): the channel survived.
+        this.#suspended = false;
+        this.#resumes += 1;
+        this.#changed();
+      }
       void this.#readPath();
     } else if (state === 'failed') {
       this.#clearDisconnectTimers();
-      if (this.#openAt === null) this.#end('failed', connectProblem(this.#peer, config, this.#ice), true);
+      if (!this.#connectedOnce) this.#end('failed', connectProblem(this.#peer, config, this.#ice), true);
       else this.#lost();
     } else if (state === 'disconnected' && this.#disconnectTimer === null) {
       // The path may come back by itself; the sender also tries an ICE restart meanwhile
@@ -633,7 +654,15 @@ export class Transfer {
       }
       this.#disconnectTimer = setTimeout(() => {
         this.#disconnectTimer = null;
-        if (!this.finished && pc === this.#pc && pc.connectionState !== 'connected') this.#lost();
+        if (this.finished || pc !== this.#pc || pc.connectionState === 'connected') return;
+        if (this.direction === 'send') {
+          this.#lost();
+        } else {
+          // The sender decides when to give a connection up (its ICE restart may still bring
+          // this one back); the receiver only shows that it waits.
+          this.#suspended = true;
+          this.#changed();
+        }
       }, DISCONNECT_GRACE_MS);
     }
   }
@@ -696,6 +725,7 @@ export class Transfer {
     this.#reconnectAttempts = 0;
     this.#lastProgressAt = Date.now();
     if (this.#openAt === null) this.#openAt = Date.now();
+    this.#connectedOnce = true;
     this.#ticker ??= setInterval(() => this.#tick(), TICK_MS);
     this.#unwatchPath?.();
     this.#unwatchPath = null;
@@ -756,7 +786,7 @@ export class Transfer {
    * connect again once the other side can be reached.
    */
   #lost(): void {
-    if (this.finished || this.#suspended || this.#closedAfterDone) return;
+    if (this.finished || this.#closedAfterDone || (this.#suspended && this.#pc === null)) return;
     this.#suspended = true;
     this.#teardown();
     this.#changed();
@@ -837,8 +867,8 @@ export class Transfer {
       this.#changed();
       this.#maybeSenderDone();
     } catch (error) {
-      if (this.finished) return;
-      if (abort.aborted || channel !== this.#channel || error instanceof ChannelClosedError) {
+      if (this.finished || channel !== this.#channel) return; // a connection already given up
+      if (abort.aborted || error instanceof ChannelClosedError) {
         this.#lost();
         return;
       }

@@ -171,9 +171,13 @@ export class HomeView implements View {
     this.#engine.start();
     void this.#history.load();
     window.addEventListener('beforeunload', this.#onBeforeUnload);
-    // Fault-injection hook for tests (tests/browser, the NAT/fault harness): drop the
-    // signaling connection as a network fault would; it reconnects by itself.
-    (window as unknown as { labbeamTest?: unknown }).labbeamTest = { dropSignaling: () => this.#engine.dropSignaling() };
+    // Fault-injection hooks for tests (tests/browser, the NAT/fault harness): drop the
+    // signaling connection, or a transfer's data channel, as a network fault would; both
+    // recover by themselves.
+    (window as unknown as { labbeamTest?: unknown }).labbeamTest = {
+      dropSignaling: () => this.#engine.dropSignaling(),
+      dropConnection: (transferId: string) => this.#engine.dropConnection(transferId),
+    };
   }
 
   stop(): void {
