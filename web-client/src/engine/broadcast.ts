@@ -255,7 +255,6 @@ class IncomingBroadcast {
   #parent: BroadcastLink | null = null;
   #assembler: PieceAssembler;
   #verifying: Promise<void> = Promise.resolve();
-  #lastPut: Promise<void> = Promise.resolve();
   #bytes = 0;
   #reportedBytes = -1;
   #lastPieceAt = Date.now();
@@ -394,24 +393,19 @@ class IncomingBroadcast {
     const store = this.#store;
     if (store === null) return;
     const ref = this.layout.piece(n);
-    // The store keeps the piece at hand at once, so children are served right away; the
-    // write to disk is not waited for here (the worker applies writes in order), only
-    // before the final check of the files.
+    // The store keeps the piece at hand at once, so children can be served right away.
     const stored = store.put(ref, bytes);
-    stored.catch((error: unknown) => this.#fail(messageOf(error), true));
-    this.#lastPut = stored;
     this.have.add(n);
     this.#bytes += ref.size;
     this.#lastPieceAt = Date.now();
     this.children.available(n);
-    if (this.have.complete) {
-      try {
-        await this.#lastPut;
-      } catch {
-        return;
-      }
-      await this.#finish();
+    try {
+      await stored;
+    } catch (error) {
+      this.#fail(messageOf(error), true);
+      return;
     }
+    if (this.have.complete) await this.#finish();
   }
 
   /** The parent is lost, stalls, or sent a bad piece: tell the server, which moves us. */

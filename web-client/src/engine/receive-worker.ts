@@ -186,7 +186,7 @@ async function pieceOp(m: PieceRequest): Promise<void> {
           if (n <= 0) throw new Error('the disk accepted no more bytes');
           at += n;
         }
-        // close() (below) persists the write; a flush per piece would cost a disk sync each.
+        handle.flush();
         scope.postMessage({ op: 'p-done', id: m.id });
         break;
       }
