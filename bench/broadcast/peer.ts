@@ -13,7 +13,7 @@
 //          | {"ev":"ended","id"} | {"ev":"error","message"}
 
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { io } from 'socket.io-client';
@@ -146,7 +146,10 @@ socket.on('presence:snapshot', (snap: { self: { peerId: string } }) => out({ ev:
 socket.on('broadcast:offer', (o: { broadcastId: string; transferId: string; files: { size: number }[]; pieceBytes: number; autoAccept: boolean }) => {
   const layout = new PieceLayout(o.files.map((f) => f.size), o.pieceBytes);
   const have = new PieceSet(layout.count);
-  const fd = openSync(`/tmp/lbb-peer-${username}-${o.transferId}`, 'w+');
+  const stored = `/tmp/lbb-peer-${username}-${o.transferId}`;
+  const fd = openSync(stored, 'w+');
+  // The name goes at once; the open descriptor keeps the bytes until the broadcast ends.
+  unlinkSync(stored);
   const s: Session = {
     id: o.broadcastId,
     layout,

@@ -228,6 +228,7 @@ async function bundlePeer() {
     format: 'esm',
     target: 'node20',
     outfile,
+    nodePaths: [path.join(repo, 'web-client', 'node_modules')],
     logLevel: 'warning',
     // socket.io-client's Node build uses require(); give the ES module one.
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
@@ -280,22 +281,22 @@ async function nodeBroadcast(sender, file, expected) {
   const doneAt = new Map();
   let id = null;
   const t0 = Date.now();
+  // Every receiver done, then the server's end of the broadcast (so the next run starts clean).
   const finished = new Promise((resolve, reject) => {
     const l = (ev) => {
       if (ev.ev === 'started') id = ev.id;
-      if (ev.ev !== 'progress' || ev.id !== id) return;
-      if (ev.state === 'failed') reject(new Error(`${ev.username} failed`));
-      if (ev.state === 'done' && !doneAt.has(ev.username)) doneAt.set(ev.username, (Date.now() - t0) / 1000);
-      if (doneAt.size === expected) {
+      if (ev.ev === 'ended' && ev.id === id && doneAt.size === expected) {
         sender.listeners.delete(l);
         resolve();
       }
+      if (ev.ev !== 'progress' || ev.id !== id) return;
+      if (ev.state === 'failed') reject(new Error(`${ev.username} failed`));
+      if (ev.state === 'done' && !doneAt.has(ev.username)) doneAt.set(ev.username, (Date.now() - t0) / 1000);
     };
     sender.listeners.add(l);
   });
   sender.send({ cmd: 'broadcast', file, lab: LAB, size });
   await finished;
-  await sender.wait((e) => e.ev === 'ended' && e.id === id, 30_000, 'the end');
   const times = [...doneAt.values()].sort((a, b) => a - b);
   return { allS: +times[times.length - 1].toFixed(2), firstS: +times[0].toFixed(2), each: Object.fromEntries(doneAt) };
 }
@@ -333,7 +334,7 @@ async function nodeRun(file) {
   console.log('all receivers done (median of rounds), relative to (a):');
   results.median = {};
   for (const [name, list] of Object.entries(runs)) {
-    const m = median(list.map((x) => x.allS));
+    const m = +median(list.map((x) => x.allS)).toFixed(2);
     results.median[name] = m;
     console.log(`  ${name.padEnd(8)} ${String(m).padStart(7)} s  ${(m / base).toFixed(2)}×`);
   }

@@ -75,6 +75,10 @@ export interface BroadcastContext {
   listen(event: string, handler: (v: unknown) => void): void;
   rtcConfig(): Promise<RTCConfiguration>;
   signal(linkId: string, to: string, data: unknown): Promise<void>;
+  /** The user's "save received files automatically" setting, read when a broadcast arrives. */
+  autoSave(): boolean;
+  /** A file could not be saved automatically. */
+  notice(text: string): void;
 }
 
 const STATUS_EVERY_MS = 1000;
@@ -439,6 +443,11 @@ class IncomingBroadcast {
     this.state = 'done';
     this.#parent?.close();
     this.#m.changedIn(this);
+    if (this.#m.ctx.autoSave()) {
+      this.files.forEach((f, index) => {
+        void downloadStored(this.transferId, index, f.name).catch(() => this.#m.ctx.notice(`Could not save ${f.name} automatically; use its Save button.`));
+      });
+    }
     const digest = await transferDigest(digests);
     await this.#m.ctx
       .call('broadcast:status', {

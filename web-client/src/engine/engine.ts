@@ -137,6 +137,8 @@ export class TransferEngine extends Emitter<EngineEvents> {
       listen: (event, handler) => s.listen(event, handler),
       rtcConfig: () => this.#rtcConfig(),
       signal: (linkId, to, data) => s.signal(linkId, to, data),
+      autoSave: () => options.autoSave(),
+      notice: (text) => this.emit('notice', text),
     });
     this.#wire();
   }

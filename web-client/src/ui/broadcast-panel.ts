@@ -20,6 +20,8 @@ export interface BroadcastPanelOptions {
   /** May broadcast to every lab (else only to the labs the server allows). */
   canSendAll: boolean;
   picked(): readonly PickedFile[];
+  /** The broadcast started: the chosen files are on their way (clear the selection). */
+  started(): void;
 }
 
 const ALL = '*all';
@@ -92,6 +94,7 @@ export class BroadcastPanel {
     }
     try {
       await engine.broadcasts.start(value === ALL ? { all: true } : { lab: value }, files);
+      this.#o.started();
     } catch (error) {
       this.#error.show(error instanceof Error && error.message !== '' ? error.message : 'The broadcast could not start.');
     }

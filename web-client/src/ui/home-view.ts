@@ -112,6 +112,11 @@ export class HomeView implements View {
       canSend: perms.includes('broadcast.send'),
       canSendAll: perms.includes('users.manage'),
       picked: () => this.#picked,
+      started: () => {
+        this.#picked = [];
+        this.#renderSelection();
+        this.#renderPeers();
+      },
     });
 
     const settingsToggle = h('button', { type: 'button', class: 'btn btn-ghost btn-small', 'aria-expanded': 'false', 'aria-controls': 'settings-panel', 'data-testid': 'settings-toggle' }, 'Settings');
