@@ -45,6 +45,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Accepted transfers of the last run wait to be re-claimed by their devices.
+    crate::signaling::restore(&state).await.context("cannot read unfinished transfers")?;
     let app = app(state.clone());
 
     let handle = axum_server::Handle::new();

@@ -12,6 +12,8 @@ pub enum Kind {
     Int { min: u64, max: u64 },
     /// One of a few words.
     Choice(&'static [&'static str]),
+    /// Comma-separated names (roles): lowercase letters, digits, `_` and `-`; may be empty.
+    Names,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +50,24 @@ pub const SETTINGS: &[Spec] = &[
         help: "seconds a request waits for an answer before it expires",
     },
     Spec {
+        key: "transfer.resume_grace_secs",
+        kind: Kind::Int { min: 30, max: 7 * 86_400 },
+        default: "900",
+        help: "seconds an interrupted transfer waits for a device to come back (and keeps its partial data) before it fails",
+    },
+    Spec {
+        key: "signaling.events_per_second",
+        kind: Kind::Int { min: 1, max: 1_000_000 },
+        default: "50",
+        help: "Socket.IO events one device may send per second, on average (applied within 2 s)",
+    },
+    Spec {
+        key: "signaling.event_burst",
+        kind: Kind::Int { min: 1, max: 1_000_000 },
+        default: "200",
+        help: "Socket.IO events one device may send in a burst (applied within 2 s)",
+    },
+    Spec {
         key: "retention.transfer_days",
         kind: Kind::Int { min: 0, max: 36_500 },
         default: "365",
@@ -64,6 +84,18 @@ pub const SETTINGS: &[Spec] = &[
         kind: Kind::Choice(&["lab", "all"]),
         default: "\"lab\"",
         help: "what students see: their own lab's devices, or every lab's (admins and instructors see all)",
+    },
+    Spec {
+        key: "broadcast.fanout",
+        kind: Kind::Int { min: 1, max: 64 },
+        default: "2",
+        help: "receivers each broadcast receiver forwards to (the relay tree's fan-out; bench/broadcast measures it)",
+    },
+    Spec {
+        key: "broadcast.auto_accept_roles",
+        kind: Kind::Names,
+        default: "\"admin,instructor\"",
+        help: "roles whose broadcasts are received without asking (comma-separated; empty: always ask)",
     },
 ];
 
@@ -88,6 +120,17 @@ pub fn parse(key: &str, raw: &str) -> Result<Value, String> {
                 Ok(Value::from(w))
             } else {
                 Err(format!("{key} must be one of: {}", words.join(", ")))
+            }
+        }
+        Kind::Names => {
+            let names: Vec<&str> = raw.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+            let valid = |n: &str| {
+                n.len() <= 64
+                    && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            };
+            match names.iter().find(|n| !valid(n)) {
+                Some(bad) => Err(format!("{key}: {bad:?} is not a role name (lowercase letters, digits, _ and -)")),
+                None => Ok(Value::from(names.join(","))),
             }
         }
     }
@@ -156,5 +199,11 @@ mod tests {
         set(&pool, "presence.scope", "all", None).await.unwrap();
         assert_eq!(get_str(&pool, "presence.scope").await.unwrap(), "all");
         assert_eq!(all(&pool).await.unwrap().len(), SETTINGS.len());
+        assert_eq!(get_str(&pool, "broadcast.auto_accept_roles").await.unwrap(), "admin,instructor");
+        assert!(set(&pool, "broadcast.auto_accept_roles", "admin, Bad Role", None).await.is_err());
+        set(&pool, "broadcast.auto_accept_roles", " admin , ", None).await.unwrap();
+        assert_eq!(get_str(&pool, "broadcast.auto_accept_roles").await.unwrap(), "admin");
+        set(&pool, "broadcast.auto_accept_roles", "", None).await.unwrap();
+        assert_eq!(get_str(&pool, "broadcast.auto_accept_roles").await.unwrap(), "");
     }
 }

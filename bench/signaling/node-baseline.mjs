@@ -41,8 +41,8 @@ const limits = {
   ...config.limits,
 };
 const OTHER = 'Other';
-const EVENT_RATE = 50;
-const EVENT_BURST = 200;
+const EVENT_RATE = config.limits?.eventsPerSecond ?? 50;
+const EVENT_BURST = config.limits?.eventBurst ?? 200;
 const MAX_SIGNAL_BYTES = 16 * 1024;
 
 // ---------------------------------------------------------------- errors and acks

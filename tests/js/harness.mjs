@@ -21,15 +21,8 @@ export const PASSWORD = 'correct horse battery staple';
 // The binary refuses unknown LABBEAM_* variables, and LABBEAM_BIN is the harness's own.
 const INHERITED_ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'LABBEAM_BIN'));
 
-export async function startServer({ config, env } = {}) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'labbeam-js-'));
-  const dataDir = path.join(dir, 'data');
-  const args = ['serve', '--data-dir', dataDir, '--http-listen', '127.0.0.1:0', '--turn-listen', '127.0.0.1:0'];
-  if (config) {
-    const file = path.join(dir, 'labbeam.toml');
-    (await import('node:fs')).writeFileSync(file, config);
-    args.push('--config', file);
-  }
+/** Starts the binary; resolves with the child, its banner lines and a reader of its log. */
+async function boot(args, env) {
   const child = spawn(BIN, args, { env: { ...INHERITED_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stderr.on('data', (d) => {
@@ -47,6 +40,20 @@ export async function startServer({ config, env } = {}) {
       }
     });
   });
+  return { child, banner, log: () => log };
+}
+
+export async function startServer({ config, env } = {}) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'labbeam-js-'));
+  const dataDir = path.join(dir, 'data');
+  const args = ['serve', '--data-dir', dataDir, '--http-listen', '127.0.0.1:0', '--turn-listen', '127.0.0.1:0'];
+  if (config) {
+    const file = path.join(dir, 'labbeam.toml');
+    (await import('node:fs')).writeFileSync(file, config);
+    args.push('--config', file);
+  }
+  let { child, banner, log } = await boot(args, env);
+  let earlierLogs = '';
   const port = Number(banner.find((l) => l.includes('Open:')).trim().replace(/\/$/, '').split(':').pop());
   const adminPassword = banner.find((l) => l.trim().startsWith('password:'))?.trim().split(/\s+/)[1];
   const ca = readFileSync(path.join(dataDir, 'tls', 'cert.pem'));
@@ -59,7 +66,23 @@ export async function startServer({ config, env } = {}) {
     dataDir,
     ca,
     adminPassword,
-    log: () => log,
+    log: () => earlierLogs + log(),
+
+    /** Kills the server at once (SIGKILL: no goodbye to anyone), as a crash would. */
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    },
+
+    /** Starts the binary again on the same data directory and HTTPS port. */
+    async restart() {
+      await server.kill();
+      earlierLogs += log();
+      const again = args.map((a, i) => (args[i - 1] === '--http-listen' ? `127.0.0.1:${port}` : a));
+      ({ child, banner, log } = await boot(again, env));
+    },
 
     cli(cliArgs, stdin) {
       const r = spawnSync(BIN, [...cliArgs, '--data-dir', dataDir], { input: stdin ?? '', encoding: 'utf8', env: INHERITED_ENV });
@@ -131,11 +154,11 @@ export async function startServer({ config, env } = {}) {
     },
 
     /** A socket.io-client socket; resolves once connected (or rejects with connect_error). */
-    connect({ token, device, lab, localAddress, extraHeaders, auth } = {}) {
+    connect({ token, device, lab, deviceId, localAddress, extraHeaders, auth } = {}) {
       const socket = io(base, {
         transports: ['websocket'],
         ca,
-        auth: auth ?? { token, device, lab },
+        auth: auth ?? { token, device, lab, ...(deviceId ? { deviceId } : {}) },
         reconnection: false,
         forceNew: true,
         timeout: 10_000,
@@ -160,7 +183,7 @@ export async function startServer({ config, env } = {}) {
 
     async stop() {
       for (const s of sockets) s.close();
-      if (child.exitCode === null) {
+      if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((resolve) => child.once('exit', resolve));
         child.kill('SIGTERM');
         await Promise.race([exited, sleep(10_000)]);

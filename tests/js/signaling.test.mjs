@@ -323,16 +323,58 @@ describe('permissions, announcements and broadcasts', () => {
 
     assert.equal((await call(sockT, 'announce', { text: 'x', target: { lab: 'Atlantis' } })).error.code, 'unknown_lab');
 
-    const inc1 = next(sock1, 'transfer:incoming');
-    const inc2 = next(sock2, 'transfer:incoming');
-    const bGets = arrives(sockB, 'transfer:incoming', 700);
+    const inc1 = next(sock1, 'broadcast:offer');
+    const inc2 = next(sock2, 'broadcast:offer');
+    const bGets = arrives(sockB, 'broadcast:offer', 700);
     const ack = await call(sockT, 'broadcast:start', { target: { lab: 'Lab A' }, files: FILES });
     assert.equal(ack.ok, true, JSON.stringify(ack));
-    assert.equal(ack.transfers.length, 3, 'two students and the late joiner');
+    assert.equal(ack.recipients.length, 3, 'two students and the late joiner');
     const [i1, i2] = await Promise.all([inc1, inc2]);
     assert.equal(i1.broadcastId, ack.broadcastId);
     assert.equal(i2.broadcastId, ack.broadcastId);
+    assert.equal(i1.from.username, 'prof');
+    assert.equal(i1.autoAccept, true, 'instructors are auto-accepted by default');
     assert.equal(await bGets, false);
+
+    // The manifest comes from the sender only; then every receiver gets it and a link.
+    const bad = await call(sock1, 'broadcast:manifest', { broadcastId: ack.broadcastId, file: 0, first: 0, hashes: [], sha256: 'a'.repeat(64) });
+    assert.equal(bad.error.code, 'not_party');
+    const pieces = Math.ceil(FILES[0].size / ack.pieceBytes);
+    const links1 = next(sock1, 'broadcast:link');
+    const man1 = next(sock1, 'broadcast:manifest');
+    const m = await call(sockT, 'broadcast:manifest', {
+      broadcastId: ack.broadcastId, file: 0, first: 0, hashes: Array(pieces).fill('b'.repeat(64)), sha256: 'c'.repeat(64),
+    });
+    assert.equal(m.ok, true, JSON.stringify(m));
+    assert.equal((await man1).sha256, 'c'.repeat(64));
+    const link = await links1;
+    assert.equal(link.role, 'child');
+    // Signals pass over a link between its two ends only.
+    const peerOf = (sock) => sock.snapshot.then((snap) => snap.self.peerId);
+    const [pT, p1, pB] = await Promise.all([peerOf(sockT), peerOf(sock1), peerOf(sockB)]);
+    const parentSock = link.peer === pT ? sockT : link.peer === (await peerOf(sock2)) ? sock2 : lateSock;
+    const relayed = next(parentSock, 'signal');
+    assert.equal((await call(sock1, 'signal', { transferId: link.linkId, to: link.peer, data: { sdp: 'x' } })).ok, true);
+    assert.equal((await relayed).from, p1);
+    assert.equal((await call(sockB, 'signal', { transferId: link.linkId, to: p1, data: {} })).error.code, 'not_party');
+    assert.equal((await call(sock1, 'signal', { transferId: link.linkId, to: pB, data: {} })).error.code, 'not_party');
+    // A receiver's progress reaches the sender.
+    const progress = next(sockT, 'broadcast:progress');
+    assert.equal((await call(sock1, 'broadcast:status', { broadcastId: ack.broadcastId, state: 'receiving', bytes: 2 })).ok, true);
+    const pr = await progress;
+    assert.equal(pr.peer.peerId, p1);
+    assert.equal(pr.bytes, 2);
+    // A device that joins the lab while it runs is offered it, and placed in the tree.
+    const st3 = await s.user('joiner');
+    const joined = next(sockT, 'broadcast:progress');
+    const sock3 = await s.connect({ token: st3.token, lab: 'Lab A' });
+    const offer3 = next(sock3, 'broadcast:offer');
+    const manifest3 = next(sock3, 'broadcast:manifest');
+    const link3 = next(sock3, 'broadcast:link');
+    assert.equal((await offer3).broadcastId, ack.broadcastId);
+    assert.equal((await manifest3).hashes.length, pieces);
+    assert.equal((await link3).role, 'child');
+    assert.equal((await joined).peer.username, 'joiner');
 
     const other = await call(sockT, 'broadcast:start', { target: { lab: 'Lab B' }, files: FILES });
     assert.equal(other.error.code, 'forbidden');

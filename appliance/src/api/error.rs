@@ -99,6 +99,7 @@ impl From<SignalError> for ApiError {
             SignalError::PeerCannotReceive | SignalError::WrongState(_) | SignalError::NotConnected => {
                 StatusCode::CONFLICT
             }
+            SignalError::TransferEnded(_) => StatusCode::GONE,
             SignalError::TooManyPending(_) | SignalError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             SignalError::Internal(detail) => return ApiError::internal(detail),
         };

@@ -52,13 +52,17 @@ pub struct NewTransfer<'a> {
     pub file_count: i64,
     pub total_bytes: i64,
     pub broadcast_id: Option<&'a str>,
+    /// The devices' own ids, which let them re-claim the transfer after reconnecting.
+    pub sender_device_key: &'a str,
+    pub receiver_device_key: &'a str,
 }
 
 pub async fn insert(pool: &Pool, t: &NewTransfer<'_>) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO transfers (id, sender_id, receiver_id, sender_username, receiver_username, sender_device, \
-         receiver_device, sender_lab, receiver_lab, files, file_count, total_bytes, status, requested_at, broadcast_id) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'requested', ?, ?)",
+         receiver_device, sender_lab, receiver_lab, files, file_count, total_bytes, status, requested_at, broadcast_id, \
+         sender_device_key, receiver_device_key) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'requested', ?, ?, ?, ?)",
     )
     .bind(t.id)
     .bind(t.sender_id)
@@ -74,6 +78,8 @@ pub async fn insert(pool: &Pool, t: &NewTransfer<'_>) -> Result<(), DbError> {
     .bind(t.total_bytes)
     .bind(now())
     .bind(t.broadcast_id)
+    .bind(t.sender_device_key)
+    .bind(t.receiver_device_key)
     .execute(pool)
     .await?;
     Ok(())
@@ -95,6 +101,70 @@ pub async fn mark_accepted(pool: &Pool, id: &str) -> Result<(), DbError> {
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// An accepted transfer nobody finished: what a restarted server needs to let its two
+/// devices re-claim it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ResumableRow {
+    pub id: String,
+    pub sender_id: Option<i64>,
+    pub receiver_id: Option<i64>,
+    pub sender_device_key: String,
+    pub receiver_device_key: String,
+    pub files: String,
+    pub total_bytes: i64,
+}
+
+/// Accepted, unfinished transfers (read at start-up).
+pub async fn resumable(pool: &Pool) -> Result<Vec<ResumableRow>, DbError> {
+    Ok(sqlx::query_as::<_, ResumableRow>(
+        "SELECT id, sender_id, receiver_id, sender_device_key, receiver_device_key, files, total_bytes \
+         FROM transfers WHERE status = 'accepted' AND finished_at IS NULL AND broadcast_id IS NULL",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Broadcast recipients still receiving when the server stopped: the relay tree lived in
+/// the stopped process, so these end `failed` (the sender can broadcast again).
+pub async fn fail_interrupted_broadcasts(pool: &Pool) -> Result<u64, DbError> {
+    Ok(sqlx::query(
+        "UPDATE transfers SET status = 'failed', failure_reason = 'the server restarted during the broadcast', \
+         finished_at = ? WHERE broadcast_id IS NOT NULL AND status = 'accepted' AND finished_at IS NULL",
+    )
+    .bind(now())
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Requests nobody answered before the server stopped: nobody can answer them now.
+pub async fn expire_unanswered(pool: &Pool) -> Result<u64, DbError> {
+    Ok(sqlx::query(
+        "UPDATE transfers SET status = 'expired', failure_reason = 'the server restarted before an answer', \
+         finished_at = ? WHERE status = 'requested' AND finished_at IS NULL",
+    )
+    .bind(now())
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Who a row's parties are and whether it ended.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Parties {
+    pub sender_id: Option<i64>,
+    pub receiver_id: Option<i64>,
+    pub status: String,
+    pub finished_at: Option<i64>,
+}
+
+pub async fn parties(pool: &Pool, id: &str) -> Result<Option<Parties>, DbError> {
+    Ok(sqlx::query_as::<_, Parties>("SELECT sender_id, receiver_id, status, finished_at FROM transfers WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
 }
 
 /// The final state of a transfer.
@@ -281,6 +351,12 @@ pub async fn insert_broadcast(pool: &Pool, b: &NewBroadcast<'_>) -> Result<(), D
     Ok(())
 }
 
+/// One more recipient (a late joiner of the target lab).
+pub async fn add_broadcast_recipient(pool: &Pool, id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE broadcasts SET recipients = recipients + 1 WHERE id = ?").bind(id).execute(pool).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +376,8 @@ mod tests {
             file_count: 1,
             total_bytes: 3,
             broadcast_id: None,
+            sender_device_key: "key-a",
+            receiver_device_key: "key-b",
         }
     }
 
@@ -357,5 +435,36 @@ mod tests {
         let rest = list(&pool, &cursor, 2).await.unwrap();
         assert_eq!(first.len() + rest.len(), 3);
         assert!(rest.iter().all(|r| !first.iter().any(|f| f.id == r.id)));
+    }
+
+    #[tokio::test]
+    async fn a_restart_finds_accepted_transfers_and_expires_unanswered_ones() {
+        let pool = pool_with_users().await;
+        for id in ["asked", "running", "done"] {
+            insert(&pool, &new(id)).await.unwrap();
+        }
+        mark_accepted(&pool, "running").await.unwrap();
+        mark_accepted(&pool, "done").await.unwrap();
+        let outcome = Outcome {
+            status: "completed".into(),
+            bytes: 3,
+            sha256: String::new(),
+            path: String::new(),
+            duration_ms: None,
+            failure_reason: String::new(),
+        };
+        finish(&pool, "done", &outcome).await.unwrap();
+        let rows = resumable(&pool).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].id, "running");
+        assert_eq!((rows[0].sender_device_key.as_str(), rows[0].receiver_device_key.as_str()), ("key-a", "key-b"));
+        assert_eq!(expire_unanswered(&pool).await.unwrap(), 1);
+        assert_eq!(by_id(&pool, "asked").await.unwrap().unwrap().status, "expired");
+        let done = parties(&pool, "done").await.unwrap().unwrap();
+        assert_eq!((done.sender_id, done.receiver_id, done.status.as_str()), (Some(1), Some(2), "completed"));
+        assert!(done.finished_at.is_some());
+        let running = parties(&pool, "running").await.unwrap().unwrap();
+        assert_eq!((running.status.as_str(), running.finished_at), ("accepted", None));
+        assert_eq!(parties(&pool, "nope").await.unwrap(), None);
     }
 }

@@ -46,7 +46,7 @@ pub async fn page(
             value: value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string()),
             choices: match spec.kind {
                 Kind::Choice(words) => words.to_vec(),
-                Kind::Int { .. } => Vec::new(),
+                Kind::Int { .. } | Kind::Names => Vec::new(),
             },
         })
         .collect();

@@ -252,6 +252,31 @@ struct BroadcastsPage {
     broadcasts: Vec<BroadcastView>,
     detail: Option<BroadcastView>,
     recipients: Vec<TransferView>,
+    /// While the broadcast runs: each recipient's state as reported by its browser.
+    live: Vec<LiveRecipient>,
+}
+
+/// A recipient of a running broadcast, from the signaling hub's memory.
+pub struct LiveRecipient {
+    pub who: String,
+    pub lab: String,
+    pub state: String,
+    pub progress: String,
+    pub reason: String,
+}
+
+fn live_of(state: &AppState, id: &str) -> Vec<LiveRecipient> {
+    let Some(list) = state.signaling.with_broadcasts(|b| b.live(id)) else { return Vec::new() };
+    let total = state.signaling.with_broadcasts(|b| b.total_bytes(id)).unwrap_or(0);
+    list.into_iter()
+        .map(|r| LiveRecipient {
+            who: format!("{} ({})", r.peer.username, r.peer.device),
+            lab: r.peer.lab,
+            state: serde_json::to_value(r.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+            progress: format!("{}%", r.bytes.saturating_mul(100).checked_div(total).unwrap_or(100)),
+            reason: r.reason,
+        })
+        .collect()
 }
 
 pub async fn broadcasts(State(state): State<AppState>, portal: PortalUser) -> Result<Response, PortalError> {
@@ -262,6 +287,7 @@ pub async fn broadcasts(State(state): State<AppState>, portal: PortalUser) -> Re
         broadcasts: rows.into_iter().map(broadcast_view).collect(),
         detail: None,
         recipients: Vec::new(),
+        live: Vec::new(),
     }
     .into_response())
 }
@@ -280,6 +306,7 @@ pub async fn broadcast(
         broadcasts: Vec::new(),
         detail: Some(broadcast_view(b)),
         recipients: recipients.iter().map(view_of).collect(),
+        live: live_of(&state, &id),
     }
     .into_response())
 }

@@ -7,7 +7,11 @@
 //! Invariants:
 //! - a peer sees only peers it may see (same lab, or everyone with the all-labs scope);
 //! - a `signal` passes only between the two parties of an accepted, unfinished transfer;
-//! - a transfer is logged exactly once with its final outcome.
+//! - a transfer is logged exactly once with its final outcome;
+//! - an accepted transfer outlives its parties' sockets: a side whose socket leaves is
+//!   *away* (the transfer is paused for the other side) until the same user on the same
+//!   device (its client-generated device key) re-claims it with `transfer:resume`, or
+//!   until the resume grace period ends it.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -45,6 +49,10 @@ pub struct Member {
     pub sees_all: bool,
     /// Labs this user is responsible for (instructors' broadcast scope).
     pub owned_labs: Vec<String>,
+    /// The device's own id (client-generated, kept by the browser across reloads and
+    /// reconnections): what lets a new socket re-claim this device's transfers. Never sent to
+    /// other clients.
+    pub device_key: String,
 }
 
 impl Member {
@@ -98,14 +106,36 @@ pub struct RequestedTransfer {
     pub files: Vec<FileMeta>,
     pub total_bytes: u64,
     pub broadcast_id: Option<String>,
+    pub sender_device_key: String,
+    pub receiver_device_key: String,
 }
 
-/// What `Hub::broadcast` decided: offers to send, rows to write, (transfer, receiver) pairs.
+/// An accepted, unfinished transfer read back from the transfer log at start-up: both of
+/// its sides are away until they re-claim it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoredTransfer {
+    pub id: String,
+    pub sender_user: i64,
+    pub receiver_user: i64,
+    pub sender_device_key: String,
+    pub receiver_device_key: String,
+    pub files: Vec<FileMeta>,
+    pub total_bytes: u64,
+}
+
+/// Which side of a transfer a device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Sender,
+    Receiver,
+}
+
+/// What `Hub::resume` decided: the emits and the ack body for the claimant.
 #[derive(Debug)]
-pub struct BroadcastPlan {
+pub struct Resumed {
     pub emits: Vec<Emit>,
-    pub records: Vec<Record>,
-    pub created: Vec<(String, PeerId)>,
+    pub ack: Value,
 }
 
 /// Limits from the settings, read by the caller.
@@ -124,18 +154,65 @@ enum Stage {
 
 #[derive(Debug)]
 struct Transfer {
+    /// The sender's socket (its latest, when it is away).
     from: PeerId,
+    /// The receiver's socket (its latest, when it is away).
     to: PeerId,
     from_user: i64,
+    to_user: i64,
+    from_device: String,
+    to_device: String,
+    /// Since when the sender's / receiver's socket is gone (accepted transfers only).
+    from_away: Option<Instant>,
+    to_away: Option<Instant>,
+    files: Vec<FileMeta>,
     total_bytes: u64,
     stage: Stage,
     sender_report: Option<TransferFinish>,
     receiver_report: Option<TransferFinish>,
 }
 
-/// Per-device event budget: `RATE` events a second, bursts of `BURST`.
-const EVENT_RATE: f64 = 50.0;
-const EVENT_BURST: f64 = 200.0;
+impl Transfer {
+    /// A new offer from `sender` to `target`, waiting for an answer.
+    fn offered(sender: &Member, target: &Member, files: Vec<FileMeta>, total_bytes: u64) -> Transfer {
+        Transfer {
+            from: sender.peer.peer_id.clone(),
+            to: target.peer.peer_id.clone(),
+            from_user: sender.peer.user_id,
+            to_user: target.peer.user_id,
+            from_device: sender.device_key.clone(),
+            to_device: target.device_key.clone(),
+            from_away: None,
+            to_away: None,
+            files,
+            total_bytes,
+            stage: Stage::Requested,
+            sender_report: None,
+            receiver_report: None,
+        }
+    }
+
+    fn away_since(&self) -> Option<Instant> {
+        match (self.from_away, self.to_away) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Per-device event budget: `rate` events a second, bursts of `burst` (settings
+/// `signaling.events_per_second` and `signaling.event_burst`; defaults 50 and 200).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventBudget {
+    pub rate: f64,
+    pub burst: f64,
+}
+
+impl Default for EventBudget {
+    fn default() -> Self {
+        EventBudget { rate: 50.0, burst: 200.0 }
+    }
+}
 
 #[derive(Debug)]
 struct Bucket {
@@ -149,6 +226,7 @@ pub struct Hub {
     transfers: HashMap<String, Transfer>,
     requests: HashMap<i64, VecDeque<Instant>>,
     buckets: HashMap<PeerId, Bucket>,
+    budget: EventBudget,
 }
 
 impl Hub {
@@ -180,11 +258,20 @@ impl Hub {
         self.members.values().map(|m| (m.session_id.clone(), m.peer.device.clone(), m.peer.lab.clone())).collect()
     }
 
+    /// Sets the per-device event budget (from the settings).
+    pub fn set_event_budget(&mut self, budget: EventBudget) {
+        self.budget = budget;
+    }
+
     /// Spends one event of `peer`'s budget.
     pub fn spend_event(&mut self, peer: &str, now: Instant) -> Result<(), SignalError> {
-        let b = self.buckets.entry(peer.to_string()).or_insert(Bucket { tokens: EVENT_BURST, at: now });
+        let EventBudget { rate, burst } = self.budget;
+        if !self.buckets.contains_key(peer) {
+            self.buckets.insert(peer.to_string(), Bucket { tokens: burst, at: now });
+        }
+        let Some(b) = self.buckets.get_mut(peer) else { return Ok(()) };
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * EVENT_RATE).min(EVENT_BURST);
+        b.tokens = (b.tokens + elapsed * rate).min(burst);
         b.at = now;
         if b.tokens < 1.0 {
             return Err(SignalError::RateLimited);
@@ -208,8 +295,10 @@ impl Hub {
     }
 
     /// Removes a device. Requests it made or received and nobody answered are cancelled;
-    /// accepted transfers stay (their data channel may outlive the signaling connection).
-    pub fn leave(&mut self, peer: &str) -> (Vec<Emit>, Vec<Record>) {
+    /// accepted transfers stay (their data channel may outlive the signaling connection):
+    /// this side is marked away from `now`, and the other side is told
+    /// `transfer:paused` (unless a side already reported its end).
+    pub fn leave(&mut self, peer: &str, now: Instant) -> (Vec<Emit>, Vec<Record>) {
         self.buckets.remove(peer);
         let Some(m) = self.members.remove(peer) else { return (Vec::new(), Vec::new()) };
         let mut emits = vec![Emit {
@@ -235,6 +324,148 @@ impl Hub {
                 ));
                 records.push(Record::Finished(id, ended("cancelled", "peer_left: the other device went offline")));
             }
+        }
+        for (id, t) in self.transfers.iter_mut().filter(|(_, t)| t.stage == Stage::Accepted) {
+            // Either side's report ends the waiting for the other: nothing to pause then.
+            let reported = t.sender_report.is_some() || t.receiver_report.is_some();
+            let (away, other, other_away) = if t.from == peer {
+                (&mut t.from_away, &t.to, t.to_away)
+            } else if t.to == peer {
+                (&mut t.to_away, &t.from, t.from_away)
+            } else {
+                continue;
+            };
+            if away.is_some() {
+                continue;
+            }
+            *away = Some(now);
+            if !reported && other_away.is_none() {
+                emits.push(Emit::to_peer(other, "transfer:paused", json!({ "transferId": id, "peerId": peer })));
+            }
+        }
+        (emits, records)
+    }
+
+    /// `transfer:resume`: the device `peer` re-claims its side of an accepted, unfinished
+    /// transfer after it reconnected (new socket) or after a server restart. Only the same
+    /// user on the same device (device key) may; `role`, when given, must be its side. Both
+    /// sides then get `transfer:resumed` with the other's peer (when the other side is
+    /// online), so signaling between the two new sockets is allowed again.
+    pub fn resume(&mut self, peer: &str, id: &str, role: Option<Role>) -> Result<Resumed, SignalError> {
+        let m = self.members.get(peer).ok_or(SignalError::NotConnected)?;
+        let claimant = m.peer.clone();
+        let key = m.device_key.clone();
+        let t = self.transfers.get_mut(id).ok_or(SignalError::UnknownTransfer)?;
+        let sender_match = t.from_user == claimant.user_id && t.from_device == key;
+        let receiver_match = t.to_user == claimant.user_id && t.to_device == key;
+        let side = match role {
+            Some(Role::Sender) if sender_match => Role::Sender,
+            Some(Role::Receiver) if receiver_match => Role::Receiver,
+            Some(_) => return Err(SignalError::NotParty),
+            // One device sending to itself from two tabs matches both: it must say which.
+            None if sender_match && receiver_match => {
+                return Err(SignalError::Invalid("this device is both sides: say which with role".into()));
+            }
+            None if sender_match => Role::Sender,
+            None if receiver_match => Role::Receiver,
+            None => return Err(SignalError::NotParty),
+        };
+        if t.stage != Stage::Accepted {
+            return Err(SignalError::WrongState("it was not accepted yet"));
+        }
+        let reported = match side {
+            Role::Sender => t.sender_report.is_some(),
+            Role::Receiver => t.receiver_report.is_some(),
+        };
+        if reported {
+            return Err(SignalError::WrongState("this side already reported its end"));
+        }
+        let (mine, my_away, other, other_away) = match side {
+            Role::Sender => (&mut t.from, &mut t.from_away, t.to.clone(), t.to_away),
+            Role::Receiver => (&mut t.to, &mut t.to_away, t.from.clone(), t.from_away),
+        };
+        *mine = peer.to_string();
+        *my_away = None;
+        let files = t.files.clone();
+        let total = t.total_bytes;
+        let other_peer = if other_away.is_none() { self.members.get(&other).map(|m| m.peer.clone()) } else { None };
+        let mut emits = Vec::new();
+        if let Some(o) = &other_peer {
+            emits.push(Emit::to_peer(&o.peer_id, "transfer:resumed", json!({ "transferId": id, "peer": claimant })));
+            emits.push(Emit::to_peer(peer, "transfer:resumed", json!({ "transferId": id, "peer": o })));
+        }
+        let ack = json!({
+            "transferId": id,
+            "role": side,
+            "files": files,
+            "totalBytes": total,
+            "peer": other_peer,
+        });
+        Ok(Resumed { emits, ack })
+    }
+
+    /// Puts accepted, unfinished transfers read from the log back (at start-up, before any
+    /// socket connects), both sides away since `now`.
+    pub fn restore(&mut self, rows: Vec<RestoredTransfer>, now: Instant) {
+        for r in rows {
+            self.transfers.entry(r.id.clone()).or_insert(Transfer {
+                from: String::new(),
+                to: String::new(),
+                from_user: r.sender_user,
+                to_user: r.receiver_user,
+                from_device: r.sender_device_key,
+                to_device: r.receiver_device_key,
+                from_away: Some(now),
+                to_away: Some(now),
+                files: r.files,
+                total_bytes: r.total_bytes,
+                stage: Stage::Accepted,
+                sender_report: None,
+                receiver_report: None,
+            });
+        }
+    }
+
+    /// True when some accepted transfer has a side away (the sweep then checks the grace).
+    pub fn has_paused(&self) -> bool {
+        self.transfers.values().any(|t| t.away_since().is_some())
+    }
+
+    /// Ends transfers whose side has been away longer than `grace`: the side that stayed (if
+    /// online) gets `transfer:cancelled` with reason `resume_expired`, and the log row says
+    /// what was reported (or that it never came back).
+    pub fn expire_paused(&mut self, now: Instant, grace: Duration) -> (Vec<Emit>, Vec<Record>) {
+        let due: Vec<String> = self
+            .transfers
+            .iter()
+            .filter(|(_, t)| t.away_since().is_some_and(|at| now.saturating_duration_since(at) >= grace))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let (mut emits, mut records) = (Vec::new(), Vec::new());
+        let minutes = grace.as_secs().div_ceil(60);
+        for id in due {
+            let Some(t) = self.transfers.remove(&id) else { continue };
+            let who = match (t.from_away.is_some(), t.to_away.is_some()) {
+                (true, true) => "neither device came back",
+                (true, false) => "the sender's device did not come back",
+                _ => "the receiver's device did not come back",
+            };
+            let detail = format!("resume_expired: {who} within {minutes} min");
+            for (p, away) in [(&t.from, t.from_away), (&t.to, t.to_away)] {
+                if away.is_none() && self.members.contains_key(p) {
+                    emits.push(Emit::to_peer(
+                        p,
+                        "transfer:cancelled",
+                        json!({ "transferId": id, "reason": "resume_expired", "detail": detail }),
+                    ));
+                }
+            }
+            let outcome = if t.sender_report.is_some() || t.receiver_report.is_some() {
+                reconcile(t.sender_report.as_ref(), t.receiver_report.as_ref(), t.total_bytes)
+            } else {
+                ended("failed", &detail)
+            };
+            records.push(Record::Finished(id, outcome));
         }
         (emits, records)
     }
@@ -265,7 +496,10 @@ impl Hub {
             return Err(SignalError::Forbidden("transfer.send"));
         }
         let total = super::payloads::validate_files(&files, limits.max_file_bytes)?;
-        let target = self.check_target(sender, to)?.peer.clone();
+        let target_member = self.check_target(sender, to)?;
+        let transfer = Transfer::offered(sender, target_member, files.clone(), total);
+        let (sender_key, receiver_key) = (sender.device_key.clone(), target_member.device_key.clone());
+        let target = target_member.peer.clone();
         let sender = sender.peer.clone();
         let user = sender.user_id;
         let pending = self.transfers.values().filter(|t| t.from_user == user && t.stage == Stage::Requested).count();
@@ -292,70 +526,11 @@ impl Hub {
             files,
             total_bytes: total,
             broadcast_id: None,
+            sender_device_key: sender_key,
+            receiver_device_key: receiver_key,
         }));
-        self.transfers.insert(
-            id,
-            Transfer {
-                from: from.to_string(),
-                to: to.to_string(),
-                from_user: user,
-                total_bytes: total,
-                stage: Stage::Requested,
-                sender_report: None,
-                receiver_report: None,
-            },
-        );
+        self.transfers.insert(id, transfer);
         Ok((vec![emit], record))
-    }
-
-    /// `broadcast:start`: one transfer per receiving device, offered at once.
-    pub fn broadcast(
-        &mut self,
-        from: &str,
-        recipients: &[PeerId],
-        files: &[FileMeta],
-        broadcast_id: &str,
-        mut new_id: impl FnMut() -> String,
-    ) -> Result<BroadcastPlan, SignalError> {
-        let sender = self.members.get(from).ok_or(SignalError::NotConnected)?.clone();
-        let total: u64 = files.iter().map(|f| f.size).fold(0, u64::saturating_add);
-        let (mut emits, mut records, mut created) = (Vec::new(), Vec::new(), Vec::new());
-        for to in recipients {
-            let Ok(target) = self.check_target(&sender, to) else { continue };
-            let id = new_id();
-            emits.push(Emit::to_peer(
-                to,
-                "transfer:incoming",
-                json!({ "transferId": id, "from": sender.peer, "files": files, "totalBytes": total,
-                        "broadcastId": broadcast_id }),
-            ));
-            records.push(Record::Requested(Box::new(RequestedTransfer {
-                id: id.clone(),
-                from: sender.peer.clone(),
-                to: target.peer.clone(),
-                files: files.to_vec(),
-                total_bytes: total,
-                broadcast_id: Some(broadcast_id.to_string()),
-            })));
-            self.transfers.insert(
-                id.clone(),
-                Transfer {
-                    from: from.to_string(),
-                    to: to.clone(),
-                    from_user: sender.peer.user_id,
-                    total_bytes: total,
-                    // Broadcast offers do not count against the pending-request cap.
-                    stage: Stage::Requested,
-                    sender_report: None,
-                    receiver_report: None,
-                },
-            );
-            created.push((id, to.clone()));
-        }
-        if created.is_empty() {
-            return Err(SignalError::NoRecipients);
-        }
-        Ok(BroadcastPlan { emits, records, created })
     }
 
     /// `transfer:respond` from the receiving device.
@@ -399,8 +574,9 @@ impl Hub {
         ))
     }
 
-    /// `signal`: relayed only between the parties of an accepted, unfinished transfer.
-    pub fn signal(&self, peer: &str, id: &str, to: &str, data: Value) -> Result<Emit, SignalError> {
+    /// `signal`: relayed only between the parties of an accepted, unfinished transfer. Ok
+    /// means `peer` may send this transfer's signal to `to` (the caller relays it).
+    pub fn signal(&self, peer: &str, id: &str, to: &str) -> Result<(), SignalError> {
         let t = self.transfers.get(id).ok_or(SignalError::UnknownTransfer)?;
         let other = match peer {
             p if p == t.from => &t.to,
@@ -416,7 +592,7 @@ impl Hub {
         if !self.members.contains_key(to) {
             return Err(SignalError::PeerOffline);
         }
-        Ok(Emit::to_peer(to, "signal", json!({ "transferId": id, "from": peer, "data": data })))
+        Ok(())
     }
 
     /// `transfer:finish` from either side. Returns the outcome to log once both sides have
@@ -476,17 +652,6 @@ impl Hub {
         ))
     }
 
-    /// Accepted transfers whose both devices are gone: nothing can report them any more.
-    pub fn orphaned(&self) -> Vec<String> {
-        self.transfers
-            .iter()
-            .filter(|(_, t)| {
-                t.stage == Stage::Accepted && !self.members.contains_key(&t.from) && !self.members.contains_key(&t.to)
-            })
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-
     /// Devices signed in with any of these sessions.
     pub fn peers_of_sessions(&self, sessions: &[String]) -> Vec<PeerId> {
         self.members.values().filter(|m| sessions.contains(&m.session_id)).map(|m| m.peer.peer_id.clone()).collect()
@@ -530,7 +695,15 @@ mod tests {
             permissions: perms.iter().map(|p| p.to_string()).collect(),
             sees_all,
             owned_labs: Vec::new(),
+            device_key: format!("dev-{id}"),
         }
+    }
+
+    /// Device `key` of user `user` connected again as socket `id`.
+    fn back(id: &str, user: i64, key: &str) -> Member {
+        let mut m = member(id, user, "Lab A", STUDENT, false);
+        m.device_key = key.into();
+        m
     }
 
     const STUDENT: &[&str] = &["transfer.send", "transfer.receive"];
@@ -584,17 +757,19 @@ mod tests {
         assert_eq!(emits[0].event, "transfer:incoming");
         assert!(matches!(rec, Record::Requested(_)));
         // Not accepted yet: no signaling.
-        assert_eq!(h.signal("a", "t1", "b", json!({})), Err(SignalError::WrongState("it is not accepted")));
+        assert_eq!(h.signal("a", "t1", "b"), Err(SignalError::WrongState("it is not accepted")));
         // Only the receiving device may answer.
         assert_eq!(h.respond("a", "t1", true).unwrap_err(), SignalError::NotParty);
         let (emits, rec) = h.respond("b", "t1", true).unwrap();
         assert_eq!(emits[0].to, Audience::Peer("a".into()));
         assert_eq!(rec, Record::Accepted("t1".into()));
-        assert!(h.signal("a", "t1", "b", json!({"sdp": "x"})).is_ok());
-        assert!(h.signal("b", "t1", "a", json!({})).is_ok());
-        assert_eq!(h.signal("c", "t1", "a", json!({})), Err(SignalError::NotParty));
-        assert_eq!(h.signal("a", "t1", "c", json!({})), Err(SignalError::NotParty));
-        assert_eq!(h.signal("a", "nope", "b", json!({})), Err(SignalError::UnknownTransfer));
+        assert!(h.signal("a", "t1", "b").is_ok());
+        assert!(h.signal("b", "t1", "a").is_ok());
+        assert_eq!(h.signal("c", "t1", "a"), Err(SignalError::NotParty));
+        assert_eq!(h.signal("a", "t1", "c"), Err(SignalError::NotParty));
+        assert_eq!(h.signal("a", "nope", "b"), Err(SignalError::UnknownTransfer));
+        h.leave("b", Instant::now());
+        assert_eq!(h.signal("a", "t1", "b"), Err(SignalError::PeerOffline));
     }
 
     #[test]
@@ -641,7 +816,7 @@ mod tests {
         assert_eq!(emits.len(), 2);
         assert!(matches!(rec, Record::Finished(_, ref o) if o.status == "expired"));
         assert!(h.expire("t1").is_none());
-        let (emits, records) = h.leave("a");
+        let (emits, records) = h.leave("a", now);
         assert_eq!(emits[0].event, "presence:left");
         assert_eq!(emits[1].to, Audience::Peer("b".into()));
         assert_eq!(records.len(), 1);
@@ -682,17 +857,153 @@ mod tests {
     }
 
     #[test]
-    fn orphaned_and_finalize() {
+    fn finalize_logs_what_one_side_reported() {
         let mut h = hub();
-        h.request("a", "b", files(), "t1".into(), &limits(), Instant::now()).unwrap();
+        let now = Instant::now();
+        h.request("a", "b", files(), "t1".into(), &limits(), now).unwrap();
         h.respond("b", "t1", true).unwrap();
         h.finish("b", finish("t1", FinishStatus::Completed, &"d".repeat(64))).unwrap();
-        h.leave("a");
-        assert!(h.orphaned().is_empty());
-        h.leave("b");
-        assert_eq!(h.orphaned(), vec!["t1".to_string()]);
+        let (emits, _) = h.leave("a", now);
+        assert!(emits.iter().all(|e| e.event != "transfer:paused"), "b already reported: nothing to wait for");
         let rec = h.finalize("t1").unwrap();
         assert!(matches!(rec, Record::Finished(_, ref o) if o.status == "completed"));
+    }
+
+    fn accepted(h: &mut Hub, id: &str) {
+        h.request("a", "b", files(), id.into(), &limits(), Instant::now()).unwrap();
+        h.respond("b", id, true).unwrap();
+    }
+
+    #[test]
+    fn a_party_that_leaves_pauses_the_transfer_for_the_other() {
+        let mut h = hub();
+        accepted(&mut h, "t1");
+        let now = Instant::now();
+        let (emits, records) = h.leave("b", now);
+        assert!(records.is_empty(), "an accepted transfer is not ended by a departure");
+        let paused: Vec<&Emit> = emits.iter().filter(|e| e.event == "transfer:paused").collect();
+        assert_eq!(paused.len(), 1);
+        assert_eq!(paused[0].to, Audience::Peer("a".into()));
+        assert_eq!(paused[0].data, json!({ "transferId": "t1", "peerId": "b" }));
+        assert!(h.has_paused());
+        // No signaling to a device that is away.
+        assert_eq!(h.signal("a", "t1", "b"), Err(SignalError::PeerOffline));
+        // The same user on the same device comes back on a new socket and re-claims it.
+        h.join(back("b2", 2, "dev-b"));
+        let r = h.resume("b2", "t1", None).unwrap();
+        assert_eq!(r.ack["role"], "receiver");
+        assert_eq!(r.ack["peer"]["peerId"], "a");
+        assert_eq!(r.ack["files"][0]["name"], "a.txt");
+        let to: Vec<(&Audience, &Value)> = r.emits.iter().map(|e| (&e.to, &e.data["peer"]["peerId"])).collect();
+        assert_eq!(to, vec![(&Audience::Peer("a".into()), &json!("b2")), (&Audience::Peer("b2".into()), &json!("a"))]);
+        assert!(r.emits.iter().all(|e| e.event == "transfer:resumed"));
+        assert!(!h.has_paused());
+        // Signaling flows between the new sockets, and the old id is no party any more.
+        assert!(h.signal("a", "t1", "b2").is_ok());
+        assert!(h.signal("b2", "t1", "a").is_ok());
+        assert_eq!(h.signal("a", "t1", "b"), Err(SignalError::NotParty));
+        // Re-claiming again from the same socket is harmless.
+        assert!(h.resume("b2", "t1", Some(Role::Receiver)).is_ok());
+    }
+
+    #[test]
+    fn only_the_same_user_on_the_same_device_may_resume() {
+        let mut h = hub();
+        accepted(&mut h, "t1");
+        h.leave("b", Instant::now());
+        // Another user, even one who knows the device key.
+        h.join(back("x", 3, "dev-b"));
+        assert_eq!(h.resume("x", "t1", None).unwrap_err(), SignalError::NotParty);
+        // The same user on another device.
+        h.join(back("y", 2, "another-device"));
+        assert_eq!(h.resume("y", "t1", None).unwrap_err(), SignalError::NotParty);
+        // The right device claiming the wrong side.
+        h.join(back("b2", 2, "dev-b"));
+        assert_eq!(h.resume("b2", "t1", Some(Role::Sender)).unwrap_err(), SignalError::NotParty);
+        assert_eq!(h.resume("b2", "nope", None).unwrap_err(), SignalError::UnknownTransfer);
+        // A request not yet accepted cannot be resumed.
+        h.request("a", "b2", files(), "t2".into(), &limits(), Instant::now()).unwrap();
+        assert_eq!(h.resume("b2", "t2", None).unwrap_err(), SignalError::WrongState("it was not accepted yet"));
+        // A side that already reported cannot claim it back.
+        h.resume("b2", "t1", None).unwrap();
+        h.finish("b2", finish("t1", FinishStatus::Completed, &"e".repeat(64))).unwrap();
+        assert_eq!(
+            h.resume("b2", "t1", None).unwrap_err(),
+            SignalError::WrongState("this side already reported its end")
+        );
+        // A socket that never joined.
+        assert_eq!(h.resume("ghost", "t1", None).unwrap_err(), SignalError::NotConnected);
+    }
+
+    #[test]
+    fn a_device_sending_to_itself_must_say_which_side() {
+        let mut h = Hub::default();
+        h.join(back("t1a", 1, "same"));
+        h.join(back("t1b", 1, "same"));
+        h.request("t1a", "t1b", files(), "x".into(), &limits(), Instant::now()).unwrap();
+        h.respond("t1b", "x", true).unwrap();
+        h.leave("t1b", Instant::now());
+        h.join(back("t1c", 1, "same"));
+        assert!(matches!(h.resume("t1c", "x", None).unwrap_err(), SignalError::Invalid(_)));
+        let r = h.resume("t1c", "x", Some(Role::Receiver)).unwrap();
+        assert_eq!(r.ack["peer"]["peerId"], "t1a");
+    }
+
+    #[test]
+    fn paused_transfers_end_after_the_grace_period() {
+        let mut h = hub();
+        accepted(&mut h, "t1");
+        let now = Instant::now();
+        let grace = Duration::from_secs(900);
+        h.leave("b", now);
+        let (emits, records) = h.expire_paused(now + Duration::from_secs(899), grace);
+        assert!(emits.is_empty() && records.is_empty());
+        let (emits, records) = h.expire_paused(now + grace, grace);
+        assert_eq!(emits.len(), 1);
+        assert_eq!(emits[0].to, Audience::Peer("a".into()));
+        assert_eq!(emits[0].event, "transfer:cancelled");
+        assert_eq!(emits[0].data["reason"], "resume_expired");
+        match &records[..] {
+            [Record::Finished(id, o)] => {
+                assert_eq!((id.as_str(), o.status.as_str()), ("t1", "failed"));
+                assert!(o.failure_reason.starts_with("resume_expired: the receiver"), "{}", o.failure_reason);
+            }
+            other => panic!("{other:?}"),
+        }
+        h.join(back("b2", 2, "dev-b"));
+        assert_eq!(h.resume("b2", "t1", None).unwrap_err(), SignalError::UnknownTransfer);
+    }
+
+    #[test]
+    fn restored_transfers_wait_for_both_sides_then_resume() {
+        let mut h = Hub::default();
+        let now = Instant::now();
+        h.restore(
+            vec![RestoredTransfer {
+                id: "r1".into(),
+                sender_user: 1,
+                receiver_user: 2,
+                sender_device_key: "dev-a".into(),
+                receiver_device_key: "dev-b".into(),
+                files: files(),
+                total_bytes: 10,
+            }],
+            now,
+        );
+        assert!(h.has_paused());
+        h.join(back("a2", 1, "dev-a"));
+        let r = h.resume("a2", "r1", None).unwrap();
+        assert_eq!(r.ack["role"], "sender");
+        assert_eq!(r.ack["peer"], Value::Null, "the receiver is not back yet");
+        assert!(r.emits.is_empty());
+        assert_eq!(h.signal("a2", "r1", ""), Err(SignalError::PeerOffline));
+        h.join(back("b2", 2, "dev-b"));
+        let r = h.resume("b2", "r1", None).unwrap();
+        assert_eq!(r.ack["peer"]["peerId"], "a2");
+        assert_eq!(r.emits.len(), 2);
+        assert!(h.signal("a2", "r1", "b2").is_ok());
+        // Nothing left to expire.
+        assert!(h.expire_paused(now + Duration::from_secs(100_000), Duration::from_secs(60)).1.is_empty());
     }
 
     #[test]
@@ -715,26 +1026,10 @@ mod tests {
         }
         assert_eq!(h.spend_event("a", now), Err(SignalError::RateLimited));
         assert!(h.spend_event("a", now + Duration::from_millis(100)).is_ok());
-    }
-
-    #[test]
-    fn broadcast_offers_each_visible_receiver() {
-        let mut h = hub();
-        let mut n = 0;
-        let recipients = vec!["b".to_string(), "c".to_string(), "zz".to_string()];
-        let BroadcastPlan { emits, records, created } = h
-            .broadcast("a", &recipients, &files(), "bc1", || {
-                n += 1;
-                format!("bt{n}")
-            })
-            .unwrap();
-        // c is in another lab and zz is offline: only b is offered.
-        assert_eq!(created, vec![("bt1".to_string(), "b".to_string())]);
-        assert_eq!(emits[0].data["broadcastId"], "bc1");
-        assert_eq!(records.len(), 1);
-        assert_eq!(
-            h.broadcast("a", &["zz".into()], &files(), "bc2", || "x".into()).unwrap_err(),
-            SignalError::NoRecipients
-        );
+        // A raised budget applies to devices already connected.
+        h.set_event_budget(EventBudget { rate: 1000.0, burst: 1000.0 });
+        for _ in 0..100 {
+            h.spend_event("a", now + Duration::from_millis(200)).unwrap();
+        }
     }
 }

@@ -11,11 +11,15 @@
 //! or its user disabled; every client event is validated and answered by an ack
 //! `{ok:true,...}` or `{error:{code,message}}`; no file byte ever passes through here.
 
+pub mod broadcast;
+mod broadcast_events;
 mod events;
 pub mod hub;
 pub mod labs;
 pub mod payloads;
 mod reconcile;
+mod resume;
+pub mod tree;
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -64,6 +68,8 @@ pub enum SignalError {
     UnknownLab(String),
     #[error("this connection is not registered")]
     NotConnected,
+    #[error("that transfer already ended ({0}); it cannot be resumed")]
+    TransferEnded(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -85,6 +91,7 @@ impl SignalError {
             SignalError::NoRecipients => "no_recipients",
             SignalError::UnknownLab(_) => "unknown_lab",
             SignalError::NotConnected => "not_connected",
+            SignalError::TransferEnded(_) => "transfer_ended",
             SignalError::Internal(_) => "internal",
         }
     }
@@ -101,6 +108,7 @@ impl From<db::DbError> for SignalError {
 pub struct Signaling {
     hub: Mutex<Hub>,
     io: OnceLock<SocketIo>,
+    broadcasts: Mutex<broadcast::Book>,
 }
 
 impl Signaling {
@@ -108,6 +116,12 @@ impl Signaling {
     pub fn with_hub<T>(&self, f: impl FnOnce(&mut Hub) -> T) -> T {
         let mut hub = self.hub.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut hub)
+    }
+
+    /// Runs `f` with the running broadcasts locked. Never awaits inside.
+    pub fn with_broadcasts<T>(&self, f: impl FnOnce(&mut broadcast::Book) -> T) -> T {
+        let mut book = self.broadcasts.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut book)
     }
 
     /// Drops every socket signed in with one of these sessions, at once.
@@ -140,6 +154,8 @@ pub(crate) fn lab_room(lab: &str) -> String {
 }
 
 pub(crate) const ALL_SCOPE_ROOM: &str = "scope:all";
+
+pub use resume::restore;
 
 /// Builds the Socket.IO layer and registers the namespace. Call once at start.
 pub fn layer(state: &AppState) -> socketioxide::layer::SocketIoLayer {
@@ -201,6 +217,8 @@ pub(crate) async fn store(state: &AppState, records: Vec<Record>) {
                         file_count: t.files.len() as i64,
                         total_bytes: i64::try_from(t.total_bytes).unwrap_or(i64::MAX),
                         broadcast_id: t.broadcast_id.as_deref(),
+                        sender_device_key: &t.sender_device_key,
+                        receiver_device_key: &t.receiver_device_key,
                     },
                 )
                 .await
@@ -229,6 +247,14 @@ pub async fn limits(state: &AppState) -> Result<(Limits, Duration), SignalError>
     Ok((limits, Duration::from_secs(expiry.clamp(5, 3600))))
 }
 
+/// The per-device event budget from the settings.
+async fn event_budget(state: &AppState) -> Result<hub::EventBudget, SignalError> {
+    Ok(hub::EventBudget {
+        rate: settings::get_u64(&state.db, "signaling.events_per_second").await? as f64,
+        burst: settings::get_u64(&state.db, "signaling.event_burst").await? as f64,
+    })
+}
+
 /// Expires a request when its answer time is up.
 pub(crate) fn schedule_expiry(state: &AppState, id: String, after: Duration) {
     let state = state.clone();
@@ -253,14 +279,17 @@ pub(crate) fn schedule_finalize(state: &AppState, id: String) {
 }
 
 /// Every `SWEEP_EVERY`: drops sockets whose session was revoked, expired or whose user was
-/// disabled (also by the command line, which is another process); every minute: logs
-/// accepted transfers whose both devices left without reporting.
+/// disabled (also by the command line, which is another process), and ends paused transfers
+/// whose resume grace period is over.
 async fn sweep(state: AppState) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
-    let mut n: u64 = 0;
     loop {
         tick.tick().await;
-        n += 1;
+        resume::expire_paused(&state).await;
+        match event_budget(&state).await {
+            Ok(b) => state.signaling.with_hub(|h| h.set_event_budget(b)),
+            Err(e) => tracing::warn!(error = %e, "could not read the event budget"),
+        }
         let live = state.signaling.with_hub(|h| h.live_sessions());
         if !live.is_empty() {
             match db::sessions::dead_among(&state.db, &live).await {
@@ -268,13 +297,6 @@ async fn sweep(state: AppState) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "session sweep failed"),
             }
-        }
-        if n.is_multiple_of(30) {
-            let records: Vec<Record> = state.signaling.with_hub(|h| {
-                let orphans = h.orphaned();
-                orphans.iter().filter_map(|id| h.finalize(id)).collect()
-            });
-            store(&state, records).await;
         }
     }
 }

@@ -35,13 +35,15 @@ pub struct TransferRespond {
     pub accept: bool,
 }
 
+/// `signal`: `data` (SDP or ICE) is kept as the client's JSON text and relayed as is, never
+/// parsed into a tree and rebuilt (it is checked to be valid JSON and measured).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Signal {
     #[serde(rename = "transferId")]
     pub transfer_id: String,
     pub to: String,
-    pub data: serde_json::Value,
+    pub data: Box<serde_json::value::RawValue>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +210,12 @@ mod tests {
         .unwrap();
         assert_eq!(fin.path, Some(PathKind::Relay));
         assert!(serde_json::from_str::<TransferFinish>(r#"{"transferId":"t","status":"done"}"#).is_err());
+        let s: Signal =
+            serde_json::from_str(r#"{"transferId":"t","to":"p","data":{"candidate":"c","sdpMid":"0"}}"#).unwrap();
+        assert_eq!(s.data.get(), r#"{"candidate":"c","sdpMid":"0"}"#);
+        assert!(serde_json::from_str::<Signal>(r#"{"transferId":"t","to":"p","data":{"x":1},"y":2}"#).is_err());
+        assert!(serde_json::from_str::<Signal>(r#"{"transferId":"t","to":"p","data":{"x":}}"#).is_err());
+        assert!(serde_json::from_str::<Signal>(r#"{"transferId":"t","to":"p"}"#).is_err());
     }
 
     #[test]

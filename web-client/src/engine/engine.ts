@@ -8,18 +8,34 @@
  * - File bytes go only over the WebRTC data channel, never through the server.
  * - Every transfer ends exactly once (see Transfer.#end), and a sender never reports
  *   `completed` before the receiver verified every file.
+ * - A transfer outlives the signaling connection and the page: on every (re)connection the
+ *   engine re-claims its live transfers (`transfer:resume`) before it signals for them, sends
+ *   the end reports that could not be sent while offline, and after a page reload it brings
+ *   back the transfers this browser stored (resume-store.ts) that no other tab holds.
  */
 
+import { BroadcastManager } from './broadcast';
 import { Emitter } from './emitter';
 import { relayServers } from './ice';
-import { cleanUpAbandoned, directorySaveAvailable, downloadStored, opfsAvailable, saveStoredToDirectory } from './opfs';
+import {
+  OpfsSink,
+  cleanUpAbandoned,
+  directorySaveAvailable,
+  downloadStored,
+  opfsAvailable,
+  readCheckpoint,
+  removeStored,
+  saveStoredToDirectory,
+} from './opfs';
 import {
   type Announcement,
   type FileMeta,
+  type FinishReport,
   type IncomingRequest,
   type Peer,
   SignalingError,
 } from './protocol';
+import { type ResumeRecord, ResumeStore, deviceId } from './resume-store';
 import type { SendTuning } from './sender';
 import { type ConnectionState, SignalingClient } from './signaling';
 import { Transfer, type TransferSnapshot } from './transfer';
@@ -81,6 +97,10 @@ export class TransferError extends Error {
 }
 
 const SIGNAL_BUFFER_MS = 15_000;
+/** A running transfer's stored record is refreshed at most this often. */
+const PERSIST_EVERY_MS = 2_000;
+/** Ack codes after which a transfer cannot be re-claimed any more. */
+const RESUME_FINAL = new Set(['transfer_ended', 'unknown_transfer', 'not_party', 'wrong_state']);
 
 export class TransferEngine extends Emitter<EngineEvents> {
   readonly #options: EngineOptions;
@@ -90,22 +110,51 @@ export class TransferEngine extends Emitter<EngineEvents> {
   readonly #early = new Map<string, { at: number; apply: (t: Transfer) => void }[]>();
   #ice: { config: IceConfig | null; fetchedAt: number } | null = null;
   #iceFetch: Promise<IceConfig | null> | null = null;
+  readonly #store = new ResumeStore();
+  /** Counts signaling connections; a transfer may signal once claimed on the current one. */
+  #epoch = 0;
+  readonly #claimedIn = new Map<string, number>();
+  /** End reports that could not be sent (signaling was down); sent after re-claiming. */
+  readonly #unsentReports = new Map<string, { report: FinishReport; role: 'sender' | 'receiver' }>();
+  readonly #persistedAt = new Map<string, number>();
+  readonly #persistedVerified = new Map<string, string>();
+  #restoring: Promise<void> = Promise.resolve();
+  /** Broadcasts this page sends or receives (broadcast.ts). */
+  readonly broadcasts: BroadcastManager;
 
   constructor(options: EngineOptions) {
     super();
     this.#options = options;
     this.#signaling = new SignalingClient({
       device: options.device,
+      deviceId: deviceId(),
       lab: options.lab,
       ...(options.signalingUrl !== undefined ? { url: options.signalingUrl } : {}),
+    });
+    const s = this.#signaling;
+    this.broadcasts = new BroadcastManager({
+      call: (event, payload) => s.call(event, payload),
+      listen: (event, handler) => s.listen(event, handler),
+      rtcConfig: () => this.#rtcConfig(),
+      signal: (linkId, to, data) => s.signal(linkId, to, data),
     });
     this.#wire();
   }
 
   start(): void {
-    void cleanUpAbandoned();
+    this.#restoring = this.#restoreStored();
     this.#signaling.connect();
     void this.#iceConfig().catch(() => {});
+  }
+
+  /** Drops the signaling connection as a network fault would (it reconnects by itself). For tests. */
+  dropSignaling(): void {
+    this.#signaling.dropConnection();
+  }
+
+  /** Closes a transfer's data channel as a broken network path would (it resumes by itself). For tests. */
+  dropConnection(id: string): void {
+    this.#transfers.get(id)?.dropConnection();
   }
 
   /**
@@ -116,7 +165,9 @@ export class TransferEngine extends Emitter<EngineEvents> {
     for (const t of this.#transfers.values()) {
       t.cancel();
       void t.discardStored();
+      this.#store.remove(t.id);
     }
+    this.broadcasts.stop();
     this.#signaling.close();
     this.removeAllListeners();
   }
@@ -169,6 +220,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
       files: metas,
       blobs: files.map((f) => f.blob),
     });
+    this.#claimedIn.set(id, this.#epoch);
     this.#add(transfer);
     void this.#iceConfig().catch(() => {});
     return transfer.snapshot();
@@ -188,6 +240,17 @@ export class TransferEngine extends Emitter<EngineEvents> {
     return this.send(peer.peerId, files);
   }
 
+  /** A sender restored after a page reload gets its files back (checked by name and size). */
+  provideFiles(id: string, files: readonly PickedFile[]): void {
+    const t = this.#transfers.get(id);
+    if (t === undefined) throw new TransferError('unknown_transfer', 'That transfer is gone.');
+    try {
+      t.provideFiles(files.map((f) => ({ name: f.name, blob: f.blob })));
+    } catch (error) {
+      throw new TransferError('wrong_files', error instanceof Error ? error.message : String(error));
+    }
+  }
+
   async accept(id: string): Promise<void> {
     await this.#transfers.get(id)?.accept();
   }
@@ -205,6 +268,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
     const t = this.#transfers.get(id);
     if (t === undefined || !t.finished) return;
     this.#transfers.delete(id);
+    this.#store.remove(id);
     this.emit('removed', id);
     await t.discardStored();
   }
@@ -237,9 +301,14 @@ export class TransferEngine extends Emitter<EngineEvents> {
     return {
       rtcConfig: () => this.#rtcConfig(),
       signal: (transferId, to, data) => this.#signaling.signal(transferId, to, data),
-      report: (report) => this.#signaling.finish(report),
+      report: (report) => this.#report(report),
       respond: (transferId, accept) => this.#signaling.respond(transferId, accept),
-      changed: (t) => this.emit('transfer', t.snapshot()),
+      online: (transferId) => this.#signaling.connected && this.#claimedIn.get(transferId) === this.#epoch,
+      changed: (t) => {
+        const snap = t.snapshot();
+        this.#persist(t, snap);
+        this.emit('transfer', snap);
+      },
       fileReady: (t, index) => {
         if (this.#options.autoSave()) {
           const name = t.files[index]?.name ?? 'file';
@@ -280,9 +349,133 @@ export class TransferEngine extends Emitter<EngineEvents> {
     return this.#signaling.peers.find((p) => p.userId === peer.userId && p.device === peer.device);
   }
 
+  /** Sends an end report now, or after the next re-claim when signaling is down. */
+  async #report(report: FinishReport): Promise<void> {
+    const t = this.#transfers.get(report.transferId);
+    const role = t?.direction === 'send' ? 'sender' : 'receiver';
+    if (!this.#signaling.connected || this.#claimedIn.get(report.transferId) !== this.#epoch) {
+      this.#unsentReports.set(report.transferId, { report, role });
+      return;
+    }
+    try {
+      await this.#signaling.finish(report);
+    } catch (error) {
+      if (error instanceof SignalingError && (error.code === 'not_connected' || error.code === 'timeout')) {
+        this.#unsentReports.set(report.transferId, { report, role });
+      } else {
+        throw error;
+      }
+    }
+  }
+
+  /** Stores (or forgets) what a reload needs to resume `t`. */
+  #persist(t: Transfer, snap: TransferSnapshot): void {
+    if (t.finished) {
+      this.#persistedVerified.delete(t.id);
+      this.#persistedAt.delete(t.id);
+      this.#store.remove(t.id);
+      return;
+    }
+    if (!t.live) return;
+    const now = Date.now();
+    const last = this.#persistedAt.get(t.id);
+    const verified = snap.files.map((f) => (f.state === 'done' || f.state === 'failed') && f.sha256 !== null ? { ok: f.state === 'done', sha256: f.sha256 } : null);
+    const verifiedKey = JSON.stringify(verified);
+    const verifiedChanged = this.#persistedVerified.get(t.id) !== verifiedKey;
+    if (last !== undefined && !verifiedChanged && now - last < PERSIST_EVERY_MS) return;
+    this.#persistedAt.set(t.id, now);
+    this.#persistedVerified.set(t.id, verifiedKey);
+    this.#store.put({
+      id: t.id,
+      direction: t.direction,
+      peer: t.peer,
+      files: t.files,
+      verified: t.direction === 'receive' ? verified : [],
+      createdAt: t.createdAt,
+      updatedAt: now,
+      graceSecs: this.#signaling.resumeGraceSecs,
+    });
+  }
+
+  /** After a page reload: brings back the transfers this browser stored and still may resume. */
+  async #restoreStored(): Promise<void> {
+    const { live, expired } = this.#store.prune(Date.now());
+    for (const r of expired) await removeStored(r.id);
+    const adopted = new Set<string>();
+    for (const r of live) {
+      if (this.#transfers.has(r.id)) continue;
+      if (r.direction === 'receive' && !(await OpfsSink.claim(r.id))) continue; // another tab has it
+      const t = await this.#restoredTransfer(r);
+      if (t === null) continue;
+      adopted.add(r.id);
+      this.#add(t);
+    }
+    await cleanUpAbandoned(adopted);
+  }
+
+  async #restoredTransfer(r: ResumeRecord): Promise<Transfer | null> {
+    if (r.direction === 'send') {
+      return new Transfer(this.#context(), { id: r.id, direction: 'send', peer: r.peer, files: r.files, restored: { createdAt: r.createdAt } });
+    }
+    const partial = await readCheckpoint(r.id);
+    return new Transfer(this.#context(), {
+      id: r.id,
+      direction: 'receive',
+      peer: r.peer,
+      files: r.files,
+      restored: { createdAt: r.createdAt, receive: { verified: r.files.map((_, i) => r.verified[i] ?? null), partial } },
+    });
+  }
+
+  /** On every (re)connection: re-claim every live transfer, then send what could not be sent. */
+  async #reclaim(): Promise<void> {
+    // A new connection: transfers created from now on belong to it; older ones are claimed below.
+    const epoch = ++this.#epoch;
+    for (const t of this.#transfers.values()) {
+      if (!t.finished && !t.live && this.#claimedIn.get(t.id) !== epoch) t.onConnectionLostBeforeAnswer();
+    }
+    await this.#restoring;
+    if (epoch !== this.#epoch) return;
+    const claims = [...this.#transfers.values()]
+      .filter((t) => t.live && this.#claimedIn.get(t.id) !== epoch)
+      .map(async (t) => {
+        try {
+          const ack = await this.#signaling.resume(t.id, t.direction === 'send' ? 'sender' : 'receiver');
+          if (epoch !== this.#epoch) return;
+          this.#claimedIn.set(t.id, epoch);
+          t.onReclaimed(ack.peer);
+        } catch (error) {
+          if (error instanceof SignalingError && RESUME_FINAL.has(error.code)) {
+            t.onResumeRefused(error.code, error.message);
+            this.#store.remove(t.id);
+          }
+          // Otherwise (a timeout, the socket dropped again): the next connection tries again.
+        }
+      });
+    await Promise.all(claims);
+    for (const [id, { report, role }] of [...this.#unsentReports]) {
+      if (epoch !== this.#epoch) return;
+      try {
+        if (this.#claimedIn.get(id) !== epoch) {
+          await this.#signaling.resume(id, role);
+          this.#claimedIn.set(id, epoch);
+        }
+        await this.#signaling.finish(report);
+        this.#unsentReports.delete(id);
+      } catch (error) {
+        if (error instanceof SignalingError && (RESUME_FINAL.has(error.code) || error.code === 'invalid_payload')) this.#unsentReports.delete(id);
+      }
+    }
+  }
+
   #wire(): void {
     const s = this.#signaling;
-    s.on('connection', (state) => this.emit('connection', state));
+    s.on('connection', (state) => {
+      if (state.kind === 'connected') void this.#reclaim();
+      this.emit('connection', state);
+    });
+    s.on('paused', ({ transferId }) => this.#transfers.get(transferId)?.onPeerPaused());
+    s.on('resumed', ({ transferId, peer }) => this.#transfers.get(transferId)?.onPeerResumed(peer));
     s.on('presence', (presence) => {
       // A device that reconnected has a new peer id: keep its transfers pointed at it.
       for (const t of this.#transfers.values()) {
@@ -300,6 +493,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
         peer: request.from,
         files: request.files,
       });
+      this.#claimedIn.set(t.id, this.#epoch);
       this.#add(t);
       // Fetch ICE servers now, so accepting connects at once.
       void this.#iceConfig().catch(() => {});
@@ -309,7 +503,9 @@ export class TransferEngine extends Emitter<EngineEvents> {
     s.on('declined', (id) => this.#withTransfer(id, (t) => t.onDeclined()));
     s.on('expired', (id) => this.#withTransfer(id, (t) => t.onExpired()));
     s.on('cancelled', (c) => this.#withTransfer(c.transferId, (t) => t.onRemoteCancelled(c.reason, c.detail)));
-    s.on('signal', (m) => this.#withTransfer(m.transferId, (t) => void t.onSignal(m.data)));
+    s.on('signal', (m) => {
+      if (!this.broadcasts.onSignal(m)) this.#withTransfer(m.transferId, (t) => void t.onSignal(m.data));
+    });
     s.on('announcement', (a) => this.emit('announcement', a));
   }
 

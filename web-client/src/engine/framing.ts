@@ -9,16 +9,24 @@
  *   text   {"t":"verified","index","ok","sha256"}        its own SHA-256 of what it stored
  * Either side may send {"t":"cancel","reason"} at any time; the channel then closes.
  *
+ * Every time a channel opens (the first connection, and each new connection after an
+ * interruption), the receiver speaks first:
+ *   text   {"t":"verified",...}                          again, for each file it already has
+ *   text   {"t":"ready","index","offset"}                where to go on: file `index` from byte `offset`
+ * and the sender waits for `ready`, then sends from there (earlier files are not sent again,
+ * and file `index` starts with a header whose `offset` is that offset).
+ *
  * Binary messages need no header of their own: an ordered channel delivers them after the
  * file header they belong to, so a chunk is pure payload (no copy to add framing).
- * `offset` is 0 today; it is there so a receiver that kept a partial file can resume.
+ * `offset` is where the bytes of a resumed file go on (0 for a file sent from its start).
  */
 
 export type ControlMessage =
   | { readonly t: 'file'; readonly index: number; readonly name: string; readonly size: number; readonly offset: number }
   | { readonly t: 'eof'; readonly index: number; readonly sha256: string }
   | { readonly t: 'verified'; readonly index: number; readonly ok: boolean; readonly sha256: string }
-  | { readonly t: 'cancel'; readonly reason: string };
+  | { readonly t: 'cancel'; readonly reason: string }
+  | { readonly t: 'ready'; readonly index: number; readonly offset: number };
 
 export function encodeControl(message: ControlMessage): string {
   return JSON.stringify(message);
@@ -49,6 +57,9 @@ export function decodeControl(text: string): ControlMessage | null {
     case 'verified':
       if (!isIndex(m['index']) || typeof m['ok'] !== 'boolean' || typeof m['sha256'] !== 'string') return null;
       return { t: 'verified', index: m['index'], ok: m['ok'], sha256: m['sha256'] };
+    case 'ready':
+      if (!isIndex(m['index']) || !isSize(m['offset'])) return null;
+      return { t: 'ready', index: m['index'], offset: m['offset'] };
     case 'cancel':
       return { t: 'cancel', reason: typeof m['reason'] === 'string' ? m['reason'].slice(0, 500) : '' };
     default:

@@ -13,23 +13,38 @@ export interface IncrementalHash {
   update(data: Uint8Array): void;
   /** Lowercase hex; the hash cannot be used afterwards. */
   digestHex(): string;
+  /**
+   * The hash's internal state, to continue it later (a receiver that resumes a file after a
+   * page reload); `null` when this implementation cannot save it (the pure-JS fallback).
+   */
+  save(): Uint8Array | null;
 }
 
 let wasmUsable: boolean | undefined;
 
-export async function createSha256(): Promise<IncrementalHash> {
+/**
+ * A new SHA-256, or one continued from `state` (from `save()`). A state that cannot be loaded
+ * (the fallback implementation, or a damaged state) rejects: the caller starts the file over.
+ */
+export async function createSha256(state?: Uint8Array): Promise<IncrementalHash> {
   if (wasmUsable !== false) {
+    let h: Awaited<ReturnType<typeof createSHA256>> | null = null;
     try {
-      const h = await createSHA256();
+      h = await createSHA256();
       h.init();
       wasmUsable = true;
-      return { update: (d) => void h.update(d), digestHex: () => h.digest('hex') };
     } catch {
       wasmUsable = false;
     }
+    if (h !== null) {
+      const hasher = h;
+      if (state !== undefined) hasher.load(state);
+      return { update: (d) => void hasher.update(d), digestHex: () => hasher.digest('hex'), save: () => hasher.save() };
+    }
   }
+  if (state !== undefined) throw new Error('this browser cannot continue a saved hash');
   const h = nobleSha256.create();
-  return { update: (d) => void h.update(d), digestHex: () => bytesToHex(h.digest()) };
+  return { update: (d) => void h.update(d), digestHex: () => bytesToHex(h.digest()), save: () => null };
 }
 
 /** Which implementation `createSha256` uses here (after its first call). */

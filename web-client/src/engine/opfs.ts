@@ -7,11 +7,12 @@
  *
  * Each receiving transfer holds a Web Lock named after it for as long as its files may be
  * needed; on start-up, folders whose lock nobody holds (left by a closed or crashed tab) are
- * removed.
+ * removed — except those of interrupted transfers that may still be resumed (the engine
+ * passes their ids), whose partial files and checkpoint are kept for the resume grace period.
  */
 
-import type { FileSink, StoredFile } from './receiver';
-import type { WorkerReply, WorkerRequest } from './worker-protocol';
+import type { FileSink, PartialFile, StoredFile } from './receiver';
+import { CHECKPOINT_FILE, type Checkpoint, type WorkerReply, type WorkerRequest } from './worker-protocol';
 
 export const INCOMING_DIR = 'labbeam-incoming';
 const LOCK_PREFIX = 'labbeam-incoming:';
@@ -47,6 +48,13 @@ export class OpfsSink implements FileSink {
     }
   }
 
+  /** Takes the transfer's lock if no other tab holds it; false when one does. */
+  static async claim(transferId: string): Promise<boolean> {
+    if (typeof navigator.locks?.query !== 'function') return true;
+    const held = (await navigator.locks.query()).held?.some((l) => l.name === LOCK_PREFIX + transferId) ?? false;
+    return !held;
+  }
+
   /** Bytes the worker has written to disk so far (the rest is queued in the worker). */
   get storedBytes(): number {
     return this.#stored;
@@ -57,9 +65,13 @@ export class OpfsSink implements FileSink {
     this.#onError = handler;
   }
 
-  open(index: number, size: number): void {
+  open(index: number, size: number, resume?: PartialFile): void {
     this.#flush();
-    this.#post({ op: 'open', dir: this.#transferId, index, size });
+    if (resume !== undefined) {
+      this.#post({ op: 'open', dir: this.#transferId, index, size, resume: { offset: resume.offset, hashState: resume.hashState } });
+    } else {
+      this.#post({ op: 'open', dir: this.#transferId, index, size });
+    }
   }
 
   write(chunk: ArrayBuffer): void {
@@ -228,8 +240,25 @@ export async function removeStored(transferId: string): Promise<void> {
   }
 }
 
-/** Removes folders left by tabs that are gone (no live lock). */
-export async function cleanUpAbandoned(): Promise<void> {
+/** The checkpoint the receive worker left for a transfer (after a page reload), if any. */
+export async function readCheckpoint(transferId: string): Promise<PartialFile | null> {
+  try {
+    const dir = await (await incomingDir()).getDirectoryHandle(transferId);
+    const text = await (await (await dir.getFileHandle(CHECKPOINT_FILE)).getFile()).text();
+    const v = JSON.parse(text) as Partial<Checkpoint>;
+    const ok = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+    if (!ok(v.index) || !ok(v.offset) || !Array.isArray(v.hash) || !v.hash.every((b) => ok(b) && b < 256)) return null;
+    return { index: v.index, offset: v.offset, hashState: Uint8Array.from(v.hash) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Removes folders left by tabs that are gone (no live lock), except those of the transfers in
+ * `resumable` (interrupted, still within their grace period).
+ */
+export async function cleanUpAbandoned(resumable: ReadonlySet<string> = new Set()): Promise<void> {
   if (!opfsAvailable() || typeof navigator.locks?.query !== 'function') return;
   try {
     const held = new Set((await navigator.locks.query()).held?.map((l) => l.name) ?? []);
@@ -237,7 +266,7 @@ export async function cleanUpAbandoned(): Promise<void> {
     const names: string[] = [];
     for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) names.push(name);
     for (const name of names) {
-      if (!held.has(LOCK_PREFIX + name)) await dir.removeEntry(name, { recursive: true }).catch(() => {});
+      if (!held.has(LOCK_PREFIX + name) && !resumable.has(name)) await dir.removeEntry(name, { recursive: true }).catch(() => {});
     }
   } catch {
     // OPFS unavailable (private mode): nothing was stored either.

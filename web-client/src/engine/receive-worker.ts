@@ -6,15 +6,21 @@
  *
  * Messages are applied strictly in arrival order (a queue, because opening a file is async
  * while writing is not).
+ *
+ * Every `CHECKPOINT_EVERY` bytes it flushes the file and then writes a checkpoint (the offset
+ * and the saved hash state, see worker-protocol.ts) so that a page reloaded mid-transfer goes
+ * on from there: at most that many bytes are sent again.
  */
 
 import { type IncrementalHash, createSha256 } from './hash';
 import { INCOMING_DIR } from './opfs';
-import type { WorkerReply, WorkerRequest } from './worker-protocol';
+import { CHECKPOINT_FILE, type Checkpoint, type PieceRequest, type WorkerReply, type WorkerRequest } from './worker-protocol';
 
 // The DOM lib types `self` as Window; these are the worker-only parts used here.
 interface SyncAccessHandle {
   write(buffer: ArrayBufferView, options?: { at?: number }): number;
+  read(buffer: ArrayBufferView, options?: { at?: number }): number;
+  getSize(): number;
   truncate(size: number): void;
   flush(): void;
   close(): void;
@@ -33,12 +39,17 @@ interface OpenFile {
 }
 
 const REPORT_EVERY = 4 * 1024 * 1024;
+const CHECKPOINT_EVERY = 4 * 1024 * 1024;
 const queue: WorkerRequest[] = [];
 let pumping = false;
 let failed = false;
 let file: OpenFile | null = null;
 let written = 0;
 let lastReport = 0;
+let lastCheckpoint = 0;
+/** The transfer's checkpoint file, open for as long as a file is. */
+let checkpointHandle: SyncAccessHandle | null = null;
+let checkpointDir: string | null = null;
 
 scope.addEventListener('message', (event) => {
   queue.push(event.data);
@@ -53,6 +64,10 @@ async function pump(): Promise<void> {
         queue.length = 0;
         await discard(m.dir, m.keep);
         scope.postMessage({ op: 'discarded' });
+        continue;
+      }
+      if (m.op.startsWith('p-')) {
+        await pieceOp(m as PieceRequest);
         continue;
       }
       if (failed) continue;
@@ -82,13 +97,28 @@ async function apply(m: WorkerRequest): Promise<void> {
       const handle = await handleOf.createSyncAccessHandle();
       // Claiming the full size up front fails at once (QuotaExceededError) when the disk or
       // the browser's quota has no room, instead of after most of the bytes were sent.
+      // (For a resumed file this keeps its first bytes: only the length is set.)
       handle.truncate(m.size);
-      file = { index: m.index, handle, hash: await createSha256(), offset: 0 };
+      const hash = m.resume !== undefined ? await createSha256(m.resume.hashState) : await createSha256();
+      file = { index: m.index, handle, hash, offset: m.resume?.offset ?? 0 };
+      if (checkpointDir !== m.dir) {
+        closeCheckpoint();
+        const cp = (await dir.getFileHandle(CHECKPOINT_FILE, { create: true })) as unknown as {
+          createSyncAccessHandle(): Promise<SyncAccessHandle>;
+        };
+        checkpointHandle = await cp.createSyncAccessHandle();
+        checkpointDir = m.dir;
+      }
+      lastCheckpoint = written;
       break;
     }
     case 'chunks': {
       if (file === null) throw new Error('data arrived for no open file');
       for (const buffer of m.data) writeChunk(file, new Uint8Array(buffer));
+      if (written - lastCheckpoint >= CHECKPOINT_EVERY) {
+        lastCheckpoint = written;
+        checkpoint(file);
+      }
       if (written - lastReport >= REPORT_EVERY) {
         lastReport = written;
         scope.postMessage({ op: 'written', bytes: written });
@@ -121,6 +151,28 @@ function writeChunk(f: OpenFile, bytes: Uint8Array): void {
   written += bytes.byteLength;
 }
 
+/** Makes the bytes written so far durable, then records how far they go and their hash. */
+function checkpoint(f: OpenFile): void {
+  const state = f.hash.save();
+  if (checkpointHandle === null || state === null) return;
+  f.handle.flush();
+  const record: Checkpoint = { index: f.index, offset: f.offset, hash: Array.from(state) };
+  const bytes = new TextEncoder().encode(JSON.stringify(record));
+  checkpointHandle.truncate(0);
+  checkpointHandle.write(bytes, { at: 0 });
+  checkpointHandle.flush();
+}
+
+function closeCheckpoint(): void {
+  try {
+    checkpointHandle?.close();
+  } catch {
+    // Already closed.
+  }
+  checkpointHandle = null;
+  checkpointDir = null;
+}
+
 function closeQuietly(): void {
   try {
     file?.handle.close();
@@ -128,6 +180,7 @@ function closeQuietly(): void {
     // Already closed.
   }
   file = null;
+  closeCheckpoint();
 }
 
 async function discard(dirName: string, keep: readonly number[]): Promise<void> {
@@ -147,5 +200,76 @@ async function discard(dirName: string, keep: readonly number[]): Promise<void> 
     }
   } catch {
     // Nothing was stored.
+  }
+}
+
+// ---- broadcast pieces: every request opens, acts and closes ----
+
+async function pieceHandle(dir: string, index: number): Promise<SyncAccessHandle> {
+  const root = await navigator.storage.getDirectory();
+  const incoming = await root.getDirectoryHandle(INCOMING_DIR, { create: true });
+  const folder = await incoming.getDirectoryHandle(dir, { create: true });
+  const handleOf = (await folder.getFileHandle(String(index), { create: true })) as unknown as {
+    createSyncAccessHandle(): Promise<SyncAccessHandle>;
+  };
+  return handleOf.createSyncAccessHandle();
+}
+
+async function pieceOp(m: PieceRequest): Promise<void> {
+  let handle: SyncAccessHandle | null = null;
+  try {
+    handle = await pieceHandle(m.dir, m.index);
+    switch (m.op) {
+      case 'p-alloc':
+        // Claiming the size up front fails at once when there is no room.
+        handle.truncate(m.size);
+        scope.postMessage({ op: 'p-done', id: m.id });
+        break;
+      case 'p-put': {
+        const bytes = new Uint8Array(m.data);
+        let at = 0;
+        while (at < bytes.byteLength) {
+          const n = handle.write(bytes.subarray(at), { at: m.at + at });
+          if (n <= 0) throw new Error('the disk accepted no more bytes');
+          at += n;
+        }
+        handle.flush();
+        scope.postMessage({ op: 'p-done', id: m.id });
+        break;
+      }
+      case 'p-read': {
+        const buf = new Uint8Array(m.size);
+        let at = 0;
+        while (at < m.size) {
+          const n = handle.read(buf.subarray(at), { at: m.at + at });
+          if (n <= 0) throw new Error('the stored file is shorter than expected');
+          at += n;
+        }
+        (scope.postMessage as (message: WorkerReply, transfer: Transferable[]) => void)({ op: 'p-done', id: m.id, data: buf.buffer }, [buf.buffer]);
+        break;
+      }
+      case 'p-digest': {
+        const hash = await createSha256();
+        const size = handle.getSize();
+        const buf = new Uint8Array(Math.min(size, 4 * 1024 * 1024));
+        for (let at = 0; at < size; ) {
+          const n = handle.read(buf.subarray(0, Math.min(buf.byteLength, size - at)), { at });
+          if (n <= 0) throw new Error('the stored file is shorter than expected');
+          hash.update(buf.subarray(0, n));
+          at += n;
+        }
+        scope.postMessage({ op: 'p-done', id: m.id, sha256: hash.digestHex() });
+        break;
+      }
+    }
+  } catch (error) {
+    const e = error instanceof Error ? error : new Error(String(error));
+    scope.postMessage({ op: 'p-failed', id: m.id, name: e.name, message: e.message });
+  } finally {
+    try {
+      handle?.close();
+    } catch {
+      // Already closed.
+    }
   }
 }

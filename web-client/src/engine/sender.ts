@@ -40,41 +40,77 @@ export const DEFAULT_TUNING: SendTuning = {
   lowWaterBytes: 2 * 1024 * 1024,
 };
 
+/** Where a (resumed) send starts: file `index`, from byte `offset` (what the receiver has). */
+export interface StartPoint {
+  readonly index: number;
+  readonly offset: number;
+}
+
 export class FileSender {
   readonly #channel: ChannelLike;
   readonly #files: readonly OutgoingFile[];
   readonly #tuning: SendTuning;
   readonly #signal: AbortSignal;
+  readonly #start: StartPoint;
+  /** Bytes the receiver already had when this send started (earlier files and the offset). */
+  readonly #baseBytes: number;
   /** Bytes handed to `send()` so far, all files together. */
   #queued = 0;
 
-  constructor(channel: ChannelLike, files: readonly OutgoingFile[], signal: AbortSignal, tuning: Partial<SendTuning> = {}) {
+  constructor(
+    channel: ChannelLike,
+    files: readonly OutgoingFile[],
+    signal: AbortSignal,
+    tuning: Partial<SendTuning> = {},
+    start: StartPoint = { index: 0, offset: 0 },
+  ) {
     this.#channel = channel;
     this.#files = files;
     this.#signal = signal;
     this.#tuning = { ...DEFAULT_TUNING, ...tuning };
+    this.#start = start;
+    this.#baseBytes = files.slice(0, start.index).reduce((n, f) => n + f.blob.size, 0) + start.offset;
   }
 
-  /** Bytes that have left the channel's buffer (handed to the network), all files together. */
+  /** Bytes the receiver has (had before, plus what left the channel's buffer), all files together. */
   get sentBytes(): number {
-    return Math.max(0, this.#queued - this.#channel.bufferedAmount);
+    return this.#baseBytes + Math.max(0, this.#queued - this.#channel.bufferedAmount);
   }
 
-  /** Sends every file; resolves with the sender's SHA-256 of each, in order. */
-  async run(): Promise<string[]> {
+  /** File bytes handed to the channel by this sender (for the re-sent figure). */
+  get queuedBytes(): number {
+    return this.#queued;
+  }
+
+  /**
+   * Sends every file from the start point on; resolves with the sender's SHA-256 of each file
+   * it sent (`null` for the files before the start point, which the receiver already has).
+   * A file resumed at an offset is still hashed whole: its first part is read and hashed
+   * here, not sent.
+   */
+  async run(): Promise<(string | null)[]> {
     const { chunkBytes, readBytes, highWaterBytes, lowWaterBytes } = this.#tuning;
     const channel = this.#channel;
     channel.bufferedAmountLowThreshold = lowWaterBytes;
-    const digests: string[] = [];
+    const digests: (string | null)[] = this.#files.slice(0, this.#start.index).map(() => null);
 
     for (const [index, file] of this.#files.entries()) {
+      if (index < this.#start.index) continue;
       const size = file.blob.size;
-      this.#send(encodeControl({ t: 'file', index, name: file.name, size, offset: 0 }));
+      const from = index === this.#start.index ? Math.min(this.#start.offset, size) : 0;
       const hash = await createSha256();
       const read = (at: number): Promise<ArrayBuffer> => file.blob.slice(at, Math.min(size, at + readBytes)).arrayBuffer();
+      for (let at = 0; at < from; ) {
+        this.#signal.throwIfAborted();
+        const block = new Uint8Array(await file.blob.slice(at, Math.min(from, at + readBytes)).arrayBuffer());
+        if (block.byteLength === 0) throw new Error(`${file.name} became shorter while it was being sent`);
+        hash.update(block);
+        at += block.byteLength;
+      }
+      this.#send(encodeControl({ t: 'file', index, name: file.name, size, offset: from }));
 
-      let next: Promise<ArrayBuffer> | null = size > 0 ? read(0) : null;
-      let offset = 0;
+      let next: Promise<ArrayBuffer> | null = from < size ? read(from) : null;
+      let offset = from;
       while (next !== null) {
         const block = new Uint8Array(await next);
         if (block.byteLength === 0) throw new Error(`${file.name} became shorter while it was being sent`);

@@ -5,7 +5,13 @@
  * Owns the socket and the presence list. Authentication is the HttpOnly session cookie, sent
  * by the browser on the same-origin websocket upgrade, so no token is kept here. The server
  * gives a reconnecting device a new peer id and a fresh `presence:snapshot`, which replaces
- * the list wholesale (the server does not recover connection state).
+ * the list wholesale (the server does not recover connection state): the engine then
+ * re-claims its transfers (`transfer:resume`), identified as the same device by `deviceId`.
+ *
+ * Reconnection is socket.io-client's, configured explicitly: exponential backoff from 0.5 s
+ * to 10 s with ±50 % jitter, without end. A server that closes the connection itself
+ * (`io server disconnect`, e.g. when it shuts down) is retried once by hand: a revoked session
+ * then gets its final `connect_error`.
  */
 
 import { io, type Socket } from 'socket.io-client';
@@ -30,6 +36,23 @@ import {
   isRecord,
 } from './protocol';
 
+/** socket.io-client's reconnection, set explicitly (see above). */
+export const RECONNECTION = {
+  reconnection: true,
+  reconnectionAttempts: Infinity,
+  reconnectionDelay: 500,
+  reconnectionDelayMax: 10_000,
+  randomizationFactor: 0.5,
+} as const;
+
+/** `transfer:resume`'s ack. */
+export interface ResumeAck {
+  readonly role: 'sender' | 'receiver';
+  readonly files: readonly FileMeta[];
+  /** The other side, or `null` while it is away. */
+  readonly peer: Peer | null;
+}
+
 export type ConnectionState =
   | { readonly kind: 'connecting' }
   | { readonly kind: 'connected' }
@@ -48,10 +71,16 @@ export interface SignalingEvents {
   cancelled: CancelNotice;
   signal: SignalMessage;
   announcement: Announcement;
+  /** The other side of a transfer lost its signaling connection (`peerId`: its old id). */
+  paused: { transferId: string; peerId: string };
+  /** Both sides hold the transfer again; `peer` is the other side's current device. */
+  resumed: { transferId: string; peer: Peer };
 }
 
 export interface SignalingOptions {
   device: string;
+  /** This browser's own id (resume-store.ts), so it can re-claim its transfers. */
+  deviceId?: string;
   lab?: string | undefined;
   /** Default: the page's own origin. */
   url?: string;
@@ -73,13 +102,16 @@ export class SignalingClient extends Emitter<SignalingEvents> {
   readonly #ackTimeoutMs: number;
   #self: Peer | null = null;
   #peers = new Map<string, Peer>();
+  #graceSecs = 900;
+  #closed = false;
 
   constructor(options: SignalingOptions) {
     super();
     this.#ackTimeoutMs = options.ackTimeoutMs ?? 10_000;
     const auth: Record<string, string> = { device: options.device };
     if (options.lab !== undefined && options.lab !== '') auth['lab'] = options.lab;
-    const opts = { transports: ['websocket'], auth, withCredentials: true, autoConnect: false };
+    if (options.deviceId !== undefined) auth['deviceId'] = options.deviceId;
+    const opts = { transports: ['websocket'], auth, withCredentials: true, autoConnect: false, timeout: 10_000, ...RECONNECTION };
     this.#socket = options.url === undefined ? io(opts) : io(options.url, opts);
     this.#wire();
   }
@@ -100,12 +132,26 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     return this.#socket.connected;
   }
 
+  /** The server's resume grace period (seconds), from the last snapshot. */
+  get resumeGraceSecs(): number {
+    return this.#graceSecs;
+  }
+
+  /**
+   * Drops the signaling connection as a network fault would (the transport closes) and lets
+   * the normal reconnection bring it back. For fault-injection tests.
+   */
+  dropConnection(): void {
+    this.#socket.io.engine?.close();
+  }
+
   connect(): void {
     this.emit('connection', { kind: 'connecting' });
     this.#socket.connect();
   }
 
   close(): void {
+    this.#closed = true;
     this.#socket.close();
     this.removeAllListeners();
   }
@@ -130,6 +176,29 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     await this.#call('transfer:finish', report);
   }
 
+  /** Re-claims this device's side of a transfer (after a reconnection or a reload). */
+  async resume(transferId: string, role: 'sender' | 'receiver'): Promise<ResumeAck> {
+    const ack = await this.#call('transfer:resume', { transferId, role });
+    const files = Array.isArray(ack['files']) ? ack['files'] : [];
+    const decoded: FileMeta[] = [];
+    for (const f of files) {
+      if (isRecord(f) && typeof f['name'] === 'string' && typeof f['size'] === 'number') {
+        decoded.push({ name: f['name'], size: f['size'], mime: typeof f['mime'] === 'string' ? f['mime'] : '' });
+      }
+    }
+    return { role: ack['role'] === 'sender' ? 'sender' : 'receiver', files: decoded, peer: decodePeer(ack['peer']) };
+  }
+
+  /** Any client→server event with its ack (broadcast.ts uses this for its events). */
+  async call(event: string, payload: unknown): Promise<Record<string, unknown>> {
+    return this.#call(event, payload);
+  }
+
+  /** Listens to a server event by name (payloads are `unknown`: decode them). */
+  listen(event: string, handler: (v: unknown) => void): void {
+    this.#socket.on(event, handler);
+  }
+
   async #call(event: string, payload: unknown): Promise<Record<string, unknown>> {
     if (!this.#socket.connected) {
       throw new SignalingError('not_connected', 'Not connected to the LabBeam server right now. Wait for it to reconnect, then try again.');
@@ -147,12 +216,16 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     const s = this.#socket;
     s.on('connect', () => this.emit('connection', { kind: 'connected' }));
     s.on('disconnect', (reason) => {
-      // The server drops sockets of ended sessions; the client would otherwise retry forever.
-      if (reason === 'io server disconnect') {
-        this.emit('connection', { kind: 'refused', code: 'session_revoked' });
-        return;
-      }
       this.emit('connection', { kind: 'reconnecting' });
+      // socket.io-client does not reconnect by itself after the server closed the socket:
+      // that is a revoked session (the retry then gets a final `connect_error`) or a server
+      // shutting down (the retry, with backoff, finds it back).
+      if (reason === 'io server disconnect' && !this.#closed) {
+        const delay = RECONNECTION.reconnectionDelay * (1 + Math.random() * RECONNECTION.randomizationFactor);
+        setTimeout(() => {
+          if (!this.#closed && !s.connected) s.connect();
+        }, delay);
+      }
     });
     s.on('connect_error', (error: Error & { data?: unknown }) => {
       const code = isRecord(error.data) && typeof error.data['code'] === 'string' ? error.data['code'] : error.message;
@@ -166,6 +239,7 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     s.on('presence:snapshot', (v: unknown) => {
       if (!isRecord(v)) return;
       this.#self = decodePeer(v['self']);
+      if (typeof v['resumeGraceSecs'] === 'number' && v['resumeGraceSecs'] > 0) this.#graceSecs = v['resumeGraceSecs'];
       this.#peers = new Map();
       for (const p of Array.isArray(v['peers']) ? v['peers'] : []) {
         const peer = decodePeer(p);
@@ -199,6 +273,15 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     s.on('transfer:cancelled', (v: unknown) => {
       const c = decodeCancel(v);
       if (c !== null) this.emit('cancelled', c);
+    });
+    s.on('transfer:paused', (v: unknown) => {
+      if (isRecord(v) && typeof v['transferId'] === 'string' && typeof v['peerId'] === 'string') {
+        this.emit('paused', { transferId: v['transferId'], peerId: v['peerId'] });
+      }
+    });
+    s.on('transfer:resumed', (v: unknown) => {
+      const peer = isRecord(v) ? decodePeer(v['peer']) : null;
+      if (isRecord(v) && typeof v['transferId'] === 'string' && peer !== null) this.emit('resumed', { transferId: v['transferId'], peer });
     });
     s.on('signal', (v: unknown) => {
       const m = decodeSignal(v);

@@ -10,20 +10,30 @@
  * both sides only when the receiver has stored every file and its SHA-256 matched the
  * sender's; a mismatch fails that file and the transfer (the sender can retry just those).
  *
- * Every way a transfer can stop — the user, the other side, the network, the disk — ends in
- * `#end()`, which releases the connection, deletes partial data and reports once.
+ * Every way a transfer can stop — the user, the other side, the disk — ends in `#end()`,
+ * which releases the connection, deletes partial data and reports once.
+ *
+ * An interruption is not a stop. When the connection is lost after it was open (the channel
+ * closes, ICE fails, nothing arrives, the other page reloads), the transfer is *suspended*:
+ * the receiver keeps what it stored and where it was, and the sender connects again (a new
+ * RTCPeerConnection, a new numbered *session*) as soon as the other side is back; an ICE
+ * restart is tried first while the connection itself survives. On each new channel the
+ * receiver says where to go on (`ready`, framing.ts) and the sender seeks there, so nothing
+ * that arrived is sent again. Signaling (the server) may come and go meanwhile: an open
+ * channel keeps flowing without it. Only the server's `transfer:cancelled` (e.g.
+ * `resume_expired`), a cancel, or a failure that a new connection cannot fix ends it.
  */
 
 import { ChannelClosedError } from './channel';
 import { IceRecorder, diagnose } from './diagnose';
 import { decodeControl, encodeControl } from './framing';
 import { transferDigest } from './hash';
-import { OpfsSink } from './opfs';
+import { OpfsSink, removeStored } from './opfs';
 import { type PathInfo, currentPath, watchPath } from './path';
 import { RateMeter, spreadOverFiles } from './progress';
 import type { FileMeta, FinishReport, Peer } from './protocol';
-import { FileReceiver, ReceiveError, type StoredFile } from './receiver';
-import { DEFAULT_TUNING, FileSender, type OutgoingFile, type SendTuning } from './sender';
+import { FileReceiver, type PartialFile, ReceiveError, type StoredFile } from './receiver';
+import { DEFAULT_TUNING, FileSender, type OutgoingFile, type SendTuning, type StartPoint } from './sender';
 
 export type TransferState = 'requested' | 'accepted' | 'sending' | 'receiving' | 'completed' | 'failed' | 'cancelled';
 export type Direction = 'send' | 'receive';
@@ -63,6 +73,20 @@ export interface TransferSnapshot {
   /** Milliseconds from an open channel to the end. */
   readonly durationMs: number | null;
   readonly createdAt: number;
+  /** Interrupted: waiting for the other side (or the network) to come back. */
+  readonly paused: boolean;
+  /** Sender restored after a page reload: the files must be picked again to go on. */
+  readonly needsFiles: boolean;
+  /** Sender: file bytes handed to the data channel over all connections (re-sent ones too). */
+  readonly wireBytes: number;
+  /** How many times the transfer went on after an interruption. */
+  readonly resumes: number;
+}
+
+/** What a receiver restored after a page reload starts from. */
+export interface RestoredReceive {
+  readonly verified: readonly ({ readonly ok: boolean; readonly sha256: string } | null)[];
+  readonly partial: PartialFile | null;
 }
 
 /** What a transfer needs from the engine around it. */
@@ -77,25 +101,34 @@ export interface TransferContext {
   readonly tuning?: Partial<SendTuning>;
   readonly connectTimeoutMs?: number;
   readonly stallTimeoutMs?: number;
+  /** The signaling connection is up and this transfer is held by this socket. */
+  online(transferId: string): boolean;
 }
 
 const TERMINAL: ReadonlySet<TransferState> = new Set(['completed', 'failed', 'cancelled']);
 const CONNECT_TIMEOUT_MS = 30_000;
 const STALL_TIMEOUT_MS = 45_000;
-/** How long ICE may stay `disconnected` before the transfer gives up. */
-const DISCONNECT_GRACE_MS = 8_000;
+/** How long ICE may stay `disconnected` before the connection counts as lost (then: a new one). */
+const DISCONNECT_GRACE_MS = 15_000;
+/** How long ICE stays `disconnected` before the sender tries an ICE restart. */
+const ICE_RESTART_AFTER_MS = 2_500;
+/** Backoff between reconnection attempts of the sender. */
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 15_000;
 const TICK_MS = 250;
+/** The receiver's session number before the sender's first signal says which it is. */
+const FIRST_SESSION = -1;
 /** How long a closed channel waits for the server to say why before it counts as lost. */
 const EXPLANATION_GRACE_MS = 2_000;
 
 export class Transfer {
   readonly id: string;
   readonly direction: Direction;
-  readonly createdAt = Date.now();
+  readonly createdAt: number;
   #peer: Peer;
   readonly #ctx: TransferContext;
   readonly #files: FileMeta[];
-  readonly #blobs: readonly Blob[];
+  #blobs: readonly Blob[];
   #fileState: FileState[];
   #fileSha: (string | null)[];
   #state: TransferState = 'requested';
@@ -109,13 +142,40 @@ export class Transfer {
   #ice: IceRecorder | null = null;
   #unwatchPath: (() => void) | null = null;
   #channel: RTCDataChannel | null = null;
+  /** Aborted when the current connection is given up (stops its sender run). */
+  #sessionAbort = new AbortController();
+  /** The connection this side is on (the sender numbers them, increasing; signals carry it). */
+  #session = 0;
   #remoteSet = false;
   #pendingCandidates: RTCIceCandidateInit[] = [];
   /** Signals that arrived before the connection existed (receiver: while fetching ICE servers). */
   #earlySignals: unknown[] = [];
+  #connecting: Promise<void> | null = null;
   #sender: FileSender | null = null;
+  /** The channel the current sender run sends on (one run per channel). */
+  #senderChannel: RTCDataChannel | null = null;
+  /** The last channel whose opening was handled. */
+  #openedChannel: RTCDataChannel | null = null;
   #receiver: FileReceiver | null = null;
   #sink: OpfsSink | null = null;
+  /** Receiver restored after a reload: where it goes on. */
+  #restored: RestoredReceive | null = null;
+
+  /**
+   * A channel was open once (or the transfer was restored after a reload): from then on a
+   * connection that fails is an interruption to recover from, not a setup failure.
+   */
+  #connectedOnce = false;
+  /** The connection was lost; waiting to connect again. */
+  #suspended = false;
+  /** The server said the other side's signaling is gone (it cannot be reached to reconnect). */
+  #peerAway = false;
+  #needsFiles = false;
+  #reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  #reconnectAttempts = 0;
+  #resumes = 0;
+  /** File bytes the sender handed to earlier connections. */
+  #wirePast = 0;
 
   #acceptedAt: number | null = null;
   #openAt: number | null = null;
@@ -124,15 +184,24 @@ export class Transfer {
   #ticker: ReturnType<typeof setInterval> | null = null;
   #connectTimer: ReturnType<typeof setTimeout> | null = null;
   #disconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  #restartTimer: ReturnType<typeof setTimeout> | null = null;
   #lastProgressAt = Date.now();
   #lastProgressBytes = 0;
   #reported = false;
-  #senderDigests: string[] | null = null;
+  #senderDigests: (string | null)[] | null = null;
   #closedAfterDone = false;
 
   constructor(
     ctx: TransferContext,
-    init: { id: string; direction: Direction; peer: Peer; files: readonly FileMeta[]; blobs?: readonly Blob[] },
+    init: {
+      id: string;
+      direction: Direction;
+      peer: Peer;
+      files: readonly FileMeta[];
+      blobs?: readonly Blob[];
+      /** A transfer this browser had before a page reload, to be resumed. */
+      restored?: { createdAt: number; receive?: RestoredReceive };
+    },
   ) {
     this.#ctx = ctx;
     this.id = init.id;
@@ -143,6 +212,28 @@ export class Transfer {
     this.#fileState = this.#files.map(() => 'waiting');
     this.#fileSha = this.#files.map(() => null);
     this.#awaitingAnswer = init.direction === 'receive';
+    this.createdAt = init.restored?.createdAt ?? Date.now();
+    if (init.restored !== undefined) {
+      this.#awaitingAnswer = false;
+      this.#acceptedAt = Date.now();
+      this.#suspended = true;
+      this.#peerAway = true;
+      this.#connectedOnce = true;
+      this.#state = init.direction === 'send' ? 'sending' : 'receiving';
+      this.#needsFiles = init.direction === 'send' && this.#blobs.length !== this.#files.length;
+      const r = init.restored.receive;
+      if (r !== undefined) {
+        this.#restored = r;
+        r.verified.forEach((v, i) => {
+          if (v !== null) {
+            this.#fileState[i] = v.ok ? 'done' : 'failed';
+            this.#fileSha[i] = v.sha256;
+          }
+        });
+      }
+      this.#lastProgressAt = Date.now();
+      this.#ticker = setInterval(() => this.#tick(), TICK_MS);
+    }
   }
 
   get state(): TransferState {
@@ -155,6 +246,11 @@ export class Transfer {
 
   get finished(): boolean {
     return TERMINAL.has(this.#state);
+  }
+
+  /** Accepted and not finished: the server holds it for this device, to be re-claimed. */
+  get live(): boolean {
+    return !this.finished && this.#acceptedAt !== null;
   }
 
   get files(): readonly FileMeta[] {
@@ -173,9 +269,9 @@ export class Transfer {
 
   snapshot(): TransferSnapshot {
     const bytes = this.#bytesDone();
-    const perFile = spreadOverFiles(bytes, this.#files.map((f) => f.size));
+    const perFile = this.#perFileBytes(bytes);
     const total = this.totalBytes;
-    const active = this.#state === 'sending' || this.#state === 'receiving';
+    const active = (this.#state === 'sending' || this.#state === 'receiving') && !this.#suspended;
     return {
       id: this.id,
       direction: this.direction,
@@ -199,7 +295,16 @@ export class Transfer {
       setupMs: this.#acceptedAt !== null && this.#openAt !== null ? this.#openAt - this.#acceptedAt : null,
       durationMs: this.#openAt === null ? null : (this.#endedAt ?? Date.now()) - this.#openAt,
       createdAt: this.createdAt,
+      paused: this.#suspended && !this.finished,
+      needsFiles: this.#needsFiles && !this.finished,
+      wireBytes: this.#wirePast + (this.#sender?.queuedBytes ?? 0),
+      resumes: this.#resumes,
     };
+  }
+
+  /** Bytes per file for a running total (files are sent in order). */
+  #perFileBytes(bytes: number): number[] {
+    return spreadOverFiles(bytes, this.#files.map((f) => f.size));
   }
 
   /** The sender marks all files active at once; show them as waiting / sent by their bytes. */
@@ -219,6 +324,10 @@ export class Transfer {
     if (this.#state === 'completed') return this.totalBytes;
     if (this.#sender !== null) return this.#sender.sentBytes;
     if (this.#receiver !== null) return this.#receiver.receivedBytes;
+    if (this.#restored !== null) {
+      const start = this.#restoredStart();
+      return this.#files.slice(0, start.index).reduce((n, f) => n + f.size, 0) + (start.partial?.offset ?? 0);
+    }
     return 0;
   }
 
@@ -229,7 +338,7 @@ export class Transfer {
     if (this.direction !== 'send' || this.#state !== 'requested') return;
     this.#acceptedAt = Date.now();
     this.#setState('accepted');
-    void this.#connect();
+    void this.#openSession();
   }
 
   /** Receiver: the user accepted. */
@@ -239,8 +348,10 @@ export class Transfer {
     this.#acceptedAt = Date.now();
     this.#setState('accepted');
     // The sender starts signaling as soon as it learns of the acceptance, so the connection
-    // must be ready for its offer first; signals arriving meanwhile are kept.
-    const connecting = this.#connect();
+    // must be ready for its offer first; signals arriving meanwhile are kept. It adopts the
+    // number of the sender's first connection (see onSignal).
+    this.#session = FIRST_SESSION;
+    const connecting = this.#connectReceiver();
     try {
       await this.#ctx.respond(this.id, true);
     } catch (error) {
@@ -282,10 +393,92 @@ export class Transfer {
     this.#awaitingAnswer = false;
     if (reason === 'peer_left') {
       this.#end('cancelled', problemOf('peer_left', `${who} went offline before the transfer started. Try again when they are back online.`), false);
+    } else if (reason === 'resume_expired') {
+      this.#end('failed', problemOf('resume_expired', `${who}’s computer did not come back in time, so the interrupted transfer was given up. Send the files again when both computers are online.`), false);
     } else if (reason === 'failed') {
       this.#end('failed', problemOf('remote_failed', `${who}’s browser stopped the transfer${detail === '' ? '' : `: ${plainDetail(detail)}`}. Try sending again.`), false);
     } else {
       this.#end('cancelled', problemOf('remote_cancelled', `${who} cancelled the transfer.`), false);
+    }
+  }
+
+  /** The server cannot resume this transfer any more (it ended, or it is not this device's). */
+  onResumeRefused(code: string, message: string): void {
+    if (this.finished) return;
+    const text =
+      code === 'transfer_ended'
+        ? `This transfer already ended while this computer was away (${message.replace(/\.$/, '')}). Send the files again if they are still needed.`
+        : `This transfer can no longer be resumed: ${message.replace(/\.$/, '')}. Send the files again if they are still needed.`;
+    this.#end('failed', problemOf('resume_refused', text), false);
+  }
+
+  /**
+   * The signaling connection dropped while this request waited for an answer: the server
+   * cancelled it (requests do not outlive their sender's connection).
+   */
+  onConnectionLostBeforeAnswer(): void {
+    if (this.finished || this.#acceptedAt !== null) return;
+    const message =
+      this.direction === 'send'
+        ? 'The connection to the LabBeam server dropped before an answer came, so the request was withdrawn. Send it again.'
+        : 'The connection to the LabBeam server dropped before you answered, so the request lapsed. Ask the sender to send again.';
+    this.#end('cancelled', problemOf('request_lapsed', message), false);
+  }
+
+  /** The other side's signaling connection is gone (`transfer:paused`). */
+  onPeerPaused(): void {
+    if (this.finished) return;
+    this.#peerAway = true;
+    this.#changed();
+  }
+
+  /** Both sides hold the transfer again (`transfer:resumed`): reconnect if the connection was lost. */
+  onPeerResumed(peer: Peer): void {
+    if (this.finished) return;
+    this.#peer = peer;
+    this.#peerAway = false;
+    this.#reconnectAttempts = 0;
+    this.#kickReconnect();
+    this.#changed();
+  }
+
+  /** This side re-claimed the transfer after its own reconnection; `peer` is null while the other is away. */
+  onReclaimed(peer: Peer | null): void {
+    if (this.finished) return;
+    if (peer === null) {
+      this.#peerAway = true;
+    } else {
+      this.#peer = peer;
+      this.#peerAway = false;
+      this.#kickReconnect();
+    }
+    this.#changed();
+  }
+
+  /** Sender restored after a reload: the same files, picked again (checked by name and size). */
+  provideFiles(blobs: readonly { name: string; blob: Blob }[]): void {
+    if (this.direction !== 'send' || !this.#needsFiles || this.finished) return;
+    const picked = [...blobs];
+    const matched: Blob[] = [];
+    for (const f of this.#files) {
+      const base = f.name.split('/').pop() ?? f.name;
+      const i = picked.findIndex((p) => (p.name === f.name || p.name.split('/').pop() === base) && p.blob.size === f.size);
+      if (i < 0) throw new Error(`“${f.name}” (${f.size} bytes) is not among the picked files. Pick the same files as before.`);
+      matched.push(picked[i]?.blob ?? new Blob());
+      picked.splice(i, 1);
+    }
+    this.#blobs = matched;
+    this.#needsFiles = false;
+    this.#kickReconnect();
+    this.#changed();
+  }
+
+  /** Closes the data channel as a broken network path would (fault-injection tests). */
+  dropConnection(): void {
+    try {
+      this.#channel?.close();
+    } catch {
+      // Already closed.
     }
   }
 
@@ -300,17 +493,30 @@ export class Transfer {
     this.#end('cancelled', problemOf('cancelled', 'You cancelled this transfer.'), true);
   }
 
-  /** An SDP or ICE message from the other side. */
+  /** An SDP or ICE message from the other side, `{s: session, sdp | candidate}`. */
   async onSignal(data: unknown): Promise<void> {
     if (this.finished) return;
+    if (typeof data !== 'object' || data === null) return;
+    const d = data as { s?: unknown; sdp?: RTCSessionDescriptionInit; candidate?: RTCIceCandidateInit | null };
+    const session = typeof d.s === 'number' && Number.isSafeInteger(d.s) && d.s > 0 ? d.s : 1;
+    // The receiver's first connection was made before the sender's number was known.
+    if (this.#session === FIRST_SESSION && this.direction === 'receive' && this.#pc !== null) this.#session = session;
+    if (session < this.#session) return; // from a connection given up
+    if (session > this.#session) {
+      // Only the sender opens connections: a newer session is its new offer.
+      if (this.direction !== 'receive' || d.sdp?.type !== 'offer') return;
+      this.#teardown();
+      this.#session = session;
+      this.#earlySignals = [data];
+      void this.#connectReceiver();
+      return;
+    }
     const pc = this.#pc;
     if (pc === null) {
       this.#earlySignals.push(data);
       return;
     }
     this.#ice?.remoteSignal(data);
-    if (typeof data !== 'object' || data === null) return;
-    const d = data as { sdp?: RTCSessionDescriptionInit; candidate?: RTCIceCandidateInit | null };
     try {
       if (d.sdp !== undefined) {
         await pc.setRemoteDescription(d.sdp);
@@ -325,74 +531,158 @@ export class Transfer {
         else this.#pendingCandidates.push(d.candidate);
       }
     } catch (error) {
-      if (!this.finished) this.#end('failed', problemOf('signaling_failed', `Could not set up the connection: ${messageOf(error)}. Try again.`), true);
+      if (this.finished || pc !== this.#pc) return;
+      if (!this.#connectedOnce) this.#end('failed', problemOf('signaling_failed', `Could not set up the connection: ${messageOf(error)}. Try again.`), true);
+      else this.#lost();
     }
   }
 
   // ---- the connection ----
 
-  async #connect(): Promise<void> {
+  /** Sender: a new connection (the first, or after an interruption). */
+  async #openSession(): Promise<void> {
+    if (this.finished) return;
+    this.#teardown();
+    // Numbers only grow, also across a reload of this page (the receiver may still be on an
+    // earlier connection of ours): the clock, or one more than the last.
+    this.#session = Math.max(this.#session + 1, Date.now());
+    const session = this.#session;
     let config: RTCConfiguration;
     try {
       config = await this.#ctx.rtcConfig();
     } catch (error) {
-      this.#end('failed', problemOf('no_relay', messageOf(error)), true);
+      if (!this.#connectedOnce) this.#end('failed', problemOf('no_relay', messageOf(error)), true);
+      else this.#lost();
       return;
     }
-    if (this.finished) return;
+    if (this.finished || session !== this.#session) return;
+    const pc = this.#newConnection(config);
+    const channel = pc.createDataChannel('labbeam-files', { ordered: true });
+    this.#useChannel(channel, pc);
+    try {
+      await pc.setLocalDescription();
+      await this.#signal({ sdp: pc.localDescription?.toJSON() });
+    } catch (error) {
+      if (this.finished || pc !== this.#pc) return;
+      if (!this.#connectedOnce) this.#end('failed', problemOf('signaling_failed', `Could not set up the connection: ${messageOf(error)}. Try again.`), true);
+      else this.#lost();
+    }
+  }
+
+  /** Receiver: a connection ready for the sender's offer of the current session. */
+  #connectReceiver(): Promise<void> {
+    const session = this.#session;
+    const run = async (): Promise<void> => {
+      let config: RTCConfiguration;
+      try {
+        config = await this.#ctx.rtcConfig();
+      } catch (error) {
+        if (!this.#connectedOnce) this.#end('failed', problemOf('no_relay', messageOf(error)), true);
+        return;
+      }
+      if (this.finished || session !== this.#session) return;
+      const pc = this.#newConnection(config);
+      pc.addEventListener('datachannel', (event) => this.#useChannel(event.channel, pc));
+      for (const s of this.#earlySignals.splice(0)) await this.onSignal(s);
+    };
+    const p = run().finally(() => {
+      if (this.#connecting === p) this.#connecting = null;
+    });
+    this.#connecting = p;
+    return p;
+  }
+
+  #newConnection(config: RTCConfiguration): RTCPeerConnection {
     const pc = new RTCPeerConnection(config);
     this.#pc = pc;
     this.#ice = new IceRecorder(config);
     this.#ice.watch(pc);
+    this.#remoteSet = false;
+    this.#pendingCandidates = [];
+    this.#sessionAbort = new AbortController();
     pc.addEventListener('icecandidate', (event) => {
-      if (event.candidate !== null) void this.#signal({ candidate: event.candidate.toJSON() });
+      if (event.candidate !== null && pc === this.#pc) void this.#signal({ candidate: event.candidate.toJSON() });
     });
-    pc.addEventListener('connectionstatechange', () => this.#onConnectionState(pc.connectionState, config));
+    pc.addEventListener('connectionstatechange', () => {
+      if (pc === this.#pc) this.#onConnectionState(pc, config);
+    });
+    if (this.#connectTimer !== null) clearTimeout(this.#connectTimer);
     this.#connectTimer = setTimeout(() => {
-      if (this.#openAt === null && !this.finished) this.#end('failed', connectProblem(this.#peer, config, this.#ice), true);
+      this.#connectTimer = null;
+      if (this.finished || pc !== this.#pc || this.#channel?.readyState === 'open') return;
+      if (!this.#connectedOnce) this.#end('failed', connectProblem(this.#peer, config, this.#ice), true);
+      else this.#lost();
     }, this.#ctx.connectTimeoutMs ?? CONNECT_TIMEOUT_MS);
-
-    if (this.direction === 'send') {
-      const channel = pc.createDataChannel('labbeam-files', { ordered: true });
-      this.#useChannel(channel);
-      try {
-        await pc.setLocalDescription();
-        await this.#signal({ sdp: pc.localDescription?.toJSON() });
-      } catch (error) {
-        if (!this.finished) this.#end('failed', problemOf('signaling_failed', `Could not set up the connection: ${messageOf(error)}. Try again.`), true);
-      }
-    } else {
-      pc.addEventListener('datachannel', (event) => this.#useChannel(event.channel));
-      for (const s of this.#earlySignals.splice(0)) await this.onSignal(s);
-    }
+    return pc;
   }
 
-  async #signal(data: unknown): Promise<void> {
+  async #signal(data: Record<string, unknown>): Promise<void> {
     if (this.finished) return;
     try {
-      await this.#ctx.signal(this.id, this.#peer.peerId, data);
+      await this.#ctx.signal(this.id, this.#peer.peerId, { s: this.#session, ...data });
     } catch (error) {
       // A lost candidate is survivable (others get through); a lost SDP ends in the connect
-      // timeout, which says what to try.
+      // timeout, which then tries again (or says what to try, for the first connection).
       console.warn('LabBeam: a signaling message was not delivered', error);
     }
   }
 
-  #onConnectionState(state: RTCPeerConnectionState, config: RTCConfiguration): void {
+  #onConnectionState(pc: RTCPeerConnection, config: RTCConfiguration): void {
     if (this.finished) return;
+    const state = pc.connectionState;
     if (state === 'connected') {
-      if (this.#disconnectTimer !== null) clearTimeout(this.#disconnectTimer);
-      this.#disconnectTimer = null;
+      this.#clearDisconnectTimers();
+      if (this.#suspended && this.#channel?.readyState === 'open') {
+        // The path came back by itself (or through the ICE restart): the channel survived.
+        this.#suspended = false;
+        this.#resumes += 1;
+        this.#changed();
+      }
       void this.#readPath();
     } else if (state === 'failed') {
-      if (this.#openAt === null) this.#end('failed', connectProblem(this.#peer, config, this.#ice), true);
-      else this.#onChannelClosed();
+      this.#clearDisconnectTimers();
+      if (!this.#connectedOnce) this.#end('failed', connectProblem(this.#peer, config, this.#ice), true);
+      else this.#lost();
     } else if (state === 'disconnected' && this.#disconnectTimer === null) {
+      // The path may come back by itself; the sender also tries an ICE restart meanwhile
+      // (new candidates over the same connection: the channel and its data survive).
+      if (this.direction === 'send') {
+        this.#restartTimer = setTimeout(() => {
+          this.#restartTimer = null;
+          if (pc === this.#pc && pc.connectionState !== 'connected') void this.#restartIce(pc);
+        }, ICE_RESTART_AFTER_MS);
+      }
       this.#disconnectTimer = setTimeout(() => {
         this.#disconnectTimer = null;
-        if (!this.finished && this.#pc?.connectionState !== 'connected') this.#end('failed', lostProblem(this.#peer), true);
+        if (this.finished || pc !== this.#pc || pc.connectionState === 'connected') return;
+        if (this.direction === 'send') {
+          this.#lost();
+        } else {
+          // The sender decides when to give a connection up (its ICE restart may still bring
+          // this one back); the receiver only shows that it waits.
+          this.#suspended = true;
+          this.#changed();
+        }
       }, DISCONNECT_GRACE_MS);
     }
+  }
+
+  async #restartIce(pc: RTCPeerConnection): Promise<void> {
+    if (this.finished || !this.#ctx.online(this.id) || this.#peerAway) return;
+    try {
+      pc.restartIce();
+      await pc.setLocalDescription();
+      await this.#signal({ sdp: pc.localDescription?.toJSON() });
+    } catch {
+      // The disconnect timer gives the connection up and opens a new one.
+    }
+  }
+
+  #clearDisconnectTimers(): void {
+    if (this.#disconnectTimer !== null) clearTimeout(this.#disconnectTimer);
+    if (this.#restartTimer !== null) clearTimeout(this.#restartTimer);
+    this.#disconnectTimer = null;
+    this.#restartTimer = null;
   }
 
   async #readPath(): Promise<void> {
@@ -405,36 +695,65 @@ export class Transfer {
     }
   }
 
-  #useChannel(channel: RTCDataChannel): void {
-    if (this.#channel !== null) {
+  #useChannel(channel: RTCDataChannel, pc: RTCPeerConnection): void {
+    if (pc !== this.#pc || (this.#channel !== null && this.#channel !== channel)) {
       channel.close();
       return;
     }
     this.#channel = channel;
     channel.binaryType = 'arraybuffer';
-    channel.addEventListener('open', () => void this.#onOpen());
-    channel.addEventListener('close', () => this.#onChannelClosed());
-    channel.addEventListener('message', (event: MessageEvent<string | ArrayBuffer>) => this.#onMessage(event.data));
-    if (channel.readyState === 'open') void this.#onOpen();
+    channel.addEventListener('open', () => {
+      if (channel === this.#channel) void this.#onOpen(channel);
+    });
+    channel.addEventListener('close', () => {
+      if (channel === this.#channel) this.#onChannelClosed(channel);
+    });
+    channel.addEventListener('message', (event: MessageEvent<string | ArrayBuffer>) => {
+      if (channel === this.#channel) this.#onMessage(event.data);
+    });
+    if (channel.readyState === 'open') void this.#onOpen(channel);
   }
 
-  async #onOpen(): Promise<void> {
-    if (this.finished || this.#openAt !== null) return;
-    this.#openAt = Date.now();
+  async #onOpen(channel: RTCDataChannel): Promise<void> {
+    // Chromium may hand over a channel that is already open and still fire `open` for it.
+    if (this.finished || this.#openedChannel === channel) return;
+    this.#openedChannel = channel;
     if (this.#connectTimer !== null) clearTimeout(this.#connectTimer);
+    this.#connectTimer = null;
+    if (this.#suspended) this.#resumes += 1;
+    this.#suspended = false;
+    this.#reconnectAttempts = 0;
     this.#lastProgressAt = Date.now();
-    this.#ticker = setInterval(() => this.#tick(), TICK_MS);
-    // The receiver must be ready before this returns to the event loop: the sender's first
-    // messages can be dispatched right after `open`, and nothing may be dropped meanwhile.
-    if (this.direction === 'receive') this.#startReceiver();
+    if (this.#openAt === null) this.#openAt = Date.now();
+    this.#connectedOnce = true;
+    this.#ticker ??= setInterval(() => this.#tick(), TICK_MS);
+    this.#unwatchPath?.();
+    this.#unwatchPath = null;
     const pc = this.#pc;
     if (pc !== null) {
       this.#unwatchPath = watchPath(pc, (path) => {
+        if (pc !== this.#pc) return;
         this.#path = path;
         this.#changed();
       });
     }
-    if (this.direction === 'send') await this.#runSender();
+    if (this.direction === 'receive') {
+      // The receiver must be ready before this returns to the event loop: the sender's first
+      // messages can be dispatched right after `open`, and nothing may be dropped meanwhile.
+      // It speaks first: what it has, then where to go on.
+      const receiver = this.#startReceiver();
+      this.#fileState.forEach((s, index) => {
+        const sha256 = this.#fileSha[index];
+        if ((s === 'done' || s === 'failed') && sha256 !== null && sha256 !== undefined) {
+          this.#sendControlQuietly({ t: 'verified', index, ok: s === 'done', sha256 }, channel);
+        }
+      });
+      const at = receiver.resumePoint;
+      this.#sendControlQuietly({ t: 'ready', index: at.index, offset: at.offset }, channel);
+    } else {
+      this.#setState('sending');
+    }
+    this.#changed();
   }
 
   #tick(): void {
@@ -442,11 +761,14 @@ export class Transfer {
     const now = Date.now();
     const bytes = this.#bytesDone();
     this.#meter.sample(bytes, now);
-    if (bytes !== this.#lastProgressBytes || this.#waitingForNothing()) {
+    if (this.#suspended || bytes !== this.#lastProgressBytes || this.#waitingForNothing()) {
       this.#lastProgressBytes = bytes;
       this.#lastProgressAt = now;
     } else if (now - this.#lastProgressAt > (this.#ctx.stallTimeoutMs ?? STALL_TIMEOUT_MS)) {
-      this.#end('failed', problemOf('stalled', `Nothing arrived from ${this.#peer.displayName}’s computer for ${Math.round((now - this.#lastProgressAt) / 1000)} seconds. The connection seems to hang; try sending again.`), true);
+      // Nothing moves on an open channel: give this connection up and open a new one.
+      console.warn(`LabBeam: nothing arrived for ${Math.round((now - this.#lastProgressAt) / 1000)} s; connecting again`);
+      this.#lastProgressAt = now;
+      this.#lost();
       return;
     }
     this.#changed();
@@ -457,50 +779,138 @@ export class Transfer {
     return this.#fileState.some((s) => s === 'verifying') && this.#bytesDone() === this.totalBytes;
   }
 
+  // ---- interruptions ----
+
+  /**
+   * The connection is lost: keep everything that arrived, close the connection, and (sender)
+   * connect again once the other side can be reached.
+   */
+  #lost(): void {
+    if (this.finished || this.#closedAfterDone || (this.#suspended && this.#pc === null)) return;
+    this.#suspended = true;
+    this.#teardown();
+    this.#changed();
+    if (this.direction === 'send') this.#scheduleReconnect();
+  }
+
+  /** Closes the current connection without treating its events as news. */
+  #teardown(): void {
+    this.#sessionAbort.abort(new Error('connection replaced'));
+    this.#unwatchPath?.();
+    this.#unwatchPath = null;
+    this.#clearDisconnectTimers();
+    if (this.#connectTimer !== null) clearTimeout(this.#connectTimer);
+    this.#connectTimer = null;
+    const channel = this.#channel;
+    const pc = this.#pc;
+    this.#channel = null;
+    this.#pc = null;
+    this.#earlySignals = [];
+    try {
+      channel?.close();
+    } catch {
+      // Already closed.
+    }
+    pc?.close();
+  }
+
+  /** Sender: reconnects now if it can (the other side is there, the files are at hand). */
+  #kickReconnect(): void {
+    if (this.direction !== 'send' || !this.#suspended || this.finished) return;
+    if (this.#reconnectTimer !== null) clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = null;
+    this.#tryReconnect();
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#reconnectTimer !== null || this.finished) return;
+    const base = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** this.#reconnectAttempts);
+    const delay = base * (0.5 + Math.random() * 0.5);
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = null;
+      this.#tryReconnect();
+    }, delay);
+  }
+
+  #tryReconnect(): void {
+    if (this.direction !== 'send' || !this.#suspended || this.finished || this.#needsFiles) return;
+    if (!this.#ctx.online(this.id) || this.#peerAway) {
+      // Signaling (ours or theirs) is away: `onReclaimed`/`onPeerResumed` kick again; poll
+      // meanwhile in case the news was missed.
+      this.#scheduleReconnect();
+      return;
+    }
+    this.#reconnectAttempts += 1;
+    void this.#openSession().then(() => {
+      // A connection that does not open is given up by its connect timer (→ #lost → retry).
+    });
+  }
+
   // ---- sending ----
 
-  async #runSender(): Promise<void> {
+  async #runSender(start: StartPoint): Promise<void> {
     const channel = this.#channel;
-    if (channel === null) return;
-    this.#setState('sending');
+    if (channel === null || this.direction !== 'send' || this.#senderChannel === channel) return;
+    this.#senderChannel = channel;
+    if (this.#sender !== null) this.#wirePast += this.#sender.queuedBytes;
     const files: OutgoingFile[] = this.#files.map((f, i) => ({ name: f.name, blob: this.#blobs[i] ?? new Blob() }));
-    const sender = new FileSender(channel, files, this.#abort.signal, { ...DEFAULT_TUNING, ...this.#ctx.tuning });
+    const abort = this.#sessionAbort.signal;
+    const sender = new FileSender(channel, files, anySignal(this.#abort.signal, abort), { ...DEFAULT_TUNING, ...this.#ctx.tuning }, start);
     this.#sender = sender;
-    this.#fileState = this.#fileState.map(() => 'active');
+    this.#fileState = this.#fileState.map((s, i) => (i >= start.index && s !== 'done' && s !== 'failed' ? 'active' : s));
     try {
-      this.#senderDigests = await sender.run();
+      const digests = await sender.run();
+      if (this.finished || channel !== this.#channel) return;
+      this.#senderDigests = digests.map((d, i) => d ?? this.#fileSha[i] ?? null);
       this.#fileSha = [...this.#senderDigests];
       this.#fileState = this.#fileState.map((s) => (s === 'active' ? 'verifying' : s));
       this.#changed();
       this.#maybeSenderDone();
     } catch (error) {
-      if (this.finished) return;
-      if (error instanceof ChannelClosedError) this.#end('failed', lostProblem(this.#peer), true);
-      else this.#end('failed', problemOf('read_failed', `Could not read a file on this computer: ${messageOf(error)}. Check the file still exists, then send again.`), true);
+      if (this.finished || channel !== this.#channel) return; // a connection already given up
+      if (abort.aborted || error instanceof ChannelClosedError) {
+        this.#lost();
+        return;
+      }
+      this.#end('failed', problemOf('read_failed', `Could not read a file on this computer: ${messageOf(error)}. Check the file still exists, then send again.`), true);
     }
   }
 
   #maybeSenderDone(): void {
     if (this.#senderDigests === null || this.#fileState.some((s) => s === 'active' || s === 'verifying' || s === 'waiting')) return;
-    void this.#complete(this.#senderDigests);
+    void this.#complete(this.#senderDigests.map((d, i) => d ?? this.#fileSha[i] ?? ''));
   }
 
   // ---- receiving ----
 
-  #startReceiver(): void {
+  #restoredStart(): { index: number; partial: PartialFile | null } {
+    const r = this.#restored;
+    if (r === null) return { index: 0, partial: null };
+    let index = r.verified.findIndex((v) => v === null);
+    if (index < 0) index = this.#files.length;
+    const partial = r.partial !== null && r.partial.index === index ? r.partial : null;
+    return { index, partial };
+  }
+
+  #startReceiver(): FileReceiver {
+    if (this.#receiver !== null) return this.#receiver;
     this.#setState('receiving');
     const sink = new OpfsSink(this.id);
     this.#sink = sink;
     sink.onError((error) => {
       if (!this.finished) this.#end('failed', problemOf('disk_error', error.message), true);
     });
-    const receiver = new FileReceiver(this.#files, sink, {
-      verified: (index, ok, stored) => this.#onVerified(index, ok, stored),
-    });
+    const receiver = new FileReceiver(
+      this.#files,
+      sink,
+      { verified: (index, ok, stored) => this.#onVerified(index, ok, stored) },
+      this.#restoredStart(),
+    );
     receiver.onSinkError((error) => {
       if (!this.finished) this.#end('failed', problemOf('disk_error', messageOf(error)), true);
     });
     this.#receiver = receiver;
+    return receiver;
   }
 
   #onVerified(index: number, ok: boolean, stored: StoredFile): void {
@@ -534,8 +944,15 @@ export class Transfer {
       } else if (message.t === 'verified') {
         if (this.direction !== 'send' || this.#fileState[message.index] === undefined) return;
         this.#fileState[message.index] = message.ok ? 'done' : 'failed';
+        this.#fileSha[message.index] = message.sha256;
         this.#changed();
         this.#maybeSenderDone();
+      } else if (message.t === 'ready') {
+        if (this.direction !== 'send') throw new ReceiveError('protocol', 'The sender sent a message only a receiver sends.');
+        if (message.index > this.#files.length || (message.index < this.#files.length && message.offset > (this.#files[message.index]?.size ?? 0))) {
+          throw new ReceiveError('protocol', 'The receiver asked to go on from a point past the end of the files.');
+        }
+        void this.#runSender({ index: message.index, offset: message.offset });
       } else {
         if (this.#receiver === null) throw new ReceiveError('protocol', 'A file arrived before the transfer started.');
         this.#receiver.control(message);
@@ -551,19 +968,19 @@ export class Transfer {
     }
   }
 
-  #onChannelClosed(): void {
+  #onChannelClosed(channel: RTCDataChannel): void {
     if (this.finished || this.#closedAfterDone) return;
     // A cancel from the other side travels behind up to a few MiB of queued chunks, and its
     // connection may close before they arrive; the server's `transfer:cancelled` says why.
-    // Wait a moment for it before calling the connection lost.
+    // Wait a moment for it before calling the connection lost (and connecting again).
     setTimeout(() => {
-      if (!this.finished) this.#end('failed', lostProblem(this.#peer), true);
+      if (!this.finished && channel === this.#channel) this.#lost();
     }, EXPLANATION_GRACE_MS);
   }
 
-  #sendControlQuietly(message: Parameters<typeof encodeControl>[0]): void {
+  #sendControlQuietly(message: Parameters<typeof encodeControl>[0], channel: RTCDataChannel | null = this.#channel): void {
     try {
-      if (this.#channel?.readyState === 'open') this.#channel.send(encodeControl(message));
+      if (channel?.readyState === 'open') channel.send(encodeControl(message));
     } catch {
       // The channel is going away; the server-side report still tells the other side.
     }
@@ -594,10 +1011,12 @@ export class Transfer {
     this.#endedAt = Date.now();
     this.#problem = problem;
     this.#awaitingAnswer = false;
+    this.#suspended = false;
     this.#abort.abort(new Error(problem?.message ?? state));
     if (this.#ticker !== null) clearInterval(this.#ticker);
     if (this.#connectTimer !== null) clearTimeout(this.#connectTimer);
-    if (this.#disconnectTimer !== null) clearTimeout(this.#disconnectTimer);
+    if (this.#reconnectTimer !== null) clearTimeout(this.#reconnectTimer);
+    this.#clearDisconnectTimers();
     if (state !== 'completed') {
       this.#fileState = this.#fileState.map((s) => (s === 'done' ? s : 'failed'));
     }
@@ -614,6 +1033,7 @@ export class Transfer {
       const keep = state === 'failed' ? this.#fileState.flatMap((s, i) => (s === 'done' ? [i] : [])) : [];
       if (state === 'cancelled') this.#fileState = this.#fileState.map(() => 'failed');
       if (this.#sink !== null) void this.#sink.discard(keep);
+      else if (this.direction === 'receive' && this.#restored !== null) void removeStored(this.id);
     }
 
     if (report && !this.#reported) {
@@ -646,7 +1066,8 @@ export class Transfer {
 
   /** Deletes what this transfer stored (the receiver's files) — when the user dismisses it. */
   async discardStored(): Promise<void> {
-    await this.#sink?.dispose();
+    if (this.#sink !== null) await this.#sink.dispose();
+    else if (this.direction === 'receive') await removeStored(this.id);
   }
 
   /** Receiver: the file at `index` is verified and stored, ready to save. */
@@ -662,6 +1083,19 @@ export class Transfer {
   #changed(): void {
     this.#ctx.changed(this);
   }
+}
+
+/** Aborts when either signal does. */
+function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
+  const c = new AbortController();
+  const on = (s: AbortSignal): void => c.abort(s.reason);
+  if (a.aborted) on(a);
+  else if (b.aborted) on(b);
+  else {
+    a.addEventListener('abort', () => on(a), { once: true });
+    b.addEventListener('abort', () => on(b), { once: true });
+  }
+  return c.signal;
 }
 
 function problemOf(code: string, message: string): TransferProblem {
@@ -692,11 +1126,4 @@ function connectProblem(peer: Peer, config: RTCConfiguration, ice: IceRecorder |
     message = `Could not connect to ${peer.displayName}’s computer directly, and this server offers no relay. Check that both computers are on the lab network, or ask the administrator to enable the TURN relay.`;
   }
   return problemOf('ice_failed', message);
-}
-
-function lostProblem(peer: Peer): TransferProblem {
-  return problemOf(
-    'connection_lost',
-    `The connection to ${peer.displayName}’s computer was lost: the page was closed, or the computer went offline or to sleep. Send the files again when both are online.`,
-  );
 }

@@ -17,6 +17,7 @@ import type { ApiClient, User } from '../api';
 import { type ConnectionState, type PickedFile, TransferEngine, TransferError, type TransferSnapshot } from '../engine/engine';
 import type { Announcement, Peer } from '../engine/protocol';
 import { h, messageLine, uniqueId } from './dom';
+import { BroadcastPanel } from './broadcast-panel';
 import { formatBytes, formatWhen, plural } from './format';
 import { HistoryPanel } from './history-panel';
 import { IncomingDialog } from './incoming-dialog';
@@ -55,6 +56,7 @@ export class HomeView implements View {
   readonly #history: HistoryPanel;
   readonly #incoming: IncomingDialog;
   readonly #settingsPanel: HTMLElement;
+  readonly #broadcast: BroadcastPanel;
   #picked: PickedFile[] = [];
   /** A peer clicked with nothing picked: send to it once files are chosen. */
   #pickFor: string | null = null;
@@ -105,6 +107,12 @@ export class HomeView implements View {
     this.#history = new HistoryPanel(options.api, options.user.username);
     this.#incoming = new IncomingDialog((id, accept) => void (accept ? this.#engine.accept(id) : this.#engine.decline(id)));
     this.#settingsPanel = this.#buildSettings();
+    const perms = options.user.permissions;
+    this.#broadcast = new BroadcastPanel({
+      canSend: perms.includes('broadcast.send'),
+      canSendAll: perms.includes('users.manage'),
+      picked: () => this.#picked,
+    });
 
     const settingsToggle = h('button', { type: 'button', class: 'btn btn-ghost btn-small', 'aria-expanded': 'false', 'aria-controls': 'settings-panel', 'data-testid': 'settings-toggle' }, 'Settings');
     settingsToggle.addEventListener('click', () => {
@@ -136,6 +144,7 @@ export class HomeView implements View {
           this.#peerList,
           this.#peerEmpty,
         ),
+        this.#broadcast.root,
         h(
           'section',
           { class: 'card panel panel-transfers', 'aria-labelledby': 'transfers-title' },
@@ -162,6 +171,13 @@ export class HomeView implements View {
     this.#engine.start();
     void this.#history.load();
     window.addEventListener('beforeunload', this.#onBeforeUnload);
+    // Fault-injection hooks for tests (tests/browser, the NAT/fault harness): drop the
+    // signaling connection, or a transfer's data channel, as a network fault would; both
+    // recover by themselves.
+    (window as unknown as { labbeamTest?: unknown }).labbeamTest = {
+      dropSignaling: () => this.#engine.dropSignaling(),
+      dropConnection: (transferId: string) => this.#engine.dropConnection(transferId),
+    };
   }
 
   stop(): void {
@@ -169,7 +185,7 @@ export class HomeView implements View {
     this.#engine.stop();
   }
 
-  /** Closing or reloading the page stops running transfers: let the browser ask first. */
+  /** Closing the page interrupts running transfers (they resume if it is reopened in time): let the browser ask first. */
   readonly #onBeforeUnload = (event: BeforeUnloadEvent): void => {
     if (this.#engine.busy) event.preventDefault();
   };
@@ -185,8 +201,9 @@ export class HomeView implements View {
       autoSave: () => settings.values.autoSave,
     });
     engine.on('connection', (state) => this.#onConnection(state));
-    engine.on('presence', ({ peers }) => {
+    engine.on('presence', ({ self, peers }) => {
       this.#peers = peers;
+      this.#broadcast.setLabs([...peers.map((p) => p.lab), ...(self !== null ? [self.lab] : [])]);
       this.#renderPeers();
       this.#onConnection({ kind: 'connected' });
     });
@@ -202,6 +219,7 @@ export class HomeView implements View {
     });
     engine.on('announcement', (a) => this.#showAnnouncement(a));
     engine.on('notice', (text) => this.#notice.show(text, 'warning'));
+    this.#broadcast.attach(engine);
     return engine;
   }
 
@@ -237,6 +255,13 @@ export class HomeView implements View {
             if (!(e instanceof DOMException && e.name === 'AbortError')) this.#notice.show(errorText(e), 'warning');
           }),
         retry: (id) => void this.#engine.retry(id).catch((e: unknown) => this.#sendError.show(errorText(e))),
+        repick: (id, files) => {
+          try {
+            this.#engine.provideFiles(id, files.map((f) => ({ name: f.name, blob: f, mime: f.type })));
+          } catch (e) {
+            this.#notice.show(errorText(e), 'warning');
+          }
+        },
         dismiss: (id) => void this.#engine.dismiss(id),
         canSaveToFolder: this.#engine.canSaveToFolder,
       });

@@ -10,6 +10,13 @@
  * Test hooks: `transfer-status` (with `data-state`, `data-transfer-id`, `data-direction`,
  * `data-path`, `data-setup-ms`, `data-duration-ms`), `transfer-cancel`, `transfer-save` (per file, `data-index`), `transfer-retry`,
  * `transfer-dismiss`, `transfer-save-folder`, `transfer-problem`, `transfer-file`.
+ *
+ * An interrupted transfer keeps its `data-state` (the contract's values: `sending`,
+ * `receiving`, …) and says it is paused with `data-paused="true"` and the text
+ * "Paused — waiting for <peer>": paused is a condition of a running transfer, not a state
+ * of its own, and it ends by itself. Also `data-wire-bytes` (sender: file bytes put on the
+ * channel, re-sent ones included), `data-resumes`, and for a sender restored after a reload
+ * `transfer-repick` (pick the same files again).
  */
 
 import type { TransferSnapshot, TransferState } from '../engine/engine';
@@ -22,6 +29,8 @@ export interface TransferActions {
   save(id: string, index: number): void;
   saveFolder(id: string): void;
   retry(id: string): void;
+  /** A sender restored after a page reload picked its files again. */
+  repick(id: string, files: readonly File[]): void;
   dismiss(id: string): void;
   readonly canSaveToFolder: boolean;
 }
@@ -58,7 +67,9 @@ export class TransferCard {
   readonly #retry: HTMLButtonElement;
   readonly #dismiss: HTMLButtonElement;
   readonly #saveFolder: HTMLButtonElement;
+  readonly #repick: HTMLLabelElement;
   #lastState: TransferState | null = null;
+  #lastPaused = false;
 
   constructor(t: TransferSnapshot, actions: TransferActions) {
     this.#actions = actions;
@@ -97,6 +108,13 @@ export class TransferCard {
     this.#retry = button('Retry failed files', 'transfer-retry', 'btn-secondary', () => actions.retry(this.#id));
     this.#dismiss = button('Remove from list', 'transfer-dismiss', 'btn-ghost', () => actions.dismiss(this.#id));
     this.#saveFolder = button('Save all to folder…', 'transfer-save-folder', 'btn-secondary', () => actions.saveFolder(this.#id));
+    const repickInput = h('input', { type: 'file', multiple: true, class: 'visually-hidden', 'data-testid': 'transfer-repick' });
+    repickInput.addEventListener('change', () => {
+      const picked = [...(repickInput.files ?? [])];
+      repickInput.value = '';
+      if (picked.length > 0) actions.repick(this.#id, picked);
+    });
+    this.#repick = h('label', { class: 'btn btn-primary btn-small', hidden: true }, 'Pick the files again to continue', repickInput);
 
     this.root = h(
       'article',
@@ -118,7 +136,7 @@ export class TransferCard {
       this.#numbers,
       this.#problem,
       h('ul', { class: 'file-list', 'aria-label': 'Files' }, ...this.#files.map((f) => f.row)),
-      h('div', { class: 'actions actions-compact' }, this.#saveFolder, this.#retry, this.#cancel, this.#dismiss),
+      h('div', { class: 'actions actions-compact' }, this.#repick, this.#saveFolder, this.#retry, this.#cancel, this.#dismiss),
     );
     this.update(t);
   }
@@ -130,11 +148,16 @@ export class TransferCard {
     // Timings for tests and bench/transfer (setup = accepted → channel open).
     if (t.setupMs !== null) this.root.setAttribute('data-setup-ms', String(t.setupMs));
     if (finished && t.durationMs !== null) this.root.setAttribute('data-duration-ms', String(t.durationMs));
-    if (t.state !== this.#lastState) {
+    this.root.setAttribute('data-paused', String(t.paused));
+    this.root.setAttribute('data-wire-bytes', String(t.wireBytes));
+    this.root.setAttribute('data-resumes', String(t.resumes));
+    if (t.state !== this.#lastState || t.paused !== this.#lastPaused) {
       this.#lastState = t.state;
-      this.#badge.textContent = t.direction === 'receive' && t.awaitingAnswer ? 'Asking you' : STATE_LABEL[t.state];
-      this.#badge.className = `state-badge state-${t.state}`;
+      this.#lastPaused = t.paused;
+      this.#badge.textContent = t.paused ? 'Paused' : t.direction === 'receive' && t.awaitingAnswer ? 'Asking you' : STATE_LABEL[t.state];
+      this.#badge.className = `state-badge state-${t.paused ? 'paused' : t.state}`;
     }
+    this.#repick.hidden = !t.needsFiles;
     if (t.path !== null) {
       this.#path.hidden = false;
       this.#path.textContent = describePath(t.path);
@@ -171,6 +194,12 @@ function numbersLine(t: TransferSnapshot): string {
       return 'Connecting to the other computer…';
     case 'sending':
     case 'receiving': {
+      if (t.needsFiles) {
+        return `Interrupted when this page was reloaded at ${formatBytes(t.bytes)} of ${formatBytes(t.totalBytes)}. The browser no longer has the files: pick the same files again to continue.`;
+      }
+      if (t.paused) {
+        return `Paused — waiting for ${t.peer.displayName} (${formatBytes(t.bytes)} of ${formatBytes(t.totalBytes)} so far). It goes on by itself when both computers are connected again.`;
+      }
       const parts = [`${formatBytes(t.bytes)} of ${formatBytes(t.totalBytes)} (${formatPercent(t.bytes, t.totalBytes)})`];
       const speed = formatSpeed(t.bytesPerSecond);
       if (speed !== '') parts.push(speed);
