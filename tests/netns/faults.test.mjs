@@ -8,8 +8,8 @@
 // - the receiver's page reloaded
 // - the server killed (SIGKILL) and restarted
 //
-// These need resumable transfers (the `transfer:resume` protocol and the client that uses
-// it). Against a binary without it they fail, and say what the card showed.
+// They rely on resumable transfers (docs/PROTOCOL.md `transfer:resume`, the client's ICE
+// restart and reconnection from the receiver's offset); a failure says what the card showed.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -33,8 +33,8 @@ describe('faults mid-transfer (network namespaces)', { skip: why ?? false, timeo
   before(() => {
     cleanupStale();
     dir = mkdtempSync(path.join(tmpdir(), 'lbn-faults-'));
-    // Big enough to be in flight for the whole fault at ~10–20 MB/s.
-    file = makeFile(dir, 'experiment.bin', 96 * MiB);
+    // In flight when the fault starts (at 8 MiB); a paused transfer waits for the rest.
+    file = makeFile(dir, 'experiment.bin', 48 * MiB);
   });
   after(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -67,10 +67,17 @@ describe('faults mid-transfer (network namespaces)', { skip: why ?? false, timeo
   test('the sender’s network stops for 30 s: the transfer completes, verified', async (t) => {
     const ratio = await withFault('sender offline', async (lab, id) => {
       const unblock = block(lab.net, 'pcA');
-      await sleep(30_000);
-      unblock();
-      // Not a prerequisite, but what the user should have seen meanwhile.
-      t.diagnostic(`receiver card after the outage: ${await card(lab.users[1].page, id).getAttribute('data-state')}`);
+      try {
+        // Meanwhile the receiver shows the transfer paused, waiting for the sender.
+        const bobCard = card(lab.users[1].page, id);
+        await lab.users[1].page
+          .locator(`[data-testid="transfer-status"][data-transfer-id="${id}"][data-paused="true"]`)
+          .waitFor({ timeout: 25_000 });
+        t.diagnostic(`receiver card during the outage: ${(await bobCard.getByTestId('transfer-problem').textContent().catch(() => '')) || (await bobCard.innerText()).replace(/\s+/g, ' ').slice(0, 200)}`);
+        await sleep(30_000);
+      } finally {
+        unblock();
+      }
     });
     t.diagnostic(`sender wire bytes / file size: ${ratio.toFixed(3)}`);
   });

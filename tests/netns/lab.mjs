@@ -96,6 +96,11 @@ export function loggedTransfer(user, id) {
 /** Starts a transfer of `file` from alice to bob, waits until `atBytes` arrived; returns its id. */
 export async function startTransfer(lab, file, atBytes) {
   const [alice, bob] = lab.users;
+  // Both signed in, connected to signaling (again, after a fault) and seeing each other.
+  for (const [u, other] of [[alice, 'bob'], [bob, 'alice']]) {
+    await u.page.locator('[data-testid="connection-status"][data-state="connected"]').waitFor({ timeout: 30_000 });
+    await peer(u.page, other).waitFor({ timeout: 30_000 });
+  }
   const id = await sendFiles(alice.page, 'bob', [file.path]);
   await bob.page.getByTestId('incoming-accept').click({ timeout: 20_000 });
   await waitState(bob.page, id, 'receiving', 30_000);

@@ -21,8 +21,8 @@ export const BIN =
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const PREFIX = 'lbn';
 
-function run(cmd, args, { input, allowFail = false } = {}) {
-  const r = spawnSync(cmd, args, { input, encoding: 'utf8' });
+function run(cmd, args, { input, allowFail = false, env } = {}) {
+  const r = spawnSync(cmd, args, { input, encoding: 'utf8', env });
   if (r.status !== 0 && !allowFail) {
     throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}): ${(r.stderr || r.stdout || r.error?.message || '').trim()}`);
   }
@@ -343,6 +343,7 @@ export async function startAppliance(net, role, ip, { httpsPort = 443, tlsPort =
   mkdirSync(dir, { recursive: true });
   const configFile = path.join(dir, 'labbeam.toml');
   writeFileSync(configFile, `[turn]\ntls_port = ${tlsPort}\n${config}`);
+  // The binary refuses unknown LABBEAM_* variables (LABBEAM_BIN is the harness's own).
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LABBEAM_')));
   let child;
   let log = '';
@@ -387,7 +388,7 @@ export async function startAppliance(net, role, ip, { httpsPort = 443, tlsPort =
     certPem: () => readFileSync(path.join(dataDir, 'tls', 'cert.pem'), 'utf8'),
     log: () => log,
     addUser(username, roleName, password) {
-      run(BIN, ['user', 'add', username, '--role', roleName, '--password-stdin', '--data-dir', dataDir], { input: password });
+      run(BIN, ['user', 'add', username, '--role', roleName, '--password-stdin', '--data-dir', dataDir], { input: password, env });
     },
     /** SIGKILL, then (after `downMs`) the same binary on the same data directory. */
     async restart(downMs = 0) {
