@@ -82,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         .merge(web::router())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(crate::signaling::layer(&state))
+        .layer(middleware::from_fn(crate::signaling::detach_request))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(middleware::map_response(security_headers))

@@ -106,12 +106,12 @@ function cli(dataDir, args, stdin = '') {
   return r.stdout;
 }
 
-async function startLabbeam(dataDir, { preload } = {}) {
+async function startLabbeam(dataDir, { preload, bin = BIN } = {}) {
   // labbeam refuses unknown LABBEAM_* variables (LABBEAM_BIN is ours): pass none but the level.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LABBEAM_')));
   env.LABBEAM_LOG_LEVEL = 'warn';
   if (preload) env.LD_PRELOAD = preload;
-  const [cmd, args] = pinned(BIN, ['serve', '--data-dir', dataDir, '--http-listen', '127.0.0.1:0', '--turn-listen', '127.0.0.1:0']);
+  const [cmd, args] = pinned(bin, ['serve', '--data-dir', dataDir, '--http-listen', '127.0.0.1:0', '--turn-listen', '127.0.0.1:0']);
   const child = track(spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
   let stderr = '';
   child.stderr.on('data', (d) => {
@@ -261,6 +261,21 @@ function nodelayShim() {
   return so;
 }
 
+/**
+ * `labbeam-base` (`--servers labbeam-base,labbeam,node`): another labbeam binary, from
+ * `$LABBEAM_BASE_BIN` (e.g. the commit before a change), measured in the same run. It
+ * serves the data folder set up by `$LABBEAM_BIN`; settings it does not know are ignored.
+ */
+function labbeamOptions(kind) {
+  if (kind === 'labbeam-nodelay') return { preload: nodelayShim() };
+  if (kind === 'labbeam-base') {
+    const bin = process.env.LABBEAM_BASE_BIN;
+    if (!bin) throw new Error('labbeam-base needs LABBEAM_BASE_BIN');
+    return { bin };
+  }
+  return {};
+}
+
 // ---------------------------------------------------------------- workers
 
 function startWorkers(count) {
@@ -348,7 +363,7 @@ async function measure(kind, n, env) {
   const server =
     kind === 'node'
       ? await startNode(env.nodeConfig)
-      : await startLabbeam(env.dataDir, kind === 'labbeam-nodelay' ? { preload: nodelayShim() } : {});
+      : await startLabbeam(env.dataDir, labbeamOptions(kind));
   const base = `https://127.0.0.1:${server.port}`;
   const r = { server: kind, n, labs: labCount, pid: server.pid, backgroundCoresBefore: background };
   const workers = startWorkers(opts.workers);
@@ -609,7 +624,7 @@ const ROWS = [
   ['client threads waiting for a CPU (s/s)', (r) => r.storm?.clientRunqueueWait, ''],
 ];
 
-const LABEL = { labbeam: 'LabBeam', node: 'Node', 'labbeam-nodelay': 'LB+NODELAY' };
+const LABEL = { labbeam: 'LabBeam', node: 'Node', 'labbeam-nodelay': 'LB+NODELAY', 'labbeam-base': 'LB base' };
 
 function table(results) {
   const lines = [];
