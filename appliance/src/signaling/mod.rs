@@ -335,6 +335,21 @@ async fn sweep(state: AppState) {
     }
 }
 
+/// The ack body for a result.
+pub(crate) fn ack_body(result: Result<Value, SignalError>) -> Value {
+    match result {
+        Ok(mut v) => {
+            if let Value::Object(map) = &mut v {
+                map.insert("ok".into(), Value::Bool(true));
+                v
+            } else {
+                serde_json::json!({ "ok": true })
+            }
+        }
+        Err(e) => crate::api::ApiError::from(e).body(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -363,20 +378,5 @@ mod tests {
         // Only `head` still holds the buffer: nothing in the request shares it any more.
         drop(before);
         assert!(head.is_unique());
-    }
-}
-
-/// The ack body for a result.
-pub(crate) fn ack_body(result: Result<Value, SignalError>) -> Value {
-    match result {
-        Ok(mut v) => {
-            if let Value::Object(map) = &mut v {
-                map.insert("ok".into(), Value::Bool(true));
-                v
-            } else {
-                serde_json::json!({ "ok": true })
-            }
-        }
-        Err(e) => crate::api::ApiError::from(e).body(),
     }
 }
