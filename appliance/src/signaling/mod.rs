@@ -360,21 +360,6 @@ pub(crate) fn ack_body(result: Result<Value, SignalError>) -> Value {
     }
 }
 
-/// The ack body for a result.
-pub(crate) fn ack_body(result: Result<Value, SignalError>) -> Value {
-    match result {
-        Ok(mut v) => {
-            if let Value::Object(map) = &mut v {
-                map.insert("ok".into(), Value::Bool(true));
-                v
-            } else {
-                serde_json::json!({ "ok": true })
-            }
-        }
-        Err(e) => crate::api::ApiError::from(e).body(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
