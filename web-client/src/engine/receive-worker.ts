@@ -91,10 +91,7 @@ async function apply(m: WorkerRequest): Promise<void> {
       const root = await navigator.storage.getDirectory();
       const incoming = await root.getDirectoryHandle(INCOMING_DIR, { create: true });
       const dir = await incoming.getDirectoryHandle(m.dir, { create: true });
-      const handleOf = (await dir.getFileHandle(String(m.index), { create: true })) as unknown as {
-        createSyncAccessHandle(): Promise<SyncAccessHandle>;
-      };
-      const handle = await handleOf.createSyncAccessHandle();
+      const handle = await accessHandle(dir, String(m.index));
       // Claiming the full size up front fails at once (QuotaExceededError) when the disk or
       // the browser's quota has no room, instead of after most of the bytes were sent.
       // (For a resumed file this keeps its first bytes: only the length is set.)
@@ -103,10 +100,7 @@ async function apply(m: WorkerRequest): Promise<void> {
       file = { index: m.index, handle, hash, offset: m.resume?.offset ?? 0 };
       if (checkpointDir !== m.dir) {
         closeCheckpoint();
-        const cp = (await dir.getFileHandle(CHECKPOINT_FILE, { create: true })) as unknown as {
-          createSyncAccessHandle(): Promise<SyncAccessHandle>;
-        };
-        checkpointHandle = await cp.createSyncAccessHandle();
+        checkpointHandle = await accessHandle(dir, CHECKPOINT_FILE);
         checkpointDir = m.dir;
       }
       lastCheckpoint = written;
@@ -209,10 +203,32 @@ async function pieceHandle(dir: string, index: number): Promise<SyncAccessHandle
   const root = await navigator.storage.getDirectory();
   const incoming = await root.getDirectoryHandle(INCOMING_DIR, { create: true });
   const folder = await incoming.getDirectoryHandle(dir, { create: true });
-  const handleOf = (await folder.getFileHandle(String(index), { create: true })) as unknown as {
+  return accessHandle(folder, String(index));
+}
+
+/** How long `accessHandle` waits for another page's worker to let go of a file. */
+const HANDLE_WAIT_MS = 15_000;
+
+/**
+ * Opens `name` in `dir` for synchronous access. A file has one such handle at a time: after a
+ * reload, the previous page's worker can still hold it for a moment while that page is torn
+ * down, so a refusal because of another open handle (`NoModificationAllowedError`) is retried
+ * until it lets go; any other error is thrown at once.
+ */
+async function accessHandle(dir: FileSystemDirectoryHandle, name: string): Promise<SyncAccessHandle> {
+  const handleOf = (await dir.getFileHandle(name, { create: true })) as unknown as {
     createSyncAccessHandle(): Promise<SyncAccessHandle>;
   };
-  return handleOf.createSyncAccessHandle();
+  const deadline = Date.now() + HANDLE_WAIT_MS;
+  for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
+    try {
+      return await handleOf.createSyncAccessHandle();
+    } catch (error) {
+      const busy = error instanceof DOMException && error.name === 'NoModificationAllowedError';
+      if (!busy || Date.now() + wait > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
 }
 
 async function pieceOp(m: PieceRequest): Promise<void> {
