@@ -25,7 +25,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -44,7 +43,6 @@ use util::Conn;
 use super::counters::{AuthFailure, Drop, QuotaScope};
 use super::credentials::{RestUsername, SYSTEM_USER};
 use super::directory::UserStatus;
-use super::relay::FAST_RECEIVES;
 use super::shared::{AllocationRecord, GateHandle, Shared};
 use super::transport::{MAX_LIBRARY_PACKET, Transport};
 
@@ -63,9 +61,6 @@ pub struct Gate<T: Transport> {
     internal_rx: tokio::sync::Mutex<mpsc::Receiver<(Vec<u8>, SocketAddr)>>,
     book: Mutex<GateBook>,
     me: Weak<Gate<T>>,
-    /// Packets taken without waiting since the last wait (see [`FAST_RECEIVES`]); only the
-    /// library's one read loop of this gate receives, so this is never contended.
-    fast: AtomicU32,
 }
 
 #[derive(Default)]
@@ -114,7 +109,6 @@ impl<T: Transport> Gate<T> {
             internal_rx: tokio::sync::Mutex::new(internal_rx),
             book: Mutex::default(),
             me: me.clone(),
-            fast: AtomicU32::new(0),
         });
         let handle: Weak<dyn GateHandle> = Arc::downgrade(&gate) as Weak<dyn GateHandle>;
         shared.gates.lock().unwrap_or_else(|p| p.into_inner()).push(handle);
@@ -512,75 +506,39 @@ impl<T: Transport> Conn for Gate<T> {
     async fn recv_from(&self, buf: &mut [u8]) -> util::Result<(usize, SocketAddr)> {
         let mut internal = self.internal_rx.lock().await;
         loop {
-            // Fast path: under load the transport already holds packets, so take one
-            // without the select and the readiness wait (a few at a time, then yield).
-            let fast = self.fast.load(Ordering::Relaxed);
-            let ready = if fast < FAST_RECEIVES {
-                if let Ok((packet, from)) = internal.try_recv() {
-                    self.fast.store(fast + 1, Ordering::Relaxed);
+            tokio::select! {
+                biased;
+                Some((packet, from)) = internal.recv() => {
                     if packet.len() <= buf.len() {
                         buf[..packet.len()].copy_from_slice(&packet);
                         return Ok((packet.len(), from));
                     }
-                    continue;
                 }
-                if let Some(client) = self.transport.try_closed() {
-                    self.fast.store(fast + 1, Ordering::Relaxed);
-                    self.close_allocation(client);
-                    continue;
-                }
-                match self.transport.try_recv(buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
-                    other => {
-                        self.fast.store(fast + 1, Ordering::Relaxed);
-                        Some(other)
-                    }
-                }
-            } else {
-                None
-            };
-            let received = match ready {
-                Some(r) => r,
-                None => {
-                    self.fast.store(0, Ordering::Relaxed);
-                    tokio::select! {
-                        biased;
-                        Some((packet, from)) = internal.recv() => {
-                            if packet.len() <= buf.len() {
-                                buf[..packet.len()].copy_from_slice(&packet);
-                                return Ok((packet.len(), from));
+                client = self.transport.closed() => self.close_allocation(client),
+                received = self.transport.recv(buf) => {
+                    let (n, from) = match received {
+                        Ok(v) => v,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return Err(e.into()),
+                        Err(e) => {
+                            if self.shared.may_log() {
+                                tracing::warn!(transport = self.transport.name(), error = %e, "TURN receive failed");
                             }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
                             continue;
                         }
-                        client = self.transport.closed() => {
-                            self.close_allocation(client);
-                            continue;
+                    };
+                    if n > buf.len().min(MAX_LIBRARY_PACKET) {
+                        self.shared.counters.dropped(Drop::Oversize);
+                        continue;
+                    }
+                    match self.screen(&buf[..n], from) {
+                        Verdict::Forward => return Ok((n, from)),
+                        Verdict::Reply(answer) => {
+                            let _ = self.transport.send(&answer, from).await;
                         }
-                        received = self.transport.recv(buf) => received,
+                        Verdict::Drop => {}
                     }
                 }
-            };
-            let (n, from) = match received {
-                Ok(v) => v,
-                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return Err(e.into()),
-                Err(e) => {
-                    if self.shared.may_log() {
-                        tracing::warn!(transport = self.transport.name(), error = %e, "TURN receive failed");
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
-                }
-            };
-            if n > buf.len().min(MAX_LIBRARY_PACKET) {
-                self.shared.counters.dropped(Drop::Oversize);
-                continue;
-            }
-            match self.screen(&buf[..n], from) {
-                Verdict::Forward => return Ok((n, from)),
-                Verdict::Reply(answer) => {
-                    let _ = self.transport.send(&answer, from).await;
-                }
-                Verdict::Drop => {}
             }
         }
     }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -162,7 +162,7 @@ impl RelayAddressGenerator for RelayAllocator {
         let state = Arc::new(RelayState::new(port, self.shared.max_bytes_per_sec));
         self.shared.relay_opened(Arc::clone(&state));
         let (closed, _) = watch::channel(false);
-        let conn = RelayConn { socket, state, shared: Arc::clone(&self.shared), closed, fast: AtomicU32::new(0) };
+        let conn = RelayConn { socket, state, shared: Arc::clone(&self.shared), closed };
         Ok((Arc::new(conn), SocketAddr::new(self.relay_ip, port)))
     }
 }
@@ -173,45 +173,33 @@ fn rand_u32() -> u32 {
     u32::from_ne_bytes(b)
 }
 
-/// Receives one datagram into `buf` without waiting: `WouldBlock` when none is queued. The
-/// length returned is the datagram's real length, larger than `buf` when it did not fit
-/// (then `buf` holds its start).
-pub fn try_recv_measured(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-    let (n, addr) = socket.try_io(Interest::READABLE, || {
-        // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout, and the kernel only
-        // writes initialised bytes into the buffer; nothing uninitialised is read back.
-        let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
-        socket2::SockRef::from(socket).recv_from_with_flags(uninit, libc::MSG_TRUNC)
-    })?;
-    let addr = addr.as_socket().ok_or_else(|| io::Error::other("datagram without an IP source"))?;
-    Ok((n, addr))
-}
-
 /// Receives one datagram into `buf` and returns its real length, which is larger than
 /// `buf` when the datagram did not fit (then `buf` holds its start).
 pub async fn recv_measured(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
     loop {
         socket.readable().await?;
-        match try_recv_measured(socket, buf) {
+        let result = socket.try_io(Interest::READABLE, || {
+            // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout, and the kernel only
+            // writes initialised bytes into the buffer; nothing uninitialised is read back.
+            let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
+            socket2::SockRef::from(socket).recv_from_with_flags(uninit, libc::MSG_TRUNC)
+        });
+        match result {
+            Ok((n, addr)) => {
+                let addr = addr.as_socket().ok_or_else(|| io::Error::other("datagram without an IP source"))?;
+                return Ok((n, addr));
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            other => return other,
+            Err(e) => return Err(e),
         }
     }
 }
-
-/// How many datagrams a receive loop takes from an already readable socket before it goes
-/// back through the scheduler (so a busy relay socket cannot starve the other tasks of its
-/// worker thread).
-pub const FAST_RECEIVES: u32 = 32;
 
 pub struct RelayConn {
     socket: UdpSocket,
     state: Arc<RelayState>,
     shared: Arc<Shared>,
     closed: watch::Sender<bool>,
-    /// Datagrams taken without waiting since the last wait (see [`FAST_RECEIVES`]); only
-    /// the allocation's one read loop receives, so this is never contended.
-    fast: AtomicU32,
 }
 
 impl RelayConn {
@@ -240,40 +228,16 @@ impl Conn for RelayConn {
     }
 
     async fn recv_from(&self, buf: &mut [u8]) -> util::Result<(usize, SocketAddr)> {
-        let mut closed = None;
+        let mut closed = self.closed.subscribe();
         loop {
-            // Fast path: under load the socket already holds datagrams, so take one without
-            // the select, the close subscription and the readiness wait (a few at a time).
-            let ready = if self.fast.load(Ordering::Relaxed) < FAST_RECEIVES && !*self.closed.borrow() {
-                match try_recv_measured(&self.socket, buf) {
-                    Ok(v) => {
-                        self.fast.fetch_add(1, Ordering::Relaxed);
-                        Some(Ok(v))
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-                    Err(e) => Some(Err(e)),
-                }
-            } else {
-                None
-            };
-            let received = match ready {
-                Some(r) => r,
-                None => {
-                    self.fast.store(0, Ordering::Relaxed);
-                    let closed = closed.get_or_insert_with(|| self.closed.subscribe());
-                    tokio::select! {
-                        r = recv_measured(&self.socket, buf) => r,
-                        _ = closed.wait_for(|c| *c) => return Err(util::Error::Other("relay socket closed".into())),
-                    }
-                }
-            };
-            let (n, from) = match received {
-                Ok(v) => v,
-                // ICMP errors of earlier sends surface here; the socket is still fine.
-                Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset) => {
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
+            let (n, from) = tokio::select! {
+                r = recv_measured(&self.socket, buf) => match r {
+                    Ok(v) => v,
+                    // ICMP errors of earlier sends surface here; the socket is still fine.
+                    Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset) => continue,
+                    Err(e) => return Err(e.into()),
+                },
+                _ = closed.wait_for(|c| *c) => return Err(util::Error::Other("relay socket closed".into())),
             };
             let counters = &self.shared.counters;
             if n > buf.len() {

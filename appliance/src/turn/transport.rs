@@ -44,10 +44,6 @@ pub trait Transport: Send + Sync + 'static {
     /// One packet into `buf`; the returned length is the packet's real length, larger than
     /// `buf` when it did not fit. `NotConnected` means the transport is shut.
     async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
-    /// Like `recv`, without waiting: `WouldBlock` when no packet is queued.
-    fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
-    /// The next client connection that ended, when one is waiting to be reported.
-    fn try_closed(&self) -> Option<SocketAddr>;
     async fn send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize>;
     fn local_addr(&self) -> SocketAddr;
     /// The next client connection that ended (never resolves for UDP).
@@ -72,14 +68,6 @@ impl UdpTransport {
 impl Transport for UdpTransport {
     async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         super::relay::recv_measured(&self.socket, buf).await
-    }
-
-    fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        super::relay::try_recv_measured(&self.socket, buf)
-    }
-
-    fn try_closed(&self) -> Option<SocketAddr> {
-        None
     }
 
     async fn send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
@@ -150,20 +138,9 @@ impl StreamMux {
 impl Transport for StreamMux {
     async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (frame, from) = self.frames.lock().await.recv().await.ok_or(io::ErrorKind::NotConnected)?;
-        Ok(deliver(&frame, from, buf))
-    }
-
-    fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let mut frames = self.frames.try_lock().map_err(|_| io::ErrorKind::WouldBlock)?;
-        match frames.try_recv() {
-            Ok((frame, from)) => Ok(deliver(&frame, from, buf)),
-            Err(mpsc::error::TryRecvError::Empty) => Err(io::ErrorKind::WouldBlock.into()),
-            Err(mpsc::error::TryRecvError::Disconnected) => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
-
-    fn try_closed(&self) -> Option<SocketAddr> {
-        self.closed.try_lock().ok()?.try_recv().ok()
+        let n = frame.len().min(buf.len());
+        buf[..n].copy_from_slice(&frame[..n]);
+        Ok((frame.len(), from))
     }
 
     async fn send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
@@ -194,13 +171,6 @@ impl Transport for StreamMux {
     fn name(&self) -> &'static str {
         self.name
     }
-}
-
-/// Copies a received frame into the library's buffer; returns its real length and source.
-fn deliver(frame: &[u8], from: SocketAddr, buf: &mut [u8]) -> (usize, SocketAddr) {
-    let n = frame.len().min(buf.len());
-    buf[..n].copy_from_slice(&frame[..n]);
-    (frame.len(), from)
 }
 
 /// The length of the frame that starts with `header` (at least 4 bytes), or an error when
