@@ -52,6 +52,13 @@ def udp_receive_buffer_errors():
     return int(values[header.index("RcvbufErrors")])
 
 
+def listening_udp(port):
+    """True once some socket is bound to UDP `port` on 127.0.0.1 (from /proc/net/udp)."""
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/udp") as f:
+        return any(line.split()[1] == want for line in f.readlines()[1:])
+
+
 def wait_for(pred, timeout, what):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -65,7 +72,7 @@ def wait_for(pred, timeout, what):
 class LabBeam:
     name = "labbeam"
 
-    def __init__(self, binary, workdir, port, relay_range):
+    def __init__(self, binary, workdir, port, relay_range, wrapper=()):
         self.binary = binary
         self.data = os.path.join(workdir, "labbeam-data")
         config = os.path.join(workdir, "labbeam.toml")
@@ -78,7 +85,7 @@ class LabBeam:
         self.out = open(os.path.join(workdir, "labbeam.out"), "w+")
         self.log = open(os.path.join(workdir, "labbeam.log"), "w")
         self.proc = subprocess.Popen(
-            [binary, "serve", "--config", config, "--data-dir", self.data,
+            [*wrapper, binary, "serve", "--config", config, "--data-dir", self.data,
              "--http-listen", "127.0.0.1:0", "--turn-listen", f"127.0.0.1:{port}"],
             stdout=self.out, stderr=self.log, stdin=subprocess.DEVNULL,
         )
@@ -87,7 +94,7 @@ class LabBeam:
         def banner():
             self.out.seek(0)
             return "TURN:" in self.out.read()
-        wait_for(banner, 60, "labbeam to start")
+        wait_for(banner, 300, "labbeam to start")
         self.out.seek(0)
         self.https = re.search(r"Open:\s+https://[^:]+:(\d+)/", self.out.read()).group(1)
         subprocess.run([binary, "user", "add", "bench", "--role", "student", "--password-stdin",
@@ -119,13 +126,13 @@ class LabBeam:
 class Coturn:
     name = "coturn"
 
-    def __init__(self, workdir, port, relay_range, secret):
+    def __init__(self, workdir, port, relay_range, secret, wrapper=()):
         self.port = port
         self.user = "2"
         self.secret = secret
         self.log = open(os.path.join(workdir, "coturn.log"), "w")
         self.proc = subprocess.Popen(
-            ["turnserver", "-n", "--listening-ip=127.0.0.1", f"--listening-port={port}",
+            [*wrapper, "turnserver", "-n", "--listening-ip=127.0.0.1", f"--listening-port={port}",
              "--relay-ip=127.0.0.1", f"--min-port={relay_range[0]}", f"--max-port={relay_range[1]}",
              "--use-auth-secret", f"--static-auth-secret={secret}", "--realm=labbeam",
              "--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls",
@@ -133,9 +140,10 @@ class Coturn:
              "--no-software-attribute", "--simple-log", "--log-file=stdout"],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
-        time.sleep(1.5)
+        wait_for(lambda: self.proc.poll() is not None or listening_udp(port), 300, "turnserver to start")
         if self.proc.poll() is not None:
             sys.exit(f"bench: turnserver exited at start; see {self.log.name}")
+        time.sleep(1.5)
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -150,13 +158,15 @@ def last_number(text, key):
     return int(found[-1]) if found else None
 
 
-def run_load(server, transport, clients, messages, size, timeout):
-    """One bounded uclient run; returns measurements."""
-    cmd = ["turnutils_uclient", "-y", "-c", "-z", "0", "-m", str(clients), "-n", str(messages),
+def run_load(server, transport, clients, messages, size, timeout, pace_ms=0, metrics=True):
+    """One bounded uclient run; returns measurements. `metrics=False` leaves LabBeam's
+    /metrics alone (under callgrind, those requests would be counted too)."""
+    cmd = ["turnutils_uclient", "-y", "-c", "-z", str(pace_ms), "-m", str(clients), "-n", str(messages),
            "-l", str(size), "-u", server.user, "-W", server.secret, "-p", str(server.port), "127.0.0.1"]
     if transport == "tcp":
         cmd.insert(1, "-t")
-    own0 = server.drops() if hasattr(server, "drops") else {}
+    metrics = metrics and hasattr(server, "drops")
+    own0 = server.drops() if metrics else {}
     cpu0 = cpu_seconds(server.proc.pid)
     drops0 = udp_receive_buffer_errors()
     t0 = time.monotonic()
@@ -167,7 +177,7 @@ def run_load(server, transport, clients, messages, size, timeout):
     wall = time.monotonic() - t0
     cpu = cpu_seconds(server.proc.pid) - cpu0
     kernel_drops = udp_receive_buffer_errors() - drops0
-    own = {k: v - own0.get(k, 0) for k, v in (server.drops() if hasattr(server, "drops") else {}).items()}
+    own = {k: v - own0.get(k, 0) for k, v in (server.drops() if metrics else {}).items()}
     sent = last_number(out, "tot_send_msgs=") or 0
     received = last_number(out, "tot_recv_msgs=") or 0
     received_bytes = received * size
@@ -182,6 +192,84 @@ def run_load(server, transport, clients, messages, size, timeout):
     }
 
 
+def callgrind_total(server, prefix):
+    """Dumps `server`'s callgrind counters and returns the instructions executed (Ir) since
+    the last zeroing, over all threads."""
+    subprocess.run(["callgrind_control", "-d", str(server.proc.pid)], check=True, capture_output=True, timeout=120)
+    directory, base = os.path.split(prefix)
+    dumps = [os.path.join(directory, f) for f in os.listdir(directory) if f.startswith(base + ".")]
+    newest = max(dumps, key=os.path.getmtime)
+    with open(newest) as f:
+        for line in f:
+            if line.startswith("totals:") or line.startswith("summary:"):
+                return int(line.split()[1])
+    sys.exit(f"bench: no totals in {newest}")
+
+
+def callgrind_zero(server):
+    subprocess.run(["callgrind_control", "-z", str(server.proc.pid)], check=True, capture_output=True, timeout=120)
+
+
+def instructions(args, work):
+    """Instructions (user space, as counted by callgrind) each server executes per relayed
+    message under the same paced uclient load. Each server runs under callgrind; for two
+    message counts the counters are zeroed before the uclient run and dumped after it; the
+    idle rate (measured on the same server) times the wall time is subtracted; and the
+    difference between the two counts, divided by the difference in messages received,
+    cancels the cost of allocating, authenticating and binding channels."""
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        sys.exit("bench: valgrind not found; install the Debian package valgrind")
+    low, high = (int(x) for x in args.instr_messages.split(","))
+    servers = []
+    lb_prefix = os.path.join(work, "callgrind-labbeam")
+    ct_prefix = os.path.join(work, "callgrind-coturn")
+    wrapper = lambda prefix: ["valgrind", "--tool=callgrind", f"--callgrind-out-file={prefix}.%p", "--dump-instr=no"]
+    labbeam = LabBeam(args.binary, work, 39478, (45000, 49999), wrapper(lb_prefix))
+    servers.append((labbeam, lb_prefix))
+    coturn = Coturn(work, 39578, (40000, 44999), labbeam.secret, wrapper(ct_prefix))
+    servers.append((coturn, ct_prefix))
+    results = []
+    try:
+        idle = {}
+        for server, prefix in servers:
+            callgrind_zero(server)
+            t0 = time.monotonic()
+            time.sleep(10)
+            idle[server.name] = callgrind_total(server, prefix) / (time.monotonic() - t0)
+            print(f"  {server.name:8} idle: {idle[server.name] / 1e3:.0f} k instructions/s", flush=True)
+        for repeat in range(args.repeats):
+            for transport in args.transports.split(","):
+                for server, prefix in (servers if repeat % 2 == 0 else servers[::-1]):
+                    points = []
+                    for count in (low, high):
+                        callgrind_zero(server)
+                        r = run_load(server, transport, args.instr_clients, count, args.size, args.timeout,
+                                     pace_ms=args.instr_pace, metrics=False)
+                        ir = callgrind_total(server, prefix) - idle[server.name] * r["wall_s"]
+                        points.append((ir, r["received"], r["sent"]))
+                    (ir1, recv1, sent1), (ir2, recv2, sent2) = points
+                    per = (ir2 - ir1) / (recv2 - recv1) if recv2 > recv1 else float("inf")
+                    row = {"server": server.name, "transport": transport, "repeat": repeat,
+                           "instructions_per_message": per, "points": points}
+                    results.append(row)
+                    print(f"  {server.name:8} {transport}: {per:8.0f} instructions per relayed message "
+                          f"(received {recv1}/{sent1} and {recv2}/{sent2})", flush=True)
+    finally:
+        labbeam.stop()
+        coturn.stop()
+    print("\ntransport  LabBeam Ir/msg  coturn Ir/msg  ratio")
+    summary = []
+    for transport in args.transports.split(","):
+        med = lambda name: statistics.median(
+            r["instructions_per_message"] for r in results if r["server"] == name and r["transport"] == transport)
+        lb, ct = med("labbeam"), med("coturn")
+        summary.append({"transport": transport, "labbeam": lb, "coturn": ct, "ratio": lb / ct})
+        print(f"{transport:9}  {lb:14.0f}  {ct:13.0f}  {lb / ct:5.2f}")
+    print(f"\n(medians of {args.repeats} repeats; a message crosses the relay twice; logs and "
+          f"callgrind dumps in {work})")
+    return {"instructions": results, "summary": summary}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default=os.environ.get("LABBEAM_BIN", os.path.join(ROOT, "target", "release", "labbeam")))
@@ -192,6 +280,11 @@ def main():
     ap.add_argument("--transports", default="udp,tcp")
     ap.add_argument("--timeout", type=int, default=90, help="seconds before a run is cut off")
     ap.add_argument("--json", help="also write every run here")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions per relayed message under callgrind instead (steady on a loaded machine)")
+    ap.add_argument("--instr-messages", default="300,900", help="the two message counts per client (--instructions)")
+    ap.add_argument("--instr-clients", type=int, default=1, help="uclient -m (--instructions)")
+    ap.add_argument("--instr-pace", type=int, default=5, help="ms between messages per client (--instructions)")
     args = ap.parse_args()
     for tool in ("turnutils_uclient", "turnserver"):
         if not shutil.which(tool):
@@ -200,6 +293,13 @@ def main():
         sys.exit(f"bench: {args.binary} not found; build it with `cargo build --release` or pass --binary")
 
     work = tempfile.mkdtemp(prefix="turn-bench-")
+    if args.instructions:
+        out = instructions(args, work)
+        if args.json:
+            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+            with open(args.json, "w") as f:
+                json.dump({**out, "args": vars(args)}, f, indent=1)
+        return
     labbeam = LabBeam(args.binary, work, 39478, (45000, 49999))
     coturn = Coturn(work, 39578, (40000, 44999), labbeam.secret)
     runs = []
