@@ -5,9 +5,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import type { ChannelLike } from '../src/engine/channel';
 import { PieceForwarder } from '../src/engine/broadcast-forward';
 import { Manifest, PieceAssembler, PieceLayout, PieceSet, decodeLink, encodeLink } from '../src/engine/broadcast-pieces';
+import { FakeChannel } from './fake-channel';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
@@ -76,58 +76,6 @@ test('a piece is reassembled from its messages; overruns and stray data throw', 
   assert.throws(() => new PieceAssembler(4).begin(0, 5), /larger/);
   assert.deepEqual(new PieceAssembler(4).begin(3, 0), { n: 3, bytes: new Uint8Array(0) });
 });
-
-/** Delivers what is sent, a few messages per tick, keeping `bufferedAmount` honest. */
-class FakeChannel implements ChannelLike {
-  readyState: RTCDataChannelState = 'open';
-  bufferedAmount = 0;
-  bufferedAmountLowThreshold = 0;
-  maxBuffered = 0;
-  readonly #queue: (string | Uint8Array)[] = [];
-  readonly #listeners = new Map<string, Set<() => void>>();
-  readonly #timer = setInterval(() => this.#tick(), 1);
-
-  constructor(readonly deliver: (m: string | ArrayBuffer) => void) {}
-
-  send(data: string | ArrayBufferView): void {
-    if (typeof data === 'string') this.#queue.push(data);
-    else {
-      const copy = new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
-      this.#queue.push(copy);
-      this.bufferedAmount += copy.byteLength;
-      this.maxBuffered = Math.max(this.maxBuffered, this.bufferedAmount);
-    }
-  }
-
-  #tick(): void {
-    const before = this.bufferedAmount;
-    for (let i = 0; i < 4 && this.#queue.length > 0; i += 1) {
-      const m = this.#queue.shift() as string | Uint8Array;
-      if (typeof m === 'string') this.deliver(m);
-      else {
-        this.bufferedAmount -= m.byteLength;
-        this.deliver(m.buffer as ArrayBuffer);
-      }
-    }
-    if (before > this.bufferedAmountLowThreshold && this.bufferedAmount <= this.bufferedAmountLowThreshold) {
-      for (const l of this.#listeners.get('bufferedamountlow') ?? []) l();
-    }
-  }
-
-  close(): void {
-    clearInterval(this.#timer);
-  }
-
-  addEventListener(type: string, l: () => void): void {
-    const set = this.#listeners.get(type) ?? new Set();
-    set.add(l);
-    this.#listeners.set(type, set);
-  }
-
-  removeEventListener(type: string, l: () => void): void {
-    this.#listeners.get(type)?.delete(l);
-  }
-}
 
 test('a forwarder sends what the child needs as the pieces become available, within its buffer limit', async () => {
   const pieceBytes = 64 * 1024;
