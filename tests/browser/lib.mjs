@@ -56,6 +56,22 @@ export function launchProfile(userDataDir, extraArgs = []) {
   });
 }
 
+/**
+ * `page.goto`, once more when Chromium aborted it with ERR_NETWORK_CHANGED: a browser started
+ * in a namespace whose interfaces were just configured can see an address change in its first
+ * second and drop the navigation under way, as it would on a PC joining a network.
+ */
+export async function gotoSettled(page, url) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await page.goto(url);
+    } catch (error) {
+      if (attempt >= 3 || !/ERR_NETWORK_CHANGED/.test(String(error))) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+}
+
 /** Signs `username` in on a new page of `context`. */
 export async function signInWith(context, server, username, { query = '', password } = {}) {
   await context.grantPermissions(['camera', 'microphone'], { origin: server.base });
@@ -66,7 +82,7 @@ export async function signInWith(context, server, username, { query = '', passwo
     if (/Failed to load resource: .* (401|404)/.test(m.text())) return;
     if (m.type() === 'error' || m.type() === 'warning') console.error(`[${username}] console.${m.type()}:`, m.text());
   });
-  await page.goto(`${server.base}/${query}`);
+  await gotoSettled(page, `${server.base}/${query}`);
   // A profile that is already signed in (session cookie) goes straight to the home view.
   await page.locator('[data-testid="login-username"], [data-testid="peer-list"]').first().waitFor({ state: 'attached' });
   if (await page.getByTestId('login-username').count()) {

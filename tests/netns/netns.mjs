@@ -109,6 +109,10 @@ export class Net {
     const name = this.ns(role);
     run('ip', ['netns', 'add', name]);
     this.#namespaces.push(name);
+    // IPv4 only: IPv6 would add link-local addresses a moment after each link comes up
+    // (duplicate address detection), which Chromium sees as a network change and answers by
+    // aborting the navigation under way (ERR_NETWORK_CHANGED).
+    run('ip', ['netns', 'exec', name, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
     run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
     return name;
   }

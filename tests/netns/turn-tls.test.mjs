@@ -15,7 +15,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { launch } from '../browser/lib.mjs';
+import { gotoSettled, launch } from '../browser/lib.mjs';
 import { Net, certutilAvailable, chromiumIn, cleanupStale, homeTrusting, startAppliance, unsupported } from './netns.mjs';
 
 const PASSWORD = 'correct horse battery staple';
@@ -53,7 +53,7 @@ async function probe(net, pc, server, home, args = []) {
   try {
     const context = await browser.newContext({ ignoreHTTPSErrors: true });
     const page = await context.newPage();
-    await page.goto(`${server.base}/`);
+    await gotoSettled(page, `${server.base}/`);
     return await page.evaluate(async (password) => {
       const login = await fetch('/api/auth/login', {
         method: 'POST',
