@@ -8,7 +8,7 @@
  * receiver finishes.
  */
 
-import { type ChannelLike, ChannelClosedError, drained } from './channel';
+import { type ChannelLike, drained, sendChecked } from './channel';
 import { PieceSet, encodeLink } from './broadcast-pieces';
 
 export interface PieceSource {
@@ -115,13 +115,6 @@ export class PieceForwarder {
   }
 
   #send(data: string | Uint8Array<ArrayBuffer>): void {
-    this.#signal.throwIfAborted();
-    if (this.#channel.readyState !== 'open') throw new ChannelClosedError();
-    if (typeof data === 'string') {
-      this.#channel.send(data);
-    } else {
-      this.#channel.send(data);
-      this.#queued += data.byteLength;
-    }
+    this.#queued += sendChecked(this.#channel, this.#signal, data);
   }
 }

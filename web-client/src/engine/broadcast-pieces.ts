@@ -15,6 +15,8 @@
  * that set as soon as it has it (pipelined: a piece is forwarded as soon as it is verified).
  */
 
+import { isSize, parseObject } from './framing';
+
 export interface PieceRef {
   /** Global piece number. */
   readonly n: number;
@@ -195,23 +197,15 @@ export function encodeLink(m: LinkMessage): string {
   return JSON.stringify(m);
 }
 
-const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-
 /** Parses a text message of the link protocol; `null` for anything else. */
 export function decodeLink(text: string): LinkMessage | null {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (typeof v !== 'object' || v === null) return null;
-  const m = v as Record<string, unknown>;
-  if (m['t'] === 'piece' && isCount(m['n']) && isCount(m['size'])) return { t: 'piece', n: m['n'], size: m['size'] };
+  const m = parseObject(text);
+  if (m === null) return null;
+  if (m['t'] === 'piece' && isSize(m['n']) && isSize(m['size'])) return { t: 'piece', n: m['n'], size: m['size'] };
   if (m['t'] === 'need' && Array.isArray(m['ranges']) && m['ranges'].length <= 100_000) {
     const ranges: [number, number][] = [];
     for (const r of m['ranges'] as unknown[]) {
-      if (!Array.isArray(r) || r.length !== 2 || !isCount(r[0]) || !isCount(r[1]) || r[0] > r[1]) return null;
+      if (!Array.isArray(r) || r.length !== 2 || !isSize(r[0]) || !isSize(r[1]) || r[0] > r[1]) return null;
       ranges.push([r[0], r[1]]);
     }
     return { t: 'need', ranges };

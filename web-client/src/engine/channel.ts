@@ -50,3 +50,18 @@ export function drained(channel: ChannelLike, signal: AbortSignal): Promise<void
     signal.addEventListener('abort', onAbort);
   });
 }
+
+/**
+ * Sends one message unless `signal` aborted or the channel is no longer open (then it throws
+ * the abort reason or `ChannelClosedError`). Returns the bytes it queued (0 for text).
+ */
+export function sendChecked(channel: ChannelLike, signal: AbortSignal, data: string | Uint8Array<ArrayBuffer>): number {
+  signal.throwIfAborted();
+  if (channel.readyState !== 'open') throw new ChannelClosedError();
+  if (typeof data === 'string') {
+    channel.send(data);
+    return 0;
+  }
+  channel.send(data);
+  return data.byteLength;
+}

@@ -34,18 +34,12 @@ export function encodeControl(message: ControlMessage): string {
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
-const isSize = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+export const isSize = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 /** Parses and checks a text message; `null` for anything that is not a valid control message. */
 export function decodeControl(text: string): ControlMessage | null {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (typeof v !== 'object' || v === null) return null;
-  const m = v as Record<string, unknown>;
+  const m = parseObject(text);
+  if (m === null) return null;
   switch (m['t']) {
     case 'file':
       if (!isIndex(m['index']) || typeof m['name'] !== 'string' || !isSize(m['size']) || !isSize(m['offset'])) return null;
@@ -65,4 +59,15 @@ export function decodeControl(text: string): ControlMessage | null {
     default:
       return null;
   }
+}
+
+/** `text` parsed as a JSON object; `null` when it is not valid JSON or not an object. */
+export function parseObject(text: string): Record<string, unknown> | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
 }

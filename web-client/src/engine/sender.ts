@@ -7,7 +7,7 @@
  * hashing overlap with the network.
  */
 
-import { type ChannelLike, ChannelClosedError, drained } from './channel';
+import { type ChannelLike, drained, sendChecked } from './channel';
 import { encodeControl } from './framing';
 import { createSha256 } from './hash';
 
@@ -130,13 +130,6 @@ export class FileSender {
   }
 
   #send(data: string | Uint8Array<ArrayBuffer>): void {
-    this.#signal.throwIfAborted();
-    if (this.#channel.readyState !== 'open') throw new ChannelClosedError();
-    if (typeof data === 'string') {
-      this.#channel.send(data);
-    } else {
-      this.#channel.send(data);
-      this.#queued += data.byteLength;
-    }
+    this.#queued += sendChecked(this.#channel, this.#signal, data);
   }
 }
