@@ -106,6 +106,11 @@ async fn authenticate(
         None => None,
     };
     socket.extensions.insert(Authenticated { user, device, lab_pick, device_key });
+    // Handlers now, while the connect packet is not sent yet: socketioxide runs the connect
+    // handler in a task of its own, after the packet, and the client may emit as soon as it
+    // has it. An event without a handler gets no ack at all (the client times out); until
+    // the device has joined in `on_connect`, handlers wait for it (see `on`).
+    register_events(&socket);
     Ok(())
 }
 
@@ -129,10 +134,6 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
         socket.disconnect().ok();
         return;
     };
-    // Handlers first, before anything awaits: the client may emit as soon as it is
-    // connected, and an event without a handler would get no ack at all. Until the device
-    // has joined below, events are answered `not_connected`.
-    register_events(&socket);
     let member = match build_member(&state, &socket, auth).await {
         Ok(m) => m,
         Err(e) => {
@@ -150,6 +151,13 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
     }
     let joined = member.clone();
     let (mut snapshot, emits) = state.signaling.with_hub(|h| h.join(member));
+    if !socket.connected() {
+        // Gone before it joined: its disconnect handler found nothing to remove.
+        let (emits, records) = state.signaling.with_hub(|h| h.leave(&peer_id, Instant::now()));
+        store(&state, records).await;
+        deliver(&state, emits).await;
+        return;
+    }
     // How long an interrupted transfer waits (and its partial data is worth keeping).
     if let (Value::Object(map), Ok(grace)) = (&mut snapshot, super::resume::grace(&state).await) {
         map.insert("resumeGraceSecs".into(), json!(grace.as_secs()));
@@ -259,8 +267,13 @@ fn register_events(socket: &SocketRef) {
     super::broadcast_events::register(socket);
     on(socket, "transfer:resume", super::resume::transfer_resume);
     socket.on_disconnect(async |s: SocketRef, State(state): State<AppState>| {
-        let (emits, records) = state.signaling.with_hub(|h| h.leave(&s.id.to_string(), Instant::now()));
-        state.metrics.sockets.dec();
+        let peer = s.id.to_string();
+        let (was_member, (emits, records)) =
+            state.signaling.with_hub(|h| (h.member(&peer).is_some(), h.leave(&peer, Instant::now())));
+        // A socket that left before it joined was never counted.
+        if was_member {
+            state.metrics.sockets.dec();
+        }
         store(&state, records).await;
         deliver(&state, emits).await;
         super::broadcast_events::left(&state, &s.id.to_string()).await;
