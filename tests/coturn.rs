@@ -53,6 +53,12 @@ async fn coturn_client_relays_over_udp_and_tcp_with_rest_credentials() {
     assert!(s.metric("labbeam_turn_allocations_total{transport=\"udp\"}").await >= 2.0);
     assert!(s.metric("labbeam_turn_allocations_total{transport=\"tcp\"}").await >= 2.0);
     assert!(s.metric("labbeam_turn_relayed_packets_total{direction=\"to_peer\"}").await >= 120.0);
+    // uclient binds channels: after the binding, its ChannelData takes the fast path both ways
+    // (the first datagrams may cross while the ChannelBind is answered).
+    for direction in ["to_peer", "to_client"] {
+        let fast = s.metric(&format!("labbeam_turn_fast_path_packets_total{{direction=\"{direction}\"}}")).await;
+        assert!(fast >= 100.0, "{direction}: {fast} of 120 datagrams on the fast path");
+    }
 }
 
 #[tokio::test]

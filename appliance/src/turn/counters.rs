@@ -80,6 +80,9 @@ pub struct TurnCounters {
     pub bytes_to_client: Counter,
     pub packets_to_peer: Counter,
     pub packets_to_client: Counter,
+    /// Of the packets above, those the ChannelData fast path relayed (not the library).
+    pub fast_to_peer: Counter,
+    pub fast_to_client: Counter,
     auth_failures: Family<Reason, Counter>,
     refusals: Family<Reason, Counter>,
     quota: Family<Reason, Counter>,
@@ -100,6 +103,12 @@ impl TurnCounters {
         registry.register("turn_relayed_bytes", "Payload bytes relayed, by direction", bytes.clone());
         let packets = Family::<Direction, Counter>::default();
         registry.register("turn_relayed_packets", "Datagrams relayed, by direction", packets.clone());
+        let fast = Family::<Direction, Counter>::default();
+        registry.register(
+            "turn_fast_path_packets",
+            "Of the datagrams relayed, the ChannelData the appliance relayed itself on a bound channel, by direction",
+            fast.clone(),
+        );
         let auth_failures = Family::<Reason, Counter>::default();
         registry.register(
             "turn_auth_failures",
@@ -120,6 +129,8 @@ impl TurnCounters {
         let bytes_to_client = handle(&bytes, "to_client");
         let packets_to_peer = handle(&packets, "to_peer");
         let packets_to_client = handle(&packets, "to_client");
+        let fast_to_peer = handle(&fast, "to_peer");
+        let fast_to_client = handle(&fast, "to_client");
         let counters = Self {
             allocations_active,
             allocations_created,
@@ -127,6 +138,8 @@ impl TurnCounters {
             bytes_to_client,
             packets_to_peer,
             packets_to_client,
+            fast_to_peer,
+            fast_to_client,
             auth_failures,
             refusals,
             quota,

@@ -43,6 +43,7 @@ use util::Conn;
 use super::counters::{AuthFailure, Drop, QuotaScope};
 use super::credentials::{RestUsername, SYSTEM_USER};
 use super::directory::UserStatus;
+use super::relay::RelayState;
 use super::shared::{AllocationRecord, GateHandle, Shared};
 use super::transport::{MAX_LIBRARY_PACKET, Transport};
 
@@ -73,7 +74,8 @@ struct GateBook {
 
 struct ClientAllocation {
     user: i64,
-    relay_port: Option<u16>,
+    /// The relay socket's state, for the ChannelData fast path.
+    relay: Option<Arc<RelayState>>,
     username: String,
     allocate_tx: TxId,
     allocate_response: Vec<u8>,
@@ -89,7 +91,8 @@ struct Pending {
 
 enum PendingKind {
     Allocate,
-    Permission(Vec<SocketAddr>),
+    /// CreatePermission, or ChannelBind with its channel number.
+    Permission(Vec<SocketAddr>, Option<u16>),
 }
 
 /// What to do with one packet from the network.
@@ -286,9 +289,13 @@ impl<T: Transport> Gate<T> {
                     return self.reply(m, CODE_FORBIDDEN, "this peer address is not allowed", false);
                 }
             }
+            let channel = (m.typ.method == METHOD_CHANNEL_BIND)
+                .then(|| m.get(ATTR_CHANNEL_NUMBER).ok())
+                .flatten()
+                .and_then(|v| v.first_chunk::<2>().map(|n| u16::from_be_bytes(*n)));
             book.pending.insert(
                 m.transaction_id.0,
-                Pending { client: from, user, username, kind: PendingKind::Permission(peers), at: now },
+                Pending { client: from, user, username, kind: PendingKind::Permission(peers, channel), at: now },
             );
         }
         Verdict::Forward
@@ -356,11 +363,15 @@ impl<T: Transport> Gate<T> {
             PendingKind::Allocate if success => {
                 let mut relayed = RelayedAddress::default();
                 let port = relayed.get_from(&m).ok().map(|()| relayed.port);
+                let relay = port.and_then(|port| self.shared.relay(port));
+                if let Some(relay) = &relay {
+                    relay.set_client(to, Arc::clone(&self.transport) as Arc<dyn Transport>);
+                }
                 book.clients.insert(
                     to,
                     ClientAllocation {
                         user: pending.user,
-                        relay_port: port,
+                        relay,
                         username: pending.username,
                         allocate_tx: tx,
                         allocate_response: packet.to_vec(),
@@ -382,17 +393,20 @@ impl<T: Transport> Gate<T> {
                 drop(book);
                 self.shared.quota.release(pending.user);
             }
-            PendingKind::Permission(peers) if success => {
-                let relay_port = book.clients.get(&to).and_then(|c| c.relay_port);
+            PendingKind::Permission(peers, channel) if success => {
+                let relay = book.clients.get(&to).and_then(|c| c.relay.clone());
                 drop(book);
-                let relay = relay_port.and_then(|port| self.shared.relay(port));
                 // The library installs only the first XOR-PEER-ADDRESS of a request (it reads
                 // the first one once per attribute); the mirror follows the library, not the RFC.
                 if let (Some(relay), Some(first)) = (relay, peers.first()) {
-                    relay.permit(first.ip(), Instant::now());
+                    let now = Instant::now();
+                    relay.permit(first.ip(), now);
+                    if let Some(number) = channel {
+                        relay.bind_channel(number, *first, now);
+                    }
                 }
             }
-            PendingKind::Permission(_) => {}
+            PendingKind::Permission(..) => {}
         }
         true
     }
@@ -405,6 +419,13 @@ impl<T: Transport> Gate<T> {
         {
             self.shared.nonces.add(nonce.text, Instant::now());
         }
+    }
+
+    /// The fast path: ChannelData of a client with a mirrored binding goes to the peer from
+    /// here. False when the library must take it.
+    fn relay_channel_data(&self, packet: &[u8], from: SocketAddr) -> bool {
+        let relay = self.book().clients.get(&from).and_then(|c| c.relay.clone());
+        relay.is_some_and(|relay| relay.forward_to_peer(&self.shared, packet))
     }
 
     /// Queues a request of the gate's own, as if it came from `from`.
@@ -529,6 +550,9 @@ impl<T: Transport> Conn for Gate<T> {
                     };
                     if n > buf.len().min(MAX_LIBRARY_PACKET) {
                         self.shared.counters.dropped(Drop::Oversize);
+                        continue;
+                    }
+                    if buf[0] >> 6 == 0b01 && self.relay_channel_data(&buf[..n], from) {
                         continue;
                     }
                     match self.screen(&buf[..n], from) {

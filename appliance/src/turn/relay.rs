@@ -7,14 +7,23 @@
 //! per-allocation bandwidth cap here. Datagrams from peers without a permission are dropped
 //! here too (the library would drop them, but after counting and logging them).
 //!
+//! The fast path: once a channel is bound, ChannelData is relayed here and in the gate
+//! without the library (its per-datagram path copies each datagram twice, boxes futures and
+//! takes async locks; about four times coturn's instructions per message). The gate mirrors
+//! every ChannelBind the library accepted into [`RelayState`] (channel, peer, expiry) and
+//! tells it the client's address and transport at Allocate; then a client's ChannelData is
+//! sent to the peer by [`RelayState::forward_to_peer`], and a peer's datagram on a bound
+//! channel goes back to the client from [`RelayConn`]'s receive loop. Same checks, counters
+//! and caps as the library's path; anything the mirror does not know goes to the library.
+//!
 //! Invariant: a relay port is in the filter's live set exactly while its socket is open.
 
 use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicI64;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -27,6 +36,15 @@ use util::Conn;
 use super::counters::Drop;
 use super::credentials::SYSTEM_USER;
 use super::shared::Shared;
+use super::transport::Transport;
+
+/// How long a channel binding lives without a refresh (RFC 8656 §12; the library's
+/// `DEFAULT_LIFETIME`, which it uses when `channel_bind_timeout` is zero, as here).
+pub const CHANNEL_LIFETIME: Duration = turn::proto::lifetime::DEFAULT_LIFETIME;
+/// ChannelData header: channel number and length, two bytes each.
+const CHANNEL_HEADER: usize = 4;
+/// The largest datagram relayed (the library's buffer is as large).
+const MAX_DATAGRAM: usize = 1500;
 
 /// A permission lasts 300 s (RFC 8656 §9) unless refreshed.
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
@@ -36,26 +54,46 @@ const PORT_TRIES: usize = 64;
 /// What the appliance knows of one relay socket beyond the library.
 pub struct RelayState {
     pub port: u16,
-    /// The owning user, once the Allocate succeeded (for logs).
     pub user: AtomicI64,
     permissions: Mutex<HashMap<IpAddr, Instant>>,
+    channels: Mutex<Channels>,
+    /// The allocation's client and the transport it came in on (set at Allocate).
+    client: OnceLock<ClientPath>,
+    /// The relay socket; dead once the library dropped it.
+    socket: Weak<UdpSocket>,
+    open: AtomicBool,
     to_peer: Option<Mutex<Bucket>>,
     to_client: Option<Mutex<Bucket>>,
 }
 
+/// The library's channel bindings of one allocation, as the gate saw them accepted.
+#[derive(Default)]
+struct Channels {
+    by_number: HashMap<u16, (SocketAddr, Instant)>,
+    by_peer: HashMap<SocketAddr, u16>,
+}
+
+struct ClientPath {
+    addr: SocketAddr,
+    transport: Arc<dyn Transport>,
+}
+
 impl RelayState {
-    fn new(port: u16, max_bytes_per_sec: Option<u64>) -> Self {
+    fn new(port: u16, max_bytes_per_sec: Option<u64>, socket: Weak<UdpSocket>) -> Self {
         let bucket = || max_bytes_per_sec.map(|rate| Mutex::new(Bucket::new(rate)));
         Self {
             port,
             user: AtomicI64::new(SYSTEM_USER),
             permissions: Mutex::default(),
+            channels: Mutex::default(),
+            client: OnceLock::new(),
+            socket,
+            open: AtomicBool::new(true),
             to_peer: bucket(),
             to_client: bucket(),
         }
     }
 
-    /// Mirrors a permission the library just installed (CreatePermission or ChannelBind).
     pub fn permit(&self, ip: IpAddr, now: Instant) {
         let mut p = self.permissions.lock().unwrap_or_else(|e| e.into_inner());
         p.retain(|_, until| *until > now);
@@ -67,11 +105,80 @@ impl RelayState {
     }
 
     fn user(&self) -> i64 {
-        self.user.load(std::sync::atomic::Ordering::Relaxed)
+        self.user.load(Ordering::Relaxed)
+    }
+
+    /// The allocation's client: where ChannelData from peers goes.
+    pub fn set_client(&self, addr: SocketAddr, transport: Arc<dyn Transport>) {
+        let _ = self.client.set(ClientPath { addr, transport });
+    }
+
+    /// The library accepted a ChannelBind of `number` to `peer` (a new binding or a refresh;
+    /// the library refuses a number or a peer already bound otherwise, so the two maps stay
+    /// one-to-one).
+    pub fn bind_channel(&self, number: u16, peer: SocketAddr, now: Instant) {
+        let mut guard = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let Channels { by_number, by_peer } = &mut *guard;
+        by_number.retain(|_, (_, until)| *until > now);
+        by_peer.retain(|_, n| by_number.contains_key(n));
+        by_number.insert(number, (peer, now + CHANNEL_LIFETIME));
+        by_peer.insert(peer, number);
+    }
+
+    fn channel_peer(&self, number: u16, now: Instant) -> Option<SocketAddr> {
+        let c = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        c.by_number.get(&number).filter(|(_, until)| *until > now).map(|(peer, _)| *peer)
+    }
+
+    fn peer_channel(&self, peer: SocketAddr, now: Instant) -> Option<u16> {
+        let c = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let number = *c.by_peer.get(&peer)?;
+        c.by_number.get(&number).filter(|(_, until)| *until > now).map(|_| number)
+    }
+
+    /// Relays a client's ChannelData `packet` to its channel's peer. False when the
+    /// library must handle it (no live binding mirrored here, a malformed frame, a full
+    /// socket buffer); true when it was sent, or dropped as the library's path would drop it.
+    pub fn forward_to_peer(&self, shared: &Shared, packet: &[u8]) -> bool {
+        let Some(header) = packet.first_chunk::<CHANNEL_HEADER>() else { return false };
+        let number = u16::from_be_bytes([header[0], header[1]]);
+        let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        let Some(payload) = packet.get(CHANNEL_HEADER..CHANNEL_HEADER + len) else { return false };
+        if !self.open.load(Ordering::Acquire) {
+            return false;
+        }
+        let now = Instant::now();
+        let Some(peer) = self.channel_peer(number, now) else { return false };
+        let Some(socket) = self.socket.upgrade() else { return false };
+        if let Err(why) = shared.policy.check(peer) {
+            refused(shared, self.user(), peer, why, "to_peer");
+            return true;
+        }
+        if !take(&self.to_peer, payload.len(), now) {
+            shared.counters.dropped(Drop::Bandwidth);
+            return true;
+        }
+        match socket.try_send_to(payload, peer) {
+            Ok(n) => {
+                shared.counters.bytes_to_peer.inc_by(n as u64);
+                shared.counters.packets_to_peer.inc();
+                shared.counters.fast_to_peer.inc();
+                true
+            }
+            // The library's path waits for room; refused and unreachable peers it ignores.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(_) => true,
+        }
     }
 }
 
-/// Token bucket: `rate` bytes a second, bursts up to one second's worth.
+fn refused(shared: &Shared, user: i64, peer: SocketAddr, why: super::peer_filter::Refusal, direction: &'static str) {
+    shared.counters.refusal(why);
+    if shared.may_log() {
+        tracing::warn!(user_id = user, peer = %peer, reason = why.label(), direction, "TURN peer refused by the peer filter");
+    }
+}
+
 struct Bucket {
     rate: f64,
     tokens: f64,
@@ -159,7 +266,8 @@ impl RelayAddressGenerator for RelayAllocator {
             found.ok_or(turn::Error::ErrMaxRetriesExceeded)?
         };
         let port = socket.local_addr().map_err(|e| turn::Error::Other(e.to_string()))?.port();
-        let state = Arc::new(RelayState::new(port, self.shared.max_bytes_per_sec));
+        let socket = Arc::new(socket);
+        let state = Arc::new(RelayState::new(port, self.shared.max_bytes_per_sec, Arc::downgrade(&socket)));
         self.shared.relay_opened(Arc::clone(&state));
         let (closed, _) = watch::channel(false);
         let conn = RelayConn { socket, state, shared: Arc::clone(&self.shared), closed };
@@ -196,7 +304,7 @@ pub async fn recv_measured(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(us
 }
 
 pub struct RelayConn {
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     state: Arc<RelayState>,
     shared: Arc<Shared>,
     closed: watch::Sender<bool>,
@@ -204,16 +312,7 @@ pub struct RelayConn {
 
 impl RelayConn {
     fn refused(&self, peer: SocketAddr, why: super::peer_filter::Refusal, direction: &'static str) {
-        self.shared.counters.refusal(why);
-        if self.shared.may_log() {
-            tracing::warn!(
-                user_id = self.state.user(),
-                peer = %peer,
-                reason = why.label(),
-                direction,
-                "TURN peer refused by the peer filter"
-            );
-        }
+        refused(&self.shared, self.state.user(), peer, why, direction);
     }
 }
 
@@ -229,9 +328,13 @@ impl Conn for RelayConn {
 
     async fn recv_from(&self, buf: &mut [u8]) -> util::Result<(usize, SocketAddr)> {
         let mut closed = self.closed.subscribe();
+        // Received after room for a ChannelData header (and padding), so that a datagram on
+        // a bound channel goes to the client without a copy.
+        let mut frame = [0u8; CHANNEL_HEADER + MAX_DATAGRAM + 3];
+        let room = buf.len().min(MAX_DATAGRAM);
         loop {
             let (n, from) = tokio::select! {
-                r = recv_measured(&self.socket, buf) => match r {
+                r = recv_measured(&self.socket, &mut frame[CHANNEL_HEADER..CHANNEL_HEADER + room]) => match r {
                     Ok(v) => v,
                     // ICMP errors of earlier sends surface here; the socket is still fine.
                     Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset) => continue,
@@ -240,7 +343,7 @@ impl Conn for RelayConn {
                 _ = closed.wait_for(|c| *c) => return Err(util::Error::Other("relay socket closed".into())),
             };
             let counters = &self.shared.counters;
-            if n > buf.len() {
+            if n > room {
                 counters.dropped(Drop::Oversize);
                 continue;
             }
@@ -259,6 +362,27 @@ impl Conn for RelayConn {
             }
             counters.bytes_to_client.inc_by(n as u64);
             counters.packets_to_client.inc();
+            if let (Some(number), Some(client)) = (self.state.peer_channel(from, now), self.state.client.get()) {
+                let end = CHANNEL_HEADER + n;
+                frame[..2].copy_from_slice(&number.to_be_bytes());
+                frame[2..CHANNEL_HEADER].copy_from_slice(&(n as u16).to_be_bytes());
+                // Padded to four bytes, as stream transports require (UDP allows it).
+                let padded = end.next_multiple_of(4);
+                frame[end..padded].fill(0);
+                let out = &frame[..padded];
+                let sent = match client.transport.try_send(out, client.addr) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => client.transport.send(out, client.addr).await,
+                    other => other,
+                };
+                match sent {
+                    Ok(_) => {
+                        counters.fast_to_client.inc();
+                    }
+                    Err(e) => tracing::debug!(client = %client.addr, error = %e, "ChannelData to the client not sent"),
+                }
+                continue;
+            }
+            buf[..n].copy_from_slice(&frame[CHANNEL_HEADER..CHANNEL_HEADER + n]);
             return Ok((n, from));
         }
     }
@@ -291,6 +415,7 @@ impl Conn for RelayConn {
     }
 
     async fn close(&self) -> util::Result<()> {
+        self.state.open.store(false, Ordering::Release);
         self.closed.send_replace(true);
         self.shared.relay_closed(self.state.port);
         Ok(())
@@ -303,6 +428,7 @@ impl Conn for RelayConn {
 
 impl std::ops::Drop for RelayConn {
     fn drop(&mut self) {
+        self.state.open.store(false, Ordering::Release);
         // Also covers sockets the library bound and dropped without closing (EVEN-PORT probes).
         self.shared.relay_closed(self.state.port);
     }
@@ -311,6 +437,86 @@ impl std::ops::Drop for RelayConn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::turn::counters::TurnCounters;
+    use crate::turn::credentials::CredentialKey;
+    use crate::turn::peer_filter::{PolicyRules, RelayPolicy};
+    use crate::turn::quota::QuotaBook;
+
+    const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn shared() -> Shared {
+        let rules = PolicyRules {
+            labs: Vec::new(),
+            relay_ip: Some(LOOPBACK),
+            own_ips: [LOOPBACK].into_iter().collect(),
+            allow_public: false,
+        };
+        let counters = TurnCounters::register(&mut prometheus_client::registry::Registry::default());
+        Shared::new(
+            "realm".into(),
+            CredentialKey::new(b"secret"),
+            RelayPolicy::new(rules),
+            QuotaBook::new(4, 16),
+            counters,
+            true,
+            None,
+        )
+    }
+
+    #[test]
+    fn channel_bindings_expire_unless_refreshed_and_map_one_to_one() {
+        let t0 = Instant::now();
+        let state = RelayState::new(50_000, None, Weak::new());
+        let a: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+        state.bind_channel(0x4000, a, t0);
+        assert_eq!(state.channel_peer(0x4000, t0), Some(a));
+        assert_eq!(state.peer_channel(a, t0), Some(0x4000));
+        assert_eq!(state.peer_channel(b, t0), None);
+        let late = t0 + CHANNEL_LIFETIME + Duration::from_secs(1);
+        assert_eq!(state.channel_peer(0x4000, late), None);
+        assert_eq!(state.peer_channel(a, late), None);
+        // A refresh (the same ChannelBind again) extends it.
+        state.bind_channel(0x4000, a, t0 + Duration::from_secs(300));
+        assert_eq!(state.channel_peer(0x4000, late), Some(a));
+        // Once expired, the number may go to another peer, and the old peer is forgotten.
+        let later = t0 + Duration::from_secs(300) + CHANNEL_LIFETIME + Duration::from_secs(1);
+        state.bind_channel(0x4000, b, later);
+        assert_eq!(state.channel_peer(0x4000, later), Some(b));
+        assert_eq!(state.peer_channel(a, later), None);
+        assert_eq!(state.peer_channel(b, later), Some(0x4000));
+    }
+
+    #[tokio::test]
+    async fn bound_channel_data_goes_to_the_peer_and_everything_else_to_the_library() {
+        let shared = shared();
+        // The peer is another relay socket of this appliance: the one loopback peer the
+        // filter allows.
+        let peer = UdpSocket::bind((LOOPBACK, 0)).await.unwrap();
+        let peer_addr = peer.local_addr().unwrap();
+        shared.relay_opened(Arc::new(RelayState::new(peer_addr.port(), None, Weak::new())));
+        let socket = Arc::new(UdpSocket::bind((LOOPBACK, 0)).await.unwrap());
+        let state = RelayState::new(socket.local_addr().unwrap().port(), None, Arc::downgrade(&socket));
+        // As a relay socket in service: the reactor has seen it writable.
+        socket.writable().await.unwrap();
+        let frame = [0x40, 0x00, 0x00, 0x03, b'a', b'b', b'c', 0x00];
+
+        assert!(!state.forward_to_peer(&shared, &frame), "no binding yet: the library's");
+        state.bind_channel(0x4000, peer_addr, Instant::now());
+        assert!(state.forward_to_peer(&shared, &frame));
+        let mut buf = [0u8; 16];
+        let (n, from) = peer.recv_from(&mut buf).await.unwrap();
+        assert_eq!((&buf[..n], from), (&b"abc"[..], socket.local_addr().unwrap()));
+        assert_eq!(shared.counters.fast_to_peer.get(), 1);
+        assert_eq!(shared.counters.bytes_to_peer.get(), 3);
+
+        assert!(!state.forward_to_peer(&shared, &[0x40, 0x01, 0x00, 0x01, b'x']), "another channel");
+        assert!(!state.forward_to_peer(&shared, &[0x40, 0x00, 0x00, 0x09, b'x']), "shorter than its length");
+        assert!(!state.forward_to_peer(&shared, &[0x40, 0x00]), "no header");
+        state.open.store(false, Ordering::Release);
+        assert!(!state.forward_to_peer(&shared, &frame), "closed");
+        assert_eq!(shared.counters.fast_to_peer.get(), 1);
+    }
 
     #[test]
     fn bucket_allows_its_rate_and_refills() {

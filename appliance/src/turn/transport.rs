@@ -45,6 +45,8 @@ pub trait Transport: Send + Sync + 'static {
     /// `buf` when it did not fit. `NotConnected` means the transport is shut.
     async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
     async fn send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize>;
+    /// `send` without waiting: `WouldBlock` when the packet cannot leave now.
+    fn try_send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize>;
     fn local_addr(&self) -> SocketAddr;
     /// The next client connection that ended (never resolves for UDP).
     async fn closed(&self) -> SocketAddr;
@@ -72,6 +74,10 @@ impl Transport for UdpTransport {
 
     async fn send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
         self.socket.send_to(buf, to).await
+    }
+
+    fn try_send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.socket.try_send_to(buf, to)
     }
 
     fn local_addr(&self) -> SocketAddr {
@@ -144,6 +150,10 @@ impl Transport for StreamMux {
     }
 
     async fn send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.try_send(buf, to)
+    }
+
+    fn try_send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
         let tx = self.connections.lock().unwrap_or_else(|e| e.into_inner()).get(&to).cloned();
         match tx {
             Some(tx) => {
