@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how long the run has taken so far (CI's limit is 90 minutes; keep it under 30).
+step() { printf '\n==> %s (at %dm%02ds)\n' "$*" $((SECONDS / 60)) $((SECONDS % 60)); }
+trap 'printf "\n==> done in %dm%02ds\n" $((SECONDS / 60)) $((SECONDS % 60))' EXIT
 
 step "system packages"
 # coturn: its turnutils_uclient is the independent client of the TURN tests and benchmark.

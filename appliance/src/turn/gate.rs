@@ -66,7 +66,7 @@ pub struct Gate<T: Transport> {
 
 #[derive(Default)]
 struct GateBook {
-    clients: HashMap<SocketAddr, ClientAllocation>,
+    clients: foldhash::HashMap<SocketAddr, ClientAllocation>,
     pending: HashMap<TxId, Pending>,
     /// Transactions of the gate's own requests: their answers go nowhere.
     internal: HashSet<TxId>,
@@ -526,6 +526,9 @@ impl<T: Transport> Conn for Gate<T> {
 
     async fn recv_from(&self, buf: &mut [u8]) -> util::Result<(usize, SocketAddr)> {
         let mut internal = self.internal_rx.lock().await;
+        // One wait for the whole loop (the fast path loops here for every datagram).
+        let closed = self.transport.closed();
+        tokio::pin!(closed);
         loop {
             tokio::select! {
                 biased;
@@ -535,7 +538,10 @@ impl<T: Transport> Conn for Gate<T> {
                         return Ok((packet.len(), from));
                     }
                 }
-                client = self.transport.closed() => self.close_allocation(client),
+                client = &mut closed => {
+                    self.close_allocation(client);
+                    closed.set(self.transport.closed());
+                }
                 received = self.transport.recv(buf) => {
                     let (n, from) = match received {
                         Ok(v) => v,

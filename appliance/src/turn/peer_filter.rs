@@ -244,7 +244,7 @@ pub fn judge(rules: &PolicyRules, peer: SocketAddr, is_live_relay_port: impl Fn(
 #[derive(Default)]
 pub struct RelayPolicy {
     rules: RwLock<Arc<PolicyRules>>,
-    live_relay_ports: RwLock<HashSet<u16>>,
+    live_relay_ports: RwLock<foldhash::HashSet<u16>>,
 }
 
 impl RelayPolicy {

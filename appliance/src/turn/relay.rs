@@ -18,7 +18,7 @@
 //!
 //! Invariant: a relay port is in the filter's live set exactly while its socket is open.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
@@ -328,6 +328,10 @@ impl Conn for RelayConn {
 
     async fn recv_from(&self, buf: &mut [u8]) -> util::Result<(usize, SocketAddr)> {
         let mut closed = self.closed.subscribe();
+        // One wait for the whole loop: a new one per datagram would register with (and
+        // leave) the channel's waiter list each time.
+        let closed = closed.wait_for(|c| *c);
+        tokio::pin!(closed);
         // Received after room for a ChannelData header (and padding), so that a datagram on
         // a bound channel goes to the client without a copy.
         let mut frame = [0u8; CHANNEL_HEADER + MAX_DATAGRAM + 3];
@@ -340,7 +344,7 @@ impl Conn for RelayConn {
                     Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset) => continue,
                     Err(e) => return Err(e.into()),
                 },
-                _ = closed.wait_for(|c| *c) => return Err(util::Error::Other("relay socket closed".into())),
+                _ = &mut closed => return Err(util::Error::Other("relay socket closed".into())),
             };
             let counters = &self.shared.counters;
             if n > room {
