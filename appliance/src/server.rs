@@ -39,7 +39,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = AppState::new(config, pool.clone(), &jwt_secret);
     let turn = match turn {
         Some(bound) => {
-            let running = bound.start(pool.clone(), state.metrics.turn.clone()).await?;
+            let running = bound.start_on_own_thread(pool.clone(), state.metrics.turn.clone()).await?;
             let _ = state.turn.set(running.issuer());
             Some(running)
         }
