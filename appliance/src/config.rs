@@ -257,8 +257,9 @@ pub struct TurnConfig {
     pub allocation_max_bytes_per_sec: Option<u64>,
     /// Relay to public (globally routable) peers too, not only to the labs' ranges.
     pub allow_public_peers: bool,
-    /// UDP sockets sharing the port (SO_REUSEPORT), each with its own read loop.
-    /// Unset: one per CPU core, at most 8.
+    /// UDP sockets sharing the port (SO_REUSEPORT), each with its own read loop and kernel
+    /// receive buffer (the loops share the relay's one thread). Unset: one per CPU core, at
+    /// most 8.
     pub udp_workers: Option<usize>,
     /// Open TURN-over-TCP/TLS connections at once; more are refused.
     pub max_tcp_connections: usize,

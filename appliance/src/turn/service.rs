@@ -7,6 +7,11 @@
 //! spreads clients over them by address hash, so a client always meets the same socket and
 //! so the same library read loop and allocation table); TCP on the same port and TLS on
 //! its own port, each spread over as many muxes.
+//!
+//! Thread: the relay runs on a thread of its own with a single-threaded runtime
+//! ([`BoundTurn::start_on_own_thread`]); its read loops, relay sockets and upkeep all live
+//! there, and the rest of the appliance reaches it only through `Shared` (std locks and
+//! channels that work across runtimes) and the [`IceServerIssuer`].
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
