@@ -165,6 +165,10 @@ pub fn layer(state: &AppState) -> socketioxide::layer::SocketIoLayer {
         .ws_max_message_size(MAX_MESSAGE_BYTES)
         .ws_max_frame_size(MAX_MESSAGE_BYTES)
         .max_buffer_size(1024)
+        // Each connection keeps its WebSocket read buffer for life. Client messages are a few
+        // hundred bytes (larger ones are read in more chunks), and 1 KiB instead of 4 KiB saves
+        // about 3 KiB per connection (bench/signaling, N = 1,000: 41.2 -> 38.5 KiB).
+        .ws_read_buffer_size(1024)
         .connect_timeout(Duration::from_secs(10))
         .build_layer();
     events::register(&io);
