@@ -18,7 +18,6 @@
 //!
 //! Invariant: a relay port is in the filter's live set exactly while its socket is open.
 
-use foldhash::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
@@ -27,6 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use foldhash::HashMap;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -54,6 +54,7 @@ const PORT_TRIES: usize = 64;
 /// What the appliance knows of one relay socket beyond the library.
 pub struct RelayState {
     pub port: u16,
+    /// The owning user, once the Allocate succeeded (for logs).
     pub user: AtomicI64,
     permissions: Mutex<HashMap<IpAddr, Instant>>,
     channels: Mutex<Channels>,
@@ -94,6 +95,7 @@ impl RelayState {
         }
     }
 
+    /// Mirrors a permission the library just installed (CreatePermission or ChannelBind).
     pub fn permit(&self, ip: IpAddr, now: Instant) {
         let mut p = self.permissions.lock().unwrap_or_else(|e| e.into_inner());
         p.retain(|_, until| *until > now);
@@ -179,6 +181,7 @@ fn refused(shared: &Shared, user: i64, peer: SocketAddr, why: super::peer_filter
     }
 }
 
+/// Token bucket: `rate` bytes a second, bursts up to one second's worth.
 struct Bucket {
     rate: f64,
     tokens: f64,
