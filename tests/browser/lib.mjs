@@ -45,6 +45,19 @@ export async function signIn(browser, server, username, options = {}) {
   return signInWith(context, server, username, options);
 }
 
+/**
+ * Two Chromium processes, `first` signed in on one and `second` on the other, each seeing
+ * the other online: `{ browsers: [b1, b2], first: {context, page}, second: {context, page} }`.
+ */
+export async function signedInPair(server, first, second) {
+  const browsers = await Promise.all([launch(), launch()]);
+  const a = await signIn(browsers[0], server, first);
+  const b = await signIn(browsers[1], server, second);
+  await peer(a.page, second).waitFor();
+  await peer(b.page, first).waitFor();
+  return { browsers, first: a, second: b };
+}
+
 /** A Chromium process with a persistent on-disk profile in `userDataDir` (one context). */
 export function launchProfile(userDataDir, extraArgs = []) {
   return chromium.launchPersistentContext(userDataDir, {

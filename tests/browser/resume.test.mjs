@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { startServer } from '../js/harness.mjs';
-import { card, chromiumAvailable, launch, peer, poll, progressOf, randomFile, sendFiles, sha256File, signIn, waitState } from './lib.mjs';
+import { card, chromiumAvailable, poll, progressOf, randomFile, sendFiles, sha256File, signedInPair, waitState } from './lib.mjs';
 
 const MiB = 1024 * 1024;
 const SIZE = Number(process.env.RESUME_TEST_MIB ?? 128) * MiB;
@@ -35,13 +35,9 @@ describe('resuming interrupted transfers', { skip: !chromiumAvailable() && 'no C
     dir = mkdtempSync(path.join(tmpdir(), 'labbeam-resume-'));
     const p = path.join(dir, 'dataset.bin');
     file = { path: p, sha: randomFile(p, SIZE) };
-    [senderBrowser, receiverBrowser] = await Promise.all([launch(), launch()]);
-    alice = await signIn(senderBrowser, s, 'alice');
-    bob = await signIn(receiverBrowser, s, 'bob');
+    ({ browsers: [senderBrowser, receiverBrowser], first: alice, second: bob } = await signedInPair(s, 'alice', 'bob'));
     // Reloading a page with a running transfer asks first (beforeunload): say yes.
     for (const who of [alice, bob]) who.page.on('dialog', (d) => void d.accept());
-    await peer(alice.page, 'bob').waitFor();
-    await peer(bob.page, 'alice').waitFor();
   });
 
   after(async () => {

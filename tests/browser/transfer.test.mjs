@@ -11,7 +11,6 @@ import { startServer } from '../js/harness.mjs';
 import {
   card,
   chromiumAvailable,
-  launch,
   opfsEntries,
   peer,
   poll,
@@ -20,6 +19,7 @@ import {
   sendFiles,
   sha256File,
   signIn,
+  signedInPair,
   waitState,
 } from './lib.mjs';
 
@@ -50,11 +50,7 @@ describe('transfers between two browsers', { skip: !chromiumAvailable() && 'no C
       return { path: p, name, size, sha: randomFile(p, size) };
     });
     big = files[2];
-    [senderBrowser, receiverBrowser] = await Promise.all([launch(), launch()]);
-    alice = await signIn(senderBrowser, s, 'alice');
-    bob = await signIn(receiverBrowser, s, 'bob');
-    await peer(alice.page, 'bob').waitFor();
-    await peer(bob.page, 'alice').waitFor();
+    ({ browsers: [senderBrowser, receiverBrowser], first: alice, second: bob } = await signedInPair(s, 'alice', 'bob'));
   });
 
   after(async () => {

@@ -107,6 +107,16 @@ describe('TURN over TLS in Chromium (network namespaces)', { skip: why ?? false,
     await net?.down();
   });
 
+  /** An appliance at `ip` (host `name`) serving a certificate for `sans` from a new campus
+   * CA ([tls] cert and key), and a PC home that trusts that CA. */
+  async function campusAppliance(name, ip, sans) {
+    const pki = campusCa(path.join(dir, name), sans);
+    net.addHost(name, 'campus', `${ip}/24`);
+    const server = await startAppliance(net, name, ip, { config: `[tls]\ncert = "${pki.cert}"\nkey = "${pki.key}"\n` });
+    server.addUser('probe', 'student', PASSWORD);
+    return { server, home: homeTrusting(path.join(net.dir, `${name}-home`), pki.ca) };
+  }
+
   test('the self-signed certificate, not trusted by the PC: UDP and TCP relay, nothing from turns: (error 701)', async () => {
     const home = path.join(net.dir, 'untrusted-home');
     mkdirSync(home, { recursive: true });
@@ -126,21 +136,13 @@ describe('TURN over TLS in Chromium (network namespaces)', { skip: why ?? false,
   });
 
   test('a certificate from the campus CA ([tls] cert and key), the CA trusted: relay candidates over TLS', async () => {
-    const pki = campusCa(path.join(dir, 'good'), 'IP:10.77.0.3');
-    net.addHost('app2', 'campus', '10.77.0.3/24');
-    const server = await startAppliance(net, 'app2', '10.77.0.3', { config: `[tls]\ncert = "${pki.cert}"\nkey = "${pki.key}"\n` });
-    server.addUser('probe', 'student', PASSWORD);
-    const home = homeTrusting(path.join(net.dir, 'ca-home'), pki.ca);
+    const { server, home } = await campusAppliance('app2', '10.77.0.3', 'IP:10.77.0.3');
     const r = await probe(net, 'pc', server, home);
     assert.deepEqual(r[tlsUrl(r)].relay.slice(0, 1), ['tls'], JSON.stringify(r));
   });
 
   test('a trusted certificate that does not name the address in the turns: URL: nothing over TLS', async () => {
-    const pki = campusCa(path.join(dir, 'wrong-name'), 'IP:10.77.0.99,DNS:other.example.edu');
-    net.addHost('app3', 'campus', '10.77.0.4/24');
-    const server = await startAppliance(net, 'app3', '10.77.0.4', { config: `[tls]\ncert = "${pki.cert}"\nkey = "${pki.key}"\n` });
-    server.addUser('probe', 'student', PASSWORD);
-    const home = homeTrusting(path.join(net.dir, 'wrong-home'), pki.ca);
+    const { server, home } = await campusAppliance('app3', '10.77.0.4', 'IP:10.77.0.99,DNS:other.example.edu');
     const r = await probe(net, 'pc', server, home);
     const tls = tlsUrl(r);
     assert.deepEqual(r[tls].relay, [], JSON.stringify(r[tls]));

@@ -2,38 +2,18 @@
 // sent again), a receiver restored after a reload continues its file and its hash, and what
 // the browser stores to get there (device id, transfer records) behaves.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { decodeControl } from '../src/engine/framing';
 import { createSha256 } from '../src/engine/hash';
-import { type FileSink, FileReceiver, type PartialFile, type StoredFile } from '../src/engine/receiver';
+import { FileReceiver, type PartialFile } from '../src/engine/receiver';
 import { type KeyValue, type ResumeRecord, ResumeStore, deviceId } from '../src/engine/resume-store';
 import { FileSender } from '../src/engine/sender';
 import { FakeChannel } from './fake-channel';
+import { MemorySink, sha } from './memory-sink';
 
-class MemorySink implements FileSink {
-  readonly files = new Map<number, Buffer[]>();
-  #open = -1;
-  opened: { index: number; resume?: PartialFile }[] = [];
-  open(index: number, _size: number, resume?: PartialFile): void {
-    this.#open = index;
-    this.opened.push(resume === undefined ? { index } : { index, resume });
-    // A resumed file keeps its first `offset` bytes (what a reloaded page finds on disk).
-    const kept = resume === undefined ? [] : [Buffer.concat(this.files.get(index) ?? []).subarray(0, resume.offset)];
-    this.files.set(index, kept);
-  }
-  write(chunk: ArrayBuffer): void {
-    this.files.get(this.#open)!.push(Buffer.from(chunk));
-  }
-  async finish(index: number): Promise<StoredFile> {
-    const all = Buffer.concat(this.files.get(index)!);
-    return { sha256: createHash('sha256').update(all).digest('hex'), bytes: all.byteLength };
-  }
-}
-
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const TUNING = { chunkBytes: 16 * 1024, readBytes: 256 * 1024, highWaterBytes: 512 * 1024, lowWaterBytes: 128 * 1024 };
 
 function wire(receiver: FileReceiver, drainBytes?: number): FakeChannel {

@@ -1,33 +1,17 @@
 // The sender and receiver talking through an in-memory data channel: files arrive intact,
 // backpressure holds the send buffer near its high-water mark, and protocol violations fail.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { decodeControl, encodeControl } from '../src/engine/framing';
 import { transferDigest } from '../src/engine/hash';
-import { type FileSink, FileReceiver, ReceiveError, type StoredFile } from '../src/engine/receiver';
+import { FileReceiver, ReceiveError, type StoredFile } from '../src/engine/receiver';
 import { FileSender } from '../src/engine/sender';
 import { FakeChannel } from './fake-channel';
+import { MemorySink, sha } from './memory-sink';
 
-class MemorySink implements FileSink {
-  readonly files = new Map<number, Buffer[]>();
-  #open = -1;
-  open(index: number): void {
-    this.#open = index;
-    this.files.set(index, []);
-  }
-  write(chunk: ArrayBuffer): void {
-    this.files.get(this.#open)!.push(Buffer.from(chunk));
-  }
-  async finish(index: number): Promise<StoredFile> {
-    const all = Buffer.concat(this.files.get(index)!);
-    return { sha256: createHash('sha256').update(all).digest('hex'), bytes: all.byteLength };
-  }
-}
-
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 async function roundTrip(contents: Uint8Array[], tamper?: (chunk: ArrayBuffer) => void) {
   const metas = contents.map((c, i) => ({ name: `dir/file-${i}.bin`, size: c.byteLength, mime: '' }));

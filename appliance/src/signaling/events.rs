@@ -151,18 +151,16 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
     }
     let joined = member.clone();
     let (mut snapshot, emits) = state.signaling.with_hub(|h| h.join(member));
+    state.metrics.sockets.inc();
     if !socket.connected() {
         // Gone before it joined: its disconnect handler found nothing to remove.
-        let (emits, records) = state.signaling.with_hub(|h| h.leave(&peer_id, Instant::now()));
-        store(&state, records).await;
-        deliver(&state, emits).await;
+        depart(&state, &peer_id).await;
         return;
     }
     // How long an interrupted transfer waits (and its partial data is worth keeping).
     if let (Value::Object(map), Ok(grace)) = (&mut snapshot, super::resume::grace(&state).await) {
         map.insert("resumeGraceSecs".into(), json!(grace.as_secs()));
     }
-    state.metrics.sockets.inc();
     if let Err(e) = socket.emit("presence:snapshot", &snapshot) {
         tracing::debug!(error = %e, "snapshot not sent");
     }
@@ -268,16 +266,22 @@ fn register_events(socket: &SocketRef) {
     on(socket, "transfer:resume", super::resume::transfer_resume);
     socket.on_disconnect(async |s: SocketRef, State(state): State<AppState>| {
         let peer = s.id.to_string();
-        let (was_member, (emits, records)) =
-            state.signaling.with_hub(|h| (h.member(&peer).is_some(), h.leave(&peer, Instant::now())));
-        // A socket that left before it joined was never counted.
-        if was_member {
-            state.metrics.sockets.dec();
-        }
-        store(&state, records).await;
-        deliver(&state, emits).await;
-        super::broadcast_events::left(&state, &s.id.to_string()).await;
+        depart(&state, &peer).await;
+        super::broadcast_events::left(&state, &peer).await;
     });
+}
+
+/// Takes a device out of the hub (its unanswered requests cancelled, its accepted transfers
+/// paused) and writes and sends what follows. A device that never joined, or already left,
+/// has nothing to remove and was never counted.
+async fn depart(state: &AppState, peer: &str) {
+    let (was_member, (emits, records)) =
+        state.signaling.with_hub(|h| (h.member(peer).is_some(), h.leave(peer, Instant::now())));
+    if was_member {
+        state.metrics.sockets.dec();
+    }
+    store(state, records).await;
+    deliver(state, emits).await;
 }
 
 pub(super) fn new_id() -> String {

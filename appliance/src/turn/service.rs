@@ -232,7 +232,7 @@ impl BoundTurn {
     }
 
     /// Serves the relay on the current runtime; returns once it runs.
-    pub async fn start(self, pool: db::Pool, counters: TurnCounters) -> anyhow::Result<RunningTurn> {
+    async fn start(self, pool: db::Pool, counters: TurnCounters) -> anyhow::Result<RunningTurn> {
         let s = &self.settings;
         let mut own_ips = local_addresses();
         own_ips.insert(canonical_ip(self.relay_ip));
