@@ -59,6 +59,39 @@ struct Authenticated {
     device_key: Option<String>,
 }
 
+/// Opened once the connect handler has added the device to the hub, or given up on it.
+/// An event that arrives before that (the client may emit as soon as it has the connect
+/// packet) waits for it, at most `JOIN_WAIT`.
+#[derive(Clone, Default)]
+struct JoinGate(Arc<tokio::sync::SetOnce<()>>);
+
+const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl JoinGate {
+    fn open(&self) {
+        // Already open: nothing to do.
+        let _ = self.0.set(());
+    }
+}
+
+/// Opens the gate whichever way the connect handler ends.
+struct OpenOnDrop(Option<JoinGate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        if let Some(gate) = &self.0 {
+            gate.open();
+        }
+    }
+}
+
+/// Waits until the connect handler of `socket` has finished registering it.
+async fn until_joined(socket: &Socket) {
+    if let Some(JoinGate(gate)) = socket.extensions.get::<JoinGate>() {
+        let _ = tokio::time::timeout(JOIN_WAIT, gate.wait()).await;
+    }
+}
+
 pub fn register(io: &SocketIo) {
     io.ns("/", on_connect.with(authenticate));
 }
@@ -106,6 +139,7 @@ async fn authenticate(
         None => None,
     };
     socket.extensions.insert(Authenticated { user, device, lab_pick, device_key });
+    socket.extensions.insert(JoinGate::default());
     // Handlers now, while the connect packet is not sent yet: socketioxide runs the connect
     // handler in a task of its own, after the packet, and the client may emit as soon as it
     // has it. An event without a handler gets no ack at all (the client times out); until
@@ -130,6 +164,7 @@ fn same_origin(headers: &axum::http::HeaderMap) -> bool {
 }
 
 async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
+    let gate = OpenOnDrop(socket.extensions.get::<JoinGate>());
     let Some(auth) = socket.extensions.get::<Authenticated>() else {
         socket.disconnect().ok();
         return;
@@ -152,6 +187,7 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
     let joined = member.clone();
     let (mut snapshot, emits) = state.signaling.with_hub(|h| h.join(member));
     state.metrics.sockets.inc();
+    drop(gate);
     if !socket.connected() {
         // Gone before it joined: its disconnect handler found nothing to remove.
         depart(&state, &peer_id).await;
@@ -224,15 +260,8 @@ where
         move |s: SocketRef, State(state): State<AppState>, TryData(data): TryData<Value>, ack: AckSender| {
             let handler = handler.clone();
             async move {
+                until_joined(&s).await;
                 let peer = s.id.to_string();
-                // An event can arrive while the connect handler still registers the device
-                // (it reads the labs and settings first): give that a moment to finish.
-                for _ in 0..250 {
-                    if state.signaling.with_hub(|h| h.member(&peer).is_some()) {
-                        break;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
                 let result = match state.signaling.with_hub(|h| h.spend_event(&peer, Instant::now())) {
                     Err(e) => Err(e),
                     Ok(()) => match data
@@ -333,14 +362,9 @@ impl MessageHandler<LocalAdapter, Inline> for SignalHandler {
         match relay_signal(&state, peer.as_str(), &data, true) {
             Some(result) => answer_signal(&state, ack, result),
             None => {
-                // The connect handler is still registering the device (like `on`, wait).
+                // The connect handler is still registering the device: wait for it, like `on`.
                 tokio::spawn(async move {
-                    for _ in 0..250 {
-                        if state.signaling.with_hub(|h| h.member(peer.as_str()).is_some()) {
-                            break;
-                        }
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    }
+                    until_joined(&s).await;
                     let result = relay_signal(&state, peer.as_str(), &data, false).unwrap_or(Ok(()));
                     answer_signal(&state, ack, result);
                 });
