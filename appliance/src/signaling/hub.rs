@@ -13,7 +13,7 @@
 //!   device (its client-generated device key) re-claims it with `transfer:resume`, or
 //!   until the resume grace period ends it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -223,6 +223,9 @@ struct Bucket {
 #[derive(Default)]
 pub struct Hub {
     members: HashMap<PeerId, Member>,
+    /// The members of each lab: a device that sees its own lab only gets its snapshot
+    /// in O(lab), not O(all devices).
+    labs: HashMap<String, BTreeSet<PeerId>>,
     transfers: HashMap<String, Transfer>,
     requests: HashMap<i64, VecDeque<Instant>>,
     buckets: HashMap<PeerId, Bucket>,
@@ -240,11 +243,9 @@ impl Hub {
 
     /// Devices online per lab, by lab name.
     pub fn online_by_lab(&self) -> Vec<(String, usize)> {
-        let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-        for m in self.members.values() {
-            *counts.entry(m.peer.lab.as_str()).or_default() += 1;
-        }
-        counts.into_iter().map(|(lab, n)| (lab.to_string(), n)).collect()
+        let mut counts: Vec<(String, usize)> = self.labs.iter().map(|(lab, ids)| (lab.clone(), ids.len())).collect();
+        counts.sort_unstable();
+        counts
     }
 
     /// (requests waiting for an answer, accepted transfers not yet reported).
@@ -282,7 +283,12 @@ impl Hub {
 
     /// Adds a device; returns the snapshot for it and what others are told.
     pub fn join(&mut self, member: Member) -> (Value, Vec<Emit>) {
-        let visible: Vec<&Peer> = self.members.values().filter(|m| member.sees(&m.peer)).map(|m| &m.peer).collect();
+        let visible: Vec<&Peer> = if member.sees_all {
+            self.members.values().map(|m| &m.peer).collect()
+        } else {
+            let lab = self.labs.get(&member.peer.lab).into_iter().flatten();
+            lab.filter_map(|id| self.members.get(id)).map(|m| &m.peer).collect()
+        };
         let snapshot = json!({ "self": member.peer, "peers": visible });
         let emit = Emit {
             to: Audience::ViewersOf(member.peer.lab.clone()),
@@ -290,8 +296,25 @@ impl Hub {
             event: "presence:joined",
             data: json!(member.peer),
         };
-        self.members.insert(member.peer.peer_id.clone(), member);
+        self.labs.entry(member.peer.lab.clone()).or_default().insert(member.peer.peer_id.clone());
+        if let Some(old) = self.members.insert(member.peer.peer_id.clone(), member) {
+            self.unlist(&old);
+        }
         (snapshot, vec![emit])
+    }
+
+    /// Takes a member out of its lab's list (not out of `members`).
+    fn unlist(&mut self, m: &Member) {
+        let still_there = self.members.get(&m.peer.peer_id).is_some_and(|now| now.peer.lab == m.peer.lab);
+        if still_there {
+            return;
+        }
+        if let Some(ids) = self.labs.get_mut(&m.peer.lab) {
+            ids.remove(&m.peer.peer_id);
+            if ids.is_empty() {
+                self.labs.remove(&m.peer.lab);
+            }
+        }
     }
 
     /// Removes a device. Requests it made or received and nobody answered are cancelled;
@@ -301,6 +324,7 @@ impl Hub {
     pub fn leave(&mut self, peer: &str, now: Instant) -> (Vec<Emit>, Vec<Record>) {
         self.buckets.remove(peer);
         let Some(m) = self.members.remove(peer) else { return (Vec::new(), Vec::new()) };
+        self.unlist(&m);
         let mut emits = vec![Emit {
             to: Audience::ViewersOf(m.peer.lab.clone()),
             except: None,
@@ -747,6 +771,24 @@ mod tests {
         let (snap, _) = h.join(member("e", 5, "Lab C", STUDENT, true));
         assert_eq!(snap["peers"].as_array().unwrap().len(), 4);
         assert_eq!(snap["self"]["peerId"], "e");
+    }
+
+    #[test]
+    fn lab_lists_follow_joins_and_leaves() {
+        let mut h = hub();
+        h.leave("a", Instant::now());
+        let (snap, _) = h.join(member("d", 4, "Lab A", STUDENT, false));
+        let peers: Vec<&str> =
+            snap["peers"].as_array().unwrap().iter().map(|p| p["peerId"].as_str().unwrap()).collect();
+        assert_eq!(peers, vec!["b"], "a left Lab A");
+        h.leave("c", Instant::now());
+        assert_eq!(h.online_by_lab(), vec![("Lab A".to_string(), 2)], "an empty lab is dropped");
+        // The same device id again, now in another lab: listed there only.
+        h.join(member("d", 4, "Lab B", STUDENT, false));
+        assert_eq!(h.online_by_lab(), vec![("Lab A".to_string(), 1), ("Lab B".to_string(), 1)]);
+        let (snap, _) = h.join(member("e", 5, "Lab B", STUDENT, false));
+        assert_eq!(snap["peers"][0]["peerId"], "d");
+        assert_eq!(snap["peers"].as_array().unwrap().len(), 1);
     }
 
     #[test]
