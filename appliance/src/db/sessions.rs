@@ -8,7 +8,11 @@ pub struct Session {
     pub user_id: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    pub last_seen_at: i64,
 }
+
+/// How stale `last_seen_at` may get before a request writes it again (seconds).
+pub const TOUCH_EVERY: i64 = 60;
 
 pub async fn create(
     pool: &Pool,
@@ -36,18 +40,20 @@ pub async fn create(
 }
 
 pub async fn by_id(pool: &Pool, id: &str) -> Result<Option<Session>, DbError> {
-    Ok(sqlx::query_as::<_, Session>("SELECT id, user_id, expires_at, revoked_at FROM sessions WHERE id = ?")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
+    Ok(sqlx::query_as::<_, Session>(
+        "SELECT id, user_id, expires_at, revoked_at, last_seen_at FROM sessions WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
 }
 
-/// Records activity, at most once a minute per session to keep writes low.
+/// Records activity, at most once every `TOUCH_EVERY` seconds per session to keep writes low.
 pub async fn touch(pool: &Pool, id: &str, at: i64) -> Result<(), DbError> {
     sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?")
         .bind(at)
         .bind(id)
-        .bind(at - 60)
+        .bind(at - TOUCH_EVERY)
         .execute(pool)
         .await?;
     Ok(())
@@ -156,5 +162,24 @@ mod tests {
         assert_eq!(dead_among(&pool, &ids).await.unwrap().len(), 2);
         users::set_disabled(&pool, uid, false).await.unwrap();
         assert!(revoke(&pool, "b").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn touch_writes_at_most_once_a_minute() {
+        let pool = crate::db::open_memory().await;
+        let user = users::NewUser {
+            username: "carol",
+            display_name: "Carol",
+            password_hash: "h",
+            role_id: 3,
+            must_change_password: false,
+        };
+        let uid = users::create(&pool, &user).await.unwrap();
+        create(&pool, "s", uid, now() + 3600, "127.0.0.1", "test").await.unwrap();
+        let seen = by_id(&pool, "s").await.unwrap().unwrap().last_seen_at;
+        touch(&pool, "s", seen + TOUCH_EVERY - 1).await.unwrap();
+        assert_eq!(by_id(&pool, "s").await.unwrap().unwrap().last_seen_at, seen);
+        touch(&pool, "s", seen + TOUCH_EVERY + 1).await.unwrap();
+        assert_eq!(by_id(&pool, "s").await.unwrap().unwrap().last_seen_at, seen + TOUCH_EVERY + 1);
     }
 }
