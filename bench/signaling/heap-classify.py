@@ -42,6 +42,12 @@ def has(*keys):
     return lambda t: any(k in t for k in keys)
 
 
+def engineio_task(t):
+    """A task spawned in engineioxide's ws.rs, or a future of its socket's loops."""
+    spawned_in_ws = "bind_new_task" in t and re.search(r"@ws\.rs:\d+", t) is not None
+    return spawned_in_ws or re.search(r"ws\.rs:(155|164|170)|socket\.rs:3\d\d", t) is not None
+
+
 GROUPS = [
     ("engineioxide: the socket's packet channels", lambda t: "create_session" in t and ("bounded.rs" in t or "engine.rs" in t)),
     ("engineioxide: channel blocks added by a burst of > 32 packets", lambda t: "@chan.rs" in t and "send" in t),
@@ -49,7 +55,7 @@ GROUPS = [
     ("rustls: connection state, keys", has("key_schedule", "server_conn.rs", "common_state", "tls13.rs", "vecbuf")),
     ("tungstenite: write buffer (keeps the size of the largest burst)", has("buffer_frame")),
     ("tungstenite: WebSocket state + 1 KiB read buffer", has("from_raw_socket")),
-    ("engineioxide: tasks (session, writer, reader, heartbeat)", lambda t: re.search(r"@ws\.rs:\d+", t) is not None and "bind_new_task" in t or re.search(r"ws\.rs:(155|164|170)|socket\.rs:3\d\d", t) is not None),
+    ("engineioxide: tasks (session, writer, reader, heartbeat)", engineio_task),
     ("tokio: I/O registration", has("add_source")),
     ("request parts kept for the socket (headers, extensions)", has("map_response.rs", "extensions.rs", "url_params", "path_router", "request.rs", "detach_")),
     ("hyper / axum-server: the upgraded connection", has("server.rs:")),

@@ -67,20 +67,14 @@ struct JoinGate(Arc<tokio::sync::SetOnce<()>>);
 
 const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-impl JoinGate {
-    fn open(&self) {
-        // Already open: nothing to do.
-        let _ = self.0.set(());
-    }
-}
-
 /// Opens the gate whichever way the connect handler ends.
 struct OpenOnDrop(Option<JoinGate>);
 
 impl Drop for OpenOnDrop {
     fn drop(&mut self) {
-        if let Some(gate) = &self.0 {
-            gate.open();
+        if let Some(JoinGate(gate)) = &self.0 {
+            // Err: already open.
+            let _ = gate.set(());
         }
     }
 }

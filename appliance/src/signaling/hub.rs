@@ -296,19 +296,16 @@ impl Hub {
             event: "presence:joined",
             data: json!(member.peer),
         };
-        self.labs.entry(member.peer.lab.clone()).or_default().insert(member.peer.peer_id.clone());
-        if let Some(old) = self.members.insert(member.peer.peer_id.clone(), member) {
+        if let Some(old) = self.members.remove(&member.peer.peer_id) {
             self.unlist(&old);
         }
+        self.labs.entry(member.peer.lab.clone()).or_default().insert(member.peer.peer_id.clone());
+        self.members.insert(member.peer.peer_id.clone(), member);
         (snapshot, vec![emit])
     }
 
     /// Takes a member out of its lab's list (not out of `members`).
     fn unlist(&mut self, m: &Member) {
-        let still_there = self.members.get(&m.peer.peer_id).is_some_and(|now| now.peer.lab == m.peer.lab);
-        if still_there {
-            return;
-        }
         if let Some(ids) = self.labs.get_mut(&m.peer.lab) {
             ids.remove(&m.peer.peer_id);
             if ids.is_empty() {
