@@ -16,6 +16,8 @@ fn main() {
         println!("cargo::rerun-if-changed={}", web.join(watched).display());
     }
     println!("cargo::rerun-if-env-changed=SKIP_WEB_CLIENT_BUILD");
+    // `sqlx::migrate!` embeds the migrations at compile time: rebuild when one changes.
+    println!("cargo::rerun-if-changed={}", manifest.join("..").join("migrations").display());
 
     if std::env::var_os("SKIP_WEB_CLIENT_BUILD").is_none() || !dist.join("index.html").exists() {
         build_web_client(&web);
