@@ -276,6 +276,23 @@ async fn a_disabled_user_is_refused_and_loses_open_allocations() {
 }
 
 #[tokio::test]
+async fn without_labs_no_private_peer_is_reachable() {
+    // Refused at CreatePermission: nothing is ever sent to these addresses. (That a lab or an
+    // allowed range opens exactly itself is proven inside network namespaces, tests/netns.)
+    let s = Server::start().await;
+    let token = s.as_role("kim", "student").await;
+    let cred = credential(&s, &token).await;
+    let relay = client(&s, Via::Udp, &cred).await.allocate().await.expect("allocate");
+    for peer in ["10.1.2.3:53", "172.16.5.5:161", "192.168.1.1:514", "100.64.0.1:53"] {
+        let peer: SocketAddr = peer.parse().unwrap();
+        let err =
+            relay.send_to(b"knock", peer).await.err().unwrap_or_else(|| panic!("{peer} accepted on a fresh install"));
+        assert!(err.to_string().contains("403"), "{peer}: {err}");
+    }
+    assert!(s.metric("labbeam_turn_peer_refusals_total{reason=\"not_in_lab\"}").await >= 4.0);
+}
+
+#[tokio::test]
 async fn turn_can_be_switched_off() {
     let s = Server::start_with(with_config("[turn]\nenabled = false\n")).await;
     assert_eq!(s.turn_port, 0);

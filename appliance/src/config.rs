@@ -257,6 +257,9 @@ pub struct TurnConfig {
     pub allocation_max_bytes_per_sec: Option<u64>,
     /// Relay to public (globally routable) peers too, not only to the labs' ranges.
     pub allow_public_peers: bool,
+    /// More peer ranges (CIDRs) the relay may reach besides the labs' ranges. Empty (the
+    /// default): only the labs' ranges, so a fresh install reaches no private address.
+    pub allowed_peer_ranges: Vec<ipnet::IpNet>,
     /// UDP sockets sharing the port (SO_REUSEPORT), each with its own read loop and kernel
     /// receive buffer (the loops share the relay's one thread). Unset: one per CPU core, at
     /// most 8.
@@ -279,6 +282,7 @@ impl Default for TurnConfig {
             max_allocations: 2000,
             allocation_max_bytes_per_sec: None,
             allow_public_peers: false,
+            allowed_peer_ranges: Vec::new(),
             udp_workers: None,
             max_tcp_connections: 4096,
         }
@@ -315,6 +319,11 @@ impl TurnConfig {
         }
         if self.max_tcp_connections == 0 {
             return Err("turn.max_tcp_connections must be at least 1".into());
+        }
+        if let Some(net) = self.allowed_peer_ranges.iter().find(|n| n.prefix_len() == 0) {
+            return Err(format!(
+                "turn.allowed_peer_ranges: {net} would open every address; list the campus ranges the relay may reach"
+            ));
         }
         Ok(())
     }

@@ -35,16 +35,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let first_admin = ensure_first_admin(&pool).await?;
     let turn = if config.turn.enabled { Some(crate::turn::bind(&config, &tls)?) } else { None };
 
-    print_banner(&config, &listener, &tls, first_admin.as_ref(), turn.as_ref());
     let state = AppState::new(config, pool.clone(), &jwt_secret);
+    let mut turn_lines = vec!["  TURN:         off (turn.enabled = false)".to_string()];
     let turn = match turn {
         Some(bound) => {
+            turn_lines = bound.banner_lines();
             let running = bound.start_on_own_thread(pool.clone(), state.metrics.turn.clone()).await?;
+            turn_lines.push(format!("  TURN reaches: {}", running.issuer().peer_policy()));
             let _ = state.turn.set(running.issuer());
             Some(running)
         }
         None => None,
     };
+    print_banner(&state.config, &listener, &tls, first_admin.as_ref(), &turn_lines);
     // Accepted transfers of the last run wait to be re-claimed by their devices.
     crate::signaling::restore(&state).await.context("cannot read unfinished transfers")?;
     let app = app(state.clone());
@@ -145,7 +148,7 @@ fn print_banner(
     listener: &std::net::TcpListener,
     tls: &tls::TlsMaterial,
     admin: Option<&FirstAdmin>,
-    turn: Option<&crate::turn::BoundTurn>,
+    turn_lines: &[String],
 ) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.http_listen.port());
     let host = config.advertised_host();
@@ -156,10 +159,7 @@ fn print_banner(
     println!("  Certificate:  {} ({origin})", tls.cert_path.display());
     println!("  SHA-256:      {}", tls.fingerprint);
     println!("  Data:         {}", config.data_dir.display());
-    match turn {
-        Some(t) => t.banner_lines().iter().for_each(|l| println!("{l}")),
-        None => println!("  TURN:         off (turn.enabled = false)"),
-    }
+    turn_lines.iter().for_each(|l| println!("{l}"));
     if let Some(a) = admin {
         println!("  First admin account. This password is shown only once and must be changed at first login:");
         println!("    username: {}", a.username);

@@ -25,6 +25,9 @@ export async function openLab(kind, { trust = true, appliance: applianceOptions 
     lab.topo = topo;
     const app = await startAppliance(net, 'app', topo.appliance.ip, applianceOptions);
     lab.app = app;
+    // The campus segment, where the appliance sees the PCs (or their NAT routers): the lab
+    // range is what lets the relay reach a PC's own address (one side relayed, the other not).
+    app.addLab('Lab', '10.77.0.0/24');
     const names = ['alice', 'bob'];
     for (const n of names) app.addUser(n, 'student', PASSWORD);
     for (const [i, pc] of topo.pcs.entries()) {

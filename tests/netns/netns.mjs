@@ -394,6 +394,12 @@ export async function startAppliance(net, role, ip, { httpsPort = 443, tlsPort =
     addUser(username, roleName, password) {
       run(BIN, ['user', 'add', username, '--role', roleName, '--password-stdin', '--data-dir', dataDir], { input: password, env });
     },
+    /** A lab with one address range (the running server and its relay pick it up at once). */
+    addLab(name, cidr) {
+      run(BIN, ['lab', 'add', name, '--cidr', cidr, '--data-dir', dataDir], { env });
+    },
+    /** The TURN REST secret (coturn's `-W`). */
+    turnSecret: () => readFileSync(path.join(dataDir, 'turn.key'), 'utf8').trim(),
     /** SIGKILL, then (after `downMs`) the same binary on the same data directory. */
     async restart(downMs = 0) {
       const exited = new Promise((resolve) => child.once('exit', resolve));

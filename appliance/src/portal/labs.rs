@@ -28,6 +28,8 @@ struct LabsPage {
     layout: Layout,
     notice: String,
     labs: Vec<LabView>,
+    /// What the TURN relay reaches under these labs, in words.
+    relay_reach: String,
 }
 
 pub async fn page(
@@ -48,7 +50,8 @@ pub async fn page(
             name: l.name,
         })
         .collect();
-    Ok(LabsPage { layout: portal.layout("labs"), notice: view::notice(q.notice.as_deref()), labs: views }
+    let relay_reach = crate::turn::describe_peer_policy(&state.db, &state.config.turn).await?;
+    Ok(LabsPage { layout: portal.layout("labs"), notice: view::notice(q.notice.as_deref()), labs: views, relay_reach }
         .into_response())
 }
 

@@ -159,6 +159,11 @@ impl IceServerIssuer {
         Self { shared, host, port, tls_port, ttl_secs }
     }
 
+    /// What the relay will reach, in words (see `PolicyRules::describe`).
+    pub fn peer_policy(&self) -> String {
+        self.shared.policy.rules().describe()
+    }
+
     /// ICE servers with a fresh credential for `user_id`, who has just been authenticated
     /// through a live session (so the relay's user view learns of them at once).
     pub fn issue(&self, user_id: i64, now: i64) -> Value {

@@ -33,4 +33,19 @@ mod transport;
 
 pub use counters::TurnCounters;
 pub use credentials::IceServerIssuer;
-pub use service::{BoundTurn, bind};
+pub use service::bind;
+
+/// What the relay reaches under the current lab ranges and `[turn]` settings, in words,
+/// read from the store (so it is right at once after a lab change): for `doctor` and the
+/// portal.
+pub async fn describe_peer_policy(
+    pool: &crate::db::Pool,
+    turn: &crate::config::TurnConfig,
+) -> Result<String, crate::db::DbError> {
+    if !turn.enabled {
+        return Ok("the TURN relay is off (turn.enabled = false)".into());
+    }
+    let labs = directory::load_lab_ranges(pool).await?;
+    let extra: Vec<ipnet::IpNet> = turn.allowed_peer_ranges.iter().map(|n| n.trunc()).collect();
+    Ok(peer_filter::describe_reach(&labs, &extra, turn.allow_public_peers))
+}

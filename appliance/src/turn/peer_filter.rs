@@ -10,8 +10,9 @@
 //!    included), multicast, broadcast, special-purpose ranges (documentation, benchmarking,
 //!    reserved, IETF protocol assignments, local-use NAT64) and every other port of the
 //!    appliance's own addresses;
-//! 4. allowed: addresses inside a lab's CIDR ranges (with no lab configured, the RFC 1918
-//!    ranges stand in);
+//! 4. allowed: addresses inside a lab's CIDR ranges, and inside the ranges the admin listed
+//!    in `turn.allowed_peer_ranges`. With no lab and no such range, no private address is
+//!    reachable at all: a fresh install never relays into the campus network;
 //! 5. allowed only when `turn.allow_public_peers` is set: globally routable addresses;
 //! 6. everything else (private ranges outside the labs, shared address space) is refused.
 //!
@@ -198,8 +199,10 @@ fn classify_v6(ip: Ipv6Addr) -> Result<Reach, Refusal> {
 /// addresses, the public-peer switch.
 #[derive(Debug, Clone, Default)]
 pub struct PolicyRules {
-    /// Lab ranges; empty means "no lab configured", and RFC 1918 stands in.
+    /// Lab ranges (from the store).
     pub labs: Vec<IpNet>,
+    /// Further ranges the admin allowed in the configuration (`turn.allowed_peer_ranges`).
+    pub extra: Vec<IpNet>,
     /// The relay address clients are given (canonical form).
     pub relay_ip: Option<IpAddr>,
     /// Every address of this machine (canonical form).
@@ -208,12 +211,48 @@ pub struct PolicyRules {
 }
 
 impl PolicyRules {
-    fn in_labs(&self, ip: IpAddr) -> bool {
-        if self.labs.is_empty() {
-            const RFC1918: [([u8; 4], u8); 3] = [([10, 0, 0, 0], 8), ([172, 16, 0, 0], 12), ([192, 168, 0, 0], 16)];
-            return matches!(ip, IpAddr::V4(v4) if RFC1918.iter().any(|(n, p)| in_v4(v4, *n, *p)));
-        }
-        self.labs.iter().any(|net| net.contains(&ip))
+    fn in_allowed_ranges(&self, ip: IpAddr) -> bool {
+        self.labs.iter().chain(&self.extra).any(|net| net.contains(&ip))
+    }
+
+    /// What the relay will reach, in words: for the start banner, `doctor` and the portal.
+    pub fn describe(&self) -> String {
+        describe_reach(&self.labs, &self.extra, self.allow_public)
+    }
+}
+
+/// What a relay with these lab ranges, configured extra ranges and public-peer switch
+/// reaches, in words.
+pub fn describe_reach(labs: &[IpNet], extra: &[IpNet], allow_public: bool) -> String {
+    let list = |nets: &[IpNet]| nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
+    let mut reach = Vec::new();
+    if !labs.is_empty() {
+        reach.push(format!("the labs' address ranges ({})", list(labs)));
+    }
+    if !extra.is_empty() {
+        reach.push(format!("the ranges in turn.allowed_peer_ranges ({})", list(extra)));
+    }
+    if allow_public {
+        reach.push("public internet addresses (turn.allow_public_peers)".to_string());
+    }
+    reach.push("other relay addresses of this appliance".to_string());
+    let mut text = format!("the TURN relay reaches {}", join_words(&reach));
+    if labs.is_empty() && extra.is_empty() {
+        text.push_str(
+            "; no lab range is configured, so it reaches no private (campus) address: two PCs \
+             connect through it only when both are relayed (add labs with their address ranges)",
+        );
+    } else {
+        text.push_str("; no other private address, and never loopback, link-local or this machine's services");
+    }
+    text
+}
+
+fn join_words(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 
@@ -231,7 +270,7 @@ pub fn judge(rules: &PolicyRules, peer: SocketAddr, is_live_relay_port: impl Fn(
     if rules.own_ips.contains(&ip) || rules.relay_ip == Some(ip) {
         return Err(Refusal::OwnService);
     }
-    if rules.in_labs(ip) {
+    if rules.in_allowed_ranges(ip) {
         return Ok(());
     }
     match reach {
@@ -317,6 +356,7 @@ mod tests {
     fn rules(labs: &[&str]) -> PolicyRules {
         PolicyRules {
             labs: labs.iter().map(|l| l.parse().unwrap()).collect(),
+            extra: Vec::new(),
             relay_ip: Some("10.1.0.5".parse().unwrap()),
             own_ips: ["10.1.0.5", "192.168.50.2", "127.0.0.1"].iter().map(|i| i.parse().unwrap()).collect(),
             allow_public: false,
@@ -380,15 +420,24 @@ mod tests {
     }
 
     #[test]
-    fn labs_decide_private_peers_and_rfc1918_stands_in_without_labs() {
+    fn labs_decide_private_peers_and_nothing_private_is_reachable_without_them() {
         let none = |_| false;
-        let open = rules(&[]);
-        for peer in ["10.2.3.4:5000", "172.16.0.9:5000", "192.168.1.20:5000", "[::ffff:10.2.3.4]:5000"] {
-            assert_eq!(judge(&open, sa(peer), none), Ok(()), "{peer}");
+        let fresh = rules(&[]);
+        for peer in [
+            "10.2.3.4:53",
+            "172.16.0.9:161",
+            "192.168.1.20:514",
+            "[::ffff:10.2.3.4]:5000",
+            "100.64.0.1:5000",
+            "[fd00::1]:53",
+            "8.8.8.8:53",
+        ] {
+            assert_eq!(judge(&fresh, sa(peer), none), Err(Refusal::NotInLab), "{peer}");
         }
-        assert_eq!(judge(&open, sa("100.64.0.1:5000"), none), Err(Refusal::NotInLab));
-        assert_eq!(judge(&open, sa("8.8.8.8:53"), none), Err(Refusal::NotInLab));
-        assert_eq!(judge(&open, sa("[fd00::1]:53"), none), Err(Refusal::NotInLab));
+        let mut extra = rules(&[]);
+        extra.extra = vec!["192.168.1.0/24".parse().unwrap()];
+        assert_eq!(judge(&extra, sa("192.168.1.20:514"), none), Ok(()));
+        assert_eq!(judge(&extra, sa("192.168.2.20:514"), none), Err(Refusal::NotInLab));
 
         let labs = rules(&["10.20.0.0/16", "fd12::/64"]);
         assert_eq!(judge(&labs, sa("10.20.5.5:5000"), none), Ok(()));
@@ -430,5 +479,19 @@ mod tests {
         assert_eq!(policy.check(sa("127.0.0.1:50000")), Err(Refusal::Loopback));
         assert!(policy.set_labs(vec!["10.0.0.0/8".parse().unwrap()]));
         assert!(!policy.set_labs(vec!["10.0.0.0/8".parse().unwrap()]));
+    }
+
+    #[test]
+    fn the_policy_is_described_in_words() {
+        let fresh = rules(&[]).describe();
+        assert!(fresh.contains("reaches no private (campus) address"), "{fresh}");
+        assert!(fresh.contains("other relay addresses of this appliance"), "{fresh}");
+        let mut r = rules(&["10.20.0.0/16"]);
+        r.extra = vec!["192.168.7.0/24".parse().unwrap()];
+        r.allow_public = true;
+        let text = r.describe();
+        assert!(text.contains("10.20.0.0/16") && text.contains("192.168.7.0/24"), "{text}");
+        assert!(text.contains("public internet"), "{text}");
+        assert!(!text.contains("reaches no private"), "{text}");
     }
 }

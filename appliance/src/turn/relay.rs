@@ -454,6 +454,7 @@ mod tests {
     fn shared() -> Shared {
         let rules = PolicyRules {
             labs: Vec::new(),
+            extra: Vec::new(),
             relay_ip: Some(LOOPBACK),
             own_ips: [LOOPBACK].into_iter().collect(),
             allow_public: false,

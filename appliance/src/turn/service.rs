@@ -241,6 +241,7 @@ impl BoundTurn {
         }
         let rules = PolicyRules {
             labs: directory::load_lab_ranges(&pool).await?,
+            extra: s.allowed_peer_ranges.iter().map(|n| n.trunc()).collect(),
             relay_ip: Some(canonical_ip(self.relay_ip)),
             own_ips,
             allow_public: s.allow_public_peers,
