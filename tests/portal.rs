@@ -4,42 +4,7 @@
 #[path = "harness/mod.rs"]
 mod harness;
 
-use harness::{PASSWORD, Server};
-
-/// A signed-in browser-like client: the session cookie, no redirects followed.
-struct Browser<'a> {
-    s: &'a Server,
-    cookie: String,
-}
-
-impl<'a> Browser<'a> {
-    async fn login(s: &'a Server, username: &str) -> Browser<'a> {
-        let r = s.login_raw(username, PASSWORD).await;
-        assert_eq!(r.status(), 200);
-        let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-        Browser { s, cookie }
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let r = self.s.client().get(self.s.url(path)).header("cookie", &self.cookie).send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.text().await.unwrap())
-    }
-
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
-        let r = self.s.client().post(self.s.url(path)).header("cookie", &self.cookie).form(form).send().await.unwrap();
-        let status = r.status().as_u16();
-        let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-        (status, location, r.text().await.unwrap())
-    }
-
-    /// The CSRF token embedded in a portal page.
-    async fn csrf(&self) -> String {
-        let (_, html) = self.get("/admin").await;
-        let start = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
-        html[start..start + 40].to_string()
-    }
-}
+use harness::{Browser, PASSWORD, Server};
 
 async fn admin(s: &Server) -> Browser<'_> {
     s.admin().await;

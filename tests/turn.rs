@@ -10,7 +10,7 @@ mod turn_client;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use harness::{Options, Server, error_code as api_error_code, now};
+use harness::{Browser, Options, Server, error_code as api_error_code, now};
 use stun::agent::TransactionId;
 use stun::attributes::{ATTR_NONCE, ATTR_REALM};
 use tokio::net::UdpSocket;
@@ -273,6 +273,37 @@ async fn a_disabled_user_is_refused_and_loses_open_allocations() {
     let err = client(&s, Via::Udp, &cred).await.allocate().await.err().expect("refused").to_string();
     assert!(err.contains("401"), "{err}");
     assert!(s.metric("labbeam_turn_auth_failures_total{reason=\"disabled\"}").await >= 1.0);
+}
+
+#[tokio::test]
+async fn a_role_that_may_no_longer_send_or_receive_loses_its_allocations_at_once() {
+    let s = Server::start().await;
+    s.admin().await;
+    let admin = Browser::login(&s, "admin").await;
+    let token = s.as_role("kim", "student").await;
+    let cred = credential(&s, &token).await;
+    let a = client(&s, Via::Udp, &cred).await;
+    let _ra = a.allocate().await.expect("allocate");
+    assert_eq!(s.metric("labbeam_turn_allocations_active").await, 1.0);
+    // The student role (built-in, id 3) keeps none of the permissions that need the relay.
+    let csrf = admin.csrf().await;
+    let (status, _, body) = admin.post("/admin/roles/3", &[("csrf", csrf.as_str())]).await;
+    assert_eq!(status, 303, "{body}");
+    let mut active = 1.0;
+    for _ in 0..30 {
+        active = s.metric("labbeam_turn_allocations_active").await;
+        if active == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(active, 0.0, "the allocation was closed within 3 s, not at the next 5 s refresh");
+    let err = client(&s, Via::Udp, &cred).await.allocate().await.err().expect("refused").to_string();
+    assert!(err.contains("401"), "{err}");
+    // And no new credential is handed out.
+    let (status, body) = s.get("/api/ice-servers", &token).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(api_error_code(&body), "forbidden");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! `labbeam`: one binary for the LabBeam appliance. This file only wires the modules;
 //! see ARCHITECTURE.md for the map.
 
+mod access_watch;
 mod accounts;
 mod api;
 mod audit;

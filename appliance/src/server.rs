@@ -40,7 +40,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let turn = match turn {
         Some(bound) => {
             turn_lines = bound.banner_lines();
-            let running = bound.start_on_own_thread(pool.clone(), state.metrics.turn.clone()).await?;
+            let running = bound
+                .start_on_own_thread(pool.clone(), state.metrics.turn.clone(), state.access_changes.subscribe())
+                .await?;
             turn_lines.push(format!("  TURN reaches: {}", running.issuer().peer_policy()));
             let _ = state.turn.set(running.issuer());
             Some(running)
@@ -55,6 +57,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));
     tokio::spawn(purge_old_sessions(pool.clone()));
+    tokio::spawn(crate::access_watch::run(state.clone()));
     let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config);
     // TCP_NODELAY on every accepted socket: signaling sends many small frames, and Nagle's
     // algorithm held them back ~40 ms each (measured in bench/signaling).

@@ -86,6 +86,12 @@ pub const SETTINGS: &[Spec] = &[
         help: "what students see: their own lab's devices, or every lab's (admins and instructors see all)",
     },
     Spec {
+        key: "presence.lab_self_select",
+        kind: Kind::Choice(&["off", "on"]),
+        default: "\"off\"",
+        help: "whether a device outside every lab's address range may join a lab its user picks (it then sees that lab, but never gets its announcements or auto-accepted broadcasts); off: such devices are in \"Other\"",
+    },
+    Spec {
         key: "broadcast.fanout",
         kind: Kind::Int { min: 1, max: 64 },
         default: "1",

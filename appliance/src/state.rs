@@ -26,6 +26,9 @@ pub struct Inner {
     pub csrf_key: ring::hmac::Key,
     /// Set once the TURN relay runs (absent when `turn.enabled = false`).
     pub turn: std::sync::OnceLock<crate::turn::IceServerIssuer>,
+    /// The store's access generation as last acted on (`access_watch`): the TURN relay
+    /// reloads its users and lab ranges when it moves.
+    pub access_changes: tokio::sync::watch::Sender<i64>,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
             config,
             db,
             turn: Default::default(),
+            access_changes: tokio::sync::watch::Sender::new(0),
         }))
     }
 }

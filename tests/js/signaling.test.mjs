@@ -85,6 +85,13 @@ describe('presence', () => {
     );
     assert.equal((await joined).username, 'a2');
 
+    // By default a device outside every range cannot pick a lab: it is in Other.
+    const sb0 = await s.connect({ token: b1.token, device: 'PC 9', lab: 'Lab B' });
+    assert.equal((await sb0.snapshot).self.lab, 'Other');
+    // Once an admin allows self-selection, the live socket is moved (dropped, to re-join).
+    const dropped = new Promise((resolve) => sb0.once('disconnect', resolve));
+    s.cli(['setting', 'set', 'presence.lab_self_select', 'on']);
+    await dropped;
     // An unmatched device picks Lab B; Lab A's students neither see it nor hear of it.
     const hearsB = arrives(sa1, 'presence:joined', 700);
     const sb1 = await s.connect({ token: b1.token, device: 'PC 9', lab: 'Lab B' });
@@ -267,18 +274,20 @@ describe('transfer handshake and relay rules', () => {
 });
 
 describe('permissions, announcements and broadcasts', () => {
+  const [A, B, C] = ['127.0.0.50', '127.0.0.51', '127.0.0.52'];
   let s;
   before(async () => {
     s = await startServer();
-    s.cli(['lab', 'add', 'Lab A', '--cidr', '10.50.0.0/24']);
-    s.cli(['lab', 'add', 'Lab B', '--cidr', '10.51.0.0/24']);
-    s.cli(['lab', 'add', 'Lab C', '--cidr', '10.52.0.0/24']);
+    // Devices are placed by address: each client binds one loopback address.
+    s.cli(['lab', 'add', 'Lab A', '--cidr', '127.0.0.50/32']);
+    s.cli(['lab', 'add', 'Lab B', '--cidr', '127.0.0.51/32']);
+    s.cli(['lab', 'add', 'Lab C', '--cidr', '127.0.0.52/32']);
   });
   after(() => s.stop());
 
   test('students cannot broadcast or announce', async () => {
     const st = await s.user('stud');
-    const sock = await s.connect({ token: st.token, lab: 'Lab A' });
+    const sock = await s.connect({ token: st.token, localAddress: A });
     await sock.snapshot;
     const b = await call(sock, 'broadcast:start', { target: { lab: 'Lab A' }, files: FILES });
     assert.equal(b.error.code, 'forbidden');
@@ -289,7 +298,7 @@ describe('permissions, announcements and broadcasts', () => {
 
   test('an event sent the moment the socket connects is answered', async () => {
     const t = await s.user('quick', 'instructor');
-    const sock = await s.connect({ token: t.token, lab: 'Lab C' });
+    const sock = await s.connect({ token: t.token, localAddress: C });
     // No wait for the snapshot: the server must already listen.
     const ack = await call(sock, 'announce', { text: 'first words', target: { lab: 'Lab C' } });
     assert.equal(ack.ok, true, JSON.stringify(ack));
@@ -302,10 +311,10 @@ describe('permissions, announcements and broadcasts', () => {
     const st1 = await s.user('s1');
     const st2 = await s.user('s2');
     const stB = await s.user('sb');
-    const sockT = await s.connect({ token: t.token, lab: 'Lab A' });
-    const sock1 = await s.connect({ token: st1.token, lab: 'Lab A', device: 'PC 1' });
-    const sock2 = await s.connect({ token: st2.token, lab: 'Lab A', device: 'PC 2' });
-    const sockB = await s.connect({ token: stB.token, lab: 'Lab B' });
+    const sockT = await s.connect({ token: t.token, localAddress: A });
+    const sock1 = await s.connect({ token: st1.token, localAddress: A, device: 'PC 1' });
+    const sock2 = await s.connect({ token: st2.token, localAddress: A, device: 'PC 2' });
+    const sockB = await s.connect({ token: stB.token, localAddress: B });
     await Promise.all([sockT.snapshot, sock1.snapshot, sock2.snapshot, sockB.snapshot]);
 
     const heard = next(sock1, 'announcement');
@@ -318,7 +327,7 @@ describe('permissions, announcements and broadcasts', () => {
     assert.equal(await bHears, false);
     // A late joiner in Lab A still sees it.
     const late = await s.user('late');
-    const lateSock = await s.connect({ token: late.token, lab: 'Lab A' });
+    const lateSock = await s.connect({ token: late.token, localAddress: A });
     assert.equal((await next(lateSock, 'announcement')).text, 'Exam starts at 10:00');
 
     assert.equal((await call(sockT, 'announce', { text: 'x', target: { lab: 'Atlantis' } })).error.code, 'unknown_lab');
@@ -367,7 +376,7 @@ describe('permissions, announcements and broadcasts', () => {
     // A device that joins the lab while it runs is offered it, and placed in the tree.
     const st3 = await s.user('joiner');
     const joined = next(sockT, 'broadcast:progress');
-    const sock3 = await s.connect({ token: st3.token, lab: 'Lab A' });
+    const sock3 = await s.connect({ token: st3.token, localAddress: A });
     const offer3 = next(sock3, 'broadcast:offer');
     const manifest3 = next(sock3, 'broadcast:manifest');
     const link3 = next(sock3, 'broadcast:link');

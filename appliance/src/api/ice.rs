@@ -1,5 +1,5 @@
 //! `GET /api/ice-servers`: STUN/TURN servers with a short-lived TURN credential for the
-//! signed-in user (any role). The credential scheme lives in `turn::credentials`.
+//! signed-in user, when their role may send or receive files (`db::access::RELAY_PERMISSIONS`). The credential scheme lives in `turn::credentials`.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,6 +12,13 @@ use crate::db;
 use crate::state::AppState;
 
 pub async fn ice_servers(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
+    if !db::access::RELAY_PERMISSIONS.iter().any(|p| user.has(p)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this account may neither send nor receive files, so it gets no relay credentials",
+        ));
+    }
     let issuer = state.turn.get().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

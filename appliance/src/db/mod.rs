@@ -5,6 +5,7 @@
 //! Queries are runtime `query_as` with `FromRow` and portable column types, so the same
 //! code can run on PostgreSQL with its own migration folder (see STACK.md, pitfall 7).
 
+pub mod access;
 pub mod announcements;
 pub mod audit;
 pub mod labs;

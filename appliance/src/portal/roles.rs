@@ -123,7 +123,7 @@ pub async fn update(
     .await?;
     Ok(done(
         "/admin/roles",
-        &format!("Saved the permissions of {}. They apply at each user's next request.", role.name),
+        &format!("Saved the permissions of {}. They apply at once, to connected devices too.", role.name),
     ))
 }
 

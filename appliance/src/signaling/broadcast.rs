@@ -127,10 +127,16 @@ fn pieces_of(size: u64) -> usize {
 }
 
 impl Session {
+    /// Whether this recipient receives without being asked: never a device that is in its
+    /// lab only because its user picked the lab.
+    fn auto_accepts(&self, peer: &Peer) -> bool {
+        self.auto_accept && !peer.self_selected
+    }
+
     fn offer(&self, r: &Recipient) -> Value {
         json!({
             "broadcastId": self.id, "transferId": r.transfer_id, "from": self.sender, "files": self.files,
-            "totalBytes": self.total, "pieceBytes": PIECE_BYTES, "autoAccept": self.auto_accept,
+            "totalBytes": self.total, "pieceBytes": PIECE_BYTES, "autoAccept": self.auto_accepts(&r.peer),
         })
     }
 
@@ -274,7 +280,7 @@ impl Session {
         fx.to(&peer.peer_id, "broadcast:offer", self.offer(&r));
         fx.to(&self.sender.peer_id, "broadcast:progress", self.progress(&r));
         self.recipients.insert(peer.peer_id.clone(), r);
-        if self.auto_accept {
+        if self.auto_accepts(&peer) {
             self.accept(&peer.peer_id, fx);
         } else {
             fx.asked.push((self.id.clone(), peer.peer_id));
@@ -709,12 +715,15 @@ mod tests {
                 role: "student".into(),
                 lab: lab.into(),
                 device: "pc".into(),
+                self_selected: false,
             },
             session_id: format!("s-{id}"),
             permissions: perms.iter().map(|p| p.to_string()).collect(),
             sees_all: false,
             owned_labs: Vec::new(),
             device_key: format!("dev-{id}"),
+            addr: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            lab_pick: None,
         }
     }
 
@@ -778,6 +787,41 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_self_selected_device_is_asked_even_when_the_sender_auto_accepts() {
+        let mut book = Book::default();
+        let sender = member("s", "Lab A", &["broadcast.send"]);
+        let mut picked = member("p", "Lab A", RECV).peer;
+        picked.self_selected = true;
+        let placed = member("a", "Lab A", RECV).peer;
+        let mut n = 0;
+        let start = Start {
+            id: "b1".into(),
+            target: Target::Lab { lab: "Lab A".into() },
+            reach: Reach::Labs(vec!["Lab A".into()]),
+            files: files(),
+            fanout: 1,
+            auto_accept: true,
+        };
+        let (_, fx) = book
+            .start(&sender, vec![placed, picked], start, || {
+                n += 1;
+                format!("t{n}")
+            })
+            .unwrap();
+        let offer_to = |peer: &str| {
+            fx.emits
+                .iter()
+                .find(|e| e.event == "broadcast:offer" && e.to == super::super::hub::Audience::Peer(peer.into()))
+                .unwrap()
+                .data["autoAccept"]
+                .clone()
+        };
+        assert_eq!(offer_to("a"), true);
+        assert_eq!(offer_to("p"), false);
+        assert_eq!(fx.records.iter().filter(|r| matches!(r, Record::Accepted(_))).count(), 1);
     }
 
     #[test]

@@ -17,10 +17,11 @@ use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use socketioxide::handler::{ConnectHandler, FromMessageParts, MessageHandler};
 use socketioxide::socket::{Sid, Socket};
 
+use super::access::{self, DeviceAccess};
 use super::hub::Member;
-use super::labs::{self, LabMatcher};
+use super::labs;
 use super::payloads::{self, Announce, Signal, Target, TransferFinish, TransferRequest, TransferRespond};
-use super::{ALL_SCOPE_ROOM, SignalError, ack_body, deliver, lab_room, peer_room, store};
+use super::{ALL_SCOPE_ROOM, SELF_SELECTED_ROOM, SignalError, ack_body, deliver, lab_room, peer_room, store};
 use crate::auth::{self, AuthError, CurrentUser};
 use crate::db;
 use crate::state::AppState;
@@ -163,6 +164,9 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
         socket.disconnect().ok();
         return;
     };
+    // Read before the access itself: if it moves while this socket joins, the socket is
+    // checked again once it is in the hub (the watcher may have looked before it was).
+    let generation = db::access::generation(&state.db).await.ok();
     let member = match build_member(&state, &socket, auth).await {
         Ok(m) => m,
         Err(e) => {
@@ -173,10 +177,14 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
     };
     let peer_id = member.peer.peer_id.clone();
     let lab = member.peer.lab.clone();
+    let self_selected = member.peer.self_selected;
     socket.join(peer_room(&peer_id));
     socket.join(lab_room(&lab));
     if member.sees_all {
         socket.join(ALL_SCOPE_ROOM);
+    }
+    if self_selected {
+        socket.join(SELF_SELECTED_ROOM);
     }
     let joined = member.clone();
     let (mut snapshot, emits) = state.signaling.with_hub(|h| h.join(member));
@@ -195,9 +203,17 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
         tracing::debug!(error = %e, "snapshot not sent");
     }
     deliver(&state, emits).await;
+    if generation.is_none() || db::access::generation(&state.db).await.ok() != generation {
+        match access::reevaluate(&state, Some(&peer_id)).await {
+            Ok(0) => {}
+            Ok(_) => return,
+            Err(e) => tracing::warn!(error = %e, "could not re-check a joining socket's access"),
+        }
+    }
     match db::announcements::live_for(&state.db, &lab).await {
         Ok(list) => {
-            for a in list {
+            // A lab's announcements are for the devices in it, not for those that picked it.
+            for a in list.into_iter().filter(|a| a.lab.is_none() || !self_selected) {
                 let _ = socket.emit("announcement", &announcement_json(&a));
             }
         }
@@ -214,30 +230,36 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
         .map(|ConnectInfo(a)| a.ip())
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    let addr = labs::client_addr(peer_addr, forwarded, &state.config.trusted_proxies);
-    let ranges = db::labs::ranges(&state.db).await?;
-    let known: Vec<String> = db::labs::list(&state.db).await?.into_iter().map(|l| l.name).collect();
-    let lab = LabMatcher::new(&ranges).resolve(addr, auth.lab_pick.as_deref(), &known);
-    let scope = crate::settings::get_str(&state.db, "presence.scope").await?;
+    let addr = labs::client_addr(peer_addr, forwarded, &state.config.trusted_proxies).to_canonical();
+    let env = access::Surroundings::load(&state.db).await?;
     let user = auth.user;
-    let sees_all = scope == "all" || user.has("portal.access") || user.has("broadcast.send");
-    let owned_labs = db::labs::owned_by(&state.db, user.id).await?;
+    let standing = db::access::UserAccess {
+        display_name: user.display_name.clone(),
+        role: user.role.clone(),
+        disabled: false,
+        permissions: user.permissions.clone(),
+        owned_labs: db::labs::owned_by(&state.db, user.id).await?,
+    };
+    let a = DeviceAccess::derive(&standing, addr, auth.lab_pick.as_deref(), &env);
     Ok(Member {
         peer: super::hub::Peer {
             peer_id: socket.id.to_string(),
             user_id: user.id,
             username: user.username.clone(),
-            display_name: user.display_name.clone(),
-            role: user.role.clone(),
-            lab,
+            display_name: a.display_name,
+            role: a.role,
+            lab: a.lab,
             device: auth.device,
+            self_selected: a.self_selected,
         },
         session_id: user.session_id.clone(),
-        permissions: user.permissions.clone(),
-        sees_all,
-        owned_labs,
+        permissions: a.permissions,
+        sees_all: a.sees_all,
+        owned_labs: a.owned_labs,
         // Without a device id of its own, a socket can never re-claim a transfer.
         device_key: auth.device_key.unwrap_or_else(|| format!("socket:{}", socket.id)),
+        addr,
+        lab_pick: auth.lab_pick,
     })
 }
 

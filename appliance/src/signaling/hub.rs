@@ -37,6 +37,10 @@ pub struct Peer {
     pub role: String,
     pub lab: String,
     pub device: String,
+    /// In `lab` because its user picked it (`presence.lab_self_select`), not by address:
+    /// such a device never gets that lab's announcements or auto-accepted broadcasts.
+    #[serde(skip)]
+    pub self_selected: bool,
 }
 
 /// A connected device and what the server knows about its user.
@@ -53,6 +57,10 @@ pub struct Member {
     /// reconnections): what lets a new socket re-claim this device's transfers. Never sent to
     /// other clients.
     pub device_key: String,
+    /// The device's address (behind a trusted proxy, from `X-Forwarded-For`) and the lab its
+    /// user asked for: what its lab is derived from again when labs or settings change.
+    pub addr: std::net::IpAddr,
+    pub lab_pick: Option<String>,
 }
 
 impl Member {
@@ -376,6 +384,7 @@ impl Hub {
         let m = self.members.get(peer).ok_or(SignalError::NotConnected)?;
         let claimant = m.peer.clone();
         let key = m.device_key.clone();
+        let (may_send, may_receive) = (m.has("transfer.send"), m.has("transfer.receive"));
         let t = self.transfers.get_mut(id).ok_or(SignalError::UnknownTransfer)?;
         let sender_match = t.from_user == claimant.user_id && t.from_device == key;
         let receiver_match = t.to_user == claimant.user_id && t.to_device == key;
@@ -393,6 +402,12 @@ impl Hub {
         };
         if t.stage != Stage::Accepted {
             return Err(SignalError::WrongState("it was not accepted yet"));
+        }
+        // A user whose role lost the right since the transfer began may not take it up again.
+        match side {
+            Role::Sender if !may_send => return Err(SignalError::Forbidden("transfer.send")),
+            Role::Receiver if !may_receive => return Err(SignalError::Forbidden("transfer.receive")),
+            _ => {}
         }
         let reported = match side {
             Role::Sender => t.sender_report.is_some(),
@@ -711,12 +726,15 @@ mod tests {
                 role: "student".into(),
                 lab: lab.into(),
                 device: "pc".into(),
+                self_selected: false,
             },
             session_id: format!("s{user}"),
             permissions: perms.iter().map(|p| p.to_string()).collect(),
             sees_all,
             owned_labs: Vec::new(),
             device_key: format!("dev-{id}"),
+            addr: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            lab_pick: None,
         }
     }
 

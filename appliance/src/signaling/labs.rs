@@ -1,5 +1,6 @@
-//! Which lab a device is in: the lab whose address range holds the device's address (the
-//! most specific range wins), else the lab its user picked if that lab exists, else "Other".
+//! Which lab an address is in: the lab whose address range holds it (the most specific range
+//! wins). What happens to a device outside every range (picking a lab, or "Other") is decided
+//! in `access::place`.
 //! Behind a trusted reverse proxy the address comes from `X-Forwarded-For`.
 
 use std::net::IpAddr;
@@ -27,17 +28,6 @@ impl LabMatcher {
     pub fn lab_of(&self, addr: IpAddr) -> Option<&str> {
         let addr = addr.to_canonical();
         self.ranges.iter().find(|(net, _)| net.contains(&addr)).map(|(_, lab)| lab.as_str())
-    }
-
-    /// The lab of a device at `addr` whose user asked for `pick`.
-    pub fn resolve(&self, addr: IpAddr, pick: Option<&str>, known_labs: &[String]) -> String {
-        if let Some(lab) = self.lab_of(addr) {
-            return lab.to_string();
-        }
-        match pick {
-            Some(p) if known_labs.iter().any(|l| l == p) => p.to_string(),
-            _ => OTHER.to_string(),
-        }
     }
 }
 
@@ -95,18 +85,6 @@ mod tests {
         assert_eq!(m.lab_of("10.0.3.7".parse().unwrap()), Some("Building"));
         assert_eq!(m.lab_of("::ffff:10.0.2.9".parse().unwrap()), Some("Lab 2"));
         assert_eq!(m.lab_of("192.168.1.1".parse().unwrap()), None);
-    }
-
-    #[test]
-    fn unmatched_devices_may_pick_an_existing_lab() {
-        let m = LabMatcher::new(&[range("Lab 2", "10.0.2.0/24")]);
-        let labs = vec!["Lab 2".to_string(), "Lab 9".to_string()];
-        let outside: IpAddr = "192.168.1.1".parse().unwrap();
-        assert_eq!(m.resolve(outside, Some("Lab 9"), &labs), "Lab 9");
-        assert_eq!(m.resolve(outside, Some("Nope"), &labs), OTHER);
-        assert_eq!(m.resolve(outside, None, &labs), OTHER);
-        // The address decides when it matches.
-        assert_eq!(m.resolve("10.0.2.1".parse().unwrap(), Some("Lab 9"), &labs), "Lab 2");
     }
 
     #[test]

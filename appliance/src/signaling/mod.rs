@@ -11,6 +11,7 @@
 //! or its user disabled; every client event is validated and answered by an ack
 //! `{ok:true,...}` or `{error:{code,message}}`; no file byte ever passes through here.
 
+pub mod access;
 pub mod broadcast;
 mod broadcast_events;
 mod events;
@@ -137,6 +138,16 @@ impl Signaling {
 }
 
 impl Signaling {
+    /// Drops these sockets, at once (they reconnect by themselves).
+    pub async fn disconnect_peers(&self, peers: &[String]) {
+        let Some(io) = self.io.get() else { return };
+        for peer in peers {
+            if let Err(e) = io.to(peer_room(peer)).disconnect().await {
+                tracing::warn!(peer, error = %e, "could not disconnect a socket");
+            }
+        }
+    }
+
     /// Drops every socket of a user, at once.
     pub async fn disconnect_user(&self, user_id: i64) {
         let sessions: Vec<String> = self
@@ -154,6 +165,10 @@ pub(crate) fn lab_room(lab: &str) -> String {
 }
 
 pub(crate) const ALL_SCOPE_ROOM: &str = "scope:all";
+
+/// Devices in a lab because their user picked it: they see the lab's presence but never get
+/// its announcements (or auto-accepted broadcasts).
+pub(crate) const SELF_SELECTED_ROOM: &str = "self-selected";
 
 pub use resume::restore;
 
@@ -220,7 +235,7 @@ pub(crate) async fn deliver(state: &AppState, emits: Vec<Emit>) {
                     None => op.emit(e.event, &e.data).await,
                 }
             }
-            Audience::InLab(lab) => io.to(lab_room(lab)).emit(e.event, &e.data).await,
+            Audience::InLab(lab) => io.to(lab_room(lab)).except(SELF_SELECTED_ROOM).emit(e.event, &e.data).await,
             Audience::Everyone => io.emit(e.event, &e.data).await,
         };
         if let Err(err) = result {

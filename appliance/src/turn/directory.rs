@@ -1,13 +1,14 @@
 //! What the relay knows of the database, kept in memory because the relay library's
 //! `AuthHandler` is synchronous and runs inside its read loops: which user ids exist and
-//! which are disabled, and the labs' address ranges (for the peer filter).
+//! which may relay (enabled, and allowed to send or receive files), and the labs' address
+//! ranges (for the peer filter).
 //!
-//! Choice: a view refreshed from the store every [`REFRESH`], plus an immediate mark
-//! when `GET /api/ice-servers` hands credentials to a user (so a brand-new account never
-//! waits for the next refresh). A user disabled with `labbeam user disable` (another
-//! process, so no in-process signal) is refused at the latest one refresh later; the
-//! refresh also closes that user's open allocations at once. The credential's own expiry
-//! needs no view at all.
+//! Choice: a view refreshed from the store every [`REFRESH`] and at once when the store's
+//! access generation moves (any process's change of a user, role or lab: see
+//! `access_watch`), plus an immediate mark when `GET /api/ice-servers` hands credentials
+//! to a user (so a brand-new account never waits for the next refresh). The refresh closes
+//! the open allocations of a user who may no longer relay. The credential's own expiry needs
+//! no view at all.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::db::{self, users};
+use crate::db;
 
 /// How often the view is reloaded from the store.
 pub const REFRESH: Duration = Duration::from_secs(5);
@@ -61,9 +62,10 @@ impl UserDirectory {
     }
 }
 
-/// Loads `user id → disabled` from the store.
+/// Loads `user id → may not relay` (disabled, or a role that may neither send nor receive
+/// files) from the store.
 pub async fn load_users(pool: &db::Pool) -> Result<HashMap<i64, bool>, db::DbError> {
-    Ok(users::list(pool).await?.into_iter().map(|u| (u.id, u.is_disabled())).collect())
+    Ok(db::access::all(pool).await?.into_iter().map(|(id, u)| (id, u.disabled || !u.may_relay())).collect())
 }
 
 /// Loads every lab's ranges. Rows that are not valid CIDRs are skipped with a warning

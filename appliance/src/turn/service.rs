@@ -198,7 +198,12 @@ impl BoundTurn {
     /// multi-thread runtime each one also paid for work stealing, scheduler statistics and
     /// cross-thread unparking (bench/turn: about a fifth of the relay's instructions per
     /// message). One core relays far more than a lab's relayed share of traffic needs.
-    pub async fn start_on_own_thread(self, pool: db::Pool, counters: TurnCounters) -> anyhow::Result<TurnThread> {
+    pub async fn start_on_own_thread(
+        self,
+        pool: db::Pool,
+        counters: TurnCounters,
+        access_changes: tokio::sync::watch::Receiver<i64>,
+    ) -> anyhow::Result<TurnThread> {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<IceServerIssuer>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -208,7 +213,7 @@ impl BoundTurn {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build();
                 match runtime {
                     Ok(runtime) => runtime.block_on(async move {
-                        match self.start(pool, counters).await {
+                        match self.start(pool, counters, access_changes).await {
                             Ok(running) => {
                                 let _ = ready_tx.send(Ok(running.issuer()));
                                 // Also when the sender is dropped: the server is going away.
@@ -232,7 +237,12 @@ impl BoundTurn {
     }
 
     /// Serves the relay on the current runtime; returns once it runs.
-    async fn start(self, pool: db::Pool, counters: TurnCounters) -> anyhow::Result<RunningTurn> {
+    async fn start(
+        self,
+        pool: db::Pool,
+        counters: TurnCounters,
+        access_changes: tokio::sync::watch::Receiver<i64>,
+    ) -> anyhow::Result<RunningTurn> {
         let s = &self.settings;
         let mut own_ips = local_addresses();
         own_ips.insert(canonical_ip(self.relay_ip));
@@ -309,7 +319,7 @@ impl BoundTurn {
                 upkeep_shared.allocation_closed(info.relay_addr.port());
             }
         }));
-        tasks.push(tokio::spawn(upkeep(Arc::clone(&shared), pool)));
+        tasks.push(tokio::spawn(upkeep(Arc::clone(&shared), pool, access_changes)));
         let issuer = IceServerIssuer::new(
             Arc::clone(&shared),
             &self.host,
@@ -322,12 +332,21 @@ impl BoundTurn {
     }
 }
 
-/// Every `REFRESH`: reload users (closing allocations of users who can no longer sign in)
-/// and lab ranges, rotate nonces, forget unanswered requests.
-async fn upkeep(shared: Arc<Shared>, pool: db::Pool) {
+/// Every `REFRESH`, and at once when an access change is seen (`access_changes`): reload
+/// users (closing the allocations of users who may no longer relay) and lab ranges, rotate
+/// nonces, forget unanswered requests.
+async fn upkeep(shared: Arc<Shared>, pool: db::Pool, mut access_changes: tokio::sync::watch::Receiver<i64>) {
     let mut tick = tokio::time::interval(REFRESH);
+    let mut watching = true;
     loop {
-        tick.tick().await;
+        if watching {
+            tokio::select! {
+                _ = tick.tick() => {}
+                changed = access_changes.changed() => watching = changed.is_ok(),
+            }
+        } else {
+            tick.tick().await;
+        }
         let now = Instant::now();
         if let Some(gate) = shared.gates().first() {
             for expired in shared.nonces.take_expired(now) {

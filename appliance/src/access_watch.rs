@@ -1,0 +1,58 @@
+//! Makes every access change act on live connections at once: watches the store's
+//! `access_generation` (bumped by triggers whenever a role, a role's permissions, a user's
+//! status or labs, a lab's ranges or a setting changes, by whichever process) and, when it
+//! moves, re-evaluates every connected socket (`signaling::access::reevaluate`) and tells
+//! the TURN relay to reload its users and lab ranges (through `AppState::access_changes`).
+//!
+//! Polling one row a few times a second costs next to nothing and needs no signal from the
+//! command line, which is another process.
+
+use std::time::Duration;
+
+use crate::db;
+use crate::state::AppState;
+
+/// How often the counter is read: the longest a change waits before it acts.
+pub const POLL: Duration = Duration::from_millis(250);
+
+pub async fn run(state: AppState) {
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen: Option<i64> = None;
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let generation = match db::access::generation(&state.db).await {
+            Ok(g) => g,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot read the access generation; live sockets keep their rights until it can be read");
+                }
+                failing = true;
+                continue;
+            }
+        };
+        if seen == Some(generation) {
+            failing = false;
+            continue;
+        }
+        if seen.is_some() {
+            match crate::signaling::access::reevaluate(&state, None).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(sockets = n, "access changed: sockets disconnected to re-join with their new rights")
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot re-evaluate live sockets; trying again");
+                    }
+                    failing = true;
+                    continue;
+                }
+            }
+        }
+        failing = false;
+        seen = Some(generation);
+        state.access_changes.send_replace(generation);
+    }
+}

@@ -1,0 +1,161 @@
+//! What every user may do, read in bulk: for re-evaluating live sockets and the TURN
+//! relay's view of its users when `access_generation` (bumped by triggers, see migration
+//! 0004) moves.
+
+use std::collections::HashMap;
+
+use super::{DbError, Pool};
+
+/// The counter every access-relevant change bumps.
+pub async fn generation(pool: &Pool) -> Result<i64, DbError> {
+    Ok(sqlx::query_scalar::<_, i64>("SELECT value FROM access_generation WHERE id = 1").fetch_one(pool).await?)
+}
+
+/// One user's standing: what decides the permissions, scope and presence of their devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserAccess {
+    pub display_name: String,
+    pub role: String,
+    pub disabled: bool,
+    /// Sorted.
+    pub permissions: Vec<String>,
+    /// Labs this user is responsible for, sorted.
+    pub owned_labs: Vec<String>,
+}
+
+/// The permissions that need the TURN relay: a user with none of them gets no credential
+/// and loses open allocations.
+pub const RELAY_PERMISSIONS: [&str; 3] = ["transfer.send", "transfer.receive", "broadcast.send"];
+
+impl UserAccess {
+    pub fn has(&self, permission: &str) -> bool {
+        self.permissions.iter().any(|p| p == permission)
+    }
+
+    pub fn may_relay(&self) -> bool {
+        RELAY_PERMISSIONS.iter().any(|p| self.has(p))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: i64,
+    display_name: String,
+    role_id: i64,
+    role: String,
+    disabled: i64,
+}
+
+/// Every user's standing, by user id (three queries whatever the number of users).
+pub async fn all(pool: &Pool) -> Result<HashMap<i64, UserAccess>, DbError> {
+    let users = sqlx::query_as::<_, Row>(
+        "SELECT u.id, u.display_name, u.role_id, r.name AS role, u.disabled FROM users u JOIN roles r ON r.id = u.role_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut permissions: HashMap<i64, Vec<String>> = HashMap::new();
+    let rows = sqlx::query_as::<_, (i64, String)>(
+        "SELECT role_id, permission FROM role_permissions ORDER BY role_id, permission",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (role, permission) in rows {
+        permissions.entry(role).or_default().push(permission);
+    }
+    let mut owned: HashMap<i64, Vec<String>> = HashMap::new();
+    let rows = sqlx::query_as::<_, (i64, String)>(
+        "SELECT ul.user_id, l.name FROM user_labs ul JOIN labs l ON l.id = ul.lab_id ORDER BY ul.user_id, l.name",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (user, lab) in rows {
+        owned.entry(user).or_default().push(lab);
+    }
+    Ok(users
+        .into_iter()
+        .map(|u| {
+            let access = UserAccess {
+                display_name: u.display_name,
+                role: u.role,
+                disabled: u.disabled != 0,
+                permissions: permissions.get(&u.role_id).cloned().unwrap_or_default(),
+                owned_labs: owned.remove(&u.id).unwrap_or_default(),
+            };
+            (u.id, access)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_access_change_moves_the_generation_and_nothing_else_does() {
+        let pool = crate::db::open_memory().await;
+        let g0 = generation(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO users (id, username, display_name, password_hash, role_id, created_at, updated_at) \
+             VALUES (7, 'kim', 'Kim', 'x', 3, 0, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        // A new account: the TURN relay learns of it at once.
+        let g1 = generation(&pool).await.unwrap();
+        assert!(g1 > g0);
+        // Sign-in bookkeeping is not an access change.
+        sqlx::query("UPDATE users SET last_login_at = 5, updated_at = 5 WHERE id = 7").execute(&pool).await.unwrap();
+        assert_eq!(generation(&pool).await.unwrap(), g1);
+
+        let mut last = g1;
+        for change in [
+            "UPDATE users SET role_id = 2 WHERE id = 7",
+            "UPDATE users SET disabled = 1 WHERE id = 7",
+            "UPDATE users SET display_name = 'Kim L.' WHERE id = 7",
+            "DELETE FROM role_permissions WHERE role_id = 2 AND permission = 'announce'",
+            "INSERT INTO role_permissions (role_id, permission) VALUES (2, 'announce')",
+            "INSERT INTO labs (id, name, created_at) VALUES (1, 'Lab 1', 0)",
+            "INSERT INTO lab_ranges (lab_id, cidr) VALUES (1, '10.1.0.0/24')",
+            "INSERT INTO user_labs (user_id, lab_id) VALUES (7, 1)",
+            "DELETE FROM user_labs WHERE user_id = 7",
+            "DELETE FROM lab_ranges WHERE lab_id = 1",
+            "UPDATE labs SET name = 'Lab One' WHERE id = 1",
+            "DELETE FROM labs WHERE id = 1",
+            "INSERT INTO settings (key, value, updated_at) VALUES ('presence.scope', '\"all\"', 0)",
+            "UPDATE settings SET value = '\"lab\"' WHERE key = 'presence.scope'",
+            "DELETE FROM users WHERE id = 7",
+        ] {
+            sqlx::query(change).execute(&pool).await.unwrap();
+            let now = generation(&pool).await.unwrap();
+            assert!(now > last, "{change} did not move the generation");
+            last = now;
+        }
+    }
+
+    #[tokio::test]
+    async fn all_reads_role_permissions_and_owned_labs() {
+        let pool = crate::db::open_memory().await;
+        sqlx::query(
+            "INSERT INTO users (id, username, display_name, password_hash, role_id, created_at, updated_at, disabled) \
+             VALUES (7, 'ina', 'Ina', 'x', 2, 0, 0, 0), (8, 'sam', 'Sam', 'x', 3, 0, 0, 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO labs (id, name, created_at) VALUES (1, 'B', 0), (2, 'A', 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO user_labs (user_id, lab_id) VALUES (7, 1), (7, 2)").execute(&pool).await.unwrap();
+        let all = all(&pool).await.unwrap();
+        let ina = &all[&7];
+        assert_eq!(ina.role, "instructor");
+        assert!(ina.has("broadcast.send") && !ina.has("users.manage"));
+        assert_eq!(ina.owned_labs, vec!["A", "B"]);
+        assert!(!ina.disabled);
+        let sam = &all[&8];
+        assert!(sam.disabled && sam.owned_labs.is_empty());
+        assert_eq!(sam.permissions, vec!["transfer.receive", "transfer.send"]);
+    }
+}

@@ -1,0 +1,245 @@
+//! What a connected device may do and see: its permissions, its scope, its lab and the labs
+//! its user is responsible for, derived from the user's standing (`db::access`), the
+//! device's address and the settings.
+//!
+//! The same derivation runs when a socket connects and whenever an access change is seen
+//! (the store's `access_generation`, bumped by triggers on every relevant table, watched by
+//! [`crate::access_watch`]). A socket whose derived access differs from the one it holds is
+//! disconnected: the client reconnects by itself and joins with the new access, its
+//! accepted transfers pause and resume, and its broadcasts end. So a demoted instructor, a
+//! role that lost a permission, a lab whose ranges moved or a disabled user act on live
+//! sockets at once, whichever process (portal, API, command line) made the change.
+//!
+//! Invariant: a member in the hub never holds more than its user's current standing allows
+//! for longer than one watch interval plus the time to disconnect it.
+
+use std::net::IpAddr;
+
+use super::labs::{LabMatcher, OTHER};
+use crate::db::access::UserAccess;
+use crate::db::{self, DbError};
+use crate::settings;
+use crate::state::AppState;
+
+use super::hub::Member;
+
+/// What the derivation needs besides the user: labs and the settings that place devices.
+pub struct Surroundings {
+    matcher: LabMatcher,
+    known_labs: Vec<String>,
+    /// `presence.scope = all`: students see every lab.
+    scope_all: bool,
+    /// `presence.lab_self_select = on`: a device outside every range may pick a lab.
+    self_select: bool,
+}
+
+impl Surroundings {
+    pub async fn load(pool: &db::Pool) -> Result<Self, DbError> {
+        let ranges = db::labs::ranges(pool).await?;
+        let known_labs = db::labs::list(pool).await?.into_iter().map(|l| l.name).collect();
+        Ok(Surroundings {
+            matcher: LabMatcher::new(&ranges),
+            known_labs,
+            scope_all: settings::get_str(pool, "presence.scope").await? == "all",
+            self_select: settings::get_str(pool, "presence.lab_self_select").await? == "on",
+        })
+    }
+}
+
+/// A device's lab: the lab whose range holds its address; else, only when self-selection
+/// is allowed, the existing lab its user picked (marked self-selected); else "Other".
+pub fn place(env: &Surroundings, addr: IpAddr, pick: Option<&str>) -> (String, bool) {
+    if let Some(lab) = env.matcher.lab_of(addr) {
+        return (lab.to_string(), false);
+    }
+    match pick {
+        Some(p) if env.self_select && env.known_labs.iter().any(|l| l == p) => (p.to_string(), true),
+        _ => (OTHER.to_string(), false),
+    }
+}
+
+/// Everything about a device that follows from its user's standing and its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceAccess {
+    pub display_name: String,
+    pub role: String,
+    pub permissions: Vec<String>,
+    pub sees_all: bool,
+    pub owned_labs: Vec<String>,
+    pub lab: String,
+    pub self_selected: bool,
+}
+
+impl DeviceAccess {
+    /// What `user` on a device at `addr` (which asked for lab `pick`) may do and see.
+    pub fn derive(user: &UserAccess, addr: IpAddr, pick: Option<&str>, env: &Surroundings) -> DeviceAccess {
+        let (lab, self_selected) = place(env, addr, pick);
+        let mut permissions = user.permissions.clone();
+        permissions.sort_unstable();
+        permissions.dedup();
+        let mut owned_labs = user.owned_labs.clone();
+        owned_labs.sort_unstable();
+        DeviceAccess {
+            display_name: user.display_name.clone(),
+            role: user.role.clone(),
+            permissions,
+            sees_all: env.scope_all || user.has("portal.access") || user.has("broadcast.send"),
+            owned_labs,
+            lab,
+            self_selected,
+        }
+    }
+
+    /// What a member holds now.
+    pub fn held_by(m: &Member) -> DeviceAccess {
+        DeviceAccess {
+            display_name: m.peer.display_name.clone(),
+            role: m.peer.role.clone(),
+            permissions: m.permissions.clone(),
+            sees_all: m.sees_all,
+            owned_labs: m.owned_labs.clone(),
+            lab: m.peer.lab.clone(),
+            self_selected: m.peer.self_selected,
+        }
+    }
+}
+
+/// The members (all, or only `only`) whose held access is no longer what their user's
+/// standing gives them, or whose user is gone or disabled.
+pub fn stale_members<'a>(
+    members: impl Iterator<Item = &'a Member>,
+    users: &std::collections::HashMap<i64, UserAccess>,
+    env: &Surroundings,
+) -> Vec<String> {
+    members
+        .filter(|m| match users.get(&m.peer.user_id) {
+            None => true,
+            Some(u) if u.disabled => true,
+            Some(u) => DeviceAccess::derive(u, m.addr, m.lab_pick.as_deref(), env) != DeviceAccess::held_by(m),
+        })
+        .map(|m| m.peer.peer_id.clone())
+        .collect()
+}
+
+/// Re-evaluates live sockets (every one, or only `only`) against the store and disconnects
+/// those whose access changed; returns how many were disconnected.
+pub async fn reevaluate(state: &AppState, only: Option<&str>) -> Result<usize, DbError> {
+    let users = db::access::all(&state.db).await?;
+    let env = Surroundings::load(&state.db).await?;
+    let stale = state.signaling.with_hub(|h| match only {
+        Some(peer) => stale_members(h.member(peer).into_iter(), &users, &env),
+        None => stale_members(h.members(), &users, &env),
+    });
+    for peer in &stale {
+        tracing::info!(peer, "access changed: disconnecting the socket so it re-joins with its new rights");
+    }
+    state.signaling.disconnect_peers(&stale).await;
+    Ok(stale.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::db::labs::LabRange;
+    use crate::signaling::hub::Peer;
+
+    fn env(self_select: bool, scope_all: bool) -> Surroundings {
+        let ranges = vec![LabRange { lab: "Lab 1".into(), cidr: "10.1.0.0/24".into() }];
+        Surroundings {
+            matcher: LabMatcher::new(&ranges),
+            known_labs: vec!["Lab 1".into(), "Lab 2".into()],
+            scope_all,
+            self_select,
+        }
+    }
+
+    fn student() -> UserAccess {
+        UserAccess {
+            display_name: "Kim".into(),
+            role: "student".into(),
+            disabled: false,
+            permissions: vec!["transfer.receive".into(), "transfer.send".into()],
+            owned_labs: Vec::new(),
+        }
+    }
+
+    fn member_of(user: &UserAccess, addr: &str, pick: Option<&str>, env: &Surroundings) -> Member {
+        let addr: IpAddr = addr.parse().unwrap();
+        let a = DeviceAccess::derive(user, addr, pick, env);
+        Member {
+            peer: Peer {
+                peer_id: "p1".into(),
+                user_id: 7,
+                username: "kim".into(),
+                display_name: a.display_name,
+                role: a.role,
+                lab: a.lab,
+                device: "PC".into(),
+                self_selected: a.self_selected,
+            },
+            session_id: "s".into(),
+            permissions: a.permissions,
+            sees_all: a.sees_all,
+            owned_labs: a.owned_labs,
+            device_key: "d".into(),
+            addr,
+            lab_pick: pick.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_device_outside_every_range_is_in_other_unless_self_selection_is_on() {
+        let off = env(false, false);
+        assert_eq!(place(&off, "10.1.0.7".parse().unwrap(), Some("Lab 2")), ("Lab 1".into(), false));
+        assert_eq!(place(&off, "10.9.0.7".parse().unwrap(), Some("Lab 2")), (OTHER.into(), false));
+        let on = env(true, false);
+        assert_eq!(place(&on, "10.9.0.7".parse().unwrap(), Some("Lab 2")), ("Lab 2".into(), true));
+        assert_eq!(place(&on, "10.9.0.7".parse().unwrap(), Some("No such lab")), (OTHER.into(), false));
+        // The address wins over a pick even when self-selection is on.
+        assert_eq!(place(&on, "10.1.0.7".parse().unwrap(), Some("Lab 2")), ("Lab 1".into(), false));
+    }
+
+    #[test]
+    fn a_member_is_stale_exactly_when_its_standing_or_place_changed() {
+        let e = env(false, false);
+        let kim = student();
+        let m = member_of(&kim, "10.1.0.7", None, &e);
+        let users = |u: UserAccess| HashMap::from([(7, u)]);
+        assert!(stale_members([&m].into_iter(), &users(kim.clone()), &e).is_empty());
+
+        let mut lost_send = kim.clone();
+        lost_send.permissions.retain(|p| p != "transfer.send");
+        assert_eq!(stale_members([&m].into_iter(), &users(lost_send), &e), vec!["p1"]);
+
+        let mut promoted = kim.clone();
+        promoted.role = "instructor".into();
+        promoted.permissions.push("broadcast.send".into());
+        assert_eq!(stale_members([&m].into_iter(), &users(promoted), &e), vec!["p1"]);
+
+        let mut owns = kim.clone();
+        owns.owned_labs = vec!["Lab 1".into()];
+        assert_eq!(stale_members([&m].into_iter(), &users(owns), &e), vec!["p1"]);
+
+        let mut disabled = kim.clone();
+        disabled.disabled = true;
+        assert_eq!(stale_members([&m].into_iter(), &users(disabled), &e), vec!["p1"]);
+        assert_eq!(stale_members([&m].into_iter(), &HashMap::new(), &e), vec!["p1"], "user deleted");
+
+        // The lab's ranges moved away from the device, or presence became campus-wide.
+        let moved = Surroundings { matcher: LabMatcher::new(&[]), ..env(false, false) };
+        assert_eq!(stale_members([&m].into_iter(), &users(kim.clone()), &moved), vec!["p1"]);
+        assert_eq!(stale_members([&m].into_iter(), &users(kim.clone()), &env(false, true)), vec!["p1"]);
+    }
+
+    #[test]
+    fn turning_self_selection_off_moves_self_selected_devices_out() {
+        let on = env(true, false);
+        let kim = student();
+        let m = member_of(&kim, "10.9.0.7", Some("Lab 2"), &on);
+        assert!(m.peer.self_selected);
+        assert!(stale_members([&m].into_iter(), &HashMap::from([(7, kim.clone())]), &on).is_empty());
+        assert_eq!(stale_members([&m].into_iter(), &HashMap::from([(7, kim)]), &env(false, false)), vec!["p1"]);
+    }
+}
