@@ -68,7 +68,7 @@ describe('access changes reach live sockets', () => {
   });
   after(() => s.stop());
 
-  test('an instructor who loses a lab, then the role, loses broadcast at once', async () => {
+  test('an instructor who loses a lab, then the role, loses broadcast and announce at once', async () => {
     const prof = await s.user('prof', 'instructor');
     s.cli(['lab', 'assign', 'Lab A', 'prof']);
     const stud = await s.user('stud');
@@ -87,6 +87,8 @@ describe('access changes reach live sockets', () => {
     await sockT.snapshot;
     const refused = await call(sockT, 'broadcast:start', { target: { lab: 'Lab A' }, files: FILES });
     assert.equal(refused.error?.code, 'forbidden', JSON.stringify(refused));
+    const quiet = await call(sockT, 'announce', { text: 'x', target: { lab: 'Lab A' } });
+    assert.equal(quiet.error?.code, 'forbidden', JSON.stringify(quiet));
 
     // Demoted to student: dropped again; back with the student's rights.
     const dropped2 = droppedWithin(sockT, 2000);

@@ -298,6 +298,7 @@ describe('permissions, announcements and broadcasts', () => {
 
   test('an event sent the moment the socket connects is answered', async () => {
     const t = await s.user('quick', 'instructor');
+    s.cli(['lab', 'assign', 'Lab C', 'quick']);
     const sock = await s.connect({ token: t.token, localAddress: C });
     // No wait for the snapshot: the server must already listen.
     const ack = await call(sock, 'announce', { text: 'first words', target: { lab: 'Lab C' } });
@@ -331,6 +332,11 @@ describe('permissions, announcements and broadcasts', () => {
     assert.equal((await next(lateSock, 'announcement')).text, 'Exam starts at 10:00');
 
     assert.equal((await call(sockT, 'announce', { text: 'x', target: { lab: 'Atlantis' } })).error.code, 'unknown_lab');
+    // Announcements have the scope of broadcasts: not another lab, not Other, not everyone.
+    for (const target of [{ lab: 'Lab B' }, { lab: 'Other' }, { all: true }]) {
+      const refused = await call(sockT, 'announce', { text: 'x', target });
+      assert.equal(refused.error?.code, 'forbidden', JSON.stringify(target));
+    }
 
     const inc1 = next(sock1, 'broadcast:offer');
     const inc2 = next(sock2, 'broadcast:offer');

@@ -59,7 +59,7 @@ pub struct Recipient {
     pub reason: String,
 }
 
-/// Where the sender may broadcast (checked again for late joiners).
+/// Where the sender may broadcast or announce (checked again for late joiners).
 #[derive(Debug, Clone)]
 pub enum Reach {
     Anywhere,
@@ -67,6 +67,16 @@ pub enum Reach {
 }
 
 impl Reach {
+    /// Admins (user managers) reach every lab, "Other" and everyone; anybody else only the
+    /// labs they are responsible for.
+    pub fn of(member: &Member) -> Reach {
+        if member.has("users.manage") { Reach::Anywhere } else { Reach::Labs(member.owned_labs.clone()) }
+    }
+
+    pub fn is_anywhere(&self) -> bool {
+        matches!(self, Reach::Anywhere)
+    }
+
     pub fn allows(&self, lab: &str) -> bool {
         match self {
             Reach::Anywhere => true,

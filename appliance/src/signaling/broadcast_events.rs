@@ -84,13 +84,12 @@ pub(super) async fn start(state: AppState, peer: String, req: BroadcastStart) ->
     }
     let (limits, _) = super::limits(&state).await?;
     let total = payloads::validate_files(&req.files, limits.max_file_bytes)?;
-    // Admins (user managers) may broadcast anywhere; instructors to the labs they own.
-    let reach = if member.has("users.manage") { Reach::Anywhere } else { Reach::Labs(member.owned_labs.clone()) };
+    let reach = Reach::of(&member);
     match &req.target {
         Target::Lab { lab } if !reach.allows(lab) => {
             return Err(SignalError::Forbidden("broadcast.send (to this lab)"));
         }
-        Target::All { all: true } if !matches!(reach, Reach::Anywhere) => {
+        Target::All { all: true } if !reach.is_anywhere() => {
             return Err(SignalError::Forbidden("broadcast.send (to all labs)"));
         }
         Target::All { all: false } => return Err(SignalError::Invalid("target {all:false} names nobody".into())),

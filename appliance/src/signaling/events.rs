@@ -511,14 +511,21 @@ async fn announce(state: AppState, peer: String, req: Announce) -> Result<Value,
         return Err(SignalError::Invalid("text must not be empty".into()));
     }
     let ttl = req.ttl_secs.unwrap_or(3600).clamp(60, 86_400) as i64;
+    // The same scope as broadcasts: admins (user managers) anywhere, instructors the labs
+    // they are responsible for.
+    let reach = super::broadcast::Reach::of(&member);
     let lab = match &req.target {
         Target::Lab { lab } => {
             if lab != labs::OTHER && db::labs::by_name(&state.db, lab).await?.is_none() {
                 return Err(SignalError::UnknownLab(lab.clone()));
             }
+            if !reach.allows(lab) {
+                return Err(SignalError::Forbidden("announce (to this lab: you are not responsible for it)"));
+            }
             Some(lab.clone())
         }
-        Target::All { all: true } => None,
+        Target::All { all: true } if reach.is_anywhere() => None,
+        Target::All { all: true } => return Err(SignalError::Forbidden("announce (to all labs)")),
         _ => return Err(SignalError::Invalid("announce to {lab} or {all:true}".into())),
     };
     let a = db::announcements::create(
