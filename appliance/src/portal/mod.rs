@@ -8,7 +8,9 @@
 //! - every state-changing request carries the session's CSRF token and is refused (403,
 //!   nothing changed) without it;
 //! - every change is written to the audit log with who, what, before/after and from where;
-//! - all output is escaped by the templates; no secret (password hash, token) is rendered.
+//! - all output is escaped by the templates; no secret (password hash, token) is rendered;
+//! - every CSV export writes its cells through `csv_cell`, so a name that starts like a
+//!   formula stays text in a spreadsheet.
 
 mod audit_page;
 mod dashboard;
@@ -220,19 +222,68 @@ pub struct CsrfForm {
     pub csrf: String,
 }
 
-/// A CSV download.
-pub fn csv_download(filename: &str, out: csv::Writer<Vec<u8>>) -> Result<Response, PortalError> {
-    let body = out.into_inner().map_err(|e| PortalError::Internal(e.to_string()))?;
-    let disposition = format!("attachment; filename=\"{filename}\"");
-    Ok((
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)],
-        body,
-    )
-        .into_response())
+/// A CSV export being written. Every cell goes through [`csv_cell`], so no export can hand
+/// a spreadsheet a formula.
+pub struct CsvExport {
+    out: csv::Writer<Vec<u8>>,
+}
+
+impl CsvExport {
+    /// An export whose first row is `header`.
+    pub fn new<'a>(header: impl IntoIterator<Item = &'a str>) -> Result<Self, PortalError> {
+        let mut export = CsvExport { out: csv::Writer::from_writer(Vec::new()) };
+        export.row(header)?;
+        Ok(export)
+    }
+
+    pub fn row<'a>(&mut self, cells: impl IntoIterator<Item = &'a str>) -> Result<(), PortalError> {
+        let internal = |e: csv::Error| PortalError::Internal(e.to_string());
+        for cell in cells {
+            self.out.write_field(csv_cell(cell).as_bytes()).map_err(internal)?;
+        }
+        // An empty record after `write_field` ends the row.
+        self.out.write_record(None::<&[u8]>).map_err(internal)
+    }
+
+    /// The download response.
+    pub fn download(self, filename: &str) -> Result<Response, PortalError> {
+        let body = self.out.into_inner().map_err(|e| PortalError::Internal(e.to_string()))?;
+        let disposition = format!("attachment; filename=\"{filename}\"");
+        Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)],
+            body,
+        )
+            .into_response())
+    }
+}
+
+/// One exported cell, safe to open in a spreadsheet: a value that starts with a character
+/// that makes a spreadsheet read it as a formula (`=`, `+`, `-`, `@`, tab, carriage
+/// return) gets a single quote in front (OWASP's advice on CSV injection); anything else
+/// is unchanged. Usernames typed at a failed login and names sent by browsers reach the
+/// exports, so any cell may come from an attacker.
+pub fn csv_cell(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}").into() } else { value.into() }
 }
 
 /// A redirect after a successful form (post/redirect/get), with a notice for the page.
 pub fn done(path: &str, notice: &str) -> Response {
     let sep = if path.contains('?') { '&' } else { '?' };
     Redirect::to(&format!("{path}{sep}notice={}", view::url_encode(notice))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn csv_cells_that_start_a_formula_get_a_quote_and_keep_their_value() {
+        for lead in ['=', '+', '-', '@', '\t', '\r'] {
+            let value = format!("{lead}HYPERLINK(\"https://evil.example\",\"x\")");
+            assert_eq!(csv_cell(&value), format!("'{value}"), "{lead:?}");
+        }
+        for safe in ["", "ann", "Ann =1", "'=already quoted", " =1", "1-2", "user:=x", "\n=1", "é=1"] {
+            assert_eq!(csv_cell(safe), safe);
+        }
+    }
 }

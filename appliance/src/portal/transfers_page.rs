@@ -171,9 +171,7 @@ pub async fn export(
     Query(f): Query<Filters>,
 ) -> Result<Response, PortalError> {
     let rows = transfers::list(&state.db, &f.to_filter()?, EXPORT_MAX).await?;
-    let internal = |e: csv::Error| PortalError::Internal(e.to_string());
-    let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record([
+    let mut out = super::CsvExport::new([
         "id",
         "requested_utc",
         "sender",
@@ -191,10 +189,9 @@ pub async fn export(
         "sha256",
         "failure_reason",
         "broadcast_id",
-    ])
-    .map_err(internal)?;
+    ])?;
     for t in &rows {
-        out.write_record([
+        out.row([
             t.id.as_str(),
             &view::when(Some(t.requested_at)),
             &t.sender_username,
@@ -212,10 +209,9 @@ pub async fn export(
             &t.sha256,
             &t.failure_reason,
             t.broadcast_id.as_deref().unwrap_or(""),
-        ])
-        .map_err(internal)?;
+        ])?;
     }
-    super::csv_download("labbeam-transfers.csv", out)
+    out.download("labbeam-transfers.csv")
 }
 
 pub struct BroadcastView {

@@ -295,16 +295,13 @@ pub async fn delete(
 
 pub async fn export(State(state): State<AppState>, portal: PortalUser) -> Result<Response, PortalError> {
     portal.require("users.manage")?;
-    let mut out = csv::Writer::from_writer(Vec::new());
-    let internal = |e: csv::Error| PortalError::Internal(e.to_string());
-    out.write_record(["username", "display_name", "role", "status", "created_utc", "last_login_utc"])
-        .map_err(internal)?;
+    let mut out =
+        super::CsvExport::new(["username", "display_name", "role", "status", "created_utc", "last_login_utc"])?;
     for u in users::list(&state.db).await? {
         let r = row(u);
-        out.write_record([&r.username, &r.display_name, &r.role, r.status, &r.created, &r.last_login])
-            .map_err(internal)?;
+        out.row([r.username.as_str(), &r.display_name, &r.role, r.status, &r.created, &r.last_login])?;
     }
-    super::csv_download("labbeam-users.csv", out)
+    out.download("labbeam-users.csv")
 }
 
 // --- CSV import -------------------------------------------------------------------------
