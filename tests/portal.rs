@@ -44,7 +44,8 @@ async fn pages_need_sign_in_and_portal_access() {
         assert!(html.contains("LabBeam"), "{page}");
     }
 
-    // Give instructors portal access: they see transfers and their own audit rows, not users.
+    // Give instructors portal access: they see their own audit rows; not users, and not
+    // everyone's transfers (that needs transfers.view_all, as the API needs users.manage).
     let csrf = admin.csrf().await;
     let mut form = vec![("csrf", csrf.as_str())];
     for p in ["portal.access", "broadcast.send", "announce", "transfer.send", "transfer.receive", "audit.view"] {
@@ -52,7 +53,7 @@ async fn pages_need_sign_in_and_portal_access() {
     }
     let (status, location, _) = admin.post("/admin/roles/2", &form).await;
     assert_eq!((status, location.starts_with("/admin/roles")), (303, true));
-    assert_eq!(prof.get("/admin/transfers").await.0, 200);
+    assert_eq!(prof.get("/admin/transfers").await.0, 403);
     let (status, audit) = prof.get("/admin/audit").await;
     assert_eq!(status, 200);
     assert!(!audit.contains("<td>admin</td>"), "instructors see their own rows only");
@@ -395,4 +396,74 @@ async fn transfers_csv_neutralises_cells_that_start_a_formula() {
         cells.extend(names);
     }
     assert_neutralised("transfers.csv", &export(&admin, "/admin/transfers.csv").await, &cells);
+}
+
+/// The id of the custom role `name`, from the roles page.
+async fn role_id(admin: &Browser<'_>, name: &str) -> String {
+    let (_, html) = admin.get("/admin/roles").await;
+    let row = html.find(&format!("data-role=\"{name}\"")).expect("role listed");
+    let start = html[row..].find("action=\"/admin/roles/").unwrap() + row + 21;
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end].to_string()
+}
+
+#[tokio::test]
+async fn transfer_pages_need_more_than_portal_access() {
+    let s = Server::start().await;
+    let admin = admin(&s).await;
+    let csrf = admin.csrf().await;
+    let db = store(&s).await;
+    insert_transfer(&db, "plain1", ["ann", "bob", "pc-1", "notes.pdf", "", "Lab A"], None).await;
+    sqlx::query(
+        "INSERT INTO broadcasts (id, sender_username, target, files, total_bytes, recipients, created_at) \
+         VALUES ('bc1', 'prof', '{\"lab\":\"Lab A\"}', '[{\"name\":\"exam.pdf\",\"size\":5}]', 5, 1, ?)",
+    )
+    .bind(harness::now())
+    .execute(&db)
+    .await
+    .unwrap();
+    insert_transfer(&db, "bcrow1", ["prof", "stu", "pc-9", "exam.pdf", "", "Lab A"], Some("bc1")).await;
+
+    // A role that may open the portal and nothing else.
+    let (status, _, _) = admin.post("/admin/roles", &[("csrf", &csrf), ("name", "viewer")]).await;
+    assert_eq!(status, 303);
+    let viewer = role_id(&admin, "viewer").await;
+    let (status, _, _) =
+        admin.post(&format!("/admin/roles/{viewer}"), &[("csrf", &csrf), ("perm_portal.access", "on")]).await;
+    assert_eq!(status, 303);
+    s.add_user("vic", "viewer");
+    let vic = Browser::login(&s, "vic").await;
+    let pages = ["/admin/transfers", "/admin/transfers.csv", "/admin/broadcasts", "/admin/broadcasts/bc1"];
+    for page in pages {
+        let (status, body) = vic.get(page).await;
+        assert_eq!(status, 403, "{page}: {body}");
+        assert!(!body.contains("notes.pdf") && !body.contains("exam.pdf"), "{page}");
+        assert!(body.contains("transfers.view_all"), "{page} names the permission: {body}");
+    }
+    let (status, dashboard) = vic.get("/admin").await;
+    assert_eq!(status, 200);
+    assert!(!dashboard.contains("href=\"/admin/transfers\""), "no link to a page that says 403");
+    // The API refuses the same data to the same user.
+    let token = s.login("vic", PASSWORD).await;
+    assert_eq!(s.get("/api/transfers?user=ann", &token).await.0, 403);
+
+    // Admins hold the new permission (the migration granted it) and see everything.
+    let (_, roles) = admin.get("/admin/roles").await;
+    let admin_row = &roles[roles.find("data-role=\"admin\"").unwrap()..];
+    let admin_row = &admin_row[..admin_row.find("</tr>").unwrap()];
+    let input = &admin_row[admin_row.find("name=\"perm_transfers.view_all\"").expect("in the matrix")..];
+    assert!(input[..input.find('>').unwrap()].contains("checked"), "{admin_row}");
+    for page in pages {
+        let (status, body) = admin.get(page).await;
+        assert_eq!(status, 200, "{page}: {body}");
+        assert!(body.contains("notes.pdf") || body.contains("exam.pdf"), "{page}: {body}");
+    }
+
+    // Granted to the custom role, it opens the pages.
+    let form = [("csrf", csrf.as_str()), ("perm_portal.access", "on"), ("perm_transfers.view_all", "on")];
+    let (status, _, _) = admin.post(&format!("/admin/roles/{viewer}"), &form).await;
+    assert_eq!(status, 303);
+    for page in pages {
+        assert_eq!(vic.get(page).await.0, 200, "{page}");
+    }
 }

@@ -78,7 +78,8 @@ mod tests {
         let pool = crate::db::open_memory().await;
         let admin = by_name(&pool, "admin").await.unwrap().unwrap();
         let perms = permissions(&pool, admin.id).await.unwrap();
-        assert_eq!(perms.len(), 7);
+        assert_eq!(perms.len(), 8);
+        assert!(perms.contains(&"transfers.view_all".to_string()));
         let student = by_name(&pool, "student").await.unwrap().unwrap();
         assert_eq!(permissions(&pool, student.id).await.unwrap(), vec!["transfer.receive", "transfer.send"]);
         let instructor = by_name(&pool, "instructor").await.unwrap().unwrap();

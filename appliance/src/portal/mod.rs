@@ -85,6 +85,9 @@ async fn static_js() -> Response {
         .into_response()
 }
 
+/// The permission to read everyone's transfer log and broadcasts in the portal.
+pub const TRANSFERS_VIEW_ALL: &str = "transfers.view_all";
+
 /// A signed-in user allowed into the portal, with what the page layout needs.
 pub struct PortalUser {
     pub user: CurrentUser,
@@ -102,6 +105,17 @@ impl PortalUser {
         if self.has(permission) { Ok(()) } else { Err(PortalError::Forbidden(permission)) }
     }
 
+    /// Everyone's transfers and broadcasts: `transfers.view_all`, or `users.manage`, which
+    /// is what `GET /api/transfers` asks before it shows other users' transfers.
+    pub fn sees_all_transfers(&self) -> bool {
+        self.has(TRANSFERS_VIEW_ALL) || self.has("users.manage")
+    }
+
+    /// 403 unless the user may see everyone's transfers.
+    pub fn require_all_transfers(&self) -> Result<(), PortalError> {
+        if self.sees_all_transfers() { Ok(()) } else { Err(PortalError::Forbidden(TRANSFERS_VIEW_ALL)) }
+    }
+
     /// 403 unless `token` is this session's CSRF token.
     pub fn check_csrf(&self, token: &str) -> Result<(), PortalError> {
         if auth::csrf::matches(&self.csrf, token) { Ok(()) } else { Err(PortalError::Csrf) }
@@ -115,6 +129,7 @@ impl PortalUser {
             csrf: self.csrf.clone(),
             manage_users: self.has("users.manage"),
             view_audit: self.has("audit.view"),
+            view_transfers: self.sees_all_transfers(),
         }
     }
 }

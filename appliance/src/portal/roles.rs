@@ -21,6 +21,7 @@ pub const PERMISSIONS: &[(&str, &str)] = &[
     ("portal.access", "open this admin portal"),
     ("users.manage", "manage users, roles, labs, sessions and settings"),
     ("audit.view", "read the audit log (own actions without users.manage)"),
+    ("transfers.view_all", "read and export everyone's transfers and broadcasts (users.manage includes it)"),
     ("broadcast.send", "broadcast files (to own labs without users.manage)"),
     ("announce", "send announcements"),
     ("transfer.send", "send files"),

@@ -1,5 +1,7 @@
 //! The transfer log (filter by user, lab, status, path, date; CSV export) and broadcasts
-//! with their per-recipient status.
+//! with their per-recipient status. Every page here shows other users' transfers, so each
+//! needs `transfers.view_all` (or `users.manage`, as `GET /api/transfers` does for the
+//! same rows); `portal.access` alone is not enough.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -139,6 +141,7 @@ pub async fn list(
     portal: PortalUser,
     Query(f): Query<Filters>,
 ) -> Result<Response, PortalError> {
+    portal.require_all_transfers()?;
     let filter = f.to_filter()?;
     let rows = transfers::list(&state.db, &filter, PAGE_SIZE).await?;
     let base = f.query_without_cursor();
@@ -167,9 +170,10 @@ pub async fn list(
 
 pub async fn export(
     State(state): State<AppState>,
-    _portal: PortalUser,
+    portal: PortalUser,
     Query(f): Query<Filters>,
 ) -> Result<Response, PortalError> {
+    portal.require_all_transfers()?;
     let rows = transfers::list(&state.db, &f.to_filter()?, EXPORT_MAX).await?;
     let mut out = super::CsvExport::new([
         "id",
@@ -276,6 +280,7 @@ fn live_of(state: &AppState, id: &str) -> Vec<LiveRecipient> {
 }
 
 pub async fn broadcasts(State(state): State<AppState>, portal: PortalUser) -> Result<Response, PortalError> {
+    portal.require_all_transfers()?;
     let rows = transfers::broadcasts(&state.db, 200).await?;
     Ok(BroadcastsPage {
         layout: portal.layout("broadcasts"),
@@ -293,6 +298,7 @@ pub async fn broadcast(
     portal: PortalUser,
     Path(id): Path<String>,
 ) -> Result<Response, PortalError> {
+    portal.require_all_transfers()?;
     let b =
         transfers::broadcast(&state.db, &id).await?.ok_or_else(|| PortalError::NotFound(format!("broadcast {id}")))?;
     let recipients = transfers::of_broadcast(&state.db, &id).await?;

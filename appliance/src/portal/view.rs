@@ -8,6 +8,8 @@ pub struct Layout {
     pub csrf: String,
     pub manage_users: bool,
     pub view_audit: bool,
+    /// Everyone's transfers and broadcasts (`transfers.view_all` or `users.manage`).
+    pub view_transfers: bool,
 }
 
 /// Unix seconds as `2026-11-25 14:03` (UTC); empty for none.
