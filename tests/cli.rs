@@ -4,6 +4,7 @@
 #[path = "harness/mod.rs"]
 mod harness;
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
 use harness::{PASSWORD, Server, binary};
@@ -138,4 +139,35 @@ async fn doctor_reports_each_check() {
     assert!(text.contains("ok    configuration is valid"), "{text}");
     assert!(text.contains("database opens"), "{text}");
     assert!(text.contains("SHA-256"), "{text}");
+}
+
+/// The lines of `out`'s standard output that start with `status` and mention `text`.
+fn lines_with(out: &Output, status: &str, text: &str) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(status) && l.contains(text))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_open_data_dir_fails_doctor_and_is_tightened_at_start() {
+    let mut s = Server::start().await;
+    assert_eq!(s.stop(), Some(0));
+    let data = s.data_dir();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let out = s.cli(&["doctor"], None);
+    let fails = lines_with(&out, "FAIL", "0755");
+    assert_eq!(fails.len(), 1, "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!out.status.success());
+    assert_eq!(mode(&data), 0o755, "doctor only reports");
+
+    s.restart().await;
+    assert_eq!(mode(&data), 0o700);
+    let log = std::fs::read_to_string(s.log_path()).unwrap();
+    assert!(log.lines().any(|l| l.contains("0755") && l.contains("0700")), "the log says so: {log}");
+    let out = s.cli(&["doctor"], None);
+    assert!(lines_with(&out, "FAIL", "data directory").is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
 }

@@ -324,7 +324,8 @@ fn format_time(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-/// `labbeam doctor`: every check prints one line; exits non-zero if any failed.
+/// `labbeam doctor`: every check prints one line; exits non-zero if any failed. It looks at
+/// the data directory without creating it or changing its mode.
 pub async fn doctor(store: StoreArgs) -> anyhow::Result<()> {
     let config = load_config(&store.overrides())?;
     println!("ok    configuration is valid");
@@ -335,9 +336,20 @@ pub async fn doctor(store: StoreArgs) -> anyhow::Result<()> {
             failures += 1;
         }
     };
-    match datadir::prepare(&config.data_dir) {
-        Ok(()) => report(true, format!("data directory {} is writable", config.data_dir.display())),
-        Err(e) => report(false, e.to_string()),
+    let note = |line: String| println!("note  {line}");
+    let data = &config.data_dir;
+    let shown = data.display();
+    match datadir::inspect(data) {
+        datadir::Inspection::Missing { creatable: true } => {
+            note(format!("data directory {shown} does not exist yet: the first start of serve creates it (mode 0700)"))
+        }
+        datadir::Inspection::Missing { creatable: false } => {
+            report(false, format!("data directory {shown} does not exist and this user cannot create it"))
+        }
+        datadir::Inspection::Present { problems } if problems.is_empty() => {
+            report(true, format!("data directory {shown} is private (0700) and writable"))
+        }
+        datadir::Inspection::Present { problems } => problems.into_iter().for_each(|p| report(false, p)),
     }
     match db::open(&config.data_dir).await {
         Ok(pool) => {
