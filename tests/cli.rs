@@ -4,8 +4,9 @@
 #[path = "harness/mod.rs"]
 mod harness;
 
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use harness::{PASSWORD, Server, binary};
 
@@ -170,4 +171,43 @@ async fn an_open_data_dir_fails_doctor_and_is_tightened_at_start() {
     assert!(log.lines().any(|l| l.contains("0755") && l.contains("0700")), "the log says so: {log}");
     let out = s.cli(&["doctor"], None);
     assert!(lines_with(&out, "FAIL", "data directory").is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+const NAMES_ABC: &str = "public_host = \"a.lab.test\"\n[tls]\nextra_names = [\"b.lab.test\", \"c.lab.test\"]\n";
+/// The same names in another order and case.
+const NAMES_CBA: &str = "public_host = \"a.lab.test\"\n[tls]\nextra_names = [\"C.Lab.Test\", \"b.lab.test\"]\n";
+
+/// Runs `serve` on `data` with `config` until its banner shows the certificate's fingerprint.
+fn serve_fingerprint(data: &std::path::Path, config: &std::path::Path) -> String {
+    let mut child = Command::new(binary())
+        .args(["serve", "--http-listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let fingerprint = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.trim().strip_prefix("SHA-256:").map(|f| f.trim().to_string()));
+    let _ = child.kill();
+    let _ = child.wait();
+    fingerprint.expect("banner with SHA-256")
+}
+
+#[test]
+fn host_names_in_another_order_keep_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (abc, cba, other) = (dir.path().join("abc.toml"), dir.path().join("cba.toml"), dir.path().join("d.toml"));
+    std::fs::write(&abc, NAMES_ABC).unwrap();
+    std::fs::write(&cba, NAMES_CBA).unwrap();
+    std::fs::write(&other, "public_host = \"d.lab.test\"\n").unwrap();
+    let first = serve_fingerprint(&data, &abc);
+    assert_eq!(serve_fingerprint(&data, &cba), first, "same names, another order and case");
+    assert_ne!(serve_fingerprint(&data, &other), first, "other names make a new certificate");
 }

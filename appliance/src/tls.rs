@@ -1,7 +1,8 @@
 //! TLS for the HTTPS listener (and later TURN over TLS): the admin's certificate when one
 //! is configured, otherwise a self-signed one generated on first start into
-//! `<data_dir>/tls/` and reused. It is regenerated only when the configured host names
-//! change. Its SHA-256 fingerprint is printed so users can check what their browser shows.
+//! `<data_dir>/tls/` and reused. It is regenerated only when the set of configured host
+//! names changes (order and case do not count: a browser compares names without either).
+//! Its SHA-256 fingerprint is printed so users can check what their browser shows.
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -77,10 +78,8 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 
 /// Makes sure `dir` holds a self-signed certificate for `names`; true when it made one.
 fn ensure_self_signed(dir: &Path, names: &[String]) -> Result<bool, TlsError> {
-    let names_file = dir.join("names.txt");
-    let wanted = names.join("\n");
     let have_pair = dir.join("cert.pem").exists() && dir.join("key.pem").exists();
-    if have_pair && std::fs::read_to_string(&names_file).is_ok_and(|n| n == wanted) {
+    if have_pair && made_for(dir, names) {
         return Ok(false);
     }
     std::fs::DirBuilder::new()
@@ -95,8 +94,18 @@ fn ensure_self_signed(dir: &Path, names: &[String]) -> Result<bool, TlsError> {
     let cert = params.self_signed(&key).map_err(|e| TlsError::Generate(e.to_string()))?;
     write_private(&dir.join("key.pem"), key.serialize_pem().as_bytes(), 0o600)?;
     write_private(&dir.join("cert.pem"), cert.pem().as_bytes(), 0o644)?;
-    write_private(&names_file, wanted.as_bytes(), 0o644)?;
+    write_private(&dir.join("names.txt"), names.join("\n").as_bytes(), 0o644)?;
     Ok(true)
+}
+
+/// Whether the certificate generated in `dir` was made for `names`, in any order and case.
+fn made_for(dir: &Path, names: &[String]) -> bool {
+    let Ok(recorded) = std::fs::read_to_string(dir.join("names.txt")) else { return false };
+    name_set(recorded.lines()) == name_set(names.iter().map(String::as_str))
+}
+
+fn name_set<'a>(names: impl Iterator<Item = &'a str>) -> std::collections::BTreeSet<String> {
+    names.map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty()).collect()
 }
 
 fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
@@ -138,6 +147,23 @@ mod tests {
         let c = load_or_generate(&config_in(dir.path(), "lab2.example.edu")).unwrap();
         assert!(c.generated);
         assert_ne!(a.fingerprint, c.fingerprint);
+    }
+
+    #[test]
+    fn names_in_another_order_or_case_keep_the_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |extra: &[&str]| {
+            let mut c = config_in(dir.path(), "lab1.example.edu");
+            c.tls.extra_names = extra.iter().map(|n| n.to_string()).collect();
+            c
+        };
+        let a = load_or_generate(&with(&["b.example.edu", "c.example.edu"])).unwrap();
+        assert!(a.generated);
+        let b = load_or_generate(&with(&["C.Example.EDU", "b.example.edu"])).unwrap();
+        assert!(!b.generated, "same names in another order and case");
+        assert_eq!(a.fingerprint, b.fingerprint);
+        let c = load_or_generate(&with(&["b.example.edu"])).unwrap();
+        assert!(c.generated, "one name fewer");
     }
 
     #[test]
