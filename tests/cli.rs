@@ -4,11 +4,14 @@
 #[path = "harness/mod.rs"]
 mod harness;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::time::SystemTime;
 
-use harness::{PASSWORD, Server, binary};
+use harness::{Options, PASSWORD, Server, binary};
 
 fn run(args: &[&str]) -> Output {
     Command::new(binary()).args(args).output().expect("run labbeam")
@@ -142,6 +145,23 @@ async fn doctor_reports_each_check() {
     assert!(text.contains("SHA-256"), "{text}");
 }
 
+/// Every file and folder under `root`: its bytes (none for a folder), mtime and mode.
+fn snapshot(root: &std::path::Path) -> BTreeMap<PathBuf, (Option<Vec<u8>>, SystemTime, u32)> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let bytes = if meta.is_dir() {
+            todo.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            None
+        } else {
+            Some(std::fs::read(&path).unwrap())
+        };
+        out.insert(path, (bytes, meta.modified().unwrap(), meta.permissions().mode()));
+    }
+    out
+}
+
 /// The lines of `out`'s standard output that start with `status` and mention `text`.
 fn lines_with(out: &Output, status: &str, text: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)
@@ -149,6 +169,54 @@ fn lines_with(out: &Output, status: &str, text: &str) -> Vec<String> {
         .filter(|l| l.starts_with(status) && l.contains(text))
         .map(str::to_string)
         .collect()
+}
+
+const NAMES_ABC: &str = "public_host = \"a.lab.test\"\n[tls]\nextra_names = [\"b.lab.test\", \"c.lab.test\"]\n";
+/// The same names in another order and case.
+const NAMES_CBA: &str = "public_host = \"a.lab.test\"\n[tls]\nextra_names = [\"C.Lab.Test\", \"b.lab.test\"]\n";
+
+#[tokio::test]
+async fn doctor_changes_nothing_in_the_data_dir() {
+    let mut s = Server::start_with(Options { config: Some(NAMES_ABC.into()), ..Default::default() }).await;
+    let fingerprint = s.fingerprint.clone();
+    let data = s.data_dir();
+    let other = tempfile::tempdir().unwrap();
+    let cba = other.path().join("cba.toml");
+    std::fs::write(&cba, NAMES_CBA).unwrap();
+    let elsewhere = other.path().join("elsewhere.toml");
+    std::fs::write(&elsewhere, "public_host = \"elsewhere.lab.test\"\n").unwrap();
+
+    // While the server runs: its certificate and key are not touched, whatever names
+    // doctor's configuration has.
+    let tls = snapshot(&data.join("tls"));
+    for config in [&cba, &elsewhere] {
+        s.cli(&["doctor", "--config", config.to_str().unwrap()], None);
+        assert_eq!(snapshot(&data.join("tls")), tls, "doctor with {} rewrote the certificate", config.display());
+    }
+    assert_eq!(s.stop(), Some(0));
+
+    // Stopped: not one byte, mtime or mode changes, and nothing is created.
+    let before = snapshot(&data);
+    for args in [vec!["doctor"], vec!["doctor", "--config", cba.to_str().unwrap()]] {
+        let out = s.cli(&args, None);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(text.contains(&fingerprint), "{args:?}: the certificate in use is reported: {text}");
+        assert_eq!(snapshot(&data), before, "{args:?} changed the data dir: {text}");
+    }
+    let out = s.cli(&["doctor", "--config", elsewhere.to_str().unwrap()], None);
+    assert_eq!(lines_with(&out, "note", "elsewhere.lab.test").len(), 1, "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(snapshot(&data), before);
+}
+
+#[test]
+fn doctor_creates_nothing_when_the_data_dir_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(&["doctor", "--data-dir", data.to_str().unwrap(), "--config", "/dev/null"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!data.exists(), "doctor created {}: {text}", data.display());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{text}");
+    assert_eq!(lines_with(&out, "note", "does not exist").len(), 1, "{text}");
 }
 
 #[tokio::test]
@@ -172,10 +240,6 @@ async fn an_open_data_dir_fails_doctor_and_is_tightened_at_start() {
     let out = s.cli(&["doctor"], None);
     assert!(lines_with(&out, "FAIL", "data directory").is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
 }
-
-const NAMES_ABC: &str = "public_host = \"a.lab.test\"\n[tls]\nextra_names = [\"b.lab.test\", \"c.lab.test\"]\n";
-/// The same names in another order and case.
-const NAMES_CBA: &str = "public_host = \"a.lab.test\"\n[tls]\nextra_names = [\"C.Lab.Test\", \"b.lab.test\"]\n";
 
 /// Runs `serve` on `data` with `config` until its banner shows the certificate's fingerprint.
 fn serve_fingerprint(data: &std::path::Path, config: &std::path::Path) -> String {

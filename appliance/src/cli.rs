@@ -324,8 +324,10 @@ fn format_time(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-/// `labbeam doctor`: every check prints one line; exits non-zero if any failed. It looks at
-/// the data directory without creating it or changing its mode.
+/// `labbeam doctor`: every check prints one line; exits non-zero if any failed. It only
+/// looks: it creates no directory, database or certificate and changes no file or mode, so
+/// it is safe next to a running server whatever configuration it was given ("note" lines
+/// say what the next start of `serve` will do).
 pub async fn doctor(store: StoreArgs) -> anyhow::Result<()> {
     let config = load_config(&store.overrides())?;
     println!("ok    configuration is valid");
@@ -351,26 +353,46 @@ pub async fn doctor(store: StoreArgs) -> anyhow::Result<()> {
         }
         datadir::Inspection::Present { problems } => problems.into_iter().for_each(|p| report(false, p)),
     }
-    match db::open(&config.data_dir).await {
-        Ok(pool) => {
-            let admins = users::count_active_in_role(&pool, "admin").await.unwrap_or(0);
-            report(true, "database opens and its schema is current".into());
-            if admins > 0 {
-                report(true, format!("{admins} active admin account(s)"));
-            } else {
-                println!("note  no active admin yet: the next start creates one and prints its password");
+    if db::file(data).exists() {
+        match db::open_read_only(data).await {
+            Ok(pool) => {
+                match db::schema(&pool).await {
+                    Ok(db::Schema::Current) => report(true, "database opens and its schema is current".into()),
+                    Ok(db::Schema::Behind(n)) => {
+                        note(format!("database opens; the next start of serve applies {n} schema migration(s)"))
+                    }
+                    Ok(db::Schema::Newer(v)) => {
+                        report(false, format!("database has schema migration {v}, from a newer LabBeam than this one"))
+                    }
+                    Ok(db::Schema::Damaged(v)) => report(
+                        false,
+                        format!("database schema migration {v} differs from this LabBeam's or did not finish"),
+                    ),
+                    Err(e) => report(false, e.to_string()),
+                }
+                match users::count_active_in_role(&pool, "admin").await {
+                    Ok(admins) if admins > 0 => report(true, format!("{admins} active admin account(s)")),
+                    _ => note("no active admin yet: the next start creates one and prints its password".into()),
+                }
+                pool.close().await;
             }
-        }
-        Err(e) => report(false, e.to_string()),
-    }
-    let self_signed = config.data_dir.join("tls").join("cert.pem");
-    if config.tls.cert.is_some() || self_signed.exists() {
-        match tls::load_or_generate(&config) {
-            Ok(t) => report(true, format!("certificate {} loads, SHA-256 {}", t.cert_path.display(), t.fingerprint)),
             Err(e) => report(false, e.to_string()),
         }
     } else {
-        report(true, "no certificate yet: a self-signed one is generated at first start".into());
+        note("no database yet: the first start of serve creates it".into());
+    }
+    match tls::inspect(&config) {
+        Ok(Some(t)) => {
+            report(true, format!("certificate {} loads, SHA-256 {}", t.cert_path.display(), t.fingerprint));
+            if let Some(names) = t.renew_for {
+                note(format!(
+                    "the certificate was made for other host names: the next start of serve makes a new one for {}",
+                    names.join(", ")
+                ));
+            }
+        }
+        Ok(None) => report(true, "no certificate yet: a self-signed one is generated at first start".into()),
+        Err(e) => report(false, e.to_string()),
     }
     match std::net::TcpListener::bind(config.http_listen) {
         Ok(_) => report(true, format!("HTTPS address {} is free", config.http_listen)),

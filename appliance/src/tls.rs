@@ -3,6 +3,7 @@
 //! `<data_dir>/tls/` and reused. It is regenerated only when the set of configured host
 //! names changes (order and case do not count: a browser compares names without either).
 //! Its SHA-256 fingerprint is printed so users can check what their browser shows.
+//! `inspect` is the read-only look that `labbeam doctor` reports: it never generates.
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -46,8 +47,41 @@ pub fn load_or_generate(config: &Config) -> Result<TlsMaterial, TlsError> {
             (dir.join("cert.pem"), dir.join("key.pem"), generated)
         }
     };
-    let certs = read_certs(&cert_path)?;
-    let key = PrivateKeyDer::from_pem_file(&key_path)
+    let (server_config, fingerprint) = load(&cert_path, &key_path)?;
+    Ok(TlsMaterial { server_config: Arc::new(server_config), fingerprint, cert_path, generated })
+}
+
+/// The certificate as `labbeam doctor` reports it.
+pub struct Inspection {
+    pub cert_path: PathBuf,
+    pub fingerprint: String,
+    /// For a generated certificate made for other host names: the names the next start
+    /// of `serve` makes a new one for.
+    pub renew_for: Option<Vec<String>>,
+}
+
+/// Reads and checks the certificate `load_or_generate` would use, writing nothing; `None`
+/// when none is configured and none was generated yet.
+pub fn inspect(config: &Config) -> Result<Option<Inspection>, TlsError> {
+    if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
+        let (_, fingerprint) = load(cert, key)?;
+        return Ok(Some(Inspection { cert_path: cert.clone(), fingerprint, renew_for: None }));
+    }
+    let dir = config.data_dir.join("tls");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if !(cert.exists() && key.exists()) {
+        return Ok(None);
+    }
+    let (_, fingerprint) = load(&cert, &key)?;
+    let names = config.host_names();
+    let renew_for = (!made_for(&dir, &names)).then_some(names);
+    Ok(Some(Inspection { cert_path: cert, fingerprint, renew_for }))
+}
+
+/// The server configuration for a certificate and key, and the certificate's fingerprint.
+fn load(cert_path: &Path, key_path: &Path) -> Result<(rustls::ServerConfig, String), TlsError> {
+    let certs = read_certs(cert_path)?;
+    let key = PrivateKeyDer::from_pem_file(key_path)
         .map_err(|e| TlsError::Key(key_path.display().to_string(), e.to_string()))?;
     let fingerprint = fingerprint(&certs[0]);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -61,7 +95,17 @@ pub fn load_or_generate(config: &Config) -> Result<TlsMaterial, TlsError> {
         .with_single_cert(certs, key)
         .map_err(pair_error)?;
     server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsMaterial { server_config: Arc::new(server_config), fingerprint, cert_path, generated })
+    Ok((server_config, fingerprint))
+}
+
+/// Whether the certificate generated in `dir` was made for `names`, in any order and case.
+fn made_for(dir: &Path, names: &[String]) -> bool {
+    let Ok(recorded) = std::fs::read_to_string(dir.join("names.txt")) else { return false };
+    name_set(recorded.lines()) == name_set(names.iter().map(String::as_str))
+}
+
+fn name_set<'a>(names: impl Iterator<Item = &'a str>) -> std::collections::BTreeSet<String> {
+    names.map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty()).collect()
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -96,16 +140,6 @@ fn ensure_self_signed(dir: &Path, names: &[String]) -> Result<bool, TlsError> {
     write_private(&dir.join("cert.pem"), cert.pem().as_bytes(), 0o644)?;
     write_private(&dir.join("names.txt"), names.join("\n").as_bytes(), 0o644)?;
     Ok(true)
-}
-
-/// Whether the certificate generated in `dir` was made for `names`, in any order and case.
-fn made_for(dir: &Path, names: &[String]) -> bool {
-    let Ok(recorded) = std::fs::read_to_string(dir.join("names.txt")) else { return false };
-    name_set(recorded.lines()) == name_set(names.iter().map(String::as_str))
-}
-
-fn name_set<'a>(names: impl Iterator<Item = &'a str>) -> std::collections::BTreeSet<String> {
-    names.map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty()).collect()
 }
 
 fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
@@ -164,6 +198,35 @@ mod tests {
         assert_eq!(a.fingerprint, b.fingerprint);
         let c = load_or_generate(&with(&["b.example.edu"])).unwrap();
         assert!(c.generated, "one name fewer");
+    }
+
+    #[test]
+    fn inspect_reports_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_in(dir.path(), "lab1.example.edu");
+        assert!(inspect(&config).unwrap().is_none());
+        assert!(!dir.path().join("tls").exists(), "nothing generated");
+        let made = load_or_generate(&config).unwrap();
+        let tls = dir.path().join("tls");
+        let files = || {
+            let mut v: Vec<_> = std::fs::read_dir(&tls)
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    (e.path(), std::fs::read(e.path()).unwrap(), e.metadata().unwrap().modified().unwrap())
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let before = files();
+        let seen = inspect(&config).unwrap().unwrap();
+        assert_eq!((seen.fingerprint.as_str(), seen.renew_for.is_none()), (made.fingerprint.as_str(), true));
+        let elsewhere = config_in(dir.path(), "lab2.example.edu");
+        let seen = inspect(&elsewhere).unwrap().unwrap();
+        assert_eq!(seen.fingerprint, made.fingerprint, "the certificate in use is reported");
+        assert!(seen.renew_for.unwrap().contains(&"lab2.example.edu".to_string()));
+        assert_eq!(files(), before, "inspect changed the certificate's files");
     }
 
     #[test]

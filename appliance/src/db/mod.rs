@@ -46,9 +46,17 @@ impl DbError {
     }
 }
 
+/// The schema: every migration this binary knows, in order.
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// The database's file in a data directory.
+pub fn file(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("labbeam.db")
+}
+
 /// Opens (creating if needed) the SQLite database in `data_dir` and applies migrations.
 pub async fn open(data_dir: &Path) -> Result<Pool, DbError> {
-    let path = data_dir.join("labbeam.db");
+    let path = file(data_dir);
     let options = SqliteConnectOptions::from_str("sqlite://")?
         .filename(&path)
         .create_if_missing(true)
@@ -57,7 +65,7 @@ pub async fn open(data_dir: &Path) -> Result<Pool, DbError> {
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(10));
     let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-    sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+    MIGRATIONS.run(&pool).await?;
     // Like the secrets: readable by the service's user only, whatever the umask.
     for suffix in ["", "-wal", "-shm"] {
         let file = data_dir.join(format!("labbeam.db{suffix}"));
@@ -66,12 +74,66 @@ pub async fn open(data_dir: &Path) -> Result<Pool, DbError> {
     Ok(pool)
 }
 
+/// Opens an existing database for reading only, for `labbeam doctor`: it creates no file,
+/// journal or lock file and changes no byte. While a server runs, its write-ahead log is
+/// read like any reader does (through the server's own `-wal`/`-shm` files); when no
+/// `-wal` file exists the file is opened as immutable, because an ordinary read-only
+/// open of a WAL database would create both files.
+pub async fn open_read_only(data_dir: &Path) -> Result<Pool, DbError> {
+    let path = file(data_dir);
+    let live = data_dir.join("labbeam.db-wal").exists();
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(false)
+        .read_only(true)
+        .immutable(!live)
+        .busy_timeout(Duration::from_secs(10));
+    Ok(SqlitePoolOptions::new().max_connections(1).connect_with(options).await?)
+}
+
+/// How a database's schema compares with this binary's migrations.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Schema {
+    Current,
+    /// This many migrations are not applied yet; the next start applies them.
+    Behind(usize),
+    /// Applied by a newer LabBeam: this version is unknown to this binary.
+    Newer(i64),
+    /// This applied migration differs from this binary's, or failed halfway.
+    Damaged(i64),
+}
+
+/// Compares the applied migrations with this binary's, reading only.
+pub async fn schema(pool: &Pool) -> Result<Schema, DbError> {
+    let has_table: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+            .fetch_one(pool)
+            .await?;
+    let applied: Vec<(i64, Vec<u8>, bool)> = if has_table > 0 {
+        sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let known: Vec<_> = MIGRATIONS.iter().filter(|m| !m.migration_type.is_down_migration()).collect();
+    for (version, checksum, success) in &applied {
+        match known.iter().find(|m| m.version == *version) {
+            None => return Ok(Schema::Newer(*version)),
+            Some(m) if !success || *m.checksum != checksum[..] => return Ok(Schema::Damaged(*version)),
+            Some(_) => {}
+        }
+    }
+    let pending = known.iter().filter(|m| !applied.iter().any(|(v, _, _)| *v == m.version)).count();
+    Ok(if pending == 0 { Schema::Current } else { Schema::Behind(pending) })
+}
+
 /// An in-memory database with the schema applied, for unit tests.
 #[cfg(test)]
 pub async fn open_memory() -> Pool {
     let options = SqliteConnectOptions::from_str("sqlite::memory:").unwrap().foreign_keys(true);
     let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
-    sqlx::migrate!("../migrations/sqlite").run(&pool).await.unwrap();
+    MIGRATIONS.run(&pool).await.unwrap();
     pool
 }
 
