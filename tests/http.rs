@@ -90,3 +90,31 @@ async fn health_metrics_and_web_client_are_served() {
     assert_eq!(js.status(), 200);
     assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
 }
+
+#[tokio::test]
+async fn metrics_through_a_local_proxy_need_a_login_whatever_forwarding_header_it_sends() {
+    let s = Server::start().await;
+    let c = s.client();
+    // A reverse proxy on this host connects over loopback; any of these headers says the
+    // request came from elsewhere, so it is not a local scraper.
+    let headers = [
+        ("x-forwarded-for", "192.0.2.7"),
+        ("forwarded", "for=192.0.2.7;proto=https"),
+        ("x-real-ip", "192.0.2.7"),
+        ("x-forwarded-host", "labbeam.example.edu"),
+        ("x-forwarded-proto", "https"),
+    ];
+    for (name, value) in headers {
+        let r = c.get(s.url("/metrics")).header(name, value).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{name}");
+        assert_eq!(error_code(&r.json().await.unwrap()), "unauthenticated", "{name}");
+    }
+    // With a session that has portal access it is served.
+    let admin = s.admin().await;
+    for (name, value) in headers {
+        let r = c.get(s.url("/metrics")).header(name, value).bearer_auth(&admin).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+    }
+    // Without any of them, loopback still scrapes without a login.
+    assert_eq!(c.get(s.url("/metrics")).send().await.unwrap().status(), 200);
+}

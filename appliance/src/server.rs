@@ -230,15 +230,21 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Headers by which a reverse proxy says a request came from elsewhere. Proxies differ in
+/// which they send (nginx often only `X-Real-IP`, others only RFC 7239 `Forwarded`), so
+/// any one of them counts.
+const FORWARDING_HEADERS: [&str; 5] =
+    ["x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host", "x-forwarded-proto"];
+
 /// Prometheus text. Loopback callers (a local scraper) need no login; anyone else needs
 /// a session with `portal.access`. A request that came through a reverse proxy on this
-/// host (it carries `X-Forwarded-For`) is not a local scraper.
+/// host (it carries a forwarding header) is not a local scraper.
 async fn metrics(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let local_scraper = peer.ip().is_loopback() && !headers.contains_key("x-forwarded-for");
+    let local_scraper = peer.ip().is_loopback() && !FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h));
     if !local_scraper {
         let token = auth::request_token(&headers).ok_or(AuthError::Unauthenticated)?;
         let user = auth::authenticate(&state, &token).await?;
