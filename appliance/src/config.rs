@@ -12,7 +12,7 @@ use thiserror::Error;
 /// Top-level keys that are plain values (also reachable as `LABBEAM_<KEY>`).
 const TOP_KEYS: &[&str] = &["data_dir", "http_listen", "turn_listen", "public_host", "trusted_proxies"];
 /// Tables of the file; `LABBEAM_<TABLE>_<KEY>` reaches `[table] key`.
-const TABLES: &[&str] = &["tls", "auth", "log", "turn"];
+const TABLES: &[&str] = &["tls", "http", "auth", "log", "turn"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -29,6 +29,7 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` is believed (CIDRs). Empty: none.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub tls: TlsConfig,
+    pub http: HttpConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub turn: TurnConfig,
@@ -42,6 +43,46 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
     /// More names or addresses for the generated certificate.
     pub extra_names: Vec<String>,
+}
+
+/// `[http]`: how long the HTTPS listener waits for clients, and how many connections one
+/// client address may hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// The TLS handshake must finish, and each request head must arrive in full, within
+    /// this many seconds. The wait for a head starts when the connection is ready for it
+    /// (after the handshake or the previous response), so it also bounds idle keep-alive.
+    pub header_timeout_secs: u64,
+    /// A connection on which nothing moves for this many seconds while no request is being
+    /// answered is closed: idle keep-alive, a stalled request head, a client that stopped
+    /// reading its response. Upgraded connections (WebSocket signaling) are exempt.
+    pub idle_timeout_secs: u64,
+    /// Connections one client address may hold at once (an IPv6 /64 counts as one
+    /// address); more are closed at once. A lab behind one NAT shares an address, and a
+    /// browser opens up to 7 (6 for HTTP, 1 for signaling). `trusted_proxies` are exempt.
+    pub max_connections_per_address: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { header_timeout_secs: 20, idle_timeout_secs: 15, max_connections_per_address: 512 }
+    }
+}
+
+impl HttpConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=300).contains(&self.header_timeout_secs) {
+            return Err("http.header_timeout_secs must be between 1 and 300".into());
+        }
+        if !(1..=3600).contains(&self.idle_timeout_secs) {
+            return Err("http.idle_timeout_secs must be between 1 and 3600".into());
+        }
+        if self.max_connections_per_address == 0 {
+            return Err("http.max_connections_per_address must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +141,7 @@ impl Default for Config {
             public_host: None,
             trusted_proxies: Vec::new(),
             tls: TlsConfig::default(),
+            http: HttpConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             turn: TurnConfig::default(),
@@ -185,6 +227,7 @@ impl Config {
         if self.http_listen.port() != 0 && self.http_listen == self.turn_listen {
             return bad(format!("http_listen and turn_listen are both {}", self.http_listen));
         }
+        self.http.validate().map_err(ConfigError::Invalid)?;
         let a = &self.auth;
         if !(60..=30 * 24 * 3600).contains(&a.session_ttl_secs) {
             return bad("auth.session_ttl_secs must be between 60 and 2592000 (30 days)".into());
@@ -497,6 +540,22 @@ mod tests {
         assert!(e.contains("turn.relay_port_min"), "{e}");
         let e = load_file("[turn]\ncredential_ttl_secs = 5\n", &[]).unwrap_err().to_string();
         assert!(e.contains("credential_ttl_secs"), "{e}");
+    }
+
+    #[test]
+    fn http_table_is_read_and_checked() {
+        let c = load_file("[http]\nheader_timeout_secs = 5\n", &[("LABBEAM_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "40")])
+            .unwrap();
+        assert_eq!((c.http.header_timeout_secs, c.http.idle_timeout_secs), (5, 15));
+        assert_eq!(c.http.max_connections_per_address, 40);
+        // LABBEAM_HTTP_LISTEN is still the top-level key, not [http] listen.
+        let c =
+            Config::load(&Overrides::default(), vec![("LABBEAM_HTTP_LISTEN".into(), "127.0.0.1:9".into())]).unwrap();
+        assert_eq!(c.http_listen.port(), 9);
+        for bad in ["header_timeout_secs = 0", "idle_timeout_secs = 0", "max_connections_per_address = 0"] {
+            let e = load_file(&format!("[http]\n{bad}\n"), &[]).unwrap_err().to_string();
+            assert!(e.contains(bad.split(' ').next().unwrap()), "{e}");
+        }
     }
 
     #[test]

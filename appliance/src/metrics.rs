@@ -37,6 +37,7 @@ struct BuildLabels {
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
+    http_connections_refused: Family<ReasonLabels, Counter>,
     pub logins: Family<LoginLabels, Counter>,
     pub sockets: Gauge,
     socket_events: Family<EventLabels, Counter>,
@@ -50,6 +51,14 @@ impl Metrics {
         let mut registry = Registry::with_prefix("labbeam");
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered, by method and status", http_requests.clone());
+        let http_connections_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "http_connections_refused",
+            "HTTPS connections closed at accept, by reason (per_address: http.max_connections_per_address)",
+            http_connections_refused.clone(),
+        );
+        // The series exists from the start, at 0.
+        let _ = http_connections_refused.get_or_create(&ReasonLabels { reason: "per_address".into() });
         let logins = Family::<LoginLabels, Counter>::default();
         registry.register("logins", "Login attempts by result", logins.clone());
         let build = Family::<BuildLabels, Gauge>::default();
@@ -64,7 +73,22 @@ impl Metrics {
         let transfers_finished = Family::<ReasonLabels, Counter>::default();
         registry.register("transfers_finished", "Transfers logged, by final status", transfers_finished.clone());
         let turn = crate::turn::TurnCounters::register(&mut registry);
-        Self { registry, http_requests, logins, sockets, socket_events, signals_refused, transfers_finished, turn }
+        Self {
+            registry,
+            http_requests,
+            http_connections_refused,
+            logins,
+            sockets,
+            socket_events,
+            signals_refused,
+            transfers_finished,
+            turn,
+        }
+    }
+
+    /// The counter of HTTPS connections refused for `reason`, for the listener to hold.
+    pub fn http_connections_refused(&self, reason: &str) -> Counter {
+        self.http_connections_refused.get_or_create(&ReasonLabels { reason: reason.to_string() }).clone()
     }
 
     pub fn socket_event(&self, event: &'static str, result: &'static str) {

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::db::{self, roles, sessions, users};
 use crate::metrics::HttpLabels;
 use crate::state::AppState;
-use crate::{datadir, tls, web};
+use crate::{conn_limit, datadir, http_conn, tls, web};
 
 /// Largest request body the API accepts (JSON only; files never pass through the server).
 const MAX_BODY: usize = 64 * 1024;
@@ -58,18 +58,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(shutdown_on_signal(handle.clone()));
     tokio::spawn(purge_old_sessions(pool.clone()));
     tokio::spawn(crate::access_watch::run(state.clone()));
+    let limits = &state.config.http;
+    let header_timeout = Duration::from_secs(limits.header_timeout_secs);
     let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config);
     // TCP_NODELAY on every accepted socket: signaling sends many small frames, and Nagle's
     // algorithm held them back ~40 ms each (measured in bench/signaling).
-    let acceptor =
-        axum_server::tls_rustls::RustlsAcceptor::new(rustls).acceptor(axum_server::accept::NoDelayAcceptor::new());
-    axum_server::from_tcp(listener)
+    let tls_acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls)
+        .handshake_timeout(header_timeout)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    // Trusted proxies carry many clients over few connections: they are not capped.
+    let book = conn_limit::PerAddress::new(limits.max_connections_per_address, state.config.trusted_proxies.clone());
+    let acceptor = http_conn::GuardedAcceptor::new(
+        tls_acceptor,
+        book,
+        Duration::from_secs(limits.idle_timeout_secs),
+        state.metrics.http_connections_refused("per_address"),
+    );
+    let mut server = axum_server::from_tcp(listener)
         .context("cannot start the HTTPS server")?
         .acceptor(acceptor)
         .handle(handle)
-        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-        .await
-        .context("the HTTPS server failed")?;
+        // The first request also waits for hyper's protocol detection, which has no timer.
+        .first_request_timeout(header_timeout);
+    // hyper starts this clock when the connection is ready for a head: after a response too.
+    server.http_builder().http1().header_read_timeout(header_timeout);
+    server.serve(app.into_make_service_with_connect_info::<SocketAddr>()).await.context("the HTTPS server failed")?;
     if let Some(turn) = turn {
         turn.stop().await;
     }
