@@ -13,7 +13,8 @@ use std::time::Duration;
 use harness::{Browser, Options, Server, error_code as api_error_code, now};
 use stun::agent::TransactionId;
 use stun::attributes::{ATTR_NONCE, ATTR_REALM};
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use turn_client::*;
 use util::Conn;
 
@@ -331,4 +332,121 @@ async fn turn_can_be_switched_off() {
     let (status, body) = s.get("/api/ice-servers", &token).await;
     assert_eq!(status, 503);
     assert_eq!(api_error_code(&body), "turn_unavailable");
+}
+
+/// A TCP connection from `source` (any loopback address) to `port` on 127.0.0.1.
+async fn tcp_from(source: [u8; 4], port: u16) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((source, 0))).unwrap();
+    socket.connect(SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap()
+}
+
+/// Reads until the server closes the connection; how long that took, or None when it is
+/// still open after `limit`.
+async fn closed_within<S: AsyncRead + Unpin>(stream: &mut S, limit: Duration) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 2048];
+    loop {
+        let left = limit.checked_sub(start.elapsed())?;
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Sends a STUN Binding request over a stream; whether a Binding success came back.
+async fn binding_answered<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> bool {
+    let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    request.extend_from_slice(&TransactionId::new().0);
+    if stream.write_all(&request).await.is_err() || stream.flush().await.is_err() {
+        return false;
+    }
+    let mut header = [0u8; 20];
+    match tokio::time::timeout(Duration::from_secs(3), stream.read_exact(&mut header)).await {
+        Ok(Ok(_)) => {}
+        _ => return false,
+    }
+    let mut rest = vec![0u8; u16::from_be_bytes([header[2], header[3]]) as usize];
+    if stream.read_exact(&mut rest).await.is_err() {
+        return false;
+    }
+    header[..2] == [0x01, 0x01] && header[8..20] == request[8..20]
+}
+
+#[tokio::test]
+async fn stream_connections_without_an_allocation_are_closed_after_the_setup_timeout() {
+    let s = Server::start_with(with_config("[turn]\ntcp_setup_timeout_secs = 2\n")).await;
+    let limit = Duration::from_secs(8);
+    let early = Duration::from_millis(1500);
+    // Silent TCP.
+    let mut tcp = tcp_from([127, 0, 0, 1], s.turn_port).await;
+    let t = closed_within(&mut tcp, limit).await.expect("a silent TCP connection still open after 8 s");
+    assert!(t >= early, "closed after {t:?}");
+    // TCP on the TLS port that never starts TLS.
+    let mut tcp = tcp_from([127, 0, 0, 1], s.turns_port).await;
+    let t = closed_within(&mut tcp, limit).await.expect("a connection without TLS still open after 8 s");
+    assert!(t >= early, "closed after {t:?}");
+    // TLS, then nothing.
+    let mut tls = tls_connect(&s, SocketAddr::from(([127, 0, 0, 1], s.turns_port))).await.unwrap();
+    let t = closed_within(&mut tls, limit).await.expect("a silent TLS connection still open after 8 s");
+    assert!(t >= early, "closed after {t:?}");
+    // Valid STUN, answered, but never an allocation: closed all the same.
+    let mut tcp = tcp_from([127, 0, 0, 1], s.turn_port).await;
+    assert!(binding_answered(&mut tcp).await, "a Binding request over TCP is answered");
+    let t = closed_within(&mut tcp, limit).await.expect("an unauthenticated connection still open after 8 s");
+    assert!(t >= early - Duration::from_millis(200), "closed after {t:?}");
+    // A first frame that is not STUN (ChannelData before any allocation) is closed at once.
+    let mut tcp = tcp_from([127, 0, 0, 1], s.turn_port).await;
+    tcp.write_all(&[0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4]).await.unwrap();
+    let t = closed_within(&mut tcp, limit).await.expect("ChannelData first: still open after 8 s");
+    assert!(t < Duration::from_secs(1), "closed after {t:?}");
+    assert!(s.metric("labbeam_turn_stream_setup_timeouts_total").await >= 4.0);
+
+    // A client that allocates keeps its connection past the deadline, over TCP and TLS.
+    let token = s.as_role("kim", "student").await;
+    let cred = credential(&s, &token).await;
+    let a = client(&s, Via::Tcp, &cred).await;
+    let b = client(&s, Via::Tls, &cred).await;
+    let ra = a.allocate().await.expect("allocate over TCP");
+    let rb = b.allocate().await.expect("allocate over TLS");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(relay_roundtrip(&ra, &rb, b"still here").await, b"still here");
+    assert_eq!(s.metric("labbeam_turn_allocations_active").await, 2.0);
+}
+
+#[tokio::test]
+async fn one_address_holds_at_most_max_tcp_connections_per_address() {
+    let s =
+        Server::start_with(with_config("[turn]\nmax_tcp_connections_per_address = 2\ntcp_setup_timeout_secs = 60\n"))
+            .await;
+    let refused = "labbeam_turn_stream_connections_refused_total{reason=\"per_address\"}";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = tcp_from([127, 0, 0, 3], s.turn_port).await;
+        assert!(binding_answered(&mut tcp).await);
+        held.push(tcp);
+    }
+    // A third, over TCP or over TLS, is closed at once.
+    for port in [s.turn_port, s.turns_port] {
+        let mut extra = tcp_from([127, 0, 0, 3], port).await;
+        assert!(closed_within(&mut extra, Duration::from_secs(2)).await.is_some(), "port {port}: a third connection");
+    }
+    assert_eq!(s.metric(refused).await, 2.0);
+    // Another address is not affected.
+    let mut other = tcp_from([127, 0, 0, 4], s.turn_port).await;
+    assert!(binding_answered(&mut other).await);
+    // Once one closes, the address may connect again.
+    drop(held.pop());
+    let mut ok = false;
+    for _ in 0..20 {
+        let mut tcp = tcp_from([127, 0, 0, 3], s.turn_port).await;
+        if binding_answered(&mut tcp).await {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "a connection after one closed");
 }

@@ -309,6 +309,14 @@ pub struct TurnConfig {
     pub udp_workers: Option<usize>,
     /// Open TURN-over-TCP/TLS connections at once; more are refused.
     pub max_tcp_connections: usize,
+    /// Open TURN-over-TCP/TLS connections one client address may hold (an IPv6 /64 counts
+    /// as one); more are refused. A browser holds one or two per peer connection, and a
+    /// lab behind one NAT shares an address.
+    pub max_tcp_connections_per_address: usize,
+    /// A TURN-over-TCP/TLS connection must finish its TLS handshake, send a STUN message
+    /// first, and be granted an allocation within this many seconds, or it is closed: a
+    /// connection that never authenticates cannot hold a place.
+    pub tcp_setup_timeout_secs: u64,
 }
 
 impl Default for TurnConfig {
@@ -328,6 +336,8 @@ impl Default for TurnConfig {
             allowed_peer_ranges: Vec::new(),
             udp_workers: None,
             max_tcp_connections: 4096,
+            max_tcp_connections_per_address: 512,
+            tcp_setup_timeout_secs: 10,
         }
     }
 }
@@ -360,8 +370,11 @@ impl TurnConfig {
         if self.udp_workers.is_some_and(|n| !(1..=64).contains(&n)) {
             return Err("turn.udp_workers must be between 1 and 64".into());
         }
-        if self.max_tcp_connections == 0 {
-            return Err("turn.max_tcp_connections must be at least 1".into());
+        if self.max_tcp_connections == 0 || self.max_tcp_connections_per_address == 0 {
+            return Err("turn.max_tcp_connections and turn.max_tcp_connections_per_address must be at least 1".into());
+        }
+        if !(1..=300).contains(&self.tcp_setup_timeout_secs) {
+            return Err("turn.tcp_setup_timeout_secs must be between 1 and 300".into());
         }
         if let Some(net) = self.allowed_peer_ranges.iter().find(|n| n.prefix_len() == 0) {
             return Err(format!(
@@ -556,6 +569,10 @@ mod tests {
             let e = load_file(&format!("[http]\n{bad}\n"), &[]).unwrap_err().to_string();
             assert!(e.contains(bad.split(' ').next().unwrap()), "{e}");
         }
+        let e = load_file("[turn]\ntcp_setup_timeout_secs = 0\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("tcp_setup_timeout_secs"), "{e}");
+        let e = load_file("[turn]\nmax_tcp_connections_per_address = 0\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("max_tcp_connections_per_address"), "{e}");
     }
 
     #[test]

@@ -72,6 +72,24 @@ pub enum Drop {
     NoPermission,
 }
 
+/// Which cap refused a TURN TCP/TLS connection at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamCap {
+    /// `turn.max_tcp_connections_per_address`.
+    PerAddress,
+    /// `turn.max_tcp_connections`.
+    Total,
+}
+
+impl StreamCap {
+    pub fn label(self) -> &'static str {
+        match self {
+            StreamCap::PerAddress => "per_address",
+            StreamCap::Total => "total",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct TurnCounters {
     pub allocations_active: Gauge,
@@ -87,6 +105,9 @@ pub struct TurnCounters {
     refusals: Family<Reason, Counter>,
     quota: Family<Reason, Counter>,
     dropped: Family<Reason, Counter>,
+    stream_refused: Family<Reason, Counter>,
+    /// TCP/TLS connections closed for having no allocation by `turn.tcp_setup_timeout_secs`.
+    pub stream_setup_timeouts: Counter,
 }
 
 impl TurnCounters {
@@ -121,6 +142,18 @@ impl TurnCounters {
         registry.register("turn_quota_refusals", "Allocations refused for quota (486)", quota.clone());
         let dropped = Family::<Reason, Counter>::default();
         registry.register("turn_dropped_datagrams", "Datagrams dropped without relaying, by reason", dropped.clone());
+        let stream_refused = Family::<Reason, Counter>::default();
+        registry.register(
+            "turn_stream_connections_refused",
+            "TURN TCP/TLS connections closed at accept, by cap (per_address, total)",
+            stream_refused.clone(),
+        );
+        let stream_setup_timeouts = Counter::default();
+        registry.register(
+            "turn_stream_setup_timeouts",
+            "TURN TCP/TLS connections closed for having no allocation within turn.tcp_setup_timeout_secs",
+            stream_setup_timeouts.clone(),
+        );
         // One statement per handle: `get_or_create` returns a read guard, and a second call
         // on the same family while one is alive would wait for the write lock forever.
         let handle =
@@ -144,6 +177,8 @@ impl TurnCounters {
             refusals,
             quota,
             dropped,
+            stream_refused,
+            stream_setup_timeouts,
         };
         // Every series exists from the start, at 0, so dashboards and alerts see them.
         for r in Refusal::ALL {
@@ -154,6 +189,9 @@ impl TurnCounters {
         }
         for s in [QuotaScope::User, QuotaScope::Total] {
             let _ = counters.quota.get_or_create(&Reason { reason: quota_label(s) });
+        }
+        for cap in [StreamCap::PerAddress, StreamCap::Total] {
+            let _ = counters.stream_refused.get_or_create(&Reason { reason: cap.label() });
         }
         counters
     }
@@ -172,6 +210,10 @@ impl TurnCounters {
 
     pub fn quota_refusal(&self, scope: QuotaScope) {
         self.quota.get_or_create(&Reason { reason: quota_label(scope) }).inc();
+    }
+
+    pub fn stream_refused(&self, cap: StreamCap) {
+        self.stream_refused.get_or_create(&Reason { reason: cap.label() }).inc();
     }
 
     pub fn dropped(&self, why: Drop) {

@@ -16,7 +16,6 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -32,7 +31,7 @@ use super::peer_filter::{PolicyRules, RelayPolicy, canonical_ip, local_addresses
 use super::quota::QuotaBook;
 use super::relay::RelayAllocator;
 use super::shared::Shared;
-use super::transport::{StreamMux, UdpTransport, accept_tcp, accept_tls};
+use super::transport::{StreamAdmission, StreamMux, UdpTransport, accept_streams};
 use crate::config::{Config, TurnConfig};
 use crate::{datadir, db, tls};
 
@@ -283,7 +282,13 @@ impl BoundTurn {
         }
         let workers = conn_configs.len();
         let mut tasks = Vec::new();
-        let open = Arc::new(AtomicUsize::new(0));
+        // One admission for both listeners: the caps count TCP and TLS connections together.
+        let admission = StreamAdmission::new(
+            s.max_tcp_connections,
+            s.max_tcp_connections_per_address,
+            Duration::from_secs(s.tcp_setup_timeout_secs),
+            counters.clone(),
+        );
         for (name, listener) in [("tcp", self.tcp), ("tls", self.tls)] {
             let local = listener.local_addr()?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -293,14 +298,8 @@ impl BoundTurn {
                 let gate = Gate::new(Arc::clone(&shared), Arc::clone(mux));
                 conn_configs.push(ConnConfig { conn: gate, relay_addr_generator: allocator() });
             }
-            let limit = s.max_tcp_connections;
-            let open = Arc::clone(&open);
-            tasks.push(if name == "tcp" {
-                tokio::spawn(accept_tcp(listener, muxes, open, limit))
-            } else {
-                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&self.tls_config));
-                tokio::spawn(accept_tls(listener, acceptor, muxes, open, limit))
-            });
+            let tls = (name == "tls").then(|| tokio_rustls::TlsAcceptor::from(Arc::clone(&self.tls_config)));
+            tasks.push(tokio::spawn(accept_streams(listener, tls, muxes, Arc::clone(&admission))));
         }
 
         let (closed_tx, mut closed_rx) = tokio::sync::mpsc::channel(4096);

@@ -8,14 +8,22 @@
 //! outgoing packet to the connection of its destination. One mux is one read loop of the
 //! library; the listener spreads connections over several muxes.
 //!
-//! Invariants: a connection that sends something that is not a frame is closed; a slow
-//! reader loses packets (its send queue is bounded), never stalls the relay; when a
-//! connection ends its address is reported on `closed()`, so its allocation ends with it.
+//! Admission ([`StreamAdmission`]): a connection is closed at accept when its address
+//! already holds `turn.max_tcp_connections_per_address` or the listeners hold
+//! `turn.max_tcp_connections`; and it must finish its TLS handshake, start with a STUN
+//! message and be granted an allocation (the mux sees the Allocate success response go
+//! out) within `turn.tcp_setup_timeout_secs`, or it is closed. So a client without valid
+//! credentials holds a place for seconds, not for the 15-minute idle timeout.
+//!
+//! Invariants: a connection that sends something that is not a frame, or whose first frame
+//! is not STUN, is closed; a slow reader loses packets (its send queue is bounded), never
+//! stalls the relay; when a connection ends its address is reported on `closed()`, so its
+//! allocation ends with it.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,13 +31,15 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use super::counters::{Drop, TurnCounters};
+use super::counters::{Drop, StreamCap, TurnCounters};
+use crate::conn_limit::{AddressSlot, LogEvery, PerAddress};
 
 /// Largest frame the relay library can take (its read buffers are 1500 bytes).
 pub const MAX_LIBRARY_PACKET: usize = 1500;
-/// A TLS handshake must finish in this time.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes 4..8 of every STUN message (RFC 5389).
+const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 /// A connection that sends nothing for this long is closed (allocations refresh every few
 /// minutes, so a live client never comes close).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -99,10 +109,17 @@ pub struct StreamMux {
     local: SocketAddr,
     frames: tokio::sync::Mutex<mpsc::Receiver<(Vec<u8>, SocketAddr)>>,
     frames_tx: mpsc::Sender<(Vec<u8>, SocketAddr)>,
-    connections: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    connections: Mutex<HashMap<SocketAddr, Route>>,
     closed: tokio::sync::Mutex<mpsc::UnboundedReceiver<SocketAddr>>,
     closed_tx: mpsc::UnboundedSender<SocketAddr>,
     counters: TurnCounters,
+}
+
+/// Where packets to one client connection go.
+struct Route {
+    tx: mpsc::Sender<Vec<u8>>,
+    /// Set when an Allocate success response is sent on the connection.
+    allocated: Arc<AtomicBool>,
 }
 
 impl StreamMux {
@@ -121,16 +138,31 @@ impl StreamMux {
         }
     }
 
-    /// Serves one accepted connection until it ends.
-    pub async fn serve<S>(self: Arc<Self>, stream: S, peer: SocketAddr)
+    /// Serves one accepted connection until it ends, or until `setup_deadline` when it has
+    /// no allocation by then.
+    pub async fn serve<S>(self: Arc<Self>, stream: S, peer: SocketAddr, setup_deadline: Instant)
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let (reader, writer) = tokio::io::split(stream);
         let (tx, rx) = mpsc::channel::<Vec<u8>>(SEND_QUEUE);
-        self.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, tx);
+        let allocated = Arc::new(AtomicBool::new(false));
+        let route = Route { tx, allocated: Arc::clone(&allocated) };
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, route);
         let writing = tokio::spawn(write_frames(writer, rx));
-        let outcome = read_frames(reader, peer, &self.frames_tx, &self.counters).await;
+        let setup = async {
+            tokio::time::sleep_until(setup_deadline).await;
+            if allocated.load(Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = read_frames(reader, peer, &self.frames_tx, &self.counters) => outcome,
+            () = setup => {
+                self.counters.stream_setup_timeouts.inc();
+                Err(io::Error::new(io::ErrorKind::TimedOut, "no allocation within turn.tcp_setup_timeout_secs"))
+            }
+        };
         if let Err(e) = outcome {
             tracing::debug!(transport = self.name, client = %peer, error = %e, "TURN stream connection ended");
         }
@@ -154,7 +186,13 @@ impl Transport for StreamMux {
     }
 
     fn try_send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
-        let tx = self.connections.lock().unwrap_or_else(|e| e.into_inner()).get(&to).cloned();
+        let granted = is_allocate_success(buf);
+        let tx = self.connections.lock().unwrap_or_else(|e| e.into_inner()).get(&to).map(|route| {
+            if granted {
+                route.allocated.store(true, Ordering::Relaxed);
+            }
+            route.tx.clone()
+        });
         match tx {
             Some(tx) => {
                 if tx.try_send(buf.to_vec()).is_err() {
@@ -201,6 +239,16 @@ pub fn frame_length(header: &[u8; 4]) -> io::Result<usize> {
     }
 }
 
+/// A STUN message (the top two bits 0 and the magic cookie), not ChannelData.
+fn is_stun_message(frame: &[u8]) -> bool {
+    frame.len() >= 20 && frame[0] >> 6 == 0 && frame[4..8] == MAGIC_COOKIE
+}
+
+/// An Allocate success response (type 0x0103).
+fn is_allocate_success(packet: &[u8]) -> bool {
+    packet.len() >= 20 && packet[..2] == [0x01, 0x03] && packet[4..8] == MAGIC_COOKIE
+}
+
 async fn read_frames<R: AsyncRead + Unpin>(
     reader: R,
     peer: SocketAddr,
@@ -208,6 +256,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
     counters: &TurnCounters,
 ) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(16 * 1024, reader);
+    let mut first = true;
     loop {
         let mut header = [0u8; 4];
         match tokio::time::timeout(IDLE_TIMEOUT, reader.read_exact(&mut header)).await {
@@ -222,6 +271,11 @@ async fn read_frames<R: AsyncRead + Unpin>(
         frame[..4].copy_from_slice(&header);
         reader.read_exact(&mut frame[4..]).await?;
         frame.truncate(length);
+        // A TURN client starts with Allocate (RFC 8656 §7.1); nothing else is relayed.
+        if first && !is_stun_message(&frame) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the first frame is not a STUN message"));
+        }
+        first = false;
         if frame.len() > MAX_LIBRARY_PACKET {
             counters.dropped(Drop::Oversize);
             continue;
@@ -258,65 +312,102 @@ fn push_padded(batch: &mut Vec<u8>, packet: &[u8]) {
     }
 }
 
-/// Accepts plain TCP connections and hands them to the muxes in turn.
-pub async fn accept_tcp(listener: TcpListener, muxes: Vec<Arc<StreamMux>>, open: Arc<AtomicUsize>, limit: usize) {
-    let mut next = 0usize;
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = %e, "TURN TCP accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+/// The caps and the setup deadline shared by the TCP and TLS listeners.
+pub struct StreamAdmission {
+    open: Arc<AtomicUsize>,
+    limit: usize,
+    per_address: Arc<PerAddress>,
+    setup_timeout: Duration,
+    counters: TurnCounters,
+    log: LogEvery,
+}
+
+/// An admitted connection's places in both caps, given back when dropped.
+struct Admitted {
+    _total: ConnectionSlot,
+    _address: AddressSlot,
+}
+
+impl StreamAdmission {
+    pub fn new(limit: usize, per_address: usize, setup_timeout: Duration, counters: TurnCounters) -> Arc<Self> {
+        Arc::new(Self {
+            open: Arc::new(AtomicUsize::new(0)),
+            limit,
+            per_address: PerAddress::new(per_address, Vec::new()),
+            setup_timeout,
+            counters,
+            log: LogEvery::new(Duration::from_secs(60)),
+        })
+    }
+
+    /// Places in both caps for a connection from `peer`, or None (counted and logged).
+    fn admit(&self, peer: SocketAddr, transport: &'static str) -> Option<Admitted> {
+        let refused = match self.per_address.take(peer.ip()) {
+            Some(address) => match ConnectionSlot::take(&self.open, self.limit) {
+                Some(total) => return Some(Admitted { _total: total, _address: address }),
+                None => StreamCap::Total,
+            },
+            None => StreamCap::PerAddress,
         };
-        let Some(guard) = ConnectionSlot::take(&open, limit) else {
-            tracing::warn!(client = %peer, limit, "TURN TCP connection refused: too many open connections");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let mux = Arc::clone(&muxes[next % muxes.len()]);
-        next = next.wrapping_add(1);
-        tokio::spawn(async move {
-            mux.serve(stream, peer).await;
-            drop(guard);
-        });
+        self.counters.stream_refused(refused);
+        if let Some(not_logged) = self.log.check() {
+            let limit = match refused {
+                StreamCap::PerAddress => self.per_address.limit(),
+                StreamCap::Total => self.limit,
+            };
+            tracing::warn!(
+                transport,
+                client = %peer.ip(),
+                cap = refused.label(),
+                limit,
+                refused_since_last_line = not_logged,
+                "TURN stream connection refused: too many open connections"
+            );
+        }
+        None
     }
 }
 
-/// Accepts TLS connections (handshake with the HTTPS certificate) for the muxes.
-pub async fn accept_tls(
+/// Accepts TCP connections, or TLS ones when `tls` is given (handshake with the HTTPS
+/// certificate), and hands them to the muxes in turn.
+pub async fn accept_streams(
     listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     muxes: Vec<Arc<StreamMux>>,
-    open: Arc<AtomicUsize>,
-    limit: usize,
+    admission: Arc<StreamAdmission>,
 ) {
+    let transport = if tls.is_some() { "tls" } else { "tcp" };
     let mut next = 0usize;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(error = %e, "TURN TLS accept failed");
+                tracing::warn!(transport, error = %e, "TURN stream accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let Some(guard) = ConnectionSlot::take(&open, limit) else {
-            tracing::warn!(client = %peer, limit, "TURN TLS connection refused: too many open connections");
-            continue;
-        };
+        // Dropping a refused stream closes it.
+        let Some(admitted) = admission.admit(peer, transport) else { continue };
         let _ = stream.set_nodelay(true);
         let mux = Arc::clone(&muxes[next % muxes.len()]);
         next = next.wrapping_add(1);
-        let acceptor = acceptor.clone();
+        let deadline = Instant::now() + admission.setup_timeout;
+        let tls = tls.clone();
+        let counters = admission.counters.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => mux.serve(tls, peer).await,
-                Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "TURN TLS handshake failed"),
-                Err(_) => tracing::debug!(client = %peer, "TURN TLS handshake timed out"),
+            match tls {
+                None => mux.serve(stream, peer, deadline).await,
+                Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => mux.serve(tls, peer, deadline).await,
+                    Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "TURN TLS handshake failed"),
+                    Err(_) => {
+                        counters.stream_setup_timeouts.inc();
+                        tracing::debug!(client = %peer, "TURN TLS handshake timed out");
+                    }
+                },
             }
-            drop(guard);
+            drop(admitted);
         });
     }
 }
@@ -372,17 +463,61 @@ mod tests {
     async fn frames_split_across_reads_and_padding_are_handled() {
         let counters = TurnCounters::register(&mut prometheus_client::registry::Registry::default());
         let (tx, mut rx) = mpsc::channel(8);
-        // ChannelData of 5 bytes (padded to 8), then a 20-byte STUN header with no body.
-        let mut wire = vec![0x40, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5, 0, 0, 0];
-        wire.extend_from_slice(&[0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42]);
-        wire.extend_from_slice(&[0u8; 12]);
+        // A 20-byte STUN header with no body, then ChannelData of 5 bytes (padded to 8).
+        let stun = [0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut wire = stun.to_vec();
+        wire.extend_from_slice(&[0x40, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5, 0, 0, 0]);
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         read_frames(&wire[..], peer, &tx, &counters).await.unwrap();
         let (a, _) = rx.recv().await.unwrap();
-        assert_eq!(a, vec![0x40, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]);
+        assert_eq!(a.len(), 20);
         let (b, _) = rx.recv().await.unwrap();
-        assert_eq!(b.len(), 20);
+        assert_eq!(b, vec![0x40, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]);
         assert!(read_frames(&b"\x80\x00\x00\x00"[..], peer, &tx, &counters).await.is_err());
         assert!(read_frames(&b"\x16\x03\x01\x02\x00"[..], peer, &tx, &counters).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_stream_must_start_with_a_stun_message() {
+        let counters = TurnCounters::register(&mut prometheus_client::registry::Registry::default());
+        let (tx, mut rx) = mpsc::channel(8);
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        // ChannelData first: refused, nothing passed on.
+        let e = read_frames(&[0x40, 0x01, 0x00, 0x04, 1, 2, 3, 4][..], peer, &tx, &counters).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        // STUN-shaped but without the magic cookie (RFC 3489 or noise): refused too.
+        let old = [0x00, 0x01, 0x00, 0x00, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(read_frames(&old[..], peer, &tx, &counters).await.is_err());
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn only_an_allocate_success_counts_as_a_grant() {
+        let mut success = vec![0x01, 0x03, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+        success.extend_from_slice(&[7u8; 12]);
+        assert!(is_allocate_success(&success));
+        let mut error = success.clone();
+        error[1] = 0x13;
+        assert!(!is_allocate_success(&error), "Allocate error response");
+        let mut binding = success.clone();
+        binding[1] = 0x01;
+        assert!(!is_allocate_success(&binding), "Binding success");
+        assert!(!is_allocate_success(&[0x01, 0x03, 0, 0]), "too short");
+    }
+
+    #[test]
+    fn the_address_cap_is_checked_before_the_total() {
+        let counters = TurnCounters::register(&mut prometheus_client::registry::Registry::default());
+        let admission = StreamAdmission::new(3, 2, Duration::from_secs(10), counters);
+        let a: SocketAddr = "192.0.2.1:1000".parse().unwrap();
+        let b: SocketAddr = "192.0.2.2:1000".parse().unwrap();
+        let held = [admission.admit(a, "tcp").unwrap(), admission.admit(a, "tls").unwrap()];
+        assert!(admission.admit(a, "tcp").is_none(), "third from one address");
+        let third = admission.admit(b, "tcp").unwrap();
+        assert!(admission.admit(b, "tcp").is_none(), "fourth in all");
+        drop(held);
+        drop(third);
+        assert_eq!(admission.open.load(Ordering::Relaxed), 0);
+        assert!(admission.admit(a, "tcp").is_some());
     }
 }
