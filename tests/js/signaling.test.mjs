@@ -398,6 +398,71 @@ describe('permissions, announcements and broadcasts', () => {
   });
 });
 
+describe('request size', () => {
+  let s;
+  let sa;
+  let sb;
+  let pb;
+  before(async () => {
+    s = await startServer();
+    const a = await s.user('sizea');
+    const b = await s.user('sizeb');
+    sa = await s.connect({ token: a.token });
+    sb = await s.connect({ token: b.token });
+    await sa.snapshot;
+    pb = (await sb.snapshot).self.peerId;
+  });
+  after(() => s.stop());
+
+  test('2,000 files in under 64 KiB get too_many_files with the limit, and the socket stays connected', async () => {
+    const files = Array.from({ length: 2000 }, (_, i) => ({ name: `f${i}`, size: 1 }));
+    const bytes = Buffer.byteLength(JSON.stringify(['transfer:request', { to: pb, files }]));
+    assert.ok(bytes < 60 * 1024, `the request is ${bytes} bytes: it must pass the 64 KiB transport cap`);
+    const quiet = arrives(sb, 'transfer:incoming', 500);
+    const ack = await call(sa, 'transfer:request', { to: pb, files });
+    assert.equal(ack.error?.code, 'too_many_files', JSON.stringify(ack).slice(0, 300));
+    assert.match(ack.error.message, /\b100\b/, 'the message names the limit');
+    assert.equal(await quiet, false);
+    assert.equal(sa.connected, true);
+    // The same socket goes on working: 101 files are refused the same way, 100 are fine.
+    assert.equal((await call(sa, 'transfer:request', { to: pb, files: files.slice(0, 101) })).error?.code, 'too_many_files');
+    const ok = await call(sa, 'transfer:request', { to: pb, files: files.slice(0, 100) });
+    assert.equal(ok.ok, true, JSON.stringify(ok));
+  });
+
+  test('a request at the limits (100 files, 255-byte names and MIME types, the largest sizes) fits under 64 KiB and is accepted', async () => {
+    // 255 bytes of JSON text: multi-byte characters and quotes (escaped: two bytes) included.
+    const name = (i) => {
+      const head = `dir"${String(i).padStart(3, '0')}/ü€😀`;
+      return head + 'n'.repeat(255 - Buffer.byteLength(JSON.stringify(head)) + 2);
+    };
+    const mime = `application/x-${'m'.repeat(255 - 14)}`;
+    const files = Array.from({ length: 100 }, (_, i) => ({ name: name(i), size: 107374182400, mime }));
+    assert.equal(Buffer.byteLength(JSON.stringify(files[0].name)) - 2, 255);
+    const message = `42999999["transfer:request",${JSON.stringify({ to: pb, files, part: { batch: 'b'.repeat(64), index: 9999, count: 10000, totalFiles: 999999, totalBytes: 9007199254740991 } })}]`;
+    assert.ok(Buffer.byteLength(message) < 64 * 1024 - 8 * 1024, `${Buffer.byteLength(message)} bytes`);
+    const ack = await call(sa, 'transfer:request', { to: pb, files });
+    assert.equal(ack.ok, true, JSON.stringify(ack).slice(0, 300));
+    const longer = files.map((f, i) => (i === 7 ? { ...f, name: `${f.name}x` } : f));
+    const refused = await call(sa, 'transfer:request', { to: pb, files: longer });
+    assert.equal(refused.error?.code, 'invalid_payload');
+    assert.match(refused.error.message, /255 bytes/);
+  });
+
+  test('a request that is one part of a larger send tells the receiver which', async () => {
+    const part = { batch: '5f0e6d1c2b3a49887766554433221100', index: 2, count: 3, totalFiles: 250, totalBytes: 100_000 };
+    const incoming = next(sb, 'transfer:incoming');
+    const ack = await call(sa, 'transfer:request', { to: pb, files: FILES, part });
+    assert.equal(ack.ok, true, JSON.stringify(ack));
+    const inc = await incoming;
+    assert.equal(inc.transferId, ack.transferId);
+    assert.deepEqual(inc.part, part);
+    for (const bad of [{ ...part, index: 4 }, { ...part, totalFiles: 1000 }, { ...part, batch: 'a b' }, { ...part, extra: 1 }]) {
+      assert.equal((await call(sa, 'transfer:request', { to: pb, files: FILES, part: bad })).error?.code, 'invalid_payload', JSON.stringify(bad));
+    }
+  });
+});
+
 describe('limits and revocation', () => {
   let s;
   before(async () => {

@@ -91,7 +91,7 @@ impl From<SignalError> for ApiError {
     fn from(e: SignalError) -> Self {
         let status = match &e {
             SignalError::Invalid(_) | SignalError::UnknownLab(_) => StatusCode::BAD_REQUEST,
-            SignalError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            SignalError::TooLarge { .. } | SignalError::TooManyFiles(_) => StatusCode::PAYLOAD_TOO_LARGE,
             SignalError::Forbidden(_) | SignalError::NotParty => StatusCode::FORBIDDEN,
             SignalError::PeerOffline | SignalError::UnknownTransfer | SignalError::NoRecipients => {
                 StatusCode::NOT_FOUND

@@ -339,10 +339,16 @@ pub(super) fn new_id() -> String {
 
 async fn transfer_request(state: AppState, peer: String, req: TransferRequest) -> Result<Value, SignalError> {
     payloads::validate_id("to", &req.to)?;
+    if let Some(part) = &req.part {
+        payloads::validate_part(part, &req.files)?;
+    }
     let (limits, expiry) = super::limits(&state).await?;
     let id = new_id();
-    let (emits, record) =
+    let (mut emits, record) =
         state.signaling.with_hub(|h| h.request(&peer, &req.to, req.files, id.clone(), &limits, Instant::now()))?;
+    if let Some(part) = req.part {
+        super::hub::tag_part(&mut emits, &part);
+    }
     store(&state, vec![record]).await;
     deliver(&state, emits).await;
     super::schedule_expiry(&state, id.clone(), expiry);

@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::SignalError;
-use super::payloads::{FileMeta, FinishStatus, TransferFinish};
+use super::payloads::{FileMeta, FinishStatus, Part, TransferFinish};
 use super::reconcile::reconcile;
 use crate::db::transfers::Outcome;
 
@@ -701,6 +701,16 @@ impl Hub {
     }
 }
 
+/// Passes a request's `part` (which part of a larger send it is) on to the receiver, in the
+/// `transfer:incoming` of `Hub::request`.
+pub fn tag_part(emits: &mut [Emit], part: &Part) {
+    for e in emits.iter_mut().filter(|e| e.event == "transfer:incoming") {
+        if let Value::Object(data) = &mut e.data {
+            data.insert("part".into(), json!(part));
+        }
+    }
+}
+
 fn ended(status: &str, reason: &str) -> Outcome {
     Outcome {
         status: status.into(),
@@ -861,6 +871,21 @@ mod tests {
         // Five requests in this minute: the sixth is refused, and allowed a minute later.
         assert_eq!(h.request("a", "b", files(), "p7".into(), &limits(), now).unwrap_err(), SignalError::RateLimited);
         assert!(h.request("a", "b", files(), "p8".into(), &limits(), now + Duration::from_secs(61)).is_ok());
+    }
+
+    #[test]
+    fn the_part_of_a_request_reaches_the_receiver_only() {
+        let mut h = hub();
+        let (mut emits, _) = h.request("a", "b", files(), "t1".into(), &limits(), Instant::now()).unwrap();
+        emits.push(Emit::to_peer("a", "transfer:accepted", json!({ "transferId": "t1" })));
+        let part = Part { batch: "0123456789abcdef".into(), index: 2, count: 3, total_files: 250, total_bytes: 99 };
+        tag_part(&mut emits, &part);
+        assert_eq!(
+            emits[0].data["part"],
+            json!({ "batch": "0123456789abcdef", "index": 2, "count": 3, "totalFiles": 250, "totalBytes": 99 })
+        );
+        assert_eq!(emits[0].data["transferId"], "t1");
+        assert!(emits[1].data.get("part").is_none());
     }
 
     #[test]

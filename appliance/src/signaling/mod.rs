@@ -47,6 +47,8 @@ pub enum SignalError {
     Invalid(String),
     #[error("{name:?} is {size} bytes; the largest file allowed is {max} bytes")]
     TooLarge { name: String, size: u64, max: u64 },
+    #[error("at most {0} files per request; send more files in several requests")]
+    TooManyFiles(usize),
     #[error("this needs the permission {0}")]
     Forbidden(&'static str),
     #[error("that device is not online (or not visible to you)")]
@@ -81,6 +83,7 @@ impl SignalError {
         match self {
             SignalError::Invalid(_) => "invalid_payload",
             SignalError::TooLarge { .. } => "file_too_large",
+            SignalError::TooManyFiles(_) => "too_many_files",
             SignalError::Forbidden(_) => "forbidden",
             SignalError::PeerOffline => "peer_offline",
             SignalError::PeerCannotReceive => "peer_cannot_receive",
