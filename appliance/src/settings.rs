@@ -68,6 +68,12 @@ pub const SETTINGS: &[Spec] = &[
         help: "Socket.IO events one device may send in a burst (applied within 2 s)",
     },
     Spec {
+        key: "signaling.max_devices_per_user",
+        kind: Kind::Int { min: 0, max: 100_000 },
+        default: "4",
+        help: "devices (browsers) one user may have connected at once, admins included; a device reconnecting is not counted twice (0: no limit)",
+    },
+    Spec {
         key: "retention.transfer_days",
         kind: Kind::Int { min: 0, max: 36_500 },
         default: "365",
@@ -201,6 +207,9 @@ mod tests {
         set(&pool, "transfer.request_expiry_secs", "15", None).await.unwrap();
         assert_eq!(get_u64(&pool, "transfer.request_expiry_secs").await.unwrap(), 15);
         assert_eq!(get_str(&pool, "presence.scope").await.unwrap(), "lab");
+        assert_eq!(get_u64(&pool, "signaling.max_devices_per_user").await.unwrap(), 4);
+        set(&pool, "signaling.max_devices_per_user", "0", None).await.unwrap();
+        assert_eq!(get_u64(&pool, "signaling.max_devices_per_user").await.unwrap(), 0);
         assert!(set(&pool, "presence.scope", "everyone", None).await.is_err());
         set(&pool, "presence.scope", "all", None).await.unwrap();
         assert_eq!(get_str(&pool, "presence.scope").await.unwrap(), "all");

@@ -234,6 +234,12 @@ async function setup(dir, labCount) {
     LIMITS.eventBurst = 200;
     log('note: this labbeam has no event-budget settings; both servers keep 50 events/s, bursts of 200');
   }
+  try {
+    // Each student account is online from many devices here (the node baseline has no cap).
+    cli(dataDir, ['setting', 'set', 'signaling.max_devices_per_user', '0']);
+  } catch {
+    // A binary from before the device cap.
+  }
   const users = [];
   for (let i = 1; i <= opts.users; i++) {
     const username = `student${i}`;

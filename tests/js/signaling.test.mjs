@@ -463,6 +463,65 @@ describe('request size', () => {
   });
 });
 
+describe('devices per user', () => {
+  let s;
+  before(async () => {
+    s = await startServer();
+  });
+  after(() => s.stop());
+
+  const refusal = (opts) =>
+    s.connect(opts).then(
+      (sock) => {
+        sock.close();
+        assert.fail('connected');
+      },
+      (e) => e.message,
+    );
+  const deviceId = (i) => `device-${i}-0123456789abcdef`;
+
+  test('the fifth device is refused with too_many_devices; a device that reconnects is not; a freed place is taken', async () => {
+    const u = await s.user('many');
+    const socks = [];
+    for (let i = 0; i < 4; i++) {
+      const sock = await s.connect({ token: u.token, device: `PC ${i}`, deviceId: deviceId(i) });
+      await sock.snapshot;
+      socks.push(sock);
+    }
+    assert.equal(await refusal({ token: u.token, deviceId: deviceId(4) }), 'too_many_devices');
+    assert.equal(await refusal({ token: u.token }), 'too_many_devices', 'without a deviceId a connection is a device of its own');
+    // Another user is not affected.
+    const other = await s.user('other');
+    await (await s.connect({ token: other.token, deviceId: deviceId(4) })).snapshot;
+
+    // Device 0 reconnects while the server still holds its old socket (not noticed gone yet).
+    const again = await s.connect({ token: u.token, device: 'PC 0', deviceId: deviceId(0) });
+    assert.equal((await again.snapshot).self.username, 'many');
+    assert.equal(socks[0].connected, true);
+
+    // Device 1 leaves: its place is free for a new device.
+    const left = next(socks[2], 'presence:left');
+    socks[1].close();
+    await left;
+    const fifth = await s.connect({ token: u.token, deviceId: deviceId(4) });
+    await fifth.snapshot;
+    assert.equal(await refusal({ token: u.token, deviceId: deviceId(5) }), 'too_many_devices');
+  });
+
+  test('one device holds at most 8 connections (tabs); the cap is a setting, 0 turns it off', async () => {
+    const u = await s.user('tabs');
+    for (let i = 0; i < 8; i++) await (await s.connect({ token: u.token, deviceId: deviceId(9) })).snapshot;
+    assert.equal(await refusal({ token: u.token, deviceId: deviceId(9) }), 'too_many_connections');
+
+    const v = await s.user('lab-pcs');
+    s.cli(['setting', 'set', 'signaling.max_devices_per_user', '2']);
+    for (let i = 0; i < 2; i++) await (await s.connect({ token: v.token, deviceId: deviceId(i) })).snapshot;
+    assert.equal(await refusal({ token: v.token, deviceId: deviceId(2) }), 'too_many_devices');
+    s.cli(['setting', 'set', 'signaling.max_devices_per_user', '0']);
+    for (let i = 2; i < 12; i++) await (await s.connect({ token: v.token, deviceId: deviceId(i) })).snapshot;
+  });
+});
+
 describe('limits and revocation', () => {
   let s;
   before(async () => {

@@ -133,6 +133,7 @@ async fn authenticate(
         Some(_) => return Err(Refused("invalid_device_id")),
         None => None,
     };
+    admit(&state, &socket, user.id, device_key.as_deref()).await?;
     socket.extensions.insert(Authenticated { user, device, lab_pick, device_key });
     socket.extensions.insert(JoinGate::default());
     // Handlers now, while the connect packet is not sent yet: socketioxide runs the connect
@@ -141,6 +142,27 @@ async fn authenticate(
     // the device has joined in `on_connect`, handlers wait for it (see `on`).
     register_events(&socket);
     Ok(())
+}
+
+/// Holds a place for this connection under the per-user device cap
+/// (`signaling.max_devices_per_user`), or refuses it.
+async fn admit(state: &AppState, socket: &SocketRef, user: i64, device_key: Option<&str>) -> Result<(), Refused> {
+    let max = crate::settings::get_u64(&state.db, "signaling.max_devices_per_user").await.map_err(|e| {
+        tracing::error!(error = %e, "could not read the device cap");
+        Refused("internal")
+    })?;
+    let key = member_device_key(device_key, socket);
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let peer = socket.id.to_string();
+    state.signaling.with_hub(|h| h.admit(user, &peer, &key, max, Instant::now())).map_err(|crowded| {
+        tracing::info!(user, code = crowded.code(), "connection refused: too many at once");
+        Refused(crowded.code())
+    })
+}
+
+/// The hub's device key: the client's device id, or (without one) the socket's own.
+fn member_device_key(device_id: Option<&str>, socket: &SocketRef) -> String {
+    device_id.map_or_else(|| format!("socket:{}", socket.id), str::to_string)
 }
 
 /// A device id: 16 to 64 letters, digits, `-` or `_` (the web client uses a random UUID).
@@ -257,7 +279,7 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
         sees_all: a.sees_all,
         owned_labs: a.owned_labs,
         // Without a device id of its own, a socket can never re-claim a transfer.
-        device_key: auth.device_key.unwrap_or_else(|| format!("socket:{}", socket.id)),
+        device_key: member_device_key(auth.device_key.as_deref(), socket),
         addr,
         lab_pick: auth.lab_pick,
     })

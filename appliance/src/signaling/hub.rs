@@ -228,9 +228,45 @@ struct Bucket {
     at: Instant,
 }
 
+/// Connections one device (one device key: the tabs of a browser, or a device that
+/// reconnected before its old connection was noticed gone) may hold while the per-user device
+/// cap is on.
+pub const MAX_CONNECTIONS_PER_DEVICE: usize = 8;
+/// How long an admitted connection holds its place before it joins (after that it counts only
+/// once it has joined).
+const ADMIT_HOLD: Duration = Duration::from_secs(30);
+
+/// Why `Hub::admit` refused a connection; `code` is its `connect_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crowded {
+    /// The user already has the most devices allowed.
+    Devices,
+    /// This device already holds `MAX_CONNECTIONS_PER_DEVICE` connections.
+    Connections,
+}
+
+impl Crowded {
+    pub fn code(self) -> &'static str {
+        match self {
+            Crowded::Devices => "too_many_devices",
+            Crowded::Connections => "too_many_connections",
+        }
+    }
+}
+
+/// One connection of a user, for the device cap.
+#[derive(Debug)]
+struct Slot {
+    device_key: String,
+    /// When it was admitted; `None` once it joined (it then counts while it is a member).
+    admitted: Option<Instant>,
+}
+
 #[derive(Default)]
 pub struct Hub {
     members: HashMap<PeerId, Member>,
+    /// Each user's connections (joined, or admitted and about to join), by peer id.
+    connections: HashMap<i64, HashMap<PeerId, Slot>>,
     /// The members of each lab: a device that sees its own lab only gets its snapshot
     /// in O(lab), not O(all devices).
     labs: HashMap<String, BTreeSet<PeerId>>,
@@ -289,6 +325,42 @@ impl Hub {
         Ok(())
     }
 
+    /// Admits a new connection of `user` from device `device_key` (before it joins), unless
+    /// the user already has `max_devices` devices connected (0: no limit) or this device
+    /// holds `MAX_CONNECTIONS_PER_DEVICE` connections. A device is a device key: a connection
+    /// from a device that is already connected does not count as another device, so a device
+    /// reconnecting before its old connection was noticed gone is let in.
+    pub fn admit(
+        &mut self,
+        user: i64,
+        peer: &str,
+        device_key: &str,
+        max_devices: usize,
+        now: Instant,
+    ) -> Result<(), Crowded> {
+        if max_devices == 0 {
+            return Ok(());
+        }
+        let members = &self.members;
+        let slots = self.connections.entry(user).or_default();
+        slots.retain(|p, slot| match slot.admitted {
+            Some(at) => now.saturating_duration_since(at) < ADMIT_HOLD,
+            None => members.contains_key(p),
+        });
+        let same_device = slots.values().filter(|s| s.device_key == device_key).count();
+        if same_device >= MAX_CONNECTIONS_PER_DEVICE {
+            return Err(Crowded::Connections);
+        }
+        if same_device == 0 {
+            let devices: std::collections::HashSet<&str> = slots.values().map(|s| s.device_key.as_str()).collect();
+            if devices.len() >= max_devices {
+                return Err(Crowded::Devices);
+            }
+        }
+        slots.insert(peer.to_string(), Slot { device_key: device_key.to_string(), admitted: Some(now) });
+        Ok(())
+    }
+
     /// Adds a device; returns the snapshot for it and what others are told.
     pub fn join(&mut self, member: Member) -> (Value, Vec<Emit>) {
         let visible: Vec<&Peer> = if member.sees_all {
@@ -308,6 +380,8 @@ impl Hub {
             self.unlist(&old);
         }
         self.labs.entry(member.peer.lab.clone()).or_default().insert(member.peer.peer_id.clone());
+        let slot = Slot { device_key: member.device_key.clone(), admitted: None };
+        self.connections.entry(member.peer.user_id).or_default().insert(member.peer.peer_id.clone(), slot);
         self.members.insert(member.peer.peer_id.clone(), member);
         (snapshot, vec![emit])
     }
@@ -330,6 +404,12 @@ impl Hub {
         self.buckets.remove(peer);
         let Some(m) = self.members.remove(peer) else { return (Vec::new(), Vec::new()) };
         self.unlist(&m);
+        if let Some(slots) = self.connections.get_mut(&m.peer.user_id) {
+            slots.remove(peer);
+            if slots.is_empty() {
+                self.connections.remove(&m.peer.user_id);
+            }
+        }
         let mut emits = vec![Emit {
             to: Audience::ViewersOf(m.peer.lab.clone()),
             except: None,
@@ -796,6 +876,47 @@ mod tests {
         let (snap, _) = h.join(member("e", 5, "Lab C", STUDENT, true));
         assert_eq!(snap["peers"].as_array().unwrap().len(), 4);
         assert_eq!(snap["self"]["peerId"], "e");
+    }
+
+    #[test]
+    fn devices_per_user_are_capped_but_a_device_that_reconnects_is_let_in() {
+        let mut h = Hub::default();
+        let now = Instant::now();
+        for i in 0..4 {
+            let (id, key) = (format!("s{i}"), format!("dev-{i}"));
+            h.admit(7, &id, &key, 4, now).unwrap();
+            h.join(back(&id, 7, &key));
+        }
+        assert_eq!(h.admit(7, "s4", "dev-4", 4, now), Err(Crowded::Devices));
+        assert_eq!(Crowded::Devices.code(), "too_many_devices");
+        // Other users, and no limit at all.
+        assert!(h.admit(8, "t0", "dev-4", 4, now).is_ok());
+        assert!(h.admit(7, "s4", "dev-4", 0, now).is_ok());
+        // Device 0 again (its old socket still a member): not a fifth device.
+        h.admit(7, "s0b", "dev-0", 4, now).unwrap();
+        h.join(back("s0b", 7, "dev-0"));
+        // Device 1 leaves: a new device takes its place, and no other.
+        h.leave("s1", now);
+        h.admit(7, "s5", "dev-5", 4, now).unwrap();
+        assert_eq!(h.admit(7, "s6", "dev-6", 4, now), Err(Crowded::Devices));
+        // An admitted connection holds its place until it joins, or for ADMIT_HOLD.
+        assert_eq!(h.admit(7, "s6", "dev-6", 4, now + ADMIT_HOLD - Duration::from_secs(1)), Err(Crowded::Devices));
+        assert!(h.admit(7, "s6", "dev-6", 4, now + ADMIT_HOLD).is_ok());
+    }
+
+    #[test]
+    fn one_device_holds_a_bounded_number_of_connections() {
+        let mut h = Hub::default();
+        let now = Instant::now();
+        for i in 0..MAX_CONNECTIONS_PER_DEVICE {
+            let id = format!("tab{i}");
+            h.admit(7, &id, "dev", 4, now).unwrap();
+            h.join(back(&id, 7, "dev"));
+        }
+        assert_eq!(h.admit(7, "tab9", "dev", 4, now), Err(Crowded::Connections));
+        assert_eq!(Crowded::Connections.code(), "too_many_connections");
+        h.leave("tab0", now);
+        assert!(h.admit(7, "tab9", "dev", 4, now).is_ok());
     }
 
     #[test]

@@ -11,7 +11,8 @@
  * Reconnection is socket.io-client's, configured explicitly: exponential backoff from 0.5 s
  * to 10 s with ±50 % jitter, without end. A server that closes the connection itself
  * (`io server disconnect`, e.g. when it shuts down) is retried once by hand: a revoked session
- * then gets its final `connect_error`.
+ * then gets its final `connect_error`. A refusal because the user has too many devices (or this
+ * browser too many tabs) connected is retried by hand every ~15 s, until there is room.
  */
 
 import { io, type Socket } from 'socket.io-client';
@@ -58,7 +59,9 @@ export type ConnectionState =
   | { readonly kind: 'connected' }
   | { readonly kind: 'reconnecting' }
   /** Refused for good (`unauthenticated`, `session_revoked`, …): sign in again. */
-  | { readonly kind: 'refused'; readonly code: string };
+  | { readonly kind: 'refused'; readonly code: string }
+  /** Refused for now: the user has too many devices connected (`too_many_devices`) or this device too many tabs (`too_many_connections`); retried by itself. */
+  | { readonly kind: 'crowded'; readonly code: string };
 
 export interface SignalingEvents {
   connection: ConnectionState;
@@ -87,6 +90,11 @@ export interface SignalingOptions {
   ackTimeoutMs?: number;
 }
 
+/** Refusals that last until one of the user's other connections closes. */
+const CROWDED = new Set(['too_many_devices', 'too_many_connections']);
+/** How long a crowded-out connection waits before it tries again (±50 %). */
+export const CROWDED_RETRY_MS = 15_000;
+
 /** Connection refusals that no retry will fix. */
 const FINAL_REFUSALS = new Set([
   'unauthenticated',
@@ -104,6 +112,7 @@ export class SignalingClient extends Emitter<SignalingEvents> {
   #peers = new Map<string, Peer>();
   #graceSecs = 900;
   #closed = false;
+  #crowdedRetry: ReturnType<typeof setTimeout> | null = null;
 
   constructor(options: SignalingOptions) {
     super();
@@ -152,6 +161,7 @@ export class SignalingClient extends Emitter<SignalingEvents> {
 
   close(): void {
     this.#closed = true;
+    if (this.#crowdedRetry !== null) clearTimeout(this.#crowdedRetry);
     this.#socket.close();
     this.removeAllListeners();
   }
@@ -232,6 +242,15 @@ export class SignalingClient extends Emitter<SignalingEvents> {
       if (FINAL_REFUSALS.has(code)) {
         s.close();
         this.emit('connection', { kind: 'refused', code });
+      } else if (CROWDED.has(code)) {
+        // socket.io-client does not retry a refusal by the server: try again by hand.
+        this.emit('connection', { kind: 'crowded', code });
+        if (this.#crowdedRetry !== null) clearTimeout(this.#crowdedRetry);
+        const delay = CROWDED_RETRY_MS * (1 - RECONNECTION.randomizationFactor + Math.random() * 2 * RECONNECTION.randomizationFactor);
+        this.#crowdedRetry = setTimeout(() => {
+          this.#crowdedRetry = null;
+          if (!this.#closed && !s.connected) s.connect();
+        }, delay);
       } else {
         this.emit('connection', { kind: 'reconnecting' });
       }

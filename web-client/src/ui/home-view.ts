@@ -242,6 +242,12 @@ export class HomeView implements View {
       case 'reconnecting':
         this.#connection.textContent = 'Connection to the LabBeam server lost — reconnecting… Transfers already running continue.';
         break;
+      case 'crowded':
+        this.#connection.textContent =
+          state.code === 'too_many_connections'
+            ? 'LabBeam is open in too many tabs of this browser. Close the tabs you do not need; this one connects by itself as soon as there is room.'
+            : 'You are connected to LabBeam from too many computers at once. Close LabBeam (or sign out) on one you no longer use; this page connects by itself as soon as there is room.';
+        break;
       case 'refused':
         this.#o.onSessionEnded(state.code);
         break;
