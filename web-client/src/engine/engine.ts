@@ -12,8 +12,12 @@
  *   engine re-claims its live transfers (`transfer:resume`) before it signals for them, sends
  *   the end reports that could not be sent while offline, and after a page reload it brings
  *   back the transfers this browser stored (resume-store.ts) that no other tab holds.
+ * - A selection too large for one request goes in parts (batches.ts), one transfer each, one
+ *   after the other: the next part is requested when the previous one completed; a part that
+ *   does not complete stops the send. The receiving engine asks its user once per send.
  */
 
+import { IncomingBatches, MAX_NAME_BYTES, cleanMime, nameTooLong, newBatchId, planParts } from './batches';
 import { BroadcastManager } from './broadcast';
 import { Emitter } from './emitter';
 import { relayServers } from './ice';
@@ -32,6 +36,7 @@ import {
   type FileMeta,
   type FinishReport,
   type IncomingRequest,
+  type PartInfo,
   type Peer,
   SignalingError,
 } from './protocol';
@@ -101,6 +106,22 @@ const SIGNAL_BUFFER_MS = 15_000;
 const PERSIST_EVERY_MS = 2_000;
 /** Ack codes after which a transfer cannot be re-claimed any more. */
 const RESUME_FINAL = new Set(['transfer_ended', 'unknown_transfer', 'not_party', 'wrong_state']);
+/** Refusals of a send's next part that pass: it is asked again after `PART_RETRY_MS`. */
+const PART_RETRY = new Set(['rate_limited', 'too_many_pending', 'not_connected', 'timeout', 'peer_offline']);
+const PART_RETRY_MS = 5_000;
+
+/** A send in parts (batches.ts): its parts go one after the other. */
+interface PartedSend {
+  readonly batch: string;
+  /** The receiver (its latest peer, when it reconnected). */
+  peer: Peer;
+  readonly parts: readonly { readonly files: readonly FileMeta[]; readonly blobs: readonly Blob[] }[];
+  readonly totalFiles: number;
+  readonly totalBytes: number;
+  stopped: boolean;
+  /** The user was told that the send waits for the server's request limit. */
+  toldWaiting: boolean;
+}
 
 export class TransferEngine extends Emitter<EngineEvents> {
   readonly #options: EngineOptions;
@@ -119,6 +140,11 @@ export class TransferEngine extends Emitter<EngineEvents> {
   readonly #persistedAt = new Map<string, number>();
   readonly #persistedVerified = new Map<string, string>();
   #restoring: Promise<void> = Promise.resolve();
+  /** Sends in parts not finished yet, and the send each running part (by transfer id) belongs to. */
+  readonly #sends = new Set<PartedSend>();
+  readonly #partOf = new Map<string, PartedSend>();
+  /** How this user answered the sends in parts that came in. */
+  readonly #incomingSends = new IncomingBatches();
   /** Broadcasts this page sends or receives (broadcast.ts). */
   readonly broadcasts: BroadcastManager;
 
@@ -164,6 +190,9 @@ export class TransferEngine extends Emitter<EngineEvents> {
    * (sign-out: on a shared lab PC the next user must not find them).
    */
   stop(): void {
+    for (const send of this.#sends) send.stopped = true;
+    this.#sends.clear();
+    this.#partOf.clear();
     for (const t of this.#transfers.values()) {
       t.cancel();
       void t.discardStored();
@@ -199,33 +228,131 @@ export class TransferEngine extends Emitter<EngineEvents> {
     return this.#transfers.get(id)?.snapshot();
   }
 
-  /** Asks `peerId` to accept `files`; resolves with the new transfer's snapshot. */
+  /**
+   * Asks `peerId` to accept `files`; resolves with the new transfer's snapshot. More files
+   * than one request can list go in parts (batches.ts): this resolves with the first part,
+   * and the others follow by themselves, each when the previous one has completed.
+   */
   async send(peerId: string, files: readonly PickedFile[]): Promise<TransferSnapshot> {
     const peer = this.#signaling.peer(peerId);
     if (peer === undefined) throw new TransferError('peer_offline', 'That computer is no longer online. Pick someone from the list.');
     if (files.length === 0) throw new TransferError('no_files', 'Choose at least one file to send.');
-    const metas: FileMeta[] = files.map((f) => ({ name: f.name, size: f.blob.size, mime: f.mime }));
+    const metas: FileMeta[] = files.map((f) => ({ name: f.name, size: f.blob.size, mime: cleanMime(f.mime) }));
+    const long = nameTooLong(metas);
+    if (long !== null) {
+      throw new TransferError(
+        'name_too_long',
+        `“${long.name}” cannot be sent: its name, with its folders, is longer than ${MAX_NAME_BYTES} bytes. Rename it or move it up a folder, then try again.`,
+      );
+    }
     if (this.#options.relayMode() !== 'off') {
       // Fail before asking anyone when relay mode cannot work.
       await this.#rtcConfig();
     }
-    let id: string;
+    const plan = planParts(peerId, metas);
+    const blobs = files.map((f) => f.blob);
+    let send: PartedSend | null = null;
+    if (plan.length > 1) {
+      send = {
+        batch: newBatchId(),
+        peer,
+        parts: plan.map((indexes) => ({ files: indexes.map((i) => metas[i] as FileMeta), blobs: indexes.map((i) => blobs[i] as Blob) })),
+        totalFiles: metas.length,
+        totalBytes: metas.reduce((n, f) => n + f.size, 0),
+        stopped: false,
+        toldWaiting: false,
+      };
+    }
+    if (send !== null) this.#sends.add(send);
     try {
-      id = await this.#signaling.request(peerId, metas);
+      const first = send === null ? await this.#request(peer, metas, blobs, null) : await this.#requestPart(peer, send, 0);
+      return first.snapshot();
     } catch (error) {
+      if (send !== null) this.#sends.delete(send);
       throw requestError(error, peer);
     }
-    const transfer = new Transfer(this.#context(), {
-      id,
-      direction: 'send',
-      peer,
-      files: metas,
-      blobs: files.map((f) => f.blob),
-    });
+  }
+
+  /** Sends `transfer:request` and adds the new transfer. */
+  async #request(peer: Peer, files: readonly FileMeta[], blobs: readonly Blob[], part: PartInfo | null, send: PartedSend | null = null): Promise<Transfer> {
+    const id = await this.#signaling.request(peer.peerId, files, part);
+    const transfer = new Transfer(this.#context(), { id, direction: 'send', peer, files, blobs, part });
     this.#claimedIn.set(id, this.#epoch);
+    // Before #add: events that came before the ack may end it at once.
+    if (send !== null) this.#partOf.set(id, send);
     this.#add(transfer);
     void this.#iceConfig().catch(() => {});
-    return transfer.snapshot();
+    return transfer;
+  }
+
+  /** Requests part `index` (0-based) of `send`. */
+  async #requestPart(peer: Peer, send: PartedSend, index: number): Promise<Transfer> {
+    const part = send.parts[index];
+    if (part === undefined) throw new TransferError('internal', 'No such part.');
+    const info: PartInfo = { batch: send.batch, index: index + 1, count: send.parts.length, totalFiles: send.totalFiles, totalBytes: send.totalBytes };
+    return this.#request(peer, part.files, part.blobs, info, send);
+  }
+
+  /** A part of a send ended: on to the next part when it completed, else the send stops. */
+  #partEnded(t: Transfer): void {
+    const send = this.#partOf.get(t.id);
+    if (send === undefined || t.part === null) return;
+    this.#partOf.delete(t.id);
+    if (send.stopped) return;
+    const next = t.part.index; // 0-based index of the next part
+    if (t.state !== 'completed') {
+      this.#stopSend(send, next, `part ${t.part.index} did not complete`);
+    } else if (next < send.parts.length) {
+      void this.#sendPart(send, next);
+    } else {
+      this.#sends.delete(send);
+    }
+  }
+
+  /** Requests part `index` of `send` until it is under way; waits and asks again while the refusal passes. */
+  async #sendPart(send: PartedSend, index: number): Promise<void> {
+    // As long as an interrupted transfer would wait for the other side.
+    const deadline = Date.now() + this.#signaling.resumeGraceSecs * 1000;
+    for (;;) {
+      if (send.stopped) return;
+      const peer = this.#signaling.peer(send.peer.peerId) ?? this.#samePerson(send.peer);
+      let code = 'not_connected';
+      if (peer !== undefined && this.#signaling.connected) {
+        send.peer = peer;
+        try {
+          await this.#requestPart(peer, send, index);
+          return;
+        } catch (error) {
+          code = error instanceof SignalingError ? error.code : 'internal';
+          if (!PART_RETRY.has(code)) {
+            this.#stopSend(send, index, requestError(error, peer).message);
+            return;
+          }
+        }
+      }
+      if (Date.now() > deadline) {
+        this.#stopSend(send, index, `${send.peer.displayName}’s computer could not be reached`);
+        return;
+      }
+      if (code === 'rate_limited' && !send.toldWaiting) {
+        send.toldWaiting = true;
+        this.emit('notice', `Sending to ${send.peer.displayName} in ${send.parts.length} parts: the server allows only so many requests a minute, so part ${index + 1} waits a moment. It goes on by itself.`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, PART_RETRY_MS));
+    }
+  }
+
+  /** Gives up the parts of `send` from `index` (0-based) on, and says so. */
+  #stopSend(send: PartedSend, index: number, why: string): void {
+    send.stopped = true;
+    this.#sends.delete(send);
+    const left = send.parts.slice(index);
+    if (left.length === 0) return;
+    const files = left.reduce((n, p) => n + p.files.length, 0);
+    this.emit(
+      'notice',
+      `${left.length} of ${send.parts.length} parts (${files} ${files === 1 ? 'file' : 'files'}) of your send to ${send.peer.displayName} were not sent: ${why.replace(/\.$/, '')}. Send those files again if they are still needed.`,
+    );
   }
 
   /** Sends again the files of a failed transfer that did not arrive intact. */
@@ -254,11 +381,19 @@ export class TransferEngine extends Emitter<EngineEvents> {
   }
 
   async accept(id: string): Promise<void> {
+    this.#answered(id, true);
     await this.#transfers.get(id)?.accept();
   }
 
   async decline(id: string): Promise<void> {
+    this.#answered(id, false);
     await this.#transfers.get(id)?.decline();
+  }
+
+  /** The user answered a request; for a part of a send, the send's later parts get the same answer. */
+  #answered(id: string, accept: boolean): void {
+    const t = this.#transfers.get(id);
+    if (t?.part != null && t.direction === 'receive' && t.state === 'requested') this.#incomingSends.answered(t.peer.userId, t.part, accept);
   }
 
   cancel(id: string): void {
@@ -310,6 +445,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
         const snap = t.snapshot();
         this.#persist(t, snap);
         this.emit('transfer', snap);
+        if (t.finished) this.#partEnded(t);
       },
       fileReady: (t, index) => {
         if (this.#options.autoSave()) {
@@ -494,12 +630,17 @@ export class TransferEngine extends Emitter<EngineEvents> {
         direction: 'receive',
         peer: request.from,
         files: request.files,
+        part: request.part,
       });
       this.#claimedIn.set(t.id, this.#epoch);
       this.#add(t);
       // Fetch ICE servers now, so accepting connects at once.
       void this.#iceConfig().catch(() => {});
-      this.emit('incoming', request);
+      // A later part of a send the user already answered is answered the same way.
+      const decision = request.part === null ? 'ask' : this.#incomingSends.decide(request.from.userId, request.part, request.files.length, request.totalBytes);
+      if (decision === 'accept') void t.accept();
+      else if (decision === 'decline') void t.decline();
+      else this.emit('incoming', request);
     });
     s.on('accepted', (id) => this.#withTransfer(id, (t) => t.onAccepted()));
     s.on('declined', (id) => this.#withTransfer(id, (t) => t.onDeclined()));

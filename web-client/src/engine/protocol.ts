@@ -23,12 +23,26 @@ export interface FileMeta {
   readonly mime: string;
 }
 
+/** Which part of a larger send a request is (`part` of `transfer:request`; batches.ts). */
+export interface PartInfo {
+  /** The send's id, the same in each of its parts. */
+  readonly batch: string;
+  /** 1-based. */
+  readonly index: number;
+  readonly count: number;
+  /** Files and bytes of the whole send. */
+  readonly totalFiles: number;
+  readonly totalBytes: number;
+}
+
 export interface IncomingRequest {
   readonly transferId: string;
   readonly from: Peer;
   readonly files: readonly FileMeta[];
   readonly totalBytes: number;
   readonly broadcastId: string | null;
+  /** Set when the request is one part of a larger send. */
+  readonly part: PartInfo | null;
 }
 
 export interface Announcement {
@@ -111,7 +125,16 @@ export function decodeIncoming(v: unknown): IncomingRequest | null {
     files,
     totalBytes: total,
     broadcastId: str(v['broadcastId']) ? v['broadcastId'] : null,
+    part: decodePart(v['part']),
   };
+}
+
+export function decodePart(v: unknown): PartInfo | null {
+  if (!isRecord(v)) return null;
+  const { batch, index, count, totalFiles, totalBytes } = v;
+  if (!str(batch) || !num(index) || !num(count) || !num(totalFiles) || !num(totalBytes)) return null;
+  if (!Number.isInteger(index) || !Number.isInteger(count) || index < 1 || index > count) return null;
+  return { batch, index, count, totalFiles, totalBytes };
 }
 
 export function decodeTransferId(v: unknown): string | null {

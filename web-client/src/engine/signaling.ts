@@ -24,6 +24,7 @@ import {
   type FileMeta,
   type FinishReport,
   type IncomingRequest,
+  type PartInfo,
   type Peer,
   type SignalMessage,
   SignalingError,
@@ -166,9 +167,9 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     this.removeAllListeners();
   }
 
-  /** Asks `to` to accept `files`; resolves with the transfer id. */
-  async request(to: string, files: readonly FileMeta[]): Promise<string> {
-    const ack = await this.#call('transfer:request', { to, files });
+  /** Asks `to` to accept `files` (`part` of a larger send); resolves with the transfer id. */
+  async request(to: string, files: readonly FileMeta[], part: PartInfo | null = null): Promise<string> {
+    const ack = await this.#call('transfer:request', part === null ? { to, files } : { to, files, part });
     const id = ack['transferId'];
     if (typeof id !== 'string') throw new SignalingError('unexpected_response', 'The server sent no transfer id.');
     return id;

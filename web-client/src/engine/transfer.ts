@@ -31,7 +31,7 @@ import { transferDigest } from './hash';
 import { OpfsSink, removeStored } from './opfs';
 import { type PathInfo, currentPath, watchPath } from './path';
 import { RateMeter, spreadOverFiles } from './progress';
-import type { FileMeta, FinishReport, Peer } from './protocol';
+import type { FileMeta, FinishReport, PartInfo, Peer } from './protocol';
 import { FileReceiver, type PartialFile, ReceiveError, type StoredFile } from './receiver';
 import { DEFAULT_TUNING, FileSender, type OutgoingFile, type SendTuning, type StartPoint } from './sender';
 
@@ -81,6 +81,8 @@ export interface TransferSnapshot {
   readonly wireBytes: number;
   /** How many times the transfer went on after an interruption. */
   readonly resumes: number;
+  /** Set when this transfer is one part of a larger send (batches.ts). */
+  readonly part: PartInfo | null;
 }
 
 /** What a receiver restored after a page reload starts from. */
@@ -125,6 +127,8 @@ export class Transfer {
   readonly id: string;
   readonly direction: Direction;
   readonly createdAt: number;
+  /** Which part of a larger send this is, if it is one. */
+  readonly part: PartInfo | null;
   #peer: Peer;
   readonly #ctx: TransferContext;
   readonly #files: FileMeta[];
@@ -199,6 +203,7 @@ export class Transfer {
       peer: Peer;
       files: readonly FileMeta[];
       blobs?: readonly Blob[];
+      part?: PartInfo | null;
       /** A transfer this browser had before a page reload, to be resumed. */
       restored?: { createdAt: number; receive?: RestoredReceive };
     },
@@ -206,6 +211,7 @@ export class Transfer {
     this.#ctx = ctx;
     this.id = init.id;
     this.direction = init.direction;
+    this.part = init.part ?? null;
     this.#peer = init.peer;
     this.#files = [...init.files];
     this.#blobs = init.blobs ?? [];
@@ -299,6 +305,7 @@ export class Transfer {
       needsFiles: this.#needsFiles && !this.finished,
       wireBytes: this.#wirePast + (this.#sender?.queuedBytes ?? 0),
       resumes: this.#resumes,
+      part: this.part,
     };
   }
 

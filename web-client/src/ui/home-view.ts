@@ -220,7 +220,9 @@ export class HomeView implements View {
     });
     engine.on('incoming', (request) => {
       this.#incoming.push(request);
-      this.#notify(`${request.from.displayName} wants to send you ${plural(request.files.length, 'file')}`, `${formatBytes(request.totalBytes)} — open LabBeam to accept or decline.`);
+      const files = request.part?.totalFiles ?? request.files.length;
+      const bytes = request.part?.totalBytes ?? request.totalBytes;
+      this.#notify(`${request.from.displayName} wants to send you ${plural(files, 'file')}`, `${formatBytes(bytes)} — open LabBeam to accept or decline.`);
     });
     engine.on('announcement', (a) => this.#showAnnouncement(a));
     engine.on('notice', (text) => this.#notice.show(text, 'warning'));
@@ -286,8 +288,9 @@ export class HomeView implements View {
     if (finished && before !== t.state) {
       this.#incoming.withdraw(t.id);
       this.#history.soon();
-      if (t.state === 'completed' && t.direction === 'receive') {
-        this.#notify(`Files from ${t.peer.displayName} arrived`, `${plural(t.files.length, 'file')}, ${formatBytes(t.totalBytes)}, verified.`);
+      // A send in parts: once, when its last part arrived.
+      if (t.state === 'completed' && t.direction === 'receive' && (t.part === null || t.part.index === t.part.count)) {
+        this.#notify(`Files from ${t.peer.displayName} arrived`, `${plural(t.part?.totalFiles ?? t.files.length, 'file')}, ${formatBytes(t.part?.totalBytes ?? t.totalBytes)}, verified.`);
       }
     }
   }

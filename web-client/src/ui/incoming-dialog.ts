@@ -2,7 +2,9 @@
  * The "someone wants to send you files" dialog: sender, files and sizes, Accept / Decline.
  * A modal `<dialog>`: focus starts on Accept (Enter accepts), Esc declines, and focus returns
  * where it was afterwards. Requests that arrive while one is shown wait in a queue; a request
- * that ends meanwhile (expired, cancelled by the sender) is taken off the screen.
+ * that ends meanwhile (expired, cancelled by the sender) is taken off the screen. A request that
+ * is one part of a larger send shows the whole send: answering it answers every part
+ * (engine.ts accepts or declines the later parts by itself).
  *
  * Test hooks: `incoming-dialog`, `incoming-accept`, `incoming-decline`.
  */
@@ -68,15 +70,25 @@ export class IncomingDialog {
   #show(request: IncomingRequest): void {
     this.#current = request;
     const from = request.from;
-    const count = plural(request.files.length, 'file');
+    const part = request.part;
+    const count = plural(part === null ? request.files.length : part.totalFiles, 'file');
     const shown = request.files.slice(0, SHOWN_FILES);
     this.#body.replaceChildren(
       h(
         'p',
         { id: 'incoming-lead', class: 'dialog-lead' },
         h('strong', {}, from.displayName),
-        ` (${from.username}${from.device !== '' ? `, ${from.device}` : ''}${from.lab !== '' ? `, ${from.lab}` : ''}) wants to send you ${count}, ${formatBytes(request.totalBytes)} in total.`,
+        ` (${from.username}${from.device !== '' ? `, ${from.device}` : ''}${from.lab !== '' ? `, ${from.lab}` : ''}) wants to send you ${count}, ${formatBytes(part === null ? request.totalBytes : part.totalBytes)} in total.`,
       ),
+      ...(part === null
+        ? []
+        : [
+            h(
+              'p',
+              { class: 'muted', 'data-testid': 'incoming-parts' },
+              `They come in ${part.count} parts, one after the other; this is part ${part.index} (${plural(request.files.length, 'file')}, ${formatBytes(request.totalBytes)}). Your answer is for all of them.`,
+            ),
+          ]),
       h(
         'ul',
         { class: 'incoming-files', 'aria-label': 'Files' },

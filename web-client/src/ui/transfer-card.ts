@@ -16,7 +16,8 @@
  * "Paused — waiting for <peer>": paused is a condition of a running transfer, not a state
  * of its own, and it ends by itself. Also `data-wire-bytes` (sender: file bytes put on the
  * channel, re-sent ones included), `data-resumes`, and for a sender restored after a reload
- * `transfer-repick` (pick the same files again).
+ * `transfer-repick` (pick the same files again). A transfer that is one part of a larger send
+ * says "part k of n" and carries `data-part-index` and `data-part-count`.
  */
 
 import type { TransferSnapshot, TransferState } from '../engine/engine';
@@ -124,12 +125,13 @@ export class TransferCard {
         'data-testid': 'transfer-status',
         'data-transfer-id': t.id,
         'data-direction': t.direction,
+        ...(t.part !== null ? { 'data-part-index': t.part.index, 'data-part-count': t.part.count } : {}),
       },
       h(
         'header',
         { class: 'transfer-head' },
         h('span', { class: `direction-icon ${sending ? 'direction-send' : 'direction-receive'}`, 'aria-hidden': 'true' }, sending ? '↑' : '↓'),
-        h('div', { class: 'transfer-who' }, this.#title, h('p', { class: 'muted transfer-summary' }, `${plural(t.files.length, 'file')} · ${formatBytes(t.totalBytes)}`)),
+        h('div', { class: 'transfer-who' }, this.#title, h('p', { class: 'muted transfer-summary' }, `${t.part !== null ? `Part ${t.part.index} of ${t.part.count} of ${plural(t.part.totalFiles, 'file')}: ` : ''}${plural(t.files.length, 'file')} · ${formatBytes(t.totalBytes)}`)),
         h('div', { class: 'transfer-badges' }, this.#path, this.#badge),
       ),
       this.#bar,
