@@ -120,3 +120,22 @@ test('transfer:incoming decodes its part; a bad part is dropped', () => {
   assert.equal(decodeIncoming({ transferId: 't', from: peer, files: [], part: { ...part, index: 4 } })?.part, null);
   assert.equal(decodeIncoming({ transferId: 't', from: peer, files: [] })?.part, null);
 });
+
+test('a broadcast of more than 100 files is refused before anything is sent, with the limit', async () => {
+  const { BroadcastManager } = await import('../src/engine/broadcast');
+  const calls: string[] = [];
+  const m = new BroadcastManager({
+    call: async (event) => {
+      calls.push(event);
+      return { ok: true };
+    },
+    listen: () => {},
+    rtcConfig: async () => ({}),
+    signal: async () => {},
+    autoSave: () => false,
+    notice: () => {},
+  });
+  const files = Array.from({ length: 101 }, (_, i) => ({ name: `f${i}`, blob: new Blob(['x']), mime: '' }));
+  await assert.rejects(m.start({ all: true }, files), /at most 100 files \(101 chosen\)/);
+  assert.deepEqual(calls, []);
+});

@@ -14,6 +14,7 @@
  * when every file on disk matches; memory holds a few pieces, never a whole file.
  */
 
+import { MAX_FILES_PER_REQUEST, MAX_NAME_BYTES, cleanMime, nameTooLong } from './batches';
 import { BroadcastLink, type LinkRole } from './broadcast-link';
 import { PieceForwarder, type PieceSource } from './broadcast-forward';
 import { Manifest, PieceAssembler, PieceLayout, PieceSet, decodeLink, encodeLink } from './broadcast-pieces';
@@ -588,7 +589,13 @@ export class BroadcastManager extends Emitter<BroadcastEvents> {
   /** Starts a broadcast of `files` to `target`; resolves once the server accepted it. */
   async start(target: BroadcastTarget, files: readonly { name: string; blob: Blob; mime: string }[]): Promise<OutgoingBroadcastView> {
     if (files.length === 0) throw new BroadcastError('Choose at least one file to broadcast.');
-    const metas: FileMeta[] = files.map((f) => ({ name: f.name, size: f.blob.size, mime: f.mime }));
+    // The server's limits; a larger list would not even reach it (64 KiB message cap).
+    if (files.length > MAX_FILES_PER_REQUEST) {
+      throw new BroadcastError(`A broadcast carries at most ${MAX_FILES_PER_REQUEST} files (${files.length} chosen). Broadcast them in several goes, or as an archive (.zip).`);
+    }
+    const metas: FileMeta[] = files.map((f) => ({ name: f.name, size: f.blob.size, mime: cleanMime(f.mime) }));
+    const long = nameTooLong(metas);
+    if (long !== null) throw new BroadcastError(`“${long.name}” cannot be sent: its name, with its folders, is longer than ${MAX_NAME_BYTES} bytes.`);
     const ack = await this.ctx.call('broadcast:start', { target, files: metas });
     const id = ack['broadcastId'];
     const pieceBytes = ack['pieceBytes'];
