@@ -143,6 +143,14 @@ async fn doctor_reports_each_check() {
     assert!(text.contains("ok    configuration is valid"), "{text}");
     assert!(text.contains("database opens"), "{text}");
     assert!(text.contains("SHA-256"), "{text}");
+    // What the TURN relay reaches, in words: nothing private until a lab says so.
+    assert!(
+        text.contains("turn.peer_policy: the TURN relay reaches") && text.contains("no private (campus) address"),
+        "{text}"
+    );
+    assert!(s.cli(&["lab", "add", "Lab 1", "--cidr", "10.20.0.0/16"], None).status.success());
+    let text = String::from_utf8_lossy(&s.cli(&["doctor"], None).stdout).to_string();
+    assert!(text.contains("the labs' address ranges (10.20.0.0/16)"), "{text}");
 }
 
 /// Every file and folder under `root`: its bytes (none for a folder), mtime and mode.

@@ -374,6 +374,11 @@ pub async fn doctor(store: StoreArgs) -> anyhow::Result<()> {
                     Ok(admins) if admins > 0 => report(true, format!("{admins} active admin account(s)")),
                     _ => note("no active admin yet: the next start creates one and prints its password".into()),
                 }
+                // What the relay reaches, in words, so an admin sees it before a student does.
+                match crate::turn::describe_peer_policy(&pool, &config.turn).await {
+                    Ok(text) => println!("note  turn.peer_policy: {text}"),
+                    Err(e) => report(false, format!("turn.peer_policy: cannot read the lab ranges: {e}")),
+                }
                 pool.close().await;
             }
             Err(e) => report(false, e.to_string()),
