@@ -210,3 +210,85 @@ async fn permissions_decide_access() {
     let (_, all) = s.get("/api/audit", &admin).await;
     assert!(all.as_array().unwrap().iter().any(|r| r["actor_username"] == "ivy"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Security round (issue 14): throttling races, memory, client addresses, password rules,
+// lock-out, disabled accounts, CSRF on cookie-authenticated writes.
+
+/// A config file that believes `X-Forwarded-For` from the harness's own loopback client.
+const BEHIND_PROXY: &str = "trusted_proxies = [\"127.0.0.1/32\"]\n";
+
+/// A login as if a trusted proxy forwarded it from `from`.
+async fn login_from(s: &Server, from: &str, username: &str, password: &str) -> reqwest::Response {
+    s.client()
+        .post(s.url("/api/auth/login"))
+        .header("x-forwarded-for", from)
+        .json(&json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .expect("login request")
+}
+
+/// `(reason, client_addr)` of every `login.failure` audit row, newest first.
+async fn login_failures(s: &Server, admin: &str) -> Vec<(String, String)> {
+    let (status, rows) = s.get("/api/audit?action=login.failure&limit=1000", admin).await;
+    assert_eq!(status, 200, "{rows}");
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let details: Value = serde_json::from_str(r["details"].as_str().unwrap()).unwrap();
+            (details["reason"].as_str().unwrap().to_string(), r["client_addr"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_address_is_throttled_and_audited() {
+    let s = Server::start_with(harness::Options { config: Some(BEHIND_PROXY.into()), ..Default::default() }).await;
+    s.add_user("ana", "student");
+    // 30 failures (the per-address limit) from one client, each against another name.
+    for i in 0..30 {
+        assert_eq!(login_from(&s, "10.9.9.9", &format!("ghost{i}"), "not the password").await.status(), 401);
+    }
+    assert_eq!(login_from(&s, "10.9.9.9", "ana", PASSWORD).await.status(), 429, "that client is locked");
+    // Another client behind the same proxy is not.
+    let r = login_from(&s, "10.9.9.8", "ana", PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    let admin = s.admin().await;
+    let failures = login_failures(&s, &admin).await;
+    assert!(failures.iter().any(|(r, a)| r == "unknown_user" && a == "10.9.9.9"), "{failures:?}");
+    assert!(failures.iter().all(|(_, a)| a != "127.0.0.1"), "{failures:?}");
+    let (_, rows) = s.get("/api/audit?action=login.success", &admin).await;
+    assert!(rows.as_array().unwrap().iter().any(|r| r["actor_username"] == "ana" && r["client_addr"] == "10.9.9.8"));
+    // Logout (bearer) is audited with the client address too.
+    let r = s.client().post(s.url("/api/auth/logout")).bearer_auth(&token).header("x-forwarded-for", "10.9.9.7");
+    assert_eq!(r.send().await.unwrap().status(), 200);
+    let (_, rows) = s.get("/api/audit?action=logout", &admin).await;
+    assert!(rows.as_array().unwrap().iter().any(|r| r["client_addr"] == "10.9.9.7"), "{rows}");
+
+    // Without a trusted proxy the header is ignored: the connection's address counts.
+    let plain = Server::start().await;
+    plain.add_user("ana", "student");
+    assert_eq!(login_from(&plain, "10.9.9.9", "ana", "not the password").await.status(), 401);
+    let admin = plain.admin().await;
+    let failures = login_failures(&plain, &admin).await;
+    assert_eq!(failures, vec![("wrong_password".to_string(), "127.0.0.1".to_string())]);
+}
+
+#[tokio::test]
+async fn the_portal_login_form_records_the_forwarded_client_address() {
+    let s = Server::start_with(harness::Options { config: Some(BEHIND_PROXY.into()), ..Default::default() }).await;
+    let admin = s.admin().await;
+    let c = s.client();
+    let r = c.get(s.url("/admin/login")).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let html = r.text().await.unwrap();
+    let start = html.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = html[start..start + 40].to_string();
+    let form = [("csrf", csrf.as_str()), ("next", "/admin"), ("username", "admin"), ("password", "nope nope nope")];
+    let r = c.post(s.url("/admin/login")).header("cookie", &cookie).header("x-forwarded-for", "10.9.9.6").form(&form);
+    assert_eq!(r.send().await.unwrap().status(), 200);
+    assert_eq!(login_failures(&s, &admin).await, vec![("wrong_password".to_string(), "10.9.9.6".to_string())]);
+}

@@ -13,6 +13,7 @@ mod datadir;
 mod db;
 mod http_conn;
 mod metrics;
+mod net;
 mod portal;
 mod server;
 mod settings;

@@ -1,10 +1,9 @@
 //! Login, logout, the caller's own account and password change.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -12,7 +11,7 @@ use serde_json::json;
 
 use super::{ApiError, ApiJson};
 use crate::audit::{self, Actor, AuditEvent};
-use crate::auth::{AnySession, AuthError, CurrentUser, login, password};
+use crate::auth::{AnySession, AuthError, ClientAddr, CurrentUser, login, password};
 use crate::db::{sessions, users};
 use crate::state::AppState;
 
@@ -25,7 +24,7 @@ pub struct LoginRequest {
 
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
@@ -37,7 +36,7 @@ pub async fn login(
         return Err(ApiError::bad_request("password must have 1 to 1024 bytes"));
     }
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let ok = login::attempt(&state, username, req.password, peer.ip(), user_agent).await?;
+    let ok = login::attempt(&state, username, req.password, addr, user_agent).await?;
     let mut response = Json(json!({ "token": ok.token, "user": ok.user })).into_response();
     response.headers_mut().insert(header::SET_COOKIE, login::session_cookie(&ok.token, ok.ttl)?);
     Ok(response)
@@ -45,12 +44,12 @@ pub async fn login(
 
 pub async fn logout(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     AnySession(user): AnySession,
 ) -> Result<Response, ApiError> {
     sessions::revoke(&state.db, &user.session_id).await?;
     state.signaling.disconnect_sessions(std::slice::from_ref(&user.session_id)).await;
-    let actor = Actor { user_id: Some(user.id), username: user.username.clone(), client_addr: peer.ip().to_string() };
+    let actor = Actor { user_id: Some(user.id), username: user.username.clone(), client_addr: addr.to_string() };
     audit::record(&state.db, &actor, AuditEvent::LoggedOut { username: &user.username }).await?;
     let mut response = Json(json!({ "ok": true })).into_response();
     response.headers_mut().insert(header::SET_COOKIE, login::session_cookie("", 0)?);
@@ -70,11 +69,10 @@ pub struct PasswordChange {
 
 pub async fn change_password(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     AnySession(user): AnySession,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let addr = peer.ip();
     // A stolen session must not become a way to guess the current password.
     if let Err(wait) = state.throttle.check(&user.username, addr, Instant::now()) {
         return Err(AuthError::TooManyAttempts { retry_after_secs: wait.as_secs_f64().ceil() as u64 }.into());

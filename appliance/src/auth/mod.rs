@@ -15,10 +15,11 @@ pub mod password;
 pub mod throttle;
 pub mod token;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use serde::Serialize;
 use std::marker::PhantomData;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use thiserror::Error;
 
 use crate::db::{self, DbError, roles, sessions, users};
@@ -132,6 +133,24 @@ pub fn request_token(headers: &axum::http::HeaderMap) -> Option<String> {
         .flatten()
         .find(|c| c.name() == SESSION_COOKIE)
         .map(|c| c.value().to_string())
+}
+
+/// The client's address of a request: the connection's, or behind a configured trusted
+/// proxy the one it forwarded (`crate::net`). What throttling, sessions and the audit log use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| a.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        Ok(ClientAddr(crate::net::request_client_addr(peer, &parts.headers, &state.config.trusted_proxies)))
+    }
 }
 
 /// Any live session, including one that still has to change its password.

@@ -1,18 +1,16 @@
 //! The portal's own sign-in form (works without JavaScript) and sign-out.
 
-use std::net::SocketAddr;
-
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{CsrfForm, PortalError, PortalUser};
 use crate::audit::{self, AuditEvent};
-use crate::auth::{self, AuthError, login};
+use crate::auth::{self, AuthError, ClientAddr, login};
 use crate::db::sessions;
 use crate::state::AppState;
 
@@ -75,7 +73,7 @@ pub struct LoginForm {
 
 pub async fn submit(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, PortalError> {
@@ -100,7 +98,7 @@ pub async fn submit(
         return again("Enter your username and password.".into());
     }
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    match login::attempt(&state, &f.username, f.password.clone(), peer.ip(), user_agent).await {
+    match login::attempt(&state, &f.username, f.password.clone(), addr, user_agent).await {
         Ok(ok) => {
             let target = if ok.user.must_change_password { "/".to_string() } else { next.clone() };
             let mut response = Redirect::to(&target).into_response();

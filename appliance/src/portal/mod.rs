@@ -23,12 +23,10 @@ mod transfers_page;
 mod users;
 mod view;
 
-use std::net::SocketAddr;
-
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -153,13 +151,9 @@ impl FromRequestParts<AppState> for PortalUser {
         if !user.has("portal.access") {
             return Err(PortalError::Forbidden("portal.access").into_response());
         }
-        let addr = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(a)| a.ip().to_string())
-            .unwrap_or_default();
+        let Ok(auth::ClientAddr(addr)) = auth::ClientAddr::from_request_parts(parts, state).await;
         let csrf = auth::csrf::token_for(&state.csrf_key, &user.session_id);
-        let actor = Actor { user_id: Some(user.id), username: user.username.clone(), client_addr: addr };
+        let actor = Actor { user_id: Some(user.id), username: user.username.clone(), client_addr: addr.to_string() };
         Ok(PortalUser { user, csrf, actor })
     }
 }

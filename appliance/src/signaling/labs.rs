@@ -53,22 +53,8 @@ pub fn validate_ranges(lab: &str, cidrs: &[String], existing: &[LabRange]) -> Re
     Ok(parsed.iter().map(|n| n.to_string()).collect())
 }
 
-/// The client's address: the connection's, or, when that is a trusted proxy, the last
-/// address in `X-Forwarded-For` that is not itself a trusted proxy.
-pub fn client_addr(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
-    let peer = peer.to_canonical();
-    let is_trusted = |a: &IpAddr| trusted.iter().any(|n| n.contains(a));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let Some(header) = forwarded_for else { return peer };
-    header
-        .split(',')
-        .rev()
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok().map(|a| a.to_canonical()))
-        .find(|a| !is_trusted(a))
-        .unwrap_or(peer)
-}
+/// Moved to `crate::net` (auth and the API need it too); kept here for the signaling code.
+pub use crate::net::client_addr;
 
 #[cfg(test)]
 mod tests {
@@ -96,19 +82,5 @@ mod tests {
         assert!(validate_ranges("Lab 3", &["10.0.3.0/24".into(), "10.0.3.128/25".into()], &existing).is_err());
         assert!(validate_ranges("Lab 3", &["nonsense".into()], &existing).is_err());
         assert!(validate_ranges("Lab 2", &["10.0.2.0/25".into()], &existing).is_ok(), "own ranges may be replaced");
-    }
-
-    #[test]
-    fn forwarded_for_is_used_only_from_trusted_proxies() {
-        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap(), "10.9.0.0/16".parse().unwrap()];
-        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(
-            client_addr(proxy, Some("1.2.3.4, 10.0.2.5, 10.9.0.1"), &trusted),
-            "10.0.2.5".parse::<IpAddr>().unwrap()
-        );
-        let stranger: IpAddr = "10.0.2.8".parse().unwrap();
-        assert_eq!(client_addr(stranger, Some("10.0.2.5"), &trusted), stranger);
-        assert_eq!(client_addr(proxy, Some("garbage"), &trusted), proxy);
-        assert_eq!(client_addr(proxy, None, &trusted), proxy);
     }
 }
