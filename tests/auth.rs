@@ -243,6 +243,38 @@ async fn login_failures(s: &Server, admin: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_passwords_are_counted_before_they_are_checked() {
+    let s = Server::start().await;
+    s.add_user("olga", "student");
+    let c = s.client();
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let (c, url) = (c.clone(), s.url("/api/auth/login"));
+            tokio::spawn(async move {
+                let body = json!({ "username": "olga", "password": format!("wrong password {i}") });
+                let r = c.post(url).json(&body).send().await.unwrap();
+                let status = r.status().as_u16();
+                (status, error_code(&r.json().await.unwrap()))
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    let checked = answers.iter().filter(|a| **a == (401, "invalid_credentials".to_string())).count();
+    let throttled = answers.iter().filter(|a| **a == (429, "too_many_attempts".to_string())).count();
+    assert!(checked <= 5, "{checked} wrong passwords were checked (limit 5): {answers:?}");
+    assert_eq!(checked + throttled, 60, "{answers:?}");
+    // The audit says the same: at most 5 argon2 verifications ran.
+    let admin = s.admin().await;
+    let reasons = login_failures(&s, &admin).await;
+    let verified = reasons.iter().filter(|(r, _)| r == "wrong_password").count();
+    assert!(verified <= 5, "{verified} verifications: {reasons:?}");
+    assert_eq!(reasons.iter().filter(|(r, _)| r == "throttled").count(), throttled);
+}
+
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_address_is_throttled_and_audited() {
     let s = Server::start_with(harness::Options { config: Some(BEHIND_PROXY.into()), ..Default::default() }).await;

@@ -74,20 +74,32 @@ pub async fn change_password(
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     // A stolen session must not become a way to guess the current password.
-    if let Err(wait) = state.throttle.check(&user.username, addr, Instant::now()) {
-        return Err(AuthError::TooManyAttempts { retry_after_secs: wait.as_secs_f64().ceil() as u64 }.into());
-    }
-    let stored = users::by_id(&state.db, user.id).await?.ok_or(AuthError::SessionRevoked)?;
+    let attempt = state
+        .throttle
+        .begin(&user.username, addr, Instant::now())
+        .map_err(|wait| AuthError::TooManyAttempts { retry_after_secs: wait.as_secs_f64().ceil() as u64 })?;
+    let stored = match users::by_id(&state.db, user.id).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => {
+            attempt.cancelled();
+            return Err(AuthError::SessionRevoked.into());
+        }
+        Err(e) => {
+            attempt.cancelled();
+            return Err(e.into());
+        }
+    };
     if req.current_password.len() > 1024
         || !password::verify_async(req.current_password, Some(stored.password_hash)).await
     {
-        state.throttle.record_failure(&user.username, addr, Instant::now());
+        attempt.failed();
         return Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
             "invalid_credentials",
             "the current password is wrong",
         ));
     }
+    attempt.succeeded();
     password::check_policy(&req.new_password, &user.username, state.config.auth.password_min_length)?;
     let hash = password::hash_async(req.new_password).await?;
     users::set_password(&state.db, user.id, &hash, false).await?;

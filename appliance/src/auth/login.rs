@@ -33,36 +33,46 @@ pub async fn attempt(
         let actor = actor.clone();
         async move {
             state.metrics.login(if reason == LoginFailure::Throttled { "throttled" } else { "failure" });
-            if reason != LoginFailure::Throttled {
-                state.throttle.record_failure(&actor.username, addr, Instant::now());
-            }
             audit::record(&state.db, &actor, AuditEvent::LoginFailed { username: &actor.username, reason }).await
         }
     };
 
-    if let Err(wait) = state.throttle.check(username, addr, Instant::now()) {
-        fail(LoginFailure::Throttled).await?;
-        return Err(AuthError::TooManyAttempts { retry_after_secs: wait.as_secs_f64().ceil() as u64 });
-    }
-    let user = users::by_username(&state.db, username).await?;
+    // Counted before the password is checked: parallel guesses cannot all pass the check.
+    let attempt = match state.throttle.begin(username, addr, Instant::now()) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            fail(LoginFailure::Throttled).await?;
+            return Err(AuthError::TooManyAttempts { retry_after_secs: wait.as_secs_f64().ceil() as u64 });
+        }
+    };
+    let user = match users::by_username(&state.db, username).await {
+        Ok(user) => user,
+        Err(e) => {
+            attempt.cancelled();
+            return Err(e.into());
+        }
+    };
     let ok = password::verify_async(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     let user = match user {
         Some(u) if ok => u,
         Some(_) => {
+            attempt.failed();
             fail(LoginFailure::WrongPassword).await?;
             return Err(AuthError::InvalidCredentials);
         }
         None => {
+            attempt.failed();
             fail(LoginFailure::UnknownUser).await?;
             return Err(AuthError::InvalidCredentials);
         }
     };
     if user.is_disabled() {
+        attempt.failed();
         fail(LoginFailure::Disabled).await?;
         return Err(AuthError::AccountDisabled);
     }
 
-    state.throttle.record_success(&user.username);
+    attempt.succeeded();
     let ttl = state.config.auth.session_ttl_secs as i64;
     let now = db::now();
     let session_id = random_hex(16)?;
