@@ -324,3 +324,20 @@ async fn the_portal_login_form_records_the_forwarded_client_address() {
     assert_eq!(r.send().await.unwrap().status(), 200);
     assert_eq!(login_failures(&s, &admin).await, vec![("wrong_password".to_string(), "10.9.9.6".to_string())]);
 }
+
+#[tokio::test]
+async fn a_lock_from_one_address_does_not_lock_the_account_for_another() {
+    let s = Server::start_with(harness::Options { config: Some(BEHIND_PROXY.into()), ..Default::default() }).await;
+    s.add_user("uma", "student");
+    for _ in 0..8 {
+        let r = login_from(&s, "10.9.9.9", "uma", "not the password").await;
+        assert!([401, 429].contains(&r.status().as_u16()));
+    }
+    // The guessing address stays locked, even with the right password ...
+    let r = login_from(&s, "10.9.9.9", "uma", PASSWORD).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(error_code(&r.json().await.unwrap()), "too_many_attempts");
+    // ... but the owner, from an address that has not failed, signs in.
+    let r = login_from(&s, "10.9.9.8", "uma", PASSWORD).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}

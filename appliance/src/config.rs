@@ -90,7 +90,9 @@ impl HttpConfig {
 pub struct AuthConfig {
     /// Lifetime of a login session (cookie and token), in seconds.
     pub session_ttl_secs: u64,
-    /// Failed logins allowed per username within `throttle_window_secs`.
+    /// Failed logins allowed per username from one client address within
+    /// `throttle_window_secs`; beyond this many from all addresses together, the addresses
+    /// that failed against the account back off progressively (see `auth::throttle`).
     pub max_failures_per_user: u32,
     /// Failed logins allowed per client address within `throttle_window_secs`.
     pub max_failures_per_address: u32,
