@@ -275,6 +275,84 @@ async fn concurrent_wrong_passwords_are_counted_before_they_are_checked() {
     assert_eq!(reasons.iter().filter(|(r, _)| r == "throttled").count(), throttled);
 }
 
+/// The `labbeam serve` process of this test's server (found by its data directory).
+fn server_pid(s: &Server) -> u32 {
+    let dir = s.data_dir().to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if args.iter().any(|a| a == "serve") && args.contains(&dir) {
+            return pid;
+        }
+    }
+    panic!("no labbeam serve process for {dir}");
+}
+
+/// A `/proc/<pid>/status` figure in KiB (`VmRSS`, `VmHWM`).
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(&format!("{field}:"))).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Concurrent argon2 verifications are capped at min(available cores, 4), so 200 anonymous
+/// logins at once cannot raise the server's memory by more than that many argon2 buffers
+/// (19 MiB each, OWASP parameters) plus a fixed slack for the connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_logins_cannot_exhaust_memory() {
+    // The per-address limit is lifted so that every request reaches the password check.
+    let s = Server::start_with(harness::Options {
+        config: Some("[auth]\nmax_failures_per_address = 100000\n".into()),
+        ..Default::default()
+    })
+    .await;
+    let pid = server_pid(&s);
+    // One unknown-user login first: the decoy hash is made once, at the first use.
+    assert_eq!(s.login_raw("warm-up", PASSWORD).await.status(), 401);
+    let idle_kib = proc_kib(pid, "VmHWM");
+    let slots = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4) as u64;
+    const ARGON2_KIB: u64 = 19 * 1024;
+    const SLACK_KIB: u64 = 48 * 1024;
+    let bound_kib = idle_kib + slots * ARGON2_KIB + SLACK_KIB;
+
+    let c = s.client();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let (c, url) = (c.clone(), s.url("/api/auth/login"));
+            tokio::spawn(async move {
+                let body = json!({ "username": format!("nobody-{i}"), "password": PASSWORD });
+                let r = c.post(url).json(&body).send().await.unwrap();
+                let status = r.status().as_u16();
+                let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                (status, retry, error_code(&r.json().await.unwrap()))
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    let peak_kib = proc_kib(pid, "VmHWM");
+    eprintln!(
+        "argon2 slots {slots}; idle {idle_kib} KiB; peak under 200 concurrent logins {peak_kib} KiB; bound {bound_kib} KiB; \
+         401: {}, 503: {}",
+        answers.iter().filter(|a| a.0 == 401).count(),
+        answers.iter().filter(|a| a.0 == 503).count()
+    );
+    for (status, retry, code) in &answers {
+        match status {
+            401 => assert_eq!(code, "invalid_credentials"),
+            503 => {
+                assert_eq!(code, "busy");
+                assert!(retry.is_some(), "503 without Retry-After");
+            }
+            other => panic!("unexpected {other} {code}"),
+        }
+    }
+    assert!(peak_kib <= bound_kib, "peak RSS {peak_kib} KiB above the bound {bound_kib} KiB");
+}
+
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_address_is_throttled_and_audited() {
     let s = Server::start_with(harness::Options { config: Some(BEHIND_PROXY.into()), ..Default::default() }).await;

@@ -89,9 +89,15 @@ pub async fn change_password(
             return Err(e.into());
         }
     };
-    if req.current_password.len() > 1024
-        || !password::verify_async(req.current_password, Some(stored.password_hash)).await
-    {
+    let right = req.current_password.len() <= 1024
+        && match password::verify_async(req.current_password, Some(stored.password_hash)).await {
+            Ok(right) => right,
+            Err(e) => {
+                attempt.cancelled();
+                return Err(e.into());
+            }
+        };
+    if !right {
         attempt.failed();
         return Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,

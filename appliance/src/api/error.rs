@@ -64,6 +64,7 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             AuthError::AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled"),
             AuthError::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            AuthError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             AuthError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             AuthError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             AuthError::SessionExpired => (StatusCode::UNAUTHORIZED, "session_expired"),
@@ -74,7 +75,7 @@ impl From<AuthError> for ApiError {
             AuthError::Internal(detail) => return ApiError::internal(detail),
         };
         let mut api = ApiError::new(status, code, message);
-        if let AuthError::TooManyAttempts { retry_after_secs } = e {
+        if let AuthError::TooManyAttempts { retry_after_secs } | AuthError::Busy { retry_after_secs } = e {
             api.retry_after = Some(retry_after_secs);
         }
         api

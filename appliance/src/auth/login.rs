@@ -52,7 +52,15 @@ pub async fn attempt(
             return Err(e.into());
         }
     };
-    let ok = password::verify_async(password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let ok = match password::verify_async(password, user.as_ref().map(|u| u.password_hash.clone())).await {
+        Ok(ok) => ok,
+        // Too busy to check: not a guess, so not a failure (and not worth an audit row each).
+        Err(e) => {
+            attempt.cancelled();
+            state.metrics.login("busy");
+            return Err(e);
+        }
+    };
     let user = match user {
         Some(u) if ok => u,
         Some(_) => {

@@ -36,6 +36,8 @@ pub enum AuthError {
     AccountDisabled,
     #[error("too many failed logins; try again in {retry_after_secs} s")]
     TooManyAttempts { retry_after_secs: u64 },
+    #[error("the server is busy checking other passwords; try again in {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
     #[error("sign in first")]
     Unauthenticated,
     #[error("the session token is not valid")]
