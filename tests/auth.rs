@@ -37,8 +37,8 @@ async fn wrong_password_unknown_user_and_disabled_user_are_refused() {
     let out = s.cli(&["user", "disable", "bob"], None);
     assert!(out.status.success());
     let r = s.login_raw("bob", PASSWORD).await;
-    assert_eq!(r.status(), 403);
-    assert_eq!(error_code(&r.json().await.unwrap()), "account_disabled");
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_code(&r.json().await.unwrap()), "invalid_credentials");
     // Every attempt is in the audit log.
     let admin = s.admin().await;
     let (_, rows) = s.get("/api/audit?action=login.failure", &admin).await;
@@ -418,4 +418,19 @@ async fn a_lock_from_one_address_does_not_lock_the_account_for_another() {
     // ... but the owner, from an address that has not failed, signs in.
     let r = login_from(&s, "10.9.9.8", "uma", PASSWORD).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_disabled_account_answers_like_a_wrong_password() {
+    let s = Server::start().await;
+    s.add_user("vera", "student");
+    assert!(s.cli(&["user", "disable", "vera"], None).status.success());
+    for pw in [PASSWORD, "not the password"] {
+        let r = s.login_raw("vera", pw).await;
+        assert_eq!(r.status(), 401);
+        assert_eq!(error_code(&r.json().await.unwrap()), "invalid_credentials");
+    }
+    let admin = s.admin().await;
+    let reasons: Vec<String> = login_failures(&s, &admin).await.into_iter().map(|(r, _)| r).collect();
+    assert_eq!(reasons, vec!["wrong_password", "disabled"]);
 }

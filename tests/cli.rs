@@ -56,7 +56,7 @@ async fn user_add_list_passwd_disable_enable() {
     s.login("lena", "a brand new passphrase").await;
 
     assert!(s.cli(&["user", "disable", "lena"], None).status.success());
-    assert_eq!(s.login_raw("lena", "a brand new passphrase").await.status(), 403);
+    assert_eq!(s.login_raw("lena", "a brand new passphrase").await.status(), 401, "disabled: like a wrong password");
     assert!(s.cli(&["user", "enable", "lena"], None).status.success());
     s.login("lena", "a brand new passphrase").await;
     let out = s.cli(&["user", "disable", "nobody"], None);

@@ -74,10 +74,11 @@ pub async fn attempt(
             return Err(AuthError::InvalidCredentials);
         }
     };
+    // Answered like a wrong password: "disabled" would confirm that the password was right.
     if user.is_disabled() {
         attempt.failed();
         fail(LoginFailure::Disabled).await?;
-        return Err(AuthError::AccountDisabled);
+        return Err(AuthError::InvalidCredentials);
     }
 
     attempt.succeeded();
