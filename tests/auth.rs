@@ -434,3 +434,29 @@ async fn a_disabled_account_answers_like_a_wrong_password() {
     let reasons: Vec<String> = login_failures(&s, &admin).await.into_iter().map(|(r, _)| r).collect();
     assert_eq!(reasons, vec!["wrong_password", "disabled"]);
 }
+
+#[tokio::test]
+async fn reused_and_common_passwords_are_refused() {
+    let s = Server::start().await;
+    let otp = s.first_admin_password.clone().unwrap();
+    let token = s.login("admin", &otp).await;
+    for new in [otp.as_str(), "1234567890", "password12"] {
+        let r = s
+            .client()
+            .post(s.url("/api/me/password"))
+            .bearer_auth(&token)
+            .json(&json!({ "current_password": otp, "new_password": new }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{new}");
+        assert_eq!(error_code(&r.json().await.unwrap()), "weak_password", "{new}");
+    }
+    // The command line applies the same rules.
+    s.add_user("walt", "student");
+    for new in ["1234567890", "password12"] {
+        let out = s.cli(&["user", "passwd", "walt", "--password-stdin"], Some(new));
+        assert!(!out.status.success(), "{new} accepted by the command line");
+    }
+    s.login("walt", PASSWORD).await;
+}

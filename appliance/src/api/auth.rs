@@ -90,7 +90,7 @@ pub async fn change_password(
         }
     };
     let right = req.current_password.len() <= 1024
-        && match password::verify_async(req.current_password, Some(stored.password_hash)).await {
+        && match password::verify_async(req.current_password.clone(), Some(stored.password_hash)).await {
             Ok(right) => right,
             Err(e) => {
                 attempt.cancelled();
@@ -106,6 +106,7 @@ pub async fn change_password(
         ));
     }
     attempt.succeeded();
+    password::check_changed(&req.current_password, &req.new_password)?;
     password::check_policy(&req.new_password, &user.username, state.config.auth.password_min_length)?;
     let hash = password::hash_async(req.new_password).await?;
     users::set_password(&state.db, user.id, &hash, false).await?;

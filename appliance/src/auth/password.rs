@@ -185,7 +185,15 @@ fn decoy_hash(memory: &mut Vec<Block>) -> &'static str {
     DECOY.get_or_init(|| hash_in(DECOY_PASSWORD, memory).unwrap_or_default())
 }
 
+/// The zxcvbn score a new password must reach: `Two` means it takes more than 10^6 guesses
+/// (online guessing is also throttled). Below it are the passwords of zxcvbn's common
+/// password list (about 30 000 from real leaks), and words, names, keyboard rows, sequences,
+/// repeats and dates with a few digits or symbols around them.
+const MIN_STRENGTH: zxcvbn::Score = zxcvbn::Score::Two;
+
 /// Checks a new password against the policy; the error says what is wrong in plain words.
+/// The same rules hold wherever a password is set: sign-in password change, the portal,
+/// CSV import and the command line (they all come here).
 pub fn check_policy(password: &str, username: &str, min_len: usize) -> Result<(), AuthError> {
     let chars = password.chars().count();
     if chars < min_len {
@@ -199,6 +207,31 @@ pub fn check_policy(password: &str, username: &str, min_len: usize) -> Result<()
     }
     if password.chars().collect::<std::collections::HashSet<_>>().len() < 4 {
         return Err(AuthError::WeakPassword("the password must use at least 4 different characters".into()));
+    }
+    // zxcvbn looks at the first 100 characters only, which bounds its work.
+    let strength = zxcvbn::zxcvbn(password, &[username, "labbeam"]);
+    if strength.score() < MIN_STRENGTH {
+        let why = strength.feedback().and_then(|f| f.warning()).map(|w| {
+            let w = w.to_string();
+            let w = w.trim_end_matches('.');
+            let mut c = w.chars();
+            match c.next() {
+                Some(first) => format!(" ({}{})", first.to_lowercase(), c.as_str()),
+                None => String::new(),
+            }
+        });
+        return Err(AuthError::WeakPassword(format!(
+            "the password is too easy to guess{}; a few unrelated words are easier to remember and much harder to guess",
+            why.unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a new password equal to the current one (a forced change must change it).
+pub fn check_changed(current: &str, new: &str) -> Result<(), AuthError> {
+    if current == new {
+        return Err(AuthError::WeakPassword("the new password must differ from the current one".into()));
     }
     Ok(())
 }
@@ -251,6 +284,50 @@ mod tests {
         assert!(check_policy("alice12345", "alice12345", 10).is_err());
         assert!(check_policy("aaaaaaaaaaaa", "u", 10).is_err());
         assert!(check_policy("a good long passphrase", "u", 10).is_ok());
+    }
+
+    #[test]
+    fn policy_rejects_common_and_patterned_passwords() {
+        for weak in [
+            "1234567890",
+            "password12",
+            "password123",
+            "qwertyuiop",
+            "1q2w3e4r5t",
+            "iloveyou12",
+            "P@ssw0rd2024",
+            "abcdefghij",
+            "admin12345",
+            "michael1990",
+            "labbeam2024",
+        ] {
+            let e = check_policy(weak, "admin", 10).expect_err(weak);
+            assert!(e.to_string().contains("too easy to guess"), "{weak}: {e}");
+        }
+        // Containing the username makes a password weaker.
+        assert!(check_policy("walter.white99", "walter.white", 10).is_err());
+        for fine in [
+            "correct horse battery staple",
+            "a long passphrase",
+            "a brand new passphrase",
+            "another long passphrase",
+            "Vx7-kq2m-Pw9z",
+            "tuesday lamp orbit",
+        ] {
+            assert!(check_policy(fine, "admin", 10).is_ok(), "{fine}: {:?}", check_policy(fine, "admin", 10));
+        }
+    }
+
+    #[test]
+    fn policy_says_why_in_plain_words() {
+        let e = check_policy("1234567890", "admin", 10).unwrap_err().to_string();
+        assert!(e.starts_with("the password is too easy to guess (this is a top-"), "{e}");
+    }
+
+    #[test]
+    fn the_new_password_must_differ_from_the_current_one() {
+        assert!(check_changed("old passphrase", "old passphrase").is_err());
+        assert!(check_changed("old passphrase", "new passphrase").is_ok());
     }
 
     #[test]
