@@ -460,3 +460,29 @@ async fn reused_and_common_passwords_are_refused() {
     }
     s.login("walt", PASSWORD).await;
 }
+
+#[tokio::test]
+async fn cookie_authenticated_writes_need_the_csrf_header() {
+    let s = Server::start().await;
+    s.add_user("xena", "student");
+    let r = s.login_raw("xena", PASSWORD).await;
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let c = s.client();
+    // A cross-site form can send the cookie, but not a custom header.
+    let r = c.post(s.url("/api/auth/logout")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(error_code(&r.json().await.unwrap()), "csrf_required");
+    let r = c
+        .post(s.url("/api/me/password"))
+        .header("cookie", &cookie)
+        .json(&json!({ "current_password": PASSWORD, "new_password": "another long passphrase" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Reads need no header, and the session is still live.
+    assert_eq!(c.get(s.url("/api/me")).header("cookie", &cookie).send().await.unwrap().status(), 200);
+    let r = c.post(s.url("/api/auth/logout")).header("cookie", &cookie).header("x-labbeam-csrf", "1").send();
+    assert_eq!(r.await.unwrap().status(), 200);
+    assert_eq!(c.get(s.url("/api/me")).header("cookie", &cookie).send().await.unwrap().status(), 401);
+}

@@ -33,6 +33,8 @@ export type ApiErrorCode =
   | 'unauthenticated'
   | 'password_change_required'
   | 'weak_password'
+  | 'csrf_required'
+  | 'busy'
   | 'network_error'
   | 'timeout'
   | 'unexpected_response'
@@ -136,6 +138,9 @@ export class ApiClient {
     { reportAuthErrors = true }: { reportAuthErrors?: boolean } = {},
   ): Promise<unknown> {
     const headers: Record<string, string> = { Accept: 'application/json' };
+    // The session cookie authenticates these calls; the server wants this header on every
+    // call that changes something, as proof that the request is not a cross-site form.
+    if (method !== 'GET') headers['X-LabBeam-CSRF'] = '1';
     const init: RequestInit = {
       method,
       headers,

@@ -70,6 +70,7 @@ impl From<AuthError> for ApiError {
             AuthError::SessionExpired => (StatusCode::UNAUTHORIZED, "session_expired"),
             AuthError::SessionRevoked => (StatusCode::UNAUTHORIZED, "session_revoked"),
             AuthError::PasswordChangeRequired => (StatusCode::FORBIDDEN, "password_change_required"),
+            AuthError::CsrfRequired => (StatusCode::FORBIDDEN, "csrf_required"),
             AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AuthError::WeakPassword(_) => (StatusCode::BAD_REQUEST, "weak_password"),
             AuthError::Internal(detail) => return ApiError::internal(detail),

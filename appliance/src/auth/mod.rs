@@ -7,7 +7,11 @@
 //!   database is checked on every request, so logout, revocation and disabling act at once;
 //! - while a user must change their password, only the password change, `/api/me` and
 //!   logout accept their session;
-//! - permission checks are extractors (`Require<P>`), so a handler cannot forget them.
+//! - permission checks are extractors (`Require<P>`), so a handler cannot forget them;
+//! - a request that changes something (any method but GET, HEAD, OPTIONS) and is
+//!   authenticated by the session cookie must also carry `X-LabBeam-CSRF` (a header a
+//!   cross-site form cannot send), else 403 `csrf_required`; a bearer token needs none,
+//!   since another site cannot make a browser send it.
 
 pub mod csrf;
 pub mod login;
@@ -27,6 +31,11 @@ use crate::state::AppState;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "labbeam_session";
+
+/// The header a cookie-authenticated state-changing API request must carry. Any value
+/// does (the web client sends `1`): what counts is that a cross-site form cannot set it,
+/// and a cross-site script cannot send it without a CORS preflight we never approve.
+pub const CSRF_HEADER: &str = "x-labbeam-csrf";
 
 #[derive(Debug, Error, PartialEq)]
 pub enum AuthError {
@@ -48,6 +57,8 @@ pub enum AuthError {
     SessionRevoked,
     #[error("change your password before doing anything else")]
     PasswordChangeRequired,
+    #[error("requests that change something and use the session cookie must send the header X-LabBeam-CSRF: 1")]
+    CsrfRequired,
     #[error("this needs the permission {0}")]
     Forbidden(&'static str),
     #[error("{0}")]
@@ -120,12 +131,20 @@ pub async fn current_user(pool: &db::Pool, user: users::User, session_id: String
     })
 }
 
-/// The token of a request: `Authorization: Bearer` first, then the session cookie.
-pub fn request_token(headers: &axum::http::HeaderMap) -> Option<String> {
+/// Where a request's token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    Bearer,
+    Cookie,
+}
+
+/// The token of a request and where it came from: `Authorization: Bearer` first, then the
+/// session cookie.
+pub fn request_credential(headers: &axum::http::HeaderMap) -> Option<(String, TokenSource)> {
     if let Some(value) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
         && let Some(token) = value.strip_prefix("Bearer ")
     {
-        return Some(token.trim().to_string());
+        return Some((token.trim().to_string(), TokenSource::Bearer));
     }
     headers
         .get_all(axum::http::header::COOKIE)
@@ -134,7 +153,19 @@ pub fn request_token(headers: &axum::http::HeaderMap) -> Option<String> {
         .flat_map(cookie::Cookie::split_parse)
         .flatten()
         .find(|c| c.name() == SESSION_COOKIE)
-        .map(|c| c.value().to_string())
+        .map(|c| (c.value().to_string(), TokenSource::Cookie))
+}
+
+/// The token of a request: `Authorization: Bearer` first, then the session cookie.
+pub fn request_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    request_credential(headers).map(|(token, _)| token)
+}
+
+/// Whether a request authenticated by `source` may go on without the CSRF header.
+fn csrf_ok(method: &axum::http::Method, headers: &axum::http::HeaderMap, source: TokenSource) -> bool {
+    use axum::http::Method;
+    let reads = [Method::GET, Method::HEAD, Method::OPTIONS];
+    source == TokenSource::Bearer || reads.contains(method) || headers.contains_key(CSRF_HEADER)
 }
 
 /// The client's address of a request: the connection's, or behind a configured trusted
@@ -162,10 +193,14 @@ impl FromRequestParts<AppState> for AnySession {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (token, source) = request_credential(&parts.headers).ok_or(AuthError::Unauthenticated)?;
+        // Checked before the session is even looked up: a forged request learns nothing.
+        if !csrf_ok(&parts.method, &parts.headers, source) {
+            return Err(AuthError::CsrfRequired);
+        }
         if let Some(user) = parts.extensions.get::<CurrentUser>() {
             return Ok(AnySession(user.clone()));
         }
-        let token = request_token(&parts.headers).ok_or(AuthError::Unauthenticated)?;
         let user = authenticate(state, &token).await?;
         parts.extensions.insert(user.clone());
         Ok(AnySession(user))
@@ -235,6 +270,24 @@ mod tests {
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer xyz"));
         assert_eq!(request_token(&h).as_deref(), Some("xyz"));
         assert_eq!(request_token(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn cookie_writes_need_the_csrf_header_and_bearer_writes_do_not() {
+        use axum::http::Method;
+        let mut h = HeaderMap::new();
+        assert!(csrf_ok(&Method::GET, &h, TokenSource::Cookie));
+        assert!(csrf_ok(&Method::HEAD, &h, TokenSource::Cookie));
+        for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert!(!csrf_ok(&m, &h, TokenSource::Cookie), "{m}");
+            assert!(csrf_ok(&m, &h, TokenSource::Bearer), "{m}");
+        }
+        h.insert(CSRF_HEADER, HeaderValue::from_static("1"));
+        assert!(csrf_ok(&Method::POST, &h, TokenSource::Cookie));
+        h.insert(header::COOKIE, HeaderValue::from_static("labbeam_session=abc"));
+        assert_eq!(request_credential(&h), Some(("abc".into(), TokenSource::Cookie)));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer xyz"));
+        assert_eq!(request_credential(&h), Some(("xyz".into(), TokenSource::Bearer)));
     }
 
     #[tokio::test]

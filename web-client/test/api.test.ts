@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { ApiClient } from '../src/api';
+
+/** A fetch that records each request's method, path and headers and answers `body`. */
+function recorder(body: unknown) {
+  const seen: { method: string; path: string; headers: Record<string, string> }[] = [];
+  const fetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    seen.push({ method: init?.method ?? 'GET', path: String(input), headers: { ...(init?.headers as Record<string, string>) } });
+    return new Response(JSON.stringify(body), { status: 200, headers: { 'Content-Type': 'application/json' } });
+  };
+  return { seen, fetch };
+}
+
+test('calls that change something send the CSRF header the server wants with the session cookie', async () => {
+  const { seen, fetch } = recorder({ ok: true });
+  const api = new ApiClient({ fetch });
+  await api.logout();
+  await api.changePassword('old passphrase here', 'new passphrase here');
+  assert.deepEqual(
+    seen.map((r) => [r.method, r.path, r.headers['X-LabBeam-CSRF']]),
+    [
+      ['POST', '/api/auth/logout', '1'],
+      ['POST', '/api/me/password', '1'],
+    ],
+  );
+});
+
+test('reads do not send it', async () => {
+  const { seen, fetch } = recorder({ transfers: [] });
+  await new ApiClient({ fetch }).transfers();
+  assert.equal(seen[0]?.method, 'GET');
+  assert.equal(seen[0]?.headers['X-LabBeam-CSRF'], undefined);
+});
