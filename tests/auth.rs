@@ -1,5 +1,6 @@
-//! Accounts and sessions against the real binary: login outcomes, throttling, logout and
-//! revocation, forged tokens, cookie flags, forced password change.
+//! Accounts and sessions against the real binary: login outcomes, throttling (races, lock-out
+//! per address, clients behind a trusted proxy), the memory bound of password checking,
+//! logout and revocation, forged tokens, cookie flags, CSRF on cookie writes, password rules.
 
 #[path = "harness/mod.rs"]
 mod harness;

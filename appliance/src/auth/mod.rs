@@ -1,5 +1,6 @@
 //! Authentication and authorisation: password hashes, session tokens, login throttling,
-//! and the axum extractors every route uses to say who may call it.
+//! and the axum extractors every route uses to say who may call it (and from where:
+//! `ClientAddr`).
 //!
 //! Invariants:
 //! - a request is authenticated only if its token verifies (HS256, our key, not expired),
