@@ -251,8 +251,7 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.ip())
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    let addr = labs::client_addr(peer_addr, forwarded, &state.config.trusted_proxies).to_canonical();
+    let addr = crate::net::request_client_addr(peer_addr, &parts.headers, &state.config.trusted_proxies).to_canonical();
     let env = access::Surroundings::load(&state.db).await?;
     let user = auth.user;
     let standing = db::access::UserAccess {

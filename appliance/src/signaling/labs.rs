@@ -1,7 +1,7 @@
 //! Which lab an address is in: the lab whose address range holds it (the most specific range
 //! wins). What happens to a device outside every range (picking a lab, or "Other") is decided
 //! in `access::place`.
-//! Behind a trusted reverse proxy the address comes from `X-Forwarded-For`.
+//! Behind a trusted reverse proxy the address comes from `X-Forwarded-For` (`crate::net`).
 
 use std::net::IpAddr;
 
@@ -52,9 +52,6 @@ pub fn validate_ranges(lab: &str, cidrs: &[String], existing: &[LabRange]) -> Re
     }
     Ok(parsed.iter().map(|n| n.to_string()).collect())
 }
-
-/// Moved to `crate::net` (auth and the API need it too); kept here for the signaling code.
-pub use crate::net::client_addr;
 
 #[cfg(test)]
 mod tests {
