@@ -66,8 +66,11 @@ async fn ice_servers_follow_the_contract() {
     );
     assert_eq!(body["ttl"], 3600);
     let cred = credential_of(&body);
-    let (expiry, user) = cred.username.split_once(':').unwrap();
+    // <expiry>:<user id>:<tag of the session that fetched it>
+    let parts: Vec<&str> = cred.username.split(':').collect();
+    let [expiry, user, tag] = parts[..] else { panic!("username {:?}", cred.username) };
     assert_eq!(user, me["id"].to_string());
+    assert!(tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()), "{tag}");
     let expiry: i64 = expiry.parse().unwrap();
     assert!((expiry - now() - 3600).abs() <= 5, "{expiry}");
     assert_eq!(cred.password, rest_password(&s.turn_secret_text(), &cred.username));
@@ -218,7 +221,7 @@ async fn relay_to_loopback_and_to_the_appliances_own_https_port_is_refused() {
     assert!(s.metric("labbeam_turn_peer_refusals_total{reason=\"loopback\"}").await >= 3.0);
     assert_eq!(s.metric("labbeam_turn_peer_refusals_total{reason=\"link_local\"}").await, 1.0);
     let log = strip_ansi(&std::fs::read_to_string(s.log_path()).unwrap());
-    let user_id = cred.username.split_once(':').unwrap().1;
+    let user_id = cred.username.split(':').nth(1).unwrap();
     assert!(log.contains("peer refused") && log.contains(&format!("user_id={user_id}")), "{log}");
 }
 
@@ -305,6 +308,33 @@ async fn a_role_that_may_no_longer_send_or_receive_loses_its_allocations_at_once
     let (status, body) = s.get("/api/ice-servers", &token).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(api_error_code(&body), "forbidden");
+}
+
+#[tokio::test]
+async fn a_credential_ends_with_the_session_that_fetched_it() {
+    let s = Server::start().await;
+    s.add_user("kim", "student");
+    let (first, second) = (s.login("kim", harness::PASSWORD).await, s.login("kim", harness::PASSWORD).await);
+    let (cred1, cred2) = (credential(&s, &first).await, credential(&s, &second).await);
+    assert_eq!(cred1.username.split(':').count(), 3, "bound to its session: {}", cred1.username);
+    let (a, b) = (client(&s, Via::Udp, &cred1).await, client(&s, Via::Udp, &cred2).await);
+    let (_ra, _rb) = (a.allocate().await.expect("first"), b.allocate().await.expect("second"));
+    assert_eq!(s.metric("labbeam_turn_allocations_active").await, 2.0);
+    let r = s.client().post(s.url("/api/auth/logout")).bearer_auth(&first).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut active = 2.0;
+    for _ in 0..30 {
+        active = s.metric("labbeam_turn_allocations_active").await;
+        if active == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(active, 1.0, "the logged-out session's allocation closed within 3 s; the other session's stays");
+    let err = client(&s, Via::Udp, &cred1).await.allocate().await.err().expect("refused").to_string();
+    assert!(err.contains("401"), "{err}");
+    assert!(s.metric("labbeam_turn_auth_failures_total{reason=\"session_ended\"}").await >= 1.0);
+    client(&s, Via::Tcp, &cred2).await.allocate().await.expect("the other session's credential still works");
 }
 
 #[tokio::test]

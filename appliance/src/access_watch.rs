@@ -1,8 +1,9 @@
 //! Makes every access change act on live connections at once: watches the store's
 //! `access_generation` (bumped by triggers whenever a role, a role's permissions, a user's
-//! status or labs, a lab's ranges or a setting changes, by whichever process) and, when it
-//! moves, re-evaluates every connected socket (`signaling::access::reevaluate`) and tells
-//! the TURN relay to reload its users and lab ranges (through `AppState::access_changes`).
+//! status or labs, a lab's ranges or a setting changes, or a session ends, by whichever
+//! process) and, when it moves, drops the sockets of ended sessions, re-evaluates every
+//! connected socket (`signaling::access::reevaluate`) and tells the TURN relay to reload its
+//! users, sessions and lab ranges (through `AppState::access_changes`).
 //!
 //! Polling one row a few times a second costs next to nothing and needs no signal from the
 //! command line, which is another process.
@@ -37,6 +38,9 @@ pub async fn run(state: AppState) {
             continue;
         }
         if seen.is_some() {
+            if let Err(e) = crate::signaling::drop_ended_sessions(&state).await {
+                tracing::warn!(error = %e, "cannot check live sessions");
+            }
             match crate::signaling::access::reevaluate(&state, None).await {
                 Ok(0) => {}
                 Ok(n) => {

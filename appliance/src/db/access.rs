@@ -106,6 +106,13 @@ mod tests {
         assert!(g1 > g0);
         // Sign-in bookkeeping is not an access change.
         sqlx::query("UPDATE users SET last_login_at = 5, updated_at = 5 WHERE id = 7").execute(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, expires_at, last_seen_at) VALUES ('s1', 7, 0, 9, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE sessions SET last_seen_at = 5 WHERE id = 's1'").execute(&pool).await.unwrap();
         assert_eq!(generation(&pool).await.unwrap(), g1);
 
         let mut last = g1;
@@ -113,6 +120,8 @@ mod tests {
             "UPDATE users SET role_id = 2 WHERE id = 7",
             "UPDATE users SET disabled = 1 WHERE id = 7",
             "UPDATE users SET display_name = 'Kim L.' WHERE id = 7",
+            "UPDATE sessions SET revoked_at = 1 WHERE id = 's1'",
+            "DELETE FROM sessions WHERE id = 's1'",
             "DELETE FROM role_permissions WHERE role_id = 2 AND permission = 'announce'",
             "INSERT INTO role_permissions (role_id, permission) VALUES (2, 'announce')",
             "INSERT INTO labs (id, name, created_at) VALUES (1, 'Lab 1', 0)",

@@ -356,15 +356,22 @@ async fn sweep(state: AppState) {
             Err(e) => tracing::warn!(error = %e, "could not read the event budget"),
         }
         release_free_memory();
-        let live = state.signaling.with_hub(|h| h.live_sessions());
-        if !live.is_empty() {
-            match db::sessions::dead_among(&state.db, &live).await {
-                Ok(dead) if !dead.is_empty() => state.signaling.disconnect_sessions(&dead).await,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "session sweep failed"),
-            }
+        if let Err(e) = drop_ended_sessions(&state).await {
+            tracing::warn!(error = %e, "session sweep failed");
         }
     }
+}
+
+/// Drops the sockets whose session was revoked or expired, or whose user was disabled.
+pub async fn drop_ended_sessions(state: &AppState) -> Result<(), db::DbError> {
+    let live = state.signaling.with_hub(|h| h.live_sessions());
+    if !live.is_empty() {
+        let dead = db::sessions::dead_among(&state.db, &live).await?;
+        if !dead.is_empty() {
+            state.signaling.disconnect_sessions(&dead).await;
+        }
+    }
+    Ok(())
 }
 
 /// The ack body for a result.

@@ -43,6 +43,8 @@ pub enum AuthFailure {
     Disabled,
     BadIntegrity,
     WrongUser,
+    /// The credential's session ended (logout, revocation, expiry).
+    SessionEnded,
 }
 
 impl AuthFailure {
@@ -53,6 +55,7 @@ impl AuthFailure {
             AuthFailure::Disabled => "disabled",
             AuthFailure::BadIntegrity => "bad_integrity",
             AuthFailure::WrongUser => "wrong_user",
+            AuthFailure::SessionEnded => "session_ended",
         }
     }
 }

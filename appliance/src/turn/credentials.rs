@@ -1,7 +1,12 @@
-//! TURN REST credentials (the scheme of DESIGN.md's `GET /api/ice-servers`): the username
-//! is `<expiry-unix>:<user-id>` and the password is `base64(HMAC-SHA1(secret, username))`,
-//! so the relay can check a credential without a database round trip and without storing
-//! one per user.
+//! TURN REST credentials (`GET /api/ice-servers`): the username is
+//! `<expiry-unix>:<user-id>:<session-tag>` and the password is
+//! `base64(HMAC-SHA1(secret, username))`, so the relay can check a credential without a
+//! database round trip and without storing one per user. The session tag (16 hex digits of
+//! SHA-256 of the session id, which it does not reveal) binds the credential to the sign-in
+//! that fetched it: when that session ends (logout, revocation, expiry), the relay refuses the
+//! credential and closes the allocations made with it. The two-part form
+//! `<expiry-unix>:<user-id>` (coturn's, for tools that hold the secret, such as
+//! `turnutils_uclient -W`) is still accepted; the appliance never issues it.
 //!
 //! Invariants:
 //! - the secret never leaves this module (only derived passwords and STUN keys do);
@@ -43,21 +48,40 @@ impl CredentialError {
 }
 
 /// A parsed REST username.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestUsername {
     pub expires_at: i64,
     pub user_id: i64,
+    /// The session the credential was issued to ([`session_tag`]); none in the two-part form.
+    pub session: Option<String>,
+}
+
+/// The tag of a session in credentials: 16 hex digits of SHA-256 of its id.
+pub fn session_tag(session_id: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, session_id.as_bytes());
+    digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl RestUsername {
     pub fn format(&self) -> String {
-        format!("{}:{}", self.expires_at, self.user_id)
+        match &self.session {
+            Some(tag) => format!("{}:{}:{tag}", self.expires_at, self.user_id),
+            None => format!("{}:{}", self.expires_at, self.user_id),
+        }
     }
 
     /// Parses the canonical form only (see the module invariants).
     pub fn parse(text: &str) -> Result<RestUsername, CredentialError> {
-        let (expiry, user) = text.split_once(':').ok_or(CredentialError::Malformed)?;
-        Ok(RestUsername { expires_at: canonical_number(expiry)?, user_id: canonical_number(user)? })
+        let mut parts = text.split(':');
+        let (Some(expiry), Some(user)) = (parts.next(), parts.next()) else { return Err(CredentialError::Malformed) };
+        let session = match (parts.next(), parts.next()) {
+            (None, _) => None,
+            (Some(tag), None) if tag.len() == 16 && tag.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+                Some(tag.to_string())
+            }
+            _ => return Err(CredentialError::Malformed),
+        };
+        Ok(RestUsername { expires_at: canonical_number(expiry)?, user_id: canonical_number(user)?, session })
     }
 
     /// Parses and checks the expiry against `now` (unix seconds).
@@ -105,10 +129,12 @@ impl CredentialKey {
         B64.encode(ring::hmac::sign(&self.key, username.as_bytes()).as_ref())
     }
 
-    /// A credential for `user_id` valid for `ttl_secs` from `now`.
-    pub fn issue(&self, user_id: i64, now: i64, ttl_secs: u64) -> (String, String) {
+    /// A credential for `user_id` signed in with the session tagged `session`, valid for
+    /// `ttl_secs` from `now`.
+    pub fn issue(&self, user_id: i64, session: &str, now: i64, ttl_secs: u64) -> (String, String) {
         let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2);
-        let username = RestUsername { expires_at: now.saturating_add(ttl), user_id }.format();
+        let username =
+            RestUsername { expires_at: now.saturating_add(ttl), user_id, session: Some(session.to_string()) }.format();
         let password = self.password(&username);
         (username, password)
     }
@@ -134,6 +160,9 @@ impl turn::auth::AuthHandler for DirectoryAuth {
             RestUsername::parse_valid(username, crate::db::now()).map_err(|e| turn::Error::Other(e.to_string()))?;
         if name.user_id != SYSTEM_USER && self.shared.users.status(name.user_id) != UserStatus::Active {
             return Err(turn::Error::Other("unknown or disabled user".into()));
+        }
+        if name.session.as_deref().is_some_and(|tag| !self.shared.users.session_live(tag)) {
+            return Err(turn::Error::Other("the session of this credential has ended".into()));
         }
         if realm != self.shared.realm {
             return Err(turn::Error::Other("wrong realm".into()));
@@ -165,10 +194,12 @@ impl IceServerIssuer {
     }
 
     /// ICE servers with a fresh credential for `user_id`, who has just been authenticated
-    /// through a live session (so the relay's user view learns of them at once).
-    pub fn issue(&self, user_id: i64, now: i64) -> Value {
+    /// through the live session `session_id` (so the relay's view learns of both at once).
+    pub fn issue(&self, user_id: i64, session_id: &str, now: i64) -> Value {
+        let tag = session_tag(session_id);
         self.shared.users.mark_active(user_id);
-        let (username, credential) = self.shared.key.issue(user_id, now, self.ttl_secs);
+        self.shared.users.mark_session(&tag);
+        let (username, credential) = self.shared.key.issue(user_id, &tag, now, self.ttl_secs);
         let (h, p, t) = (&self.host, self.port, self.tls_port);
         json!({
             "iceServers": [
@@ -196,8 +227,10 @@ mod tests {
     fn issued_credential_matches_the_published_scheme() {
         let secret = b"0123456789abcdef0123456789abcdef";
         let key = CredentialKey::new(secret);
-        let (username, password) = key.issue(42, 1_700_000_000, 3600);
-        assert_eq!(username, "1700003600:42");
+        let tag = session_tag("a-session-id");
+        assert_eq!(tag.len(), 16);
+        let (username, password) = key.issue(42, &tag, 1_700_000_000, 3600);
+        assert_eq!(username, format!("1700003600:42:{tag}"));
         // Independent computation of base64(HMAC-SHA1(secret text, username)), the secret
         // text being what turn.key holds.
         let text = B64.encode(secret);
@@ -211,8 +244,21 @@ mod tests {
 
     #[test]
     fn usernames_parse_only_in_canonical_form() {
-        assert_eq!(RestUsername::parse("1700003600:42"), Ok(RestUsername { expires_at: 1_700_003_600, user_id: 42 }));
+        assert_eq!(
+            RestUsername::parse("1700003600:42"),
+            Ok(RestUsername { expires_at: 1_700_003_600, user_id: 42, session: None })
+        );
+        assert_eq!(
+            RestUsername::parse("1700003600:42:00ff00ff00ff00ff"),
+            Ok(RestUsername { expires_at: 1_700_003_600, user_id: 42, session: Some("00ff00ff00ff00ff".into()) })
+        );
         for bad in [
+            "1:2:00FF00FF00FF00FF",
+            "1:2:00ff00ff00ff00f",
+            "1:2:00ff00ff00ff00ff0",
+            "1:2:00ff00ff00ff00fg",
+            "1:2:00ff00ff00ff00ff:",
+            "1:2:",
             "",
             "1700003600",
             ":42",
@@ -221,7 +267,6 @@ mod tests {
             "1700003600:042",
             " 1:2",
             "1:2 ",
-            "1:2:3",
             "a:1",
             "1:-2",
             "99999999999999999999:1",

@@ -7,10 +7,11 @@
 //! access generation moves (any process's change of a user, role or lab: see
 //! `access_watch`), plus an immediate mark when `GET /api/ice-servers` hands credentials
 //! to a user (so a brand-new account never waits for the next refresh). The refresh closes
-//! the open allocations of a user who may no longer relay. The credential's own expiry needs
-//! no view at all.
+//! the open allocations of a user who may no longer relay, and of a session that ended
+//! (credentials are bound to the session that fetched them). The credential's own expiry
+//! needs no view at all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ pub enum UserStatus {
 pub struct UserDirectory {
     /// user id → disabled
     users: RwLock<HashMap<i64, bool>>,
+    /// Tags (`credentials::session_tag`) of the sessions that are live: a credential bound to
+    /// any other session is refused.
+    sessions: RwLock<HashSet<String>>,
 }
 
 impl UserDirectory {
@@ -47,6 +51,23 @@ impl UserDirectory {
     /// The caller just proved (through a live session) that `user` exists and is enabled.
     pub fn mark_active(&self, user: i64) {
         self.users.write().unwrap_or_else(|p| p.into_inner()).insert(user, false);
+    }
+
+    pub fn session_live(&self, tag: &str) -> bool {
+        self.sessions.read().unwrap_or_else(|p| p.into_inner()).contains(tag)
+    }
+
+    /// The caller just proved that the session tagged `tag` is live.
+    pub fn mark_session(&self, tag: &str) {
+        self.sessions.write().unwrap_or_else(|p| p.into_inner()).insert(tag.to_string());
+    }
+
+    /// Replaces the live sessions; returns the tags that were live before and are not any more.
+    pub fn replace_sessions(&self, fresh: HashSet<String>) -> Vec<String> {
+        let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        let ended = sessions.difference(&fresh).cloned().collect();
+        *sessions = fresh;
+        ended
     }
 
     /// Replaces the view; returns the users that were usable before and are not any more.
@@ -66,6 +87,11 @@ impl UserDirectory {
 /// files) from the store.
 pub async fn load_users(pool: &db::Pool) -> Result<HashMap<i64, bool>, db::DbError> {
     Ok(db::access::all(pool).await?.into_iter().map(|(id, u)| (id, u.disabled || !u.may_relay())).collect())
+}
+
+/// Loads the tags of the live sessions (not revoked, not expired).
+pub async fn load_sessions(pool: &db::Pool) -> Result<HashSet<String>, db::DbError> {
+    Ok(db::sessions::live_ids(pool, db::now()).await?.iter().map(|id| super::credentials::session_tag(id)).collect())
 }
 
 /// Loads every lab's ranges. Rows that are not valid CIDRs are skipped with a warning
@@ -105,6 +131,17 @@ mod tests {
         assert_eq!(lost, vec![1, 2]);
         d.mark_active(7);
         assert_eq!(d.status(7), UserStatus::Active);
+    }
+
+    #[test]
+    fn replacing_sessions_reports_the_ended_ones() {
+        let d = UserDirectory::default();
+        d.mark_session("aaaa");
+        d.mark_session("bbbb");
+        assert!(d.session_live("aaaa"));
+        let ended = d.replace_sessions(HashSet::from(["bbbb".to_string(), "cccc".to_string()]));
+        assert_eq!(ended, vec!["aaaa".to_string()]);
+        assert!(!d.session_live("aaaa") && d.session_live("cccc"));
     }
 
     #[tokio::test]

@@ -311,6 +311,9 @@ impl<T: Transport> Gate<T> {
             UserStatus::Disabled => return Err(AuthFailure::Disabled),
             UserStatus::Unknown => return Err(AuthFailure::UnknownUser),
         }
+        if name.session.as_deref().is_some_and(|tag| !self.shared.users.session_live(tag)) {
+            return Err(AuthFailure::SessionEnded);
+        }
         if realm != self.shared.realm {
             return Err(AuthFailure::BadIntegrity);
         }
@@ -364,6 +367,7 @@ impl<T: Transport> Gate<T> {
                 let mut relayed = RelayedAddress::default();
                 let port = relayed.get_from(&m).ok().map(|()| relayed.port);
                 let relay = port.and_then(|port| self.shared.relay(port));
+                let session = RestUsername::parse(&pending.username).ok().and_then(|n| n.session);
                 if let Some(relay) = &relay {
                     relay.set_client(to, Arc::clone(&self.transport) as Arc<dyn Transport>);
                 }
@@ -381,8 +385,13 @@ impl<T: Transport> Gate<T> {
                 match port {
                     Some(port) => {
                         let gate: Weak<dyn GateHandle> = self.me.clone() as Weak<dyn GateHandle>;
-                        let record =
-                            AllocationRecord { user: pending.user, client: to, transport: self.transport.name(), gate };
+                        let record = AllocationRecord {
+                            user: pending.user,
+                            session,
+                            client: to,
+                            transport: self.transport.name(),
+                            gate,
+                        };
                         self.shared.allocation_opened(port, record);
                         tracing::debug!(user_id = pending.user, client = %to, relay_port = port, "TURN allocation opened");
                     }
@@ -445,7 +454,7 @@ impl<T: Transport> Gate<T> {
 
 /// The relay library's long-term key for the appliance's own requests.
 fn system_integrity(shared: &Shared) -> (String, MessageIntegrity) {
-    let username = RestUsername { expires_at: crate::db::now() + 300, user_id: SYSTEM_USER }.format();
+    let username = RestUsername { expires_at: crate::db::now() + 300, user_id: SYSTEM_USER, session: None }.format();
     let key = shared.key.stun_key(&username, &shared.realm);
     (username, MessageIntegrity(key))
 }

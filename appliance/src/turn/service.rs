@@ -265,6 +265,7 @@ impl BoundTurn {
             s.allocation_max_bytes_per_sec,
         ));
         shared.users.replace(directory::load_users(&pool).await?);
+        shared.users.replace_sessions(directory::load_sessions(&pool).await?);
 
         let allocator = || -> Box<dyn turn::relay::RelayAddressGenerator + Send + Sync> {
             Box::new(RelayAllocator {
@@ -365,6 +366,14 @@ async fn upkeep(shared: Arc<Shared>, pool: db::Pool, mut access_changes: tokio::
                 }
             }
             Err(e) => tracing::warn!(error = %e, "TURN: cannot reload users; keeping the last view"),
+        }
+        match directory::load_sessions(&pool).await {
+            Ok(sessions) => {
+                for tag in shared.users.replace_sessions(sessions) {
+                    shared.close_allocations_of_session(&tag);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "TURN: cannot reload sessions; keeping the last view"),
         }
         match directory::load_lab_ranges(&pool).await {
             Ok(labs) => {

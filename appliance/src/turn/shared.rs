@@ -34,6 +34,8 @@ pub trait GateHandle: Send + Sync {
 #[derive(Clone)]
 pub struct AllocationRecord {
     pub user: i64,
+    /// The session tag of the credential it was made with, when bound to one.
+    pub session: Option<String>,
     pub client: SocketAddr,
     pub transport: &'static str,
     pub gate: Weak<dyn GateHandle>,
@@ -145,29 +147,42 @@ impl Shared {
         }
     }
 
-    /// Closes every allocation of `user` (disabled or deleted).
+    /// Closes every allocation of `user` (disabled, deleted, or no longer allowed to relay).
     pub fn close_allocations_of(&self, user: i64) {
+        let closed = self.close_allocations_where(|r| r.user == user);
+        if closed > 0 {
+            tracing::info!(
+                user_id = user,
+                allocations = closed,
+                "closed the TURN allocations of a user who may no longer relay"
+            );
+        }
+    }
+
+    /// Closes every allocation made with a credential of the session tagged `tag` (it ended).
+    pub fn close_allocations_of_session(&self, tag: &str) {
+        let closed = self.close_allocations_where(|r| r.session.as_deref() == Some(tag));
+        if closed > 0 {
+            tracing::info!(allocations = closed, "closed the TURN allocations of a session that ended");
+        }
+    }
+
+    fn close_allocations_where(&self, pick: impl Fn(&AllocationRecord) -> bool) -> usize {
         let records: Vec<AllocationRecord> = self
             .allocations
             .by_relay_port
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .filter(|r| r.user == user)
+            .filter(|r| pick(r))
             .cloned()
             .collect();
-        if !records.is_empty() {
-            tracing::info!(
-                user_id = user,
-                allocations = records.len(),
-                "closing the TURN allocations of a user who can no longer sign in"
-            );
-        }
-        for r in records {
+        for r in &records {
             if let Some(gate) = r.gate.upgrade() {
                 gate.close_allocation(r.client);
             }
         }
+        records.len()
     }
 }
 
