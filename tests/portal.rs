@@ -98,6 +98,51 @@ async fn state_changes_without_a_valid_csrf_token_are_refused_and_change_nothing
 }
 
 #[tokio::test]
+async fn every_portal_form_refuses_a_post_without_the_sessions_token() {
+    let s = Server::start().await;
+    let admin = admin(&s).await;
+    s.add_user("kim", "student");
+    assert!(s.cli(&["lab", "add", "Lab 1", "--cidr", "10.1.0.0/24"], None).status.success());
+    let forms = [
+        "/admin/users",
+        "/admin/users/2",
+        "/admin/users/2/disable",
+        "/admin/users/2/enable",
+        "/admin/users/2/reset-password",
+        "/admin/users/2/delete",
+        "/admin/users/import/confirm",
+        "/admin/roles",
+        "/admin/roles/3",
+        "/admin/roles/3/delete",
+        "/admin/labs",
+        "/admin/labs/1",
+        "/admin/labs/1/delete",
+        "/admin/sessions/nosuchsession/revoke",
+        "/admin/settings",
+        "/admin/logout",
+    ];
+    for path in forms {
+        let (status, _, body) = admin.post(path, &[("display_name", "x"), ("confirm", "kim")]).await;
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    // The upload, as multipart without its token part.
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::text("username\nx\n"));
+    let r = s
+        .client()
+        .post(s.url("/admin/users/import"))
+        .header("cookie", &admin.cookie)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Nothing changed: kim is still enabled and the portal session still works.
+    let (status, html) = admin.get("/admin/users/2").await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("disabled"), "{html}");
+}
+
+#[tokio::test]
 async fn names_are_escaped_everywhere() {
     let s = Server::start().await;
     let admin = admin(&s).await;

@@ -14,6 +14,7 @@ mod db;
 mod http_conn;
 mod metrics;
 mod net;
+mod permission;
 mod portal;
 mod server;
 mod settings;

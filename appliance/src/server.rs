@@ -16,10 +16,11 @@ use serde_json::json;
 
 use crate::api::ApiError;
 use crate::audit::{self, Actor, AuditEvent};
-use crate::auth::{self, AuthError, Permission, PortalAccess, password};
+use crate::auth::{self, AuthError, password};
 use crate::config::Config;
 use crate::db::{self, roles, sessions, users};
 use crate::metrics::HttpLabels;
+use crate::permission::Permission;
 use crate::state::AppState;
 use crate::{conn_limit, datadir, http_conn, tls, web};
 
@@ -261,8 +262,8 @@ async fn metrics(
     if !local_scraper {
         let token = auth::request_token(&headers).ok_or(AuthError::Unauthenticated)?;
         let user = auth::authenticate(&state, &token).await?;
-        if !user.has(PortalAccess::NAME) {
-            return Err(AuthError::Forbidden(PortalAccess::NAME).into());
+        if !user.has(Permission::PortalAccess) {
+            return Err(AuthError::Forbidden(Permission::PortalAccess.name()).into());
         }
     }
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";

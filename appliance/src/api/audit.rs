@@ -6,8 +6,9 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 
 use super::ApiError;
-use crate::auth::{AuditView, Permission, Require, UsersManage};
+use crate::auth::{AuditView, Require};
 use crate::db::audit::{self, AuditFilter, AuditRow};
+use crate::permission::Permission;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -30,7 +31,7 @@ pub async fn list(
     }
     let filter = AuditFilter {
         action: q.action.as_deref(),
-        actor_user_id: (!user.has(UsersManage::NAME)).then_some(user.id),
+        actor_user_id: (!user.has(Permission::UsersManage)).then_some(user.id),
         before: q.before,
         ..Default::default()
     };

@@ -12,7 +12,7 @@ use crate::db;
 use crate::state::AppState;
 
 pub async fn ice_servers(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
-    if !db::access::RELAY_PERMISSIONS.iter().any(|p| user.has(p)) {
+    if !db::access::RELAY_PERMISSIONS.iter().any(|p| user.has(*p)) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

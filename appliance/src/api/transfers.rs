@@ -7,8 +7,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use crate::auth::{CurrentUser, Permission, UsersManage};
+use crate::auth::CurrentUser;
 use crate::db::transfers::{self, TransferFilter};
+use crate::permission::Permission;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -49,7 +50,7 @@ pub async fn list(
     {
         return Err(ApiError::bad_request("path must be direct or relay"));
     }
-    let admin = user.has(UsersManage::NAME);
+    let admin = user.has(Permission::UsersManage);
     if !admin && (q.user.is_some() || q.lab.is_some()) {
         return Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,

@@ -28,6 +28,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use thiserror::Error;
 
 use crate::db::{self, DbError, roles, sessions, users};
+use crate::permission::{Permission, PermissionSet};
 use crate::state::AppState;
 
 /// Name of the session cookie.
@@ -81,15 +82,15 @@ pub struct CurrentUser {
     pub username: String,
     pub display_name: String,
     pub role: String,
-    pub permissions: Vec<String>,
+    pub permissions: PermissionSet,
     pub must_change_password: bool,
     #[serde(skip)]
     pub session_id: String,
 }
 
 impl CurrentUser {
-    pub fn has(&self, permission: &str) -> bool {
-        self.permissions.iter().any(|p| p == permission)
+    pub fn has(&self, permission: Permission) -> bool {
+        self.permissions.has(permission)
     }
 }
 
@@ -120,7 +121,8 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<CurrentUser, 
 }
 
 pub async fn current_user(pool: &db::Pool, user: users::User, session_id: String) -> Result<CurrentUser, AuthError> {
-    let permissions = roles::permissions(pool, user.role_id).await?;
+    let names = roles::permissions(pool, user.role_id).await?;
+    let permissions = PermissionSet::from_names(names.iter().map(String::as_str));
     Ok(CurrentUser {
         id: user.id,
         must_change_password: user.must_change_password(),
@@ -220,39 +222,55 @@ impl FromRequestParts<AppState> for CurrentUser {
     }
 }
 
-/// A permission, as a type, for `Require<P>`.
-pub trait Permission {
-    const NAME: &'static str;
+/// What a request guard requires, as a type (`Require<G>` here, the portal's guards): a
+/// permission, or, for `ViewAllTransfers`, one of two.
+pub trait Grant {
+    /// The permission named when the caller lacks it.
+    const NEEDS: Permission;
+    fn allows(held: PermissionSet) -> bool {
+        held.has(Self::NEEDS)
+    }
 }
 
-macro_rules! permissions {
-    ($($ty:ident => $name:literal),* $(,)?) => {
+macro_rules! grants {
+    ($($ty:ident => $perm:ident),* $(,)?) => {
         $(
-            #[doc = concat!("The `", $name, "` permission.")]
+            #[doc = concat!("Requires the `", stringify!($perm), "` permission.")]
             pub struct $ty;
-            impl Permission for $ty {
-                const NAME: &'static str = $name;
+            impl Grant for $ty {
+                const NEEDS: Permission = Permission::$perm;
             }
         )*
     };
 }
 
-permissions! {
-    PortalAccess => "portal.access",
-    UsersManage => "users.manage",
-    AuditView => "audit.view",
+grants! {
+    PortalAccess => PortalAccess,
+    UsersManage => UsersManage,
+    AuditView => AuditView,
 }
 
-/// An authenticated caller holding permission `P`; 403 otherwise.
-pub struct Require<P: Permission>(pub CurrentUser, pub PhantomData<P>);
+/// Everyone's transfers and broadcasts: `transfers.view_all`, or `users.manage`, which is
+/// what `GET /api/transfers` asks before it shows other users' transfers.
+pub struct ViewAllTransfers;
 
-impl<P: Permission> FromRequestParts<AppState> for Require<P> {
+impl Grant for ViewAllTransfers {
+    const NEEDS: Permission = Permission::TransfersViewAll;
+    fn allows(held: PermissionSet) -> bool {
+        held.has(Permission::TransfersViewAll) || held.has(Permission::UsersManage)
+    }
+}
+
+/// An authenticated caller whom `G` allows; 403 otherwise.
+pub struct Require<G: Grant>(pub CurrentUser, pub PhantomData<G>);
+
+impl<G: Grant> FromRequestParts<AppState> for Require<G> {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let user = CurrentUser::from_request_parts(parts, state).await?;
-        if !user.has(P::NAME) {
-            return Err(AuthError::Forbidden(P::NAME));
+        if !G::allows(user.permissions) {
+            return Err(AuthError::Forbidden(G::NEEDS.name()));
         }
         Ok(Require(user, PhantomData))
     }
@@ -296,8 +314,10 @@ mod tests {
         let pool = db::open_memory().await;
         let admin = roles::by_name(&pool, "admin").await.unwrap().unwrap();
         let seeded = roles::permissions(&pool, admin.id).await.unwrap();
-        for name in [PortalAccess::NAME, UsersManage::NAME, AuditView::NAME] {
-            assert!(seeded.iter().any(|p| p == name), "{name}");
+        // The admin role is seeded with every permission there is.
+        for p in Permission::ALL {
+            assert!(seeded.iter().any(|s| s == p.name()), "{p}");
         }
+        assert_eq!(seeded.len(), Permission::ALL.len(), "{seeded:?}");
     }
 }

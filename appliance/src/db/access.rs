@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::{DbError, Pool};
+use crate::permission::Permission;
 
 /// The counter every access-relevant change bumps.
 pub async fn generation(pool: &Pool) -> Result<i64, DbError> {
@@ -25,7 +26,8 @@ pub struct UserAccess {
 
 /// The permissions that need the TURN relay: a user with none of them gets no credential
 /// and loses open allocations.
-pub const RELAY_PERMISSIONS: [&str; 3] = ["transfer.send", "transfer.receive", "broadcast.send"];
+pub const RELAY_PERMISSIONS: [Permission; 3] =
+    [Permission::TransferSend, Permission::TransferReceive, Permission::BroadcastSend];
 
 impl UserAccess {
     pub fn has(&self, permission: &str) -> bool {
@@ -33,7 +35,7 @@ impl UserAccess {
     }
 
     pub fn may_relay(&self) -> bool {
-        RELAY_PERMISSIONS.iter().any(|p| self.has(p))
+        RELAY_PERMISSIONS.iter().any(|p| self.has(p.name()))
     }
 }
 

@@ -8,8 +8,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::view::{self, Layout};
-use super::{PortalError, PortalUser};
+use super::{PortalError, PortalPage, PortalUser};
+use crate::auth;
 use crate::db::audit::{self, AuditFilter, AuditRow};
+use crate::permission::Permission;
 use crate::state::AppState;
 
 const PAGE_SIZE: i64 = 200;
@@ -28,7 +30,6 @@ fn nonempty(v: &Option<String>) -> Option<&str> {
 }
 
 async fn rows(state: &AppState, portal: &PortalUser, f: &Filters, limit: i64) -> Result<Vec<AuditRow>, PortalError> {
-    portal.require("audit.view")?;
     let date = |v: &Option<String>, end: bool| -> Result<Option<i64>, PortalError> {
         match nonempty(v) {
             Some(s) => view::parse_date(s, end)
@@ -39,7 +40,7 @@ async fn rows(state: &AppState, portal: &PortalUser, f: &Filters, limit: i64) ->
     };
     let filter = AuditFilter {
         action: nonempty(&f.action),
-        actor_user_id: (!portal.has("users.manage")).then_some(portal.user.id),
+        actor_user_id: (!portal.has(Permission::UsersManage)).then_some(portal.user.id),
         before: f.before,
         actor: nonempty(&f.actor),
         from: date(&f.from, false)?,
@@ -81,7 +82,7 @@ fn query(f: &Filters) -> String {
 
 pub async fn list(
     State(state): State<AppState>,
-    portal: PortalUser,
+    portal: PortalPage<auth::AuditView>,
     Query(f): Query<Filters>,
 ) -> Result<Response, PortalError> {
     let list = rows(&state, &portal, &f, PAGE_SIZE).await?;
@@ -116,7 +117,7 @@ pub async fn list(
 
 pub async fn export(
     State(state): State<AppState>,
-    portal: PortalUser,
+    portal: PortalPage<auth::AuditView>,
     Query(f): Query<Filters>,
 ) -> Result<Response, PortalError> {
     let list = rows(&state, &portal, &f, 1_000_000).await?;

@@ -7,7 +7,8 @@ use axum::extract::{Query, State};
 use serde_json::{Value, json};
 
 use super::view::{self, Layout};
-use super::{NoticeQuery, PortalError, PortalUser};
+use super::{NoticeQuery, PortalError, PortalPage};
+use crate::auth::PortalAccess;
 use crate::db;
 use crate::state::AppState;
 
@@ -50,7 +51,7 @@ async fn figures(
 
 pub async fn page(
     State(state): State<AppState>,
-    portal: PortalUser,
+    portal: PortalPage<PortalAccess>,
     Query(q): Query<NoticeQuery>,
 ) -> Result<DashboardPage, PortalError> {
     let (figures, online) = figures(&state).await?;
@@ -58,7 +59,10 @@ pub async fn page(
 }
 
 /// The same figures as JSON, for the page's live refresh.
-pub async fn figures_json(State(state): State<AppState>, _portal: PortalUser) -> Result<Json<Value>, PortalError> {
+pub async fn figures_json(
+    State(state): State<AppState>,
+    _portal: PortalPage<PortalAccess>,
+) -> Result<Json<Value>, PortalError> {
     let (figures, online) = figures(&state).await?;
     let map: serde_json::Map<String, Value> =
         figures.into_iter().map(|(k, _, v)| (k.to_string(), Value::from(v))).collect();

@@ -3,14 +3,14 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::view::{self, Layout};
-use super::{CsrfForm, NoticeQuery, PortalError, PortalUser, done};
+use super::{NoFields, NoticeQuery, PortalError, PortalForm, PortalPage, done};
 use crate::audit::{self, AuditEvent};
+use crate::auth::UsersManage;
 use crate::db::labs;
 use crate::signaling::labs::{OTHER, validate_ranges};
 use crate::state::AppState;
@@ -34,10 +34,9 @@ struct LabsPage {
 
 pub async fn page(
     State(state): State<AppState>,
-    portal: PortalUser,
+    portal: PortalPage<UsersManage>,
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, PortalError> {
-    portal.require("users.manage")?;
     let ranges = labs::ranges(&state.db).await?;
     let online = state.signaling.with_hub(|h| h.online_by_lab());
     let views = labs::list(&state.db)
@@ -72,18 +71,14 @@ fn check_name(name: &str) -> Result<(), PortalError> {
 
 #[derive(Deserialize)]
 pub struct LabForm {
-    csrf: String,
     name: Option<String>,
     ranges: String,
 }
 
 pub async fn create(
     State(state): State<AppState>,
-    portal: PortalUser,
-    Form(f): Form<LabForm>,
+    PortalForm { portal, form: f, .. }: PortalForm<UsersManage, LabForm>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(&f.csrf)?;
-    portal.require("users.manage")?;
     let name = f.name.unwrap_or_default().trim().to_string();
     check_name(&name)?;
     let existing = labs::ranges(&state.db).await?;
@@ -95,12 +90,9 @@ pub async fn create(
 
 pub async fn update(
     State(state): State<AppState>,
-    portal: PortalUser,
     Path(id): Path<i64>,
-    Form(f): Form<LabForm>,
+    PortalForm { portal, form: f, .. }: PortalForm<UsersManage, LabForm>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(&f.csrf)?;
-    portal.require("users.manage")?;
     let lab = labs::by_id(&state.db, id).await?.ok_or_else(|| PortalError::NotFound(format!("lab {id}")))?;
     let existing = labs::ranges(&state.db).await?;
     let before: Vec<String> = existing.iter().filter(|r| r.lab == lab.name).map(|r| r.cidr.clone()).collect();
@@ -113,12 +105,9 @@ pub async fn update(
 
 pub async fn delete(
     State(state): State<AppState>,
-    portal: PortalUser,
     Path(id): Path<i64>,
-    Form(f): Form<CsrfForm>,
+    PortalForm { portal, .. }: PortalForm<UsersManage, NoFields>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(&f.csrf)?;
-    portal.require("users.manage")?;
     let lab = labs::by_id(&state.db, id).await?.ok_or_else(|| PortalError::NotFound(format!("lab {id}")))?;
     labs::remove(&state.db, &lab.name).await?;
     audit::record(&state.db, &portal.actor, AuditEvent::LabRemoved { lab: &lab.name }).await?;

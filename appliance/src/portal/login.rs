@@ -8,8 +8,9 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{CsrfForm, PortalError, PortalUser};
+use super::{NoFields, PortalError, PortalForm};
 use crate::audit::{self, AuditEvent};
+use crate::auth::PortalAccess;
 use crate::auth::{self, AuthError, ClientAddr, login};
 use crate::db::sessions;
 use crate::state::AppState;
@@ -65,6 +66,7 @@ pub async fn form(Query(q): Query<NextQuery>) -> Result<Response, PortalError> {
 
 #[derive(Deserialize)]
 pub struct LoginForm {
+    /// Checked against the login page's own cookie (there is no session yet).
     csrf: String,
     next: Option<String>,
     username: String,
@@ -112,10 +114,8 @@ pub async fn submit(
 
 pub async fn logout(
     State(state): State<AppState>,
-    portal: PortalUser,
-    Form(f): Form<CsrfForm>,
+    PortalForm { portal, .. }: PortalForm<PortalAccess, NoFields>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(&f.csrf)?;
     sessions::revoke(&state.db, &portal.user.session_id).await?;
     state.signaling.disconnect_sessions(std::slice::from_ref(&portal.user.session_id)).await;
     audit::record(&state.db, &portal.actor, AuditEvent::LoggedOut { username: &portal.user.username }).await?;

@@ -4,9 +4,11 @@
 //!
 //! Invariants:
 //! - every page needs a live session with `portal.access` (not signed in → the portal's
-//!   login page; no permission → 403), and each page checks its own permission;
+//!   login page; no permission → 403), and each handler names its permission in its
+//!   signature (`guard`: `PortalPage<G>`, `PortalForm<G, T>`, `PortalUpload<G>`), checked
+//!   before its body runs;
 //! - every state-changing request carries the session's CSRF token and is refused (403,
-//!   nothing changed) without it;
+//!   nothing changed) without it: only the form and upload guards accept anything but GET;
 //! - every change is written to the audit log with who, what, before/after and from where;
 //! - all output is escaped by the templates; no secret (password hash, token) is rendered;
 //! - every CSV export writes its cells through `csv_cell`, so a name that starts like a
@@ -14,6 +16,7 @@
 
 mod audit_page;
 mod dashboard;
+mod guard;
 mod labs;
 mod login;
 mod roles;
@@ -33,8 +36,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use crate::audit::Actor;
-use crate::auth::{self, AuthError, CurrentUser};
+use crate::auth::{self, AuthError, CurrentUser, Grant, ViewAllTransfers};
+use crate::permission::Permission;
+
 use crate::state::AppState;
+pub use guard::{PortalForm, PortalPage, PortalUpload};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -83,8 +89,10 @@ async fn static_js() -> Response {
         .into_response()
 }
 
-/// The permission to read everyone's transfer log and broadcasts in the portal.
-pub const TRANSFERS_VIEW_ALL: &str = "transfers.view_all";
+/// The largest form the portal accepts (like the API's JSON bodies).
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+/// The largest upload (a CSV of users to import).
+pub const MAX_UPLOAD_BYTES: usize = 1 << 20;
 
 /// A signed-in user allowed into the portal, with what the page layout needs.
 pub struct PortalUser {
@@ -94,29 +102,8 @@ pub struct PortalUser {
 }
 
 impl PortalUser {
-    pub fn has(&self, permission: &str) -> bool {
+    pub fn has(&self, permission: Permission) -> bool {
         self.user.has(permission)
-    }
-
-    /// 403 unless the user holds `permission`.
-    pub fn require(&self, permission: &'static str) -> Result<(), PortalError> {
-        if self.has(permission) { Ok(()) } else { Err(PortalError::Forbidden(permission)) }
-    }
-
-    /// Everyone's transfers and broadcasts: `transfers.view_all`, or `users.manage`, which
-    /// is what `GET /api/transfers` asks before it shows other users' transfers.
-    pub fn sees_all_transfers(&self) -> bool {
-        self.has(TRANSFERS_VIEW_ALL) || self.has("users.manage")
-    }
-
-    /// 403 unless the user may see everyone's transfers.
-    pub fn require_all_transfers(&self) -> Result<(), PortalError> {
-        if self.sees_all_transfers() { Ok(()) } else { Err(PortalError::Forbidden(TRANSFERS_VIEW_ALL)) }
-    }
-
-    /// 403 unless `token` is this session's CSRF token.
-    pub fn check_csrf(&self, token: &str) -> Result<(), PortalError> {
-        if auth::csrf::matches(&self.csrf, token) { Ok(()) } else { Err(PortalError::Csrf) }
     }
 
     pub fn layout(&self, active: &'static str) -> view::Layout {
@@ -125,9 +112,9 @@ impl PortalUser {
             display_name: self.user.display_name.clone(),
             role: self.user.role.clone(),
             csrf: self.csrf.clone(),
-            manage_users: self.has("users.manage"),
-            view_audit: self.has("audit.view"),
-            view_transfers: self.sees_all_transfers(),
+            manage_users: self.has(Permission::UsersManage),
+            view_audit: self.has(Permission::AuditView),
+            view_transfers: ViewAllTransfers::allows(self.user.permissions),
         }
     }
 }
@@ -148,8 +135,8 @@ impl FromRequestParts<AppState> for PortalUser {
             // The web client has the password change form.
             return Err(Redirect::to("/").into_response());
         }
-        if !user.has("portal.access") {
-            return Err(PortalError::Forbidden("portal.access").into_response());
+        if !user.has(Permission::PortalAccess) {
+            return Err(PortalError::Forbidden(Permission::PortalAccess.name()).into_response());
         }
         let Ok(auth::ClientAddr(addr)) = auth::ClientAddr::from_request_parts(parts, state).await;
         let csrf = auth::csrf::token_for(&state.csrf_key, &user.session_id);
@@ -225,11 +212,10 @@ pub struct NoticeQuery {
     pub notice: Option<String>,
 }
 
-/// A form whose only field is the CSRF token (buttons such as Disable or Revoke).
+/// A form with no field but the CSRF token, which the guard checks (buttons such as Disable
+/// or Revoke).
 #[derive(serde::Deserialize)]
-pub struct CsrfForm {
-    pub csrf: String,
-}
+pub struct NoFields {}
 
 /// A CSV export being written. Every cell goes through [`csv_cell`], so no export can hand
 /// a spreadsheet a formula.

@@ -5,30 +5,31 @@ use std::collections::HashMap;
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::view::{self, Layout};
-use super::{CsrfForm, NoticeQuery, PortalError, PortalUser, done};
+use super::{NoFields, NoticeQuery, PortalError, PortalForm, PortalPage, done};
 use crate::audit::{self, AuditEvent};
+use crate::auth::UsersManage;
 use crate::db::roles;
+use crate::permission::Permission;
 use crate::state::AppState;
 
-/// Every permission, with what it allows.
-pub const PERMISSIONS: &[(&str, &str)] = &[
-    ("portal.access", "open this admin portal"),
-    ("users.manage", "manage users, roles, labs, sessions and settings"),
-    ("audit.view", "read the audit log (own actions without users.manage)"),
-    ("transfers.view_all", "read and export everyone's transfers and broadcasts (users.manage includes it)"),
-    ("broadcast.send", "broadcast files (to own labs without users.manage)"),
-    ("announce", "send announcements"),
-    ("transfer.send", "send files"),
-    ("transfer.receive", "receive files"),
+/// Every permission, in the matrix's order (the portal's first, the everyday ones last).
+const MATRIX: [Permission; 8] = [
+    Permission::PortalAccess,
+    Permission::UsersManage,
+    Permission::AuditView,
+    Permission::TransfersViewAll,
+    Permission::BroadcastSend,
+    Permission::Announce,
+    Permission::TransferSend,
+    Permission::TransferReceive,
 ];
 
-const ADMIN_KEEPS: &[&str] = &["portal.access", "users.manage"];
+const ADMIN_KEEPS: [Permission; 2] = [Permission::PortalAccess, Permission::UsersManage];
 
 pub struct RoleView {
     pub id: i64,
@@ -49,16 +50,15 @@ struct RolesPage {
 
 pub async fn page(
     State(state): State<AppState>,
-    portal: PortalUser,
+    portal: PortalPage<UsersManage>,
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, PortalError> {
-    portal.require("users.manage")?;
     let counts: HashMap<i64, i64> = roles::member_counts(&state.db).await?.into_iter().collect();
     let mut views = Vec::new();
     for r in roles::list(&state.db).await? {
         let perms = roles::permissions(&state.db, r.id).await?;
         views.push(RoleView {
-            granted: PERMISSIONS.iter().map(|(p, _)| perms.iter().any(|x| x == p)).collect(),
+            granted: MATRIX.iter().map(|p| perms.iter().any(|x| x == p.name())).collect(),
             members: counts.get(&r.id).copied().unwrap_or(0),
             builtin: r.builtin != 0,
             id: r.id,
@@ -68,7 +68,7 @@ pub async fn page(
     Ok(RolesPage {
         layout: portal.layout("roles"),
         notice: view::notice(q.notice.as_deref()),
-        permissions: PERMISSIONS.to_vec(),
+        permissions: MATRIX.iter().map(|p| (p.name(), p.describe())).collect(),
         roles: views,
     }
     .into_response())
@@ -76,17 +76,13 @@ pub async fn page(
 
 #[derive(Deserialize)]
 pub struct CreateForm {
-    csrf: String,
     name: String,
 }
 
 pub async fn create(
     State(state): State<AppState>,
-    portal: PortalUser,
-    Form(f): Form<CreateForm>,
+    PortalForm { portal, form: f, .. }: PortalForm<UsersManage, CreateForm>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(&f.csrf)?;
-    portal.require("users.manage")?;
     let name = f.name.trim();
     let ok = (1..=32).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !ok {
@@ -100,17 +96,14 @@ pub async fn create(
 /// The matrix row of one role: `perm_<name>=on` for each granted permission.
 pub async fn update(
     State(state): State<AppState>,
-    portal: PortalUser,
     Path(id): Path<i64>,
-    Form(f): Form<HashMap<String, String>>,
+    PortalForm { portal, form: f, .. }: PortalForm<UsersManage, HashMap<String, String>>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(f.get("csrf").map(String::as_str).unwrap_or(""))?;
-    portal.require("users.manage")?;
     let role = roles::by_id(&state.db, id).await?.ok_or_else(|| PortalError::NotFound(format!("role {id}")))?;
     let after: Vec<String> =
-        PERMISSIONS.iter().filter(|(p, _)| f.contains_key(&format!("perm_{p}"))).map(|(p, _)| p.to_string()).collect();
+        MATRIX.iter().filter(|p| f.contains_key(&format!("perm_{p}"))).map(|p| p.name().to_string()).collect();
     if role.name == "admin"
-        && let Some(missing) = ADMIN_KEEPS.iter().find(|p| !after.iter().any(|a| a == *p))
+        && let Some(missing) = ADMIN_KEEPS.iter().find(|p| !after.iter().any(|a| a == p.name()))
     {
         return Err(PortalError::BadRequest(format!("The admin role always keeps {missing}; nothing was changed.")));
     }
@@ -130,12 +123,9 @@ pub async fn update(
 
 pub async fn delete(
     State(state): State<AppState>,
-    portal: PortalUser,
     Path(id): Path<i64>,
-    Form(f): Form<CsrfForm>,
+    PortalForm { portal, .. }: PortalForm<UsersManage, NoFields>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(&f.csrf)?;
-    portal.require("users.manage")?;
     let role = roles::by_id(&state.db, id).await?.ok_or_else(|| PortalError::NotFound(format!("role {id}")))?;
     if role.builtin != 0 {
         return Err(PortalError::BadRequest("Built-in roles cannot be deleted.".into()));

@@ -3,13 +3,13 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 
 use super::view::{self, Layout};
-use super::{CsrfForm, NoticeQuery, PortalError, PortalUser, done};
+use super::{NoFields, NoticeQuery, PortalError, PortalForm, PortalPage, done};
 use crate::audit::{self, AuditEvent};
+use crate::auth::UsersManage;
 use crate::db::sessions;
 use crate::state::AppState;
 
@@ -35,10 +35,9 @@ struct SessionsPage {
 
 pub async fn page(
     State(state): State<AppState>,
-    portal: PortalUser,
+    portal: PortalPage<UsersManage>,
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, PortalError> {
-    portal.require("users.manage")?;
     let devices = state.signaling.with_hub(|h| h.devices());
     let list = sessions::active(&state.db, 1000).await?;
     let views = list
@@ -66,12 +65,9 @@ pub async fn page(
 
 pub async fn revoke(
     State(state): State<AppState>,
-    portal: PortalUser,
     Path(id): Path<String>,
-    Form(f): Form<CsrfForm>,
+    PortalForm { portal, .. }: PortalForm<UsersManage, NoFields>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(&f.csrf)?;
-    portal.require("users.manage")?;
     let active = sessions::active(&state.db, 100_000).await?;
     let Some(s) = active.into_iter().find(|s| s.id == id) else {
         return Err(PortalError::NotFound("that session (it may have ended already)".into()));

@@ -4,13 +4,13 @@ use std::collections::HashMap;
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 
 use super::view::{self, Layout};
-use super::{NoticeQuery, PortalError, PortalUser, done};
+use super::{NoticeQuery, PortalError, PortalForm, PortalPage, done};
 use crate::audit::{self, AuditEvent};
+use crate::auth::UsersManage;
 use crate::settings::{self, Kind, SettingError};
 use crate::state::AppState;
 
@@ -33,10 +33,9 @@ struct SettingsPage {
 
 pub async fn page(
     State(state): State<AppState>,
-    portal: PortalUser,
+    portal: PortalPage<UsersManage>,
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, PortalError> {
-    portal.require("users.manage")?;
     let views = settings::all(&state.db)
         .await?
         .into_iter()
@@ -72,11 +71,8 @@ pub async fn page(
 /// bad value changes nothing.
 pub async fn save(
     State(state): State<AppState>,
-    portal: PortalUser,
-    Form(f): Form<HashMap<String, String>>,
+    PortalForm { portal, form: f, .. }: PortalForm<UsersManage, HashMap<String, String>>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(f.get("csrf").map(String::as_str).unwrap_or(""))?;
-    portal.require("users.manage")?;
     let current = settings::all(&state.db).await?;
     let mut changes = Vec::new();
     for (spec, value) in &current {

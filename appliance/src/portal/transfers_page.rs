@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::view::{self, Layout};
-use super::{PortalError, PortalUser};
+use super::{PortalError, PortalPage};
+use crate::auth::ViewAllTransfers;
 use crate::db::transfers::{self, TransferFilter, TransferRow};
 use crate::state::AppState;
 
@@ -138,10 +139,9 @@ struct TransfersPage {
 
 pub async fn list(
     State(state): State<AppState>,
-    portal: PortalUser,
+    portal: PortalPage<ViewAllTransfers>,
     Query(f): Query<Filters>,
 ) -> Result<Response, PortalError> {
-    portal.require_all_transfers()?;
     let filter = f.to_filter()?;
     let rows = transfers::list(&state.db, &filter, PAGE_SIZE).await?;
     let base = f.query_without_cursor();
@@ -170,10 +170,9 @@ pub async fn list(
 
 pub async fn export(
     State(state): State<AppState>,
-    portal: PortalUser,
+    _portal: PortalPage<ViewAllTransfers>,
     Query(f): Query<Filters>,
 ) -> Result<Response, PortalError> {
-    portal.require_all_transfers()?;
     let rows = transfers::list(&state.db, &f.to_filter()?, EXPORT_MAX).await?;
     let mut out = super::CsvExport::new([
         "id",
@@ -279,8 +278,10 @@ fn live_of(state: &AppState, id: &str) -> Vec<LiveRecipient> {
         .collect()
 }
 
-pub async fn broadcasts(State(state): State<AppState>, portal: PortalUser) -> Result<Response, PortalError> {
-    portal.require_all_transfers()?;
+pub async fn broadcasts(
+    State(state): State<AppState>,
+    portal: PortalPage<ViewAllTransfers>,
+) -> Result<Response, PortalError> {
     let rows = transfers::broadcasts(&state.db, 200).await?;
     Ok(BroadcastsPage {
         layout: portal.layout("broadcasts"),
@@ -295,10 +296,9 @@ pub async fn broadcasts(State(state): State<AppState>, portal: PortalUser) -> Re
 
 pub async fn broadcast(
     State(state): State<AppState>,
-    portal: PortalUser,
+    portal: PortalPage<ViewAllTransfers>,
     Path(id): Path<String>,
 ) -> Result<Response, PortalError> {
-    portal.require_all_transfers()?;
     let b =
         transfers::broadcast(&state.db, &id).await?.ok_or_else(|| PortalError::NotFound(format!("broadcast {id}")))?;
     let recipients = transfers::of_broadcast(&state.db, &id).await?;

@@ -6,15 +6,15 @@ use std::collections::{HashMap, HashSet};
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::view::{self, Layout};
-use super::{CsrfForm, NoticeQuery, PortalError, PortalUser, done};
+use super::{NoFields, NoticeQuery, PortalError, PortalForm, PortalPage, PortalUpload, done};
 use crate::accounts::{self, AccountError};
 use crate::audit::{self, AuditEvent};
+use crate::auth::UsersManage;
 use crate::db::users::{self, UserSort};
 use crate::db::{labs, roles};
 use crate::state::AppState;
@@ -97,10 +97,9 @@ fn sort_of(s: &str) -> UserSort {
 
 pub async fn list(
     State(state): State<AppState>,
-    portal: PortalUser,
+    portal: PortalPage<UsersManage>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, PortalError> {
-    portal.require("users.manage")?;
     let search: String = q.q.unwrap_or_default().chars().take(64).collect();
     let sort = q.sort.unwrap_or_else(|| "username".into());
     let page = q.page.unwrap_or(1).max(1);
@@ -137,7 +136,6 @@ struct PasswordShown {
 
 #[derive(Deserialize)]
 pub struct CreateForm {
-    csrf: String,
     username: String,
     display_name: String,
     role: String,
@@ -145,11 +143,8 @@ pub struct CreateForm {
 
 pub async fn create(
     State(state): State<AppState>,
-    portal: PortalUser,
-    Form(f): Form<CreateForm>,
+    PortalForm { portal, form: f, .. }: PortalForm<UsersManage, CreateForm>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(&f.csrf)?;
-    portal.require("users.manage")?;
     let username = f.username.trim();
     let min = state.config.auth.password_min_length;
     let (_, otp) = accounts::create(&state.db, &portal.actor, username, &f.display_name, &f.role, None, min).await?;
@@ -176,11 +171,10 @@ struct EditPage {
 
 pub async fn edit(
     State(state): State<AppState>,
-    portal: PortalUser,
+    portal: PortalPage<UsersManage>,
     Path(id): Path<i64>,
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, PortalError> {
-    portal.require("users.manage")?;
     let user = users::by_id(&state.db, id).await?.ok_or_else(|| PortalError::NotFound(format!("user {id}")))?;
     let owned = labs::owned_by(&state.db, id).await?;
     let all_labs = labs::list(&state.db).await?;
@@ -198,12 +192,9 @@ pub async fn edit(
 /// The edit form: `csrf`, `display_name`, `role`, and `lab_<id>=on` for each ticked lab.
 pub async fn update(
     State(state): State<AppState>,
-    portal: PortalUser,
     Path(id): Path<i64>,
-    Form(f): Form<HashMap<String, String>>,
+    PortalForm { portal, form: f, .. }: PortalForm<UsersManage, HashMap<String, String>>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(f.get("csrf").map(String::as_str).unwrap_or(""))?;
-    portal.require("users.manage")?;
     let field = |k: &str| f.get(k).cloned().unwrap_or_default();
     accounts::update(&state.db, &portal.actor, id, &field("display_name"), &field("role")).await?;
     let all_labs = labs::list(&state.db).await?;
@@ -220,12 +211,9 @@ pub async fn update(
 
 pub async fn disable(
     State(state): State<AppState>,
-    portal: PortalUser,
     Path(id): Path<i64>,
-    Form(f): Form<CsrfForm>,
+    PortalForm { portal, .. }: PortalForm<UsersManage, NoFields>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(&f.csrf)?;
-    portal.require("users.manage")?;
     let (user, ended) = accounts::disable(&state.db, &portal.actor, id).await?;
     state.signaling.disconnect_user(user.id).await;
     Ok(done(&format!("/admin/users/{id}"), &format!("Disabled {}; {ended} session(s) ended.", user.username)))
@@ -233,24 +221,18 @@ pub async fn disable(
 
 pub async fn enable(
     State(state): State<AppState>,
-    portal: PortalUser,
     Path(id): Path<i64>,
-    Form(f): Form<CsrfForm>,
+    PortalForm { portal, .. }: PortalForm<UsersManage, NoFields>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(&f.csrf)?;
-    portal.require("users.manage")?;
     let user = accounts::enable(&state.db, &portal.actor, id).await?;
     Ok(done(&format!("/admin/users/{id}"), &format!("Enabled {}.", user.username)))
 }
 
 pub async fn reset_password(
     State(state): State<AppState>,
-    portal: PortalUser,
     Path(id): Path<i64>,
-    Form(f): Form<CsrfForm>,
+    PortalForm { portal, .. }: PortalForm<UsersManage, NoFields>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(&f.csrf)?;
-    portal.require("users.manage")?;
     let min = state.config.auth.password_min_length;
     let (user, otp, _) = accounts::set_password(&state.db, &portal.actor, id, None, min).await?;
     state.signaling.disconnect_user(user.id).await;
@@ -266,18 +248,14 @@ pub async fn reset_password(
 
 #[derive(Deserialize)]
 pub struct DeleteForm {
-    csrf: String,
     confirm: String,
 }
 
 pub async fn delete(
     State(state): State<AppState>,
-    portal: PortalUser,
     Path(id): Path<i64>,
-    Form(f): Form<DeleteForm>,
+    PortalForm { portal, form: f, .. }: PortalForm<UsersManage, DeleteForm>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(&f.csrf)?;
-    portal.require("users.manage")?;
     let user = users::by_id(&state.db, id).await?.ok_or_else(|| PortalError::NotFound(format!("user {id}")))?;
     if f.confirm.trim() != user.username {
         return Err(PortalError::BadRequest(format!(
@@ -293,8 +271,7 @@ pub async fn delete(
     Ok(done("/admin/users", &format!("Deleted {}.", user.username)))
 }
 
-pub async fn export(State(state): State<AppState>, portal: PortalUser) -> Result<Response, PortalError> {
-    portal.require("users.manage")?;
+pub async fn export(State(state): State<AppState>, _portal: PortalPage<UsersManage>) -> Result<Response, PortalError> {
     let mut out =
         super::CsvExport::new(["username", "display_name", "role", "status", "created_utc", "last_login_utc"])?;
     for u in users::list(&state.db).await? {
@@ -327,8 +304,7 @@ pub struct ImportRow {
     password: Option<String>,
 }
 
-pub async fn import_form(portal: PortalUser) -> Result<Response, PortalError> {
-    portal.require("users.manage")?;
+pub async fn import_form(portal: PortalPage<UsersManage>) -> Result<Response, PortalError> {
     Ok(ImportPage {
         layout: portal.layout("users"),
         notice: String::new(),
@@ -414,26 +390,14 @@ async fn check_rows(state: &AppState, text: &str) -> Result<Vec<ImportRow>, Port
 /// Step 1: upload → preview with per-row errors; nothing is written.
 pub async fn import_preview(
     State(state): State<AppState>,
-    portal: PortalUser,
-    mut multipart: Multipart,
+    PortalUpload { portal, parts, .. }: PortalUpload<UsersManage>,
 ) -> Result<Response, PortalError> {
-    portal.require("users.manage")?;
-    let (mut csrf, mut text) = (String::new(), String::new());
-    while let Some(field) = multipart.next_field().await.map_err(|e| PortalError::BadRequest(e.to_string()))? {
-        match field.name() {
-            Some("csrf") => csrf = field.text().await.map_err(|e| PortalError::BadRequest(e.to_string()))?,
-            Some("file") => {
-                let bytes = field.bytes().await.map_err(|e| PortalError::BadRequest(e.to_string()))?;
-                if bytes.len() > MAX_IMPORT_BYTES {
-                    return Err(PortalError::BadRequest("The file is larger than 1 MiB.".into()));
-                }
-                text = String::from_utf8(bytes.to_vec())
-                    .map_err(|_| PortalError::BadRequest("The file is not UTF-8 text.".into()))?;
-            }
-            _ => {}
-        }
+    let file = parts.get("file").cloned().unwrap_or_default();
+    if file.len() > MAX_IMPORT_BYTES {
+        return Err(PortalError::BadRequest("The file is larger than 1 MiB.".into()));
     }
-    portal.check_csrf(&csrf)?;
+    let text =
+        String::from_utf8(file.to_vec()).map_err(|_| PortalError::BadRequest("The file is not UTF-8 text.".into()))?;
     let rows = check_rows(&state, &text).await?;
     let invalid = rows.iter().filter(|r| !r.error.is_empty()).count();
     Ok(ImportPage {
@@ -450,18 +414,14 @@ pub async fn import_preview(
 
 #[derive(Deserialize)]
 pub struct ConfirmForm {
-    csrf: String,
     csv: String,
 }
 
 /// Step 2: the admin confirmed; the rows are checked again and the valid ones created.
 pub async fn import_confirm(
     State(state): State<AppState>,
-    portal: PortalUser,
-    Form(f): Form<ConfirmForm>,
+    PortalForm { portal, form: f, .. }: PortalForm<UsersManage, ConfirmForm>,
 ) -> Result<Response, PortalError> {
-    portal.check_csrf(&f.csrf)?;
-    portal.require("users.manage")?;
     let rows = check_rows(&state, &f.csv).await?;
     let min = state.config.auth.password_min_length;
     let mut created = Vec::new();

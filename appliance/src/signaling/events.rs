@@ -258,7 +258,7 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
         display_name: user.display_name.clone(),
         role: user.role.clone(),
         disabled: false,
-        permissions: user.permissions.clone(),
+        permissions: user.permissions.iter().map(|p| p.name().to_string()).collect(),
         owned_labs: db::labs::owned_by(&state.db, user.id).await?,
     };
     let a = DeviceAccess::derive(&standing, addr, auth.lab_pick.as_deref(), &env);
