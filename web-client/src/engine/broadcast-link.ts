@@ -2,8 +2,11 @@
  * One edge of a broadcast's relay tree: an RTCPeerConnection and its data channel between a
  * parent (which makes the offer and the channel) and a child. Signaling goes through the
  * server's `signal` event with the link id as the transfer id; the server relays it only
- * between the link's two ends, and only while the link is current.
+ * between the link's two ends, and only while the link is current. The offer/answer exchange
+ * itself is negotiation.ts, as for a transfer.
  */
+
+import { Negotiation, type NegotiationMessage } from './negotiation';
 
 export type LinkRole = 'parent' | 'child';
 
@@ -28,11 +31,9 @@ export class BroadcastLink {
   readonly peerId: string;
   readonly #ctx: LinkContext;
   readonly #on: LinkHandlers;
+  readonly #negotiation: Negotiation;
   #pc: RTCPeerConnection | null = null;
   #channel: RTCDataChannel | null = null;
-  #early: unknown[] = [];
-  #candidates: RTCIceCandidateInit[] = [];
-  #remoteSet = false;
   #closed = false;
   #timer: ReturnType<typeof setTimeout> | null = null;
 
@@ -42,6 +43,10 @@ export class BroadcastLink {
     this.peerId = init.peerId;
     this.#ctx = ctx;
     this.#on = on;
+    this.#negotiation = new Negotiation(init.role === 'parent' ? 'offerer' : 'answerer', {
+      send: (message) => void this.#send(message),
+      failed: (error) => console.warn('LabBeam: a broadcast signaling message failed', error),
+    });
   }
 
   get channel(): RTCDataChannel | null {
@@ -66,9 +71,6 @@ export class BroadcastLink {
     this.#timer = setTimeout(() => {
       if (this.#channel?.readyState !== 'open') this.#lose('the connection could not be made in time');
     }, CONNECT_TIMEOUT_MS);
-    pc.addEventListener('icecandidate', (e) => {
-      if (e.candidate !== null) void this.#send({ candidate: e.candidate.toJSON() });
-    });
     let grace: ReturnType<typeof setTimeout> | null = null;
     pc.addEventListener('connectionstatechange', () => {
       const s = pc.connectionState;
@@ -85,44 +87,28 @@ export class BroadcastLink {
     });
     if (this.role === 'parent') {
       this.#use(pc.createDataChannel('labbeam-broadcast', { ordered: true }));
-      await pc.setLocalDescription();
-      await this.#send({ sdp: pc.localDescription?.toJSON() });
+      void this.#negotiation.attach(pc);
+      try {
+        await this.#negotiation.offer();
+      } catch {
+        this.#lose('the connection could not be set up');
+      }
     } else {
       pc.addEventListener('datachannel', (e) => this.#use(e.channel));
-      for (const s of this.#early.splice(0)) await this.onSignal(s);
+      await this.#negotiation.attach(pc);
     }
   }
 
+  /** A description or candidate from the other end (kept until the connection exists). */
   async onSignal(data: unknown): Promise<void> {
     if (this.#closed) return;
-    const pc = this.#pc;
-    if (pc === null) {
-      this.#early.push(data);
-      return;
-    }
-    if (typeof data !== 'object' || data === null) return;
-    const d = data as { sdp?: RTCSessionDescriptionInit; candidate?: RTCIceCandidateInit };
-    try {
-      if (d.sdp !== undefined) {
-        await pc.setRemoteDescription(d.sdp);
-        this.#remoteSet = true;
-        for (const c of this.#candidates.splice(0)) await pc.addIceCandidate(c);
-        if (d.sdp.type === 'offer') {
-          await pc.setLocalDescription();
-          await this.#send({ sdp: pc.localDescription?.toJSON() });
-        }
-      } else if (d.candidate !== undefined) {
-        if (this.#remoteSet) await pc.addIceCandidate(d.candidate);
-        else this.#candidates.push(d.candidate);
-      }
-    } catch (error) {
-      console.warn('LabBeam: a broadcast signaling message failed', error);
-    }
+    await this.#negotiation.receive(data);
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#negotiation.close();
     if (this.#timer !== null) clearTimeout(this.#timer);
     try {
       this.#channel?.close();
@@ -155,7 +141,7 @@ export class BroadcastLink {
     this.#on.lost(why);
   }
 
-  async #send(data: unknown): Promise<void> {
+  async #send(data: NegotiationMessage): Promise<void> {
     if (this.#closed) return;
     try {
       await this.#ctx.signal(this.id, this.peerId, data);

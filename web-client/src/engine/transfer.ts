@@ -28,6 +28,7 @@ import { ChannelClosedError } from './channel';
 import { IceRecorder, diagnose } from './diagnose';
 import { decodeControl, encodeControl } from './framing';
 import { transferDigest } from './hash';
+import { Negotiation, type NegotiationMessage, type NegotiationRole } from './negotiation';
 import { OpfsSink, removeStored } from './opfs';
 import { type PathInfo, currentPath, watchPath } from './path';
 import { RateMeter, spreadOverFiles } from './progress';
@@ -150,11 +151,8 @@ export class Transfer {
   #sessionAbort = new AbortController();
   /** The connection this side is on (the sender numbers them, increasing; signals carry it). */
   #session = 0;
-  #remoteSet = false;
-  #pendingCandidates: RTCIceCandidateInit[] = [];
-  /** Signals that arrived before the connection existed (receiver: while fetching ICE servers). */
-  #earlySignals: unknown[] = [];
-  #connecting: Promise<void> | null = null;
+  /** The offer/answer exchange of the current session (from before its connection exists). */
+  #negotiation: Negotiation | null = null;
   #sender: FileSender | null = null;
   /** The channel the current sender run sends on (one run per channel). */
   #senderChannel: RTCDataChannel | null = null;
@@ -504,44 +502,22 @@ export class Transfer {
   async onSignal(data: unknown): Promise<void> {
     if (this.finished) return;
     if (typeof data !== 'object' || data === null) return;
-    const d = data as { s?: unknown; sdp?: RTCSessionDescriptionInit; candidate?: RTCIceCandidateInit | null };
+    const d = data as { s?: unknown; sdp?: { type?: unknown } };
     const session = typeof d.s === 'number' && Number.isSafeInteger(d.s) && d.s > 0 ? d.s : 1;
     // The receiver's first connection was made before the sender's number was known.
-    if (this.#session === FIRST_SESSION && this.direction === 'receive' && this.#pc !== null) this.#session = session;
+    if (this.#session === FIRST_SESSION && this.direction === 'receive' && this.#negotiation !== null) this.#session = session;
     if (session < this.#session) return; // from a connection given up
     if (session > this.#session) {
       // Only the sender opens connections: a newer session is its new offer.
       if (this.direction !== 'receive' || d.sdp?.type !== 'offer') return;
       this.#teardown();
       this.#session = session;
-      this.#earlySignals = [data];
-      void this.#connectReceiver();
+      const connecting = this.#connectReceiver();
+      void this.#negotiation?.receive(data);
+      await connecting;
       return;
     }
-    const pc = this.#pc;
-    if (pc === null) {
-      this.#earlySignals.push(data);
-      return;
-    }
-    this.#ice?.remoteSignal(data);
-    try {
-      if (d.sdp !== undefined) {
-        await pc.setRemoteDescription(d.sdp);
-        this.#remoteSet = true;
-        for (const c of this.#pendingCandidates.splice(0)) await pc.addIceCandidate(c);
-        if (d.sdp.type === 'offer') {
-          await pc.setLocalDescription();
-          await this.#signal({ sdp: pc.localDescription?.toJSON() });
-        }
-      } else if (d.candidate !== undefined && d.candidate !== null) {
-        if (this.#remoteSet) await pc.addIceCandidate(d.candidate);
-        else this.#pendingCandidates.push(d.candidate);
-      }
-    } catch (error) {
-      if (this.finished || pc !== this.#pc) return;
-      if (!this.#connectedOnce) this.#end('failed', problemOf('signaling_failed', `Could not set up the connection: ${messageOf(error)}. Try again.`), true);
-      else this.#lost();
-    }
+    await this.#negotiation?.receive(data);
   }
 
   // ---- the connection ----
@@ -553,7 +529,7 @@ export class Transfer {
     // Numbers only grow, also across a reload of this page (the receiver may still be on an
     // earlier connection of ours): the clock, or one more than the last.
     this.#session = Math.max(this.#session + 1, Date.now());
-    const session = this.#session;
+    const negotiation = this.#negotiate('offerer');
     let config: RTCConfiguration;
     try {
       config = await this.#ctx.rtcConfig();
@@ -562,23 +538,23 @@ export class Transfer {
       else this.#lost();
       return;
     }
-    if (this.finished || session !== this.#session) return;
+    if (this.finished || negotiation !== this.#negotiation) return;
     const pc = this.#newConnection(config);
     const channel = pc.createDataChannel('labbeam-files', { ordered: true });
     this.#useChannel(channel, pc);
+    void negotiation.attach(pc);
     try {
-      await pc.setLocalDescription();
-      await this.#signal({ sdp: pc.localDescription?.toJSON() });
+      await negotiation.offer();
     } catch (error) {
-      if (this.finished || pc !== this.#pc) return;
-      if (!this.#connectedOnce) this.#end('failed', problemOf('signaling_failed', `Could not set up the connection: ${messageOf(error)}. Try again.`), true);
-      else this.#lost();
+      if (this.finished || negotiation !== this.#negotiation) return;
+      this.#setupFailed(error);
     }
   }
 
   /** Receiver: a connection ready for the sender's offer of the current session. */
   #connectReceiver(): Promise<void> {
-    const session = this.#session;
+    // Made now, so that the offer is kept while the ICE servers are fetched.
+    const negotiation = this.#negotiate('answerer');
     const run = async (): Promise<void> => {
       let config: RTCConfiguration;
       try {
@@ -587,16 +563,32 @@ export class Transfer {
         if (!this.#connectedOnce) this.#end('failed', problemOf('no_relay', messageOf(error)), true);
         return;
       }
-      if (this.finished || session !== this.#session) return;
+      if (this.finished || negotiation !== this.#negotiation) return;
       const pc = this.#newConnection(config);
       pc.addEventListener('datachannel', (event) => this.#useChannel(event.channel, pc));
-      for (const s of this.#earlySignals.splice(0)) await this.onSignal(s);
+      await negotiation.attach(pc);
     };
-    const p = run().finally(() => {
-      if (this.#connecting === p) this.#connecting = null;
+    return run();
+  }
+
+  /** The exchange of the session about to start; the one before is given up. */
+  #negotiate(role: NegotiationRole): Negotiation {
+    this.#negotiation?.close();
+    const negotiation = new Negotiation(role, {
+      send: (message) => void this.#signal(message),
+      failed: (error) => {
+        if (!this.finished && negotiation === this.#negotiation) this.#setupFailed(error);
+      },
+      heard: (data) => this.#ice?.remoteSignal(data),
     });
-    this.#connecting = p;
-    return p;
+    this.#negotiation = negotiation;
+    return negotiation;
+  }
+
+  /** The exchange broke down: a first connection fails, a later one is lost (and made again). */
+  #setupFailed(error: unknown): void {
+    if (!this.#connectedOnce) this.#end('failed', problemOf('signaling_failed', `Could not set up the connection: ${messageOf(error)}. Try again.`), true);
+    else this.#lost();
   }
 
   #newConnection(config: RTCConfiguration): RTCPeerConnection {
@@ -604,12 +596,7 @@ export class Transfer {
     this.#pc = pc;
     this.#ice = new IceRecorder(config);
     this.#ice.watch(pc);
-    this.#remoteSet = false;
-    this.#pendingCandidates = [];
     this.#sessionAbort = new AbortController();
-    pc.addEventListener('icecandidate', (event) => {
-      if (event.candidate !== null && pc === this.#pc) void this.#signal({ candidate: event.candidate.toJSON() });
-    });
     pc.addEventListener('connectionstatechange', () => {
       if (pc === this.#pc) this.#onConnectionState(pc, config);
     });
@@ -623,7 +610,7 @@ export class Transfer {
     return pc;
   }
 
-  async #signal(data: Record<string, unknown>): Promise<void> {
+  async #signal(data: NegotiationMessage): Promise<void> {
     if (this.finished) return;
     try {
       await this.#ctx.signal(this.id, this.#peer.peerId, { s: this.#session, ...data });
@@ -656,7 +643,7 @@ export class Transfer {
       if (this.direction === 'send') {
         this.#restartTimer = setTimeout(() => {
           this.#restartTimer = null;
-          if (pc === this.#pc && pc.connectionState !== 'connected') void this.#restartIce(pc);
+          if (pc === this.#pc && pc.connectionState !== 'connected') void this.#restartIce();
         }, ICE_RESTART_AFTER_MS);
       }
       this.#disconnectTimer = setTimeout(() => {
@@ -674,12 +661,10 @@ export class Transfer {
     }
   }
 
-  async #restartIce(pc: RTCPeerConnection): Promise<void> {
+  async #restartIce(): Promise<void> {
     if (this.finished || !this.#ctx.online(this.id) || this.#peerAway) return;
     try {
-      pc.restartIce();
-      await pc.setLocalDescription();
-      await this.#signal({ sdp: pc.localDescription?.toJSON() });
+      await this.#negotiation?.restart();
     } catch {
       // The disconnect timer gives the connection up and opens a new one.
     }
@@ -812,7 +797,8 @@ export class Transfer {
     const pc = this.#pc;
     this.#channel = null;
     this.#pc = null;
-    this.#earlySignals = [];
+    this.#negotiation?.close();
+    this.#negotiation = null;
     try {
       channel?.close();
     } catch {
@@ -1063,6 +1049,7 @@ export class Transfer {
 
   #closeConnection(): void {
     this.#unwatchPath?.();
+    this.#negotiation?.close();
     try {
       this.#channel?.close();
     } catch {
