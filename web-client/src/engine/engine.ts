@@ -6,7 +6,7 @@
  *
  * Invariants:
  * - File bytes go only over the WebRTC data channel, never through the server.
- * - Every transfer ends exactly once (see Transfer.#end), and a sender never reports
+ * - Every transfer ends exactly once (see Transfer.end), and a sender never reports
  *   `completed` before the receiver verified every file.
  * - A transfer outlives the signaling connection and the page: on every (re)connection the
  *   engine re-claims its live transfers (`transfer:resume`) before it signals for them, sends
@@ -43,7 +43,9 @@ import {
 import { type ResumeRecord, ResumeStore, deviceId } from './resume-store';
 import type { SendTuning } from './sender';
 import { type ConnectionState, SignalingClient } from './signaling';
-import { Transfer, type TransferSnapshot } from './transfer';
+import { Transfer, type TransferContext, type TransferSnapshot } from './transfer';
+import { ReceivingTransfer } from './transfer-receive';
+import { SendingTransfer } from './transfer-send';
 
 export type { ConnectionState } from './signaling';
 export type { TransferSnapshot, TransferState, FileStatus, TransferProblem } from './transfer';
@@ -276,7 +278,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
   /** Sends `transfer:request` and adds the new transfer. */
   async #request(peer: Peer, files: readonly FileMeta[], blobs: readonly Blob[], part: PartInfo | null, send: PartedSend | null = null): Promise<Transfer> {
     const id = await this.#signaling.request(peer.peerId, files, part);
-    const transfer = new Transfer(this.#context(), { id, direction: 'send', peer, files, blobs, part });
+    const transfer = new SendingTransfer(this.#context(), { id, peer, files, blobs, part });
     this.#claimedIn.set(id, this.#epoch);
     // Before #add: events that came before the ack may end it at once.
     if (send !== null) this.#partOf.set(id, send);
@@ -358,7 +360,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
   /** Sends again the files of a failed transfer that did not arrive intact. */
   async retry(id: string): Promise<TransferSnapshot> {
     const t = this.#transfers.get(id);
-    if (t === undefined || t.direction !== 'send' || !t.finished) throw new TransferError('unknown_transfer', 'Nothing to retry.');
+    if (!(t instanceof SendingTransfer) || !t.finished) throw new TransferError('unknown_transfer', 'Nothing to retry.');
     const snap = t.snapshot();
     const files = snap.files
       .map((f, i) => ({ f, blob: t.blobs[i] }))
@@ -372,7 +374,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
   /** A sender restored after a page reload gets its files back (checked by name and size). */
   provideFiles(id: string, files: readonly PickedFile[]): void {
     const t = this.#transfers.get(id);
-    if (t === undefined) throw new TransferError('unknown_transfer', 'That transfer is gone.');
+    if (!(t instanceof SendingTransfer)) throw new TransferError('unknown_transfer', 'That transfer is gone.');
     try {
       t.provideFiles(files.map((f) => ({ name: f.name, blob: f.blob })));
     } catch (error) {
@@ -382,12 +384,18 @@ export class TransferEngine extends Emitter<EngineEvents> {
 
   async accept(id: string): Promise<void> {
     this.#answered(id, true);
-    await this.#transfers.get(id)?.accept();
+    await this.#incoming(id)?.accept();
   }
 
   async decline(id: string): Promise<void> {
     this.#answered(id, false);
-    await this.#transfers.get(id)?.decline();
+    await this.#incoming(id)?.decline();
+  }
+
+  /** The receiving transfer `id`, if this page has it. */
+  #incoming(id: string): ReceivingTransfer | undefined {
+    const t = this.#transfers.get(id);
+    return t instanceof ReceivingTransfer ? t : undefined;
   }
 
   /** The user answered a request; for a part of a send, the send's later parts get the same answer. */
@@ -412,7 +420,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
 
   /** Saves a received, verified file as a download. */
   async save(id: string, index: number): Promise<void> {
-    const t = this.#transfers.get(id);
+    const t = this.#incoming(id);
     const file = t?.files[index];
     if (t === undefined || file === undefined || !t.isStored(index)) {
       throw new TransferError('not_stored', 'That file is not available to save.');
@@ -426,7 +434,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
 
   /** Saves every verified file of a transfer into a folder the user picks, keeping paths. */
   async saveAllToFolder(id: string): Promise<void> {
-    const t = this.#transfers.get(id);
+    const t = this.#incoming(id);
     if (t === undefined) return;
     const files = t.files.flatMap((f, index) => (t.isStored(index) ? [{ index, name: f.name }] : []));
     await saveStoredToDirectory(id, files);
@@ -434,7 +442,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
 
   // ---- internals ----
 
-  #context(): ConstructorParameters<typeof Transfer>[0] {
+  #context(): TransferContext {
     return {
       rtcConfig: () => this.#rtcConfig(),
       signal: (transferId, to, data) => this.#signaling.signal(transferId, to, data),
@@ -553,12 +561,11 @@ export class TransferEngine extends Emitter<EngineEvents> {
 
   async #restoredTransfer(r: ResumeRecord): Promise<Transfer | null> {
     if (r.direction === 'send') {
-      return new Transfer(this.#context(), { id: r.id, direction: 'send', peer: r.peer, files: r.files, restored: { createdAt: r.createdAt } });
+      return new SendingTransfer(this.#context(), { id: r.id, peer: r.peer, files: r.files, restored: { createdAt: r.createdAt } });
     }
     const partial = await readCheckpoint(r.id);
-    return new Transfer(this.#context(), {
+    return new ReceivingTransfer(this.#context(), {
       id: r.id,
-      direction: 'receive',
       peer: r.peer,
       files: r.files,
       restored: { createdAt: r.createdAt, receive: { verified: r.files.map((_, i) => r.verified[i] ?? null), partial } },
@@ -625,9 +632,8 @@ export class TransferEngine extends Emitter<EngineEvents> {
     });
     s.on('incoming', (request) => {
       if (this.#transfers.has(request.transferId)) return;
-      const t = new Transfer(this.#context(), {
+      const t = new ReceivingTransfer(this.#context(), {
         id: request.transferId,
-        direction: 'receive',
         peer: request.from,
         files: request.files,
         part: request.part,
@@ -642,8 +648,16 @@ export class TransferEngine extends Emitter<EngineEvents> {
       else if (decision === 'decline') void t.decline();
       else this.emit('incoming', request);
     });
-    s.on('accepted', (id) => this.#withTransfer(id, (t) => t.onAccepted()));
-    s.on('declined', (id) => this.#withTransfer(id, (t) => t.onDeclined()));
+    s.on('accepted', (id) =>
+      this.#withTransfer(id, (t) => {
+        if (t instanceof SendingTransfer) t.onAccepted();
+      }),
+    );
+    s.on('declined', (id) =>
+      this.#withTransfer(id, (t) => {
+        if (t instanceof SendingTransfer) t.onDeclined();
+      }),
+    );
     s.on('expired', (id) => this.#withTransfer(id, (t) => t.onExpired()));
     s.on('cancelled', (c) => this.#withTransfer(c.transferId, (t) => t.onRemoteCancelled(c.reason, c.detail)));
     s.on('signal', (m) => {

@@ -1,6 +1,8 @@
 /**
- * One transfer, from either side: its state machine, its RTCPeerConnection and data channel,
- * and what it reports to the server when it ends.
+ * One transfer, the part both sides share: its state machine, its RTCPeerConnection and data
+ * channel, its interruptions, and what it reports to the server when it ends. The send side
+ * (transfer-send.ts: `SendingTransfer`) and the receive side (transfer-receive.ts:
+ * `ReceivingTransfer`) add what only they do; the offer/answer exchange is negotiation.ts.
  *
  *   sender:   requested → accepted → sending → completed | failed | cancelled
  *   receiver: requested → accepted → receiving → completed | failed | cancelled
@@ -10,7 +12,7 @@
  * both sides only when the receiver has stored every file and its SHA-256 matched the
  * sender's; a mismatch fails that file and the transfer (the sender can retry just those).
  *
- * Every way a transfer can stop — the user, the other side, the disk — ends in `#end()`,
+ * Every way a transfer can stop — the user, the other side, the disk — ends in `end()`,
  * which releases the connection, deletes partial data and reports once.
  *
  * An interruption is not a stop. When the connection is lost after it was open (the channel
@@ -24,17 +26,15 @@
  * `resume_expired`), a cancel, or a failure that a new connection cannot fix ends it.
  */
 
-import { ChannelClosedError } from './channel';
 import { IceRecorder, diagnose } from './diagnose';
-import { decodeControl, encodeControl } from './framing';
+import { type ControlMessage, decodeControl, encodeControl } from './framing';
 import { transferDigest } from './hash';
 import { Negotiation, type NegotiationMessage, type NegotiationRole } from './negotiation';
-import { OpfsSink, removeStored } from './opfs';
 import { type PathInfo, currentPath, watchPath } from './path';
 import { RateMeter, spreadOverFiles } from './progress';
 import type { FileMeta, FinishReport, PartInfo, Peer } from './protocol';
-import { FileReceiver, type PartialFile, ReceiveError, type StoredFile } from './receiver';
-import { DEFAULT_TUNING, FileSender, type OutgoingFile, type SendTuning, type StartPoint } from './sender';
+import { ReceiveError } from './receiver';
+import type { SendTuning } from './sender';
 
 export type TransferState = 'requested' | 'accepted' | 'sending' | 'receiving' | 'completed' | 'failed' | 'cancelled';
 export type Direction = 'send' | 'receive';
@@ -86,12 +86,6 @@ export interface TransferSnapshot {
   readonly part: PartInfo | null;
 }
 
-/** What a receiver restored after a page reload starts from. */
-export interface RestoredReceive {
-  readonly verified: readonly ({ readonly ok: boolean; readonly sha256: string } | null)[];
-  readonly partial: PartialFile | null;
-}
-
 /** What a transfer needs from the engine around it. */
 export interface TransferContext {
   rtcConfig(): Promise<RTCConfiguration>;
@@ -108,36 +102,43 @@ export interface TransferContext {
   online(transferId: string): boolean;
 }
 
+/** What both sides are made from. */
+export interface TransferInit {
+  readonly id: string;
+  readonly peer: Peer;
+  readonly files: readonly FileMeta[];
+  readonly part?: PartInfo | null;
+  /** A transfer this browser had before a page reload, to be resumed. */
+  readonly restored?: { readonly createdAt: number };
+}
+
+/** A control message of the data channel other than `cancel` (which both sides treat alike). */
+export type SideMessage = Exclude<ControlMessage, { t: 'cancel' }>;
+
 const TERMINAL: ReadonlySet<TransferState> = new Set(['completed', 'failed', 'cancelled']);
 const CONNECT_TIMEOUT_MS = 30_000;
 const STALL_TIMEOUT_MS = 45_000;
 /** How long ICE may stay `disconnected` before the connection counts as lost (then: a new one). */
 const DISCONNECT_GRACE_MS = 15_000;
-/** How long ICE stays `disconnected` before the sender tries an ICE restart. */
-const ICE_RESTART_AFTER_MS = 2_500;
-/** Backoff between reconnection attempts of the sender. */
-const RECONNECT_MIN_MS = 500;
-const RECONNECT_MAX_MS = 15_000;
 const TICK_MS = 250;
-/** The receiver's session number before the sender's first signal says which it is. */
-const FIRST_SESSION = -1;
 /** How long a closed channel waits for the server to say why before it counts as lost. */
 const EXPLANATION_GRACE_MS = 2_000;
 
-export class Transfer {
+export abstract class Transfer {
   readonly id: string;
   readonly direction: Direction;
   readonly createdAt: number;
   /** Which part of a larger send this is, if it is one. */
   readonly part: PartInfo | null;
+  protected readonly ctx: TransferContext;
+  /** Each file's progress, as both sides see it (the sender learns `done` from `verified`). */
+  protected fileState: FileState[];
+  protected fileSha: (string | null)[];
+  /** Receiving side: the request still waits for the user's answer. */
+  protected awaitingAnswer = false;
   #peer: Peer;
-  readonly #ctx: TransferContext;
   readonly #files: FileMeta[];
-  #blobs: readonly Blob[];
-  #fileState: FileState[];
-  #fileSha: (string | null)[];
   #state: TransferState = 'requested';
-  #awaitingAnswer: boolean;
   #problem: TransferProblem | null = null;
   #path: PathInfo | null = null;
 
@@ -153,15 +154,8 @@ export class Transfer {
   #session = 0;
   /** The offer/answer exchange of the current session (from before its connection exists). */
   #negotiation: Negotiation | null = null;
-  #sender: FileSender | null = null;
-  /** The channel the current sender run sends on (one run per channel). */
-  #senderChannel: RTCDataChannel | null = null;
   /** The last channel whose opening was handled. */
   #openedChannel: RTCDataChannel | null = null;
-  #receiver: FileReceiver | null = null;
-  #sink: OpfsSink | null = null;
-  /** Receiver restored after a reload: where it goes on. */
-  #restored: RestoredReceive | null = null;
 
   /**
    * A channel was open once (or the transfer was restored after a reload): from then on a
@@ -172,12 +166,7 @@ export class Transfer {
   #suspended = false;
   /** The server said the other side's signaling is gone (it cannot be reached to reconnect). */
   #peerAway = false;
-  #needsFiles = false;
-  #reconnectTimer: ReturnType<typeof setTimeout> | null = null;
-  #reconnectAttempts = 0;
   #resumes = 0;
-  /** File bytes the sender handed to earlier connections. */
-  #wirePast = 0;
 
   #acceptedAt: number | null = null;
   #openAt: number | null = null;
@@ -186,59 +175,98 @@ export class Transfer {
   #ticker: ReturnType<typeof setInterval> | null = null;
   #connectTimer: ReturnType<typeof setTimeout> | null = null;
   #disconnectTimer: ReturnType<typeof setTimeout> | null = null;
-  #restartTimer: ReturnType<typeof setTimeout> | null = null;
   #lastProgressAt = Date.now();
   #lastProgressBytes = 0;
   #reported = false;
-  #senderDigests: (string | null)[] | null = null;
   #closedAfterDone = false;
 
-  constructor(
-    ctx: TransferContext,
-    init: {
-      id: string;
-      direction: Direction;
-      peer: Peer;
-      files: readonly FileMeta[];
-      blobs?: readonly Blob[];
-      part?: PartInfo | null;
-      /** A transfer this browser had before a page reload, to be resumed. */
-      restored?: { createdAt: number; receive?: RestoredReceive };
-    },
-  ) {
-    this.#ctx = ctx;
+  protected constructor(ctx: TransferContext, direction: Direction, init: TransferInit) {
+    this.ctx = ctx;
     this.id = init.id;
-    this.direction = init.direction;
+    this.direction = direction;
     this.part = init.part ?? null;
     this.#peer = init.peer;
     this.#files = [...init.files];
-    this.#blobs = init.blobs ?? [];
-    this.#fileState = this.#files.map(() => 'waiting');
-    this.#fileSha = this.#files.map(() => null);
-    this.#awaitingAnswer = init.direction === 'receive';
+    this.fileState = this.#files.map(() => 'waiting');
+    this.fileSha = this.#files.map(() => null);
     this.createdAt = init.restored?.createdAt ?? Date.now();
     if (init.restored !== undefined) {
-      this.#awaitingAnswer = false;
       this.#acceptedAt = Date.now();
       this.#suspended = true;
       this.#peerAway = true;
       this.#connectedOnce = true;
-      this.#state = init.direction === 'send' ? 'sending' : 'receiving';
-      this.#needsFiles = init.direction === 'send' && this.#blobs.length !== this.#files.length;
-      const r = init.restored.receive;
-      if (r !== undefined) {
-        this.#restored = r;
-        r.verified.forEach((v, i) => {
-          if (v !== null) {
-            this.#fileState[i] = v.ok ? 'done' : 'failed';
-            this.#fileSha[i] = v.sha256;
-          }
-        });
-      }
+      this.#state = direction === 'send' ? 'sending' : 'receiving';
       this.#lastProgressAt = Date.now();
       this.#ticker = setInterval(() => this.#tick(), TICK_MS);
     }
   }
+
+  // ---- what each side adds ----
+
+  /** File bytes sent or received so far (all files together), before completion. */
+  protected abstract bytesMoved(): number;
+  /** A data channel opened (the first, or a new one after an interruption). */
+  protected abstract opened(channel: RTCDataChannel): void;
+  /** A binary message: file bytes. */
+  protected abstract onChunk(data: ArrayBuffer): void;
+  /** A control message other than `cancel`. Throwing `ReceiveError` fails the transfer. */
+  protected abstract onControl(message: SideMessage): void;
+  /**
+   * The transfer ended (`end`): what this side releases or deletes. `keep`: the files verified
+   * before a failure, which stay to be saved.
+   */
+  protected abstract ended(state: 'completed' | 'failed' | 'cancelled', keep: readonly number[]): void;
+  /** How long a completed transfer keeps its connection, for its last messages to leave. */
+  protected abstract readonly lingerMs: number;
+  /** What to do about files that arrived damaged, in the words of this side. */
+  protected abstract readonly retryAdvice: string;
+
+  /** The request expired unanswered (`transfer:expired`). */
+  abstract onExpired(): void;
+  /**
+   * The signaling connection dropped while this request waited for an answer: the server
+   * cancelled it (requests do not outlive their sender's connection).
+   */
+  abstract onConnectionLostBeforeAnswer(): void;
+
+  /** The connection was just lost and the transfer suspended (the sender connects again). */
+  protected interrupted(): void {}
+
+  /** ICE lost its path, which may come back by itself (the sender tries an ICE restart). */
+  protected iceDisconnected(_pc: RTCPeerConnection): void {}
+
+  /**
+   * ICE stayed disconnected for the grace period. The sender decides when to give a
+   * connection up (its ICE restart may still bring this one back); by default this side only
+   * shows that it waits.
+   */
+  protected iceGone(): void {
+    this.#suspended = true;
+    this.changed();
+  }
+
+  /** The timers of a disconnection stop (it ended, or the connection went). */
+  protected stopDisconnectTimers(): void {
+    if (this.#disconnectTimer !== null) clearTimeout(this.#disconnectTimer);
+    this.#disconnectTimer = null;
+  }
+
+  /** How a file is shown (the sender refines `active` by its bytes). */
+  protected shownFileState(i: number, _bytes: number): FileState {
+    return this.fileState[i] ?? 'waiting';
+  }
+
+  /** Sender: file bytes handed to the data channel over all connections (re-sent ones too). */
+  protected get wireBytes(): number {
+    return 0;
+  }
+
+  /** Sender restored after a page reload: the files must be picked again to go on. */
+  protected get needsFiles(): boolean {
+    return false;
+  }
+
+  // ---- what both sides are ----
 
   get state(): TransferState {
     return this.#state;
@@ -261,9 +289,8 @@ export class Transfer {
     return this.#files;
   }
 
-  /** The sender's own blobs, for a retry. */
-  get blobs(): readonly Blob[] {
-    return this.#blobs;
+  get totalBytes(): number {
+    return this.#files.reduce((sum, f) => sum + f.size, 0);
   }
 
   /** The other device reconnected under a new peer id. */
@@ -273,7 +300,7 @@ export class Transfer {
 
   snapshot(): TransferSnapshot {
     const bytes = this.#bytesDone();
-    const perFile = this.#perFileBytes(bytes);
+    const perFile = spreadOverFiles(bytes, this.#files.map((f) => f.size));
     const total = this.totalBytes;
     const active = (this.#state === 'sending' || this.#state === 'receiving') && !this.#suspended;
     return {
@@ -281,14 +308,14 @@ export class Transfer {
       direction: this.direction,
       peer: this.#peer,
       state: this.#state,
-      awaitingAnswer: this.#awaitingAnswer,
+      awaitingAnswer: this.awaitingAnswer,
       files: this.#files.map((f, i) => ({
         name: f.name,
         size: f.size,
         mime: f.mime,
-        bytes: this.#fileState[i] === 'done' ? f.size : (perFile[i] ?? 0),
-        state: this.#shownFileState(i, perFile[i] ?? 0),
-        sha256: this.#fileSha[i] ?? null,
+        bytes: this.fileState[i] === 'done' ? f.size : (perFile[i] ?? 0),
+        state: this.shownFileState(i, perFile[i] ?? 0),
+        sha256: this.fileSha[i] ?? null,
       })),
       totalBytes: total,
       bytes,
@@ -300,110 +327,101 @@ export class Transfer {
       durationMs: this.#openAt === null ? null : (this.#endedAt ?? Date.now()) - this.#openAt,
       createdAt: this.createdAt,
       paused: this.#suspended && !this.finished,
-      needsFiles: this.#needsFiles && !this.finished,
-      wireBytes: this.#wirePast + (this.#sender?.queuedBytes ?? 0),
+      needsFiles: this.needsFiles && !this.finished,
+      wireBytes: this.wireBytes,
       resumes: this.#resumes,
       part: this.part,
     };
   }
 
-  /** Bytes per file for a running total (files are sent in order). */
-  #perFileBytes(bytes: number): number[] {
-    return spreadOverFiles(bytes, this.#files.map((f) => f.size));
-  }
-
-  /** The sender marks all files active at once; show them as waiting / sent by their bytes. */
-  #shownFileState(i: number, bytes: number): FileState {
-    const state = this.#fileState[i] ?? 'waiting';
-    const size = this.#files[i]?.size ?? 0;
-    if (state !== 'active' || this.direction !== 'send') return state;
-    if (bytes === 0 && size > 0) return 'waiting';
-    return bytes >= size ? 'verifying' : 'active';
-  }
-
-  get totalBytes(): number {
-    return this.#files.reduce((sum, f) => sum + f.size, 0);
-  }
-
   #bytesDone(): number {
-    if (this.#state === 'completed') return this.totalBytes;
-    if (this.#sender !== null) return this.#sender.sentBytes;
-    if (this.#receiver !== null) return this.#receiver.receivedBytes;
-    if (this.#restored !== null) {
-      const start = this.#restoredStart();
-      return this.#files.slice(0, start.index).reduce((n, f) => n + f.size, 0) + (start.partial?.offset ?? 0);
-    }
-    return 0;
+    return this.#state === 'completed' ? this.totalBytes : this.bytesMoved();
   }
 
-  // ---- the handshake ----
+  // ---- for the sides ----
 
-  /** Sender: the receiver accepted; connect and send. */
-  onAccepted(): void {
-    if (this.direction !== 'send' || this.#state !== 'requested') return;
+  /** Accepted (by the user here, or by the other side): connecting comes next. */
+  protected get accepted(): boolean {
+    return this.#acceptedAt !== null;
+  }
+
+  protected markAccepted(): void {
     this.#acceptedAt = Date.now();
-    this.#setState('accepted');
-    void this.#openSession();
+    this.setState('accepted');
   }
 
-  /** Receiver: the user accepted. */
-  async accept(): Promise<void> {
-    if (this.direction !== 'receive' || this.#state !== 'requested' || !this.#awaitingAnswer) return;
-    this.#awaitingAnswer = false;
-    this.#acceptedAt = Date.now();
-    this.#setState('accepted');
-    // The sender starts signaling as soon as it learns of the acceptance, so the connection
-    // must be ready for its offer first; signals arriving meanwhile are kept. It adopts the
-    // number of the sender's first connection (see onSignal).
-    this.#session = FIRST_SESSION;
-    const connecting = this.#connectReceiver();
-    try {
-      await this.#ctx.respond(this.id, true);
-    } catch (error) {
-      this.#end('cancelled', problemOf('accept_failed', `Could not accept: ${messageOf(error)}`), false);
-      return;
-    }
-    await connecting;
+  protected get suspended(): boolean {
+    return this.#suspended;
   }
 
-  /** Receiver: the user declined. */
-  async decline(): Promise<void> {
-    if (this.direction !== 'receive' || this.#state !== 'requested' || !this.#awaitingAnswer) return;
-    this.#awaitingAnswer = false;
-    this.#end('cancelled', problemOf('declined', 'You declined this transfer.'), false);
-    try {
-      await this.#ctx.respond(this.id, false);
-    } catch {
-      // Expired or cancelled meanwhile: declined all the same.
-    }
+  protected get peerAway(): boolean {
+    return this.#peerAway;
   }
 
-  /** Sender: the receiver declined. */
-  onDeclined(): void {
-    this.#end('cancelled', problemOf('declined', `${this.#peer.displayName} declined the transfer.`), false);
+  protected get connectedOnce(): boolean {
+    return this.#connectedOnce;
   }
 
-  onExpired(): void {
-    const message =
-      this.direction === 'send'
-        ? `${this.#peer.displayName} did not answer within a minute. Try again when they are at their computer.`
-        : 'You did not answer in time, so the request expired. Ask the sender to send again.';
-    this.#awaitingAnswer = false;
-    this.#end('cancelled', problemOf('expired', message), false);
+  /** The current data channel (null between connections). */
+  protected get channel(): RTCDataChannel | null {
+    return this.#channel;
   }
+
+  /** Aborts when the current connection is given up. */
+  protected get connectionSignal(): AbortSignal {
+    return this.#sessionAbort.signal;
+  }
+
+  /** Aborts when the transfer ends. */
+  protected get endSignal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  protected get session(): number {
+    return this.#session;
+  }
+
+  protected set session(session: number) {
+    this.#session = session;
+  }
+
+  /** An exchange is under way for the current session (its connection may not exist yet). */
+  protected get negotiating(): boolean {
+    return this.#negotiation !== null;
+  }
+
+  /** `negotiation` is the current session's and the transfer goes on. */
+  protected isCurrent(negotiation: Negotiation): boolean {
+    return !this.finished && negotiation === this.#negotiation;
+  }
+
+  protected isCurrentConnection(pc: RTCPeerConnection): boolean {
+    return pc === this.#pc;
+  }
+
+  protected setState(state: TransferState): void {
+    this.#state = state;
+    this.changed();
+  }
+
+  protected changed(): void {
+    this.ctx.changed(this);
+  }
+
+  // ---- messages from the server ----
 
   /** The server says the other side stopped (`transfer:cancelled`). */
   onRemoteCancelled(reason: string, detail: string): void {
     const who = this.#peer.displayName;
-    this.#awaitingAnswer = false;
+    this.awaitingAnswer = false;
     if (reason === 'peer_left') {
-      this.#end('cancelled', problemOf('peer_left', `${who} went offline before the transfer started. Try again when they are back online.`), false);
+      this.end('cancelled', problemOf('peer_left', `${who} went offline before the transfer started. Try again when they are back online.`), false);
     } else if (reason === 'resume_expired') {
-      this.#end('failed', problemOf('resume_expired', `${who}’s computer did not come back in time, so the interrupted transfer was given up. Send the files again when both computers are online.`), false);
+      this.end('failed', problemOf('resume_expired', `${who}’s computer did not come back in time, so the interrupted transfer was given up. Send the files again when both computers are online.`), false);
     } else if (reason === 'failed') {
-      this.#end('failed', problemOf('remote_failed', `${who}’s browser stopped the transfer${detail === '' ? '' : `: ${plainDetail(detail)}`}. Try sending again.`), false);
+      this.end('failed', problemOf('remote_failed', `${who}’s browser stopped the transfer${detail === '' ? '' : `: ${plainDetail(detail)}`}. Try sending again.`), false);
     } else {
-      this.#end('cancelled', problemOf('remote_cancelled', `${who} cancelled the transfer.`), false);
+      this.end('cancelled', problemOf('remote_cancelled', `${who} cancelled the transfer.`), false);
     }
   }
 
@@ -414,37 +432,22 @@ export class Transfer {
       code === 'transfer_ended'
         ? `This transfer already ended while this computer was away (${message.replace(/\.$/, '')}). Send the files again if they are still needed.`
         : `This transfer can no longer be resumed: ${message.replace(/\.$/, '')}. Send the files again if they are still needed.`;
-    this.#end('failed', problemOf('resume_refused', text), false);
-  }
-
-  /**
-   * The signaling connection dropped while this request waited for an answer: the server
-   * cancelled it (requests do not outlive their sender's connection).
-   */
-  onConnectionLostBeforeAnswer(): void {
-    if (this.finished || this.#acceptedAt !== null) return;
-    const message =
-      this.direction === 'send'
-        ? 'The connection to the LabBeam server dropped before an answer came, so the request was withdrawn. Send it again.'
-        : 'The connection to the LabBeam server dropped before you answered, so the request lapsed. Ask the sender to send again.';
-    this.#end('cancelled', problemOf('request_lapsed', message), false);
+    this.end('failed', problemOf('resume_refused', text), false);
   }
 
   /** The other side's signaling connection is gone (`transfer:paused`). */
   onPeerPaused(): void {
     if (this.finished) return;
     this.#peerAway = true;
-    this.#changed();
+    this.changed();
   }
 
-  /** Both sides hold the transfer again (`transfer:resumed`): reconnect if the connection was lost. */
+  /** Both sides hold the transfer again (`transfer:resumed`). */
   onPeerResumed(peer: Peer): void {
     if (this.finished) return;
     this.#peer = peer;
     this.#peerAway = false;
-    this.#reconnectAttempts = 0;
-    this.#kickReconnect();
-    this.#changed();
+    this.changed();
   }
 
   /** This side re-claimed the transfer after its own reconnection; `peer` is null while the other is away. */
@@ -455,27 +458,8 @@ export class Transfer {
     } else {
       this.#peer = peer;
       this.#peerAway = false;
-      this.#kickReconnect();
     }
-    this.#changed();
-  }
-
-  /** Sender restored after a reload: the same files, picked again (checked by name and size). */
-  provideFiles(blobs: readonly { name: string; blob: Blob }[]): void {
-    if (this.direction !== 'send' || !this.#needsFiles || this.finished) return;
-    const picked = [...blobs];
-    const matched: Blob[] = [];
-    for (const f of this.#files) {
-      const base = f.name.split('/').pop() ?? f.name;
-      const i = picked.findIndex((p) => (p.name === f.name || p.name.split('/').pop() === base) && p.blob.size === f.size);
-      if (i < 0) throw new Error(`“${f.name}” (${f.size} bytes) is not among the picked files. Pick the same files as before.`);
-      matched.push(picked[i]?.blob ?? new Blob());
-      picked.splice(i, 1);
-    }
-    this.#blobs = matched;
-    this.#needsFiles = false;
-    this.#kickReconnect();
-    this.#changed();
+    this.changed();
   }
 
   /** Closes the data channel as a broken network path would (fault-injection tests). */
@@ -490,94 +474,31 @@ export class Transfer {
   /** The user stops the transfer (any state). */
   cancel(): void {
     if (this.finished) return;
-    if (this.direction === 'receive' && this.#awaitingAnswer) {
-      void this.decline();
-      return;
-    }
-    this.#sendControlQuietly({ t: 'cancel', reason: 'cancelled by the user' });
-    this.#end('cancelled', problemOf('cancelled', 'You cancelled this transfer.'), true);
+    this.sendControl({ t: 'cancel', reason: 'cancelled by the user' });
+    this.end('cancelled', problemOf('cancelled', 'You cancelled this transfer.'), true);
   }
 
-  /** An SDP or ICE message from the other side, `{s: session, sdp | candidate}`. */
+  /**
+   * An SDP or ICE message from the other side, `{s: session, sdp | candidate}`. One from an
+   * older session belongs to a connection given up; only the sender opens newer ones (the
+   * receiver answers them, see there).
+   */
   async onSignal(data: unknown): Promise<void> {
-    if (this.finished) return;
-    if (typeof data !== 'object' || data === null) return;
-    const d = data as { s?: unknown; sdp?: { type?: unknown } };
-    const session = typeof d.s === 'number' && Number.isSafeInteger(d.s) && d.s > 0 ? d.s : 1;
-    // The receiver's first connection was made before the sender's number was known.
-    if (this.#session === FIRST_SESSION && this.direction === 'receive' && this.#negotiation !== null) this.#session = session;
-    if (session < this.#session) return; // from a connection given up
-    if (session > this.#session) {
-      // Only the sender opens connections: a newer session is its new offer.
-      if (this.direction !== 'receive' || d.sdp?.type !== 'offer') return;
-      this.#teardown();
-      this.#session = session;
-      const connecting = this.#connectReceiver();
-      void this.#negotiation?.receive(data);
-      await connecting;
-      return;
-    }
+    const session = signalSession(data);
+    if (this.finished || session !== this.#session) return;
     await this.#negotiation?.receive(data);
   }
 
   // ---- the connection ----
 
-  /** Sender: a new connection (the first, or after an interruption). */
-  async #openSession(): Promise<void> {
-    if (this.finished) return;
+  /** Gives the current connection up and starts the exchange of `session`, in `role`. */
+  protected beginSession(session: number, role: NegotiationRole): Negotiation {
     this.#teardown();
-    // Numbers only grow, also across a reload of this page (the receiver may still be on an
-    // earlier connection of ours): the clock, or one more than the last.
-    this.#session = Math.max(this.#session + 1, Date.now());
-    const negotiation = this.#negotiate('offerer');
-    let config: RTCConfiguration;
-    try {
-      config = await this.#ctx.rtcConfig();
-    } catch (error) {
-      if (!this.#connectedOnce) this.#end('failed', problemOf('no_relay', messageOf(error)), true);
-      else this.#lost();
-      return;
-    }
-    if (this.finished || negotiation !== this.#negotiation) return;
-    const pc = this.#newConnection(config);
-    const channel = pc.createDataChannel('labbeam-files', { ordered: true });
-    this.#useChannel(channel, pc);
-    void negotiation.attach(pc);
-    try {
-      await negotiation.offer();
-    } catch (error) {
-      if (this.finished || negotiation !== this.#negotiation) return;
-      this.#setupFailed(error);
-    }
-  }
-
-  /** Receiver: a connection ready for the sender's offer of the current session. */
-  #connectReceiver(): Promise<void> {
-    // Made now, so that the offer is kept while the ICE servers are fetched.
-    const negotiation = this.#negotiate('answerer');
-    const run = async (): Promise<void> => {
-      let config: RTCConfiguration;
-      try {
-        config = await this.#ctx.rtcConfig();
-      } catch (error) {
-        if (!this.#connectedOnce) this.#end('failed', problemOf('no_relay', messageOf(error)), true);
-        return;
-      }
-      if (this.finished || negotiation !== this.#negotiation) return;
-      const pc = this.#newConnection(config);
-      pc.addEventListener('datachannel', (event) => this.#useChannel(event.channel, pc));
-      await negotiation.attach(pc);
-    };
-    return run();
-  }
-
-  /** The exchange of the session about to start; the one before is given up. */
-  #negotiate(role: NegotiationRole): Negotiation {
-    this.#negotiation?.close();
+    this.#session = session;
     const negotiation = new Negotiation(role, {
       send: (message) => void this.#signal(message),
       failed: (error) => {
-        if (!this.finished && negotiation === this.#negotiation) this.#setupFailed(error);
+        if (this.isCurrent(negotiation)) this.setupFailed(error);
       },
       heard: (data) => this.#ice?.remoteSignal(data),
     });
@@ -586,12 +507,13 @@ export class Transfer {
   }
 
   /** The exchange broke down: a first connection fails, a later one is lost (and made again). */
-  #setupFailed(error: unknown): void {
-    if (!this.#connectedOnce) this.#end('failed', problemOf('signaling_failed', `Could not set up the connection: ${messageOf(error)}. Try again.`), true);
-    else this.#lost();
+  protected setupFailed(error: unknown): void {
+    if (!this.#connectedOnce) this.end('failed', problemOf('signaling_failed', `Could not set up the connection: ${messageOf(error)}. Try again.`), true);
+    else this.lost();
   }
 
-  #newConnection(config: RTCConfiguration): RTCPeerConnection {
+  /** The RTCPeerConnection of the current session, watched until it opens, fails or goes. */
+  protected newConnection(config: RTCConfiguration): RTCPeerConnection {
     const pc = new RTCPeerConnection(config);
     this.#pc = pc;
     this.#ice = new IceRecorder(config);
@@ -604,16 +526,21 @@ export class Transfer {
     this.#connectTimer = setTimeout(() => {
       this.#connectTimer = null;
       if (this.finished || pc !== this.#pc || this.#channel?.readyState === 'open') return;
-      if (!this.#connectedOnce) this.#end('failed', connectProblem(this.#peer, config, this.#ice), true);
-      else this.#lost();
-    }, this.#ctx.connectTimeoutMs ?? CONNECT_TIMEOUT_MS);
+      if (!this.#connectedOnce) this.end('failed', connectProblem(this.#peer, config, this.#ice), true);
+      else this.lost();
+    }, this.ctx.connectTimeoutMs ?? CONNECT_TIMEOUT_MS);
     return pc;
+  }
+
+  /** Offerer: new ICE credentials over the current connection (its channel survives). */
+  protected restartIce(): Promise<void> {
+    return this.#negotiation?.restart() ?? Promise.resolve();
   }
 
   async #signal(data: NegotiationMessage): Promise<void> {
     if (this.finished) return;
     try {
-      await this.#ctx.signal(this.id, this.#peer.peerId, { s: this.#session, ...data });
+      await this.ctx.signal(this.id, this.#peer.peerId, { s: this.#session, ...data });
     } catch (error) {
       // A lost candidate is survivable (others get through); a lost SDP ends in the connect
       // timeout, which then tries again (or says what to try, for the first connection).
@@ -625,56 +552,28 @@ export class Transfer {
     if (this.finished) return;
     const state = pc.connectionState;
     if (state === 'connected') {
-      this.#clearDisconnectTimers();
+      this.stopDisconnectTimers();
       if (this.#suspended && this.#channel?.readyState === 'open') {
         // The path came back by itself (or through the ICE restart): the channel survived.
         this.#suspended = false;
         this.#resumes += 1;
-        this.#changed();
+        this.changed();
       }
       void this.#readPath();
     } else if (state === 'failed') {
-      this.#clearDisconnectTimers();
-      if (!this.#connectedOnce) this.#end('failed', connectProblem(this.#peer, config, this.#ice), true);
-      else this.#lost();
+      this.stopDisconnectTimers();
+      if (!this.#connectedOnce) this.end('failed', connectProblem(this.#peer, config, this.#ice), true);
+      else this.lost();
     } else if (state === 'disconnected' && this.#disconnectTimer === null) {
-      // The path may come back by itself; the sender also tries an ICE restart meanwhile
-      // (new candidates over the same connection: the channel and its data survive).
-      if (this.direction === 'send') {
-        this.#restartTimer = setTimeout(() => {
-          this.#restartTimer = null;
-          if (pc === this.#pc && pc.connectionState !== 'connected') void this.#restartIce();
-        }, ICE_RESTART_AFTER_MS);
-      }
+      // The path may come back by itself (new candidates over the same connection: the
+      // channel and its data survive).
+      this.iceDisconnected(pc);
       this.#disconnectTimer = setTimeout(() => {
         this.#disconnectTimer = null;
         if (this.finished || pc !== this.#pc || pc.connectionState === 'connected') return;
-        if (this.direction === 'send') {
-          this.#lost();
-        } else {
-          // The sender decides when to give a connection up (its ICE restart may still bring
-          // this one back); the receiver only shows that it waits.
-          this.#suspended = true;
-          this.#changed();
-        }
+        this.iceGone();
       }, DISCONNECT_GRACE_MS);
     }
-  }
-
-  async #restartIce(): Promise<void> {
-    if (this.finished || !this.#ctx.online(this.id) || this.#peerAway) return;
-    try {
-      await this.#negotiation?.restart();
-    } catch {
-      // The disconnect timer gives the connection up and opens a new one.
-    }
-  }
-
-  #clearDisconnectTimers(): void {
-    if (this.#disconnectTimer !== null) clearTimeout(this.#disconnectTimer);
-    if (this.#restartTimer !== null) clearTimeout(this.#restartTimer);
-    this.#disconnectTimer = null;
-    this.#restartTimer = null;
   }
 
   async #readPath(): Promise<void> {
@@ -683,11 +582,12 @@ export class Transfer {
     const path = await currentPath(pc);
     if (path !== null) {
       this.#path = path;
-      this.#changed();
+      this.changed();
     }
   }
 
-  #useChannel(channel: RTCDataChannel, pc: RTCPeerConnection): void {
+  /** Takes `channel` (of the current connection) as this transfer's data channel. */
+  protected useChannel(channel: RTCDataChannel, pc: RTCPeerConnection): void {
     if (pc !== this.#pc || (this.#channel !== null && this.#channel !== channel)) {
       channel.close();
       return;
@@ -695,7 +595,7 @@ export class Transfer {
     this.#channel = channel;
     channel.binaryType = 'arraybuffer';
     channel.addEventListener('open', () => {
-      if (channel === this.#channel) void this.#onOpen(channel);
+      if (channel === this.#channel) this.#onOpen(channel);
     });
     channel.addEventListener('close', () => {
       if (channel === this.#channel) this.#onChannelClosed(channel);
@@ -703,10 +603,10 @@ export class Transfer {
     channel.addEventListener('message', (event: MessageEvent<string | ArrayBuffer>) => {
       if (channel === this.#channel) this.#onMessage(event.data);
     });
-    if (channel.readyState === 'open') void this.#onOpen(channel);
+    if (channel.readyState === 'open') this.#onOpen(channel);
   }
 
-  async #onOpen(channel: RTCDataChannel): Promise<void> {
+  #onOpen(channel: RTCDataChannel): void {
     // Chromium may hand over a channel that is already open and still fire `open` for it.
     if (this.finished || this.#openedChannel === channel) return;
     this.#openedChannel = channel;
@@ -714,7 +614,6 @@ export class Transfer {
     this.#connectTimer = null;
     if (this.#suspended) this.#resumes += 1;
     this.#suspended = false;
-    this.#reconnectAttempts = 0;
     this.#lastProgressAt = Date.now();
     if (this.#openAt === null) this.#openAt = Date.now();
     this.#connectedOnce = true;
@@ -726,26 +625,11 @@ export class Transfer {
       this.#unwatchPath = watchPath(pc, (path) => {
         if (pc !== this.#pc) return;
         this.#path = path;
-        this.#changed();
+        this.changed();
       });
     }
-    if (this.direction === 'receive') {
-      // The receiver must be ready before this returns to the event loop: the sender's first
-      // messages can be dispatched right after `open`, and nothing may be dropped meanwhile.
-      // It speaks first: what it has, then where to go on.
-      const receiver = this.#startReceiver();
-      this.#fileState.forEach((s, index) => {
-        const sha256 = this.#fileSha[index];
-        if ((s === 'done' || s === 'failed') && sha256 !== null && sha256 !== undefined) {
-          this.#sendControlQuietly({ t: 'verified', index, ok: s === 'done', sha256 }, channel);
-        }
-      });
-      const at = receiver.resumePoint;
-      this.#sendControlQuietly({ t: 'ready', index: at.index, offset: at.offset }, channel);
-    } else {
-      this.#setState('sending');
-    }
-    this.#changed();
+    this.opened(channel);
+    this.changed();
   }
 
   #tick(): void {
@@ -756,19 +640,19 @@ export class Transfer {
     if (this.#suspended || bytes !== this.#lastProgressBytes || this.#waitingForNothing()) {
       this.#lastProgressBytes = bytes;
       this.#lastProgressAt = now;
-    } else if (now - this.#lastProgressAt > (this.#ctx.stallTimeoutMs ?? STALL_TIMEOUT_MS)) {
+    } else if (now - this.#lastProgressAt > (this.ctx.stallTimeoutMs ?? STALL_TIMEOUT_MS)) {
       // Nothing moves on an open channel: give this connection up and open a new one.
       console.warn(`LabBeam: nothing arrived for ${Math.round((now - this.#lastProgressAt) / 1000)} s; connecting again`);
       this.#lastProgressAt = now;
-      this.#lost();
+      this.lost();
       return;
     }
-    this.#changed();
+    this.changed();
   }
 
   /** True while no bytes are expected (verification of the last file is under way). */
   #waitingForNothing(): boolean {
-    return this.#fileState.some((s) => s === 'verifying') && this.#bytesDone() === this.totalBytes;
+    return this.fileState.some((s) => s === 'verifying') && this.#bytesDone() === this.totalBytes;
   }
 
   // ---- interruptions ----
@@ -777,12 +661,12 @@ export class Transfer {
    * The connection is lost: keep everything that arrived, close the connection, and (sender)
    * connect again once the other side can be reached.
    */
-  #lost(): void {
+  protected lost(): void {
     if (this.finished || this.#closedAfterDone || (this.#suspended && this.#pc === null)) return;
     this.#suspended = true;
     this.#teardown();
-    this.#changed();
-    if (this.direction === 'send') this.#scheduleReconnect();
+    this.changed();
+    this.interrupted();
   }
 
   /** Closes the current connection without treating its events as news. */
@@ -790,7 +674,7 @@ export class Transfer {
     this.#sessionAbort.abort(new Error('connection replaced'));
     this.#unwatchPath?.();
     this.#unwatchPath = null;
-    this.#clearDisconnectTimers();
+    this.stopDisconnectTimers();
     if (this.#connectTimer !== null) clearTimeout(this.#connectTimer);
     this.#connectTimer = null;
     const channel = this.#channel;
@@ -807,157 +691,26 @@ export class Transfer {
     pc?.close();
   }
 
-  /** Sender: reconnects now if it can (the other side is there, the files are at hand). */
-  #kickReconnect(): void {
-    if (this.direction !== 'send' || !this.#suspended || this.finished) return;
-    if (this.#reconnectTimer !== null) clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = null;
-    this.#tryReconnect();
-  }
-
-  #scheduleReconnect(): void {
-    if (this.#reconnectTimer !== null || this.finished) return;
-    const base = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** this.#reconnectAttempts);
-    const delay = base * (0.5 + Math.random() * 0.5);
-    this.#reconnectTimer = setTimeout(() => {
-      this.#reconnectTimer = null;
-      this.#tryReconnect();
-    }, delay);
-  }
-
-  #tryReconnect(): void {
-    if (this.direction !== 'send' || !this.#suspended || this.finished || this.#needsFiles) return;
-    if (!this.#ctx.online(this.id) || this.#peerAway) {
-      // Signaling (ours or theirs) is away: `onReclaimed`/`onPeerResumed` kick again; poll
-      // meanwhile in case the news was missed.
-      this.#scheduleReconnect();
-      return;
-    }
-    this.#reconnectAttempts += 1;
-    void this.#openSession().then(() => {
-      // A connection that does not open is given up by its connect timer (→ #lost → retry).
-    });
-  }
-
-  // ---- sending ----
-
-  async #runSender(start: StartPoint): Promise<void> {
-    const channel = this.#channel;
-    if (channel === null || this.direction !== 'send' || this.#senderChannel === channel) return;
-    this.#senderChannel = channel;
-    if (this.#sender !== null) this.#wirePast += this.#sender.queuedBytes;
-    const files: OutgoingFile[] = this.#files.map((f, i) => ({ name: f.name, blob: this.#blobs[i] ?? new Blob() }));
-    const abort = this.#sessionAbort.signal;
-    const sender = new FileSender(channel, files, anySignal(this.#abort.signal, abort), { ...DEFAULT_TUNING, ...this.#ctx.tuning }, start);
-    this.#sender = sender;
-    this.#fileState = this.#fileState.map((s, i) => (i >= start.index && s !== 'done' && s !== 'failed' ? 'active' : s));
-    try {
-      const digests = await sender.run();
-      if (this.finished || channel !== this.#channel) return;
-      this.#senderDigests = digests.map((d, i) => d ?? this.#fileSha[i] ?? null);
-      this.#fileSha = [...this.#senderDigests];
-      this.#fileState = this.#fileState.map((s) => (s === 'active' ? 'verifying' : s));
-      this.#changed();
-      this.#maybeSenderDone();
-    } catch (error) {
-      if (this.finished || channel !== this.#channel) return; // a connection already given up
-      if (abort.aborted || error instanceof ChannelClosedError) {
-        this.#lost();
-        return;
-      }
-      this.#end('failed', problemOf('read_failed', `Could not read a file on this computer: ${messageOf(error)}. Check the file still exists, then send again.`), true);
-    }
-  }
-
-  #maybeSenderDone(): void {
-    if (this.#senderDigests === null || this.#fileState.some((s) => s === 'active' || s === 'verifying' || s === 'waiting')) return;
-    void this.#complete(this.#senderDigests.map((d, i) => d ?? this.#fileSha[i] ?? ''));
-  }
-
-  // ---- receiving ----
-
-  #restoredStart(): { index: number; partial: PartialFile | null } {
-    const r = this.#restored;
-    if (r === null) return { index: 0, partial: null };
-    let index = r.verified.findIndex((v) => v === null);
-    if (index < 0) index = this.#files.length;
-    const partial = r.partial !== null && r.partial.index === index ? r.partial : null;
-    return { index, partial };
-  }
-
-  #startReceiver(): FileReceiver {
-    if (this.#receiver !== null) return this.#receiver;
-    this.#setState('receiving');
-    const sink = new OpfsSink(this.id);
-    this.#sink = sink;
-    sink.onError((error) => {
-      if (!this.finished) this.#end('failed', problemOf('disk_error', error.message), true);
-    });
-    const receiver = new FileReceiver(
-      this.#files,
-      sink,
-      { verified: (index, ok, stored) => this.#onVerified(index, ok, stored) },
-      this.#restoredStart(),
-    );
-    receiver.onSinkError((error) => {
-      if (!this.finished) this.#end('failed', problemOf('disk_error', messageOf(error)), true);
-    });
-    this.#receiver = receiver;
-    return receiver;
-  }
-
-  #onVerified(index: number, ok: boolean, stored: StoredFile): void {
-    if (this.finished) return;
-    this.#fileState[index] = ok ? 'done' : 'failed';
-    this.#fileSha[index] = stored.sha256;
-    this.#sendControlQuietly({ t: 'verified', index, ok, sha256: stored.sha256 });
-    this.#changed();
-    if (ok) this.#ctx.fileReady(this, index);
-    if (this.#fileState.every((s) => s === 'done' || s === 'failed')) {
-      void this.#complete(this.#fileSha.map((s) => s ?? ''));
-    }
-  }
-
   // ---- messages from the other browser ----
 
   #onMessage(data: string | ArrayBuffer): void {
     if (this.finished) return;
     try {
       if (typeof data !== 'string') {
-        if (this.#receiver === null) throw new ReceiveError('protocol', 'Data arrived before the transfer started.');
-        const before = this.#receiver.currentIndex;
-        this.#receiver.chunk(data);
-        if (before !== null && this.#fileState[before] === 'waiting') this.#fileState[before] = 'active';
+        this.onChunk(data);
         return;
       }
       const message = decodeControl(data);
       if (message === null) throw new ReceiveError('protocol', 'The other browser sent a message this version does not understand.');
       if (message.t === 'cancel') {
-        this.#end('cancelled', problemOf('remote_cancelled', `${this.#peer.displayName} cancelled the transfer.`), false);
-      } else if (message.t === 'verified') {
-        if (this.direction !== 'send' || this.#fileState[message.index] === undefined) return;
-        this.#fileState[message.index] = message.ok ? 'done' : 'failed';
-        this.#fileSha[message.index] = message.sha256;
-        this.#changed();
-        this.#maybeSenderDone();
-      } else if (message.t === 'ready') {
-        if (this.direction !== 'send') throw new ReceiveError('protocol', 'The sender sent a message only a receiver sends.');
-        if (message.index > this.#files.length || (message.index < this.#files.length && message.offset > (this.#files[message.index]?.size ?? 0))) {
-          throw new ReceiveError('protocol', 'The receiver asked to go on from a point past the end of the files.');
-        }
-        void this.#runSender({ index: message.index, offset: message.offset });
+        this.end('cancelled', problemOf('remote_cancelled', `${this.#peer.displayName} cancelled the transfer.`), false);
       } else {
-        if (this.#receiver === null) throw new ReceiveError('protocol', 'A file arrived before the transfer started.');
-        this.#receiver.control(message);
-        const i = this.#receiver.currentIndex;
-        if (message.t === 'file' && i !== null) this.#fileState[i] = 'active';
-        if (message.t === 'eof') this.#fileState[message.index] = 'verifying';
-        this.#changed();
+        this.onControl(message);
       }
     } catch (error) {
       const code = error instanceof ReceiveError ? error.code : 'protocol';
-      this.#sendControlQuietly({ t: 'cancel', reason: messageOf(error) });
-      this.#end('failed', problemOf(code, `${messageOf(error)} The transfer was stopped; try sending again.`), true);
+      this.sendControl({ t: 'cancel', reason: messageOf(error) });
+      this.end('failed', problemOf(code, `${messageOf(error)} The transfer was stopped; try sending again.`), true);
     }
   }
 
@@ -967,11 +720,12 @@ export class Transfer {
     // connection may close before they arrive; the server's `transfer:cancelled` says why.
     // Wait a moment for it before calling the connection lost (and connecting again).
     setTimeout(() => {
-      if (!this.finished && channel === this.#channel) this.#lost();
+      if (!this.finished && channel === this.#channel) this.lost();
     }, EXPLANATION_GRACE_MS);
   }
 
-  #sendControlQuietly(message: Parameters<typeof encodeControl>[0], channel: RTCDataChannel | null = this.#channel): void {
+  /** Sends a control message if the channel is open; a channel going away loses it quietly. */
+  protected sendControl(message: ControlMessage, channel: RTCDataChannel | null = this.#channel): void {
     try {
       if (channel?.readyState === 'open') channel.send(encodeControl(message));
     } catch {
@@ -981,52 +735,49 @@ export class Transfer {
 
   // ---- the end ----
 
-  async #complete(digests: string[]): Promise<void> {
+  /** Every file was verified or failed: completed, or failed naming the damaged files. */
+  protected async complete(digests: string[]): Promise<void> {
     if (this.finished) return;
-    const failedFiles = this.#files.filter((_, i) => this.#fileState[i] === 'failed').map((f) => f.name);
+    const failedFiles = this.#files.filter((_, i) => this.fileState[i] === 'failed').map((f) => f.name);
     if (failedFiles.length > 0) {
       const list = failedFiles.slice(0, 3).join(', ') + (failedFiles.length > 3 ? ` and ${failedFiles.length - 3} more` : '');
-      const retry = this.direction === 'send' ? 'Use “Retry failed files” to send just those again.' : 'Ask the sender to send them again.';
-      this.#end('failed', problemOf('hash_mismatch', `${list} arrived damaged (the checksum did not match) and ${failedFiles.length === 1 ? 'was' : 'were'} not kept. ${retry}`), true);
+      this.end('failed', problemOf('hash_mismatch', `${list} arrived damaged (the checksum did not match) and ${failedFiles.length === 1 ? 'was' : 'were'} not kept. ${this.retryAdvice}`), true);
       return;
     }
     const digest = await transferDigest(digests);
-    this.#end('completed', null, true, digest);
+    this.end('completed', null, true, digest);
   }
 
   /**
    * The one way out: sets the final state, stops timers and the connection, deletes partial
    * data (a completed receiver keeps its verified files until dismissed), reports once.
    */
-  #end(state: 'completed' | 'failed' | 'cancelled', problem: TransferProblem | null, report: boolean, digest = ''): void {
+  protected end(state: 'completed' | 'failed' | 'cancelled', problem: TransferProblem | null, report: boolean, digest = ''): void {
     if (this.finished) return;
     const bytes = this.#bytesDone();
     this.#endedAt = Date.now();
     this.#problem = problem;
-    this.#awaitingAnswer = false;
+    this.awaitingAnswer = false;
     this.#suspended = false;
     this.#abort.abort(new Error(problem?.message ?? state));
     if (this.#ticker !== null) clearInterval(this.#ticker);
     if (this.#connectTimer !== null) clearTimeout(this.#connectTimer);
-    if (this.#reconnectTimer !== null) clearTimeout(this.#reconnectTimer);
-    this.#clearDisconnectTimers();
+    this.stopDisconnectTimers();
     if (state !== 'completed') {
-      this.#fileState = this.#fileState.map((s) => (s === 'done' ? s : 'failed'));
+      this.fileState = this.fileState.map((s) => (s === 'done' ? s : 'failed'));
     }
     this.#state = state;
 
     if (state === 'completed') {
       this.#closedAfterDone = true;
-      this.#sink?.release();
-      // Give the last `verified` messages time to leave before the connection goes.
-      setTimeout(() => this.#closeConnection(), this.direction === 'receive' ? 3000 : 200);
+      this.ended(state, []);
+      setTimeout(() => this.#closeConnection(), this.lingerMs);
     } else {
       this.#closeConnection();
       // Partial data goes; files that were verified before a failure stay, to be saved.
-      const keep = state === 'failed' ? this.#fileState.flatMap((s, i) => (s === 'done' ? [i] : [])) : [];
-      if (state === 'cancelled') this.#fileState = this.#fileState.map(() => 'failed');
-      if (this.#sink !== null) void this.#sink.discard(keep);
-      else if (this.direction === 'receive' && this.#restored !== null) void removeStored(this.id);
+      const keep = state === 'failed' ? this.fileState.flatMap((s, i) => (s === 'done' ? [i] : [])) : [];
+      if (state === 'cancelled') this.fileState = this.fileState.map(() => 'failed');
+      this.ended(state, keep);
     }
 
     if (report && !this.#reported) {
@@ -1040,11 +791,11 @@ export class Transfer {
         ...(this.#openAt !== null ? { durationMs: this.#endedAt - this.#openAt } : {}),
         ...(problem !== null ? { reason: `${problem.code}: ${problem.message}`.slice(0, 500) } : {}),
       };
-      void this.#ctx.report(finish).catch(() => {
+      void this.ctx.report(finish).catch(() => {
         // `unknown_transfer`: the other side's report already ended it; nothing to add.
       });
     }
-    this.#changed();
+    this.changed();
   }
 
   #closeConnection(): void {
@@ -1058,45 +809,24 @@ export class Transfer {
     this.#pc?.close();
   }
 
-  /** Deletes what this transfer stored (the receiver's files) — when the user dismisses it. */
+  /** Deletes what this transfer stored (a receiver's files) — when the user dismisses it. */
   async discardStored(): Promise<void> {
-    if (this.#sink !== null) await this.#sink.dispose();
-    else if (this.direction === 'receive') await removeStored(this.id);
-  }
-
-  /** Receiver: the file at `index` is verified and stored, ready to save. */
-  isStored(index: number): boolean {
-    return this.direction === 'receive' && this.#fileState[index] === 'done' && this.#state !== 'cancelled';
-  }
-
-  #setState(state: TransferState): void {
-    this.#state = state;
-    this.#changed();
-  }
-
-  #changed(): void {
-    this.#ctx.changed(this);
+    // A sender stores nothing.
   }
 }
 
-/** Aborts when either signal does. */
-function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
-  const c = new AbortController();
-  const on = (s: AbortSignal): void => c.abort(s.reason);
-  if (a.aborted) on(a);
-  else if (b.aborted) on(b);
-  else {
-    a.addEventListener('abort', () => on(a), { once: true });
-    b.addEventListener('abort', () => on(b), { once: true });
-  }
-  return c.signal;
+/** The session a signal belongs to (its `s`, or 1 without one); null when it is no object. */
+export function signalSession(data: unknown): number | null {
+  if (typeof data !== 'object' || data === null) return null;
+  const s = (data as { s?: unknown }).s;
+  return typeof s === 'number' && Number.isSafeInteger(s) && s > 0 ? s : 1;
 }
 
-function problemOf(code: string, message: string): TransferProblem {
+export function problemOf(code: string, message: string): TransferProblem {
   return { code, message };
 }
 
-function messageOf(error: unknown): string {
+export function messageOf(error: unknown): string {
   if (error instanceof Error) return error.message.replace(/\.$/, '');
   return String(error);
 }
