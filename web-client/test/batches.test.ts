@@ -133,6 +133,7 @@ test('a broadcast of more than 100 files is refused before anything is sent, wit
     rtcConfig: async () => ({}),
     signal: async () => {},
     autoSave: () => false,
+    download: () => {},
     notice: () => {},
   });
   const files = Array.from({ length: 101 }, (_, i) => ({ name: `f${i}`, blob: new Blob(['x']), mime: '' }));

@@ -21,7 +21,7 @@ import { Manifest, PieceAssembler, PieceLayout, PieceSet, decodeLink, encodeLink
 import { PieceStore } from './broadcast-store';
 import { Emitter } from './emitter';
 import { createSha256, transferDigest } from './hash';
-import { downloadStored } from './opfs';
+import { storedFile } from './opfs';
 import { type FileMeta, type Peer, type SignalMessage, decodeFiles, decodePeer, isRecord } from './protocol';
 
 export type BroadcastTarget = { readonly lab: string } | { readonly all: true } | { readonly peers: readonly string[] };
@@ -78,6 +78,8 @@ export interface BroadcastContext {
   signal(linkId: string, to: string, data: unknown): Promise<void>;
   /** The user's "save received files automatically" setting, read when a broadcast arrives. */
   autoSave(): boolean;
+  /** Offers a stored file to the user as a download (the UI does it: no DOM in the engine). */
+  download(file: File, name: string): void;
   /** A file could not be saved automatically. */
   notice(text: string): void;
 }
@@ -446,7 +448,7 @@ class IncomingBroadcast {
     this.#m.changedIn(this);
     if (this.#m.ctx.autoSave()) {
       this.files.forEach((f, index) => {
-        void downloadStored(this.transferId, index, f.name).catch(() => this.#m.ctx.notice(`Could not save ${f.name} automatically; use its Save button.`));
+        void this.save(index).catch(() => this.#m.ctx.notice(`Could not save ${f.name} automatically; use its Save button.`));
       });
     }
     const digest = await transferDigest(digests);
@@ -508,7 +510,7 @@ class IncomingBroadcast {
   async save(index: number): Promise<void> {
     const f = this.files[index];
     if (this.state !== 'done' || f === undefined) throw new BroadcastError('That file is not available to save.');
-    await downloadStored(this.transferId, index, f.name);
+    this.#m.ctx.download(await storedFile(this.transferId, index), f.name);
   }
 
   async discard(): Promise<void> {

@@ -1,8 +1,8 @@
 /**
  * The transfer engine: everything the client does besides drawing. It owns the signaling
  * connection, the ICE configuration and every transfer of this page, and tells its listener
- * (the UI, or a test) what changed. No DOM access here except through the transfer's OPFS
- * helpers (saving a received file is a download).
+ * (the UI, or a test) what changed. No DOM here (`npm run typecheck` checks it: see
+ * scripts/check-engine.mjs): a received file is saved by handing it to the UI's `download`.
  *
  * Invariants:
  * - File bytes go only over the WebRTC data channel, never through the server.
@@ -21,16 +21,7 @@ import { IncomingBatches, MAX_NAME_BYTES, cleanMime, nameTooLong, newBatchId, pl
 import { BroadcastManager } from './broadcast';
 import { Emitter } from './emitter';
 import { relayServers } from './ice';
-import {
-  OpfsSink,
-  cleanUpAbandoned,
-  directorySaveAvailable,
-  downloadStored,
-  opfsAvailable,
-  readCheckpoint,
-  removeStored,
-  saveStoredToDirectory,
-} from './opfs';
+import { OpfsSink, cleanUpAbandoned, opfsAvailable, readCheckpoint, removeStored, saveStoredToDirectory, storedFile } from './opfs';
 import {
   type Announcement,
   type FileMeta,
@@ -67,6 +58,11 @@ export interface EngineOptions {
    */
   relayMode(): 'off' | 'any' | 'udp' | 'tcp';
   autoSave(): boolean;
+  /**
+   * Offers a stored (disk-backed) file to the user as a download, `name` being its path in
+   * the transfer. The UI does it (ui/saving.ts): the engine has no DOM.
+   */
+  download(file: File, name: string): void;
   signalingUrl?: string;
   tuning?: Partial<SendTuning>;
 }
@@ -166,6 +162,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
       rtcConfig: () => this.#rtcConfig(),
       signal: (linkId, to, data) => s.signal(linkId, to, data),
       autoSave: () => options.autoSave(),
+      download: (file, name) => options.download(file, name),
       notice: (text) => this.emit('notice', text),
     });
     this.#wire();
@@ -425,19 +422,15 @@ export class TransferEngine extends Emitter<EngineEvents> {
     if (t === undefined || file === undefined || !t.isStored(index)) {
       throw new TransferError('not_stored', 'That file is not available to save.');
     }
-    await downloadStored(id, index, file.name);
+    this.#options.download(await storedFile(id, index), file.name);
   }
 
-  get canSaveToFolder(): boolean {
-    return directorySaveAvailable();
-  }
-
-  /** Saves every verified file of a transfer into a folder the user picks, keeping paths. */
-  async saveAllToFolder(id: string): Promise<void> {
+  /** Saves every verified file of a transfer into `folder` (the user picked it), keeping paths. */
+  async saveAllToFolder(id: string, folder: FileSystemDirectoryHandle): Promise<void> {
     const t = this.#incoming(id);
     if (t === undefined) return;
     const files = t.files.flatMap((f, index) => (t.isStored(index) ? [{ index, name: f.name }] : []));
-    await saveStoredToDirectory(id, files);
+    await saveStoredToDirectory(id, files, folder);
   }
 
   // ---- internals ----
@@ -458,7 +451,9 @@ export class TransferEngine extends Emitter<EngineEvents> {
       fileReady: (t, index) => {
         if (this.#options.autoSave()) {
           const name = t.files[index]?.name ?? 'file';
-          void downloadStored(t.id, index, name).catch(() => this.emit('notice', `Could not save ${name} automatically; use its Save button.`));
+          void storedFile(t.id, index)
+            .then((file) => this.#options.download(file, name))
+            .catch(() => this.emit('notice', `Could not save ${name} automatically; use its Save button.`));
         }
       },
       ...(this.#options.tuning !== undefined ? { tuning: this.#options.tuning } : {}),

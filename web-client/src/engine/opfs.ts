@@ -2,8 +2,9 @@
  * Received files live in the Origin Private File System (OPFS) until the user saves them:
  * `labbeam-incoming/<transferId>/<file index>`. The bytes are written by a dedicated worker
  * (receive-worker.ts) through `FileSystemSyncAccessHandle`, so memory stays flat whatever the
- * file size; this module is the page's side of it: the worker proxy (a `FileSink`), saving a
- * stored file as a download, and cleaning up.
+ * file size; this module is the page's side of it: the worker proxy (a `FileSink`), reading a
+ * stored file back (the UI offers it as a download: ui/saving.ts), copying stored files into a
+ * folder, and cleaning up.
  *
  * Each receiving transfer holds a Web Lock named after it for as long as its files may be
  * needed; on start-up, folders whose lock nobody holds (left by a closed or crashed tab) are
@@ -179,46 +180,12 @@ export async function storedFile(transferId: string, index: number): Promise<Fil
   return (await dir.getFileHandle(String(index))).getFile();
 }
 
-/**
- * Saves a stored file through the browser's download (the "Downloads" folder or its prompt).
- * The object URL points at the disk-backed OPFS file, so nothing is copied into memory.
- */
-export async function downloadStored(transferId: string, index: number, name: string): Promise<void> {
-  const file = await storedFile(transferId, index);
-  const url = URL.createObjectURL(file);
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = downloadName(name);
-  a.rel = 'noopener';
-  document.body.append(a);
-  a.click();
-  a.remove();
-  // The download has resolved the URL by then; revoking early can cut a slow start short.
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
-}
-
-/**
- * A download cannot create folders, so a relative path keeps its last part; folders are kept
- * by "Save to folder…" (saveStoredToDirectory) where the browser offers it.
- */
-export function downloadName(path: string): string {
-  const parts = path.split('/').filter((p) => p !== '');
-  return parts[parts.length - 1] ?? 'download';
-}
-
-interface DirectoryPickerWindow {
-  showDirectoryPicker?: (options?: { mode?: 'readwrite' }) => Promise<FileSystemDirectoryHandle>;
-}
-
-export function directorySaveAvailable(): boolean {
-  return typeof (globalThis as DirectoryPickerWindow).showDirectoryPicker === 'function';
-}
-
-/** Asks for a folder and copies the stored files into it, recreating their relative paths. */
-export async function saveStoredToDirectory(transferId: string, files: readonly { index: number; name: string }[]): Promise<void> {
-  const pick = (globalThis as DirectoryPickerWindow).showDirectoryPicker;
-  if (pick === undefined) throw new Error('This browser cannot save into a folder; save the files one by one.');
-  const target = await pick({ mode: 'readwrite' });
+/** Copies stored files into `target` (a folder the user picked), recreating their relative paths. */
+export async function saveStoredToDirectory(
+  transferId: string,
+  files: readonly { index: number; name: string }[],
+  target: FileSystemDirectoryHandle,
+): Promise<void> {
   for (const { index, name } of files) {
     const parts = name.split('/').filter((p) => p !== '' && p !== '.' && p !== '..');
     const base = parts.pop();

@@ -22,6 +22,7 @@ import { formatBytes, formatWhen, plural } from './format';
 import { HistoryPanel } from './history-panel';
 import { IncomingDialog } from './incoming-dialog';
 import { carriesFiles, fromDataTransfer, fromFileList } from './picking';
+import { downloadFile, folderPickerAvailable, pickFolder } from './saving';
 import { type Settings, type Theme, applyTheme } from './settings';
 import type { View } from './shell';
 import { TransferCard } from './transfer-card';
@@ -204,6 +205,7 @@ export class HomeView implements View {
       device: settings.values.deviceName,
       relayMode: () => settings.relayMode,
       autoSave: () => settings.values.autoSave,
+      download: downloadFile,
     });
     engine.on('connection', (state) => this.#onConnection(state));
     engine.on('presence', ({ self, peers }) => {
@@ -264,9 +266,12 @@ export class HomeView implements View {
         cancel: (id) => this.#engine.cancel(id),
         save: (id, index) => void this.#engine.save(id, index).catch((e: unknown) => this.#notice.show(errorText(e), 'warning')),
         saveFolder: (id) =>
-          void this.#engine.saveAllToFolder(id).catch((e: unknown) => {
-            if (!(e instanceof DOMException && e.name === 'AbortError')) this.#notice.show(errorText(e), 'warning');
-          }),
+          void pickFolder()
+            .then((folder) => this.#engine.saveAllToFolder(id, folder))
+            .catch((e: unknown) => {
+              // The user closed the folder picker: nothing to say.
+              if (!(e instanceof DOMException && e.name === 'AbortError')) this.#notice.show(errorText(e), 'warning');
+            }),
         retry: (id) => void this.#engine.retry(id).catch((e: unknown) => this.#sendError.show(errorText(e))),
         repick: (id, files) => {
           try {
@@ -276,7 +281,7 @@ export class HomeView implements View {
           }
         },
         dismiss: (id) => void this.#engine.dismiss(id),
-        canSaveToFolder: this.#engine.canSaveToFolder,
+        canSaveToFolder: folderPickerAvailable(),
       });
       this.#cards.set(t.id, card);
       this.#transferList.prepend(card.root);
