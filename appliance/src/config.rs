@@ -2,6 +2,11 @@
 //! flags, each overriding the one before. Everything is validated before anything starts,
 //! and every mistake is reported as one line naming its source (file and line, variable,
 //! or flag), so an admin reading `journalctl` knows exactly what to fix.
+//!
+//! Every key is documented, with its meaning and default, in the packaged
+//! `packaging/labbeam.toml` and in the man page's CONFIGURATION section; the tests below
+//! list the keys from `Config::default()` and fail, naming the key and the file, when one
+//! of them lacks a key or shows a wrong default.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +19,9 @@ const TOP_KEYS: &[&str] = &["data_dir", "http_listen", "turn_listen", "public_ho
 /// Tables of the file; `LABBEAM_<TABLE>_<KEY>` reaches `[table] key`.
 const TABLES: &[&str] = &["tls", "http", "auth", "log", "turn"];
 
+// Serialize (tests only): `tests::config_keys` walks `Config::default()` to list every key.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where the database, certificate and secrets live.
@@ -28,18 +35,25 @@ pub struct Config {
     pub public_host: Option<String>,
     /// Reverse proxies whose `X-Forwarded-For` is believed (CIDRs). Empty: none.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `[tls]`: the certificate of HTTPS and TURN over TLS.
     pub tls: TlsConfig,
+    /// `[http]`: timeouts and per-address caps of the HTTPS listener.
     pub http: HttpConfig,
+    /// `[auth]`: sessions, sign-in limits, password length.
     pub auth: AuthConfig,
+    /// `[log]`: the format and filter of the log on standard error.
     pub log: LogConfig,
+    /// `[turn]`: the STUN/TURN relay.
     pub turn: TurnConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// PEM certificate chain; with `key`, used instead of the generated self-signed one.
     pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`; give both or neither.
     pub key: Option<PathBuf>,
     /// More names or addresses for the generated certificate.
     pub extra_names: Vec<String>,
@@ -48,6 +62,7 @@ pub struct TlsConfig {
 /// `[http]`: how long the HTTPS listener waits for clients, and how many connections one
 /// client address may hold.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// The TLS handshake must finish, and each request head must arrive in full, within
@@ -86,6 +101,7 @@ impl HttpConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Lifetime of a login session (cookie and token), in seconds.
@@ -96,7 +112,10 @@ pub struct AuthConfig {
     pub max_failures_per_user: u32,
     /// Failed logins allowed per client address within `throttle_window_secs`.
     pub max_failures_per_address: u32,
+    /// The window, in seconds, over which the failures above are counted.
     pub throttle_window_secs: u64,
+    /// Shortest password accepted, in characters (the rest of the policy is in
+    /// `auth::password`).
     pub password_min_length: usize,
 }
 
@@ -113,6 +132,7 @@ impl Default for AuthConfig {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -121,8 +141,10 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
+    /// Lines for people (`human`) or one JSON object per line (`json`).
     pub format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `labbeam=debug,info`.
     pub level: String,
@@ -276,6 +298,7 @@ impl Config {
 
 /// `[turn]`: the STUN/TURN relay (it listens on `turn_listen`, UDP and TCP).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub struct TurnConfig {
     /// Run STUN/TURN at all.
@@ -287,8 +310,9 @@ pub struct TurnConfig {
     /// else `turn_listen`'s address when it is not 0.0.0.0, else the address of the
     /// interface of the default route (printed at start).
     pub relay_address: Option<std::net::IpAddr>,
-    /// Relay ports are taken from this inclusive range.
+    /// Relay ports are taken from the inclusive range `relay_port_min`..=`relay_port_max`.
     pub relay_port_min: u16,
+    /// The top of the relay port range.
     pub relay_port_max: u16,
     /// Lifetime of the credentials `GET /api/ice-servers` hands out, in seconds.
     pub credential_ttl_secs: u64,
@@ -575,6 +599,364 @@ mod tests {
         assert!(e.contains("tcp_setup_timeout_secs"), "{e}");
         let e = load_file("[turn]\nmax_tcp_connections_per_address = 0\n", &[]).unwrap_err().to_string();
         assert!(e.contains("max_tcp_connections_per_address"), "{e}");
+    }
+
+    // --- The documentation of every key -------------------------------------------------
+    //
+    // The keys come from the code: `Config::default()` serialized to JSON (where an unset
+    // `Option` stays as `null`, unlike TOML, which would drop it). A field whose value is an
+    // object is a table; every other field is a key.
+
+    use serde_json::Value;
+
+    const SAMPLE: &str = include_str!("../../packaging/labbeam.toml");
+    const SAMPLE_PATH: &str = "packaging/labbeam.toml";
+    const MAN: &str = include_str!("../../packaging/labbeam.1");
+    const MAN_PATH: &str = "packaging/labbeam.1";
+    const README: &str = include_str!("../../README.md");
+
+    /// A configuration key: its table (`None` at the top level), its name, its default.
+    struct Key {
+        table: Option<String>,
+        name: String,
+        default: Value,
+    }
+
+    impl Key {
+        /// As the documents name it: `public_host`, `[auth] session_ttl_secs`.
+        fn shown(&self) -> String {
+            match &self.table {
+                Some(t) => format!("[{t}] {}", self.name),
+                None => self.name.clone(),
+            }
+        }
+
+        /// Unset (`None`) or an empty list: the documents then say what that means.
+        fn default_is_unset(&self) -> bool {
+            self.default.is_null() || self.default.as_array().is_some_and(Vec::is_empty)
+        }
+
+        /// The default as the man page writes it after "Default:".
+        fn default_text(&self) -> String {
+            match &self.default {
+                Value::Null => "unset".into(),
+                Value::Array(a) if a.is_empty() => "empty".into(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }
+        }
+    }
+
+    fn config_keys() -> Vec<Key> {
+        let Value::Object(top) = serde_json::to_value(Config::default()).unwrap() else {
+            panic!("Config::default() does not serialize to an object");
+        };
+        let mut keys = Vec::new();
+        for (name, value) in top {
+            match value {
+                Value::Object(table) => {
+                    for (key, default) in table {
+                        assert!(!default.is_object(), "[{name}] {key}: tables within tables are not walked");
+                        keys.push(Key { table: Some(name.clone()), name: key, default });
+                    }
+                }
+                default => keys.push(Key { table: None, name, default }),
+            }
+        }
+        keys
+    }
+
+    /// `word` appears in `text` as a whole word (letters, digits and `_` around it do not).
+    fn mentions(text: &str, word: &str) -> bool {
+        let part = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        text.match_indices(word).any(|(at, _)| {
+            !text[..at].chars().next_back().is_some_and(part)
+                && !text[at + word.len()..].chars().next().is_some_and(part)
+        })
+    }
+
+    /// A line of the sample file that sets a key, `key = value` or commented out `#key = value`
+    /// (no space after `#`: `# text` is prose). Gives (commented out, key, value).
+    fn sample_key_line(line: &str) -> Option<(bool, &str, &str)> {
+        let (commented, rest) = match line.strip_prefix('#') {
+            Some(rest) => (true, rest),
+            None => (false, line),
+        };
+        let end = rest.find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))?;
+        let (key, after) = rest.split_at(end);
+        let value = after.trim_start().strip_prefix('=')?;
+        (!key.is_empty() && key.starts_with(|c: char| c.is_ascii_lowercase())).then_some((commented, key, value.trim()))
+    }
+
+    /// A key line of the sample file with where it is and the comment that describes it.
+    struct SampleKey<'a> {
+        table: Option<String>,
+        key: &'a str,
+        value: &'a str,
+        commented: bool,
+        line: usize,
+        /// The comment block above it (through the key lines grouped with it), and whether
+        /// other key lines stand between that block and this line.
+        description: String,
+        grouped: bool,
+    }
+
+    fn sample_keys(text: &str) -> Vec<SampleKey<'_>> {
+        let lines: Vec<&str> = text.lines().collect();
+        let mut table = None;
+        let mut found = Vec::new();
+        for (i, raw) in lines.iter().enumerate() {
+            let line = raw.trim();
+            if line.starts_with('[') && line.ends_with(']') {
+                table = Some(line.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+                continue;
+            }
+            let Some((commented, key, value)) = sample_key_line(line) else { continue };
+            let (mut block, mut grouped) = (Vec::new(), false);
+            for above in lines[..i].iter().rev().map(|l| l.trim()) {
+                if sample_key_line(above).is_some() {
+                    if !block.is_empty() {
+                        break;
+                    }
+                    grouped = true;
+                } else if let Some(prose) = above.strip_prefix('#') {
+                    block.push(prose.trim());
+                } else {
+                    break;
+                }
+            }
+            block.reverse();
+            let description = block.join(" ").trim().to_string();
+            found.push(SampleKey { table: table.clone(), key, value, commented, line: i + 1, description, grouped });
+        }
+        found
+    }
+
+    /// Problems of the sample configuration file, each naming the key and the file.
+    fn sample_problems(text: &str) -> Vec<String> {
+        let keys = config_keys();
+        let lines = sample_keys(text);
+        let mut problems = Vec::new();
+        for k in &keys {
+            let Some(l) = lines.iter().find(|l| l.table == k.table && l.key == k.name) else {
+                let table = k.table.as_deref().map(|t| format!(" under [{t}]")).unwrap_or_default();
+                problems.push(format!(
+                    "{SAMPLE_PATH}: `{}` is missing: add `#{} = <default>`{table}, with a comment above it saying what it does",
+                    k.shown(),
+                    k.name
+                ));
+                continue;
+            };
+            let at = format!("{SAMPLE_PATH} line {}: `{}`", l.line, k.shown());
+            if l.description.is_empty() {
+                problems.push(format!("{at} has no comment above it saying what it does"));
+            } else if l.grouped && !mentions(&l.description, &k.name) {
+                problems.push(format!(
+                    "{at} shares the comment of the keys above it, which does not name it: name it there or give it its own"
+                ));
+            }
+            if k.default_is_unset() {
+                let d = l.description.to_lowercase();
+                if !(d.contains("unset") || d.contains("empty")) {
+                    problems.push(format!("{at}: its default is unset or empty; the comment must say what that means"));
+                }
+            } else if l.commented {
+                // A commented-out line shows the default.
+                let shown = toml::from_str::<toml::Table>(&format!("v = {}", l.value))
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .and_then(|v| serde_json::to_value(v).ok());
+                if shown.as_ref() != Some(&k.default) {
+                    problems.push(format!("{at} shows {} but the default is {}", l.value, k.default));
+                }
+            }
+        }
+        for l in &lines {
+            if !keys.iter().any(|k| k.table == l.table && k.name == l.key) {
+                let table = l.table.as_deref().map(|t| format!("[{t}] ")).unwrap_or_default();
+                problems.push(format!("{SAMPLE_PATH} line {}: `{table}{}` is not a configuration key", l.line, l.key));
+            }
+        }
+        // Every example value is valid: the file with every key line uncommented loads.
+        let uncommented: String = text
+            .lines()
+            .map(|line| match sample_key_line(line.trim()) {
+                Some((true, ..)) => &line.trim()[1..],
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        match toml::from_str::<Config>(&uncommented) {
+            Ok(c) => {
+                if let Err(e) = c.validate() {
+                    problems.push(format!("{SAMPLE_PATH} with every key uncommented is not valid: {e}"));
+                }
+            }
+            Err(e) => problems
+                .push(format!("{SAMPLE_PATH} with every key uncommented does not load: {}", one_line(&e.to_string()))),
+        }
+        problems
+    }
+
+    /// Text of a roff line as a reader sees it: macro names dropped, common escapes undone.
+    fn roff_text(line: &str) -> String {
+        let text = match line.strip_prefix('.') {
+            Some(m) => match m.split_once(' ') {
+                Some((name, args)) if ["B", "BR", "RB", "I", "IR", "RI", "BI", "IB"].contains(&name) => {
+                    args.to_string()
+                }
+                _ => String::new(),
+            },
+            None => line.to_string(),
+        };
+        text.replace("\\-", "-").replace("\\(aq", "'").replace("\\e", "\\").replace("\\&", "").replace('"', "")
+    }
+
+    /// An entry of the man page's CONFIGURATION section: `.TP`, `.B key`, then its text.
+    struct ManEntry {
+        table: Option<String>,
+        key: String,
+        body: String,
+    }
+
+    fn man_entries(text: &str) -> Option<Vec<ManEntry>> {
+        let mut lines = text.lines().skip_while(|l| l.trim() != ".SH CONFIGURATION");
+        lines.next()?;
+        let mut entries: Vec<ManEntry> = Vec::new();
+        let mut table = None;
+        let mut in_body = false;
+        while let Some(line) = lines.next() {
+            let line = line.trim();
+            if line.starts_with(".SH") {
+                break;
+            }
+            if let Some(heading) = line.strip_prefix(".SS") {
+                table = heading.split_once('[').and_then(|(_, r)| r.split_once(']')).map(|(t, _)| t.trim().to_string());
+                in_body = false;
+            } else if line == ".TP" {
+                let tag = lines.next().unwrap_or_default().trim();
+                in_body = match tag.strip_prefix(".B ") {
+                    Some(key) => {
+                        let key = key.trim().trim_matches('"').to_string();
+                        entries.push(ManEntry { table: table.clone(), key, body: String::new() });
+                        true
+                    }
+                    None => false,
+                };
+            } else if [".PP", ".P", ".LP"].contains(&line) {
+                in_body = false;
+            } else if in_body && let Some(entry) = entries.last_mut() {
+                entry.body.push(' ');
+                entry.body.push_str(&roff_text(line));
+            }
+        }
+        Some(entries)
+    }
+
+    /// Problems of the man page's CONFIGURATION section, each naming the key and the file.
+    fn man_problems(text: &str) -> Vec<String> {
+        let Some(entries) = man_entries(text) else {
+            return vec![format!("{MAN_PATH} has no `.SH CONFIGURATION` section")];
+        };
+        let keys = config_keys();
+        let mut problems = Vec::new();
+        for k in &keys {
+            let mut matching = entries.iter().filter(|e| e.table == k.table && e.key == k.name);
+            let Some(entry) = matching.next() else {
+                let table = k.table.as_deref().map(|t| format!(" under `.SS [{t}]`")).unwrap_or_default();
+                problems.push(format!(
+                    "{MAN_PATH}: `{}` is missing from CONFIGURATION: add `.TP`, `.B {}`{table}, its meaning and `Default: {}`",
+                    k.shown(),
+                    k.name,
+                    k.default_text()
+                ));
+                continue;
+            };
+            if matching.next().is_some() {
+                problems.push(format!("{MAN_PATH}: `{}` is listed twice in CONFIGURATION", k.shown()));
+            }
+            let body = entry.body.split_whitespace().collect::<Vec<_>>().join(" ");
+            let Some((meaning, after)) = body.split_once("Default:") else {
+                problems.push(format!("{MAN_PATH}: `{}` does not say `Default: {}`", k.shown(), k.default_text()));
+                continue;
+            };
+            if meaning.split_whitespace().count() < 3 {
+                problems.push(format!("{MAN_PATH}: `{}` does not say what it does", k.shown()));
+            }
+            let shown = after.split_whitespace().next().unwrap_or("").trim_end_matches(['.', ',', ';', ':', ')']);
+            if !shown.eq_ignore_ascii_case(&k.default_text()) {
+                problems.push(format!(
+                    "{MAN_PATH}: `{}` says `Default: {shown}` but the default is {}",
+                    k.shown(),
+                    k.default_text()
+                ));
+            }
+        }
+        for e in &entries {
+            if !keys.iter().any(|k| k.table == e.table && k.name == e.key) {
+                let table = e.table.as_deref().map(|t| format!("[{t}] ")).unwrap_or_default();
+                problems.push(format!(
+                    "{MAN_PATH}: CONFIGURATION lists `{table}{}`, which is not a configuration key",
+                    e.key
+                ));
+            }
+        }
+        problems
+    }
+
+    #[test]
+    fn every_key_is_documented_in_the_packaged_config_file() {
+        let problems = sample_problems(SAMPLE);
+        assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn every_key_is_documented_in_the_man_page() {
+        let problems = man_problems(MAN);
+        assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn the_documentation_checks_catch_a_missing_or_wrong_key() {
+        // A key's line taken out, and a default shown wrong, are both reported by name.
+        let without: String =
+            SAMPLE.lines().filter(|l| !l.starts_with("#idle_timeout_secs")).map(|l| format!("{l}\n")).collect();
+        let problems = sample_problems(&without);
+        assert!(
+            problems.iter().any(|p| p.contains(SAMPLE_PATH) && p.contains("[http] idle_timeout_secs")),
+            "{problems:?}"
+        );
+        let wrong = SAMPLE.replace("#idle_timeout_secs = 15", "#idle_timeout_secs = 16");
+        assert!(sample_problems(&wrong).iter().any(|p| p.contains("shows 16")));
+        let without = MAN.replace(".B idle_timeout_secs\n", ".B idle_timeout\n");
+        let problems = man_problems(&without);
+        assert!(
+            problems.iter().any(|p| p.contains(MAN_PATH) && p.contains("[http] idle_timeout_secs")),
+            "{problems:?}"
+        );
+        assert!(problems.iter().any(|p| p.contains("`[http] idle_timeout`, which is not")), "{problems:?}");
+    }
+
+    #[test]
+    fn environment_variables_reach_every_table_and_top_level_key() {
+        let keys = config_keys();
+        let mut top: Vec<&str> = keys.iter().filter(|k| k.table.is_none()).map(|k| k.name.as_str()).collect();
+        let mut tables: Vec<&str> = keys.iter().filter_map(|k| k.table.as_deref()).collect();
+        tables.dedup();
+        let (mut listed_top, mut listed_tables) = (TOP_KEYS.to_vec(), TABLES.to_vec());
+        for list in [&mut top, &mut tables, &mut listed_top, &mut listed_tables] {
+            list.sort_unstable();
+        }
+        assert_eq!(listed_top, top, "TOP_KEYS must list every top-level key, or LABBEAM_<KEY> cannot reach it");
+        assert_eq!(listed_tables, tables, "TABLES must list every table, or LABBEAM_<TABLE>_<KEY> cannot reach it");
+    }
+
+    #[test]
+    fn the_readme_configuration_example_loads() {
+        let mut blocks = README.split("```toml\n").skip(1).map(|b| b.split("```").next().unwrap_or_default());
+        let example = blocks.next().expect("README.md has a ```toml example");
+        let config: Config = toml::from_str(example).unwrap_or_else(|e| panic!("README.md's example: {e}"));
+        config.validate().unwrap_or_else(|e| panic!("README.md's example: {e}"));
     }
 
     #[test]
