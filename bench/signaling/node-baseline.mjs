@@ -1,5 +1,5 @@
-// A minimal Node.js socket.io server with LabBeam's presence + relay logic: the stack the
-// original paper used, written the way a careful Node developer would, so the benchmark
+// A minimal Node.js socket.io server with LabBeam's presence + relay logic: the usual stack
+// for such a server, written the way a careful Node developer would, so the benchmark
 // compares LabBeam against a fair baseline in the same run.
 //
 // Same contract as docs/PROTOCOL.md for what the benchmark exercises:

@@ -1,6 +1,8 @@
 // Helpers for the browser tests: Debian's Chromium driven by playwright-core, with the flags
-// that give usable WebRTC host candidates on loopback (see shared STACK.md), and students
-// signed in through the real login form of the real binary (booted by ../js/harness.mjs).
+// that give usable WebRTC host candidates on loopback (without them, and without the
+// camera permission `signInWith` grants, candidates are `.local` names that do not
+// resolve, or there are none), and students signed in through the real login form of the
+// real binary (booted by ../js/harness.mjs).
 
 import { createHash, randomFillSync } from 'node:crypto';
 import { createReadStream, openSync, writeSync, closeSync, existsSync } from 'node:fs';

@@ -2,8 +2,10 @@
 //! one repository file per table group. Repository functions take plain values and return
 //! plain rows; they never decide policy (that is `auth`'s and the handlers' job).
 //!
-//! Queries are runtime `query_as` with `FromRow` and portable column types, so the same
-//! code can run on PostgreSQL with its own migration folder (see STACK.md, pitfall 7).
+//! Queries are runtime `query_as` with `FromRow` and portable column types (BIGINT for
+//! flags and Unix times, TEXT, BLOB), so the same code can run on PostgreSQL with its own
+//! migration folder: sqlx's checked `query!` macros would need a database (or a committed
+//! query cache) at build time and check one backend only.
 
 pub mod access;
 pub mod announcements;

@@ -6,7 +6,7 @@
  * visits to the account page, so transfers keep running) and renders what the engine reports;
  * it never talks to the server itself except through the engine and the API client.
  *
- * Test hooks (DESIGN.md): `peer-list`, `peer` (`data-username`, `data-peer-id`), `file-input`,
+ * Test hooks (docs/TEST-HOOKS.md): `peer-list`, `peer` (`data-username`, `data-peer-id`), `file-input`,
  * `incoming-accept`, `incoming-decline`, `transfer-status`; also `folder-input`, `peer-send`,
  * `selection`, `selection-clear`, `connection-status` (`data-state`), `send-error`,
  * `announcement`, `settings-toggle`, `setting-relay`, `setting-autosave`,

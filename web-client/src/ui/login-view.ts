@@ -1,7 +1,7 @@
 /**
  * Sign-in form. Shown whenever there is no valid session.
  *
- * Test hooks (DESIGN.md "Web client test hooks"): `login-username`, `login-password`,
+ * Test hooks (the stable ones are in docs/TEST-HOOKS.md): `login-username`, `login-password`,
  * `login-submit`, plus `login-error` (the server's message for a refused sign-in) and
  * `login-notice` (why the user is here, e.g. the session ended).
  */
