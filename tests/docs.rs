@@ -210,3 +210,80 @@ fn no_file_cites_a_document_outside_the_repository() {
     }
     assert!(citations.is_empty(), "\n{}", citations.join("\n"));
 }
+
+/// A measured quantity: a number with a unit of time, size or rate, or a ratio, that reads
+/// as a measurement — approximate (`~`, `≈`, `about`), with decimals, or a percentage or
+/// factor. Settings and sizes fixed by code (`1 KiB`, `16 KiB`) are not figures.
+fn figure_in(text: &str) -> Option<String> {
+    const UNITS: [&str; 13] = ["ms", "µs", "us", "ns", "KiB", "MiB", "GiB", "KB", "MB", "GB", "Mbit", "%", "×"];
+    let chars: Vec<char> = text.chars().collect();
+    for start in 0..chars.len() {
+        if !chars[start].is_ascii_digit()
+            || (start > 0 && (chars[start - 1].is_alphanumeric() || chars[start - 1] == '.'))
+        {
+            continue;
+        }
+        let mut end = start;
+        while end < chars.len() && (chars[end].is_ascii_digit() || chars[end] == '.' || chars[end] == ',') {
+            end += 1;
+        }
+        let number: String = chars[start..end].iter().collect::<String>().trim_end_matches(['.', ',']).to_string();
+        let before: String = chars[..start].iter().collect::<String>();
+        let before = before.trim_end();
+        let approximate = before.ends_with('~') || before.ends_with('≈') || before.ends_with("about");
+        let rest: String = chars[end..].iter().collect();
+        let rest = rest.trim_start_matches(' ');
+        for unit in UNITS {
+            if let Some(after) = rest.strip_prefix(unit)
+                && !after.starts_with(|c: char| c.is_alphanumeric())
+                && (approximate || number.contains('.') || unit == "%" || unit == "×")
+            {
+                return Some(format!("{number} {unit}"));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn code_that_cites_a_benchmark_names_it_and_leaves_the_figures_to_its_readme() {
+    assert_eq!(figure_in("held back ~40 ms each"), Some("40 ms".into()));
+    assert_eq!(figure_in("41.2 -> 38.5 KiB"), Some("38.5 KiB".into()));
+    assert_eq!(figure_in("of the ~50 KiB a connection cost"), Some("50 KiB".into()));
+    assert_eq!(figure_in("saves 12 % of the CPU"), Some("12 %".into()));
+    assert_eq!(figure_in("1 KiB instead of 4 KiB; RFC 8489, 2 cores, fan-out 1"), None);
+    let mut problems = Vec::new();
+    for (dir, ext) in [("appliance/src", ".rs"), ("web-client/src", ".ts")] {
+        for file in files(dir, ext) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            for (n, line) in lines.iter().enumerate() {
+                let Some(at) = line.find("bench/") else { continue };
+                let name: String =
+                    line[at + "bench/".len()..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '-').collect();
+                if !root().join("bench").join(&name).join("README.md").is_file() {
+                    problems.push(format!("{}:{}: cites bench/{name}, which has no README", shown(&file), n + 1));
+                }
+                // The comment around the citation: this line and the comment lines above it.
+                let comment = lines[..=n]
+                    .iter()
+                    .rev()
+                    .take_while(|l| {
+                        let l = l.trim_start();
+                        l.starts_with("//") || l.starts_with('*') || l.starts_with("/*")
+                    })
+                    .take(6);
+                for (k, l) in comment.enumerate() {
+                    if let Some(figure) = figure_in(l) {
+                        problems.push(format!(
+                            "{}:{}: a comment citing bench/{name} gives a figure ({figure}): say why in words and put the figure in bench/{name}/README.md",
+                            shown(&file),
+                            n + 1 - k
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}

@@ -63,7 +63,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let header_timeout = Duration::from_secs(limits.header_timeout_secs);
     let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config);
     // TCP_NODELAY on every accepted socket: signaling sends many small frames, and Nagle's
-    // algorithm held them back ~40 ms each (measured in bench/signaling).
+    // algorithm held each one back until the client's delayed ACK (the stall and what it did
+    // to presence latency: bench/signaling/README.md, "What limits LabBeam").
     let tls_acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls)
         .handshake_timeout(header_timeout)
         .acceptor(axum_server::accept::NoDelayAcceptor::new());

@@ -10,7 +10,8 @@
 //! more than slots × 19 MiB. The buffers are kept rather than freed after each run because
 //! the allocator does not give freed buffers of that size back reliably: glibc's dynamic
 //! mmap threshold moves them into per-thread arenas, and with a fresh buffer per run the
-//! server kept ~600 MiB after 200 concurrent logins although only two ran at a time.
+//! server kept hundreds of MiB after a login flood although only two ran at a time (the
+//! figures: README.md, "Memory under a login flood").
 //!
 //! The slot is held by the blocking task itself, so a request that is abandoned does not
 //! free it before its argon2 run ends. The slots are one process-wide limit, not a part of

@@ -184,8 +184,8 @@ pub fn layer(state: &AppState) -> socketioxide::layer::SocketIoLayer {
         .ws_max_frame_size(MAX_MESSAGE_BYTES)
         .max_buffer_size(1024)
         // Each connection keeps its WebSocket read buffer for life. Client messages are a few
-        // hundred bytes (larger ones are read in more chunks), and 1 KiB instead of 4 KiB saves
-        // about 3 KiB per connection (bench/signaling, N = 1,000: 41.2 -> 38.5 KiB).
+        // hundred bytes (larger ones are read in more chunks), so 1 KiB instead of 4 KiB costs
+        // nothing and lowers the memory per connection (bench/signaling/README.md).
         .ws_read_buffer_size(1024)
         .connect_timeout(Duration::from_secs(10))
         .build_layer();
@@ -199,7 +199,8 @@ pub fn layer(state: &AppState) -> socketioxide::layer::SocketIoLayer {
 ///
 /// hyper parses them as slices of that buffer (16 KiB), and engineioxide keeps the parts of
 /// the request for the life of the socket, so every connection kept its whole read buffer
-/// alive: 16 KiB of the ~50 KiB a connection cost (heaptrack, bench/signaling).
+/// alive, the largest single part of what a connection cost (heaptrack figures:
+/// bench/signaling/README.md).
 pub async fn detach_request(mut req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     if req.uri().path().starts_with("/socket.io/") {
         detach_parts(&mut req);

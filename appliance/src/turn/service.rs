@@ -195,8 +195,9 @@ impl BoundTurn {
     /// Serves the relay on a thread of its own with a single-threaded runtime; returns once
     /// it runs. Every relayed datagram is a wake-up of the runtime, and on the shared
     /// multi-thread runtime each one also paid for work stealing, scheduler statistics and
-    /// cross-thread unparking (bench/turn: about a fifth of the relay's instructions per
-    /// message). One core relays far more than a lab's relayed share of traffic needs.
+    /// cross-thread unparking, a large share of the relay's instructions per message
+    /// (callgrind figures: bench/turn/README.md). One core relays far more than a lab's
+    /// relayed share of traffic needs.
     pub async fn start_on_own_thread(
         self,
         pool: db::Pool,

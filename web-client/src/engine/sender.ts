@@ -29,9 +29,10 @@ export interface SendTuning {
 }
 
 /**
- * Chosen by measurement (bench/transfer): on two cores the channel is CPU-bound and chunk sizes
- * between 16 and 256 KiB made no measurable difference; a few MiB in flight keeps the SCTP
- * sender busy without growing memory.
+ * Chosen by measurement (bench/transfer/README.md, "The sender's chunk size and buffer"): the
+ * channel is CPU-bound, so the chunk size within the range Chromium accepts made no measurable
+ * difference; a few MiB in flight keeps the SCTP sender busy without growing memory, and much
+ * more makes `send()` throw.
  */
 export const DEFAULT_TUNING: SendTuning = {
   chunkBytes: 64 * 1024,
