@@ -390,4 +390,517 @@ mod tests {
         assert_eq!(clean_text("  Lab\tPC \u{7} 12\n", 64), "Lab PC 12");
         assert_eq!(clean_text(&"x".repeat(100), 5), "xxxxx");
     }
+
+    // --- Property tests -------------------------------------------------------------------
+    //
+    // A payload reaches its handler as the client's JSON, read with `serde_json::from_value`
+    // (`events::on`) or from the JSON text (`signal`'s inline handler), then checked by the
+    // functions above. Whatever a client sends, that path must answer with a clear error or a
+    // value, never panic; a valid payload must come out as it was sent; a field the payload
+    // does not have must be refused at any depth. `CASES` cases per property keep CI fast.
+
+    use proptest::prelude::*;
+    use proptest::test_runner::Config as ProptestConfig;
+    use serde::de::DeserializeOwned;
+    use serde_json::{Value, json};
+
+    const CASES: u32 = 256;
+
+    /// Every client→server event whose payload has a type of its own.
+    const EVENTS: &[&str] = &[
+        "transfer:request",
+        "transfer:respond",
+        "signal",
+        "transfer:finish",
+        "announce",
+        "broadcast:start",
+        "transfer:resume",
+        "broadcast:manifest",
+        "broadcast:status",
+        "broadcast:problem",
+    ];
+
+    /// The largest file a transfer may declare by default, as the handlers read it.
+    fn max_file_bytes() -> u64 {
+        let spec = crate::settings::SETTINGS.iter().find(|s| s.key == "transfer.max_file_bytes").unwrap();
+        spec.default.parse().unwrap()
+    }
+
+    /// What `events::on` does with a payload.
+    fn parse<T: DeserializeOwned>(v: &Value) -> Result<T, SignalError> {
+        serde_json::from_value(v.clone()).map_err(|e| SignalError::Invalid(e.to_string()))
+    }
+
+    /// What the `signal` handler does: it reads the payload from its JSON text.
+    fn parse_text<T: DeserializeOwned>(v: &Value) -> Result<T, SignalError> {
+        serde_json::from_str(&v.to_string()).map_err(|e| SignalError::Invalid(e.to_string()))
+    }
+
+    /// Each handler's checks that need no state, in the handler's order.
+    fn handle(event: &str, v: &Value) -> Result<(), SignalError> {
+        match event {
+            "transfer:request" => {
+                let r: TransferRequest = parse(v)?;
+                validate_id("to", &r.to)?;
+                if let Some(part) = &r.part {
+                    validate_part(part, &r.files)?;
+                }
+                validate_files(&r.files, max_file_bytes())?;
+            }
+            "transfer:respond" => validate_id("transferId", &parse::<TransferRespond>(v)?.transfer_id)?,
+            "signal" => {
+                let r: Signal = parse_text(v)?;
+                validate_id("transferId", &r.transfer_id)?;
+                validate_id("to", &r.to)?;
+                if r.data.get().len() > MAX_SIGNAL_BYTES {
+                    return Err(SignalError::Invalid("data is too large".into()));
+                }
+            }
+            "transfer:finish" => {
+                let r: TransferFinish = parse(v)?;
+                validate_id("transferId", &r.transfer_id)?;
+                validate_sha256(&r.sha256)?;
+                if r.reason.chars().count() > 500 {
+                    return Err(SignalError::Invalid("reason is too long".into()));
+                }
+            }
+            "announce" => {
+                let r: Announce = parse(v)?;
+                if clean_text(&r.text, 500).is_empty() {
+                    return Err(SignalError::Invalid("text must not be empty".into()));
+                }
+                if !matches!(r.target, Target::Lab { .. } | Target::All { all: true }) {
+                    return Err(SignalError::Invalid("announce to {lab} or {all:true}".into()));
+                }
+            }
+            "broadcast:start" => {
+                let r: BroadcastStart = parse(v)?;
+                validate_files(&r.files, max_file_bytes())?;
+                match &r.target {
+                    Target::All { all: false } => return Err(SignalError::Invalid("target names nobody".into())),
+                    Target::Peers { peers } if peers.len() > 1000 => {
+                        return Err(SignalError::Invalid("too many peers".into()));
+                    }
+                    Target::Peers { peers } => {
+                        for p in peers {
+                            validate_id("peers", p)?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "transfer:resume" => {
+                validate_id("transferId", &parse::<super::super::resume::TransferResume>(v)?.transfer_id)?
+            }
+            "broadcast:manifest" => {
+                validate_id("broadcastId", &parse::<super::super::broadcast::ManifestPart>(v)?.broadcast_id)?
+            }
+            "broadcast:status" => {
+                let r: super::super::broadcast::StatusReport = parse(v)?;
+                validate_id("broadcastId", &r.broadcast_id)?;
+                validate_sha256(&r.sha256)?;
+            }
+            "broadcast:problem" => {
+                let r: super::super::broadcast::ProblemReport = parse(v)?;
+                validate_id("broadcastId", &r.broadcast_id)?;
+                validate_id("linkId", &r.link_id)?;
+            }
+            other => panic!("no such event in the test: {other}"),
+        }
+        Ok(())
+    }
+
+    /// The payloads' field names, so that random objects often come close to a payload.
+    const FIELDS: &[&str] = &[
+        "to",
+        "files",
+        "name",
+        "size",
+        "mime",
+        "part",
+        "batch",
+        "index",
+        "count",
+        "totalFiles",
+        "totalBytes",
+        "transferId",
+        "accept",
+        "data",
+        "status",
+        "bytes",
+        "sha256",
+        "path",
+        "durationMs",
+        "reason",
+        "target",
+        "lab",
+        "all",
+        "peers",
+        "text",
+        "ttlSecs",
+        "role",
+        "broadcastId",
+        "linkId",
+        "kind",
+        "piece",
+        "state",
+        "file",
+        "first",
+        "hashes",
+    ];
+
+    fn any_key() -> impl Strategy<Value = String> {
+        prop_oneof![3 => prop::sample::select(FIELDS).prop_map(str::to_string), 1 => any::<String>()]
+    }
+
+    /// Any string, weighted towards what the checks look at: id characters, path syntax,
+    /// characters JSON escapes, control characters, emoji, lengths around the limits.
+    fn any_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[A-Za-z0-9_-]{0,70}",
+            path_like(),
+            r#"[\x00-\x1f\x7f"\\é😀 a/]{0,130}"#,
+            prop::collection::vec(any::<char>(), 200..300).prop_map(|c| c.into_iter().collect()),
+        ]
+    }
+
+    /// Relative paths, most of them valid, some with a `..`, `.` or empty segment, a
+    /// backslash or a leading `/`.
+    fn path_like() -> impl Strategy<Value = String> {
+        let segment = prop_oneof![6 => "[a-zé😀 ._-]{1,6}", 1 => Just("..".to_string()), 1 => Just(".".to_string()),
+            1 => Just(String::new()), 1 => "[a-z]\\\\[a-z]"];
+        (any::<bool>(), prop::collection::vec(segment, 1..5))
+            .prop_map(|(rooted, segments)| format!("{}{}", if rooted { "/" } else { "" }, segments.join("/")))
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter_map("JSON has no NaN or infinity", |f| serde_json::Number::from_f64(f).map(Value::Number)),
+            any_text().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(any_key(), inner, 0..7)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A name the rules accept, stated without the code under test (serde_json measures it).
+    fn name_is_acceptable(name: &str) -> bool {
+        !name.is_empty()
+            && serde_json::to_string(name).unwrap().len() - 2 <= MAX_NAME_BYTES
+            && !name.chars().any(|c| c.is_control() || c == '\\')
+            && name.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+    }
+
+    fn id() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_-]{1,64}"
+    }
+
+    fn file_name() -> impl Strategy<Value = String> {
+        prop::collection::vec(r"[^/\\\p{Cc}]{1,24}".prop_filter("not . or ..", |s| s != "." && s != ".."), 1..4)
+            .prop_map(|segments| segments.join("/"))
+            .prop_filter("at most 255 bytes of JSON", |n| json_len(n) <= MAX_NAME_BYTES)
+    }
+
+    fn files(max_size: u64) -> impl Strategy<Value = Vec<FileMeta>> {
+        let mime = prop_oneof![Just(String::new()), "[a-z]{1,12}/[a-z0-9.+-]{1,24}"];
+        prop::collection::vec(
+            (file_name(), 0..=max_size, mime).prop_map(|(name, size, mime)| FileMeta { name, size, mime }),
+            1..=8,
+        )
+    }
+
+    /// A `part` that fits `files`.
+    fn part_for(files: &[FileMeta]) -> impl Strategy<Value = Part> + use<> {
+        let (n, bytes) = (files.len() as u64, files.iter().map(|f| f.size).sum::<u64>());
+        (id(), 1..=MAX_PARTS).prop_flat_map(move |(batch, count)| {
+            let most = u64::from(count) * MAX_FILES_PER_REQUEST as u64;
+            (Just(batch), 1..=count, Just(count), n.max(1)..=most, bytes..=u64::MAX).prop_map(
+                |(batch, index, count, total_files, total_bytes)| Part {
+                    batch,
+                    index,
+                    count,
+                    total_files,
+                    total_bytes,
+                },
+            )
+        })
+    }
+
+    fn target(with_peers: bool) -> impl Strategy<Value = Target> {
+        let lab = r"\PC{1,64}".prop_map(|lab| Target::Lab { lab });
+        let peers = prop::collection::vec(id(), 1..5).prop_map(|peers| Target::Peers { peers });
+        if with_peers {
+            prop_oneof![lab, Just(Target::All { all: true }), peers].boxed()
+        } else {
+            prop_oneof![lab, Just(Target::All { all: true })].boxed()
+        }
+    }
+
+    /// A valid payload of some event, as a client sends it. With `full`, every optional
+    /// field is there, so that the fields of each object are exactly the keys it has.
+    fn valid_payload(full: bool) -> impl Strategy<Value = (&'static str, Value)> {
+        let some =
+            move |v: BoxedStrategy<Value>| if full { v.prop_map(Some).boxed() } else { prop::option::of(v).boxed() };
+        let max = max_file_bytes();
+        let request = (id(), files(max)).prop_flat_map(move |(to, files)| {
+            let part = some(part_for(&files).prop_map(|p| json!(p)).boxed());
+            (Just(to), Just(files), part).prop_map(|(to, files, part)| {
+                let mut v = json!({ "to": to, "files": files });
+                if let Some(part) = part {
+                    v["part"] = part;
+                }
+                ("transfer:request", v)
+            })
+        });
+        let respond = (id(), any::<bool>())
+            .prop_map(|(id, accept)| ("transfer:respond", json!({ "transferId": id, "accept": accept })));
+        let signal = (id(), id(), any_json())
+            .prop_map(|(id, to, data)| ("signal", json!({ "transferId": id, "to": to, "data": data })));
+        let finish = (
+            id(),
+            prop::sample::select(&["completed", "failed", "cancelled"][..]),
+            any::<u64>(),
+            prop_oneof![Just(String::new()), "[0-9a-f]{64}"],
+            some(prop::sample::select(&["direct", "relay"][..]).prop_map(Value::from).boxed()),
+            some(any::<u64>().prop_map(Value::from).boxed()),
+            r"\PC{0,40}",
+        )
+            .prop_map(|(id, status, bytes, sha256, path, duration, reason)| {
+                let mut v =
+                    json!({ "transferId": id, "status": status, "bytes": bytes, "sha256": sha256, "reason": reason });
+                if let Some(path) = path {
+                    v["path"] = path;
+                }
+                if let Some(d) = duration {
+                    v["durationMs"] = d;
+                }
+                ("transfer:finish", v)
+            });
+        let announce = (r"[a-zA-Z0-9]\PC{0,80}", target(false), some(any::<u64>().prop_map(Value::from).boxed()))
+            .prop_map(|(text, target, ttl)| {
+                let mut v = json!({ "text": text, "target": target });
+                if let Some(ttl) = ttl {
+                    v["ttlSecs"] = ttl;
+                }
+                ("announce", v)
+            });
+        let broadcast = (target(true), files(max))
+            .prop_map(|(target, files)| ("broadcast:start", json!({ "target": target, "files": files })));
+        prop_oneof![request, respond, signal, finish, announce, broadcast]
+    }
+
+    /// A valid payload with one value anywhere in it replaced by any JSON, or one field
+    /// taken out: it usually parses, so the checks after parsing see odd values.
+    fn near_valid_payload() -> impl Strategy<Value = Value> {
+        let value = prop_oneof![edge_value(), edge_value(), any_json()];
+        (valid_payload(false), any::<prop::sample::Index>(), value, any::<bool>()).prop_map(
+            |((_, mut v), at, value, remove)| {
+                let mut nodes = Vec::new();
+                every_node(&v, "", &mut nodes);
+                let pointer = at.get(&nodes).clone();
+                let (parent, key) = pointer.rsplit_once('/').unwrap();
+                match v.pointer_mut(parent) {
+                    Some(Value::Object(map)) if remove => {
+                        map.remove(key);
+                    }
+                    _ => *v.pointer_mut(&pointer).unwrap() = value,
+                }
+                v
+            },
+        )
+    }
+
+    /// Values at the edges of what a field takes.
+    fn edge_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(json!("")),
+            Just(json!(null)),
+            Just(json!(0)),
+            Just(json!(-1)),
+            Just(json!(u64::MAX)),
+            Just(json!(1e300)),
+            Just(json!([])),
+            Just(json!({})),
+            any_text().prop_map(Value::from),
+        ]
+    }
+
+    /// JSON pointers of every value in `v` but `v` itself.
+    fn every_node(v: &Value, at: &str, found: &mut Vec<String>) {
+        let children: Vec<(String, &Value)> = match v {
+            Value::Object(map) => map.iter().map(|(k, c)| (k.replace('~', "~0").replace('/', "~1"), c)).collect(),
+            Value::Array(items) => items.iter().enumerate().map(|(i, c)| (i.to_string(), c)).collect(),
+            _ => Vec::new(),
+        };
+        for (key, child) in children {
+            let pointer = format!("{at}/{key}");
+            found.push(pointer.clone());
+            every_node(child, &pointer, found);
+        }
+    }
+
+    /// JSON pointers of the objects of a payload whose fields are checked (all but `data`,
+    /// which `signal` relays as it is).
+    fn checked_objects(v: &Value, at: &str, found: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                found.push(at.to_string());
+                for (key, child) in map.iter().filter(|(key, _)| *key != "data") {
+                    checked_objects(child, &format!("{at}/{key}"), found);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    checked_objects(child, &format!("{at}/{i}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_json_gets_an_answer_and_no_panic(v in prop_oneof![
+            1 => any_json(),
+            1 => prop::collection::btree_map(any_key(), any_json(), 0..8).prop_map(|m| Value::Object(m.into_iter().collect())),
+            2 => near_valid_payload(),
+        ]) {
+            for event in EVENTS {
+                if let Err(e) = handle(event, &v) {
+                    prop_assert!(["invalid_payload", "file_too_large", "too_many_files"].contains(&e.code()), "{event}: {e:?}");
+                    prop_assert!(!e.to_string().trim().is_empty(), "{event}: an empty message");
+                }
+            }
+        }
+
+        #[test]
+        fn any_strings_as_names_ids_and_text(
+            to in any_text(),
+            names in prop::collection::vec(any_text(), 1..4),
+            mime in any_text(),
+            batch in any_text(),
+            text in any_text(),
+            sha256 in any_text(),
+            size in any::<u64>(),
+            max in 0..600usize,
+        ) {
+            // Each field alone, the rest valid: accepted exactly when the rule allows it.
+            let one = |name: &str, mime: &str| json!({ "to": "p", "files": [{ "name": name, "size": 1, "mime": mime }] });
+            for name in &names {
+                prop_assert_eq!(handle("transfer:request", &one(name, "")).is_ok(), name_is_acceptable(name), "name {:?}", name);
+            }
+            let mime_ok = serde_json::to_string(&mime).unwrap().len() - 2 <= MAX_MIME_BYTES && !mime.chars().any(char::is_control);
+            prop_assert_eq!(handle("transfer:request", &one("a", &mime)).is_ok(), mime_ok, "mime {:?}", mime);
+            let valid_id = |s: &str| (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            prop_assert_eq!(handle("transfer:respond", &json!({ "transferId": to, "accept": true })).is_ok(), valid_id(&to));
+
+            // All of them in one request.
+            let files: Vec<Value> = names.iter().map(|n| json!({ "name": n, "size": size, "mime": mime })).collect();
+            let part = json!({ "batch": batch, "index": 1, "count": 1, "totalFiles": names.len(), "totalBytes": u64::MAX });
+            let accepted = handle("transfer:request", &json!({ "to": to, "files": files, "part": part })).is_ok();
+            let expected = valid_id(&to) && valid_id(&batch) && names.iter().all(|n| name_is_acceptable(n))
+                && mime_ok && size <= max_file_bytes();
+            prop_assert_eq!(accepted, expected, "to {:?}, names {:?}, mime {:?}, batch {:?}", to, names, mime, batch);
+
+            let finish = json!({ "transferId": "t", "status": "completed", "sha256": sha256, "reason": text });
+            let hex = sha256.is_empty() || (sha256.len() == 64 && sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+            prop_assert_eq!(handle("transfer:finish", &finish).is_ok(), hex && text.chars().count() <= 500);
+
+            // JSON bytes as the transport counts them: the same as serde_json's.
+            prop_assert_eq!(json_len(&text), serde_json::to_string(&text).unwrap().len() - 2);
+
+            // Display text: no control characters or runs of spaces, at most `max` characters,
+            // a prefix of the whole cleaned text.
+            let cleaned = clean_text(&text, max);
+            let whole = clean_text(&text, usize::MAX);
+            prop_assert!(cleaned.chars().count() <= max);
+            prop_assert!(whole.starts_with(&cleaned));
+            prop_assert!(!cleaned.chars().any(char::is_control));
+            prop_assert!(!cleaned.starts_with(char::is_whitespace) && !whole.ends_with(char::is_whitespace));
+            prop_assert!(!cleaned.contains("  "));
+        }
+
+        #[test]
+        fn valid_payloads_come_out_as_they_were_sent((event, v) in valid_payload(false)) {
+            prop_assert_eq!(handle(event, &v).map_err(|e| e.to_string()), Ok(()), "{}: {}", event, v);
+            match event {
+                "transfer:request" => {
+                    let r: TransferRequest = parse(&v).unwrap();
+                    prop_assert_eq!(json!({ "to": r.to, "files": r.files }), json!({ "to": v["to"], "files": v["files"] }));
+                    // `part` goes on to the receiver in `transfer:incoming` as it came.
+                    prop_assert_eq!(r.part.map(|p| json!(p)), v.get("part").cloned());
+                }
+                "transfer:respond" => {
+                    let r: TransferRespond = parse(&v).unwrap();
+                    prop_assert_eq!(json!({ "transferId": r.transfer_id, "accept": r.accept }), v);
+                }
+                "signal" => {
+                    let r: Signal = parse_text(&v).unwrap();
+                    prop_assert_eq!((r.transfer_id.as_str(), r.to.as_str()), (v["transferId"].as_str().unwrap(), v["to"].as_str().unwrap()));
+                    // `data` is relayed as the client's own text, byte for byte (the client
+                    // sends `v` as `v.to_string()`).
+                    prop_assert_eq!(r.data.get(), v["data"].to_string());
+                }
+                "transfer:finish" => {
+                    let r: TransferFinish = parse(&v).unwrap();
+                    let mut back = json!({ "transferId": r.transfer_id, "status": r.status.as_str(), "bytes": r.bytes,
+                        "sha256": r.sha256, "reason": r.reason });
+                    if let Some(path) = r.path {
+                        back["path"] = json!(path);
+                    }
+                    if let Some(d) = r.duration_ms {
+                        back["durationMs"] = json!(d);
+                    }
+                    prop_assert_eq!(back, v);
+                }
+                "announce" => {
+                    let r: Announce = parse(&v).unwrap();
+                    prop_assert_eq!(json!(r.target), v["target"].clone());
+                    prop_assert_eq!(r.text.as_str(), v["text"].as_str().unwrap());
+                    prop_assert_eq!(r.ttl_secs.map(Value::from), v.get("ttlSecs").cloned());
+                }
+                "broadcast:start" => {
+                    let r: BroadcastStart = parse(&v).unwrap();
+                    prop_assert_eq!(json!({ "target": r.target, "files": r.files }), v);
+                }
+                other => prop_assert!(false, "{}", other),
+            }
+        }
+
+        #[test]
+        fn unknown_fields_are_refused_at_any_depth(
+            (event, v) in valid_payload(true),
+            at in any::<prop::sample::Index>(),
+            key in any_key(),
+            value in any_json(),
+        ) {
+            let mut objects = Vec::new();
+            checked_objects(&v, "", &mut objects);
+            let pointer = at.get(&objects).clone();
+            let mut sent = v.clone();
+            let object = sent.pointer_mut(&pointer).and_then(Value::as_object_mut).unwrap();
+            let mut key = key;
+            while object.contains_key(&key) {
+                key.push('_');
+            }
+            object.insert(key.clone(), value);
+            let answer = handle(event, &sent);
+            prop_assert!(
+                matches!(answer, Err(SignalError::Invalid(_))),
+                "{} with {:?} added at {:?}: {:?}\n{}", event, key, pointer, answer, sent
+            );
+        }
+    }
 }
