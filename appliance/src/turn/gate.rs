@@ -17,6 +17,9 @@
 //! - datagrams over the library's 1500-byte buffer are dropped and counted here rather than
 //!   handed over truncated.
 //!
+//! Requests are screened by one handler per STUN method ([`Gate::REQUESTS`]), which share
+//! the policy steps: credentials, the allocation's owner, the peer filter.
+//!
 //! The gate also speaks to the library itself, from [`INTERNAL`] or in a client's name, to
 //! obtain nonces and to close allocations (TCP/TLS connection closed, user disabled).
 //!
@@ -91,8 +94,13 @@ struct Pending {
 
 enum PendingKind {
     Allocate,
-    /// CreatePermission, or ChannelBind with its channel number.
-    Permission(Vec<SocketAddr>, Option<u16>),
+    /// CreatePermission, or ChannelBind with its channel number: the first peer address of
+    /// the request, the only one the library installs (it reads the first XOR-PEER-ADDRESS
+    /// once per attribute), so the mirror follows the library, not the RFC.
+    Permission {
+        peer: SocketAddr,
+        channel: Option<u16>,
+    },
 }
 
 /// What to do with one packet from the network.
@@ -102,7 +110,28 @@ enum Verdict {
     Drop,
 }
 
+/// The gate's handler of one request method (see [`Gate::REQUESTS`]).
+type Screen<T> = fn(&Gate<T>, &mut Message, SocketAddr) -> Verdict;
+
+/// Who sent a request, once the gate checked its credentials.
+struct Caller {
+    user: i64,
+    username: String,
+}
+
 impl<T: Transport> Gate<T> {
+    /// The request methods the gate lets through, each with its handler (one per method, as
+    /// pion/turn lays out its server; the policy they share is in [`Self::authenticate`],
+    /// [`Self::check_owner`] and [`Self::screen_peers`]). Any other request method is
+    /// answered 400 here.
+    const REQUESTS: [(Method, Screen<T>); 5] = [
+        (METHOD_BINDING, Self::screen_binding),
+        (METHOD_ALLOCATE, Self::screen_allocate),
+        (METHOD_REFRESH, Self::screen_refresh),
+        (METHOD_CREATE_PERMISSION, Self::screen_create_permission),
+        (METHOD_CHANNEL_BIND, Self::screen_channel_bind),
+    ];
+
     pub fn new(shared: Arc<Shared>, transport: Arc<T>) -> Arc<Self> {
         let (internal_tx, internal_rx) = mpsc::channel(1024);
         let gate = Arc::new_cyclic(|me| Gate {
@@ -137,13 +166,12 @@ impl<T: Transport> Gate<T> {
         if m.decode().is_err() {
             return self.malformed();
         }
-        match (m.typ.class, m.typ.method) {
-            (CLASS_REQUEST, METHOD_BINDING) => Verdict::Forward,
-            (CLASS_INDICATION, METHOD_SEND) => self.screen_send(&m, from),
-            (CLASS_REQUEST, METHOD_ALLOCATE | METHOD_REFRESH | METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND) => {
-                self.screen_request(&mut m, from)
-            }
-            (CLASS_REQUEST, _) => self.reply(&m, CODE_BAD_REQUEST, "this server does not support that method", false),
+        match m.typ.class {
+            CLASS_REQUEST => match Self::REQUESTS.iter().find(|(method, _)| *method == m.typ.method) {
+                Some((_, screen)) => screen(self, &mut m, from),
+                None => self.reply(&m, CODE_BAD_REQUEST, "this server does not support that method", false),
+            },
+            CLASS_INDICATION if m.typ.method == METHOD_SEND => self.screen_send(&m, from),
             _ => self.malformed(),
         }
     }
@@ -153,6 +181,94 @@ impl<T: Transport> Gate<T> {
         Verdict::Drop
     }
 
+    /// Binding (plain STUN, RFC 8489): the library answers it, without credentials.
+    fn screen_binding(&self, _m: &mut Message, _from: SocketAddr) -> Verdict {
+        Verdict::Forward
+    }
+
+    /// Allocate: credentials; a retransmission of the client's own Allocate; the address
+    /// family; the quota (a slot is reserved here and given back if the library refuses).
+    fn screen_allocate(&self, m: &mut Message, from: SocketAddr) -> Verdict {
+        let caller = match self.authenticate(m, from) {
+            Ok(caller) => caller,
+            Err(verdict) => return verdict,
+        };
+        let tx = m.transaction_id.0;
+        let replay = self.book().clients.get(&from).map(|a| (a.allocate_tx == tx).then(|| a.allocate_response.clone()));
+        match replay {
+            // A retransmission whose answer was lost: the same answer again.
+            Some(Some(answer)) => return Verdict::Reply(answer),
+            Some(None) => return Verdict::Forward, // the library answers 437
+            None => {}
+        }
+        if let Ok(family) = m.get(ATTR_REQUESTED_ADDRESS_FAMILY) {
+            let wants_v4 = family.first() == Some(&0x01);
+            if wants_v4 != self.shared.relay_v4 {
+                return self.reply(
+                    m,
+                    CODE_ADDR_FAMILY_NOT_SUPPORTED,
+                    "this relay does not serve that address family",
+                    false,
+                );
+            }
+        }
+        if let Err(scope) = self.shared.quota.reserve(caller.user) {
+            self.shared.counters.quota_refusal(scope);
+            if self.shared.may_log() {
+                let scope = if scope == QuotaScope::User { "user" } else { "total" };
+                tracing::warn!(user_id = caller.user, client = %from, scope, "TURN allocation refused: quota reached");
+            }
+            return self.reply(m, CODE_ALLOC_QUOTA_REACHED, "allocation quota reached", false);
+        }
+        self.expect_answer(m, from, caller, PendingKind::Allocate);
+        Verdict::Forward
+    }
+
+    /// Refresh (a lifetime of 0 deletes): credentials, and the allocation's own username.
+    fn screen_refresh(&self, m: &mut Message, from: SocketAddr) -> Verdict {
+        let caller = match self.authenticate(m, from) {
+            Ok(caller) => caller,
+            Err(verdict) => return verdict,
+        };
+        match self.check_owner(m, from, &caller) {
+            Ok(()) => Verdict::Forward,
+            Err(verdict) => verdict,
+        }
+    }
+
+    /// CreatePermission: credentials, the allocation's own username, every peer address
+    /// through the peer filter; the answer is awaited to mirror the permission.
+    fn screen_create_permission(&self, m: &mut Message, from: SocketAddr) -> Verdict {
+        let caller = match self.authenticate(m, from) {
+            Ok(caller) => caller,
+            Err(verdict) => return verdict,
+        };
+        let peer = match self.check_owner(m, from, &caller).and_then(|()| self.screen_peers(m, from, &caller)) {
+            Ok(peer) => peer,
+            Err(verdict) => return verdict,
+        };
+        self.expect_answer(m, from, caller, PendingKind::Permission { peer, channel: None });
+        Verdict::Forward
+    }
+
+    /// ChannelBind: as CreatePermission; the answer is awaited to mirror the binding for the
+    /// ChannelData fast path.
+    fn screen_channel_bind(&self, m: &mut Message, from: SocketAddr) -> Verdict {
+        let caller = match self.authenticate(m, from) {
+            Ok(caller) => caller,
+            Err(verdict) => return verdict,
+        };
+        let peer = match self.check_owner(m, from, &caller).and_then(|()| self.screen_peers(m, from, &caller)) {
+            Ok(peer) => peer,
+            Err(verdict) => return verdict,
+        };
+        let channel =
+            m.get(ATTR_CHANNEL_NUMBER).ok().and_then(|v| v.first_chunk::<2>().map(|n| u16::from_be_bytes(*n)));
+        self.expect_answer(m, from, caller, PendingKind::Permission { peer, channel });
+        Verdict::Forward
+    }
+
+    /// Send indication: its peer through the peer filter (no answer either way).
     fn screen_send(&self, m: &Message, from: SocketAddr) -> Verdict {
         let Some(peer) = peer_addresses(m).into_iter().next() else { return self.malformed() };
         match self.shared.policy.check(peer) {
@@ -178,127 +294,97 @@ impl<T: Transport> Gate<T> {
         }
     }
 
-    fn screen_request(&self, m: &mut Message, from: SocketAddr) -> Verdict {
+    /// The caller of `m` once its credentials are checked; otherwise what to do instead: a
+    /// challenge (401) or a stale nonce (438) with the book's nonce, 400 for incomplete
+    /// credentials, 401 for refused ones. Until the book has its first nonce (the first
+    /// milliseconds) the library answers challenges itself.
+    fn authenticate(&self, m: &mut Message, from: SocketAddr) -> Result<Caller, Verdict> {
         let now = Instant::now();
         let shared = &self.shared;
         if !m.contains(ATTR_MESSAGE_INTEGRITY) {
-            // The normal first step of a client: challenge it with a nonce from the book. Before
-            // the first nonce is in the book (the first milliseconds), the library answers.
-            return match shared.nonces.current(now) {
+            // The normal first step of a client: challenge it with a nonce from the book.
+            return Err(match shared.nonces.current(now) {
                 Some(_) => self.reply(m, CODE_UNAUTHORIZED, "credentials required", true),
                 None => Verdict::Forward,
-            };
+            });
         }
         let (Ok(nonce), Ok(username), Ok(realm)) = (
             TextAttribute::get_from_as(m, ATTR_NONCE),
             TextAttribute::get_from_as(m, ATTR_USERNAME),
             TextAttribute::get_from_as(m, ATTR_REALM),
         ) else {
-            return self.reply(
+            return Err(self.reply(
                 m,
                 CODE_BAD_REQUEST,
                 "USERNAME, REALM and NONCE are required with MESSAGE-INTEGRITY",
                 false,
-            );
+            ));
         };
         if !shared.nonces.accepts(&nonce.text, now) {
-            return match shared.nonces.current(now) {
+            return Err(match shared.nonces.current(now) {
                 Some(_) => self.reply(m, CODE_STALE_NONCE, "stale nonce", true),
                 None => Verdict::Forward,
-            };
+            });
         }
         let username = username.text;
-        let user = match self.check_user(&username, &realm.text, m) {
-            Ok(user) => user,
+        match self.check_user(&username, &realm.text, m) {
+            Ok(user) => Ok(Caller { user, username }),
             Err(why) => {
                 shared.counters.auth_failure(why);
                 if shared.may_log() {
                     let user_id = RestUsername::parse(&username).map(|u| u.user_id).ok();
                     tracing::warn!(client = %from, user_id, reason = why.label(), "TURN credentials refused");
                 }
-                return self.reply(
+                Err(self.reply(
                     m,
                     CODE_UNAUTHORIZED,
                     "wrong or expired credentials; fetch new ones from /api/ice-servers",
                     true,
-                );
+                ))
             }
+        }
+    }
+
+    /// A request on an allocation must come from the allocation's client (437 otherwise: the
+    /// library would stay silent) with the allocation's username (441 otherwise: the library
+    /// does not check it).
+    fn check_owner(&self, m: &Message, from: SocketAddr, caller: &Caller) -> Result<(), Verdict> {
+        let same_username = self.book().clients.get(&from).map(|a| a.username == caller.username);
+        match same_username {
+            Some(true) => Ok(()),
+            None => Err(self.reply(m, CODE_ALLOC_MISMATCH, "no allocation for this client", false)),
+            Some(false) => {
+                self.shared.counters.auth_failure(AuthFailure::WrongUser);
+                if self.shared.may_log() {
+                    tracing::warn!(user_id = caller.user, client = %from, "TURN request refused: not the allocation's username");
+                }
+                Err(self.reply(m, CODE_WRONG_CREDENTIALS, "not the credentials of this allocation", false))
+            }
+        }
+    }
+
+    /// Every XOR-PEER-ADDRESS of a CreatePermission or ChannelBind through the peer filter
+    /// (403 at the first refused, 400 without any); the first peer, the one the library
+    /// installs.
+    fn screen_peers(&self, m: &Message, from: SocketAddr, caller: &Caller) -> Result<SocketAddr, Verdict> {
+        let peers = peer_addresses(m);
+        let Some(&first) = peers.first() else {
+            return Err(self.reply(m, CODE_BAD_REQUEST, "XOR-PEER-ADDRESS is required", false));
         };
-        let mut book = self.book();
-        let existing = book.clients.get(&from);
-        if m.typ.method == METHOD_ALLOCATE {
-            if let Some(a) = existing {
-                if a.allocate_tx == m.transaction_id.0 {
-                    // A retransmission whose answer was lost: the same answer again.
-                    return Verdict::Reply(a.allocate_response.clone());
-                }
-                return Verdict::Forward; // the library answers 437
+        for &peer in &peers {
+            if let Err(why) = self.shared.policy.check(peer) {
+                self.refused(Some(caller.user), from, peer, why);
+                return Err(self.reply(m, CODE_FORBIDDEN, "this peer address is not allowed", false));
             }
-            if let Ok(family) = m.get(ATTR_REQUESTED_ADDRESS_FAMILY) {
-                let wants_v4 = family.first() == Some(&0x01);
-                if wants_v4 != shared.relay_v4 {
-                    drop(book);
-                    return self.reply(
-                        m,
-                        CODE_ADDR_FAMILY_NOT_SUPPORTED,
-                        "this relay does not serve that address family",
-                        false,
-                    );
-                }
-            }
-            if let Err(scope) = shared.quota.reserve(user) {
-                drop(book);
-                shared.counters.quota_refusal(scope);
-                if shared.may_log() {
-                    let scope = if scope == QuotaScope::User { "user" } else { "total" };
-                    tracing::warn!(user_id = user, client = %from, scope, "TURN allocation refused: quota reached");
-                }
-                return self.reply(m, CODE_ALLOC_QUOTA_REACHED, "allocation quota reached", false);
-            }
-            book.pending.insert(
-                m.transaction_id.0,
-                Pending { client: from, user, username, kind: PendingKind::Allocate, at: now },
-            );
-            return Verdict::Forward;
         }
-        match existing {
-            None => {
-                drop(book);
-                return self.reply(m, CODE_ALLOC_MISMATCH, "no allocation for this client", false);
-            }
-            Some(a) if a.username != username => {
-                drop(book);
-                shared.counters.auth_failure(AuthFailure::WrongUser);
-                if shared.may_log() {
-                    tracing::warn!(user_id = user, client = %from, "TURN request refused: not the allocation's username");
-                }
-                return self.reply(m, CODE_WRONG_CREDENTIALS, "not the credentials of this allocation", false);
-            }
-            Some(_) => {}
-        }
-        if m.typ.method == METHOD_CREATE_PERMISSION || m.typ.method == METHOD_CHANNEL_BIND {
-            let peers = peer_addresses(m);
-            if peers.is_empty() {
-                drop(book);
-                return self.reply(m, CODE_BAD_REQUEST, "XOR-PEER-ADDRESS is required", false);
-            }
-            for peer in &peers {
-                if let Err(why) = shared.policy.check(*peer) {
-                    drop(book);
-                    self.refused(Some(user), from, *peer, why);
-                    return self.reply(m, CODE_FORBIDDEN, "this peer address is not allowed", false);
-                }
-            }
-            let channel = (m.typ.method == METHOD_CHANNEL_BIND)
-                .then(|| m.get(ATTR_CHANNEL_NUMBER).ok())
-                .flatten()
-                .and_then(|v| v.first_chunk::<2>().map(|n| u16::from_be_bytes(*n)));
-            book.pending.insert(
-                m.transaction_id.0,
-                Pending { client: from, user, username, kind: PendingKind::Permission(peers, channel), at: now },
-            );
-        }
-        Verdict::Forward
+        Ok(first)
+    }
+
+    /// Remembers a request handed to the library whose answer the gate must see (see
+    /// [`Self::observe_answer`]).
+    fn expect_answer(&self, m: &Message, from: SocketAddr, caller: Caller, kind: PendingKind) {
+        let pending = Pending { client: from, user: caller.user, username: caller.username, kind, at: Instant::now() };
+        self.book().pending.insert(m.transaction_id.0, pending);
     }
 
     fn check_user(&self, username: &str, realm: &str, m: &mut Message) -> Result<i64, AuthFailure> {
@@ -402,20 +488,18 @@ impl<T: Transport> Gate<T> {
                 drop(book);
                 self.shared.quota.release(pending.user);
             }
-            PendingKind::Permission(peers, channel) if success => {
+            PendingKind::Permission { peer, channel } if success => {
                 let relay = book.clients.get(&to).and_then(|c| c.relay.clone());
                 drop(book);
-                // The library installs only the first XOR-PEER-ADDRESS of a request (it reads
-                // the first one once per attribute); the mirror follows the library, not the RFC.
-                if let (Some(relay), Some(first)) = (relay, peers.first()) {
+                if let Some(relay) = relay {
                     let now = Instant::now();
-                    relay.permit(first.ip(), now);
+                    relay.permit(peer.ip(), now);
                     if let Some(number) = channel {
-                        relay.bind_channel(number, *first, now);
+                        relay.bind_channel(number, peer, now);
                     }
                 }
             }
-            PendingKind::Permission(..) => {}
+            PendingKind::Permission { .. } => {}
         }
         true
     }
@@ -648,6 +732,335 @@ fn decode_xor_address(value: &[u8], tx: &TxId) -> Option<SocketAddr> {
 mod tests {
     use super::*;
     use turn::proto::peeraddr::PeerAddress;
+
+    use std::io;
+
+    use turn::proto::channum::ChannelNumber;
+    use turn::proto::reqfamily::{REQUESTED_FAMILY_IPV4, REQUESTED_FAMILY_IPV6};
+
+    use crate::turn::counters::TurnCounters;
+    use crate::turn::credentials::CredentialKey;
+    use crate::turn::peer_filter::{PolicyRules, RelayPolicy};
+    use crate::turn::quota::QuotaBook;
+
+    const REALM: &str = "labbeam";
+    const NONCE: &str = "nonce-from-the-book";
+    const USER: i64 = 7;
+    const CLIENT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)), 40_000);
+
+    /// A transport that is never read and keeps what is sent.
+    #[derive(Default)]
+    struct Recorder {
+        sent: Mutex<Vec<(Vec<u8>, SocketAddr)>>,
+    }
+
+    #[async_trait]
+    impl Transport for Recorder {
+        async fn recv(&self, _buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+            std::future::pending().await
+        }
+        async fn send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+            self.try_send(buf, to)
+        }
+        fn try_send(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+            self.sent.lock().unwrap().push((buf.to_vec(), to));
+            Ok(buf.len())
+        }
+        fn local_addr(&self) -> SocketAddr {
+            SocketAddr::from(([127, 0, 0, 1], 3478))
+        }
+        async fn closed(&self) -> SocketAddr {
+            std::future::pending().await
+        }
+        fn name(&self) -> &'static str {
+            "udp"
+        }
+    }
+
+    /// A gate whose book has a nonce, whose user 7 is active, and whose filter allows the lab
+    /// 10.1.0.0/16 (only judged here: nothing is sent to it).
+    fn gate_with(quota: QuotaBook) -> Arc<Gate<Recorder>> {
+        let rules = PolicyRules {
+            labs: vec!["10.1.0.0/16".parse().unwrap()],
+            extra: Vec::new(),
+            relay_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            own_ips: [IpAddr::V4(Ipv4Addr::LOCALHOST)].into_iter().collect(),
+            allow_public: false,
+        };
+        let counters = TurnCounters::register(&mut prometheus_client::registry::Registry::default());
+        let shared = Shared::new(
+            REALM.into(),
+            CredentialKey::new(b"secret"),
+            RelayPolicy::new(rules),
+            quota,
+            counters,
+            true,
+            None,
+        );
+        shared.nonces.add(NONCE.into(), Instant::now());
+        shared.users.mark_active(USER);
+        Gate::new(Arc::new(shared), Arc::new(Recorder::default()))
+    }
+
+    fn gate() -> Arc<Gate<Recorder>> {
+        gate_with(QuotaBook::new(4, 16))
+    }
+
+    fn username(user: i64) -> String {
+        RestUsername { expires_at: crate::db::now() + 600, user_id: user, session: None }.format()
+    }
+
+    /// A request of `method` with `attrs`, signed for `user` (None: without credentials).
+    fn request(
+        gate: &Gate<Recorder>,
+        method: Method,
+        attrs: Vec<Box<dyn Setter>>,
+        user: Option<&str>,
+    ) -> (Vec<u8>, TxId) {
+        let tx = TransactionId::new();
+        let mut setters: Vec<Box<dyn Setter>> = vec![Box::new(tx), Box::new(MessageType::new(method, CLASS_REQUEST))];
+        setters.extend(attrs);
+        if let Some(name) = user {
+            let password = gate.shared.key.password(name);
+            setters.push(Box::new(TextAttribute::new(ATTR_USERNAME, name.into())));
+            setters.push(Box::new(TextAttribute::new(ATTR_REALM, REALM.into())));
+            setters.push(Box::new(TextAttribute::new(ATTR_NONCE, NONCE.into())));
+            setters.push(Box::new(MessageIntegrity::new_long_term_integrity(name.into(), REALM.into(), password)));
+        }
+        let mut m = Message::new();
+        m.build(&setters).unwrap();
+        (m.raw, tx.0)
+    }
+
+    /// Attributes of a request, built fresh for each use.
+    type Attrs = Vec<Box<dyn Setter>>;
+
+    fn peer(addr: &str) -> Box<dyn Setter> {
+        let addr: SocketAddr = addr.parse().unwrap();
+        Box::new(PeerAddress { ip: addr.ip(), port: addr.port() })
+    }
+
+    /// The error code of a reply (None for a forward or a drop).
+    fn code_of(verdict: &Verdict) -> Option<u16> {
+        let Verdict::Reply(raw) = verdict else { return None };
+        let mut m = Message::new();
+        m.raw = raw.clone();
+        m.decode().unwrap();
+        let mut code = ErrorCodeAttribute::default();
+        code.get_from(&m).unwrap();
+        Some(code.code.0)
+    }
+
+    fn nonce_of(verdict: &Verdict) -> Option<String> {
+        let Verdict::Reply(raw) = verdict else { return None };
+        let mut m = Message::new();
+        m.raw = raw.clone();
+        m.decode().unwrap();
+        TextAttribute::get_from_as(&m, ATTR_NONCE).ok().map(|n| n.text)
+    }
+
+    /// Records an allocation of `name` for CLIENT, as an Allocate success would.
+    fn allocated(gate: &Gate<Recorder>, name: &str, allocate_tx: TxId) {
+        let allocation = ClientAllocation {
+            user: USER,
+            relay: None,
+            username: name.into(),
+            allocate_tx,
+            allocate_response: b"the original answer".to_vec(),
+        };
+        gate.book().clients.insert(CLIENT, allocation);
+    }
+
+    #[test]
+    fn credentials_are_checked_before_any_method() {
+        let gate = gate();
+        let name = username(USER);
+        for method in [METHOD_ALLOCATE, METHOD_REFRESH, METHOD_CREATE_PERMISSION, METHOD_CHANNEL_BIND] {
+            // None: a challenge with the book's nonce.
+            let (raw, _) = request(&gate, method, vec![], None);
+            let verdict = gate.screen(&raw, CLIENT);
+            assert_eq!((code_of(&verdict), nonce_of(&verdict).as_deref()), (Some(401), Some(NONCE)), "{method}");
+            // MESSAGE-INTEGRITY without USERNAME, REALM and NONCE: 400.
+            let mut m = Message::new();
+            m.build(&[
+                Box::new(TransactionId::new()) as Box<dyn Setter>,
+                Box::new(MessageType::new(method, CLASS_REQUEST)),
+                Box::new(MessageIntegrity::new_short_term_integrity("x".into())),
+            ])
+            .unwrap();
+            assert_eq!(code_of(&gate.screen(&m.raw, CLIENT)), Some(400), "{method}");
+            // A nonce the book never had: 438 with the book's.
+            let mut m = Message::new();
+            m.build(&[
+                Box::new(TransactionId::new()) as Box<dyn Setter>,
+                Box::new(MessageType::new(method, CLASS_REQUEST)),
+                Box::new(TextAttribute::new(ATTR_USERNAME, name.clone())),
+                Box::new(TextAttribute::new(ATTR_REALM, REALM.into())),
+                Box::new(TextAttribute::new(ATTR_NONCE, "made-up".into())),
+                Box::new(MessageIntegrity::new_long_term_integrity(name.clone(), REALM.into(), "x".into())),
+            ])
+            .unwrap();
+            let verdict = gate.screen(&m.raw, CLIENT);
+            assert_eq!((code_of(&verdict), nonce_of(&verdict).as_deref()), (Some(438), Some(NONCE)), "{method}");
+            // A wrong password, an unknown user: 401 with a nonce, never the library's 400.
+            let mut m = Message::new();
+            m.build(&[
+                Box::new(TransactionId::new()) as Box<dyn Setter>,
+                Box::new(MessageType::new(method, CLASS_REQUEST)),
+                Box::new(TextAttribute::new(ATTR_USERNAME, name.clone())),
+                Box::new(TextAttribute::new(ATTR_REALM, REALM.into())),
+                Box::new(TextAttribute::new(ATTR_NONCE, NONCE.into())),
+                Box::new(MessageIntegrity::new_long_term_integrity(name.clone(), REALM.into(), "wrong".into())),
+            ])
+            .unwrap();
+            let verdict = gate.screen(&m.raw, CLIENT);
+            assert_eq!((code_of(&verdict), nonce_of(&verdict).as_deref()), (Some(401), Some(NONCE)), "{method}");
+            let (raw, _) = request(&gate, method, vec![], Some(&username(99)));
+            assert_eq!(code_of(&gate.screen(&raw, CLIENT)), Some(401), "{method}");
+        }
+        assert!(gate.book().pending.is_empty());
+    }
+
+    #[test]
+    fn an_allocate_reserves_a_slot_and_awaits_its_answer() {
+        let gate = gate_with(QuotaBook::new(1, 16));
+        let name = username(USER);
+        let (raw, tx) = request(&gate, METHOD_ALLOCATE, vec![], Some(&name));
+        assert!(matches!(gate.screen(&raw, CLIENT), Verdict::Forward));
+        assert!(matches!(gate.book().pending.get(&tx).map(|p| &p.kind), Some(PendingKind::Allocate)));
+        assert_eq!(gate.shared.quota.held_by(USER), 1);
+        // Over the quota (another address of the same user): 486, nothing reserved.
+        let other = SocketAddr::from(([127, 0, 0, 9], 40_001));
+        let (raw, tx) = request(&gate, METHOD_ALLOCATE, vec![], Some(&name));
+        assert_eq!(code_of(&gate.screen(&raw, other)), Some(486));
+        assert!(!gate.book().pending.contains_key(&tx));
+        assert_eq!(gate.shared.quota.held_by(USER), 1);
+    }
+
+    #[test]
+    fn an_allocate_for_the_other_address_family_gets_440() {
+        let gate = gate();
+        let name = username(USER);
+        let (raw, _) = request(&gate, METHOD_ALLOCATE, vec![Box::new(REQUESTED_FAMILY_IPV6)], Some(&name));
+        assert_eq!(code_of(&gate.screen(&raw, CLIENT)), Some(440));
+        assert_eq!(gate.shared.quota.held_by(USER), 0);
+        let (raw, _) = request(&gate, METHOD_ALLOCATE, vec![Box::new(REQUESTED_FAMILY_IPV4)], Some(&name));
+        assert!(matches!(gate.screen(&raw, CLIENT), Verdict::Forward));
+    }
+
+    #[test]
+    fn a_second_allocate_is_answered_again_when_retransmitted_and_left_to_the_library_otherwise() {
+        let gate = gate();
+        let name = username(USER);
+        let (raw, tx) = request(&gate, METHOD_ALLOCATE, vec![], Some(&name));
+        allocated(&gate, &name, tx);
+        match gate.screen(&raw, CLIENT) {
+            Verdict::Reply(answer) => assert_eq!(answer, b"the original answer"),
+            _ => panic!("a retransmission gets the original answer"),
+        }
+        let (raw, tx) = request(&gate, METHOD_ALLOCATE, vec![], Some(&name));
+        assert!(matches!(gate.screen(&raw, CLIENT), Verdict::Forward), "the library answers 437");
+        assert!(!gate.book().pending.contains_key(&tx));
+        assert_eq!(gate.shared.quota.held_by(USER), 0);
+    }
+
+    #[test]
+    fn requests_on_an_allocation_need_one_and_its_username() {
+        let gate = gate();
+        let name = username(USER);
+        let cases: [(Method, fn() -> Attrs); 3] = [
+            (METHOD_REFRESH, Vec::new),
+            (METHOD_CREATE_PERMISSION, || vec![peer("10.1.2.3:5000")]),
+            (METHOD_CHANNEL_BIND, || vec![peer("10.1.2.3:5000"), Box::new(ChannelNumber(0x4001))]),
+        ];
+        for (method, attrs) in cases {
+            let (raw, _) = request(&gate, method, attrs(), Some(&name));
+            assert_eq!(code_of(&gate.screen(&raw, CLIENT)), Some(437), "{method} without an allocation");
+        }
+        allocated(&gate, &name, [0; 12]);
+        gate.shared.users.mark_active(8);
+        for (method, attrs) in cases {
+            let (raw, _) = request(&gate, method, attrs(), Some(&username(8)));
+            assert_eq!(code_of(&gate.screen(&raw, CLIENT)), Some(441), "{method} with another username");
+            let (raw, _) = request(&gate, method, attrs(), Some(&name));
+            assert!(matches!(gate.screen(&raw, CLIENT), Verdict::Forward), "{method}");
+        }
+    }
+
+    #[test]
+    fn permissions_and_bindings_judge_every_peer_and_await_the_answer() {
+        let gate = gate();
+        let name = username(USER);
+        allocated(&gate, &name, [0; 12]);
+        for method in [METHOD_CREATE_PERMISSION, METHOD_CHANNEL_BIND] {
+            let channel = || -> Vec<Box<dyn Setter>> {
+                if method == METHOD_CHANNEL_BIND { vec![Box::new(ChannelNumber(0x4001))] } else { vec![] }
+            };
+            let (raw, _) = request(&gate, method, channel(), Some(&name));
+            assert_eq!(code_of(&gate.screen(&raw, CLIENT)), Some(400), "{method} without a peer");
+            let mut attrs = channel();
+            attrs.extend([peer("10.1.2.3:5000"), peer("127.0.0.1:22")]);
+            let (raw, tx) = request(&gate, method, attrs, Some(&name));
+            assert_eq!(code_of(&gate.screen(&raw, CLIENT)), Some(403), "{method}: the second peer is loopback");
+            assert!(!gate.book().pending.contains_key(&tx));
+            let mut attrs = channel();
+            attrs.extend([peer("10.1.2.3:5000"), peer("10.1.9.9:6000")]);
+            let (raw, tx) = request(&gate, method, attrs, Some(&name));
+            assert!(matches!(gate.screen(&raw, CLIENT), Verdict::Forward), "{method}");
+            assert!(gate.book().pending.contains_key(&tx), "{method}: the answer is awaited");
+        }
+    }
+
+    #[test]
+    fn binding_is_forwarded_and_other_methods_and_classes_are_not() {
+        let gate = gate();
+        let (raw, _) = request(&gate, METHOD_BINDING, vec![], None);
+        assert!(matches!(gate.screen(&raw, CLIENT), Verdict::Forward));
+        // Method 0x00a (not a TURN method), request class.
+        let (mut raw, _) = request(&gate, METHOD_BINDING, vec![], None);
+        raw[1] = 0x0a;
+        assert_eq!(code_of(&gate.screen(&raw, CLIENT)), Some(400));
+        let mut m = Message::new();
+        m.build(&[
+            Box::new(TransactionId::new()) as Box<dyn Setter>,
+            Box::new(MessageType::new(METHOD_ALLOCATE, CLASS_SUCCESS_RESPONSE)),
+        ])
+        .unwrap();
+        assert!(matches!(gate.screen(&m.raw, CLIENT), Verdict::Drop), "a response from a client");
+        m.build(&[
+            Box::new(TransactionId::new()) as Box<dyn Setter>,
+            Box::new(MessageType::new(METHOD_DATA, CLASS_INDICATION)),
+        ])
+        .unwrap();
+        assert!(matches!(gate.screen(&m.raw, CLIENT), Verdict::Drop), "a Data indication from a client");
+        assert!(matches!(gate.screen(&[0x40, 0x01, 0, 0], CLIENT), Verdict::Forward), "ChannelData");
+        assert!(matches!(gate.screen(&[0x80, 0, 0, 0], CLIENT), Verdict::Drop));
+        assert!(matches!(gate.screen(&[], CLIENT), Verdict::Drop));
+    }
+
+    #[test]
+    fn a_send_indication_to_a_refused_peer_is_dropped() {
+        let gate = gate();
+        let send = |to: &str| {
+            let mut m = Message::new();
+            m.build(&[
+                Box::new(TransactionId::new()) as Box<dyn Setter>,
+                Box::new(MessageType::new(METHOD_SEND, CLASS_INDICATION)),
+                peer(to),
+            ])
+            .unwrap();
+            m.raw
+        };
+        assert!(matches!(gate.screen(&send("10.1.2.3:5000"), CLIENT), Verdict::Forward));
+        assert!(matches!(gate.screen(&send("127.0.0.1:22"), CLIENT), Verdict::Drop));
+        let mut m = Message::new();
+        m.build(&[
+            Box::new(TransactionId::new()) as Box<dyn Setter>,
+            Box::new(MessageType::new(METHOD_SEND, CLASS_INDICATION)),
+        ])
+        .unwrap();
+        assert!(matches!(gate.screen(&m.raw, CLIENT), Verdict::Drop), "without a peer");
+    }
 
     #[test]
     fn every_peer_address_is_decoded_in_both_families() {
