@@ -14,6 +14,8 @@
 //! - a retransmitted Allocate gets the original success again (the library says 437);
 //! - quotas (486) before an Allocate reaches the library;
 //! - the peer filter on CreatePermission and ChannelBind (403) and on every Send;
+//! - a malformed XOR-PEER-ADDRESS (which the library decodes into another address) and a
+//!   channel number outside 0x4000-0x7FFF (which the library binds) get 400;
 //! - datagrams over the library's 1500-byte buffer are dropped and counted here rather than
 //!   handed over truncated.
 //!
@@ -39,6 +41,7 @@ use stun::integrity::MessageIntegrity;
 use stun::message::*;
 use stun::textattrs::TextAttribute;
 use tokio::sync::mpsc;
+use turn::proto::channum::ChannelNumber;
 use turn::proto::lifetime::Lifetime;
 use turn::proto::relayaddr::RelayedAddress;
 use util::Conn;
@@ -251,26 +254,33 @@ impl<T: Transport> Gate<T> {
         Verdict::Forward
     }
 
-    /// ChannelBind: as CreatePermission; the answer is awaited to mirror the binding for the
-    /// ChannelData fast path.
+    /// ChannelBind: as CreatePermission, with a channel number ChannelData can carry; the
+    /// answer is awaited to mirror the binding for the ChannelData fast path.
     fn screen_channel_bind(&self, m: &mut Message, from: SocketAddr) -> Verdict {
         let caller = match self.authenticate(m, from) {
             Ok(caller) => caller,
             Err(verdict) => return verdict,
         };
-        let peer = match self.check_owner(m, from, &caller).and_then(|()| self.screen_peers(m, from, &caller)) {
+        if let Err(verdict) = self.check_owner(m, from, &caller) {
+            return verdict;
+        }
+        // The library binds any number (RFC 8656 §12.2 wants 400 outside the range); one no
+        // ChannelData can carry would only confuse the mirror.
+        let mut channel = ChannelNumber::default();
+        if channel.get_from(m).is_err() || !channel.valid() {
+            return self.reply(m, CODE_BAD_REQUEST, "CHANNEL-NUMBER 0x4000-0x7FFF is required", false);
+        }
+        let peer = match self.screen_peers(m, from, &caller) {
             Ok(peer) => peer,
             Err(verdict) => return verdict,
         };
-        let channel =
-            m.get(ATTR_CHANNEL_NUMBER).ok().and_then(|v| v.first_chunk::<2>().map(|n| u16::from_be_bytes(*n)));
-        self.expect_answer(m, from, caller, PendingKind::Permission { peer, channel });
+        self.expect_answer(m, from, caller, PendingKind::Permission { peer, channel: Some(channel.0) });
         Verdict::Forward
     }
 
     /// Send indication: its peer through the peer filter (no answer either way).
     fn screen_send(&self, m: &Message, from: SocketAddr) -> Verdict {
-        let Some(peer) = peer_addresses(m).into_iter().next() else { return self.malformed() };
+        let Some(peer) = peer_addresses(m).and_then(|peers| peers.first().copied()) else { return self.malformed() };
         match self.shared.policy.check(peer) {
             Ok(()) => Verdict::Forward,
             Err(why) => {
@@ -364,10 +374,12 @@ impl<T: Transport> Gate<T> {
     }
 
     /// Every XOR-PEER-ADDRESS of a CreatePermission or ChannelBind through the peer filter
-    /// (403 at the first refused, 400 without any); the first peer, the one the library
-    /// installs.
+    /// (403 at the first refused; 400 without any, or with a malformed one); the first peer,
+    /// the one the library installs.
     fn screen_peers(&self, m: &Message, from: SocketAddr, caller: &Caller) -> Result<SocketAddr, Verdict> {
-        let peers = peer_addresses(m);
+        let Some(peers) = peer_addresses(m) else {
+            return Err(self.reply(m, CODE_BAD_REQUEST, "malformed XOR-PEER-ADDRESS", false));
+        };
         let Some(&first) = peers.first() else {
             return Err(self.reply(m, CODE_BAD_REQUEST, "XOR-PEER-ADDRESS is required", false));
         };
@@ -699,29 +711,33 @@ fn is_response(packet: &[u8]) -> bool {
     packet.len() >= 20 && packet[0] >> 6 == 0 && packet[0] & 0x01 != 0
 }
 
-/// Every XOR-PEER-ADDRESS of `m`, decoded (the library reads only the first).
-pub fn peer_addresses(m: &Message) -> Vec<SocketAddr> {
+/// Every XOR-PEER-ADDRESS of `m`, decoded (the library reads only the first); None when any
+/// of them is malformed. The library decodes a truncated one into an address padded with
+/// zero bytes (and takes a one with a stray first byte for nothing), so a request that
+/// carries one is refused whole: the peer judged here is then always the peer the library
+/// reads.
+pub fn peer_addresses(m: &Message) -> Option<Vec<SocketAddr>> {
     m.attributes
         .0
         .iter()
         .filter(|a| a.typ == ATTR_XOR_PEER_ADDRESS)
-        .filter_map(|a| decode_xor_address(&a.value, &m.transaction_id.0))
+        .map(|a| decode_xor_address(&a.value, &m.transaction_id.0))
         .collect()
 }
 
-/// RFC 8489 §14.2: family, port XOR the cookie's top half, address XOR cookie (+ txid).
+/// RFC 8489 §14.2: a 16-bit family (1 or 2), the port XOR the cookie's top half, and exactly
+/// 4 or 16 address bytes XOR the cookie (and the transaction id).
 fn decode_xor_address(value: &[u8], tx: &TxId) -> Option<SocketAddr> {
     let cookie = MAGIC_COOKIE.to_be_bytes();
-    let port = u16::from_be_bytes([*value.get(2)?, *value.get(3)?]) ^ (MAGIC_COOKIE >> 16) as u16;
-    match *value.get(1)? {
-        0x01 => {
-            let raw: [u8; 4] = value.get(4..8)?.try_into().ok()?;
-            let ip: [u8; 4] = std::array::from_fn(|i| raw[i] ^ cookie[i]);
+    let (&[f0, f1, p0, p1], address) = value.split_first_chunk::<4>()?;
+    let port = u16::from_be_bytes([p0, p1]) ^ (MAGIC_COOKIE >> 16) as u16;
+    match (u16::from_be_bytes([f0, f1]), address.len()) {
+        (0x0001, 4) => {
+            let ip: [u8; 4] = std::array::from_fn(|i| address[i] ^ cookie[i]);
             Some(SocketAddr::new(IpAddr::from(ip), port))
         }
-        0x02 => {
-            let raw: [u8; 16] = value.get(4..20)?.try_into().ok()?;
-            let ip: [u8; 16] = std::array::from_fn(|i| raw[i] ^ if i < 4 { cookie[i] } else { tx[i - 4] });
+        (0x0002, 16) => {
+            let ip: [u8; 16] = std::array::from_fn(|i| address[i] ^ if i < 4 { cookie[i] } else { tx[i - 4] });
             Some(SocketAddr::new(IpAddr::from(ip), port))
         }
         _ => None,
@@ -735,7 +751,6 @@ mod tests {
 
     use std::io;
 
-    use turn::proto::channum::ChannelNumber;
     use turn::proto::reqfamily::{REQUESTED_FAMILY_IPV4, REQUESTED_FAMILY_IPV6};
 
     use crate::turn::counters::TurnCounters;
@@ -1012,6 +1027,55 @@ mod tests {
     }
 
     #[test]
+    fn malformed_peer_addresses_and_unusable_channel_numbers_get_400() {
+        let gate = gate();
+        let name = username(USER);
+        allocated(&gate, &name, [0; 12]);
+        // Family IPv4 with one address byte (the library reads 10.0.0.0), a stray first family
+        // byte, IPv6 cut short, IPv4 too long.
+        let bad: [&[u8]; 4] = [
+            &[0x00, 0x01, 0x00, 0x00, 0x2b],
+            &[0xff, 0x01, 0x00, 0x00, 0x2b, 0x13, 0xa4, 0x43],
+            &[0x00, 0x02, 0x00, 0x00, 1, 2, 3, 4, 5, 6, 7, 8],
+            &[0x00, 0x01, 0x00, 0x00, 0x2b, 0x13, 0xa4, 0x43, 0, 0, 0, 0],
+        ];
+        for value in bad {
+            for method in [METHOD_CREATE_PERMISSION, METHOD_CHANNEL_BIND] {
+                let tx = TransactionId::new();
+                let mut m = Message::new();
+                m.build(&[Box::new(tx) as Box<dyn Setter>, Box::new(MessageType::new(method, CLASS_REQUEST))]).unwrap();
+                if method == METHOD_CHANNEL_BIND {
+                    ChannelNumber(0x4001).add_to(&mut m).unwrap();
+                }
+                // A good peer first: the malformed one alone refuses the request.
+                PeerAddress { ip: "10.1.2.3".parse().unwrap(), port: 5000 }.add_to(&mut m).unwrap();
+                m.add(ATTR_XOR_PEER_ADDRESS, value);
+                let password = gate.shared.key.password(&name);
+                for setter in [
+                    Box::new(TextAttribute::new(ATTR_USERNAME, name.clone())) as Box<dyn Setter>,
+                    Box::new(TextAttribute::new(ATTR_REALM, REALM.into())),
+                    Box::new(TextAttribute::new(ATTR_NONCE, NONCE.into())),
+                    Box::new(MessageIntegrity::new_long_term_integrity(name.clone(), REALM.into(), password)),
+                ] {
+                    setter.add_to(&mut m).unwrap();
+                }
+                assert_eq!(code_of(&gate.screen(&m.raw, CLIENT)), Some(400), "{method} {value:02x?}");
+                assert!(!gate.book().pending.contains_key(&tx.0));
+            }
+        }
+        for number in [0x3fff, 0x8000, 0xffff] {
+            let attrs: Attrs = vec![Box::new(ChannelNumber(number)), peer("10.1.2.3:5000")];
+            let (raw, _) = request(&gate, METHOD_CHANNEL_BIND, attrs, Some(&name));
+            assert_eq!(code_of(&gate.screen(&raw, CLIENT)), Some(400), "channel {number:#x}");
+        }
+        let (raw, _) = request(&gate, METHOD_CHANNEL_BIND, vec![peer("10.1.2.3:5000")], Some(&name));
+        assert_eq!(code_of(&gate.screen(&raw, CLIENT)), Some(400), "no CHANNEL-NUMBER");
+        let attrs: Attrs = vec![Box::new(ChannelNumber(0x7fff)), peer("10.1.2.3:5000")];
+        let (raw, _) = request(&gate, METHOD_CHANNEL_BIND, attrs, Some(&name));
+        assert!(matches!(gate.screen(&raw, CLIENT), Verdict::Forward), "channel 0x7fff");
+    }
+
+    #[test]
     fn binding_is_forwarded_and_other_methods_and_classes_are_not() {
         let gate = gate();
         let (raw, _) = request(&gate, METHOD_BINDING, vec![], None);
@@ -1060,6 +1124,8 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(gate.screen(&m.raw, CLIENT), Verdict::Drop), "without a peer");
+        m.add(ATTR_XOR_PEER_ADDRESS, &[0x00, 0x01, 0x00, 0x00, 0x2b]);
+        assert!(matches!(gate.screen(&m.raw, CLIENT), Verdict::Drop), "with a truncated peer");
     }
 
     #[test]
@@ -1076,7 +1142,7 @@ mod tests {
         let mut decoded = Message::new();
         decoded.raw = m.raw.clone();
         decoded.decode().unwrap();
-        assert_eq!(peer_addresses(&decoded), vec![a, b]);
+        assert_eq!(peer_addresses(&decoded), Some(vec![a, b]));
     }
 
     #[test]
