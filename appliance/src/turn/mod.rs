@@ -23,6 +23,9 @@ mod counters;
 mod credentials;
 mod directory;
 mod gate;
+/// The behaviours of `turn`/`stun` 0.17 the relay relies on, pinned by tests.
+#[cfg(test)]
+mod library_contract;
 mod nonces;
 mod peer_filter;
 mod quota;

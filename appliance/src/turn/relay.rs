@@ -38,9 +38,10 @@ use super::credentials::SYSTEM_USER;
 use super::shared::Shared;
 use super::transport::Transport;
 
-/// How long a channel binding lives without a refresh (RFC 8656 §12; the library's
-/// `DEFAULT_LIFETIME`, which it uses when `channel_bind_timeout` is zero, as here).
-pub const CHANNEL_LIFETIME: Duration = turn::proto::lifetime::DEFAULT_LIFETIME;
+/// How long a channel binding lives without a refresh (RFC 8656 §12: 10 minutes). `service`
+/// gives the library the same `channel_bind_timeout`, so its bindings and the mirror's
+/// expire together.
+pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(10 * 60);
 /// ChannelData header: channel number and length, two bytes each.
 const CHANNEL_HEADER: usize = 4;
 /// The largest datagram relayed (the library's buffer is as large).

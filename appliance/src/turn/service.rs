@@ -29,7 +29,7 @@ use super::directory::{self, REFRESH};
 use super::gate::Gate;
 use super::peer_filter::{PolicyRules, RelayPolicy, canonical_ip, local_addresses};
 use super::quota::QuotaBook;
-use super::relay::RelayAllocator;
+use super::relay::{CHANNEL_LIFETIME, RelayAllocator};
 use super::shared::Shared;
 use super::transport::{StreamAdmission, StreamMux, UdpTransport, accept_streams};
 use crate::config::{Config, TurnConfig};
@@ -309,7 +309,8 @@ impl BoundTurn {
             conn_configs,
             realm: s.realm.clone(),
             auth_handler: Arc::new(DirectoryAuth { shared: Arc::clone(&shared) }),
-            channel_bind_timeout: Duration::ZERO,
+            // The mirror's lifetime, so the library's bindings and the mirror's expire together.
+            channel_bind_timeout: CHANNEL_LIFETIME,
             alloc_close_notify: Some(closed_tx),
         })
         .await
