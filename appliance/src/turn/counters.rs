@@ -75,6 +75,18 @@ pub enum Drop {
     NoPermission,
 }
 
+impl Drop {
+    pub fn label(self) -> &'static str {
+        match self {
+            Drop::Oversize => "oversize",
+            Drop::Malformed => "malformed",
+            Drop::QueueFull => "queue_full",
+            Drop::Bandwidth => "bandwidth",
+            Drop::NoPermission => "no_permission",
+        }
+    }
+}
+
 /// Which cap refused a TURN TCP/TLS connection at accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamCap {
@@ -220,14 +232,13 @@ impl TurnCounters {
     }
 
     pub fn dropped(&self, why: Drop) {
-        let reason = match why {
-            Drop::Oversize => "oversize",
-            Drop::Malformed => "malformed",
-            Drop::QueueFull => "queue_full",
-            Drop::Bandwidth => "bandwidth",
-            Drop::NoPermission => "no_permission",
-        };
-        self.dropped.get_or_create(&Reason { reason }).inc();
+        self.dropped.get_or_create(&Reason { reason: why.label() }).inc();
+    }
+
+    /// Datagrams dropped so far for `why`.
+    #[cfg(test)]
+    pub fn dropped_count(&self, why: Drop) -> u64 {
+        self.dropped.get_or_create(&Reason { reason: why.label() }).get()
     }
 }
 

@@ -1128,6 +1128,217 @@ mod tests {
         assert!(matches!(gate.screen(&m.raw, CLIENT), Verdict::Drop), "with a truncated peer");
     }
 
+    mod properties {
+        use proptest::prelude::*;
+        use stun::xoraddr::XorMappedAddress;
+
+        use super::*;
+
+        /// An XOR-PEER-ADDRESS: a well-formed one in the allowed lab, or any bytes.
+        #[derive(Debug, Clone)]
+        enum PeerAttr {
+            Lab(u16, u16),
+            Raw(Vec<u8>),
+        }
+
+        fn peer_attr() -> impl Strategy<Value = PeerAttr> {
+            prop_oneof![
+                3 => (any::<u16>(), 1u16..).prop_map(|(host, port)| PeerAttr::Lab(host, port)),
+                1 => prop::collection::vec(any::<u8>(), 0..24).prop_map(PeerAttr::Raw),
+            ]
+        }
+
+        /// Every attribute the gate or the library reads, and any other.
+        fn attribute() -> impl Strategy<Value = (u16, Vec<u8>)> {
+            let typ = prop_oneof![
+                Just(ATTR_USERNAME.0),
+                Just(ATTR_REALM.0),
+                Just(ATTR_NONCE.0),
+                Just(ATTR_MESSAGE_INTEGRITY.0),
+                Just(ATTR_XOR_PEER_ADDRESS.0),
+                Just(ATTR_CHANNEL_NUMBER.0),
+                Just(ATTR_REQUESTED_ADDRESS_FAMILY.0),
+                Just(ATTR_REQUESTED_TRANSPORT.0),
+                Just(ATTR_LIFETIME.0),
+                Just(ATTR_EVEN_PORT.0),
+                Just(ATTR_DATA.0),
+                any::<u16>(),
+            ];
+            (typ, prop::collection::vec(any::<u8>(), 0..24))
+        }
+
+        /// A message type: every method the gate screens in each class, or any type.
+        fn message_type() -> impl Strategy<Value = u16> {
+            let methods = [METHOD_BINDING, METHOD_ALLOCATE, METHOD_REFRESH, METHOD_SEND, METHOD_DATA]
+                .into_iter()
+                .chain([METHOD_CREATE_PERMISSION, METHOD_CHANNEL_BIND]);
+            let classes = [CLASS_REQUEST, CLASS_INDICATION, CLASS_SUCCESS_RESPONSE, CLASS_ERROR_RESPONSE];
+            let known: Vec<u16> =
+                methods.flat_map(|m| classes.iter().map(move |c| MessageType::new(m, *c).value())).collect();
+            prop_oneof![3 => prop::sample::select(known), 1 => 0u16..0x4000]
+        }
+
+        /// A message of type `typ` with `attrs`, signed as the allocation's user when `sign`.
+        fn message(
+            gate: &Gate<Recorder>,
+            typ: u16,
+            attrs: &[(u16, Vec<u8>)],
+            peers: &[PeerAttr],
+            sign: bool,
+        ) -> Vec<u8> {
+            let mut m = Message::new();
+            m.build(&[Box::new(TransactionId::new()) as Box<dyn Setter>, Box::new(BINDING_REQUEST)]).unwrap();
+            m.raw[..2].copy_from_slice(&typ.to_be_bytes());
+            for (t, v) in attrs {
+                m.add(AttrType(*t), v);
+            }
+            for peer in peers {
+                match peer {
+                    PeerAttr::Lab(host, port) => {
+                        let [a, b] = host.to_be_bytes();
+                        PeerAddress { ip: IpAddr::V4(Ipv4Addr::new(10, 1, a, b)), port: *port }.add_to(&mut m).unwrap()
+                    }
+                    PeerAttr::Raw(value) => m.add(ATTR_XOR_PEER_ADDRESS, value),
+                }
+            }
+            if sign {
+                let name = username(USER);
+                let password = gate.shared.key.password(&name);
+                for setter in [
+                    Box::new(TextAttribute::new(ATTR_USERNAME, name.clone())) as Box<dyn Setter>,
+                    Box::new(TextAttribute::new(ATTR_REALM, REALM.into())),
+                    Box::new(TextAttribute::new(ATTR_NONCE, NONCE.into())),
+                    Box::new(MessageIntegrity::new_long_term_integrity(name, REALM.into(), password)),
+                ] {
+                    setter.add_to(&mut m).unwrap();
+                }
+            }
+            m.raw
+        }
+
+        /// A gate with an allocation of the user for CLIENT, so every handler runs its course.
+        fn allocated_gate() -> Arc<Gate<Recorder>> {
+            let gate = gate();
+            allocated(&gate, &username(USER), [0; 12]);
+            gate
+        }
+
+        /// A reply is an error response to the same transaction.
+        fn check_reply(verdict: &Verdict, packet: &[u8]) -> Result<(), TestCaseError> {
+            if let Verdict::Reply(raw) = verdict {
+                let mut m = Message::new();
+                m.raw = raw.clone();
+                prop_assert!(m.decode().is_ok());
+                prop_assert_eq!(m.typ.class, CLASS_ERROR_RESPONSE);
+                prop_assert_eq!(&m.transaction_id.0[..], &packet[8..20]);
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(crate::turn::proptest_config())]
+
+            #[test]
+            fn arbitrary_datagrams_are_judged_without_panic(packet in prop::collection::vec(any::<u8>(), 0..1500)) {
+                let gate = allocated_gate();
+                check_reply(&gate.screen(&packet, CLIENT), &packet)?;
+            }
+
+            #[test]
+            fn arbitrary_messages_are_judged_without_panic(
+                typ in message_type(),
+                attrs in prop::collection::vec(attribute(), 0..8),
+                peers in prop::collection::vec(peer_attr(), 0..3),
+                sign: bool,
+            ) {
+                let gate = allocated_gate();
+                let packet = message(&gate, typ, &attrs, &peers, sign);
+                check_reply(&gate.screen(&packet, CLIENT), &packet)?;
+            }
+
+            /// Whenever the gate lets a CreatePermission or ChannelBind through, the peer it
+            /// judged and will mirror is the peer the library reads from the request.
+            #[test]
+            fn the_peer_the_gate_mirrors_is_the_peer_the_library_reads(
+                bind: bool,
+                peers in prop::collection::vec(peer_attr(), 1..4),
+                channel in prop_oneof![Just(0x4001u16), any::<u16>()],
+            ) {
+                let gate = allocated_gate();
+                let (method, attrs) = if bind {
+                    let mut number = channel.to_be_bytes().to_vec();
+                    number.extend_from_slice(&[0, 0]);
+                    (METHOD_CHANNEL_BIND, vec![(ATTR_CHANNEL_NUMBER.0, number)])
+                } else {
+                    (METHOD_CREATE_PERMISSION, vec![])
+                };
+                let packet = message(&gate, MessageType::new(method, CLASS_REQUEST).value(), &attrs, &peers, true);
+                let verdict = gate.screen(&packet, CLIENT);
+                check_reply(&verdict, &packet)?;
+                if matches!(verdict, Verdict::Forward) {
+                    let mut m = Message::new();
+                    m.raw = packet.clone();
+                    m.decode().unwrap();
+                    let mut read = PeerAddress::default();
+                    prop_assert!(read.get_from(&m).is_ok());
+                    let tx: TxId = packet[8..20].try_into().unwrap();
+                    let book = gate.book();
+                    let Some(PendingKind::Permission { peer, channel: mirrored }) = book.pending.get(&tx).map(|p| &p.kind) else {
+                        return Err(TestCaseError::fail("no pending permission"));
+                    };
+                    prop_assert_eq!(*peer, SocketAddr::new(read.ip, read.port));
+                    prop_assert_eq!(*mirrored, bind.then_some(channel));
+                }
+            }
+
+            /// The gate's decoding agrees with stun's on every value the gate accepts, and it
+            /// refuses exactly the truncated or odd values stun would read differently.
+            #[test]
+            fn peer_address_decoding_agrees_with_stun(value in prop::collection::vec(any::<u8>(), 0..24), tx: [u8; 12]) {
+                let mut m = Message::new();
+                m.build(&[Box::new(TransactionId(tx)) as Box<dyn Setter>, Box::new(BINDING_REQUEST)]).unwrap();
+                m.add(ATTR_XOR_PEER_ADDRESS, &value);
+                let mut stun = XorMappedAddress::default();
+                let stun = stun.get_from_as(&m, ATTR_XOR_PEER_ADDRESS).map(|()| SocketAddr::new(stun.ip, stun.port));
+                let full = match value.get(..2) {
+                    Some([0, 1]) => value.len() == 8,
+                    Some([0, 2]) => value.len() == 20,
+                    _ => false,
+                };
+                prop_assert_eq!(decode_xor_address(&value, &tx), if full { stun.ok() } else { None });
+            }
+
+            #[test]
+            fn peer_addresses_round_trip(peers in prop::collection::vec((any::<IpAddr>(), any::<u16>()), 0..5)) {
+                // What the wire carries: no IPv6 flow label or scope.
+                let addrs: Vec<SocketAddr> = peers.into_iter().map(|(ip, port)| SocketAddr::new(ip, port)).collect();
+                let mut setters: Vec<Box<dyn Setter>> =
+                    vec![Box::new(TransactionId::new()), Box::new(MessageType::new(METHOD_CREATE_PERMISSION, CLASS_REQUEST))];
+                for addr in &addrs {
+                    setters.push(Box::new(PeerAddress { ip: addr.ip(), port: addr.port() }));
+                }
+                let mut m = Message::new();
+                m.build(&setters).unwrap();
+                let mut decoded = Message::new();
+                decoded.raw = m.raw;
+                decoded.decode().unwrap();
+                prop_assert_eq!(peer_addresses(&decoded), Some(addrs));
+            }
+
+            /// `is_response` agrees with stun's decoder.
+            #[test]
+            fn responses_are_told_as_stun_tells_them(typ in message_type(), attrs in prop::collection::vec(attribute(), 0..3)) {
+                let gate = gate();
+                let packet = message(&gate, typ, &attrs, &[], false);
+                let mut m = Message::new();
+                m.raw = packet.clone();
+                m.decode().unwrap();
+                let response = m.typ.class == CLASS_SUCCESS_RESPONSE || m.typ.class == CLASS_ERROR_RESPONSE;
+                prop_assert_eq!(is_response(&packet), response);
+            }
+        }
+    }
+
     #[test]
     fn every_peer_address_is_decoded_in_both_families() {
         let a: SocketAddr = "10.1.2.3:4000".parse().unwrap();

@@ -52,3 +52,14 @@ pub async fn describe_peer_policy(
     let extra: Vec<ipnet::IpNet> = turn.allowed_peer_ranges.iter().map(|n| n.trunc()).collect();
     Ok(peer_filter::describe_reach(&labs, &extra, turn.allow_public_peers))
 }
+
+/// Cases per property test: 256 (about a second for the relay's properties in a debug
+/// build), or `PROPTEST_CASES` when set, to search longer by hand.
+#[cfg(test)]
+fn proptest_config() -> proptest::test_runner::Config {
+    let mut config = proptest::test_runner::Config::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = 256;
+    }
+    config
+}

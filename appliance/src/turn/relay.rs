@@ -527,6 +527,64 @@ mod tests {
         assert_eq!(shared.counters.fast_to_peer.get(), 1);
     }
 
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// ChannelData-shaped bytes: channel 0x4000 (bound), 0x4001 (not) or any; any payload.
+        fn packet() -> impl Strategy<Value = Vec<u8>> {
+            let number = prop_oneof![Just(0x4000u16), Just(0x4001u16), any::<u16>()];
+            // The length field: the payload's, shorter (the rest is padding), or anything.
+            let length = prop_oneof![Just(None), (0u16..72).prop_map(Some), any::<u16>().prop_map(Some)];
+            let frame =
+                (number, length, prop::collection::vec(any::<u8>(), 0..64)).prop_map(|(number, length, payload)| {
+                    let length = length.unwrap_or(payload.len() as u16);
+                    let mut p = number.to_be_bytes().to_vec();
+                    p.extend_from_slice(&length.to_be_bytes());
+                    p.extend_from_slice(&payload);
+                    p
+                });
+            prop_oneof![frame, prop::collection::vec(any::<u8>(), 0..8)]
+        }
+
+        proptest! {
+            #![proptest_config(crate::turn::proptest_config())]
+
+            /// The fast path takes exactly the ChannelData of the bound channel whose length
+            /// fits, and sends the peer exactly its payload (padding left behind); anything
+            /// else goes to the library, and nothing panics.
+            #[test]
+            fn the_fast_path_relays_exactly_the_payload_of_bound_channel_data(packet in packet()) {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+                let shared = shared();
+                let peer = std::net::UdpSocket::bind((LOOPBACK, 0)).unwrap();
+                peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let peer_addr = peer.local_addr().unwrap();
+                shared.relay_opened(Arc::new(RelayState::new(peer_addr.port(), None, Weak::new())));
+                let socket = runtime.block_on(async {
+                    let socket = Arc::new(UdpSocket::bind((LOOPBACK, 0)).await.unwrap());
+                    socket.writable().await.unwrap();
+                    socket
+                });
+                let state = RelayState::new(socket.local_addr().unwrap().port(), None, Arc::downgrade(&socket));
+                state.bind_channel(0x4000, peer_addr, Instant::now());
+
+                let length = packet.get(2..4).map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])));
+                let bound_and_whole = packet.starts_with(&[0x40, 0x00]) && length.is_some_and(|l| 4 + l <= packet.len());
+                let taken = runtime.block_on(async { state.forward_to_peer(&shared, &packet) });
+                prop_assert_eq!(taken, bound_and_whole);
+                prop_assert_eq!(shared.counters.fast_to_peer.get(), u64::from(taken));
+                if taken {
+                    let mut buf = [0u8; 128];
+                    let (n, from) = peer.recv_from(&mut buf).unwrap();
+                    prop_assert_eq!(from, socket.local_addr().unwrap());
+                    prop_assert_eq!(&buf[..n], &packet[4..4 + length.unwrap_or(0)]);
+                }
+            }
+        }
+    }
+
     #[test]
     fn bucket_allows_its_rate_and_refills() {
         let t0 = Instant::now();

@@ -491,6 +491,172 @@ mod tests {
         assert!(rx.try_recv().is_err());
     }
 
+    mod properties {
+        use std::pin::Pin;
+        use std::task::{Context, Poll};
+
+        use proptest::prelude::*;
+        use tokio::io::ReadBuf;
+
+        use super::*;
+
+        /// A stream that hands out its bytes at most `step` at a time, as TCP may.
+        struct Chunked {
+            data: Vec<u8>,
+            at: usize,
+            step: usize,
+        }
+
+        impl AsyncRead for Chunked {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                let n = self.step.min(buf.remaining()).min(self.data.len() - self.at);
+                let at = self.at;
+                buf.put_slice(&self.data[at..at + n]);
+                self.at += n;
+                Poll::Ready(Ok(()))
+            }
+        }
+
+        /// The frames `read_frames` passes on from `wire` read `step` bytes at a time, whether
+        /// it ended without error, and how many frames it dropped as oversize.
+        fn frames_of(wire: &[u8], step: usize) -> (Vec<Vec<u8>>, bool, u64) {
+            let counters = TurnCounters::register(&mut prometheus_client::registry::Registry::default());
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            let (tx, mut rx) = mpsc::channel(wire.len() + 1);
+            let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+            let reader = Chunked { data: wire.to_vec(), at: 0, step };
+            let clean = runtime.block_on(read_frames(reader, peer, &tx, &counters)).is_ok();
+            let mut frames = Vec::new();
+            while let Ok((frame, from)) = rx.try_recv() {
+                assert_eq!(from, peer);
+                frames.push(frame);
+            }
+            (frames, clean, counters.dropped_count(Drop::Oversize))
+        }
+
+        /// `len` bytes of filler (their values do not matter to the framing; drawing each one
+        /// would make the properties slow).
+        fn filler(len: usize, seed: u8) -> Vec<u8> {
+            (0..len).map(|i| seed.wrapping_add((i as u8).wrapping_mul(31))).collect()
+        }
+
+        /// A well-formed frame: STUN (with the cookie, a body of whole 4-byte words) or
+        /// ChannelData on 0x4000-0x7FFF; up to 2000 bytes, so some are over the library's 1500.
+        fn frame() -> impl Strategy<Value = Vec<u8>> {
+            let stun =
+                (0u16..0x4000, any::<[u8; 12]>(), 0usize..495, any::<u8>()).prop_map(|(typ, tx, words, seed)| {
+                    let body = filler(words * 4, seed);
+                    let mut f = typ.to_be_bytes().to_vec();
+                    f.extend_from_slice(&(body.len() as u16).to_be_bytes());
+                    f.extend_from_slice(&MAGIC_COOKIE);
+                    f.extend_from_slice(&tx);
+                    f.extend_from_slice(&body);
+                    f
+                });
+            let channel_data = (0x4000u16..=0x7fff, 0usize..1996, any::<u8>()).prop_map(|(number, len, seed)| {
+                let mut f = number.to_be_bytes().to_vec();
+                f.extend_from_slice(&(len as u16).to_be_bytes());
+                f.extend_from_slice(&filler(len, seed));
+                f
+            });
+            prop_oneof![stun, channel_data]
+        }
+
+        /// A stream as a client writes it: a STUN message first, then any frames.
+        fn stream() -> impl Strategy<Value = Vec<Vec<u8>>> {
+            (frame(), prop::collection::vec(frame(), 0..8)).prop_filter_map("starts with STUN", |(first, rest)| {
+                is_stun_message(&first).then(|| std::iter::once(first).chain(rest).collect())
+            })
+        }
+
+        fn wire_of(frames: &[Vec<u8>]) -> Vec<u8> {
+            let mut wire = Vec::new();
+            for f in frames {
+                push_padded(&mut wire, f);
+            }
+            wire
+        }
+
+        proptest! {
+            #![proptest_config(crate::turn::proptest_config())]
+
+            #[test]
+            fn any_four_bytes_give_a_frame_length_or_an_error(header: [u8; 4]) {
+                let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
+                match (header[0] >> 6, frame_length(&header)) {
+                    (0b00, Ok(n)) => prop_assert!(length % 4 == 0 && n == 20 + length),
+                    (0b00, Err(_)) => prop_assert!(length % 4 != 0),
+                    (0b01, Ok(n)) => prop_assert_eq!(n, 4 + length),
+                    (_, r) => prop_assert!(r.is_err()),
+                }
+            }
+
+            /// Well-formed streams come out frame by frame, however the bytes are split, less
+            /// the frames too large for the library (counted).
+            #[test]
+            fn well_formed_streams_round_trip(frames in stream(), step in 1usize..64) {
+                let (out, clean, oversize) = frames_of(&wire_of(&frames), step);
+                prop_assert!(clean);
+                let fitting: Vec<Vec<u8>> = frames.iter().filter(|f| f.len() <= MAX_LIBRARY_PACKET).cloned().collect();
+                prop_assert_eq!(oversize as usize, frames.len() - fitting.len());
+                prop_assert_eq!(out, fitting);
+            }
+
+            /// Whatever follows well-formed frames, those frames come out unchanged first.
+            #[test]
+            fn garbage_after_frames_never_changes_the_frames_before_it(
+                frames in stream(),
+                tail in prop::collection::vec(any::<u8>(), 0..64),
+                step in 1usize..64,
+            ) {
+                let fitting: Vec<Vec<u8>> = frames.iter().filter(|f| f.len() <= MAX_LIBRARY_PACKET).cloned().collect();
+                let mut wire = wire_of(&frames);
+                wire.extend_from_slice(&tail);
+                let (out, _, _) = frames_of(&wire, step);
+                prop_assert!(out.len() >= fitting.len());
+                prop_assert_eq!(&out[..fitting.len()], &fitting[..]);
+            }
+
+            /// Arbitrary bytes never panic the framing, and whatever is passed on is a whole
+            /// frame by its own header, within the library's buffer, behind a STUN first frame.
+            #[test]
+            fn arbitrary_bytes_never_misframe(wire in prop::collection::vec(any::<u8>(), 0..4096), step in 1usize..64) {
+                let (out, _, _) = frames_of(&wire, step);
+                for (i, f) in out.iter().enumerate() {
+                    prop_assert!(f.len() >= 4 && f.len() <= MAX_LIBRARY_PACKET);
+                    let header: [u8; 4] = f[..4].try_into().unwrap();
+                    prop_assert_eq!(frame_length(&header).ok(), Some(f.len()));
+                    if i == 0 {
+                        prop_assert!(is_stun_message(f));
+                    }
+                }
+            }
+
+            /// The header checks agree with stun's decoder on every message it decodes.
+            #[test]
+            fn allocate_success_is_told_as_stun_tells_it(mut packet in prop::collection::vec(any::<u8>(), 20..64), typ: u16) {
+                packet[..2].copy_from_slice(&typ.to_be_bytes());
+                let length = (packet.len() as u16 - 20) & !3;
+                packet[2..4].copy_from_slice(&length.to_be_bytes());
+                packet[4..8].copy_from_slice(&MAGIC_COOKIE);
+                let mut m = stun::message::Message::new();
+                m.raw = packet.clone();
+                if m.decode().is_ok() {
+                    let allocate_success = stun::message::MessageType::new(
+                        stun::message::METHOD_ALLOCATE,
+                        stun::message::CLASS_SUCCESS_RESPONSE,
+                    );
+                    prop_assert_eq!(is_allocate_success(&packet), m.typ == allocate_success);
+                    prop_assert_eq!(is_stun_message(&packet), typ >> 14 == 0);
+                }
+            }
+        }
+    }
+
     #[test]
     fn only_an_allocate_success_counts_as_a_grant() {
         let mut success = vec![0x01, 0x03, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
