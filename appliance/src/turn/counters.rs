@@ -23,8 +23,9 @@ struct Reason {
     reason: &'static str,
 }
 
+/// The client transport an allocation came in on ("udp", "tcp", "tls"), as a label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Transport {
+struct TransportKind {
     transport: &'static str,
 }
 
@@ -62,7 +63,7 @@ impl AuthFailure {
 
 /// Datagrams the relay drops without relaying them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
+pub enum DropReason {
     /// Larger than the relay library's 1500-byte buffers.
     Oversize,
     /// Not STUN, not ChannelData, or not decodable.
@@ -75,14 +76,15 @@ pub enum Drop {
     NoPermission,
 }
 
-impl Drop {
+impl DropReason {
+    /// Metric label of the reason (`turn_dropped_datagrams{reason}`).
     pub fn label(self) -> &'static str {
         match self {
-            Drop::Oversize => "oversize",
-            Drop::Malformed => "malformed",
-            Drop::QueueFull => "queue_full",
-            Drop::Bandwidth => "bandwidth",
-            Drop::NoPermission => "no_permission",
+            DropReason::Oversize => "oversize",
+            DropReason::Malformed => "malformed",
+            DropReason::QueueFull => "queue_full",
+            DropReason::Bandwidth => "bandwidth",
+            DropReason::NoPermission => "no_permission",
         }
     }
 }
@@ -108,7 +110,7 @@ impl StreamCap {
 #[derive(Clone)]
 pub struct TurnCounters {
     pub allocations_active: Gauge,
-    allocations_created: Family<Transport, Counter>,
+    allocations_created: Family<TransportKind, Counter>,
     pub bytes_to_peer: Counter,
     pub bytes_to_client: Counter,
     pub packets_to_peer: Counter,
@@ -129,7 +131,7 @@ impl TurnCounters {
     pub fn register(registry: &mut Registry) -> Self {
         let allocations_active = Gauge::default();
         registry.register("turn_allocations_active", "TURN allocations open now", allocations_active.clone());
-        let allocations_created = Family::<Transport, Counter>::default();
+        let allocations_created = Family::<TransportKind, Counter>::default();
         registry.register(
             "turn_allocations",
             "TURN allocations created, by client transport",
@@ -200,7 +202,7 @@ impl TurnCounters {
             let _ = counters.refusals.get_or_create(&Reason { reason: r.label() });
         }
         for t in ["udp", "tcp", "tls"] {
-            let _ = counters.allocations_created.get_or_create(&Transport { transport: t });
+            let _ = counters.allocations_created.get_or_create(&TransportKind { transport: t });
         }
         for s in [QuotaScope::User, QuotaScope::Total] {
             let _ = counters.quota.get_or_create(&Reason { reason: quota_label(s) });
@@ -212,7 +214,7 @@ impl TurnCounters {
     }
 
     pub fn allocation_created(&self, transport: &'static str) {
-        self.allocations_created.get_or_create(&Transport { transport }).inc();
+        self.allocations_created.get_or_create(&TransportKind { transport }).inc();
     }
 
     pub fn auth_failure(&self, why: AuthFailure) {
@@ -231,13 +233,13 @@ impl TurnCounters {
         self.stream_refused.get_or_create(&Reason { reason: cap.label() }).inc();
     }
 
-    pub fn dropped(&self, why: Drop) {
+    pub fn dropped(&self, why: DropReason) {
         self.dropped.get_or_create(&Reason { reason: why.label() }).inc();
     }
 
     /// Datagrams dropped so far for `why`.
     #[cfg(test)]
-    pub fn dropped_count(&self, why: Drop) -> u64 {
+    pub fn dropped_count(&self, why: DropReason) -> u64 {
         self.dropped.get_or_create(&Reason { reason: why.label() }).get()
     }
 }

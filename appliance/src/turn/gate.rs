@@ -46,7 +46,7 @@ use turn::proto::lifetime::Lifetime;
 use turn::proto::relayaddr::RelayedAddress;
 use util::Conn;
 
-use super::counters::{AuthFailure, Drop, QuotaScope};
+use super::counters::{AuthFailure, DropReason, QuotaScope};
 use super::credentials::{RestUsername, SYSTEM_USER};
 use super::directory::UserStatus;
 use super::relay::RelayState;
@@ -180,7 +180,7 @@ impl<T: Transport> Gate<T> {
     }
 
     fn malformed(&self) -> Verdict {
-        self.shared.counters.dropped(Drop::Malformed);
+        self.shared.counters.dropped(DropReason::Malformed);
         Verdict::Drop
     }
 
@@ -660,7 +660,7 @@ impl<T: Transport> Conn for Gate<T> {
                         }
                     };
                     if n > buf.len().min(MAX_LIBRARY_PACKET) {
-                        self.shared.counters.dropped(Drop::Oversize);
+                        self.shared.counters.dropped(DropReason::Oversize);
                         continue;
                     }
                     if buf[0] >> 6 == 0b01 && self.relay_channel_data(&buf[..n], from) {

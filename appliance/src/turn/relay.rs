@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use turn::relay::RelayAddressGenerator;
 use util::Conn;
 
-use super::counters::Drop;
+use super::counters::DropReason;
 use super::credentials::SYSTEM_USER;
 use super::shared::Shared;
 use super::transport::Transport;
@@ -158,7 +158,7 @@ impl RelayState {
             return true;
         }
         if !take(&self.to_peer, payload.len(), now) {
-            shared.counters.dropped(Drop::Bandwidth);
+            shared.counters.dropped(DropReason::Bandwidth);
             return true;
         }
         match socket.try_send_to(payload, peer) {
@@ -352,7 +352,7 @@ impl Conn for RelayConn {
             };
             let counters = &self.shared.counters;
             if n > room {
-                counters.dropped(Drop::Oversize);
+                counters.dropped(DropReason::Oversize);
                 continue;
             }
             if let Err(why) = self.shared.policy.check(from) {
@@ -361,11 +361,11 @@ impl Conn for RelayConn {
             }
             let now = Instant::now();
             if !self.state.permitted(from.ip(), now) {
-                counters.dropped(Drop::NoPermission);
+                counters.dropped(DropReason::NoPermission);
                 continue;
             }
             if !take(&self.state.to_client, n, now) {
-                counters.dropped(Drop::Bandwidth);
+                counters.dropped(DropReason::Bandwidth);
                 continue;
             }
             counters.bytes_to_client.inc_by(n as u64);
@@ -405,7 +405,7 @@ impl Conn for RelayConn {
             return Err(util::Error::Other(format!("peer {target} refused: {}", why.label())));
         }
         if !take(&self.state.to_peer, buf.len(), Instant::now()) {
-            self.shared.counters.dropped(Drop::Bandwidth);
+            self.shared.counters.dropped(DropReason::Bandwidth);
             return Ok(buf.len());
         }
         let n = self.socket.send_to(buf, target).await?;
@@ -434,7 +434,7 @@ impl Conn for RelayConn {
     }
 }
 
-impl std::ops::Drop for RelayConn {
+impl Drop for RelayConn {
     fn drop(&mut self) {
         self.state.open.store(false, Ordering::Release);
         // Also covers sockets the library bound and dropped without closing (EVEN-PORT probes).

@@ -33,7 +33,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::counters::{Drop, StreamCap, TurnCounters};
+use super::counters::{DropReason, StreamCap, TurnCounters};
 use crate::conn_limit::{AddressSlot, LogEvery, PerAddress};
 
 /// Largest frame the relay library can take (its read buffers are 1500 bytes).
@@ -196,7 +196,7 @@ impl Transport for StreamMux {
         match tx {
             Some(tx) => {
                 if tx.try_send(buf.to_vec()).is_err() {
-                    self.counters.dropped(Drop::QueueFull);
+                    self.counters.dropped(DropReason::QueueFull);
                 }
                 Ok(buf.len())
             }
@@ -277,7 +277,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
         }
         first = false;
         if frame.len() > MAX_LIBRARY_PACKET {
-            counters.dropped(Drop::Oversize);
+            counters.dropped(DropReason::Oversize);
             continue;
         }
         if frames.send((frame, peer)).await.is_err() {
@@ -430,7 +430,7 @@ impl ConnectionSlot {
     }
 }
 
-impl std::ops::Drop for ConnectionSlot {
+impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -535,7 +535,7 @@ mod tests {
                 assert_eq!(from, peer);
                 frames.push(frame);
             }
-            (frames, clean, counters.dropped_count(Drop::Oversize))
+            (frames, clean, counters.dropped_count(DropReason::Oversize))
         }
 
         /// `len` bytes of filler (their values do not matter to the framing; drawing each one
