@@ -1,5 +1,7 @@
 //! The command line: user management, clear one-line errors for bad flags and bad
 //! configuration, and a restart that keeps accounts and the certificate.
+// Test code: a failed expectation stops the test loudly (the workspace denies these elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "harness/mod.rs"]
 mod harness;

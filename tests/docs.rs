@@ -5,6 +5,8 @@
 //! by `config.rs`'s unit tests, which can list them from the code.)
 //!
 //! These read the source tree only; nothing is started.
+// Test code: a failed expectation stops the test loudly (the workspace denies these elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 
