@@ -14,6 +14,7 @@
 pub mod access;
 pub mod broadcast;
 mod broadcast_events;
+mod error;
 mod events;
 pub mod hub;
 pub mod labs;
@@ -25,13 +26,13 @@ pub mod tree;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use serde_json::Value;
 use socketioxide::SocketIo;
-use thiserror::Error;
 
 use crate::db;
 use crate::settings;
 use crate::state::AppState;
+pub use error::SignalError;
+pub(crate) use error::ack_body;
 use hub::{Audience, Emit, Hub, Limits, Record};
 
 /// Largest Socket.IO message accepted (signaling payloads are small).
@@ -40,72 +41,6 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const REPORT_GRACE: Duration = Duration::from_secs(30);
 /// How often connected sessions are checked against the store.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Error, PartialEq)]
-pub enum SignalError {
-    #[error("the payload is not valid: {0}")]
-    Invalid(String),
-    #[error("{name:?} is {size} bytes; the largest file allowed is {max} bytes")]
-    TooLarge { name: String, size: u64, max: u64 },
-    #[error("at most {0} files per request; send more files in several requests")]
-    TooManyFiles(usize),
-    #[error("this needs the permission {0}")]
-    Forbidden(&'static str),
-    #[error("that device is not online (or not visible to you)")]
-    PeerOffline,
-    #[error("that user may not receive files")]
-    PeerCannotReceive,
-    #[error("you already have {0} requests waiting for an answer")]
-    TooManyPending(usize),
-    #[error("too many requests; wait a moment")]
-    RateLimited,
-    #[error("no such transfer")]
-    UnknownTransfer,
-    #[error("you are not a party to that transfer")]
-    NotParty,
-    #[error("not possible now: {0}")]
-    WrongState(&'static str),
-    #[error("no device in the target can receive")]
-    NoRecipients,
-    #[error("no lab named {0:?}")]
-    UnknownLab(String),
-    #[error("this connection is not registered")]
-    NotConnected,
-    #[error("that transfer already ended ({0}); it cannot be resumed")]
-    TransferEnded(String),
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl SignalError {
-    /// Stable snake_case code (also the metrics label).
-    pub fn code(&self) -> &'static str {
-        match self {
-            SignalError::Invalid(_) => "invalid_payload",
-            SignalError::TooLarge { .. } => "file_too_large",
-            SignalError::TooManyFiles(_) => "too_many_files",
-            SignalError::Forbidden(_) => "forbidden",
-            SignalError::PeerOffline => "peer_offline",
-            SignalError::PeerCannotReceive => "peer_cannot_receive",
-            SignalError::TooManyPending(_) => "too_many_pending",
-            SignalError::RateLimited => "rate_limited",
-            SignalError::UnknownTransfer => "unknown_transfer",
-            SignalError::NotParty => "not_party",
-            SignalError::WrongState(_) => "wrong_state",
-            SignalError::NoRecipients => "no_recipients",
-            SignalError::UnknownLab(_) => "unknown_lab",
-            SignalError::NotConnected => "not_connected",
-            SignalError::TransferEnded(_) => "transfer_ended",
-            SignalError::Internal(_) => "internal",
-        }
-    }
-}
-
-impl From<db::DbError> for SignalError {
-    fn from(e: db::DbError) -> Self {
-        SignalError::Internal(e.to_string())
-    }
-}
 
 /// The signaling part of the application state.
 #[derive(Default)]
@@ -373,21 +308,6 @@ pub async fn drop_ended_sessions(state: &AppState) -> Result<(), db::DbError> {
         }
     }
     Ok(())
-}
-
-/// The ack body for a result.
-pub(crate) fn ack_body(result: Result<Value, SignalError>) -> Value {
-    match result {
-        Ok(mut v) => {
-            if let Value::Object(map) = &mut v {
-                map.insert("ok".into(), Value::Bool(true));
-                v
-            } else {
-                serde_json::json!({ "ok": true })
-            }
-        }
-        Err(e) => crate::api::ApiError::from(e).body(),
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,136 @@
+//! What can go wrong with a client's Socket.IO event, and how the client is told: every
+//! event's ack is `{ok:true,...}` or `{error:{code,message}}` (docs/PROTOCOL.md, "Errors"),
+//! the same shape and the same snake_case codes as the HTTP API's errors. The codes are
+//! also the `outcome` label of the signaling metrics.
+//!
+//! Signaling owns this; `api::error` maps a `SignalError` to an HTTP status when an HTTP
+//! route runs a signaling rule, never the other way round.
+
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::db;
+
+/// What the client reads when the server itself failed: the detail goes to the log only.
+const INTERNAL_MESSAGE: &str = "something went wrong on the server; it was logged";
+
+#[derive(Debug, Error, PartialEq)]
+pub enum SignalError {
+    #[error("the payload is not valid: {0}")]
+    Invalid(String),
+    #[error("{name:?} is {size} bytes; the largest file allowed is {max} bytes")]
+    TooLarge { name: String, size: u64, max: u64 },
+    #[error("at most {0} files per request; send more files in several requests")]
+    TooManyFiles(usize),
+    #[error("this needs the permission {0}")]
+    Forbidden(&'static str),
+    #[error("that device is not online (or not visible to you)")]
+    PeerOffline,
+    #[error("that user may not receive files")]
+    PeerCannotReceive,
+    #[error("you already have {0} requests waiting for an answer")]
+    TooManyPending(usize),
+    #[error("too many requests; wait a moment")]
+    RateLimited,
+    #[error("no such transfer")]
+    UnknownTransfer,
+    #[error("you are not a party to that transfer")]
+    NotParty,
+    #[error("not possible now: {0}")]
+    WrongState(&'static str),
+    #[error("no device in the target can receive")]
+    NoRecipients,
+    #[error("no lab named {0:?}")]
+    UnknownLab(String),
+    #[error("this connection is not registered")]
+    NotConnected,
+    #[error("that transfer already ended ({0}); it cannot be resumed")]
+    TransferEnded(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl SignalError {
+    /// Stable snake_case code (also the metrics label).
+    pub fn code(&self) -> &'static str {
+        match self {
+            SignalError::Invalid(_) => "invalid_payload",
+            SignalError::TooLarge { .. } => "file_too_large",
+            SignalError::TooManyFiles(_) => "too_many_files",
+            SignalError::Forbidden(_) => "forbidden",
+            SignalError::PeerOffline => "peer_offline",
+            SignalError::PeerCannotReceive => "peer_cannot_receive",
+            SignalError::TooManyPending(_) => "too_many_pending",
+            SignalError::RateLimited => "rate_limited",
+            SignalError::UnknownTransfer => "unknown_transfer",
+            SignalError::NotParty => "not_party",
+            SignalError::WrongState(_) => "wrong_state",
+            SignalError::NoRecipients => "no_recipients",
+            SignalError::UnknownLab(_) => "unknown_lab",
+            SignalError::NotConnected => "not_connected",
+            SignalError::TransferEnded(_) => "transfer_ended",
+            SignalError::Internal(_) => "internal",
+        }
+    }
+
+    /// The words the client reads. An internal failure is logged here and reaches the client
+    /// only as a generic sentence.
+    pub fn message(&self) -> String {
+        match self {
+            SignalError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                INTERNAL_MESSAGE.to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// `{error:{code,message}}`.
+    pub fn body(&self) -> Value {
+        json!({ "error": { "code": self.code(), "message": self.message() } })
+    }
+}
+
+impl From<db::DbError> for SignalError {
+    fn from(e: db::DbError) -> Self {
+        SignalError::Internal(e.to_string())
+    }
+}
+
+/// The ack body for a handler's result: its answer with `ok: true` added, or the error body.
+pub fn ack_body(result: Result<Value, SignalError>) -> Value {
+    match result {
+        Ok(mut v) => {
+            if let Value::Object(map) = &mut v {
+                map.insert("ok".into(), Value::Bool(true));
+                v
+            } else {
+                json!({ "ok": true })
+            }
+        }
+        Err(e) => e.body(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn acks_carry_the_answer_or_the_error_shape() {
+        assert_eq!(ack_body(Ok(json!({ "transferId": "t" }))), json!({ "transferId": "t", "ok": true }));
+        assert_eq!(ack_body(Ok(Value::Null)), json!({ "ok": true }));
+        assert_eq!(
+            ack_body(Err(SignalError::NotParty)),
+            json!({ "error": { "code": "not_party", "message": "you are not a party to that transfer" } })
+        );
+    }
+
+    #[test]
+    fn an_internal_detail_never_reaches_the_client() {
+        let body = SignalError::Internal("disk I/O error at /var/lib/labbeam".into()).body();
+        assert_eq!(body, json!({ "error": { "code": "internal", "message": INTERNAL_MESSAGE } }));
+    }
+}
