@@ -1,6 +1,9 @@
 //! `labbeam serve`: prepares the data directory, store, keys and certificate, creates the
 //! first admin when there is none, then serves HTTPS until SIGTERM/SIGINT, finishing
-//! in-flight requests before it exits.
+//! in-flight requests before it exits. `memory` holds the process-wide memory measures
+//! wired in here.
+
+mod memory;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,6 +29,8 @@ use crate::{conn_limit, datadir, http_conn, tls, web};
 
 /// Largest request body the API accepts (JSON only; files never pass through the server).
 const MAX_BODY: usize = 64 * 1024;
+/// How often freed heap pages go back to the system (`memory`).
+const RELEASE_FREE_MEMORY_EVERY: Duration = Duration::from_secs(2);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     datadir::prepare(&config.data_dir)?;
@@ -59,6 +64,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(shutdown_on_signal(handle.clone()));
     tokio::spawn(purge_old_sessions(pool.clone()));
     tokio::spawn(crate::access_watch::run(state.clone()));
+    tokio::spawn(memory::release_free_memory_every(RELEASE_FREE_MEMORY_EVERY));
     let limits = &state.config.http;
     let header_timeout = Duration::from_secs(limits.header_timeout_secs);
     let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config);
@@ -103,7 +109,7 @@ pub fn app(state: AppState) -> Router {
         .merge(web::router())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(crate::signaling::layer(&state))
-        .layer(middleware::from_fn(crate::signaling::detach_request))
+        .layer(middleware::from_fn(memory::detach_request))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(middleware::map_response(security_headers))

@@ -130,37 +130,6 @@ pub fn layer(state: &AppState) -> socketioxide::layer::SocketIoLayer {
     layer
 }
 
-/// Copies the URI and header values of a Socket.IO request out of hyper's read buffer.
-///
-/// hyper parses them as slices of that buffer (16 KiB), and engineioxide keeps the parts of
-/// the request for the life of the socket, so every connection kept its whole read buffer
-/// alive, the largest single part of what a connection cost (heaptrack figures:
-/// bench/signaling/README.md).
-pub async fn detach_request(mut req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    if req.uri().path().starts_with("/socket.io/") {
-        detach_parts(&mut req);
-    }
-    next.run(req).await
-}
-
-fn detach_parts<B>(req: &mut axum::http::Request<B>) {
-    use axum::http::{HeaderMap, HeaderValue, Uri};
-    let mut headers = HeaderMap::with_capacity(req.headers().len());
-    for (name, value) in req.headers() {
-        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
-        copy.set_sensitive(value.is_sensitive());
-        headers.append(name.clone(), copy);
-    }
-    *req.headers_mut() = headers;
-    if let Ok(uri) = req.uri().to_string().parse::<Uri>() {
-        // axum keeps a copy of the URI in the request's extensions too.
-        if let Some(axum::extract::OriginalUri(original)) = req.extensions_mut().get_mut() {
-            *original = uri.clone();
-        }
-        *req.uri_mut() = uri;
-    }
-}
-
 /// Sends the hub's emits.
 pub(crate) async fn deliver(state: &AppState, emits: Vec<Emit>) {
     let Some(io) = state.signaling.io.get() else { return };
@@ -235,19 +204,6 @@ pub async fn limits(state: &AppState) -> Result<(Limits, Duration), SignalError>
     Ok((limits, Duration::from_secs(expiry.clamp(5, 3600))))
 }
 
-/// Gives the pages of freed heap memory back to the system. Every connection allocates
-/// transient buffers (TLS handshake, the HTTP request, the first frames) that glibc keeps
-/// mapped after they are freed, between the connection's lasting allocations; without this
-/// they stayed in the resident set (bench/signaling: RSS per connection well above the live
-/// heap per connection, measured with heaptrack).
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free pages of glibc's own arenas; it takes their locks.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// The per-device event budget from the settings.
 async fn event_budget(state: &AppState) -> Result<hub::EventBudget, SignalError> {
     Ok(hub::EventBudget {
@@ -291,7 +247,6 @@ async fn sweep(state: AppState) {
             Ok(b) => state.signaling.with_hub(|h| h.set_event_budget(b)),
             Err(e) => tracing::warn!(error = %e, "could not read the event budget"),
         }
-        release_free_memory();
         if let Err(e) = drop_ended_sessions(&state).await {
             tracing::warn!(error = %e, "session sweep failed");
         }
@@ -308,35 +263,4 @@ pub async fn drop_ended_sessions(state: &AppState) -> Result<(), db::DbError> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn detached_parts_are_equal_and_own_their_bytes() {
-        // Like hyper: the URI and the header values are slices of the buffer the head was read into.
-        let text = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nhost: lab\r\n";
-        let head = bytes::Bytes::copy_from_slice(text.as_bytes());
-        let uri_at = text.find('/').unwrap();
-        let uri_bytes = head.slice(uri_at..text.find(" HTTP").unwrap());
-        let host_at = text.find("lab").unwrap();
-        let host = head.slice(host_at..host_at + 3);
-        let mut req = axum::http::Request::builder()
-            .uri(axum::http::Uri::from_maybe_shared(uri_bytes).unwrap())
-            .header("host", axum::http::HeaderValue::from_maybe_shared(host).unwrap())
-            .header("cookie", "a=b")
-            .header("cookie", "c=d")
-            .body(())
-            .unwrap();
-        let original = axum::extract::OriginalUri(req.uri().clone());
-        req.extensions_mut().insert(original);
-        let before = req.clone();
-        super::detach_parts(&mut req);
-        assert_eq!(req.uri(), before.uri());
-        assert_eq!(req.headers(), before.headers());
-        assert_eq!(req.headers().get_all("cookie").iter().count(), 2);
-        // Only `head` still holds the buffer: nothing in the request shares it any more.
-        drop(before);
-        assert!(head.is_unique());
-    }
 }
