@@ -33,7 +33,7 @@ pub fn check_username(name: &str) -> Result<(), AccountError> {
 }
 
 pub fn check_display_name(name: &str) -> Result<String, AccountError> {
-    let clean = crate::signaling::payloads::clean_text(name, 128);
+    let clean = crate::text::clean_text(name, 128);
     if clean.is_empty() && !name.is_empty() {
         return Err(AccountError::Invalid("display name has no printable characters".into()));
     }

@@ -254,16 +254,10 @@ pub async fn lab(action: LabCommand) -> anyhow::Result<()> {
     match action {
         LabCommand::Add { name, cidrs, store } => {
             let name = name.trim().to_string();
-            if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-                bail!("lab name must have 1 to 64 printable characters");
-            }
-            if name.eq_ignore_ascii_case(crate::signaling::labs::OTHER) {
-                bail!("{name:?} is reserved for devices outside every lab");
-            }
+            crate::labs::check_name(&name).map_err(anyhow::Error::msg)?;
             let (_, pool) = open_store(&store).await?;
             let existing = db::labs::ranges(&pool).await?;
-            let ranges =
-                crate::signaling::labs::validate_ranges(&name, &cidrs, &existing).map_err(anyhow::Error::msg)?;
+            let ranges = crate::labs::validate_ranges(&name, &cidrs, &existing).map_err(anyhow::Error::msg)?;
             db::labs::create(&pool, &name, &ranges).await?;
             audit::record(&pool, &actor, AuditEvent::LabCreated { lab: &name, ranges: &ranges }).await?;
             println!("created lab {name} ({})", if ranges.is_empty() { "no ranges".into() } else { ranges.join(", ") });

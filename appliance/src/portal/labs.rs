@@ -12,7 +12,7 @@ use super::{NoFields, NoticeQuery, PortalError, PortalForm, PortalPage, done};
 use crate::audit::{self, AuditEvent};
 use crate::auth::UsersManage;
 use crate::db::labs;
-use crate::signaling::labs::{OTHER, validate_ranges};
+use crate::labs::{check_name, validate_ranges};
 use crate::state::AppState;
 
 pub struct LabView {
@@ -59,16 +59,6 @@ fn split_ranges(text: &str) -> Vec<String> {
     text.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
-fn check_name(name: &str) -> Result<(), PortalError> {
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(PortalError::BadRequest("A lab name has 1 to 64 printable characters.".into()));
-    }
-    if name.eq_ignore_ascii_case(OTHER) {
-        return Err(PortalError::BadRequest(format!("{OTHER:?} is reserved for devices outside every lab.")));
-    }
-    Ok(())
-}
-
 #[derive(Deserialize)]
 pub struct LabForm {
     name: Option<String>,
@@ -80,7 +70,7 @@ pub async fn create(
     PortalForm { portal, form: f, .. }: PortalForm<UsersManage, LabForm>,
 ) -> Result<Response, PortalError> {
     let name = f.name.unwrap_or_default().trim().to_string();
-    check_name(&name)?;
+    check_name(&name).map_err(PortalError::BadRequest)?;
     let existing = labs::ranges(&state.db).await?;
     let ranges = validate_ranges(&name, &split_ranges(&f.ranges), &existing).map_err(PortalError::BadRequest)?;
     labs::create(&state.db, &name, &ranges).await?;

@@ -15,9 +15,9 @@
 
 use std::net::IpAddr;
 
-use super::labs::{LabMatcher, OTHER};
 use crate::db::access::UserAccess;
 use crate::db::{self, DbError};
+use crate::labs::{LabMatcher, OTHER};
 use crate::settings;
 use crate::state::AppState;
 

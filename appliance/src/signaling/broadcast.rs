@@ -543,7 +543,7 @@ impl Book {
                 s.end_recipient(peer, RecipientState::Done, "", Some(&report), &mut fx);
             }
             ReportedState::Failed => {
-                let reason = super::payloads::clean_text(&report.reason, 300);
+                let reason = crate::text::clean_text(&report.reason, 300);
                 s.end_recipient(peer, RecipientState::Failed, &reason, Some(&report), &mut fx);
                 // It forwards nothing any more.
                 let moves = s.tree.detach(peer);

@@ -19,12 +19,13 @@ use socketioxide::socket::{Sid, Socket};
 
 use super::access::{self, DeviceAccess};
 use super::hub::Member;
-use super::labs;
 use super::payloads::{self, Announce, Signal, Target, TransferFinish, TransferRequest, TransferRespond};
 use super::{ALL_SCOPE_ROOM, SELF_SELECTED_ROOM, SignalError, ack_body, deliver, lab_room, peer_room, store};
 use crate::auth::{self, AuthError, CurrentUser};
 use crate::db;
+use crate::labs;
 use crate::state::AppState;
+use crate::text::clean_text;
 
 /// What a client may send in the Socket.IO `auth` object.
 #[derive(Debug, Default, Deserialize)]
@@ -125,9 +126,9 @@ async fn authenticate(
     if user.must_change_password {
         return Err(Refused("password_change_required"));
     }
-    let device = auth.device.as_deref().map(|d| payloads::clean_text(d, 64)).filter(|d| !d.is_empty());
+    let device = auth.device.as_deref().map(|d| clean_text(d, 64)).filter(|d| !d.is_empty());
     let device = device.unwrap_or_else(|| "Browser".into());
-    let lab_pick = auth.lab.map(|l| payloads::clean_text(&l, 64));
+    let lab_pick = auth.lab.map(|l| clean_text(&l, 64));
     let device_key = match auth.device_id {
         Some(id) if valid_device_id(&id) => Some(id),
         Some(_) => return Err(Refused("invalid_device_id")),
@@ -533,7 +534,7 @@ async fn announce(state: AppState, peer: String, req: Announce) -> Result<Value,
     if !member.has("announce") {
         return Err(SignalError::Forbidden("announce"));
     }
-    let text = payloads::clean_text(&req.text, 500);
+    let text = clean_text(&req.text, 500);
     if text.is_empty() {
         return Err(SignalError::Invalid("text must not be empty".into()));
     }

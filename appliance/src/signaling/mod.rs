@@ -17,7 +17,6 @@ mod broadcast_events;
 mod error;
 mod events;
 pub mod hub;
-pub mod labs;
 pub mod payloads;
 mod reconcile;
 mod resume;

@@ -1,7 +1,12 @@
-//! Which lab an address is in: the lab whose address range holds it (the most specific range
-//! wins). What happens to a device outside every range (picking a lab, or "Other") is decided
-//! in `access::place`.
-//! Behind a trusted reverse proxy the address comes from `X-Forwarded-For` (`crate::net`).
+//! The rules of labs, plain and unit-tested: what a lab may be named, which address ranges a
+//! lab may have (valid, not overlapping another lab's), and which lab an address is in (the
+//! lab whose range holds it; the most specific range wins).
+//!
+//! Below everything that handles labs: signaling places devices with `LabMatcher` (what
+//! happens to a device outside every range, picking a lab or "Other", is decided in
+//! `signaling::access::place`; behind a trusted reverse proxy the address comes from
+//! `X-Forwarded-For`, `crate::net`), and `lab_admin` applies the name and range rules to
+//! every change, whoever makes it.
 
 use std::net::IpAddr;
 
@@ -11,6 +16,21 @@ use crate::db::labs::LabRange;
 
 /// The group of devices that match no lab.
 pub const OTHER: &str = "Other";
+
+/// Longest lab name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Checks a lab name (already trimmed): 1 to 64 printable characters, and not "Other" in
+/// any case, which names the devices outside every lab.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(format!("a lab name must have 1 to {MAX_NAME_CHARS} printable characters"));
+    }
+    if name.eq_ignore_ascii_case(OTHER) {
+        return Err(format!("{name:?} is reserved for devices outside every lab"));
+    }
+    Ok(())
+}
 
 pub struct LabMatcher {
     ranges: Vec<(IpNet, String)>,
@@ -68,6 +88,18 @@ mod tests {
         assert_eq!(m.lab_of("10.0.3.7".parse().unwrap()), Some("Building"));
         assert_eq!(m.lab_of("::ffff:10.0.2.9".parse().unwrap()), Some("Lab 2"));
         assert_eq!(m.lab_of("192.168.1.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn names_are_printable_short_and_not_other() {
+        assert!(check_name("Lab 2.01").is_ok());
+        assert!(check_name(&"é".repeat(64)).is_ok());
+        for bad in ["", "Lab\n2", "Lab\u{7}"] {
+            assert!(check_name(bad).unwrap_err().contains("1 to 64 printable"), "{bad:?}");
+        }
+        assert!(check_name(&"x".repeat(65)).is_err());
+        assert!(check_name("other").unwrap_err().contains("reserved"));
+        assert!(check_name("OTHER").is_err());
     }
 
     #[test]
