@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::audit::{self, Actor, AuditEvent};
+use crate::audit::Actor;
 use crate::config::{Config, Overrides};
 use crate::db::{self, users};
-use crate::{accounts, datadir, tls};
+use crate::{accounts, datadir, lab_admin, setting_admin, tls};
 
 #[derive(Debug, Parser)]
 #[command(name = "labbeam", version, about = "Peer-to-peer file transfer appliance for campus computer labs")]
@@ -253,14 +253,12 @@ pub async fn lab(action: LabCommand) -> anyhow::Result<()> {
     let actor = Actor::cli();
     match action {
         LabCommand::Add { name, cidrs, store } => {
-            let name = name.trim().to_string();
-            crate::labs::check_name(&name).map_err(anyhow::Error::msg)?;
+            // Before the store is opened (or created), like `user add`.
+            crate::labs::check_name(name.trim()).map_err(anyhow::Error::msg)?;
             let (_, pool) = open_store(&store).await?;
-            let existing = db::labs::ranges(&pool).await?;
-            let ranges = crate::labs::validate_ranges(&name, &cidrs, &existing).map_err(anyhow::Error::msg)?;
-            db::labs::create(&pool, &name, &ranges).await?;
-            audit::record(&pool, &actor, AuditEvent::LabCreated { lab: &name, ranges: &ranges }).await?;
-            println!("created lab {name} ({})", if ranges.is_empty() { "no ranges".into() } else { ranges.join(", ") });
+            let lab = lab_admin::create(&pool, &actor, &name, &cidrs).await?;
+            let ranges = if lab.ranges.is_empty() { "no ranges".into() } else { lab.ranges.join(", ") };
+            println!("created lab {} ({ranges})", lab.name);
         }
         LabCommand::List { store } => {
             let (_, pool) = open_store(&store).await?;
@@ -272,16 +270,12 @@ pub async fn lab(action: LabCommand) -> anyhow::Result<()> {
         }
         LabCommand::Remove { name, store } => {
             let (_, pool) = open_store(&store).await?;
-            db::labs::remove(&pool, &name).await?;
-            audit::record(&pool, &actor, AuditEvent::LabRemoved { lab: &name }).await?;
+            lab_admin::remove(&pool, &actor, &name).await?;
             println!("removed lab {name}");
         }
         LabCommand::Assign { name, username, store } => {
             let (_, pool) = open_store(&store).await?;
-            let lab = db::labs::by_name(&pool, &name).await?.with_context(|| format!("no lab named {name:?}"))?;
-            let user = find_user(&pool, &username).await?;
-            db::labs::assign(&pool, user.id, lab.id).await?;
-            audit::record(&pool, &actor, AuditEvent::LabAssigned { lab: &lab.name, username: &user.username }).await?;
+            let (lab, user) = lab_admin::assign(&pool, &actor, &name, &username).await?;
             println!("{} is responsible for {}", user.username, lab.name);
         }
     }
@@ -298,8 +292,7 @@ pub async fn setting(action: SettingCommand) -> anyhow::Result<()> {
         }
         SettingCommand::Set { key, value, store } => {
             let (_, pool) = open_store(&store).await?;
-            let value = crate::settings::set(&pool, &key, &value, None).await?;
-            audit::record(&pool, &Actor::cli(), AuditEvent::SettingChanged { key: &key, value: &value }).await?;
+            let value = setting_admin::set(&pool, &Actor::cli(), &key, &value).await?;
             println!("{key} = {value}");
         }
     }

@@ -1,5 +1,6 @@
 //! Labs: names and address ranges (CIDR), validated; ranges that overlap another lab's are
-//! refused with the lab they collide with.
+//! refused with the lab they collide with. The rules, the writes and the audit are
+//! `lab_admin`'s; this page parses the forms and shows the result.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -9,11 +10,21 @@ use serde::Deserialize;
 
 use super::view::{self, Layout};
 use super::{NoFields, NoticeQuery, PortalError, PortalForm, PortalPage, done};
-use crate::audit::{self, AuditEvent};
 use crate::auth::UsersManage;
 use crate::db::labs;
-use crate::labs::{check_name, validate_ranges};
+use crate::lab_admin::{self, LabError};
 use crate::state::AppState;
+
+impl From<LabError> for PortalError {
+    fn from(e: LabError) -> Self {
+        match e {
+            LabError::Db(d) => d.into(),
+            LabError::NoLabWithId(id) => PortalError::NotFound(format!("lab {id}")),
+            LabError::NoSuchLab(name) => PortalError::NotFound(format!("lab {name:?}")),
+            other => PortalError::BadRequest(other.to_string()),
+        }
+    }
+}
 
 pub struct LabView {
     pub id: i64,
@@ -69,13 +80,9 @@ pub async fn create(
     State(state): State<AppState>,
     PortalForm { portal, form: f, .. }: PortalForm<UsersManage, LabForm>,
 ) -> Result<Response, PortalError> {
-    let name = f.name.unwrap_or_default().trim().to_string();
-    check_name(&name).map_err(PortalError::BadRequest)?;
-    let existing = labs::ranges(&state.db).await?;
-    let ranges = validate_ranges(&name, &split_ranges(&f.ranges), &existing).map_err(PortalError::BadRequest)?;
-    labs::create(&state.db, &name, &ranges).await?;
-    audit::record(&state.db, &portal.actor, AuditEvent::LabCreated { lab: &name, ranges: &ranges }).await?;
-    Ok(done("/admin/labs", &format!("Created lab {name}.")))
+    let name = f.name.unwrap_or_default();
+    let lab = lab_admin::create(&state.db, &portal.actor, &name, &split_ranges(&f.ranges)).await?;
+    Ok(done("/admin/labs", &format!("Created lab {}.", lab.name)))
 }
 
 pub async fn update(
@@ -83,14 +90,8 @@ pub async fn update(
     Path(id): Path<i64>,
     PortalForm { portal, form: f, .. }: PortalForm<UsersManage, LabForm>,
 ) -> Result<Response, PortalError> {
-    let lab = labs::by_id(&state.db, id).await?.ok_or_else(|| PortalError::NotFound(format!("lab {id}")))?;
-    let existing = labs::ranges(&state.db).await?;
-    let before: Vec<String> = existing.iter().filter(|r| r.lab == lab.name).map(|r| r.cidr.clone()).collect();
-    let after = validate_ranges(&lab.name, &split_ranges(&f.ranges), &existing).map_err(PortalError::BadRequest)?;
-    labs::set_ranges(&state.db, id, &after).await?;
-    audit::record(&state.db, &portal.actor, AuditEvent::LabUpdated { lab: &lab.name, before: &before, after: &after })
-        .await?;
-    Ok(done("/admin/labs", &format!("Saved {}. Devices take their new lab when they reconnect.", lab.name)))
+    let lab = lab_admin::set_ranges(&state.db, &portal.actor, id, &split_ranges(&f.ranges)).await?;
+    Ok(done("/admin/labs", &format!("Saved {}. Devices in its ranges move to it at once.", lab.name)))
 }
 
 pub async fn delete(
@@ -99,8 +100,7 @@ pub async fn delete(
     PortalForm { portal, .. }: PortalForm<UsersManage, NoFields>,
 ) -> Result<Response, PortalError> {
     let lab = labs::by_id(&state.db, id).await?.ok_or_else(|| PortalError::NotFound(format!("lab {id}")))?;
-    labs::remove(&state.db, &lab.name).await?;
-    audit::record(&state.db, &portal.actor, AuditEvent::LabRemoved { lab: &lab.name }).await?;
+    lab_admin::remove(&state.db, &portal.actor, &lab.name).await?;
     Ok(done("/admin/labs", &format!("Deleted lab {}.", lab.name)))
 }
 

@@ -1,4 +1,5 @@
-//! Settings: every run-time setting with its current value, validated and audited on save.
+//! Settings: every run-time setting with its current value, validated and audited on save
+//! (by `setting_admin`; this page parses the form and shows the result).
 
 use std::collections::HashMap;
 
@@ -9,10 +10,19 @@ use axum::response::{IntoResponse, Response};
 
 use super::view::{self, Layout};
 use super::{NoticeQuery, PortalError, PortalForm, PortalPage, done};
-use crate::audit::{self, AuditEvent};
 use crate::auth::UsersManage;
+use crate::setting_admin;
 use crate::settings::{self, Kind, SettingError};
 use crate::state::AppState;
+
+impl From<SettingError> for PortalError {
+    fn from(e: SettingError) -> Self {
+        match e {
+            SettingError::Invalid(m) => PortalError::BadRequest(m),
+            SettingError::Db(d) => d.into(),
+        }
+    }
+}
 
 pub struct SettingView {
     pub key: &'static str,
@@ -73,21 +83,6 @@ pub async fn save(
     State(state): State<AppState>,
     PortalForm { portal, form: f, .. }: PortalForm<UsersManage, HashMap<String, String>>,
 ) -> Result<Response, PortalError> {
-    let current = settings::all(&state.db).await?;
-    let mut changes = Vec::new();
-    for (spec, value) in &current {
-        let Some(raw) = f.get(spec.key) else { continue };
-        let parsed = settings::parse(spec.key, raw).map_err(PortalError::BadRequest)?;
-        if parsed != *value {
-            changes.push((spec.key, raw.clone()));
-        }
-    }
-    for (key, raw) in &changes {
-        let value = settings::set(&state.db, key, raw, Some(portal.user.id)).await.map_err(|e| match e {
-            SettingError::Invalid(m) => PortalError::BadRequest(m),
-            SettingError::Db(d) => d.into(),
-        })?;
-        audit::record(&state.db, &portal.actor, AuditEvent::SettingChanged { key, value: &value }).await?;
-    }
-    Ok(done("/admin/settings", &format!("Saved {} change(s).", changes.len())))
+    let changed = setting_admin::save_changed(&state.db, &portal.actor, |key| f.get(key).map(String::as_str)).await?;
+    Ok(done("/admin/settings", &format!("Saved {changed} change(s).")))
 }
