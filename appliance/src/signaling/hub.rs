@@ -139,6 +139,15 @@ pub enum Role {
     Receiver,
 }
 
+impl Role {
+    fn other(self) -> Role {
+        match self {
+            Role::Sender => Role::Receiver,
+            Role::Receiver => Role::Sender,
+        }
+    }
+}
+
 /// What `Hub::resume` decided: the emits and the ack body for the claimant.
 #[derive(Debug)]
 pub struct Resumed {
@@ -160,51 +169,91 @@ enum Stage {
     Accepted,
 }
 
+/// One side of a transfer (the sender or the receiver): its device and where it stands.
+#[derive(Debug)]
+struct Side {
+    /// The side's socket (its latest, when it is away).
+    peer: PeerId,
+    user: i64,
+    /// The device's key: only this device of this user may re-claim the side.
+    device: String,
+    /// Since when the side's socket is gone (accepted transfers only).
+    away: Option<Instant>,
+    /// What the side said with `transfer:finish`.
+    report: Option<TransferFinish>,
+}
+
+impl Side {
+    /// The side of `member`, online.
+    fn of(member: &Member) -> Side {
+        Side {
+            peer: member.peer.peer_id.clone(),
+            user: member.peer.user_id,
+            device: member.device_key.clone(),
+            away: None,
+            report: None,
+        }
+    }
+
+    fn is_device(&self, user: i64, device: &str) -> bool {
+        self.user == user && self.device == device
+    }
+}
+
 #[derive(Debug)]
 struct Transfer {
-    /// The sender's socket (its latest, when it is away).
-    from: PeerId,
-    /// The receiver's socket (its latest, when it is away).
-    to: PeerId,
-    from_user: i64,
-    to_user: i64,
-    from_device: String,
-    to_device: String,
-    /// Since when the sender's / receiver's socket is gone (accepted transfers only).
-    from_away: Option<Instant>,
-    to_away: Option<Instant>,
+    sender: Side,
+    receiver: Side,
     files: Vec<FileMeta>,
     total_bytes: u64,
     stage: Stage,
-    sender_report: Option<TransferFinish>,
-    receiver_report: Option<TransferFinish>,
 }
 
 impl Transfer {
     /// A new offer from `sender` to `target`, waiting for an answer.
     fn offered(sender: &Member, target: &Member, files: Vec<FileMeta>, total_bytes: u64) -> Transfer {
-        Transfer {
-            from: sender.peer.peer_id.clone(),
-            to: target.peer.peer_id.clone(),
-            from_user: sender.peer.user_id,
-            to_user: target.peer.user_id,
-            from_device: sender.device_key.clone(),
-            to_device: target.device_key.clone(),
-            from_away: None,
-            to_away: None,
-            files,
-            total_bytes,
-            stage: Stage::Requested,
-            sender_report: None,
-            receiver_report: None,
+        Transfer { sender: Side::of(sender), receiver: Side::of(target), files, total_bytes, stage: Stage::Requested }
+    }
+
+    fn side(&self, role: Role) -> &Side {
+        match role {
+            Role::Sender => &self.sender,
+            Role::Receiver => &self.receiver,
+        }
+    }
+
+    fn side_mut(&mut self, role: Role) -> &mut Side {
+        match role {
+            Role::Sender => &mut self.sender,
+            Role::Receiver => &mut self.receiver,
+        }
+    }
+
+    /// Which side socket `peer` is, if any.
+    fn role_of(&self, peer: &str) -> Option<Role> {
+        if self.sender.peer == peer {
+            Some(Role::Sender)
+        } else if self.receiver.peer == peer {
+            Some(Role::Receiver)
+        } else {
+            None
         }
     }
 
     fn away_since(&self) -> Option<Instant> {
-        match (self.from_away, self.to_away) {
+        match (self.sender.away, self.receiver.away) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Whether either side has reported its end.
+    fn reported(&self) -> bool {
+        self.sender.report.is_some() || self.receiver.report.is_some()
+    }
+
+    fn outcome(&self) -> Outcome {
+        reconcile(self.sender.report.as_ref(), self.receiver.report.as_ref(), self.total_bytes)
     }
 }
 
@@ -420,12 +469,14 @@ impl Hub {
         let pending: Vec<String> = self
             .transfers
             .iter()
-            .filter(|(_, t)| t.stage == Stage::Requested && (t.from == peer || t.to == peer))
+            .filter(|(_, t)| t.stage == Stage::Requested && t.role_of(peer).is_some())
             .map(|(id, _)| id.clone())
             .collect();
         for id in pending {
-            if let Some(t) = self.transfers.remove(&id) {
-                let other = if t.from == peer { &t.to } else { &t.from };
+            if let Some(t) = self.transfers.remove(&id)
+                && let Some(role) = t.role_of(peer)
+            {
+                let other = &t.side(role.other()).peer;
                 emits.push(Emit::to_peer(
                     other,
                     "transfer:cancelled",
@@ -436,20 +487,15 @@ impl Hub {
         }
         for (id, t) in self.transfers.iter_mut().filter(|(_, t)| t.stage == Stage::Accepted) {
             // Either side's report ends the waiting for the other: nothing to pause then.
-            let reported = t.sender_report.is_some() || t.receiver_report.is_some();
-            let (away, other, other_away) = if t.from == peer {
-                (&mut t.from_away, &t.to, t.to_away)
-            } else if t.to == peer {
-                (&mut t.to_away, &t.from, t.from_away)
-            } else {
-                continue;
-            };
-            if away.is_some() {
+            let reported = t.reported();
+            let Some(role) = t.role_of(peer) else { continue };
+            if t.side(role).away.is_some() {
                 continue;
             }
-            *away = Some(now);
-            if !reported && other_away.is_none() {
-                emits.push(Emit::to_peer(other, "transfer:paused", json!({ "transferId": id, "peerId": peer })));
+            t.side_mut(role).away = Some(now);
+            let other = t.side(role.other());
+            if !reported && other.away.is_none() {
+                emits.push(Emit::to_peer(&other.peer, "transfer:paused", json!({ "transferId": id, "peerId": peer })));
             }
         }
         (emits, records)
@@ -466,8 +512,8 @@ impl Hub {
         let key = m.device_key.clone();
         let (may_send, may_receive) = (m.has("transfer.send"), m.has("transfer.receive"));
         let t = self.transfers.get_mut(id).ok_or(SignalError::UnknownTransfer)?;
-        let sender_match = t.from_user == claimant.user_id && t.from_device == key;
-        let receiver_match = t.to_user == claimant.user_id && t.to_device == key;
+        let sender_match = t.sender.is_device(claimant.user_id, &key);
+        let receiver_match = t.receiver.is_device(claimant.user_id, &key);
         let side = match role {
             Some(Role::Sender) if sender_match => Role::Sender,
             Some(Role::Receiver) if receiver_match => Role::Receiver,
@@ -489,19 +535,14 @@ impl Hub {
             Role::Receiver if !may_receive => return Err(SignalError::Forbidden("transfer.receive")),
             _ => {}
         }
-        let reported = match side {
-            Role::Sender => t.sender_report.is_some(),
-            Role::Receiver => t.receiver_report.is_some(),
-        };
-        if reported {
+        if t.side(side).report.is_some() {
             return Err(SignalError::WrongState("this side already reported its end"));
         }
-        let (mine, my_away, other, other_away) = match side {
-            Role::Sender => (&mut t.from, &mut t.from_away, t.to.clone(), t.to_away),
-            Role::Receiver => (&mut t.to, &mut t.to_away, t.from.clone(), t.from_away),
-        };
-        *mine = peer.to_string();
-        *my_away = None;
+        let mine = t.side_mut(side);
+        mine.peer = peer.to_string();
+        mine.away = None;
+        let other = t.side(side.other());
+        let (other, other_away) = (other.peer.clone(), other.away);
         let files = t.files.clone();
         let total = t.total_bytes;
         let other_peer = if other_away.is_none() { self.members.get(&other).map(|m| m.peer.clone()) } else { None };
@@ -524,20 +565,13 @@ impl Hub {
     /// socket connects), both sides away since `now`.
     pub fn restore(&mut self, rows: Vec<RestoredTransfer>, now: Instant) {
         for r in rows {
+            let away = |user, device| Side { peer: String::new(), user, device, away: Some(now), report: None };
             self.transfers.entry(r.id.clone()).or_insert(Transfer {
-                from: String::new(),
-                to: String::new(),
-                from_user: r.sender_user,
-                to_user: r.receiver_user,
-                from_device: r.sender_device_key,
-                to_device: r.receiver_device_key,
-                from_away: Some(now),
-                to_away: Some(now),
+                sender: away(r.sender_user, r.sender_device_key),
+                receiver: away(r.receiver_user, r.receiver_device_key),
                 files: r.files,
                 total_bytes: r.total_bytes,
                 stage: Stage::Accepted,
-                sender_report: None,
-                receiver_report: None,
             });
         }
     }
@@ -561,26 +595,22 @@ impl Hub {
         let minutes = grace.as_secs().div_ceil(60);
         for id in due {
             let Some(t) = self.transfers.remove(&id) else { continue };
-            let who = match (t.from_away.is_some(), t.to_away.is_some()) {
+            let who = match (t.sender.away.is_some(), t.receiver.away.is_some()) {
                 (true, true) => "neither device came back",
                 (true, false) => "the sender's device did not come back",
                 _ => "the receiver's device did not come back",
             };
             let detail = format!("resume_expired: {who} within {minutes} min");
-            for (p, away) in [(&t.from, t.from_away), (&t.to, t.to_away)] {
-                if away.is_none() && self.members.contains_key(p) {
+            for side in [&t.sender, &t.receiver] {
+                if side.away.is_none() && self.members.contains_key(&side.peer) {
                     emits.push(Emit::to_peer(
-                        p,
+                        &side.peer,
                         "transfer:cancelled",
                         json!({ "transferId": id, "reason": "resume_expired", "detail": detail }),
                     ));
                 }
             }
-            let outcome = if t.sender_report.is_some() || t.receiver_report.is_some() {
-                reconcile(t.sender_report.as_ref(), t.receiver_report.as_ref(), t.total_bytes)
-            } else {
-                ended("failed", &detail)
-            };
+            let outcome = if t.reported() { t.outcome() } else { ended("failed", &detail) };
             records.push(Record::Finished(id, outcome));
         }
         (emits, records)
@@ -618,7 +648,7 @@ impl Hub {
         let target = target_member.peer.clone();
         let sender = sender.peer.clone();
         let user = sender.user_id;
-        let pending = self.transfers.values().filter(|t| t.from_user == user && t.stage == Stage::Requested).count();
+        let pending = self.transfers.values().filter(|t| t.sender.user == user && t.stage == Stage::Requested).count();
         if pending >= limits.max_pending_per_user {
             return Err(SignalError::TooManyPending(limits.max_pending_per_user));
         }
@@ -652,13 +682,13 @@ impl Hub {
     /// `transfer:respond` from the receiving device.
     pub fn respond(&mut self, peer: &str, id: &str, accept: bool) -> Result<(Vec<Emit>, Record), SignalError> {
         let t = self.transfers.get_mut(id).ok_or(SignalError::UnknownTransfer)?;
-        if t.to != peer {
+        if t.receiver.peer != peer {
             return Err(SignalError::NotParty);
         }
         if t.stage != Stage::Requested {
             return Err(SignalError::WrongState("it was already answered"));
         }
-        let from = t.from.clone();
+        let from = t.sender.peer.clone();
         if accept {
             t.stage = Stage::Accepted;
             Ok((
@@ -683,8 +713,8 @@ impl Hub {
         let data = json!({ "transferId": id });
         Some((
             vec![
-                Emit::to_peer(&t.from, "transfer:expired", data.clone()),
-                Emit::to_peer(&t.to, "transfer:expired", data),
+                Emit::to_peer(&t.sender.peer, "transfer:expired", data.clone()),
+                Emit::to_peer(&t.receiver.peer, "transfer:expired", data),
             ],
             Record::Finished(id.into(), ended("expired", "no answer in time")),
         ))
@@ -694,11 +724,8 @@ impl Hub {
     /// means `peer` may send this transfer's signal to `to` (the caller relays it).
     pub fn signal(&self, peer: &str, id: &str, to: &str) -> Result<(), SignalError> {
         let t = self.transfers.get(id).ok_or(SignalError::UnknownTransfer)?;
-        let other = match peer {
-            p if p == t.from => &t.to,
-            p if p == t.to => &t.from,
-            _ => return Err(SignalError::NotParty),
-        };
+        let role = t.role_of(peer).ok_or(SignalError::NotParty)?;
+        let other = &t.side(role.other()).peer;
         if to != other {
             return Err(SignalError::NotParty);
         }
@@ -716,11 +743,8 @@ impl Hub {
     pub fn finish(&mut self, peer: &str, report: TransferFinish) -> Result<(Vec<Emit>, Option<Record>), SignalError> {
         let id = report.transfer_id.clone();
         let t = self.transfers.get_mut(&id).ok_or(SignalError::UnknownTransfer)?;
-        let is_sender = t.from == peer;
-        if !is_sender && t.to != peer {
-            return Err(SignalError::NotParty);
-        }
-        let other = if is_sender { t.to.clone() } else { t.from.clone() };
+        let role = t.role_of(peer).ok_or(SignalError::NotParty)?;
+        let other = t.side(role.other()).peer.clone();
         let mut emits = Vec::new();
         if report.status != FinishStatus::Completed {
             emits.push(Emit::to_peer(
@@ -734,21 +758,23 @@ impl Hub {
                 return Err(SignalError::WrongState("it was never accepted"));
             }
             self.transfers.remove(&id);
-            let outcome =
-                ended("cancelled", &format!("{}: {}", if is_sender { "sender" } else { "receiver" }, report.reason));
+            let outcome = ended(
+                "cancelled",
+                &format!("{}: {}", if role == Role::Sender { "sender" } else { "receiver" }, report.reason),
+            );
             return Ok((emits, Some(Record::Finished(id, outcome))));
         }
-        let slot = if is_sender { &mut t.sender_report } else { &mut t.receiver_report };
+        let slot = &mut t.side_mut(role).report;
         if slot.is_some() {
             return Err(SignalError::WrongState("this side already reported"));
         }
         *slot = Some(report);
         // A side that stopped early ends it for both: the other will not finish normally.
-        let stopped = [&t.sender_report, &t.receiver_report]
+        let stopped = [&t.sender.report, &t.receiver.report]
             .iter()
             .any(|r| r.as_ref().is_some_and(|r| r.status != FinishStatus::Completed));
-        if (t.sender_report.is_some() && t.receiver_report.is_some()) || stopped {
-            let outcome = reconcile(t.sender_report.as_ref(), t.receiver_report.as_ref(), t.total_bytes);
+        if (t.sender.report.is_some() && t.receiver.report.is_some()) || stopped {
+            let outcome = t.outcome();
             self.transfers.remove(&id);
             return Ok((emits, Some(Record::Finished(id, outcome))));
         }
@@ -762,10 +788,7 @@ impl Hub {
             return None;
         }
         let t = self.transfers.remove(id)?;
-        Some(Record::Finished(
-            id.into(),
-            reconcile(t.sender_report.as_ref(), t.receiver_report.as_ref(), t.total_bytes),
-        ))
+        Some(Record::Finished(id.into(), t.outcome()))
     }
 
     /// Devices signed in with any of these sessions.
