@@ -8,14 +8,51 @@
 //! `X-Forwarded-For`, `crate::net`), and `lab_admin` applies the name and range rules to
 //! every change, whoever makes it.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 use crate::db::labs::LabRange;
 
 /// The group of devices that match no lab.
 pub const OTHER: &str = "Other";
+
+/// A lab's name, or `OTHER`: where a device is, whose devices see each other, what an
+/// instructor is responsible for. Its text on the wire (serde-transparent).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LabName(String);
+
+impl LabName {
+    /// The group of devices that match no lab.
+    pub fn other() -> LabName {
+        LabName(OTHER.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for LabName {
+    fn from(s: String) -> Self {
+        LabName(s)
+    }
+}
+
+impl From<&str> for LabName {
+    fn from(s: &str) -> Self {
+        LabName(s.to_string())
+    }
+}
+
+impl fmt::Display for LabName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Longest lab name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
@@ -33,21 +70,23 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 pub struct LabMatcher {
-    ranges: Vec<(IpNet, String)>,
+    ranges: Vec<(IpNet, LabName)>,
 }
 
 impl LabMatcher {
     /// Ranges that do not parse are skipped (they are validated when stored).
     pub fn new(rows: &[LabRange]) -> Self {
-        let mut ranges: Vec<(IpNet, String)> =
-            rows.iter().filter_map(|r| r.cidr.parse::<IpNet>().ok().map(|n| (n.trunc(), r.lab.clone()))).collect();
+        let mut ranges: Vec<(IpNet, LabName)> = rows
+            .iter()
+            .filter_map(|r| r.cidr.parse::<IpNet>().ok().map(|n| (n.trunc(), LabName::from(r.lab.as_str()))))
+            .collect();
         ranges.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
         Self { ranges }
     }
 
-    pub fn lab_of(&self, addr: IpAddr) -> Option<&str> {
+    pub fn lab_of(&self, addr: IpAddr) -> Option<&LabName> {
         let addr = addr.to_canonical();
-        self.ranges.iter().find(|(net, _)| net.contains(&addr)).map(|(_, lab)| lab.as_str())
+        self.ranges.iter().find(|(net, _)| net.contains(&addr)).map(|(_, lab)| lab)
     }
 }
 
@@ -84,10 +123,11 @@ mod tests {
     #[test]
     fn most_specific_range_wins_and_mapped_addresses_match() {
         let m = LabMatcher::new(&[range("Building", "10.0.0.0/16"), range("Lab 2", "10.0.2.0/24"), range("Bad", "x")]);
-        assert_eq!(m.lab_of("10.0.2.7".parse().unwrap()), Some("Lab 2"));
-        assert_eq!(m.lab_of("10.0.3.7".parse().unwrap()), Some("Building"));
-        assert_eq!(m.lab_of("::ffff:10.0.2.9".parse().unwrap()), Some("Lab 2"));
-        assert_eq!(m.lab_of("192.168.1.1".parse().unwrap()), None);
+        let lab_of = |a: &str| m.lab_of(a.parse().unwrap()).map(LabName::as_str);
+        assert_eq!(lab_of("10.0.2.7"), Some("Lab 2"));
+        assert_eq!(lab_of("10.0.3.7"), Some("Building"));
+        assert_eq!(lab_of("::ffff:10.0.2.9"), Some("Lab 2"));
+        assert_eq!(lab_of("192.168.1.1"), None);
     }
 
     #[test]

@@ -52,9 +52,10 @@ pub struct NewTransfer<'a> {
     pub file_count: i64,
     pub total_bytes: i64,
     pub broadcast_id: Option<&'a str>,
-    /// The devices' own ids, which let them re-claim the transfer after reconnecting.
-    pub sender_device_key: &'a str,
-    pub receiver_device_key: &'a str,
+    /// The devices' own ids, which let them re-claim the transfer after reconnecting; none
+    /// for a broadcast's deliveries (stored as '').
+    pub sender_device_key: Option<&'a str>,
+    pub receiver_device_key: Option<&'a str>,
 }
 
 pub async fn insert(pool: &Pool, t: &NewTransfer<'_>) -> Result<(), DbError> {
@@ -78,8 +79,8 @@ pub async fn insert(pool: &Pool, t: &NewTransfer<'_>) -> Result<(), DbError> {
     .bind(t.total_bytes)
     .bind(now())
     .bind(t.broadcast_id)
-    .bind(t.sender_device_key)
-    .bind(t.receiver_device_key)
+    .bind(t.sender_device_key.unwrap_or(""))
+    .bind(t.receiver_device_key.unwrap_or(""))
     .execute(pool)
     .await?;
     Ok(())
@@ -376,8 +377,8 @@ mod tests {
             file_count: 1,
             total_bytes: 3,
             broadcast_id: None,
-            sender_device_key: "key-a",
-            receiver_device_key: "key-b",
+            sender_device_key: Some("key-a"),
+            receiver_device_key: Some("key-b"),
         }
     }
 

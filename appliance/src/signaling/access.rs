@@ -17,16 +17,16 @@ use std::net::IpAddr;
 
 use crate::db::access::UserAccess;
 use crate::db::{self, DbError};
-use crate::labs::{LabMatcher, OTHER};
+use crate::labs::{LabMatcher, LabName};
 use crate::settings;
 use crate::state::AppState;
 
-use super::hub::Member;
+use super::hub::{Member, PeerId};
 
 /// What the derivation needs besides the user: labs and the settings that place devices.
 pub struct Surroundings {
     matcher: LabMatcher,
-    known_labs: Vec<String>,
+    known_labs: Vec<LabName>,
     /// `presence.scope = all`: students see every lab.
     scope_all: bool,
     /// `presence.lab_self_select = on`: a device outside every range may pick a lab.
@@ -36,7 +36,7 @@ pub struct Surroundings {
 impl Surroundings {
     pub async fn load(pool: &db::Pool) -> Result<Self, DbError> {
         let ranges = db::labs::ranges(pool).await?;
-        let known_labs = db::labs::list(pool).await?.into_iter().map(|l| l.name).collect();
+        let known_labs = db::labs::list(pool).await?.into_iter().map(|l| LabName::from(l.name)).collect();
         Ok(Surroundings {
             matcher: LabMatcher::new(&ranges),
             known_labs,
@@ -48,13 +48,13 @@ impl Surroundings {
 
 /// A device's lab: the lab whose range holds its address; else, only when self-selection
 /// is allowed, the existing lab its user picked (marked self-selected); else "Other".
-pub fn place(env: &Surroundings, addr: IpAddr, pick: Option<&str>) -> (String, bool) {
+pub fn place(env: &Surroundings, addr: IpAddr, pick: Option<&LabName>) -> (LabName, bool) {
     if let Some(lab) = env.matcher.lab_of(addr) {
-        return (lab.to_string(), false);
+        return (lab.clone(), false);
     }
     match pick {
-        Some(p) if env.self_select && env.known_labs.iter().any(|l| l == p) => (p.to_string(), true),
-        _ => (OTHER.to_string(), false),
+        Some(p) if env.self_select && env.known_labs.contains(p) => (p.clone(), true),
+        _ => (LabName::other(), false),
     }
 }
 
@@ -65,19 +65,19 @@ pub struct DeviceAccess {
     pub role: String,
     pub permissions: Vec<String>,
     pub sees_all: bool,
-    pub owned_labs: Vec<String>,
-    pub lab: String,
+    pub owned_labs: Vec<LabName>,
+    pub lab: LabName,
     pub self_selected: bool,
 }
 
 impl DeviceAccess {
     /// What `user` on a device at `addr` (which asked for lab `pick`) may do and see.
-    pub fn derive(user: &UserAccess, addr: IpAddr, pick: Option<&str>, env: &Surroundings) -> DeviceAccess {
+    pub fn derive(user: &UserAccess, addr: IpAddr, pick: Option<&LabName>, env: &Surroundings) -> DeviceAccess {
         let (lab, self_selected) = place(env, addr, pick);
         let mut permissions = user.permissions.clone();
         permissions.sort_unstable();
         permissions.dedup();
-        let mut owned_labs = user.owned_labs.clone();
+        let mut owned_labs: Vec<LabName> = user.owned_labs.iter().map(|l| LabName::from(l.as_str())).collect();
         owned_labs.sort_unstable();
         DeviceAccess {
             display_name: user.display_name.clone(),
@@ -110,12 +110,12 @@ pub fn stale_members<'a>(
     members: impl Iterator<Item = &'a Member>,
     users: &std::collections::HashMap<i64, UserAccess>,
     env: &Surroundings,
-) -> Vec<String> {
+) -> Vec<PeerId> {
     members
         .filter(|m| match users.get(&m.peer.user_id) {
             None => true,
             Some(u) if u.disabled => true,
-            Some(u) => DeviceAccess::derive(u, m.addr, m.lab_pick.as_deref(), env) != DeviceAccess::held_by(m),
+            Some(u) => DeviceAccess::derive(u, m.addr, m.lab_pick.as_ref(), env) != DeviceAccess::held_by(m),
         })
         .map(|m| m.peer.peer_id.clone())
         .collect()
@@ -123,7 +123,7 @@ pub fn stale_members<'a>(
 
 /// Re-evaluates live sockets (every one, or only `only`) against the store and disconnects
 /// those whose access changed; returns how many were disconnected.
-pub async fn reevaluate(state: &AppState, only: Option<&str>) -> Result<usize, DbError> {
+pub async fn reevaluate(state: &AppState, only: Option<&PeerId>) -> Result<usize, DbError> {
     let users = db::access::all(&state.db).await?;
     let env = Surroundings::load(&state.db).await?;
     let stale = state.signaling.with_hub(|h| match only {
@@ -131,7 +131,7 @@ pub async fn reevaluate(state: &AppState, only: Option<&str>) -> Result<usize, D
         None => stale_members(h.members(), &users, &env),
     });
     for peer in &stale {
-        tracing::info!(peer, "access changed: disconnecting the socket so it re-joins with its new rights");
+        tracing::info!(%peer, "access changed: disconnecting the socket so it re-joins with its new rights");
     }
     state.signaling.disconnect_peers(&stale).await;
     Ok(stale.len())
@@ -167,7 +167,8 @@ mod tests {
 
     fn member_of(user: &UserAccess, addr: &str, pick: Option<&str>, env: &Surroundings) -> Member {
         let addr: IpAddr = addr.parse().unwrap();
-        let a = DeviceAccess::derive(user, addr, pick, env);
+        let pick = pick.map(LabName::from);
+        let a = DeviceAccess::derive(user, addr, pick.as_ref(), env);
         Member {
             peer: Peer {
                 peer_id: "p1".into(),
@@ -185,20 +186,20 @@ mod tests {
             owned_labs: a.owned_labs,
             device_key: "d".into(),
             addr,
-            lab_pick: pick.map(str::to_string),
+            lab_pick: pick,
         }
     }
 
     #[test]
     fn a_device_outside_every_range_is_in_other_unless_self_selection_is_on() {
         let off = env(false, false);
-        assert_eq!(place(&off, "10.1.0.7".parse().unwrap(), Some("Lab 2")), ("Lab 1".into(), false));
-        assert_eq!(place(&off, "10.9.0.7".parse().unwrap(), Some("Lab 2")), (OTHER.into(), false));
+        assert_eq!(place(&off, "10.1.0.7".parse().unwrap(), Some(&"Lab 2".into())), ("Lab 1".into(), false));
+        assert_eq!(place(&off, "10.9.0.7".parse().unwrap(), Some(&"Lab 2".into())), (LabName::other(), false));
         let on = env(true, false);
-        assert_eq!(place(&on, "10.9.0.7".parse().unwrap(), Some("Lab 2")), ("Lab 2".into(), true));
-        assert_eq!(place(&on, "10.9.0.7".parse().unwrap(), Some("No such lab")), (OTHER.into(), false));
+        assert_eq!(place(&on, "10.9.0.7".parse().unwrap(), Some(&"Lab 2".into())), ("Lab 2".into(), true));
+        assert_eq!(place(&on, "10.9.0.7".parse().unwrap(), Some(&"No such lab".into())), (LabName::other(), false));
         // The address wins over a pick even when self-selection is on.
-        assert_eq!(place(&on, "10.1.0.7".parse().unwrap(), Some("Lab 2")), ("Lab 1".into(), false));
+        assert_eq!(place(&on, "10.1.0.7".parse().unwrap(), Some(&"Lab 2".into())), ("Lab 1".into(), false));
     }
 
     #[test]
@@ -211,26 +212,26 @@ mod tests {
 
         let mut lost_send = kim.clone();
         lost_send.permissions.retain(|p| p != "transfer.send");
-        assert_eq!(stale_members([&m].into_iter(), &users(lost_send), &e), vec!["p1"]);
+        assert_eq!(stale_members([&m].into_iter(), &users(lost_send), &e), vec![PeerId::from("p1")]);
 
         let mut promoted = kim.clone();
         promoted.role = "instructor".into();
         promoted.permissions.push("broadcast.send".into());
-        assert_eq!(stale_members([&m].into_iter(), &users(promoted), &e), vec!["p1"]);
+        assert_eq!(stale_members([&m].into_iter(), &users(promoted), &e), vec![PeerId::from("p1")]);
 
         let mut owns = kim.clone();
         owns.owned_labs = vec!["Lab 1".into()];
-        assert_eq!(stale_members([&m].into_iter(), &users(owns), &e), vec!["p1"]);
+        assert_eq!(stale_members([&m].into_iter(), &users(owns), &e), vec![PeerId::from("p1")]);
 
         let mut disabled = kim.clone();
         disabled.disabled = true;
-        assert_eq!(stale_members([&m].into_iter(), &users(disabled), &e), vec!["p1"]);
-        assert_eq!(stale_members([&m].into_iter(), &HashMap::new(), &e), vec!["p1"], "user deleted");
+        assert_eq!(stale_members([&m].into_iter(), &users(disabled), &e), vec![PeerId::from("p1")]);
+        assert_eq!(stale_members([&m].into_iter(), &HashMap::new(), &e), vec![PeerId::from("p1")], "user deleted");
 
         // The lab's ranges moved away from the device, or presence became campus-wide.
         let moved = Surroundings { matcher: LabMatcher::new(&[]), ..env(false, false) };
-        assert_eq!(stale_members([&m].into_iter(), &users(kim.clone()), &moved), vec!["p1"]);
-        assert_eq!(stale_members([&m].into_iter(), &users(kim.clone()), &env(false, true)), vec!["p1"]);
+        assert_eq!(stale_members([&m].into_iter(), &users(kim.clone()), &moved), vec![PeerId::from("p1")]);
+        assert_eq!(stale_members([&m].into_iter(), &users(kim.clone()), &env(false, true)), vec![PeerId::from("p1")]);
     }
 
     #[test]
@@ -240,6 +241,9 @@ mod tests {
         let m = member_of(&kim, "10.9.0.7", Some("Lab 2"), &on);
         assert!(m.peer.self_selected);
         assert!(stale_members([&m].into_iter(), &HashMap::from([(7, kim.clone())]), &on).is_empty());
-        assert_eq!(stale_members([&m].into_iter(), &HashMap::from([(7, kim)]), &env(false, false)), vec!["p1"]);
+        assert_eq!(
+            stale_members([&m].into_iter(), &HashMap::from([(7, kim)]), &env(false, false)),
+            vec![PeerId::from("p1")]
+        );
     }
 }

@@ -20,10 +20,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::SignalError;
-use super::hub::{Emit, Member, Peer, PeerId, Record, RequestedTransfer};
+use super::hub::{Emit, Member, Peer, Record, RequestedTransfer};
+use super::ids::{LinkId, PeerId, TransferId};
 use super::payloads::{FileMeta, Target};
 use super::tree::{Move, RelayTree};
 use crate::db::transfers::Outcome;
+use crate::labs::LabName;
 
 /// Bytes per piece: the unit that is hashed, verified, stored and forwarded.
 pub const PIECE_BYTES: u64 = 1024 * 1024;
@@ -53,17 +55,46 @@ impl RecipientState {
 #[serde(rename_all = "camelCase")]
 pub struct Recipient {
     pub peer: Peer,
-    pub transfer_id: String,
+    pub transfer_id: TransferId,
     pub state: RecipientState,
     pub bytes: u64,
     pub reason: String,
+}
+
+/// A recipient of a running broadcast as the portal shows it: plain text, like the hub's
+/// other reports for the portal.
+#[derive(Debug, Clone)]
+pub struct LiveRecipient {
+    pub peer: LivePeer,
+    pub state: RecipientState,
+    pub bytes: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LivePeer {
+    pub username: String,
+    pub device: String,
+    pub lab: String,
+}
+
+impl LiveRecipient {
+    fn of(r: &Recipient) -> LiveRecipient {
+        let p = &r.peer;
+        LiveRecipient {
+            peer: LivePeer { username: p.username.clone(), device: p.device.clone(), lab: p.lab.to_string() },
+            state: r.state,
+            bytes: r.bytes,
+            reason: r.reason.clone(),
+        }
+    }
 }
 
 /// Where the sender may broadcast or announce (checked again for late joiners).
 #[derive(Debug, Clone)]
 pub enum Reach {
     Anywhere,
-    Labs(Vec<String>),
+    Labs(Vec<LabName>),
 }
 
 impl Reach {
@@ -77,10 +108,10 @@ impl Reach {
         matches!(self, Reach::Anywhere)
     }
 
-    pub fn allows(&self, lab: &str) -> bool {
+    pub fn allows(&self, lab: &LabName) -> bool {
         match self {
             Reach::Anywhere => true,
-            Reach::Labs(labs) => labs.iter().any(|l| l == lab),
+            Reach::Labs(labs) => labs.contains(lab),
         }
     }
 }
@@ -106,8 +137,8 @@ pub struct Effects {
 }
 
 impl Effects {
-    fn to(&mut self, peer: &str, event: &'static str, data: Value) {
-        self.emits.push(Emit { to: super::hub::Audience::Peer(peer.to_string()), except: None, event, data });
+    fn to(&mut self, peer: &PeerId, event: &'static str, data: Value) {
+        self.emits.push(Emit { to: super::hub::Audience::Peer(peer.clone()), except: None, event, data });
     }
 }
 
@@ -126,8 +157,8 @@ struct Session {
     tree: RelayTree,
     recipients: BTreeMap<PeerId, Recipient>,
     /// link id → (parent, child); only current edges are here.
-    links: HashMap<String, (PeerId, PeerId)>,
-    child_link: HashMap<PeerId, String>,
+    links: HashMap<LinkId, (PeerId, PeerId)>,
+    child_link: HashMap<PeerId, LinkId>,
     next_link: u64,
     started: Instant,
 }
@@ -155,7 +186,7 @@ impl Session {
                 "bytes": r.bytes, "totalBytes": self.total, "reason": r.reason })
     }
 
-    fn manifest_emits(&self, peer: &str, fx: &mut Effects) {
+    fn manifest_emits(&self, peer: &PeerId, fx: &mut Effects) {
         for (file, hashes) in self.hashes.iter().enumerate() {
             let parts: Vec<&[String]> =
                 if hashes.is_empty() { vec![&[]] } else { hashes.chunks(MANIFEST_PART).collect() };
@@ -184,7 +215,7 @@ impl Session {
                 fx.to(&old_parent, "broadcast:unlink", json!({ "broadcastId": self.id, "linkId": old }));
             }
             self.next_link += 1;
-            let link = format!("{}-{}", self.id, self.next_link);
+            let link = LinkId::new(&self.id, self.next_link);
             self.links.insert(link.clone(), (m.parent.clone(), m.child.clone()));
             self.child_link.insert(m.child.clone(), link.clone());
             fx.to(
@@ -200,7 +231,7 @@ impl Session {
         }
     }
 
-    fn drop_links_of(&mut self, peer: &str) {
+    fn drop_links_of(&mut self, peer: &PeerId) {
         self.links.retain(|_, (p, c)| p != peer && c != peer);
         self.child_link.retain(|c, l| c != peer && self.links.contains_key(l));
     }
@@ -208,7 +239,7 @@ impl Session {
     /// Sets a recipient's final state and its transfer row (once).
     fn end_recipient(
         &mut self,
-        peer: &str,
+        peer: &PeerId,
         state: RecipientState,
         reason: &str,
         report: Option<&StatusReport>,
@@ -253,7 +284,7 @@ impl Session {
         self.recipients.values().all(|r| r.state.terminal())
     }
 
-    fn accept(&mut self, peer: &str, fx: &mut Effects) {
+    fn accept(&mut self, peer: &PeerId, fx: &mut Effects) {
         let Some(r) = self.recipients.get_mut(peer) else { return };
         r.state = RecipientState::Waiting;
         fx.records.push(Record::Accepted(r.transfer_id.clone()));
@@ -267,7 +298,7 @@ impl Session {
         }
     }
 
-    fn add_recipient(&mut self, peer: Peer, transfer_id: String, fx: &mut Effects) {
+    fn add_recipient(&mut self, peer: Peer, transfer_id: TransferId, fx: &mut Effects) {
         let r = Recipient {
             peer: peer.clone(),
             transfer_id: transfer_id.clone(),
@@ -284,8 +315,8 @@ impl Session {
             broadcast_id: Some(self.id.clone()),
             // Broadcast deliveries are repaired through the relay tree, not re-claimed with
             // `transfer:resume`, so their rows carry no device keys.
-            sender_device_key: String::new(),
-            receiver_device_key: String::new(),
+            sender_device_key: None,
+            receiver_device_key: None,
         })));
         fx.to(&peer.peer_id, "broadcast:offer", self.offer(&r));
         fx.to(&self.sender.peer_id, "broadcast:progress", self.progress(&r));
@@ -335,7 +366,7 @@ pub struct ProblemReport {
     #[serde(rename = "broadcastId")]
     pub broadcast_id: String,
     #[serde(rename = "linkId")]
-    pub link_id: String,
+    pub link_id: LinkId,
     pub kind: ProblemKind,
     /// The global piece index that failed verification (`bad_piece`).
     #[serde(default)]
@@ -367,11 +398,6 @@ pub struct ManifestPart {
     pub sha256: Option<String>,
 }
 
-/// Link ids are `<broadcast id>-<n>`; transfer ids have no `-`.
-pub fn is_link_id(id: &str) -> bool {
-    id.contains('-')
-}
-
 fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
@@ -394,7 +420,7 @@ impl Book {
         sender: &Member,
         recipients: Vec<Peer>,
         start: Start,
-        mut new_id: impl FnMut() -> String,
+        mut new_id: impl FnMut() -> TransferId,
     ) -> Result<(Value, Effects), SignalError> {
         if recipients.is_empty() {
             return Err(SignalError::NoRecipients);
@@ -430,9 +456,9 @@ impl Book {
 
     /// A part of the sender's manifest. When the last part arrives, every receiver that
     /// accepted gets the manifest and its link.
-    pub fn manifest(&mut self, peer: &str, part: ManifestPart) -> Result<Effects, SignalError> {
+    pub fn manifest(&mut self, peer: &PeerId, part: ManifestPart) -> Result<Effects, SignalError> {
         let s = self.session(&part.broadcast_id)?;
-        if s.sender.peer_id != peer {
+        if s.sender.peer_id != *peer {
             return Err(SignalError::NotParty);
         }
         if s.manifest_done {
@@ -475,7 +501,7 @@ impl Book {
             }
             // Links in tree order (breadth-first), parents before their children.
             let mut moves = Vec::new();
-            let mut queue = vec![s.tree.root().to_string()];
+            let mut queue = vec![s.tree.root().clone()];
             while let Some(p) = queue.pop() {
                 for c in s.tree.children_of(&p).to_vec() {
                     moves.push(Move { child: c.clone(), parent: p.clone() });
@@ -488,7 +514,7 @@ impl Book {
     }
 
     /// A receiver's answer to an offer (without auto-accept).
-    pub fn respond(&mut self, peer: &str, id: &str, accept: bool) -> Result<Effects, SignalError> {
+    pub fn respond(&mut self, peer: &PeerId, id: &str, accept: bool) -> Result<Effects, SignalError> {
         let s = self.session(id)?;
         let r = s.recipients.get(peer).ok_or(SignalError::NotParty)?;
         if r.state != RecipientState::Asked {
@@ -505,7 +531,7 @@ impl Book {
     }
 
     /// An offer nobody answered in time.
-    pub fn expire(&mut self, id: &str, peer: &str) -> Effects {
+    pub fn expire(&mut self, id: &str, peer: &PeerId) -> Effects {
         let mut fx = Effects::default();
         if let Some(s) = self.sessions.get_mut(id)
             && s.recipients.get(peer).is_some_and(|r| r.state == RecipientState::Asked)
@@ -518,7 +544,7 @@ impl Book {
     }
 
     /// A receiver's progress or end.
-    pub fn status(&mut self, peer: &str, report: StatusReport) -> Result<Effects, SignalError> {
+    pub fn status(&mut self, peer: &PeerId, report: StatusReport) -> Result<Effects, SignalError> {
         let id = report.broadcast_id.clone();
         let s = self.session(&id)?;
         let r = s.recipients.get_mut(peer).ok_or(SignalError::NotParty)?;
@@ -557,7 +583,7 @@ impl Book {
 
     /// A receiver says its parent stalls, is lost, or sent a bad piece: it gets another
     /// parent, and a bad forwarder loses all its children.
-    pub fn problem(&mut self, peer: &str, report: &ProblemReport) -> Result<Effects, SignalError> {
+    pub fn problem(&mut self, peer: &PeerId, report: &ProblemReport) -> Result<Effects, SignalError> {
         let s = self.session(&report.broadcast_id)?;
         let current = s.child_link.get(peer).ok_or(SignalError::NotParty)?;
         if *current != report.link_id {
@@ -568,10 +594,10 @@ impl Book {
         let mut fx = Effects::default();
         let moves = match report.kind {
             ProblemKind::BadPiece => {
-                tracing::warn!(broadcast = report.broadcast_id, forwarder = parent, reporter = peer, piece = ?report.piece,
+                tracing::warn!(broadcast = report.broadcast_id, forwarder = %parent, reporter = %peer, piece = ?report.piece,
                     "a forwarder sent a piece that does not match the manifest");
                 let mut moves = s.tree.flag(&parent);
-                if !moves.iter().any(|m| m.child == peer) {
+                if !moves.iter().any(|m| m.child == *peer) {
                     moves.extend(s.tree.reparent(peer));
                 }
                 if let Some(r) = s.recipients.get_mut(&parent) {
@@ -597,9 +623,9 @@ impl Book {
     }
 
     /// The sender cancels.
-    pub fn cancel(&mut self, peer: &str, id: &str) -> Result<Effects, SignalError> {
+    pub fn cancel(&mut self, peer: &PeerId, id: &str) -> Result<Effects, SignalError> {
         let s = self.session(id)?;
-        if s.sender.peer_id != peer {
+        if s.sender.peer_id != *peer {
             return Err(SignalError::NotParty);
         }
         let mut fx = Effects::default();
@@ -609,9 +635,8 @@ impl Book {
 
     /// `signal` over a link: only between its parent and child, while it is current.
     /// Ok means `peer` may send this link's signal to `to` (the caller relays it).
-    pub fn signal(&self, peer: &str, link: &str, to: &str) -> Result<(), SignalError> {
-        let id = link.rsplit_once('-').map(|(b, _)| b).ok_or(SignalError::UnknownTransfer)?;
-        let s = self.sessions.get(id).ok_or(SignalError::UnknownTransfer)?;
+    pub fn signal(&self, peer: &PeerId, link: &LinkId, to: &PeerId) -> Result<(), SignalError> {
+        let s = self.sessions.get(link.broadcast()).ok_or(SignalError::UnknownTransfer)?;
         let (parent, child) = s.links.get(link).ok_or(SignalError::UnknownTransfer)?;
         let ok = (peer == parent && to == child) || (peer == child && to == parent);
         if ok { Ok(()) } else { Err(SignalError::NotParty) }
@@ -619,12 +644,12 @@ impl Book {
 
     /// A device left: as a sender it ends its broadcasts; as a receiver it fails (unless
     /// done) and its children are re-attached.
-    pub fn leave(&mut self, peer: &str) -> Effects {
+    pub fn leave(&mut self, peer: &PeerId) -> Effects {
         let mut fx = Effects::default();
         let ids: Vec<String> = self.sessions.keys().cloned().collect();
         for id in ids {
             let Some(s) = self.sessions.get_mut(&id) else { continue };
-            if s.sender.peer_id == peer {
+            if s.sender.peer_id == *peer {
                 self.stop(&id, "the sender went offline", &mut fx);
                 continue;
             }
@@ -641,7 +666,7 @@ impl Book {
     }
 
     /// A device came online: a running broadcast to its lab (or to all) offers it the files.
-    pub fn join(&mut self, member: &Member, mut new_id: impl FnMut() -> String) -> Effects {
+    pub fn join(&mut self, member: &Member, mut new_id: impl FnMut() -> TransferId) -> Effects {
         let mut fx = Effects::default();
         if !member.has("transfer.receive") {
             return fx;
@@ -666,8 +691,9 @@ impl Book {
     }
 
     /// Live status of a running broadcast (for the portal), by recipient.
-    pub fn live(&self, id: &str) -> Option<Vec<Recipient>> {
-        self.sessions.get(id).map(|s| s.recipients.values().cloned().collect())
+    pub fn live(&self, id: &str) -> Option<Vec<LiveRecipient>> {
+        let s = self.sessions.get(id)?;
+        Some(s.recipients.values().map(LiveRecipient::of).collect())
     }
 
     /// Bytes of a running broadcast's files.
@@ -715,6 +741,14 @@ impl Book {
 mod tests {
     use super::*;
 
+    fn p(id: &str) -> PeerId {
+        id.into()
+    }
+
+    fn link(id: &str) -> LinkId {
+        id.into()
+    }
+
     fn member(id: &str, lab: &str, perms: &[&str]) -> Member {
         Member {
             peer: Peer {
@@ -731,7 +765,7 @@ mod tests {
             permissions: perms.iter().map(|p| p.to_string()).collect(),
             sees_all: false,
             owned_labs: Vec::new(),
-            device_key: format!("dev-{id}"),
+            device_key: format!("dev-{id}").into(),
             addr: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             lab_pick: None,
         }
@@ -765,7 +799,7 @@ mod tests {
                 },
                 || {
                     n += 1;
-                    format!("t{n}")
+                    TransferId::from(format!("t{n}"))
                 },
             )
             .unwrap();
@@ -781,7 +815,7 @@ mod tests {
             hashes: (0..4).map(hex).collect(),
             sha256: Some(hex(9)),
         };
-        book.manifest("s", part).unwrap()
+        book.manifest(&p("s"), part).unwrap()
     }
 
     fn links(fx: &Effects) -> Vec<(String, String, String)> {
@@ -791,7 +825,7 @@ mod tests {
             .map(|e| {
                 let super::super::hub::Audience::Peer(to) = &e.to else { panic!() };
                 (
-                    to.clone(),
+                    to.to_string(),
                     e.data["peer"].as_str().unwrap().to_string(),
                     e.data["linkId"].as_str().unwrap().to_string(),
                 )
@@ -818,7 +852,7 @@ mod tests {
         let (_, fx) = book
             .start(&sender, vec![placed, picked], start, || {
                 n += 1;
-                format!("t{n}")
+                TransferId::from(format!("t{n}"))
             })
             .unwrap();
         let offer_to = |peer: &str| {
@@ -843,11 +877,11 @@ mod tests {
         assert_eq!(fx.records.iter().filter(|r| matches!(r, Record::Accepted(_))).count(), 3);
         // A receiver may not send the manifest; parts must be in order and complete.
         let bad = ManifestPart { broadcast_id: "b1".into(), file: 0, first: 0, hashes: vec![hex(1)], sha256: None };
-        assert_eq!(book.manifest("a", bad.clone()).unwrap_err(), SignalError::NotParty);
+        assert_eq!(book.manifest(&p("a"), bad.clone()).unwrap_err(), SignalError::NotParty);
         let too_many = ManifestPart { hashes: (0..5).map(hex).collect(), sha256: Some(hex(1)), ..bad.clone() };
-        assert!(book.manifest("s", too_many).is_err());
+        assert!(book.manifest(&p("s"), too_many).is_err());
         let no_sha = ManifestPart { hashes: (0..4).map(hex).collect(), ..bad.clone() };
-        assert!(book.manifest("s", no_sha).is_err());
+        assert!(book.manifest(&p("s"), no_sha).is_err());
         let fx = manifest(&mut book);
         assert_eq!(fx.emits.iter().filter(|e| e.event == "broadcast:manifest").count(), 3);
         let l = links(&fx);
@@ -855,12 +889,12 @@ mod tests {
         let parent_of = |c: &str| l.iter().find(|x| x.0 == c).unwrap().1.clone();
         assert_eq!((parent_of("a"), parent_of("b"), parent_of("c")), ("s".into(), "s".into(), "a".into()));
         let link_c = &l.iter().find(|x| x.0 == "c").unwrap().2;
-        assert!(book.signal("a", link_c, "c").is_ok());
-        assert!(book.signal("c", link_c, "a").is_ok());
-        assert_eq!(book.signal("b", link_c, "c").unwrap_err(), SignalError::NotParty);
-        assert_eq!(book.signal("s", link_c, "c").unwrap_err(), SignalError::NotParty);
-        assert_eq!(book.signal("a", "b1-99", "c").unwrap_err(), SignalError::UnknownTransfer);
-        assert!(book.manifest("s", bad).is_err(), "complete already");
+        assert!(book.signal(&p("a"), &link(link_c), &p("c")).is_ok());
+        assert!(book.signal(&p("c"), &link(link_c), &p("a")).is_ok());
+        assert_eq!(book.signal(&p("b"), &link(link_c), &p("c")).unwrap_err(), SignalError::NotParty);
+        assert_eq!(book.signal(&p("s"), &link(link_c), &p("c")).unwrap_err(), SignalError::NotParty);
+        assert_eq!(book.signal(&p("a"), &link("b1-99"), &p("c")).unwrap_err(), SignalError::UnknownTransfer);
+        assert!(book.manifest(&p("s"), bad).is_err(), "complete already");
     }
 
     #[test]
@@ -870,14 +904,14 @@ mod tests {
         let fx = manifest(&mut book);
         // A chain: s → a → b → c → d.
         let old = links(&fx).into_iter().find(|x| x.0 == "c").unwrap().2;
-        let fx = book.leave("b");
+        let fx = book.leave(&p("b"));
         let l = links(&fx);
         assert_eq!(l.len(), 1);
         assert_eq!((l[0].0.as_str(), l[0].1.as_str()), ("c", "a"));
         assert!(fx.emits.iter().any(|e| e.event == "broadcast:progress" && e.data["state"] == "failed"));
         assert!(matches!(&fx.records[0], Record::Finished(id, o) if id == "t2" && o.status == "failed"));
-        assert_eq!(book.signal("b", &old, "c").unwrap_err(), SignalError::UnknownTransfer);
-        assert!(book.signal("a", &l[0].2, "c").is_ok());
+        assert_eq!(book.signal(&p("b"), &link(&old), &p("c")).unwrap_err(), SignalError::UnknownTransfer);
+        assert!(book.signal(&p("a"), &link(&l[0].2), &p("c")).is_ok());
     }
 
     #[test]
@@ -889,13 +923,13 @@ mod tests {
         let link_c = links(&fx).into_iter().find(|x| x.0 == "c").unwrap().2;
         let report = ProblemReport {
             broadcast_id: "b1".into(),
-            link_id: link_c.clone(),
+            link_id: link(&link_c),
             kind: ProblemKind::BadPiece,
             piece: Some(2),
         };
         // d's link is another one: c's report is not d's to make.
-        assert!(links(&book.problem("d", &report).unwrap()).is_empty());
-        let fx = book.problem("c", &report).unwrap();
+        assert!(links(&book.problem(&p("d"), &report).unwrap()).is_empty());
+        let fx = book.problem(&p("c"), &report).unwrap();
         let l = links(&fx);
         assert_eq!(l.len(), 2, "c and d both leave the bad forwarder");
         assert!(l.iter().all(|x| x.1 != "a"));
@@ -905,7 +939,7 @@ mod tests {
                 .any(|e| e.event == "broadcast:unlink" && e.to == super::super::hub::Audience::Peer("a".into()))
         );
         // The same report over the old link changes nothing.
-        assert!(links(&book.problem("c", &report).unwrap()).is_empty());
+        assert!(links(&book.problem(&p("c"), &report).unwrap()).is_empty());
     }
 
     #[test]
@@ -922,13 +956,17 @@ mod tests {
             duration_ms: None,
             reason: String::new(),
         };
-        book.status("a", st(PIECE_BYTES)).unwrap();
-        book.status("b", st(PIECE_BYTES)).unwrap();
-        let stalled =
-            ProblemReport { broadcast_id: "b1".into(), link_id: link_b, kind: ProblemKind::Stalled, piece: None };
-        assert!(links(&book.problem("b", &stalled).unwrap()).is_empty(), "a waits too");
-        book.status("a", st(2 * PIECE_BYTES)).unwrap();
-        let l = links(&book.problem("b", &stalled).unwrap());
+        book.status(&p("a"), st(PIECE_BYTES)).unwrap();
+        book.status(&p("b"), st(PIECE_BYTES)).unwrap();
+        let stalled = ProblemReport {
+            broadcast_id: "b1".into(),
+            link_id: link(&link_b),
+            kind: ProblemKind::Stalled,
+            piece: None,
+        };
+        assert!(links(&book.problem(&p("b"), &stalled).unwrap()).is_empty(), "a waits too");
+        book.status(&p("a"), st(2 * PIECE_BYTES)).unwrap();
+        let l = links(&book.problem(&p("b"), &stalled).unwrap());
         assert_eq!((l[0].0.as_str(), l[0].1.as_str()), ("b", "s"));
     }
 
@@ -939,12 +977,12 @@ mod tests {
         assert_eq!(fx.asked.len(), 2);
         assert!(fx.records.iter().all(|r| matches!(r, Record::Requested(_))));
         assert!(links(&manifest(&mut book)).is_empty(), "nobody accepted yet");
-        let fx = book.respond("a", "b1", true).unwrap();
+        let fx = book.respond(&p("a"), "b1", true).unwrap();
         assert_eq!(links(&fx), vec![("a".into(), "s".into(), "b1-1".into())]);
         assert!(fx.emits.iter().any(|e| e.event == "broadcast:manifest"));
-        assert!(book.respond("a", "b1", true).is_err(), "twice");
-        assert!(book.respond("zz", "b1", true).is_err());
-        let fx = book.respond("b", "b1", false).unwrap();
+        assert!(book.respond(&p("a"), "b1", true).is_err(), "twice");
+        assert!(book.respond(&p("zz"), "b1", true).is_err());
+        let fx = book.respond(&p("b"), "b1", false).unwrap();
         assert!(matches!(&fx.records[0], Record::Finished(_, o) if o.status == "declined"));
         // A late joiner of the lab gets an offer; one of another lab does not.
         let fx = book.join(&member("late", "Lab A", RECV), || "t9".into());
@@ -952,7 +990,7 @@ mod tests {
         assert!(fx.emits.iter().any(|e| e.event == "broadcast:offer"));
         assert!(book.join(&member("far", "Lab B", RECV), || "t10".into()).emits.is_empty());
         assert!(book.join(&member("nr", "Lab A", &[]), || "t11".into()).emits.is_empty());
-        let fx = book.expire("b1", "late");
+        let fx = book.expire("b1", &p("late"));
         assert!(matches!(&fx.records[0], Record::Finished(_, o) if o.status == "expired"));
     }
 
@@ -969,14 +1007,14 @@ mod tests {
             duration_ms: Some(10),
             reason: String::new(),
         };
-        assert!(book.status("a", done(5)).is_err(), "done needs every byte");
+        assert!(book.status(&p("a"), done(5)).is_err(), "done needs every byte");
         let total = 3 * PIECE_BYTES + 5;
-        let fx = book.status("a", done(total)).unwrap();
+        let fx = book.status(&p("a"), done(total)).unwrap();
         assert!(
             matches!(&fx.records[0], Record::Finished(id, o) if id == "t1" && o.status == "completed" && o.sha256 == hex(9))
         );
-        assert!(book.status("a", done(total)).is_err(), "twice");
-        let fx = book.status("b", done(total)).unwrap();
+        assert!(book.status(&p("a"), done(total)).is_err(), "twice");
+        let fx = book.status(&p("b"), done(total)).unwrap();
         assert!(fx.emits.iter().any(|e| e.event == "broadcast:ended"));
         assert!(book.running().is_empty());
     }
@@ -985,7 +1023,7 @@ mod tests {
     fn the_sender_leaving_ends_it_for_everyone() {
         let mut book = Book::default();
         start(&mut book, &["a", "b"], 2, true);
-        let fx = book.leave("s");
+        let fx = book.leave(&p("s"));
         assert_eq!(
             fx.records.iter().filter(|r| matches!(r, Record::Finished(_, o) if o.status == "failed")).count(),
             2

@@ -10,6 +10,7 @@ use socketioxide::extract::SocketRef;
 use super::broadcast::{Effects, ManifestPart, ProblemReport, Reach, Start, StatusReport};
 use super::events::{new_id, on};
 use super::hub::{Member, Peer};
+use super::ids::{PeerId, TransferId};
 use super::payloads::{self, BroadcastStart, Target};
 use super::{SignalError, deliver, store};
 use crate::db;
@@ -77,7 +78,7 @@ async fn auto_accepts(state: &AppState, role: &str) -> Result<bool, SignalError>
     Ok(roles.split(',').any(|r| r.trim() == role))
 }
 
-pub(super) async fn start(state: AppState, peer: String, req: BroadcastStart) -> Result<Value, SignalError> {
+pub(super) async fn start(state: AppState, peer: PeerId, req: BroadcastStart) -> Result<Value, SignalError> {
     let member = state.signaling.with_hub(|h| h.member(&peer).cloned()).ok_or(SignalError::NotConnected)?;
     if !member.has("broadcast.send") {
         return Err(SignalError::Forbidden("broadcast.send"));
@@ -98,7 +99,7 @@ pub(super) async fn start(state: AppState, peer: String, req: BroadcastStart) ->
         }
         Target::Peers { peers } => {
             for p in peers {
-                payloads::validate_id("peers", p)?;
+                payloads::validate_id("peers", p.as_str())?;
             }
         }
         _ => {}
@@ -142,26 +143,26 @@ pub(super) async fn start(state: AppState, peer: String, req: BroadcastStart) ->
     )
     .await?;
     let start = Start { id: broadcast_id, target: req.target, reach, files: req.files, fanout, auto_accept };
-    let (ack, fx) = state.signaling.with_broadcasts(|b| b.start(&member, recipients, start, new_id))?;
+    let (ack, fx) = state.signaling.with_broadcasts(|b| b.start(&member, recipients, start, new_transfer_id))?;
     apply(&state, fx).await;
     Ok(ack)
 }
 
-async fn manifest(state: AppState, peer: String, req: ManifestPart) -> Result<Value, SignalError> {
+async fn manifest(state: AppState, peer: PeerId, req: ManifestPart) -> Result<Value, SignalError> {
     payloads::validate_id("broadcastId", &req.broadcast_id)?;
     let fx = state.signaling.with_broadcasts(|b| b.manifest(&peer, req))?;
     apply(&state, fx).await;
     Ok(serde_json::json!({}))
 }
 
-async fn respond(state: AppState, peer: String, req: BroadcastRespond) -> Result<Value, SignalError> {
+async fn respond(state: AppState, peer: PeerId, req: BroadcastRespond) -> Result<Value, SignalError> {
     payloads::validate_id("broadcastId", &req.broadcast_id)?;
     let fx = state.signaling.with_broadcasts(|b| b.respond(&peer, &req.broadcast_id, req.accept))?;
     apply(&state, fx).await;
     Ok(serde_json::json!({}))
 }
 
-async fn status(state: AppState, peer: String, req: StatusReport) -> Result<Value, SignalError> {
+async fn status(state: AppState, peer: PeerId, req: StatusReport) -> Result<Value, SignalError> {
     payloads::validate_id("broadcastId", &req.broadcast_id)?;
     payloads::validate_sha256(&req.sha256)?;
     if req.reason.chars().count() > 500 {
@@ -172,29 +173,33 @@ async fn status(state: AppState, peer: String, req: StatusReport) -> Result<Valu
     Ok(serde_json::json!({}))
 }
 
-async fn problem(state: AppState, peer: String, req: ProblemReport) -> Result<Value, SignalError> {
+async fn problem(state: AppState, peer: PeerId, req: ProblemReport) -> Result<Value, SignalError> {
     payloads::validate_id("broadcastId", &req.broadcast_id)?;
-    payloads::validate_id("linkId", &req.link_id)?;
+    payloads::validate_id("linkId", req.link_id.as_str())?;
     let fx = state.signaling.with_broadcasts(|b| b.problem(&peer, &req))?;
     apply(&state, fx).await;
     Ok(serde_json::json!({}))
 }
 
-async fn cancel(state: AppState, peer: String, req: BroadcastCancel) -> Result<Value, SignalError> {
+async fn cancel(state: AppState, peer: PeerId, req: BroadcastCancel) -> Result<Value, SignalError> {
     payloads::validate_id("broadcastId", &req.broadcast_id)?;
     let fx = state.signaling.with_broadcasts(|b| b.cancel(&peer, &req.broadcast_id))?;
     apply(&state, fx).await;
     Ok(serde_json::json!({}))
 }
 
+fn new_transfer_id() -> TransferId {
+    TransferId::from(new_id())
+}
+
 /// A device came online: offers of running broadcasts to its lab.
 pub(super) async fn joined(state: &AppState, member: &Member) {
-    let fx = state.signaling.with_broadcasts(|b| b.join(member, new_id));
+    let fx = state.signaling.with_broadcasts(|b| b.join(member, new_transfer_id));
     apply(state, fx).await;
 }
 
 /// A device went offline: its broadcasts end (sender) or are repaired (receiver).
-pub(super) async fn left(state: &AppState, peer: &str) {
+pub(super) async fn left(state: &AppState, peer: &PeerId) {
     let fx = state.signaling.with_broadcasts(|b| b.leave(peer));
     apply(state, fx).await;
 }

@@ -19,11 +19,12 @@ use socketioxide::socket::{Sid, Socket};
 
 use super::access::{self, DeviceAccess};
 use super::hub::Member;
+use super::ids::{Channel, DeviceKey, PeerId, TransferId};
 use super::payloads::{self, Announce, Signal, Target, TransferFinish, TransferRequest, TransferRespond};
 use super::{ALL_SCOPE_ROOM, SELF_SELECTED_ROOM, SignalError, ack_body, deliver, lab_room, peer_room, store};
 use crate::auth::{self, AuthError, CurrentUser};
 use crate::db;
-use crate::labs;
+use crate::labs::{self, LabName};
 use crate::state::AppState;
 use crate::text::clean_text;
 
@@ -57,8 +58,8 @@ impl std::fmt::Display for Refused {
 struct Authenticated {
     user: CurrentUser,
     device: String,
-    lab_pick: Option<String>,
-    device_key: Option<String>,
+    lab_pick: Option<LabName>,
+    device_key: Option<DeviceKey>,
 }
 
 /// Opened once the connect handler has added the device to the hub, or given up on it.
@@ -128,13 +129,13 @@ async fn authenticate(
     }
     let device = auth.device.as_deref().map(|d| clean_text(d, 64)).filter(|d| !d.is_empty());
     let device = device.unwrap_or_else(|| "Browser".into());
-    let lab_pick = auth.lab.map(|l| clean_text(&l, 64));
+    let lab_pick = auth.lab.map(|l| LabName::from(clean_text(&l, 64)));
     let device_key = match auth.device_id {
-        Some(id) if valid_device_id(&id) => Some(id),
+        Some(id) if valid_device_id(&id) => Some(DeviceKey::from(id)),
         Some(_) => return Err(Refused("invalid_device_id")),
         None => None,
     };
-    admit(&state, &socket, user.id, device_key.as_deref()).await?;
+    admit(&state, &socket, user.id, device_key.as_ref()).await?;
     socket.extensions.insert(Authenticated { user, device, lab_pick, device_key });
     socket.extensions.insert(JoinGate::default());
     // Handlers now, while the connect packet is not sent yet: socketioxide runs the connect
@@ -147,14 +148,14 @@ async fn authenticate(
 
 /// Holds a place for this connection under the per-user device cap
 /// (`signaling.max_devices_per_user`), or refuses it.
-async fn admit(state: &AppState, socket: &SocketRef, user: i64, device_key: Option<&str>) -> Result<(), Refused> {
+async fn admit(state: &AppState, socket: &SocketRef, user: i64, device_key: Option<&DeviceKey>) -> Result<(), Refused> {
     let max = crate::settings::get_u64(&state.db, "signaling.max_devices_per_user").await.map_err(|e| {
         tracing::error!(error = %e, "could not read the device cap");
         Refused("internal")
     })?;
     let key = member_device_key(device_key, socket);
     let max = usize::try_from(max).unwrap_or(usize::MAX);
-    let peer = socket.id.to_string();
+    let peer = peer_of(socket);
     state.signaling.with_hub(|h| h.admit(user, &peer, &key, max, Instant::now())).map_err(|crowded| {
         tracing::info!(user, code = crowded.code(), "connection refused: too many at once");
         Refused(crowded.code())
@@ -162,8 +163,13 @@ async fn admit(state: &AppState, socket: &SocketRef, user: i64, device_key: Opti
 }
 
 /// The hub's device key: the client's device id, or (without one) the socket's own.
-fn member_device_key(device_id: Option<&str>, socket: &SocketRef) -> String {
-    device_id.map_or_else(|| format!("socket:{}", socket.id), str::to_string)
+fn member_device_key(device_id: Option<&DeviceKey>, socket: &Socket) -> DeviceKey {
+    device_id.cloned().unwrap_or_else(|| DeviceKey::from(format!("socket:{}", socket.id)))
+}
+
+/// The hub's name of a socket.
+fn peer_of(socket: &Socket) -> PeerId {
+    PeerId::from(socket.id.to_string())
 }
 
 /// A device id: 16 to 64 letters, digits, `-` or `_` (the web client uses a random UUID).
@@ -233,7 +239,7 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
             Err(e) => tracing::warn!(error = %e, "could not re-check a joining socket's access"),
         }
     }
-    match db::announcements::live_for(&state.db, &lab).await {
+    match db::announcements::live_for(&state.db, lab.as_str()).await {
         Ok(list) => {
             // A lab's announcements are for the devices in it, not for those that picked it.
             for a in list.into_iter().filter(|a| a.lab.is_none() || !self_selected) {
@@ -262,10 +268,10 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
         permissions: user.permissions.iter().map(|p| p.name().to_string()).collect(),
         owned_labs: db::labs::owned_by(&state.db, user.id).await?,
     };
-    let a = DeviceAccess::derive(&standing, addr, auth.lab_pick.as_deref(), &env);
+    let a = DeviceAccess::derive(&standing, addr, auth.lab_pick.as_ref(), &env);
     Ok(Member {
         peer: super::hub::Peer {
-            peer_id: socket.id.to_string(),
+            peer_id: peer_of(socket),
             user_id: user.id,
             username: user.username.clone(),
             display_name: a.display_name,
@@ -279,7 +285,7 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
         sees_all: a.sees_all,
         owned_labs: a.owned_labs,
         // Without a device id of its own, a socket can never re-claim a transfer.
-        device_key: member_device_key(auth.device_key.as_deref(), socket),
+        device_key: member_device_key(auth.device_key.as_ref(), socket),
         addr,
         lab_pick: auth.lab_pick,
     })
@@ -290,7 +296,7 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
 pub(super) fn on<T, F, Fut>(socket: &SocketRef, event: &'static str, handler: F)
 where
     T: DeserializeOwned + Send + 'static,
-    F: Fn(AppState, String, T) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(AppState, PeerId, T) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Value, SignalError>> + Send + 'static,
 {
     socket.on(
@@ -299,7 +305,7 @@ where
             let handler = handler.clone();
             async move {
                 until_joined(&s).await;
-                let peer = s.id.to_string();
+                let peer = peer_of(&s);
                 let result = match state.signaling.with_hub(|h| h.spend_event(&peer, Instant::now())) {
                     Err(e) => Err(e),
                     Ok(()) => match data
@@ -332,7 +338,7 @@ fn register_events(socket: &SocketRef) {
     super::broadcast_events::register(socket);
     on(socket, "transfer:resume", super::resume::transfer_resume);
     socket.on_disconnect(async |s: SocketRef, State(state): State<AppState>| {
-        let peer = s.id.to_string();
+        let peer = peer_of(&s);
         depart(&state, &peer).await;
         super::broadcast_events::left(&state, &peer).await;
     });
@@ -341,7 +347,7 @@ fn register_events(socket: &SocketRef) {
 /// Takes a device out of the hub (its unanswered requests cancelled, its accepted transfers
 /// paused) and writes and sends what follows. A device that never joined, or already left,
 /// has nothing to remove and was never counted.
-async fn depart(state: &AppState, peer: &str) {
+async fn depart(state: &AppState, peer: &PeerId) {
     let (was_member, (emits, records)) =
         state.signaling.with_hub(|h| (h.member(peer).is_some(), h.leave(peer, Instant::now())));
     if was_member {
@@ -359,13 +365,13 @@ pub(super) fn new_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn transfer_request(state: AppState, peer: String, req: TransferRequest) -> Result<Value, SignalError> {
-    payloads::validate_id("to", &req.to)?;
+async fn transfer_request(state: AppState, peer: PeerId, req: TransferRequest) -> Result<Value, SignalError> {
+    payloads::validate_id("to", req.to.as_str())?;
     if let Some(part) = &req.part {
         payloads::validate_part(part, &req.files)?;
     }
     let (limits, expiry) = super::limits(&state).await?;
-    let id = new_id();
+    let id = TransferId::from(new_id());
     let (mut emits, record) =
         state.signaling.with_hub(|h| h.request(&peer, &req.to, req.files, id.clone(), &limits, Instant::now()))?;
     if let Some(part) = req.part {
@@ -377,8 +383,8 @@ async fn transfer_request(state: AppState, peer: String, req: TransferRequest) -
     Ok(json!({ "transferId": id }))
 }
 
-async fn transfer_respond(state: AppState, peer: String, req: TransferRespond) -> Result<Value, SignalError> {
-    payloads::validate_id("transferId", &req.transfer_id)?;
+async fn transfer_respond(state: AppState, peer: PeerId, req: TransferRespond) -> Result<Value, SignalError> {
+    payloads::validate_id("transferId", req.transfer_id.as_str())?;
     let (emits, record) = state.signaling.with_hub(|h| h.respond(&peer, &req.transfer_id, req.accept))?;
     store(&state, vec![record]).await;
     deliver(&state, emits).await;
@@ -402,14 +408,14 @@ impl MessageHandler<LocalAdapter, Inline> for SignalHandler {
         let Ok(ack) = AckSender::from_message_parts(&s, &mut v, &ack_id);
         let Ok(TryData(data)) = TryData::<Signal>::from_message_parts(&s, &mut v, &ack_id);
         let data = data.map_err(|e| e.to_string());
-        let peer = s.id;
-        match relay_signal(&state, peer.as_str(), &data, true) {
+        let peer = peer_of(&s);
+        match relay_signal(&state, &peer, &data, true) {
             Some(result) => answer_signal(&state, ack, result),
             None => {
                 // The connect handler is still registering the device: wait for it, like `on`.
                 tokio::spawn(async move {
                     until_joined(&s).await;
-                    let result = relay_signal(&state, peer.as_str(), &data, false).unwrap_or(Ok(()));
+                    let result = relay_signal(&state, &peer, &data, false).unwrap_or(Ok(()));
                     answer_signal(&state, ack, result);
                 });
             }
@@ -422,7 +428,7 @@ impl MessageHandler<LocalAdapter, Inline> for SignalHandler {
 struct Relayed<'a> {
     #[serde(rename = "transferId")]
     transfer_id: &'a str,
-    from: &'a str,
+    from: &'a PeerId,
     data: &'a RawValue,
 }
 
@@ -430,7 +436,7 @@ struct Relayed<'a> {
 /// `require_member`); nothing was spent.
 fn relay_signal(
     state: &AppState,
-    peer: &str,
+    peer: &PeerId,
     req: &Result<Signal, String>,
     require_member: bool,
 ) -> Option<Result<(), SignalError>> {
@@ -442,20 +448,21 @@ fn relay_signal(
         Some(h.spend_event(peer, Instant::now()).map_err(|e| (e, false)).and_then(|()| {
             let req = req.as_ref().map_err(|e| (SignalError::Invalid(e.clone()), false))?;
             validate_signal(req).map_err(|e| (e, false))?;
-            // Broadcast links (`<broadcast>-<n>`) are checked by the broadcasts, below.
-            if super::broadcast::is_link_id(&req.transfer_id) {
-                return Ok(());
+            match Channel::parse(&req.transfer_id) {
+                Channel::Transfer(id) => h.signal(peer, &id, &req.to).map(|()| None).map_err(|e| (e, true)),
+                // Checked by the broadcasts, below.
+                Channel::Link(link) => Ok(Some(link)),
             }
-            h.signal(peer, &req.transfer_id, &req.to).map_err(|e| (e, true))
         }))
     })?;
     // A relay-tree link is signaled like a transfer, between its two ends (own lock, never
     // taken while the hub's is held).
     let checked = match (checked, req) {
-        (Ok(()), Ok(r)) if super::broadcast::is_link_id(&r.transfer_id) => {
-            state.signaling.with_broadcasts(|b| b.signal(peer, &r.transfer_id, &r.to)).map_err(|e| (e, true))
+        (Ok(Some(link)), Ok(r)) => {
+            state.signaling.with_broadcasts(|b| b.signal(peer, &link, &r.to)).map_err(|e| (e, true))
         }
-        (other, _) => other,
+        (Ok(_), _) => Ok(()),
+        (Err(e), _) => Err(e),
     };
     let req = match (checked, req) {
         (Ok(()), Ok(req)) => req,
@@ -463,13 +470,13 @@ fn relay_signal(
             if refused {
                 state.metrics.signal_refused(e.code());
                 let transfer = req.as_ref().map(|r| r.transfer_id.as_str()).unwrap_or("");
-                tracing::info!(peer, transfer, code = e.code(), "signal refused");
+                tracing::info!(%peer, transfer, code = e.code(), "signal refused");
             }
             return Some(Err(e));
         }
         (Ok(()), Err(e)) => return Some(Err(SignalError::Invalid(e.clone()))),
     };
-    let target = req.to.parse::<Sid>().ok().and_then(|sid| state.signaling.io.get()?.get_socket(sid));
+    let target = req.to.as_str().parse::<Sid>().ok().and_then(|sid| state.signaling.io.get()?.get_socket(sid));
     let relayed = Relayed { transfer_id: &req.transfer_id, from: peer, data: &req.data };
     match target.map(|t| t.emit("signal", &relayed)) {
         Some(Ok(())) => {}
@@ -482,7 +489,7 @@ fn relay_signal(
 /// The checks of a `signal` payload that need no state.
 fn validate_signal(req: &Signal) -> Result<(), SignalError> {
     payloads::validate_id("transferId", &req.transfer_id)?;
-    payloads::validate_id("to", &req.to)?;
+    payloads::validate_id("to", req.to.as_str())?;
     let size = req.data.get().len();
     if size > payloads::MAX_SIGNAL_BYTES {
         return Err(SignalError::Invalid(format!("data is {size} bytes; at most {}", payloads::MAX_SIGNAL_BYTES)));
@@ -508,8 +515,8 @@ fn answer_signal(state: &AppState, ack: AckSender, result: Result<(), SignalErro
     }
 }
 
-async fn transfer_finish(state: AppState, peer: String, req: TransferFinish) -> Result<Value, SignalError> {
-    payloads::validate_id("transferId", &req.transfer_id)?;
+async fn transfer_finish(state: AppState, peer: PeerId, req: TransferFinish) -> Result<Value, SignalError> {
+    payloads::validate_id("transferId", req.transfer_id.as_str())?;
     payloads::validate_sha256(&req.sha256)?;
     if req.reason.chars().count() > 500 {
         return Err(SignalError::Invalid("reason must have at most 500 characters".into()));
@@ -529,7 +536,7 @@ fn announcement_json(a: &db::announcements::Announcement) -> Value {
             "expiresAt": a.expires_at })
 }
 
-async fn announce(state: AppState, peer: String, req: Announce) -> Result<Value, SignalError> {
+async fn announce(state: AppState, peer: PeerId, req: Announce) -> Result<Value, SignalError> {
     let member = state.signaling.with_hub(|h| h.member(&peer).cloned()).ok_or(SignalError::NotConnected)?;
     if !member.has("announce") {
         return Err(SignalError::Forbidden("announce"));
@@ -544,8 +551,8 @@ async fn announce(state: AppState, peer: String, req: Announce) -> Result<Value,
     let reach = super::broadcast::Reach::of(&member);
     let lab = match &req.target {
         Target::Lab { lab } => {
-            if lab != labs::OTHER && db::labs::by_name(&state.db, lab).await?.is_none() {
-                return Err(SignalError::UnknownLab(lab.clone()));
+            if lab.as_str() != labs::OTHER && db::labs::by_name(&state.db, lab.as_str()).await?.is_none() {
+                return Err(SignalError::UnknownLab(lab.to_string()));
             }
             if !reach.allows(lab) {
                 return Err(SignalError::Forbidden("announce (to this lab: you are not responsible for it)"));
@@ -560,7 +567,7 @@ async fn announce(state: AppState, peer: String, req: Announce) -> Result<Value,
         &state.db,
         member.peer.user_id,
         &member.peer.display_name,
-        lab.as_deref(),
+        lab.as_ref().map(LabName::as_str),
         &text,
         ttl,
     )

@@ -20,11 +20,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::SignalError;
+pub use super::ids::{DeviceKey, PeerId, TransferId};
 use super::payloads::{FileMeta, FinishStatus, Part, TransferFinish};
 use super::reconcile::reconcile;
 use crate::db::transfers::Outcome;
-
-pub type PeerId = String;
+use crate::labs::LabName;
 
 /// One connected device, as other clients see it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -35,7 +35,7 @@ pub struct Peer {
     pub username: String,
     pub display_name: String,
     pub role: String,
-    pub lab: String,
+    pub lab: LabName,
     pub device: String,
     /// In `lab` because its user picked it (`presence.lab_self_select`), not by address:
     /// such a device never gets that lab's announcements or auto-accepted broadcasts.
@@ -52,15 +52,15 @@ pub struct Member {
     /// Sees peers of every lab (else only its own lab's).
     pub sees_all: bool,
     /// Labs this user is responsible for (instructors' broadcast scope).
-    pub owned_labs: Vec<String>,
+    pub owned_labs: Vec<LabName>,
     /// The device's own id (client-generated, kept by the browser across reloads and
     /// reconnections): what lets a new socket re-claim this device's transfers. Never sent to
     /// other clients.
-    pub device_key: String,
+    pub device_key: DeviceKey,
     /// The device's address (behind a trusted proxy, from `X-Forwarded-For`) and the lab its
     /// user asked for: what its lab is derived from again when labs or settings change.
     pub addr: std::net::IpAddr,
-    pub lab_pick: Option<String>,
+    pub lab_pick: Option<LabName>,
 }
 
 impl Member {
@@ -78,9 +78,9 @@ impl Member {
 pub enum Audience {
     Peer(PeerId),
     /// Every device that can see a peer of this lab (its lab and the all-labs viewers).
-    ViewersOf(String),
+    ViewersOf(LabName),
     /// Devices located in this lab.
-    InLab(String),
+    InLab(LabName),
     Everyone,
 }
 
@@ -93,8 +93,8 @@ pub struct Emit {
 }
 
 impl Emit {
-    fn to_peer(peer: &str, event: &'static str, data: Value) -> Emit {
-        Emit { to: Audience::Peer(peer.to_string()), except: None, event, data }
+    fn to_peer(peer: &PeerId, event: &'static str, data: Value) -> Emit {
+        Emit { to: Audience::Peer(peer.clone()), except: None, event, data }
     }
 }
 
@@ -102,31 +102,33 @@ impl Emit {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Requested(Box<RequestedTransfer>),
-    Accepted(String),
-    Finished(String, Outcome),
+    Accepted(TransferId),
+    Finished(TransferId, Outcome),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestedTransfer {
-    pub id: String,
+    pub id: TransferId,
     pub from: Peer,
     pub to: Peer,
     pub files: Vec<FileMeta>,
     pub total_bytes: u64,
     pub broadcast_id: Option<String>,
-    pub sender_device_key: String,
-    pub receiver_device_key: String,
+    /// The devices, which may re-claim the transfer (none for a broadcast's deliveries,
+    /// which the relay tree repairs instead).
+    pub sender_device_key: Option<DeviceKey>,
+    pub receiver_device_key: Option<DeviceKey>,
 }
 
 /// An accepted, unfinished transfer read back from the transfer log at start-up: both of
 /// its sides are away until they re-claim it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RestoredTransfer {
-    pub id: String,
+    pub id: TransferId,
     pub sender_user: i64,
     pub receiver_user: i64,
-    pub sender_device_key: String,
-    pub receiver_device_key: String,
+    pub sender_device_key: DeviceKey,
+    pub receiver_device_key: DeviceKey,
     pub files: Vec<FileMeta>,
     pub total_bytes: u64,
 }
@@ -172,11 +174,12 @@ enum Stage {
 /// One side of a transfer (the sender or the receiver): its device and where it stands.
 #[derive(Debug)]
 struct Side {
-    /// The side's socket (its latest, when it is away).
-    peer: PeerId,
+    /// The side's socket (its latest, when it is away); none for a transfer restored from
+    /// the log whose device has not come back yet.
+    peer: Option<PeerId>,
     user: i64,
     /// The device's key: only this device of this user may re-claim the side.
-    device: String,
+    device: DeviceKey,
     /// Since when the side's socket is gone (accepted transfers only).
     away: Option<Instant>,
     /// What the side said with `transfer:finish`.
@@ -187,7 +190,7 @@ impl Side {
     /// The side of `member`, online.
     fn of(member: &Member) -> Side {
         Side {
-            peer: member.peer.peer_id.clone(),
+            peer: Some(member.peer.peer_id.clone()),
             user: member.peer.user_id,
             device: member.device_key.clone(),
             away: None,
@@ -195,8 +198,12 @@ impl Side {
         }
     }
 
-    fn is_device(&self, user: i64, device: &str) -> bool {
-        self.user == user && self.device == device
+    fn is_device(&self, user: i64, device: &DeviceKey) -> bool {
+        self.user == user && self.device == *device
+    }
+
+    fn is(&self, peer: &PeerId) -> bool {
+        self.peer.as_ref() == Some(peer)
     }
 }
 
@@ -230,10 +237,10 @@ impl Transfer {
     }
 
     /// Which side socket `peer` is, if any.
-    fn role_of(&self, peer: &str) -> Option<Role> {
-        if self.sender.peer == peer {
+    fn role_of(&self, peer: &PeerId) -> Option<Role> {
+        if self.sender.is(peer) {
             Some(Role::Sender)
-        } else if self.receiver.peer == peer {
+        } else if self.receiver.is(peer) {
             Some(Role::Receiver)
         } else {
             None
@@ -306,7 +313,7 @@ impl Crowded {
 /// One connection of a user, for the device cap.
 #[derive(Debug)]
 struct Slot {
-    device_key: String,
+    device_key: DeviceKey,
     /// When it was admitted; `None` once it joined (it then counts while it is a member).
     admitted: Option<Instant>,
 }
@@ -318,15 +325,15 @@ pub struct Hub {
     connections: HashMap<i64, HashMap<PeerId, Slot>>,
     /// The members of each lab: a device that sees its own lab only gets its snapshot
     /// in O(lab), not O(all devices).
-    labs: HashMap<String, BTreeSet<PeerId>>,
-    transfers: HashMap<String, Transfer>,
+    labs: HashMap<LabName, BTreeSet<PeerId>>,
+    transfers: HashMap<TransferId, Transfer>,
     requests: HashMap<i64, VecDeque<Instant>>,
     buckets: HashMap<PeerId, Bucket>,
     budget: EventBudget,
 }
 
 impl Hub {
-    pub fn member(&self, peer: &str) -> Option<&Member> {
+    pub fn member(&self, peer: &PeerId) -> Option<&Member> {
         self.members.get(peer)
     }
 
@@ -336,7 +343,8 @@ impl Hub {
 
     /// Devices online per lab, by lab name.
     pub fn online_by_lab(&self) -> Vec<(String, usize)> {
-        let mut counts: Vec<(String, usize)> = self.labs.iter().map(|(lab, ids)| (lab.clone(), ids.len())).collect();
+        let mut counts: Vec<(String, usize)> =
+            self.labs.iter().map(|(lab, ids)| (lab.to_string(), ids.len())).collect();
         counts.sort_unstable();
         counts
     }
@@ -349,7 +357,7 @@ impl Hub {
 
     /// Connected devices of each session: (session id, device name, lab).
     pub fn devices(&self) -> Vec<(String, String, String)> {
-        self.members.values().map(|m| (m.session_id.clone(), m.peer.device.clone(), m.peer.lab.clone())).collect()
+        self.members.values().map(|m| (m.session_id.clone(), m.peer.device.clone(), m.peer.lab.to_string())).collect()
     }
 
     /// Sets the per-device event budget (from the settings).
@@ -358,10 +366,10 @@ impl Hub {
     }
 
     /// Spends one event of `peer`'s budget.
-    pub fn spend_event(&mut self, peer: &str, now: Instant) -> Result<(), SignalError> {
+    pub fn spend_event(&mut self, peer: &PeerId, now: Instant) -> Result<(), SignalError> {
         let EventBudget { rate, burst } = self.budget;
         if !self.buckets.contains_key(peer) {
-            self.buckets.insert(peer.to_string(), Bucket { tokens: burst, at: now });
+            self.buckets.insert(peer.clone(), Bucket { tokens: burst, at: now });
         }
         let Some(b) = self.buckets.get_mut(peer) else { return Ok(()) };
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
@@ -382,8 +390,8 @@ impl Hub {
     pub fn admit(
         &mut self,
         user: i64,
-        peer: &str,
-        device_key: &str,
+        peer: &PeerId,
+        device_key: &DeviceKey,
         max_devices: usize,
         now: Instant,
     ) -> Result<(), Crowded> {
@@ -396,17 +404,17 @@ impl Hub {
             Some(at) => now.saturating_duration_since(at) < ADMIT_HOLD,
             None => members.contains_key(p),
         });
-        let same_device = slots.values().filter(|s| s.device_key == device_key).count();
+        let same_device = slots.values().filter(|s| s.device_key == *device_key).count();
         if same_device >= MAX_CONNECTIONS_PER_DEVICE {
             return Err(Crowded::Connections);
         }
         if same_device == 0 {
-            let devices: std::collections::HashSet<&str> = slots.values().map(|s| s.device_key.as_str()).collect();
+            let devices: std::collections::HashSet<&DeviceKey> = slots.values().map(|s| &s.device_key).collect();
             if devices.len() >= max_devices {
                 return Err(Crowded::Devices);
             }
         }
-        slots.insert(peer.to_string(), Slot { device_key: device_key.to_string(), admitted: Some(now) });
+        slots.insert(peer.clone(), Slot { device_key: device_key.clone(), admitted: Some(now) });
         Ok(())
     }
 
@@ -449,7 +457,7 @@ impl Hub {
     /// accepted transfers stay (their data channel may outlive the signaling connection):
     /// this side is marked away from `now`, and the other side is told
     /// `transfer:paused` (unless a side already reported its end).
-    pub fn leave(&mut self, peer: &str, now: Instant) -> (Vec<Emit>, Vec<Record>) {
+    pub fn leave(&mut self, peer: &PeerId, now: Instant) -> (Vec<Emit>, Vec<Record>) {
         self.buckets.remove(peer);
         let Some(m) = self.members.remove(peer) else { return (Vec::new(), Vec::new()) };
         self.unlist(&m);
@@ -466,7 +474,7 @@ impl Hub {
             data: json!({ "peerId": peer }),
         }];
         let mut records = Vec::new();
-        let pending: Vec<String> = self
+        let pending: Vec<TransferId> = self
             .transfers
             .iter()
             .filter(|(_, t)| t.stage == Stage::Requested && t.role_of(peer).is_some())
@@ -475,8 +483,8 @@ impl Hub {
         for id in pending {
             if let Some(t) = self.transfers.remove(&id)
                 && let Some(role) = t.role_of(peer)
+                && let Some(other) = &t.side(role.other()).peer
             {
-                let other = &t.side(role.other()).peer;
                 emits.push(Emit::to_peer(
                     other,
                     "transfer:cancelled",
@@ -494,8 +502,11 @@ impl Hub {
             }
             t.side_mut(role).away = Some(now);
             let other = t.side(role.other());
-            if !reported && other.away.is_none() {
-                emits.push(Emit::to_peer(&other.peer, "transfer:paused", json!({ "transferId": id, "peerId": peer })));
+            if !reported
+                && other.away.is_none()
+                && let Some(other) = &other.peer
+            {
+                emits.push(Emit::to_peer(other, "transfer:paused", json!({ "transferId": id, "peerId": peer })));
             }
         }
         (emits, records)
@@ -506,7 +517,7 @@ impl Hub {
     /// user on the same device (device key) may; `role`, when given, must be its side. Both
     /// sides then get `transfer:resumed` with the other's peer (when the other side is
     /// online), so signaling between the two new sockets is allowed again.
-    pub fn resume(&mut self, peer: &str, id: &str, role: Option<Role>) -> Result<Resumed, SignalError> {
+    pub fn resume(&mut self, peer: &PeerId, id: &TransferId, role: Option<Role>) -> Result<Resumed, SignalError> {
         let m = self.members.get(peer).ok_or(SignalError::NotConnected)?;
         let claimant = m.peer.clone();
         let key = m.device_key.clone();
@@ -539,13 +550,16 @@ impl Hub {
             return Err(SignalError::WrongState("this side already reported its end"));
         }
         let mine = t.side_mut(side);
-        mine.peer = peer.to_string();
+        mine.peer = Some(peer.clone());
         mine.away = None;
         let other = t.side(side.other());
         let (other, other_away) = (other.peer.clone(), other.away);
         let files = t.files.clone();
         let total = t.total_bytes;
-        let other_peer = if other_away.is_none() { self.members.get(&other).map(|m| m.peer.clone()) } else { None };
+        let other_peer = match (other_away, other) {
+            (None, Some(other)) => self.members.get(&other).map(|m| m.peer.clone()),
+            _ => None,
+        };
         let mut emits = Vec::new();
         if let Some(o) = &other_peer {
             emits.push(Emit::to_peer(&o.peer_id, "transfer:resumed", json!({ "transferId": id, "peer": claimant })));
@@ -565,7 +579,7 @@ impl Hub {
     /// socket connects), both sides away since `now`.
     pub fn restore(&mut self, rows: Vec<RestoredTransfer>, now: Instant) {
         for r in rows {
-            let away = |user, device| Side { peer: String::new(), user, device, away: Some(now), report: None };
+            let away = |user, device| Side { peer: None, user, device, away: Some(now), report: None };
             self.transfers.entry(r.id.clone()).or_insert(Transfer {
                 sender: away(r.sender_user, r.sender_device_key),
                 receiver: away(r.receiver_user, r.receiver_device_key),
@@ -585,7 +599,7 @@ impl Hub {
     /// online) gets `transfer:cancelled` with reason `resume_expired`, and the log row says
     /// what was reported (or that it never came back).
     pub fn expire_paused(&mut self, now: Instant, grace: Duration) -> (Vec<Emit>, Vec<Record>) {
-        let due: Vec<String> = self
+        let due: Vec<TransferId> = self
             .transfers
             .iter()
             .filter(|(_, t)| t.away_since().is_some_and(|at| now.saturating_duration_since(at) >= grace))
@@ -602,9 +616,11 @@ impl Hub {
             };
             let detail = format!("resume_expired: {who} within {minutes} min");
             for side in [&t.sender, &t.receiver] {
-                if side.away.is_none() && self.members.contains_key(&side.peer) {
+                if side.away.is_none()
+                    && let Some(p) = side.peer.as_ref().filter(|p| self.members.contains_key(*p))
+                {
                     emits.push(Emit::to_peer(
-                        &side.peer,
+                        p,
                         "transfer:cancelled",
                         json!({ "transferId": id, "reason": "resume_expired", "detail": detail }),
                     ));
@@ -616,7 +632,7 @@ impl Hub {
         (emits, records)
     }
 
-    fn check_target(&self, from: &Member, to: &str) -> Result<&Member, SignalError> {
+    fn check_target(&self, from: &Member, to: &PeerId) -> Result<&Member, SignalError> {
         let target = self.members.get(to).filter(|t| from.sees(&t.peer)).ok_or(SignalError::PeerOffline)?;
         if target.peer.peer_id == from.peer.peer_id {
             return Err(SignalError::Invalid("a device cannot send to itself".into()));
@@ -630,10 +646,10 @@ impl Hub {
     /// `transfer:request`. `id` is the new transfer's id (random, chosen by the caller).
     pub fn request(
         &mut self,
-        from: &str,
-        to: &str,
+        from: &PeerId,
+        to: &PeerId,
         files: Vec<FileMeta>,
-        id: String,
+        id: TransferId,
         limits: &Limits,
         now: Instant,
     ) -> Result<(Vec<Emit>, Record), SignalError> {
@@ -672,61 +688,59 @@ impl Hub {
             files,
             total_bytes: total,
             broadcast_id: None,
-            sender_device_key: sender_key,
-            receiver_device_key: receiver_key,
+            sender_device_key: Some(sender_key),
+            receiver_device_key: Some(receiver_key),
         }));
         self.transfers.insert(id, transfer);
         Ok((vec![emit], record))
     }
 
     /// `transfer:respond` from the receiving device.
-    pub fn respond(&mut self, peer: &str, id: &str, accept: bool) -> Result<(Vec<Emit>, Record), SignalError> {
+    pub fn respond(
+        &mut self,
+        peer: &PeerId,
+        id: &TransferId,
+        accept: bool,
+    ) -> Result<(Vec<Emit>, Record), SignalError> {
         let t = self.transfers.get_mut(id).ok_or(SignalError::UnknownTransfer)?;
-        if t.receiver.peer != peer {
+        if !t.receiver.is(peer) {
             return Err(SignalError::NotParty);
         }
         if t.stage != Stage::Requested {
             return Err(SignalError::WrongState("it was already answered"));
         }
         let from = t.sender.peer.clone();
+        let tell = |event| from.iter().map(|p| Emit::to_peer(p, event, json!({ "transferId": id }))).collect();
         if accept {
             t.stage = Stage::Accepted;
-            Ok((
-                vec![Emit::to_peer(&from, "transfer:accepted", json!({ "transferId": id }))],
-                Record::Accepted(id.into()),
-            ))
+            Ok((tell("transfer:accepted"), Record::Accepted(id.clone())))
         } else {
             self.transfers.remove(id);
-            Ok((
-                vec![Emit::to_peer(&from, "transfer:declined", json!({ "transferId": id }))],
-                Record::Finished(id.into(), ended("declined", "")),
-            ))
+            Ok((tell("transfer:declined"), Record::Finished(id.clone(), ended("declined", ""))))
         }
     }
 
     /// Called when a request's answer time is up; no effect if it was answered.
-    pub fn expire(&mut self, id: &str) -> Option<(Vec<Emit>, Record)> {
+    pub fn expire(&mut self, id: &TransferId) -> Option<(Vec<Emit>, Record)> {
         if self.transfers.get(id)?.stage != Stage::Requested {
             return None;
         }
         let t = self.transfers.remove(id)?;
         let data = json!({ "transferId": id });
-        Some((
-            vec![
-                Emit::to_peer(&t.sender.peer, "transfer:expired", data.clone()),
-                Emit::to_peer(&t.receiver.peer, "transfer:expired", data),
-            ],
-            Record::Finished(id.into(), ended("expired", "no answer in time")),
-        ))
+        let emits = [&t.sender.peer, &t.receiver.peer]
+            .into_iter()
+            .flatten()
+            .map(|p| Emit::to_peer(p, "transfer:expired", data.clone()))
+            .collect();
+        Some((emits, Record::Finished(id.clone(), ended("expired", "no answer in time"))))
     }
 
     /// `signal`: relayed only between the parties of an accepted, unfinished transfer. Ok
     /// means `peer` may send this transfer's signal to `to` (the caller relays it).
-    pub fn signal(&self, peer: &str, id: &str, to: &str) -> Result<(), SignalError> {
+    pub fn signal(&self, peer: &PeerId, id: &TransferId, to: &PeerId) -> Result<(), SignalError> {
         let t = self.transfers.get(id).ok_or(SignalError::UnknownTransfer)?;
         let role = t.role_of(peer).ok_or(SignalError::NotParty)?;
-        let other = &t.side(role.other()).peer;
-        if to != other {
+        if !t.side(role.other()).is(to) {
             return Err(SignalError::NotParty);
         }
         if t.stage != Stage::Accepted {
@@ -740,15 +754,21 @@ impl Hub {
 
     /// `transfer:finish` from either side. Returns the outcome to log once both sides have
     /// reported (or at once for a cancellation before acceptance).
-    pub fn finish(&mut self, peer: &str, report: TransferFinish) -> Result<(Vec<Emit>, Option<Record>), SignalError> {
+    pub fn finish(
+        &mut self,
+        peer: &PeerId,
+        report: TransferFinish,
+    ) -> Result<(Vec<Emit>, Option<Record>), SignalError> {
         let id = report.transfer_id.clone();
         let t = self.transfers.get_mut(&id).ok_or(SignalError::UnknownTransfer)?;
         let role = t.role_of(peer).ok_or(SignalError::NotParty)?;
         let other = t.side(role.other()).peer.clone();
         let mut emits = Vec::new();
-        if report.status != FinishStatus::Completed {
+        if report.status != FinishStatus::Completed
+            && let Some(other) = &other
+        {
             emits.push(Emit::to_peer(
-                &other,
+                other,
                 "transfer:cancelled",
                 json!({ "transferId": id, "reason": report.status.as_str(), "detail": report.reason }),
             ));
@@ -782,13 +802,13 @@ impl Hub {
     }
 
     /// Ends a transfer that only one side (or no side) reported, after the grace period.
-    pub fn finalize(&mut self, id: &str) -> Option<Record> {
+    pub fn finalize(&mut self, id: &TransferId) -> Option<Record> {
         let t = self.transfers.get(id)?;
         if t.stage != Stage::Accepted {
             return None;
         }
         let t = self.transfers.remove(id)?;
-        Some(Record::Finished(id.into(), t.outcome()))
+        Some(Record::Finished(id.clone(), t.outcome()))
     }
 
     /// Devices signed in with any of these sessions.
@@ -829,6 +849,18 @@ fn ended(status: &str, reason: &str) -> Outcome {
 mod tests {
     use super::*;
 
+    fn p(id: &str) -> PeerId {
+        id.into()
+    }
+
+    fn t(id: &str) -> TransferId {
+        id.into()
+    }
+
+    fn k(key: &str) -> DeviceKey {
+        key.into()
+    }
+
     fn member(id: &str, user: i64, lab: &str, perms: &[&str], sees_all: bool) -> Member {
         Member {
             peer: Peer {
@@ -845,7 +877,7 @@ mod tests {
             permissions: perms.iter().map(|p| p.to_string()).collect(),
             sees_all,
             owned_labs: Vec::new(),
-            device_key: format!("dev-{id}"),
+            device_key: format!("dev-{id}").into(),
             addr: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             lab_pick: None,
         }
@@ -907,24 +939,27 @@ mod tests {
         let now = Instant::now();
         for i in 0..4 {
             let (id, key) = (format!("s{i}"), format!("dev-{i}"));
-            h.admit(7, &id, &key, 4, now).unwrap();
+            h.admit(7, &p(&id), &k(&key), 4, now).unwrap();
             h.join(back(&id, 7, &key));
         }
-        assert_eq!(h.admit(7, "s4", "dev-4", 4, now), Err(Crowded::Devices));
+        assert_eq!(h.admit(7, &p("s4"), &k("dev-4"), 4, now), Err(Crowded::Devices));
         assert_eq!(Crowded::Devices.code(), "too_many_devices");
         // Other users, and no limit at all.
-        assert!(h.admit(8, "t0", "dev-4", 4, now).is_ok());
-        assert!(h.admit(7, "s4", "dev-4", 0, now).is_ok());
+        assert!(h.admit(8, &p("t0"), &k("dev-4"), 4, now).is_ok());
+        assert!(h.admit(7, &p("s4"), &k("dev-4"), 0, now).is_ok());
         // Device 0 again (its old socket still a member): not a fifth device.
-        h.admit(7, "s0b", "dev-0", 4, now).unwrap();
+        h.admit(7, &p("s0b"), &k("dev-0"), 4, now).unwrap();
         h.join(back("s0b", 7, "dev-0"));
         // Device 1 leaves: a new device takes its place, and no other.
-        h.leave("s1", now);
-        h.admit(7, "s5", "dev-5", 4, now).unwrap();
-        assert_eq!(h.admit(7, "s6", "dev-6", 4, now), Err(Crowded::Devices));
+        h.leave(&p("s1"), now);
+        h.admit(7, &p("s5"), &k("dev-5"), 4, now).unwrap();
+        assert_eq!(h.admit(7, &p("s6"), &k("dev-6"), 4, now), Err(Crowded::Devices));
         // An admitted connection holds its place until it joins, or for ADMIT_HOLD.
-        assert_eq!(h.admit(7, "s6", "dev-6", 4, now + ADMIT_HOLD - Duration::from_secs(1)), Err(Crowded::Devices));
-        assert!(h.admit(7, "s6", "dev-6", 4, now + ADMIT_HOLD).is_ok());
+        assert_eq!(
+            h.admit(7, &p("s6"), &k("dev-6"), 4, now + ADMIT_HOLD - Duration::from_secs(1)),
+            Err(Crowded::Devices)
+        );
+        assert!(h.admit(7, &p("s6"), &k("dev-6"), 4, now + ADMIT_HOLD).is_ok());
     }
 
     #[test]
@@ -933,24 +968,24 @@ mod tests {
         let now = Instant::now();
         for i in 0..MAX_CONNECTIONS_PER_DEVICE {
             let id = format!("tab{i}");
-            h.admit(7, &id, "dev", 4, now).unwrap();
+            h.admit(7, &p(&id), &k("dev"), 4, now).unwrap();
             h.join(back(&id, 7, "dev"));
         }
-        assert_eq!(h.admit(7, "tab9", "dev", 4, now), Err(Crowded::Connections));
+        assert_eq!(h.admit(7, &p("tab9"), &k("dev"), 4, now), Err(Crowded::Connections));
         assert_eq!(Crowded::Connections.code(), "too_many_connections");
-        h.leave("tab0", now);
-        assert!(h.admit(7, "tab9", "dev", 4, now).is_ok());
+        h.leave(&p("tab0"), now);
+        assert!(h.admit(7, &p("tab9"), &k("dev"), 4, now).is_ok());
     }
 
     #[test]
     fn lab_lists_follow_joins_and_leaves() {
         let mut h = hub();
-        h.leave("a", Instant::now());
+        h.leave(&p("a"), Instant::now());
         let (snap, _) = h.join(member("d", 4, "Lab A", STUDENT, false));
         let peers: Vec<&str> =
             snap["peers"].as_array().unwrap().iter().map(|p| p["peerId"].as_str().unwrap()).collect();
         assert_eq!(peers, vec!["b"], "a left Lab A");
-        h.leave("c", Instant::now());
+        h.leave(&p("c"), Instant::now());
         assert_eq!(h.online_by_lab(), vec![("Lab A".to_string(), 2)], "an empty lab is dropped");
         // The same device id again, now in another lab: listed there only.
         h.join(member("d", 4, "Lab B", STUDENT, false));
@@ -964,64 +999,70 @@ mod tests {
     fn handshake_then_signal_only_between_parties() {
         let mut h = hub();
         let now = Instant::now();
-        let (emits, rec) = h.request("a", "b", files(), "t1".into(), &limits(), now).unwrap();
+        let (emits, rec) = h.request(&p("a"), &p("b"), files(), "t1".into(), &limits(), now).unwrap();
         assert_eq!(emits[0].event, "transfer:incoming");
         assert!(matches!(rec, Record::Requested(_)));
         // Not accepted yet: no signaling.
-        assert_eq!(h.signal("a", "t1", "b"), Err(SignalError::WrongState("it is not accepted")));
+        assert_eq!(h.signal(&p("a"), &t("t1"), &p("b")), Err(SignalError::WrongState("it is not accepted")));
         // Only the receiving device may answer.
-        assert_eq!(h.respond("a", "t1", true).unwrap_err(), SignalError::NotParty);
-        let (emits, rec) = h.respond("b", "t1", true).unwrap();
+        assert_eq!(h.respond(&p("a"), &t("t1"), true).unwrap_err(), SignalError::NotParty);
+        let (emits, rec) = h.respond(&p("b"), &t("t1"), true).unwrap();
         assert_eq!(emits[0].to, Audience::Peer("a".into()));
         assert_eq!(rec, Record::Accepted("t1".into()));
-        assert!(h.signal("a", "t1", "b").is_ok());
-        assert!(h.signal("b", "t1", "a").is_ok());
-        assert_eq!(h.signal("c", "t1", "a"), Err(SignalError::NotParty));
-        assert_eq!(h.signal("a", "t1", "c"), Err(SignalError::NotParty));
-        assert_eq!(h.signal("a", "nope", "b"), Err(SignalError::UnknownTransfer));
-        h.leave("b", Instant::now());
-        assert_eq!(h.signal("a", "t1", "b"), Err(SignalError::PeerOffline));
+        assert!(h.signal(&p("a"), &t("t1"), &p("b")).is_ok());
+        assert!(h.signal(&p("b"), &t("t1"), &p("a")).is_ok());
+        assert_eq!(h.signal(&p("c"), &t("t1"), &p("a")), Err(SignalError::NotParty));
+        assert_eq!(h.signal(&p("a"), &t("t1"), &p("c")), Err(SignalError::NotParty));
+        assert_eq!(h.signal(&p("a"), &t("nope"), &p("b")), Err(SignalError::UnknownTransfer));
+        h.leave(&p("b"), Instant::now());
+        assert_eq!(h.signal(&p("a"), &t("t1"), &p("b")), Err(SignalError::PeerOffline));
     }
 
     #[test]
     fn requests_respect_visibility_permissions_and_limits() {
         let mut h = hub();
         let now = Instant::now();
-        assert_eq!(h.request("a", "c", files(), "x".into(), &limits(), now).unwrap_err(), SignalError::PeerOffline);
-        assert!(h.request("a", "a", files(), "x".into(), &limits(), now).is_err());
+        assert_eq!(
+            h.request(&p("a"), &p("c"), files(), "x".into(), &limits(), now).unwrap_err(),
+            SignalError::PeerOffline
+        );
+        assert!(h.request(&p("a"), &p("a"), files(), "x".into(), &limits(), now).is_err());
         h.join(member("r", 9, "Lab A", &["transfer.send"], false));
         assert_eq!(
-            h.request("a", "r", files(), "x".into(), &limits(), now).unwrap_err(),
+            h.request(&p("a"), &p("r"), files(), "x".into(), &limits(), now).unwrap_err(),
             SignalError::PeerCannotReceive
         );
         h.join(member("n", 10, "Lab A", &["transfer.receive"], false));
         assert_eq!(
-            h.request("n", "a", files(), "x".into(), &limits(), now).unwrap_err(),
+            h.request(&p("n"), &p("a"), files(), "x".into(), &limits(), now).unwrap_err(),
             SignalError::Forbidden("transfer.send")
         );
         for i in 0..3 {
-            h.request("a", "b", files(), format!("p{i}"), &limits(), now).unwrap();
+            h.request(&p("a"), &p("b"), files(), format!("p{i}").into(), &limits(), now).unwrap();
         }
         assert_eq!(
-            h.request("a", "b", files(), "p4".into(), &limits(), now).unwrap_err(),
+            h.request(&p("a"), &p("b"), files(), "p4".into(), &limits(), now).unwrap_err(),
             SignalError::TooManyPending(3)
         );
-        h.respond("b", "p0", false).unwrap();
-        h.respond("b", "p1", false).unwrap();
-        h.request("a", "b", files(), "p5".into(), &limits(), now).unwrap();
-        h.respond("b", "p5", false).unwrap();
-        h.request("a", "b", files(), "p6".into(), &limits(), now).unwrap();
-        h.respond("b", "p6", false).unwrap();
+        h.respond(&p("b"), &t("p0"), false).unwrap();
+        h.respond(&p("b"), &t("p1"), false).unwrap();
+        h.request(&p("a"), &p("b"), files(), "p5".into(), &limits(), now).unwrap();
+        h.respond(&p("b"), &t("p5"), false).unwrap();
+        h.request(&p("a"), &p("b"), files(), "p6".into(), &limits(), now).unwrap();
+        h.respond(&p("b"), &t("p6"), false).unwrap();
         // Five requests in this minute: the sixth is refused, and allowed a minute later.
-        assert_eq!(h.request("a", "b", files(), "p7".into(), &limits(), now).unwrap_err(), SignalError::RateLimited);
-        assert!(h.request("a", "b", files(), "p8".into(), &limits(), now + Duration::from_secs(61)).is_ok());
+        assert_eq!(
+            h.request(&p("a"), &p("b"), files(), "p7".into(), &limits(), now).unwrap_err(),
+            SignalError::RateLimited
+        );
+        assert!(h.request(&p("a"), &p("b"), files(), "p8".into(), &limits(), now + Duration::from_secs(61)).is_ok());
     }
 
     #[test]
     fn the_part_of_a_request_reaches_the_receiver_only() {
         let mut h = hub();
-        let (mut emits, _) = h.request("a", "b", files(), "t1".into(), &limits(), Instant::now()).unwrap();
-        emits.push(Emit::to_peer("a", "transfer:accepted", json!({ "transferId": "t1" })));
+        let (mut emits, _) = h.request(&p("a"), &p("b"), files(), "t1".into(), &limits(), Instant::now()).unwrap();
+        emits.push(Emit::to_peer(&p("a"), "transfer:accepted", json!({ "transferId": "t1" })));
         let part = Part { batch: "0123456789abcdef".into(), index: 2, count: 3, total_files: 250, total_bytes: 99 };
         tag_part(&mut emits, &part);
         assert_eq!(
@@ -1036,36 +1077,36 @@ mod tests {
     fn expiry_and_departure_cancel_pending_requests() {
         let mut h = hub();
         let now = Instant::now();
-        h.request("a", "b", files(), "t1".into(), &limits(), now).unwrap();
-        h.request("b", "a", files(), "t2".into(), &limits(), now).unwrap();
-        let (emits, rec) = h.expire("t1").unwrap();
+        h.request(&p("a"), &p("b"), files(), "t1".into(), &limits(), now).unwrap();
+        h.request(&p("b"), &p("a"), files(), "t2".into(), &limits(), now).unwrap();
+        let (emits, rec) = h.expire(&t("t1")).unwrap();
         assert_eq!(emits.len(), 2);
         assert!(matches!(rec, Record::Finished(_, ref o) if o.status == "expired"));
-        assert!(h.expire("t1").is_none());
-        let (emits, records) = h.leave("a", now);
+        assert!(h.expire(&t("t1")).is_none());
+        let (emits, records) = h.leave(&p("a"), now);
         assert_eq!(emits[0].event, "presence:left");
         assert_eq!(emits[1].to, Audience::Peer("b".into()));
         assert_eq!(records.len(), 1);
-        assert!(h.respond("a", "t2", true).is_err());
+        assert!(h.respond(&p("a"), &t("t2"), true).is_err());
     }
 
     #[test]
     fn finish_logs_once_after_both_sides() {
         let mut h = hub();
         let now = Instant::now();
-        h.request("a", "b", files(), "t1".into(), &limits(), now).unwrap();
-        h.respond("b", "t1", true).unwrap();
+        h.request(&p("a"), &p("b"), files(), "t1".into(), &limits(), now).unwrap();
+        h.respond(&p("b"), &t("t1"), true).unwrap();
         let sha = "c".repeat(64);
-        let (_, rec) = h.finish("a", finish("t1", FinishStatus::Completed, &sha)).unwrap();
+        let (_, rec) = h.finish(&p("a"), finish("t1", FinishStatus::Completed, &sha)).unwrap();
         assert!(rec.is_none());
-        assert!(h.finish("a", finish("t1", FinishStatus::Completed, &sha)).is_err(), "twice");
-        let (_, rec) = h.finish("b", finish("t1", FinishStatus::Completed, &sha)).unwrap();
+        assert!(h.finish(&p("a"), finish("t1", FinishStatus::Completed, &sha)).is_err(), "twice");
+        let (_, rec) = h.finish(&p("b"), finish("t1", FinishStatus::Completed, &sha)).unwrap();
         match rec {
             Some(Record::Finished(id, o)) => assert_eq!((id.as_str(), o.status.as_str()), ("t1", "completed")),
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            h.finish("b", finish("t1", FinishStatus::Completed, &sha)).unwrap_err(),
+            h.finish(&p("b"), finish("t1", FinishStatus::Completed, &sha)).unwrap_err(),
             SignalError::UnknownTransfer
         );
     }
@@ -1073,31 +1114,31 @@ mod tests {
     #[test]
     fn a_cancel_from_one_side_tells_the_other_and_logs() {
         let mut h = hub();
-        h.request("a", "b", files(), "t1".into(), &limits(), Instant::now()).unwrap();
-        h.respond("b", "t1", true).unwrap();
-        let (emits, rec) = h.finish("b", finish("t1", FinishStatus::Cancelled, "")).unwrap();
+        h.request(&p("a"), &p("b"), files(), "t1".into(), &limits(), Instant::now()).unwrap();
+        h.respond(&p("b"), &t("t1"), true).unwrap();
+        let (emits, rec) = h.finish(&p("b"), finish("t1", FinishStatus::Cancelled, "")).unwrap();
         assert_eq!(emits[0].event, "transfer:cancelled");
         assert_eq!(emits[0].to, Audience::Peer("a".into()));
         assert!(matches!(rec, Some(Record::Finished(_, ref o)) if o.status == "cancelled"));
-        assert!(h.finish("c", finish("t1", FinishStatus::Completed, "")).is_err());
+        assert!(h.finish(&p("c"), finish("t1", FinishStatus::Completed, "")).is_err());
     }
 
     #[test]
     fn finalize_logs_what_one_side_reported() {
         let mut h = hub();
         let now = Instant::now();
-        h.request("a", "b", files(), "t1".into(), &limits(), now).unwrap();
-        h.respond("b", "t1", true).unwrap();
-        h.finish("b", finish("t1", FinishStatus::Completed, &"d".repeat(64))).unwrap();
-        let (emits, _) = h.leave("a", now);
+        h.request(&p("a"), &p("b"), files(), "t1".into(), &limits(), now).unwrap();
+        h.respond(&p("b"), &t("t1"), true).unwrap();
+        h.finish(&p("b"), finish("t1", FinishStatus::Completed, &"d".repeat(64))).unwrap();
+        let (emits, _) = h.leave(&p("a"), now);
         assert!(emits.iter().all(|e| e.event != "transfer:paused"), "b already reported: nothing to wait for");
-        let rec = h.finalize("t1").unwrap();
+        let rec = h.finalize(&t("t1")).unwrap();
         assert!(matches!(rec, Record::Finished(_, ref o) if o.status == "completed"));
     }
 
     fn accepted(h: &mut Hub, id: &str) {
-        h.request("a", "b", files(), id.into(), &limits(), Instant::now()).unwrap();
-        h.respond("b", id, true).unwrap();
+        h.request(&p("a"), &p("b"), files(), id.into(), &limits(), Instant::now()).unwrap();
+        h.respond(&p("b"), &t(id), true).unwrap();
     }
 
     #[test]
@@ -1105,7 +1146,7 @@ mod tests {
         let mut h = hub();
         accepted(&mut h, "t1");
         let now = Instant::now();
-        let (emits, records) = h.leave("b", now);
+        let (emits, records) = h.leave(&p("b"), now);
         assert!(records.is_empty(), "an accepted transfer is not ended by a departure");
         let paused: Vec<&Emit> = emits.iter().filter(|e| e.event == "transfer:paused").collect();
         assert_eq!(paused.len(), 1);
@@ -1113,10 +1154,10 @@ mod tests {
         assert_eq!(paused[0].data, json!({ "transferId": "t1", "peerId": "b" }));
         assert!(h.has_paused());
         // No signaling to a device that is away.
-        assert_eq!(h.signal("a", "t1", "b"), Err(SignalError::PeerOffline));
+        assert_eq!(h.signal(&p("a"), &t("t1"), &p("b")), Err(SignalError::PeerOffline));
         // The same user on the same device comes back on a new socket and re-claims it.
         h.join(back("b2", 2, "dev-b"));
-        let r = h.resume("b2", "t1", None).unwrap();
+        let r = h.resume(&p("b2"), &t("t1"), None).unwrap();
         assert_eq!(r.ack["role"], "receiver");
         assert_eq!(r.ack["peer"]["peerId"], "a");
         assert_eq!(r.ack["files"][0]["name"], "a.txt");
@@ -1125,40 +1166,40 @@ mod tests {
         assert!(r.emits.iter().all(|e| e.event == "transfer:resumed"));
         assert!(!h.has_paused());
         // Signaling flows between the new sockets, and the old id is no party any more.
-        assert!(h.signal("a", "t1", "b2").is_ok());
-        assert!(h.signal("b2", "t1", "a").is_ok());
-        assert_eq!(h.signal("a", "t1", "b"), Err(SignalError::NotParty));
+        assert!(h.signal(&p("a"), &t("t1"), &p("b2")).is_ok());
+        assert!(h.signal(&p("b2"), &t("t1"), &p("a")).is_ok());
+        assert_eq!(h.signal(&p("a"), &t("t1"), &p("b")), Err(SignalError::NotParty));
         // Re-claiming again from the same socket is harmless.
-        assert!(h.resume("b2", "t1", Some(Role::Receiver)).is_ok());
+        assert!(h.resume(&p("b2"), &t("t1"), Some(Role::Receiver)).is_ok());
     }
 
     #[test]
     fn only_the_same_user_on_the_same_device_may_resume() {
         let mut h = hub();
         accepted(&mut h, "t1");
-        h.leave("b", Instant::now());
+        h.leave(&p("b"), Instant::now());
         // Another user, even one who knows the device key.
         h.join(back("x", 3, "dev-b"));
-        assert_eq!(h.resume("x", "t1", None).unwrap_err(), SignalError::NotParty);
+        assert_eq!(h.resume(&p("x"), &t("t1"), None).unwrap_err(), SignalError::NotParty);
         // The same user on another device.
         h.join(back("y", 2, "another-device"));
-        assert_eq!(h.resume("y", "t1", None).unwrap_err(), SignalError::NotParty);
+        assert_eq!(h.resume(&p("y"), &t("t1"), None).unwrap_err(), SignalError::NotParty);
         // The right device claiming the wrong side.
         h.join(back("b2", 2, "dev-b"));
-        assert_eq!(h.resume("b2", "t1", Some(Role::Sender)).unwrap_err(), SignalError::NotParty);
-        assert_eq!(h.resume("b2", "nope", None).unwrap_err(), SignalError::UnknownTransfer);
+        assert_eq!(h.resume(&p("b2"), &t("t1"), Some(Role::Sender)).unwrap_err(), SignalError::NotParty);
+        assert_eq!(h.resume(&p("b2"), &t("nope"), None).unwrap_err(), SignalError::UnknownTransfer);
         // A request not yet accepted cannot be resumed.
-        h.request("a", "b2", files(), "t2".into(), &limits(), Instant::now()).unwrap();
-        assert_eq!(h.resume("b2", "t2", None).unwrap_err(), SignalError::WrongState("it was not accepted yet"));
+        h.request(&p("a"), &p("b2"), files(), "t2".into(), &limits(), Instant::now()).unwrap();
+        assert_eq!(h.resume(&p("b2"), &t("t2"), None).unwrap_err(), SignalError::WrongState("it was not accepted yet"));
         // A side that already reported cannot claim it back.
-        h.resume("b2", "t1", None).unwrap();
-        h.finish("b2", finish("t1", FinishStatus::Completed, &"e".repeat(64))).unwrap();
+        h.resume(&p("b2"), &t("t1"), None).unwrap();
+        h.finish(&p("b2"), finish("t1", FinishStatus::Completed, &"e".repeat(64))).unwrap();
         assert_eq!(
-            h.resume("b2", "t1", None).unwrap_err(),
+            h.resume(&p("b2"), &t("t1"), None).unwrap_err(),
             SignalError::WrongState("this side already reported its end")
         );
         // A socket that never joined.
-        assert_eq!(h.resume("ghost", "t1", None).unwrap_err(), SignalError::NotConnected);
+        assert_eq!(h.resume(&p("ghost"), &t("t1"), None).unwrap_err(), SignalError::NotConnected);
     }
 
     #[test]
@@ -1166,12 +1207,12 @@ mod tests {
         let mut h = Hub::default();
         h.join(back("t1a", 1, "same"));
         h.join(back("t1b", 1, "same"));
-        h.request("t1a", "t1b", files(), "x".into(), &limits(), Instant::now()).unwrap();
-        h.respond("t1b", "x", true).unwrap();
-        h.leave("t1b", Instant::now());
+        h.request(&p("t1a"), &p("t1b"), files(), "x".into(), &limits(), Instant::now()).unwrap();
+        h.respond(&p("t1b"), &t("x"), true).unwrap();
+        h.leave(&p("t1b"), Instant::now());
         h.join(back("t1c", 1, "same"));
-        assert!(matches!(h.resume("t1c", "x", None).unwrap_err(), SignalError::Invalid(_)));
-        let r = h.resume("t1c", "x", Some(Role::Receiver)).unwrap();
+        assert!(matches!(h.resume(&p("t1c"), &t("x"), None).unwrap_err(), SignalError::Invalid(_)));
+        let r = h.resume(&p("t1c"), &t("x"), Some(Role::Receiver)).unwrap();
         assert_eq!(r.ack["peer"]["peerId"], "t1a");
     }
 
@@ -1181,7 +1222,7 @@ mod tests {
         accepted(&mut h, "t1");
         let now = Instant::now();
         let grace = Duration::from_secs(900);
-        h.leave("b", now);
+        h.leave(&p("b"), now);
         let (emits, records) = h.expire_paused(now + Duration::from_secs(899), grace);
         assert!(emits.is_empty() && records.is_empty());
         let (emits, records) = h.expire_paused(now + grace, grace);
@@ -1197,7 +1238,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         h.join(back("b2", 2, "dev-b"));
-        assert_eq!(h.resume("b2", "t1", None).unwrap_err(), SignalError::UnknownTransfer);
+        assert_eq!(h.resume(&p("b2"), &t("t1"), None).unwrap_err(), SignalError::UnknownTransfer);
     }
 
     #[test]
@@ -1218,16 +1259,17 @@ mod tests {
         );
         assert!(h.has_paused());
         h.join(back("a2", 1, "dev-a"));
-        let r = h.resume("a2", "r1", None).unwrap();
+        let r = h.resume(&p("a2"), &t("r1"), None).unwrap();
         assert_eq!(r.ack["role"], "sender");
         assert_eq!(r.ack["peer"], Value::Null, "the receiver is not back yet");
         assert!(r.emits.is_empty());
-        assert_eq!(h.signal("a2", "r1", ""), Err(SignalError::PeerOffline));
+        // The receiver has no socket yet: no peer is its party.
+        assert_eq!(h.signal(&p("a2"), &t("r1"), &p("b")), Err(SignalError::NotParty));
         h.join(back("b2", 2, "dev-b"));
-        let r = h.resume("b2", "r1", None).unwrap();
+        let r = h.resume(&p("b2"), &t("r1"), None).unwrap();
         assert_eq!(r.ack["peer"]["peerId"], "a2");
         assert_eq!(r.emits.len(), 2);
-        assert!(h.signal("a2", "r1", "b2").is_ok());
+        assert!(h.signal(&p("a2"), &t("r1"), &p("b2")).is_ok());
         // Nothing left to expire.
         assert!(h.expire_paused(now + Duration::from_secs(100_000), Duration::from_secs(60)).1.is_empty());
     }
@@ -1236,9 +1278,9 @@ mod tests {
     fn dashboard_counts() {
         let mut h = hub();
         assert_eq!(h.online_by_lab(), vec![("Lab A".to_string(), 2), ("Lab B".to_string(), 1)]);
-        h.request("a", "b", files(), "t1".into(), &limits(), Instant::now()).unwrap();
-        h.request("b", "a", files(), "t2".into(), &limits(), Instant::now()).unwrap();
-        h.respond("b", "t1", true).unwrap();
+        h.request(&p("a"), &p("b"), files(), "t1".into(), &limits(), Instant::now()).unwrap();
+        h.request(&p("b"), &p("a"), files(), "t2".into(), &limits(), Instant::now()).unwrap();
+        h.respond(&p("b"), &t("t1"), true).unwrap();
         assert_eq!(h.transfer_counts(), (1, 1));
         assert_eq!(h.devices().len(), 3);
     }
@@ -1248,14 +1290,14 @@ mod tests {
         let mut h = hub();
         let now = Instant::now();
         for _ in 0..200 {
-            h.spend_event("a", now).unwrap();
+            h.spend_event(&p("a"), now).unwrap();
         }
-        assert_eq!(h.spend_event("a", now), Err(SignalError::RateLimited));
-        assert!(h.spend_event("a", now + Duration::from_millis(100)).is_ok());
+        assert_eq!(h.spend_event(&p("a"), now), Err(SignalError::RateLimited));
+        assert!(h.spend_event(&p("a"), now + Duration::from_millis(100)).is_ok());
         // A raised budget applies to devices already connected.
         h.set_event_budget(EventBudget { rate: 1000.0, burst: 1000.0 });
         for _ in 0..100 {
-            h.spend_event("a", now + Duration::from_millis(200)).unwrap();
+            h.spend_event(&p("a"), now + Duration::from_millis(200)).unwrap();
         }
     }
 }

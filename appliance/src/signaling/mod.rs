@@ -17,6 +17,7 @@ mod broadcast_events;
 mod error;
 mod events;
 pub mod hub;
+pub mod ids;
 pub mod payloads;
 mod reconcile;
 mod resume;
@@ -28,11 +29,13 @@ use std::time::Duration;
 use socketioxide::SocketIo;
 
 use crate::db;
+use crate::labs::LabName;
 use crate::settings;
 use crate::state::AppState;
 pub use error::SignalError;
 pub(crate) use error::ack_body;
 use hub::{Audience, Emit, Hub, Limits, Record};
+use ids::{PeerId, TransferId};
 
 /// Largest Socket.IO message accepted (signaling payloads are small).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -68,7 +71,7 @@ impl Signaling {
         let Some(io) = self.io.get() else { return };
         for peer in peers {
             if let Err(e) = io.to(peer_room(&peer)).disconnect().await {
-                tracing::warn!(peer, error = %e, "could not disconnect a revoked socket");
+                tracing::warn!(%peer, error = %e, "could not disconnect a revoked socket");
             }
         }
     }
@@ -76,11 +79,11 @@ impl Signaling {
 
 impl Signaling {
     /// Drops these sockets, at once (they reconnect by themselves).
-    pub async fn disconnect_peers(&self, peers: &[String]) {
+    pub async fn disconnect_peers(&self, peers: &[PeerId]) {
         let Some(io) = self.io.get() else { return };
         for peer in peers {
             if let Err(e) = io.to(peer_room(peer)).disconnect().await {
-                tracing::warn!(peer, error = %e, "could not disconnect a socket");
+                tracing::warn!(%peer, error = %e, "could not disconnect a socket");
             }
         }
     }
@@ -93,11 +96,11 @@ impl Signaling {
     }
 }
 
-pub(crate) fn peer_room(peer: &str) -> String {
+pub(crate) fn peer_room(peer: &PeerId) -> String {
     format!("peer:{peer}")
 }
 
-pub(crate) fn lab_room(lab: &str) -> String {
+pub(crate) fn lab_room(lab: &LabName) -> String {
     format!("lab:{lab}")
 }
 
@@ -160,29 +163,29 @@ pub(crate) async fn store(state: &AppState, records: Vec<Record>) {
                 db::transfers::insert(
                     &state.db,
                     &db::transfers::NewTransfer {
-                        id: &t.id,
+                        id: t.id.as_str(),
                         sender_id: t.from.user_id,
                         receiver_id: t.to.user_id,
                         sender_username: &t.from.username,
                         receiver_username: &t.to.username,
                         sender_device: &t.from.device,
                         receiver_device: &t.to.device,
-                        sender_lab: &t.from.lab,
-                        receiver_lab: &t.to.lab,
+                        sender_lab: t.from.lab.as_str(),
+                        receiver_lab: t.to.lab.as_str(),
                         files_json: &files,
                         file_count: t.files.len() as i64,
                         total_bytes: i64::try_from(t.total_bytes).unwrap_or(i64::MAX),
                         broadcast_id: t.broadcast_id.as_deref(),
-                        sender_device_key: &t.sender_device_key,
-                        receiver_device_key: &t.receiver_device_key,
+                        sender_device_key: t.sender_device_key.as_ref().map(|k| k.as_str()),
+                        receiver_device_key: t.receiver_device_key.as_ref().map(|k| k.as_str()),
                     },
                 )
                 .await
             }
-            Record::Accepted(id) => db::transfers::mark_accepted(&state.db, id).await,
+            Record::Accepted(id) => db::transfers::mark_accepted(&state.db, id.as_str()).await,
             Record::Finished(id, outcome) => {
                 state.metrics.transfer_finished(&outcome.status);
-                db::transfers::finish(&state.db, id, outcome).await
+                db::transfers::finish(&state.db, id.as_str(), outcome).await
             }
         };
         if let Err(e) = result {
@@ -212,7 +215,7 @@ async fn event_budget(state: &AppState) -> Result<hub::EventBudget, SignalError>
 }
 
 /// Expires a request when its answer time is up.
-pub(crate) fn schedule_expiry(state: &AppState, id: String, after: Duration) {
+pub(crate) fn schedule_expiry(state: &AppState, id: TransferId, after: Duration) {
     let state = state.clone();
     tokio::spawn(async move {
         tokio::time::sleep(after).await;
@@ -224,7 +227,7 @@ pub(crate) fn schedule_expiry(state: &AppState, id: String, after: Duration) {
 }
 
 /// Logs a transfer with what was reported once the other side's grace period is over.
-pub(crate) fn schedule_finalize(state: &AppState, id: String) {
+pub(crate) fn schedule_finalize(state: &AppState, id: TransferId) {
     let state = state.clone();
     tokio::spawn(async move {
         tokio::time::sleep(REPORT_GRACE).await;

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::SignalError;
+use super::ids::{PeerId, TransferId};
+use crate::labs::LabName;
 
 /// Largest `data` of a `signal` (an SDP or ICE candidate), serialized.
 pub const MAX_SIGNAL_BYTES: usize = 16 * 1024;
@@ -38,7 +40,7 @@ pub struct FileMeta {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
-    pub to: String,
+    pub to: PeerId,
     pub files: Vec<FileMeta>,
     /// Set when this request is one of several that send one selection (too many files for
     /// one request); passed on to the receiver in `transfer:incoming`.
@@ -66,18 +68,19 @@ pub struct Part {
 #[serde(deny_unknown_fields)]
 pub struct TransferRespond {
     #[serde(rename = "transferId")]
-    pub transfer_id: String,
+    pub transfer_id: TransferId,
     pub accept: bool,
 }
 
 /// `signal`: `data` (SDP or ICE) is kept as the client's JSON text and relayed as is, never
 /// parsed into a tree and rebuilt (it is checked to be valid JSON and measured).
+/// `transferId` names a transfer or a broadcast's link (`ids::Channel::parse`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Signal {
     #[serde(rename = "transferId")]
     pub transfer_id: String,
-    pub to: String,
+    pub to: PeerId,
     pub data: Box<serde_json::value::RawValue>,
 }
 
@@ -110,7 +113,7 @@ pub enum PathKind {
 #[serde(deny_unknown_fields)]
 pub struct TransferFinish {
     #[serde(rename = "transferId")]
-    pub transfer_id: String,
+    pub transfer_id: TransferId,
     pub status: FinishStatus,
     #[serde(default)]
     pub bytes: u64,
@@ -128,9 +131,9 @@ pub struct TransferFinish {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum Target {
-    Lab { lab: String },
+    Lab { lab: LabName },
     All { all: bool },
-    Peers { peers: Vec<String> },
+    Peers { peers: Vec<PeerId> },
 }
 
 #[derive(Debug, Deserialize)]
@@ -433,24 +436,24 @@ mod tests {
         match event {
             "transfer:request" => {
                 let r: TransferRequest = parse(v)?;
-                validate_id("to", &r.to)?;
+                validate_id("to", r.to.as_str())?;
                 if let Some(part) = &r.part {
                     validate_part(part, &r.files)?;
                 }
                 validate_files(&r.files, max_file_bytes())?;
             }
-            "transfer:respond" => validate_id("transferId", &parse::<TransferRespond>(v)?.transfer_id)?,
+            "transfer:respond" => validate_id("transferId", parse::<TransferRespond>(v)?.transfer_id.as_str())?,
             "signal" => {
                 let r: Signal = parse_text(v)?;
                 validate_id("transferId", &r.transfer_id)?;
-                validate_id("to", &r.to)?;
+                validate_id("to", r.to.as_str())?;
                 if r.data.get().len() > MAX_SIGNAL_BYTES {
                     return Err(SignalError::Invalid("data is too large".into()));
                 }
             }
             "transfer:finish" => {
                 let r: TransferFinish = parse(v)?;
-                validate_id("transferId", &r.transfer_id)?;
+                validate_id("transferId", r.transfer_id.as_str())?;
                 validate_sha256(&r.sha256)?;
                 if r.reason.chars().count() > 500 {
                     return Err(SignalError::Invalid("reason is too long".into()));
@@ -475,14 +478,14 @@ mod tests {
                     }
                     Target::Peers { peers } => {
                         for p in peers {
-                            validate_id("peers", p)?;
+                            validate_id("peers", p.as_str())?;
                         }
                     }
                     _ => {}
                 }
             }
             "transfer:resume" => {
-                validate_id("transferId", &parse::<super::super::resume::TransferResume>(v)?.transfer_id)?
+                validate_id("transferId", parse::<super::super::resume::TransferResume>(v)?.transfer_id.as_str())?
             }
             "broadcast:manifest" => {
                 validate_id("broadcastId", &parse::<super::super::broadcast::ManifestPart>(v)?.broadcast_id)?
@@ -495,7 +498,7 @@ mod tests {
             "broadcast:problem" => {
                 let r: super::super::broadcast::ProblemReport = parse(v)?;
                 validate_id("broadcastId", &r.broadcast_id)?;
-                validate_id("linkId", &r.link_id)?;
+                validate_id("linkId", r.link_id.as_str())?;
             }
             other => panic!("no such event in the test: {other}"),
         }
@@ -629,8 +632,9 @@ mod tests {
     }
 
     fn target(with_peers: bool) -> impl Strategy<Value = Target> {
-        let lab = r"\PC{1,64}".prop_map(|lab| Target::Lab { lab });
-        let peers = prop::collection::vec(id(), 1..5).prop_map(|peers| Target::Peers { peers });
+        let lab = r"\PC{1,64}".prop_map(|lab: String| Target::Lab { lab: lab.into() });
+        let peers = prop::collection::vec(id(), 1..5)
+            .prop_map(|peers| Target::Peers { peers: peers.into_iter().map(PeerId::from).collect() });
         if with_peers {
             prop_oneof![lab, Just(Target::All { all: true }), peers].boxed()
         } else {

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::hub::{RestoredTransfer, Resumed, Role};
+use super::ids::{DeviceKey, PeerId, TransferId};
 use super::payloads::{self, FileMeta};
 use super::{SignalError, deliver, store};
 use crate::db;
@@ -26,7 +27,7 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct TransferResume {
     #[serde(rename = "transferId")]
-    pub transfer_id: String,
+    pub transfer_id: TransferId,
     #[serde(default)]
     pub role: Option<Role>,
 }
@@ -51,12 +52,12 @@ pub async fn restore(state: &AppState) -> Result<usize, db::DbError> {
     let restored: Vec<RestoredTransfer> = rows
         .into_iter()
         .map(|r| RestoredTransfer {
-            id: r.id,
+            id: TransferId::from(r.id),
             // A row whose user was deleted can never be re-claimed; the sweep ends it.
             sender_user: r.sender_id.unwrap_or(-1),
             receiver_user: r.receiver_id.unwrap_or(-1),
-            sender_device_key: r.sender_device_key,
-            receiver_device_key: r.receiver_device_key,
+            sender_device_key: DeviceKey::from(r.sender_device_key),
+            receiver_device_key: DeviceKey::from(r.receiver_device_key),
             files: serde_json::from_str::<Vec<FileMeta>>(&r.files).unwrap_or_default(),
             total_bytes: u64::try_from(r.total_bytes).unwrap_or(0),
         })
@@ -70,12 +71,12 @@ pub async fn restore(state: &AppState) -> Result<usize, db::DbError> {
 }
 
 /// The `transfer:resume` handler.
-pub async fn transfer_resume(state: AppState, peer: String, req: TransferResume) -> Result<Value, SignalError> {
-    payloads::validate_id("transferId", &req.transfer_id)?;
+pub async fn transfer_resume(state: AppState, peer: PeerId, req: TransferResume) -> Result<Value, SignalError> {
+    payloads::validate_id("transferId", req.transfer_id.as_str())?;
     let result = state.signaling.with_hub(|h| h.resume(&peer, &req.transfer_id, req.role));
     match result {
         Ok(Resumed { emits, ack }) => {
-            tracing::info!(peer, transfer = req.transfer_id, "transfer resumed");
+            tracing::info!(%peer, transfer = %req.transfer_id, "transfer resumed");
             deliver(&state, emits).await;
             Ok(ack)
         }
@@ -85,11 +86,11 @@ pub async fn transfer_resume(state: AppState, peer: String, req: TransferResume)
     }
 }
 
-async fn why_not(state: &AppState, peer: &str, id: &str) -> SignalError {
+async fn why_not(state: &AppState, peer: &PeerId, id: &TransferId) -> SignalError {
     let Some(user) = state.signaling.with_hub(|h| h.member(peer).map(|m| m.peer.user_id)) else {
         return SignalError::NotConnected;
     };
-    match db::transfers::parties(&state.db, id).await {
+    match db::transfers::parties(&state.db, id.as_str()).await {
         Ok(Some(row)) => {
             if row.sender_id != Some(user) && row.receiver_id != Some(user) {
                 SignalError::NotParty
