@@ -1,9 +1,60 @@
 //! The transfer log: one row per transfer (per recipient for broadcasts), inserted when it
 //! is requested and updated as it is accepted and finished, so a restart loses nothing.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{DbError, Pool, now};
+
+/// Where a transfer stands. A row is `Requested`, then `Accepted`, then ends in one of the
+/// others. Stored, serialised and shown as its lowercase word; the database refuses any
+/// other word (migration 0006).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum TransferStatus {
+    /// Asked, not answered yet.
+    Requested,
+    /// Accepted and not finished: under way (or paused, waiting to be resumed).
+    Accepted,
+    /// The receiver verified every byte.
+    Completed,
+    Failed,
+    Cancelled,
+    Declined,
+    /// Nobody answered in time.
+    Expired,
+}
+
+impl TransferStatus {
+    #[cfg(test)]
+    pub const ALL: [TransferStatus; 7] = [
+        TransferStatus::Requested,
+        TransferStatus::Accepted,
+        TransferStatus::Completed,
+        TransferStatus::Failed,
+        TransferStatus::Cancelled,
+        TransferStatus::Declined,
+        TransferStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferStatus::Requested => "requested",
+            TransferStatus::Accepted => "accepted",
+            TransferStatus::Completed => "completed",
+            TransferStatus::Failed => "failed",
+            TransferStatus::Cancelled => "cancelled",
+            TransferStatus::Declined => "declined",
+            TransferStatus::Expired => "expired",
+        }
+    }
+}
+
+impl std::fmt::Display for TransferStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct TransferRow {
@@ -22,6 +73,7 @@ pub struct TransferRow {
     pub total_bytes: i64,
     pub bytes: i64,
     pub sha256: String,
+    /// A `TransferStatus` word, as stored (the pages that list rows show it as text).
     pub status: String,
     pub path: String,
     pub requested_at: i64,
@@ -63,7 +115,7 @@ pub async fn insert(pool: &Pool, t: &NewTransfer<'_>) -> Result<(), DbError> {
         "INSERT INTO transfers (id, sender_id, receiver_id, sender_username, receiver_username, sender_device, \
          receiver_device, sender_lab, receiver_lab, files, file_count, total_bytes, status, requested_at, broadcast_id, \
          sender_device_key, receiver_device_key) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'requested', ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(t.id)
     .bind(t.sender_id)
@@ -77,6 +129,7 @@ pub async fn insert(pool: &Pool, t: &NewTransfer<'_>) -> Result<(), DbError> {
     .bind(t.files_json)
     .bind(t.file_count)
     .bind(t.total_bytes)
+    .bind(TransferStatus::Requested)
     .bind(now())
     .bind(t.broadcast_id)
     .bind(t.sender_device_key.unwrap_or(""))
@@ -96,7 +149,8 @@ pub async fn purge_before(pool: &Pool, before: i64) -> Result<u64, DbError> {
 }
 
 pub async fn mark_accepted(pool: &Pool, id: &str) -> Result<(), DbError> {
-    sqlx::query("UPDATE transfers SET status = 'accepted', accepted_at = ? WHERE id = ?")
+    sqlx::query("UPDATE transfers SET status = ?, accepted_at = ? WHERE id = ?")
+        .bind(TransferStatus::Accepted)
         .bind(now())
         .bind(id)
         .execute(pool)
@@ -121,8 +175,9 @@ pub struct ResumableRow {
 pub async fn resumable(pool: &Pool) -> Result<Vec<ResumableRow>, DbError> {
     Ok(sqlx::query_as::<_, ResumableRow>(
         "SELECT id, sender_id, receiver_id, sender_device_key, receiver_device_key, files, total_bytes \
-         FROM transfers WHERE status = 'accepted' AND finished_at IS NULL AND broadcast_id IS NULL",
+         FROM transfers WHERE status = ? AND finished_at IS NULL AND broadcast_id IS NULL",
     )
+    .bind(TransferStatus::Accepted)
     .fetch_all(pool)
     .await?)
 }
@@ -131,10 +186,12 @@ pub async fn resumable(pool: &Pool) -> Result<Vec<ResumableRow>, DbError> {
 /// the stopped process, so these end `failed` (the sender can broadcast again).
 pub async fn fail_interrupted_broadcasts(pool: &Pool) -> Result<u64, DbError> {
     Ok(sqlx::query(
-        "UPDATE transfers SET status = 'failed', failure_reason = 'the server restarted during the broadcast', \
-         finished_at = ? WHERE broadcast_id IS NOT NULL AND status = 'accepted' AND finished_at IS NULL",
+        "UPDATE transfers SET status = ?, failure_reason = 'the server restarted during the broadcast', \
+         finished_at = ? WHERE broadcast_id IS NOT NULL AND status = ? AND finished_at IS NULL",
     )
+    .bind(TransferStatus::Failed)
     .bind(now())
+    .bind(TransferStatus::Accepted)
     .execute(pool)
     .await?
     .rows_affected())
@@ -143,10 +200,12 @@ pub async fn fail_interrupted_broadcasts(pool: &Pool) -> Result<u64, DbError> {
 /// Requests nobody answered before the server stopped: nobody can answer them now.
 pub async fn expire_unanswered(pool: &Pool) -> Result<u64, DbError> {
     Ok(sqlx::query(
-        "UPDATE transfers SET status = 'expired', failure_reason = 'the server restarted before an answer', \
-         finished_at = ? WHERE status = 'requested' AND finished_at IS NULL",
+        "UPDATE transfers SET status = ?, failure_reason = 'the server restarted before an answer', \
+         finished_at = ? WHERE status = ? AND finished_at IS NULL",
     )
+    .bind(TransferStatus::Expired)
     .bind(now())
+    .bind(TransferStatus::Requested)
     .execute(pool)
     .await?
     .rows_affected())
@@ -157,7 +216,7 @@ pub async fn expire_unanswered(pool: &Pool) -> Result<u64, DbError> {
 pub struct Parties {
     pub sender_id: Option<i64>,
     pub receiver_id: Option<i64>,
-    pub status: String,
+    pub status: TransferStatus,
     pub finished_at: Option<i64>,
 }
 
@@ -171,7 +230,7 @@ pub async fn parties(pool: &Pool, id: &str) -> Result<Option<Parties>, DbError> 
 /// The final state of a transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    pub status: String,
+    pub status: TransferStatus,
     pub bytes: i64,
     pub sha256: String,
     pub path: String,
@@ -184,7 +243,7 @@ pub async fn finish(pool: &Pool, id: &str, o: &Outcome) -> Result<(), DbError> {
         "UPDATE transfers SET status = ?, bytes = ?, sha256 = ?, path = ?, duration_ms = ?, failure_reason = ?, \
          finished_at = ? WHERE id = ?",
     )
-    .bind(&o.status)
+    .bind(o.status)
     .bind(o.bytes)
     .bind(&o.sha256)
     .bind(&o.path)
@@ -409,7 +468,7 @@ mod tests {
         }
         mark_accepted(&pool, "t2").await.unwrap();
         let outcome = Outcome {
-            status: "completed".into(),
+            status: TransferStatus::Completed,
             bytes: 3,
             sha256: "ab".repeat(32),
             path: "direct".into(),
@@ -447,7 +506,7 @@ mod tests {
         mark_accepted(&pool, "running").await.unwrap();
         mark_accepted(&pool, "done").await.unwrap();
         let outcome = Outcome {
-            status: "completed".into(),
+            status: TransferStatus::Completed,
             bytes: 3,
             sha256: String::new(),
             path: String::new(),
@@ -467,5 +526,26 @@ mod tests {
         let running = parties(&pool, "running").await.unwrap().unwrap();
         assert_eq!((running.status.as_str(), running.finished_at), ("accepted", None));
         assert_eq!(parties(&pool, "nope").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_store_refuses_a_status_that_is_not_a_transfer_status() {
+        let pool = pool_with_users().await;
+        insert(&pool, &new("t1")).await.unwrap();
+        let set = |status: &'static str| {
+            sqlx::query("UPDATE transfers SET status = ? WHERE id = 't1'").bind(status).execute(&pool)
+        };
+        for status in TransferStatus::ALL {
+            set(status.as_str()).await.unwrap_or_else(|e| panic!("{status} refused: {e}"));
+            assert_eq!(parties(&pool, "t1").await.unwrap().unwrap().status, status, "read back as the enum");
+        }
+        let e = set("done").await.unwrap_err().to_string();
+        assert!(e.contains("transfers.status must be"), "{e}");
+        assert!(set("Completed").await.is_err(), "the words are lowercase");
+        let raw = "INSERT INTO transfers (id, sender_username, receiver_username, status, requested_at) \
+                   VALUES ('t2', 'a', 'b', 'finished', 0)";
+        assert!(sqlx::query(raw).execute(&pool).await.is_err());
+        // Serialised to the API like it is stored.
+        assert_eq!(serde_json::to_value(TransferStatus::Declined).unwrap(), "declined");
     }
 }

@@ -24,7 +24,7 @@ use super::hub::{Emit, Member, Peer, Record, RequestedTransfer};
 use super::ids::{LinkId, PeerId, TransferId};
 use super::payloads::{FileMeta, Target};
 use super::tree::{Move, RelayTree};
-use crate::db::transfers::Outcome;
+use crate::db::transfers::{Outcome, TransferStatus};
 use crate::labs::LabName;
 
 /// Bytes per piece: the unit that is hashed, verified, stored and forwarded.
@@ -262,13 +262,13 @@ impl Session {
             r.bytes = self.total;
         }
         let status = match state {
-            RecipientState::Done => "completed",
-            _ if was_asked && reason.starts_with("declined") => "declined",
-            _ if was_asked => "expired",
-            _ => "failed",
+            RecipientState::Done => TransferStatus::Completed,
+            _ if was_asked && reason.starts_with("declined") => TransferStatus::Declined,
+            _ if was_asked => TransferStatus::Expired,
+            _ => TransferStatus::Failed,
         };
         let outcome = Outcome {
-            status: status.into(),
+            status,
             bytes: i64::try_from(r.bytes).unwrap_or(i64::MAX),
             sha256: report.map(|x| x.sha256.clone()).unwrap_or_default(),
             path: String::new(),
@@ -909,7 +909,7 @@ mod tests {
         assert_eq!(l.len(), 1);
         assert_eq!((l[0].0.as_str(), l[0].1.as_str()), ("c", "a"));
         assert!(fx.emits.iter().any(|e| e.event == "broadcast:progress" && e.data["state"] == "failed"));
-        assert!(matches!(&fx.records[0], Record::Finished(id, o) if id == "t2" && o.status == "failed"));
+        assert!(matches!(&fx.records[0], Record::Finished(id, o) if id == "t2" && o.status == TransferStatus::Failed));
         assert_eq!(book.signal(&p("b"), &link(&old), &p("c")).unwrap_err(), SignalError::UnknownTransfer);
         assert!(book.signal(&p("a"), &link(&l[0].2), &p("c")).is_ok());
     }
@@ -983,7 +983,7 @@ mod tests {
         assert!(book.respond(&p("a"), "b1", true).is_err(), "twice");
         assert!(book.respond(&p("zz"), "b1", true).is_err());
         let fx = book.respond(&p("b"), "b1", false).unwrap();
-        assert!(matches!(&fx.records[0], Record::Finished(_, o) if o.status == "declined"));
+        assert!(matches!(&fx.records[0], Record::Finished(_, o) if o.status == TransferStatus::Declined));
         // A late joiner of the lab gets an offer; one of another lab does not.
         let fx = book.join(&member("late", "Lab A", RECV), || "t9".into());
         assert_eq!(fx.added, vec!["b1".to_string()]);
@@ -991,7 +991,7 @@ mod tests {
         assert!(book.join(&member("far", "Lab B", RECV), || "t10".into()).emits.is_empty());
         assert!(book.join(&member("nr", "Lab A", &[]), || "t11".into()).emits.is_empty());
         let fx = book.expire("b1", &p("late"));
-        assert!(matches!(&fx.records[0], Record::Finished(_, o) if o.status == "expired"));
+        assert!(matches!(&fx.records[0], Record::Finished(_, o) if o.status == TransferStatus::Expired));
     }
 
     #[test]
@@ -1011,7 +1011,7 @@ mod tests {
         let total = 3 * PIECE_BYTES + 5;
         let fx = book.status(&p("a"), done(total)).unwrap();
         assert!(
-            matches!(&fx.records[0], Record::Finished(id, o) if id == "t1" && o.status == "completed" && o.sha256 == hex(9))
+            matches!(&fx.records[0], Record::Finished(id, o) if id == "t1" && o.status == TransferStatus::Completed && o.sha256 == hex(9))
         );
         assert!(book.status(&p("a"), done(total)).is_err(), "twice");
         let fx = book.status(&p("b"), done(total)).unwrap();
@@ -1025,7 +1025,10 @@ mod tests {
         start(&mut book, &["a", "b"], 2, true);
         let fx = book.leave(&p("s"));
         assert_eq!(
-            fx.records.iter().filter(|r| matches!(r, Record::Finished(_, o) if o.status == "failed")).count(),
+            fx.records
+                .iter()
+                .filter(|r| matches!(r, Record::Finished(_, o) if o.status == TransferStatus::Failed))
+                .count(),
             2
         );
         assert_eq!(fx.emits.iter().filter(|e| e.event == "broadcast:ended").count(), 3);

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::db;
+use crate::db::transfers::TransferStatus;
 
 /// What the client reads when the server itself failed: the detail goes to the log only.
 const INTERNAL_MESSAGE: &str = "something went wrong on the server; it was logged";
@@ -45,7 +46,7 @@ pub enum SignalError {
     #[error("this connection is not registered")]
     NotConnected,
     #[error("that transfer already ended ({0}); it cannot be resumed")]
-    TransferEnded(String),
+    TransferEnded(TransferStatus),
     #[error("{0}")]
     Internal(String),
 }

@@ -23,7 +23,7 @@ use super::SignalError;
 pub use super::ids::{DeviceKey, PeerId, TransferId};
 use super::payloads::{FileMeta, FinishStatus, Part, TransferFinish};
 use super::reconcile::reconcile;
-use crate::db::transfers::Outcome;
+use crate::db::transfers::{Outcome, TransferStatus};
 use crate::labs::LabName;
 
 /// One connected device, as other clients see it.
@@ -490,7 +490,10 @@ impl Hub {
                     "transfer:cancelled",
                     json!({ "transferId": id, "reason": "peer_left" }),
                 ));
-                records.push(Record::Finished(id, ended("cancelled", "peer_left: the other device went offline")));
+                records.push(Record::Finished(
+                    id,
+                    ended(TransferStatus::Cancelled, "peer_left: the other device went offline"),
+                ));
             }
         }
         for (id, t) in self.transfers.iter_mut().filter(|(_, t)| t.stage == Stage::Accepted) {
@@ -626,7 +629,7 @@ impl Hub {
                     ));
                 }
             }
-            let outcome = if t.reported() { t.outcome() } else { ended("failed", &detail) };
+            let outcome = if t.reported() { t.outcome() } else { ended(TransferStatus::Failed, &detail) };
             records.push(Record::Finished(id, outcome));
         }
         (emits, records)
@@ -716,7 +719,7 @@ impl Hub {
             Ok((tell("transfer:accepted"), Record::Accepted(id.clone())))
         } else {
             self.transfers.remove(id);
-            Ok((tell("transfer:declined"), Record::Finished(id.clone(), ended("declined", ""))))
+            Ok((tell("transfer:declined"), Record::Finished(id.clone(), ended(TransferStatus::Declined, ""))))
         }
     }
 
@@ -732,7 +735,7 @@ impl Hub {
             .flatten()
             .map(|p| Emit::to_peer(p, "transfer:expired", data.clone()))
             .collect();
-        Some((emits, Record::Finished(id.clone(), ended("expired", "no answer in time"))))
+        Some((emits, Record::Finished(id.clone(), ended(TransferStatus::Expired, "no answer in time"))))
     }
 
     /// `signal`: relayed only between the parties of an accepted, unfinished transfer. Ok
@@ -779,7 +782,7 @@ impl Hub {
             }
             self.transfers.remove(&id);
             let outcome = ended(
-                "cancelled",
+                TransferStatus::Cancelled,
                 &format!("{}: {}", if role == Role::Sender { "sender" } else { "receiver" }, report.reason),
             );
             return Ok((emits, Some(Record::Finished(id, outcome))));
@@ -834,9 +837,9 @@ pub fn tag_part(emits: &mut [Emit], part: &Part) {
     }
 }
 
-fn ended(status: &str, reason: &str) -> Outcome {
+fn ended(status: TransferStatus, reason: &str) -> Outcome {
     Outcome {
-        status: status.into(),
+        status,
         bytes: 0,
         sha256: String::new(),
         path: String::new(),
@@ -1081,7 +1084,7 @@ mod tests {
         h.request(&p("b"), &p("a"), files(), "t2".into(), &limits(), now).unwrap();
         let (emits, rec) = h.expire(&t("t1")).unwrap();
         assert_eq!(emits.len(), 2);
-        assert!(matches!(rec, Record::Finished(_, ref o) if o.status == "expired"));
+        assert!(matches!(rec, Record::Finished(_, ref o) if o.status == TransferStatus::Expired));
         assert!(h.expire(&t("t1")).is_none());
         let (emits, records) = h.leave(&p("a"), now);
         assert_eq!(emits[0].event, "presence:left");
@@ -1119,7 +1122,7 @@ mod tests {
         let (emits, rec) = h.finish(&p("b"), finish("t1", FinishStatus::Cancelled, "")).unwrap();
         assert_eq!(emits[0].event, "transfer:cancelled");
         assert_eq!(emits[0].to, Audience::Peer("a".into()));
-        assert!(matches!(rec, Some(Record::Finished(_, ref o)) if o.status == "cancelled"));
+        assert!(matches!(rec, Some(Record::Finished(_, ref o)) if o.status == TransferStatus::Cancelled));
         assert!(h.finish(&p("c"), finish("t1", FinishStatus::Completed, "")).is_err());
     }
 
@@ -1133,7 +1136,7 @@ mod tests {
         let (emits, _) = h.leave(&p("a"), now);
         assert!(emits.iter().all(|e| e.event != "transfer:paused"), "b already reported: nothing to wait for");
         let rec = h.finalize(&t("t1")).unwrap();
-        assert!(matches!(rec, Record::Finished(_, ref o) if o.status == "completed"));
+        assert!(matches!(rec, Record::Finished(_, ref o) if o.status == TransferStatus::Completed));
     }
 
     fn accepted(h: &mut Hub, id: &str) {

@@ -184,7 +184,7 @@ pub(crate) async fn store(state: &AppState, records: Vec<Record>) {
             }
             Record::Accepted(id) => db::transfers::mark_accepted(&state.db, id.as_str()).await,
             Record::Finished(id, outcome) => {
-                state.metrics.transfer_finished(&outcome.status);
+                state.metrics.transfer_finished(outcome.status.as_str());
                 db::transfers::finish(&state.db, id.as_str(), outcome).await
             }
         };

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::SignalError;
 use super::ids::{PeerId, TransferId};
+use crate::db::transfers::TransferStatus;
 use crate::labs::LabName;
 
 /// Largest `data` of a `signal` (an SDP or ICE candidate), serialized.
@@ -98,6 +99,16 @@ impl FinishStatus {
             FinishStatus::Completed => "completed",
             FinishStatus::Failed => "failed",
             FinishStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl From<FinishStatus> for TransferStatus {
+    fn from(s: FinishStatus) -> TransferStatus {
+        match s {
+            FinishStatus::Completed => TransferStatus::Completed,
+            FinishStatus::Failed => TransferStatus::Failed,
+            FinishStatus::Cancelled => TransferStatus::Cancelled,
         }
     }
 }

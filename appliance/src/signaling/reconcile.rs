@@ -3,7 +3,7 @@
 //! was sent. Disagreement is recorded, never smoothed over.
 
 use super::payloads::{FinishStatus, PathKind, TransferFinish};
-use crate::db::transfers::Outcome;
+use crate::db::transfers::{Outcome, TransferStatus};
 
 fn path_str(p: Option<PathKind>) -> &'static str {
     match p {
@@ -20,8 +20,8 @@ fn clamp(v: u64) -> i64 {
 pub fn reconcile(sender: Option<&TransferFinish>, receiver: Option<&TransferFinish>, total_bytes: u64) -> Outcome {
     let path = sender.and_then(|s| s.path).or(receiver.and_then(|r| r.path));
     let duration = receiver.and_then(|r| r.duration_ms).or(sender.and_then(|s| s.duration_ms)).map(clamp);
-    let base = |status: &str, bytes: u64, sha: &str, reason: String| Outcome {
-        status: status.into(),
+    let base = |status: TransferStatus, bytes: u64, sha: &str, reason: String| Outcome {
+        status,
         bytes: clamp(bytes),
         sha256: sha.into(),
         path: path_str(path).into(),
@@ -40,24 +40,29 @@ pub fn reconcile(sender: Option<&TransferFinish>, receiver: Option<&TransferFini
                 .collect();
             if !failures.is_empty() {
                 let status = if s.status == FinishStatus::Cancelled || r.status == FinishStatus::Cancelled {
-                    "cancelled"
+                    TransferStatus::Cancelled
                 } else {
-                    "failed"
+                    TransferStatus::Failed
                 };
                 return base(status, r.bytes, &r.sha256, failures.join("; "));
             }
             if !s.sha256.is_empty() && s.sha256 != r.sha256 {
-                return base("failed", r.bytes, &r.sha256, "hash_mismatch: receiver and sender hashes differ".into());
+                return base(
+                    TransferStatus::Failed,
+                    r.bytes,
+                    &r.sha256,
+                    "hash_mismatch: receiver and sender hashes differ".into(),
+                );
             }
             if r.bytes != total_bytes {
                 return base(
-                    "failed",
+                    TransferStatus::Failed,
                     r.bytes,
                     &r.sha256,
                     format!("size_mismatch: received {} of {total_bytes} bytes", r.bytes),
                 );
             }
-            base("completed", r.bytes, &r.sha256, String::new())
+            base(TransferStatus::Completed, r.bytes, &r.sha256, String::new())
         }
         (None, Some(r)) => {
             let reason = if r.status == FinishStatus::Completed {
@@ -65,7 +70,7 @@ pub fn reconcile(sender: Option<&TransferFinish>, receiver: Option<&TransferFini
             } else {
                 reason_of("receiver", r)
             };
-            base(r.status.as_str(), r.bytes, &r.sha256, reason)
+            base(r.status.into(), r.bytes, &r.sha256, reason)
         }
         (Some(s), None) => {
             let reason = if s.status == FinishStatus::Completed {
@@ -74,10 +79,10 @@ pub fn reconcile(sender: Option<&TransferFinish>, receiver: Option<&TransferFini
                 reason_of("sender", s)
             };
             // A transfer only counts as completed when the receiver verified it.
-            let status = if s.status == FinishStatus::Completed { "failed" } else { s.status.as_str() };
+            let status = if s.status == FinishStatus::Completed { TransferStatus::Failed } else { s.status.into() };
             base(status, s.bytes, &s.sha256, reason)
         }
-        (None, None) => base("failed", 0, "", "neither side reported".into()),
+        (None, None) => base(TransferStatus::Failed, 0, "", "neither side reported".into()),
     }
 }
 
@@ -102,7 +107,7 @@ mod tests {
         let h = "a".repeat(64);
         let o =
             reconcile(Some(&report(FinishStatus::Completed, 5, &h)), Some(&report(FinishStatus::Completed, 5, &h)), 5);
-        assert_eq!(o.status, "completed");
+        assert_eq!(o.status, TransferStatus::Completed);
         assert_eq!(o.path, "direct");
         assert!(o.failure_reason.is_empty());
     }
@@ -114,7 +119,7 @@ mod tests {
             Some(&report(FinishStatus::Completed, 5, &"b".repeat(64))),
             5,
         );
-        assert_eq!(o.status, "failed");
+        assert_eq!(o.status, TransferStatus::Failed);
         assert!(o.failure_reason.starts_with("hash_mismatch"));
         let h = "a".repeat(64);
         let o =
@@ -127,18 +132,18 @@ mod tests {
         let mut r = report(FinishStatus::Failed, 2, "");
         r.reason = "disk full".into();
         let o = reconcile(Some(&report(FinishStatus::Completed, 5, "")), Some(&r), 5);
-        assert_eq!(o.status, "failed");
+        assert_eq!(o.status, TransferStatus::Failed);
         assert_eq!(o.failure_reason, "receiver: disk full");
         let o = reconcile(Some(&report(FinishStatus::Cancelled, 1, "")), Some(&r), 5);
-        assert_eq!(o.status, "cancelled");
+        assert_eq!(o.status, TransferStatus::Cancelled);
     }
 
     #[test]
     fn one_sided_reports() {
         let o = reconcile(Some(&report(FinishStatus::Completed, 5, "")), None, 5);
-        assert_eq!(o.status, "failed", "unconfirmed by the receiver");
+        assert_eq!(o.status, TransferStatus::Failed, "unconfirmed by the receiver");
         let o = reconcile(None, Some(&report(FinishStatus::Completed, 5, "")), 5);
-        assert_eq!(o.status, "completed");
-        assert_eq!(reconcile(None, None, 5).status, "failed");
+        assert_eq!(o.status, TransferStatus::Completed);
+        assert_eq!(reconcile(None, None, 5).status, TransferStatus::Failed);
     }
 }
