@@ -22,6 +22,7 @@ pub const OTHER: &str = "Other";
 /// A lab's name, or `OTHER`: where a device is, whose devices see each other, what an
 /// instructor is responsible for. Its text on the wire (serde-transparent).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(transparent)]
 pub struct LabName(String);
 

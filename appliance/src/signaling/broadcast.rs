@@ -17,12 +17,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use super::SignalError;
 use super::hub::{Emit, Member, Peer, Record, RequestedTransfer};
 use super::ids::{LinkId, PeerId, TransferId};
 use super::payloads::{FileMeta, Target};
+use super::protocol::{
+    BroadcastEnded, BroadcastLink, BroadcastOffer, BroadcastProgress, BroadcastSummary, BroadcastUnlink, LinkRole,
+    ManifestChunk, ServerEvent,
+};
 use super::tree::{Move, RelayTree};
 use crate::db::transfers::{Outcome, TransferStatus};
 use crate::labs::LabName;
@@ -33,6 +36,7 @@ pub const PIECE_BYTES: u64 = 1024 * 1024;
 pub const MANIFEST_PART: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum RecipientState {
     /// Offered, the user has not answered yet.
@@ -137,8 +141,8 @@ pub struct Effects {
 }
 
 impl Effects {
-    fn to(&mut self, peer: &PeerId, event: &'static str, data: Value) {
-        self.emits.push(Emit { to: super::hub::Audience::Peer(peer.clone()), except: None, event, data });
+    fn to(&mut self, peer: &PeerId, event: ServerEvent) {
+        self.emits.push(Emit::to_peer(peer, event));
     }
 }
 
@@ -174,16 +178,33 @@ impl Session {
         self.auto_accept && !peer.self_selected
     }
 
-    fn offer(&self, r: &Recipient) -> Value {
-        json!({
-            "broadcastId": self.id, "transferId": r.transfer_id, "from": self.sender, "files": self.files,
-            "totalBytes": self.total, "pieceBytes": PIECE_BYTES, "autoAccept": self.auto_accepts(&r.peer),
+    fn offer(&self, r: &Recipient) -> ServerEvent {
+        ServerEvent::BroadcastOffer(BroadcastOffer {
+            broadcast_id: self.id.clone(),
+            transfer_id: r.transfer_id.clone(),
+            from: self.sender.clone(),
+            files: self.files.clone(),
+            total_bytes: self.total,
+            piece_bytes: PIECE_BYTES,
+            auto_accept: self.auto_accepts(&r.peer),
         })
     }
 
-    fn progress(&self, r: &Recipient) -> Value {
-        json!({ "broadcastId": self.id, "peer": r.peer, "transferId": r.transfer_id, "state": r.state,
-                "bytes": r.bytes, "totalBytes": self.total, "reason": r.reason })
+    fn progress(&self, r: &Recipient) -> BroadcastProgress {
+        BroadcastProgress {
+            broadcast_id: self.id.clone(),
+            peer: r.peer.clone(),
+            transfer_id: r.transfer_id.clone(),
+            state: r.state,
+            bytes: r.bytes,
+            total_bytes: self.total,
+            reason: r.reason.clone(),
+        }
+    }
+
+    /// Tells the sender where recipient `r` stands.
+    fn report(&self, r: &Recipient, fx: &mut Effects) {
+        fx.to(&self.sender.peer_id, ServerEvent::BroadcastProgress(self.progress(r)));
     }
 
     fn manifest_emits(&self, peer: &PeerId, fx: &mut Effects) {
@@ -193,11 +214,14 @@ impl Session {
             let mut first = 0;
             let count = parts.len();
             for (i, part) in parts.into_iter().enumerate() {
-                let mut data = json!({ "broadcastId": self.id, "file": file, "first": first, "hashes": part });
-                if i + 1 == count {
-                    data["sha256"] = json!(self.file_sha[file]);
-                }
-                fx.to(peer, "broadcast:manifest", data);
+                let chunk = ManifestChunk {
+                    broadcast_id: self.id.clone(),
+                    file,
+                    first,
+                    hashes: part.to_vec(),
+                    sha256: if i + 1 == count { self.file_sha[file].clone() } else { None },
+                };
+                fx.to(peer, ServerEvent::BroadcastManifest(chunk));
                 first += part.len();
             }
         }
@@ -212,22 +236,23 @@ impl Session {
             if let Some(old) = self.child_link.remove(&m.child)
                 && let Some((old_parent, _)) = self.links.remove(&old)
             {
-                fx.to(&old_parent, "broadcast:unlink", json!({ "broadcastId": self.id, "linkId": old }));
+                let unlink = BroadcastUnlink { broadcast_id: self.id.clone(), link_id: old };
+                fx.to(&old_parent, ServerEvent::BroadcastUnlink(unlink));
             }
             self.next_link += 1;
             let link = LinkId::new(&self.id, self.next_link);
             self.links.insert(link.clone(), (m.parent.clone(), m.child.clone()));
             self.child_link.insert(m.child.clone(), link.clone());
-            fx.to(
-                &m.parent,
-                "broadcast:link",
-                json!({ "broadcastId": self.id, "linkId": link, "role": "parent", "peer": m.child }),
-            );
-            fx.to(
-                &m.child,
-                "broadcast:link",
-                json!({ "broadcastId": self.id, "linkId": link, "role": "child", "peer": m.parent }),
-            );
+            let end = |role, peer: &PeerId| {
+                ServerEvent::BroadcastLink(BroadcastLink {
+                    broadcast_id: self.id.clone(),
+                    link_id: link.clone(),
+                    role,
+                    peer: peer.clone(),
+                })
+            };
+            fx.to(&m.parent, end(LinkRole::Parent, &m.child));
+            fx.to(&m.child, end(LinkRole::Child, &m.parent));
         }
     }
 
@@ -277,7 +302,7 @@ impl Session {
         };
         fx.records.push(Record::Finished(r.transfer_id.clone(), outcome));
         let r = r.clone();
-        fx.to(&self.sender.peer_id, "broadcast:progress", self.progress(&r));
+        self.report(&r, fx);
     }
 
     fn all_ended(&self) -> bool {
@@ -289,7 +314,7 @@ impl Session {
         r.state = RecipientState::Waiting;
         fx.records.push(Record::Accepted(r.transfer_id.clone()));
         let r = r.clone();
-        fx.to(&self.sender.peer_id, "broadcast:progress", self.progress(&r));
+        self.report(&r, fx);
         if let Some(m) = self.tree.attach(peer) {
             if self.manifest_done {
                 self.manifest_emits(peer, fx);
@@ -318,8 +343,8 @@ impl Session {
             sender_device_key: None,
             receiver_device_key: None,
         })));
-        fx.to(&peer.peer_id, "broadcast:offer", self.offer(&r));
-        fx.to(&self.sender.peer_id, "broadcast:progress", self.progress(&r));
+        fx.to(&peer.peer_id, self.offer(&r));
+        self.report(&r, fx);
         self.recipients.insert(peer.peer_id.clone(), r);
         if self.auto_accepts(&peer) {
             self.accept(&peer.peer_id, fx);
@@ -328,9 +353,9 @@ impl Session {
         }
     }
 
-    fn summary(&self) -> Value {
-        let recipients: Vec<Value> = self.recipients.values().map(|r| self.progress(r)).collect();
-        json!({ "broadcastId": self.id, "pieceBytes": PIECE_BYTES, "recipients": recipients })
+    fn summary(&self) -> BroadcastSummary {
+        let recipients = self.recipients.values().map(|r| self.progress(r)).collect();
+        BroadcastSummary { broadcast_id: self.id.clone(), piece_bytes: PIECE_BYTES, recipients }
     }
 }
 
@@ -421,7 +446,7 @@ impl Book {
         recipients: Vec<Peer>,
         start: Start,
         mut new_id: impl FnMut() -> TransferId,
-    ) -> Result<(Value, Effects), SignalError> {
+    ) -> Result<(BroadcastSummary, Effects), SignalError> {
         if recipients.is_empty() {
             return Err(SignalError::NoRecipients);
         }
@@ -537,7 +562,8 @@ impl Book {
             && s.recipients.get(peer).is_some_and(|r| r.state == RecipientState::Asked)
         {
             s.end_recipient(peer, RecipientState::Failed, "no answer in time", None, &mut fx);
-            fx.to(peer, "broadcast:ended", json!({ "broadcastId": id, "reason": "expired" }));
+            let ended = BroadcastEnded { broadcast_id: id.to_string(), reason: "expired".into() };
+            fx.to(peer, ServerEvent::BroadcastEnded(ended));
         }
         self.end_if_over(id, &mut fx);
         fx
@@ -560,7 +586,7 @@ impl Book {
                 r.state = RecipientState::Receiving;
                 r.bytes = report.bytes.min(s.total);
                 let r = r.clone();
-                fx.to(&s.sender.peer_id, "broadcast:progress", s.progress(&r));
+                s.report(&r, &mut fx);
             }
             ReportedState::Done => {
                 if report.bytes != s.total {
@@ -603,7 +629,7 @@ impl Book {
                 if let Some(r) = s.recipients.get_mut(&parent) {
                     r.reason = "sent a damaged piece; no longer forwards".into();
                     let r = r.clone();
-                    fx.to(&s.sender.peer_id, "broadcast:progress", s.progress(&r));
+                    s.report(&r, &mut fx);
                 }
                 moves
             }
@@ -713,11 +739,11 @@ impl Book {
         for p in &peers {
             s.end_recipient(p, RecipientState::Failed, reason, None, fx);
         }
-        let data = json!({ "broadcastId": id, "reason": reason });
+        let ended = ServerEvent::BroadcastEnded(BroadcastEnded { broadcast_id: id.to_string(), reason: reason.into() });
         for p in peers {
-            fx.to(&p, "broadcast:ended", data.clone());
+            fx.to(&p, ended.clone());
         }
-        fx.to(&s.sender.peer_id, "broadcast:ended", data);
+        fx.to(&s.sender.peer_id, ended);
     }
 
     fn end_if_over(&mut self, id: &str, fx: &mut Effects) {
@@ -740,6 +766,12 @@ impl Book {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::Value;
+
+    fn to_json<T: serde::Serialize>(value: &T) -> Value {
+        serde_json::to_value(value).unwrap()
+    }
 
     fn p(id: &str) -> PeerId {
         id.into()
@@ -803,7 +835,7 @@ mod tests {
                 },
             )
             .unwrap();
-        assert_eq!(ack["recipients"].as_array().unwrap().len(), receivers.len());
+        assert_eq!(ack.recipients.len(), receivers.len());
         fx
     }
 
@@ -821,13 +853,13 @@ mod tests {
     fn links(fx: &Effects) -> Vec<(String, String, String)> {
         fx.emits
             .iter()
-            .filter(|e| e.event == "broadcast:link" && e.data["role"] == "child")
+            .filter(|e| e.event.name() == "broadcast:link" && to_json(&e.event.data())["role"] == "child")
             .map(|e| {
                 let super::super::hub::Audience::Peer(to) = &e.to else { panic!() };
                 (
                     to.to_string(),
-                    e.data["peer"].as_str().unwrap().to_string(),
-                    e.data["linkId"].as_str().unwrap().to_string(),
+                    to_json(&e.event.data())["peer"].as_str().unwrap().to_string(),
+                    to_json(&e.event.data())["linkId"].as_str().unwrap().to_string(),
                 )
             })
             .collect()
@@ -856,12 +888,12 @@ mod tests {
             })
             .unwrap();
         let offer_to = |peer: &str| {
-            fx.emits
+            let offer = fx
+                .emits
                 .iter()
-                .find(|e| e.event == "broadcast:offer" && e.to == super::super::hub::Audience::Peer(peer.into()))
-                .unwrap()
-                .data["autoAccept"]
-                .clone()
+                .find(|e| e.event.name() == "broadcast:offer" && e.to == super::super::hub::Audience::Peer(peer.into()))
+                .unwrap();
+            to_json(&offer.event.data())["autoAccept"].clone()
         };
         assert_eq!(offer_to("a"), true);
         assert_eq!(offer_to("p"), false);
@@ -872,7 +904,7 @@ mod tests {
     fn links_follow_the_manifest_and_only_their_ends_may_signal() {
         let mut book = Book::default();
         let fx = start(&mut book, &["a", "b", "c"], 2, true);
-        assert_eq!(fx.emits.iter().filter(|e| e.event == "broadcast:offer").count(), 3);
+        assert_eq!(fx.emits.iter().filter(|e| e.event.name() == "broadcast:offer").count(), 3);
         assert!(links(&fx).is_empty(), "no link before the manifest");
         assert_eq!(fx.records.iter().filter(|r| matches!(r, Record::Accepted(_))).count(), 3);
         // A receiver may not send the manifest; parts must be in order and complete.
@@ -883,7 +915,7 @@ mod tests {
         let no_sha = ManifestPart { hashes: (0..4).map(hex).collect(), ..bad.clone() };
         assert!(book.manifest(&p("s"), no_sha).is_err());
         let fx = manifest(&mut book);
-        assert_eq!(fx.emits.iter().filter(|e| e.event == "broadcast:manifest").count(), 3);
+        assert_eq!(fx.emits.iter().filter(|e| e.event.name() == "broadcast:manifest").count(), 3);
         let l = links(&fx);
         assert_eq!(l.len(), 3);
         let parent_of = |c: &str| l.iter().find(|x| x.0 == c).unwrap().1.clone();
@@ -908,7 +940,11 @@ mod tests {
         let l = links(&fx);
         assert_eq!(l.len(), 1);
         assert_eq!((l[0].0.as_str(), l[0].1.as_str()), ("c", "a"));
-        assert!(fx.emits.iter().any(|e| e.event == "broadcast:progress" && e.data["state"] == "failed"));
+        assert!(
+            fx.emits
+                .iter()
+                .any(|e| e.event.name() == "broadcast:progress" && to_json(&e.event.data())["state"] == "failed")
+        );
         assert!(matches!(&fx.records[0], Record::Finished(id, o) if id == "t2" && o.status == TransferStatus::Failed));
         assert_eq!(book.signal(&p("b"), &link(&old), &p("c")).unwrap_err(), SignalError::UnknownTransfer);
         assert!(book.signal(&p("a"), &link(&l[0].2), &p("c")).is_ok());
@@ -936,7 +972,7 @@ mod tests {
         assert!(
             fx.emits
                 .iter()
-                .any(|e| e.event == "broadcast:unlink" && e.to == super::super::hub::Audience::Peer("a".into()))
+                .any(|e| e.event.name() == "broadcast:unlink" && e.to == super::super::hub::Audience::Peer("a".into()))
         );
         // The same report over the old link changes nothing.
         assert!(links(&book.problem(&p("c"), &report).unwrap()).is_empty());
@@ -979,7 +1015,7 @@ mod tests {
         assert!(links(&manifest(&mut book)).is_empty(), "nobody accepted yet");
         let fx = book.respond(&p("a"), "b1", true).unwrap();
         assert_eq!(links(&fx), vec![("a".into(), "s".into(), "b1-1".into())]);
-        assert!(fx.emits.iter().any(|e| e.event == "broadcast:manifest"));
+        assert!(fx.emits.iter().any(|e| e.event.name() == "broadcast:manifest"));
         assert!(book.respond(&p("a"), "b1", true).is_err(), "twice");
         assert!(book.respond(&p("zz"), "b1", true).is_err());
         let fx = book.respond(&p("b"), "b1", false).unwrap();
@@ -987,7 +1023,7 @@ mod tests {
         // A late joiner of the lab gets an offer; one of another lab does not.
         let fx = book.join(&member("late", "Lab A", RECV), || "t9".into());
         assert_eq!(fx.added, vec!["b1".to_string()]);
-        assert!(fx.emits.iter().any(|e| e.event == "broadcast:offer"));
+        assert!(fx.emits.iter().any(|e| e.event.name() == "broadcast:offer"));
         assert!(book.join(&member("far", "Lab B", RECV), || "t10".into()).emits.is_empty());
         assert!(book.join(&member("nr", "Lab A", &[]), || "t11".into()).emits.is_empty());
         let fx = book.expire("b1", &p("late"));
@@ -1015,7 +1051,7 @@ mod tests {
         );
         assert!(book.status(&p("a"), done(total)).is_err(), "twice");
         let fx = book.status(&p("b"), done(total)).unwrap();
-        assert!(fx.emits.iter().any(|e| e.event == "broadcast:ended"));
+        assert!(fx.emits.iter().any(|e| e.event.name() == "broadcast:ended"));
         assert!(book.running().is_empty());
     }
 
@@ -1031,7 +1067,7 @@ mod tests {
                 .count(),
             2
         );
-        assert_eq!(fx.emits.iter().filter(|e| e.event == "broadcast:ended").count(), 3);
+        assert_eq!(fx.emits.iter().filter(|e| e.event.name() == "broadcast:ended").count(), 3);
         assert!(book.running().is_empty());
     }
 }

@@ -12,6 +12,7 @@ use super::events::{new_id, on};
 use super::hub::{Member, Peer};
 use super::ids::{PeerId, TransferId};
 use super::payloads::{self, BroadcastStart, Target};
+use super::protocol;
 use super::{SignalError, deliver, store};
 use crate::db;
 use crate::settings;
@@ -145,7 +146,7 @@ pub(super) async fn start(state: AppState, peer: PeerId, req: BroadcastStart) ->
     let start = Start { id: broadcast_id, target: req.target, reach, files: req.files, fanout, auto_accept };
     let (ack, fx) = state.signaling.with_broadcasts(|b| b.start(&member, recipients, start, new_transfer_id))?;
     apply(&state, fx).await;
-    Ok(ack)
+    Ok(protocol::ack(&ack))
 }
 
 async fn manifest(state: AppState, peer: PeerId, req: ManifestPart) -> Result<Value, SignalError> {

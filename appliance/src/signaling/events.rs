@@ -9,7 +9,6 @@ use std::time::Instant;
 use axum::extract::ConnectInfo;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::adapter::LocalAdapter;
@@ -21,6 +20,7 @@ use super::access::{self, DeviceAccess};
 use super::hub::Member;
 use super::ids::{Channel, DeviceKey, PeerId, TransferId};
 use super::payloads::{self, Announce, Signal, Target, TransferFinish, TransferRequest, TransferRespond};
+use super::protocol::{self, AnnounceAck, Announcement, ServerEvent, SignalRelay, TransferRef};
 use super::{ALL_SCOPE_ROOM, SELF_SELECTED_ROOM, SignalError, ack_body, deliver, lab_room, peer_room, store};
 use crate::auth::{self, AuthError, CurrentUser};
 use crate::db;
@@ -225,10 +225,8 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
         return;
     }
     // How long an interrupted transfer waits (and its partial data is worth keeping).
-    if let (Value::Object(map), Ok(grace)) = (&mut snapshot, super::resume::grace(&state).await) {
-        map.insert("resumeGraceSecs".into(), json!(grace.as_secs()));
-    }
-    if let Err(e) = socket.emit("presence:snapshot", &snapshot) {
+    snapshot.resume_grace_secs = super::resume::grace(&state).await.ok().map(|g| g.as_secs());
+    if let Err(e) = emit_to(&socket, &ServerEvent::PresenceSnapshot(snapshot)) {
         tracing::debug!(error = %e, "snapshot not sent");
     }
     deliver(&state, emits).await;
@@ -243,7 +241,7 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
         Ok(list) => {
             // A lab's announcements are for the devices in it, not for those that picked it.
             for a in list.into_iter().filter(|a| a.lab.is_none() || !self_selected) {
-                let _ = socket.emit("announcement", &announcement_json(&a));
+                let _ = emit_to(&socket, &ServerEvent::Announcement(Announcement::from(&a)));
             }
         }
         Err(e) => tracing::warn!(error = %e, "could not load announcements"),
@@ -380,7 +378,7 @@ async fn transfer_request(state: AppState, peer: PeerId, req: TransferRequest) -
     store(&state, vec![record]).await;
     deliver(&state, emits).await;
     super::schedule_expiry(&state, id.clone(), expiry);
-    Ok(json!({ "transferId": id }))
+    Ok(protocol::ack(&TransferRef { transfer_id: id }))
 }
 
 async fn transfer_respond(state: AppState, peer: PeerId, req: TransferRespond) -> Result<Value, SignalError> {
@@ -408,14 +406,16 @@ impl MessageHandler<LocalAdapter, Inline> for SignalHandler {
         let Ok(ack) = AckSender::from_message_parts(&s, &mut v, &ack_id);
         let Ok(TryData(data)) = TryData::<Signal>::from_message_parts(&s, &mut v, &ack_id);
         let data = data.map_err(|e| e.to_string());
-        let peer = peer_of(&s);
-        match relay_signal(&state, &peer, &data, true) {
-            Some(result) => answer_signal(&state, ack, result),
-            None => {
+        match relay_signal(&state, peer_of(&s), data, true) {
+            Relay::Done(result) => answer_signal(&state, ack, result),
+            Relay::NotJoined(data) => {
                 // The connect handler is still registering the device: wait for it, like `on`.
                 tokio::spawn(async move {
                     until_joined(&s).await;
-                    let result = relay_signal(&state, &peer, &data, false).unwrap_or(Ok(()));
+                    let result = match relay_signal(&state, peer_of(&s), data, false) {
+                        Relay::Done(result) => result,
+                        Relay::NotJoined(_) => Ok(()),
+                    };
                     answer_signal(&state, ack, result);
                 });
             }
@@ -423,43 +423,38 @@ impl MessageHandler<LocalAdapter, Inline> for SignalHandler {
     }
 }
 
-/// The relayed `signal` as the other party receives it.
-#[derive(Serialize)]
-struct Relayed<'a> {
-    #[serde(rename = "transferId")]
-    transfer_id: &'a str,
-    from: &'a PeerId,
-    data: &'a RawValue,
+/// What `relay_signal` did.
+enum Relay {
+    Done(Result<(), SignalError>),
+    /// The sender is not registered yet (and a member was required): nothing was spent;
+    /// here is the payload back.
+    NotJoined(Result<Signal, String>),
 }
 
-/// Checks and relays one `signal`. `None`: `peer` is not registered yet (and
-/// `require_member`); nothing was spent.
-fn relay_signal(
-    state: &AppState,
-    peer: &PeerId,
-    req: &Result<Signal, String>,
-    require_member: bool,
-) -> Option<Result<(), SignalError>> {
+/// Checks and relays one `signal`. The payload moves into the relayed event as it came
+/// (its `data` is never copied).
+fn relay_signal(state: &AppState, peer: PeerId, req: Result<Signal, String>, require_member: bool) -> Relay {
     // (error, refused by the transfer rules: counted in `signals_refused`)
     let checked = state.signaling.with_hub(|h| {
-        if require_member && h.member(peer).is_none() {
+        if require_member && h.member(&peer).is_none() {
             return None;
         }
-        Some(h.spend_event(peer, Instant::now()).map_err(|e| (e, false)).and_then(|()| {
+        Some(h.spend_event(&peer, Instant::now()).map_err(|e| (e, false)).and_then(|()| {
             let req = req.as_ref().map_err(|e| (SignalError::Invalid(e.clone()), false))?;
             validate_signal(req).map_err(|e| (e, false))?;
             match Channel::parse(&req.transfer_id) {
-                Channel::Transfer(id) => h.signal(peer, &id, &req.to).map(|()| None).map_err(|e| (e, true)),
+                Channel::Transfer(id) => h.signal(&peer, &id, &req.to).map(|()| None).map_err(|e| (e, true)),
                 // Checked by the broadcasts, below.
                 Channel::Link(link) => Ok(Some(link)),
             }
         }))
-    })?;
+    });
+    let Some(checked) = checked else { return Relay::NotJoined(req) };
     // A relay-tree link is signaled like a transfer, between its two ends (own lock, never
     // taken while the hub's is held).
-    let checked = match (checked, req) {
+    let checked = match (checked, &req) {
         (Ok(Some(link)), Ok(r)) => {
-            state.signaling.with_broadcasts(|b| b.signal(peer, &link, &r.to)).map_err(|e| (e, true))
+            state.signaling.with_broadcasts(|b| b.signal(&peer, &link, &r.to)).map_err(|e| (e, true))
         }
         (Ok(_), _) => Ok(()),
         (Err(e), _) => Err(e),
@@ -472,18 +467,18 @@ fn relay_signal(
                 let transfer = req.as_ref().map(|r| r.transfer_id.as_str()).unwrap_or("");
                 tracing::info!(%peer, transfer, code = e.code(), "signal refused");
             }
-            return Some(Err(e));
+            return Relay::Done(Err(e));
         }
-        (Ok(()), Err(e)) => return Some(Err(SignalError::Invalid(e.clone()))),
+        (Ok(()), Err(e)) => return Relay::Done(Err(SignalError::Invalid(e))),
     };
     let target = req.to.as_str().parse::<Sid>().ok().and_then(|sid| state.signaling.io.get()?.get_socket(sid));
-    let relayed = Relayed { transfer_id: &req.transfer_id, from: peer, data: &req.data };
-    match target.map(|t| t.emit("signal", &relayed)) {
+    let relayed = ServerEvent::Signal(SignalRelay { transfer_id: req.transfer_id, from: peer, data: req.data });
+    match target.map(|t| t.emit(relayed.name(), &relayed.data())) {
         Some(Ok(())) => {}
         Some(Err(e)) => tracing::debug!(error = %e, "signal not relayed (receiver gone?)"),
         None => tracing::debug!("signal not relayed: the receiver's socket is gone"),
     }
-    Some(Ok(()))
+    Relay::Done(Ok(()))
 }
 
 /// The checks of a `signal` payload that need no state.
@@ -531,9 +526,9 @@ async fn transfer_finish(state: AppState, peer: PeerId, req: TransferFinish) -> 
     Ok(json!({}))
 }
 
-fn announcement_json(a: &db::announcements::Announcement) -> Value {
-    json!({ "id": a.id, "from": a.from_name, "text": a.text, "at": a.created_at, "lab": a.lab,
-            "expiresAt": a.expires_at })
+/// Sends `event` to this socket alone.
+fn emit_to(socket: &SocketRef, event: &ServerEvent) -> Result<(), socketioxide::SendError> {
+    socket.emit(event.name(), &event.data())
 }
 
 async fn announce(state: AppState, peer: PeerId, req: Announce) -> Result<Value, SignalError> {
@@ -576,9 +571,9 @@ async fn announce(state: AppState, peer: PeerId, req: Announce) -> Result<Value,
         Some(l) => super::hub::Audience::InLab(l.clone()),
         None => super::hub::Audience::Everyone,
     };
-    deliver(&state, vec![super::hub::Emit { to, except: None, event: "announcement", data: announcement_json(&a) }])
-        .await;
-    Ok(json!({ "id": a.id }))
+    let event = ServerEvent::Announcement(Announcement::from(&a));
+    deliver(&state, vec![super::hub::Emit { to, except: None, event }]).await;
+    Ok(protocol::ack(&AnnounceAck { id: a.id }))
 }
 
 #[cfg(test)]

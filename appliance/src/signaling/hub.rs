@@ -17,17 +17,21 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use super::SignalError;
 pub use super::ids::{DeviceKey, PeerId, TransferId};
 use super::payloads::{FileMeta, FinishStatus, Part, TransferFinish};
+use super::protocol::{
+    CancelReason, PeerLeft, ResumeAck, ServerEvent, Snapshot, TransferCancelled, TransferIncoming, TransferPaused,
+    TransferRef, TransferResumed,
+};
 use super::reconcile::reconcile;
 use crate::db::transfers::{Outcome, TransferStatus};
 use crate::labs::LabName;
 
 /// One connected device, as other clients see it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Peer {
     pub peer_id: PeerId,
@@ -88,13 +92,12 @@ pub enum Audience {
 pub struct Emit {
     pub to: Audience,
     pub except: Option<PeerId>,
-    pub event: &'static str,
-    pub data: Value,
+    pub event: ServerEvent,
 }
 
 impl Emit {
-    fn to_peer(peer: &PeerId, event: &'static str, data: Value) -> Emit {
-        Emit { to: Audience::Peer(peer.clone()), except: None, event, data }
+    pub fn to_peer(peer: &PeerId, event: ServerEvent) -> Emit {
+        Emit { to: Audience::Peer(peer.clone()), except: None, event }
     }
 }
 
@@ -135,6 +138,7 @@ pub struct RestoredTransfer {
 
 /// Which side of a transfer a device is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Sender,
@@ -154,7 +158,7 @@ impl Role {
 #[derive(Debug)]
 pub struct Resumed {
     pub emits: Vec<Emit>,
-    pub ack: Value,
+    pub ack: ResumeAck,
 }
 
 /// Limits from the settings, read by the caller.
@@ -419,19 +423,22 @@ impl Hub {
     }
 
     /// Adds a device; returns the snapshot for it and what others are told.
-    pub fn join(&mut self, member: Member) -> (Value, Vec<Emit>) {
+    pub fn join(&mut self, member: Member) -> (Snapshot, Vec<Emit>) {
         let visible: Vec<&Peer> = if member.sees_all {
             self.members.values().map(|m| &m.peer).collect()
         } else {
             let lab = self.labs.get(&member.peer.lab).into_iter().flatten();
             lab.filter_map(|id| self.members.get(id)).map(|m| &m.peer).collect()
         };
-        let snapshot = json!({ "self": member.peer, "peers": visible });
+        let snapshot = Snapshot {
+            me: member.peer.clone(),
+            peers: visible.into_iter().cloned().collect(),
+            resume_grace_secs: None,
+        };
         let emit = Emit {
             to: Audience::ViewersOf(member.peer.lab.clone()),
             except: Some(member.peer.peer_id.clone()),
-            event: "presence:joined",
-            data: json!(member.peer),
+            event: ServerEvent::PresenceJoined(member.peer.clone()),
         };
         if let Some(old) = self.members.remove(&member.peer.peer_id) {
             self.unlist(&old);
@@ -470,8 +477,7 @@ impl Hub {
         let mut emits = vec![Emit {
             to: Audience::ViewersOf(m.peer.lab.clone()),
             except: None,
-            event: "presence:left",
-            data: json!({ "peerId": peer }),
+            event: ServerEvent::PresenceLeft(PeerLeft { peer_id: peer.clone() }),
         }];
         let mut records = Vec::new();
         let pending: Vec<TransferId> = self
@@ -485,11 +491,9 @@ impl Hub {
                 && let Some(role) = t.role_of(peer)
                 && let Some(other) = &t.side(role.other()).peer
             {
-                emits.push(Emit::to_peer(
-                    other,
-                    "transfer:cancelled",
-                    json!({ "transferId": id, "reason": "peer_left" }),
-                ));
+                let cancelled =
+                    TransferCancelled { transfer_id: id.clone(), reason: CancelReason::PeerLeft, detail: None };
+                emits.push(Emit::to_peer(other, ServerEvent::TransferCancelled(cancelled)));
                 records.push(Record::Finished(
                     id,
                     ended(TransferStatus::Cancelled, "peer_left: the other device went offline"),
@@ -509,7 +513,8 @@ impl Hub {
                 && other.away.is_none()
                 && let Some(other) = &other.peer
             {
-                emits.push(Emit::to_peer(other, "transfer:paused", json!({ "transferId": id, "peerId": peer })));
+                let paused = TransferPaused { transfer_id: id.clone(), peer_id: peer.clone() };
+                emits.push(Emit::to_peer(other, ServerEvent::TransferPaused(paused)));
             }
         }
         (emits, records)
@@ -565,16 +570,13 @@ impl Hub {
         };
         let mut emits = Vec::new();
         if let Some(o) = &other_peer {
-            emits.push(Emit::to_peer(&o.peer_id, "transfer:resumed", json!({ "transferId": id, "peer": claimant })));
-            emits.push(Emit::to_peer(peer, "transfer:resumed", json!({ "transferId": id, "peer": o })));
+            let resumed = |peer: &Peer| {
+                ServerEvent::TransferResumed(TransferResumed { transfer_id: id.clone(), peer: peer.clone() })
+            };
+            emits.push(Emit::to_peer(&o.peer_id, resumed(&claimant)));
+            emits.push(Emit::to_peer(peer, resumed(o)));
         }
-        let ack = json!({
-            "transferId": id,
-            "role": side,
-            "files": files,
-            "totalBytes": total,
-            "peer": other_peer,
-        });
+        let ack = ResumeAck { transfer_id: id.clone(), role: side, files, total_bytes: total, peer: other_peer };
         Ok(Resumed { emits, ack })
     }
 
@@ -622,11 +624,12 @@ impl Hub {
                 if side.away.is_none()
                     && let Some(p) = side.peer.as_ref().filter(|p| self.members.contains_key(*p))
                 {
-                    emits.push(Emit::to_peer(
-                        p,
-                        "transfer:cancelled",
-                        json!({ "transferId": id, "reason": "resume_expired", "detail": detail }),
-                    ));
+                    let cancelled = TransferCancelled {
+                        transfer_id: id.clone(),
+                        reason: CancelReason::ResumeExpired,
+                        detail: Some(detail.clone()),
+                    };
+                    emits.push(Emit::to_peer(p, ServerEvent::TransferCancelled(cancelled)));
                 }
             }
             let outcome = if t.reported() { t.outcome() } else { ended(TransferStatus::Failed, &detail) };
@@ -679,11 +682,14 @@ impl Hub {
             return Err(SignalError::RateLimited);
         }
         window.push_back(now);
-        let emit = Emit::to_peer(
-            to,
-            "transfer:incoming",
-            json!({ "transferId": id, "from": sender, "files": files, "totalBytes": total }),
-        );
+        let incoming = TransferIncoming {
+            transfer_id: id.clone(),
+            from: sender.clone(),
+            files: files.clone(),
+            total_bytes: total,
+            part: None,
+        };
+        let emit = Emit::to_peer(to, ServerEvent::TransferIncoming(incoming));
         let record = Record::Requested(Box::new(RequestedTransfer {
             id: id.clone(),
             from: sender,
@@ -713,13 +719,15 @@ impl Hub {
             return Err(SignalError::WrongState("it was already answered"));
         }
         let from = t.sender.peer.clone();
-        let tell = |event| from.iter().map(|p| Emit::to_peer(p, event, json!({ "transferId": id }))).collect();
+        let tell = |event: fn(TransferRef) -> ServerEvent| {
+            from.iter().map(|p| Emit::to_peer(p, event(TransferRef { transfer_id: id.clone() }))).collect()
+        };
         if accept {
             t.stage = Stage::Accepted;
-            Ok((tell("transfer:accepted"), Record::Accepted(id.clone())))
+            Ok((tell(ServerEvent::TransferAccepted), Record::Accepted(id.clone())))
         } else {
             self.transfers.remove(id);
-            Ok((tell("transfer:declined"), Record::Finished(id.clone(), ended(TransferStatus::Declined, ""))))
+            Ok((tell(ServerEvent::TransferDeclined), Record::Finished(id.clone(), ended(TransferStatus::Declined, ""))))
         }
     }
 
@@ -729,11 +737,10 @@ impl Hub {
             return None;
         }
         let t = self.transfers.remove(id)?;
-        let data = json!({ "transferId": id });
         let emits = [&t.sender.peer, &t.receiver.peer]
             .into_iter()
             .flatten()
-            .map(|p| Emit::to_peer(p, "transfer:expired", data.clone()))
+            .map(|p| Emit::to_peer(p, ServerEvent::TransferExpired(TransferRef { transfer_id: id.clone() })))
             .collect();
         Some((emits, Record::Finished(id.clone(), ended(TransferStatus::Expired, "no answer in time"))))
     }
@@ -767,14 +774,11 @@ impl Hub {
         let role = t.role_of(peer).ok_or(SignalError::NotParty)?;
         let other = t.side(role.other()).peer.clone();
         let mut emits = Vec::new();
-        if report.status != FinishStatus::Completed
+        if let Some(reason) = CancelReason::of(report.status)
             && let Some(other) = &other
         {
-            emits.push(Emit::to_peer(
-                other,
-                "transfer:cancelled",
-                json!({ "transferId": id, "reason": report.status.as_str(), "detail": report.reason }),
-            ));
+            let cancelled = TransferCancelled { transfer_id: id.clone(), reason, detail: Some(report.reason.clone()) };
+            emits.push(Emit::to_peer(other, ServerEvent::TransferCancelled(cancelled)));
         }
         if t.stage == Stage::Requested {
             if report.status == FinishStatus::Completed {
@@ -830,9 +834,9 @@ impl Hub {
 /// Passes a request's `part` (which part of a larger send it is) on to the receiver, in the
 /// `transfer:incoming` of `Hub::request`.
 pub fn tag_part(emits: &mut [Emit], part: &Part) {
-    for e in emits.iter_mut().filter(|e| e.event == "transfer:incoming") {
-        if let Value::Object(data) = &mut e.data {
-            data.insert("part".into(), json!(part));
+    for e in emits.iter_mut() {
+        if let ServerEvent::TransferIncoming(incoming) = &mut e.event {
+            incoming.part = Some(part.clone());
         }
     }
 }
@@ -851,6 +855,12 @@ fn ended(status: TransferStatus, reason: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::{Value, json};
+
+    fn to_json<T: serde::Serialize>(value: &T) -> Value {
+        serde_json::to_value(value).unwrap()
+    }
 
     fn p(id: &str) -> PeerId {
         id.into()
@@ -927,13 +937,12 @@ mod tests {
     fn snapshot_shows_only_visible_peers() {
         let mut h = hub();
         let (snap, emits) = h.join(member("d", 4, "Lab B", STUDENT, false));
-        let peers: Vec<&str> =
-            snap["peers"].as_array().unwrap().iter().map(|p| p["peerId"].as_str().unwrap()).collect();
+        let peers: Vec<&str> = snap.peers.iter().map(|p| p.peer_id.as_str()).collect();
         assert_eq!(peers, vec!["c"]);
         assert_eq!(emits[0].to, Audience::ViewersOf("Lab B".into()));
         let (snap, _) = h.join(member("e", 5, "Lab C", STUDENT, true));
-        assert_eq!(snap["peers"].as_array().unwrap().len(), 4);
-        assert_eq!(snap["self"]["peerId"], "e");
+        assert_eq!(to_json(&snap)["peers"].as_array().unwrap().len(), 4);
+        assert_eq!(to_json(&snap)["self"]["peerId"], "e");
     }
 
     #[test]
@@ -985,8 +994,7 @@ mod tests {
         let mut h = hub();
         h.leave(&p("a"), Instant::now());
         let (snap, _) = h.join(member("d", 4, "Lab A", STUDENT, false));
-        let peers: Vec<&str> =
-            snap["peers"].as_array().unwrap().iter().map(|p| p["peerId"].as_str().unwrap()).collect();
+        let peers: Vec<&str> = snap.peers.iter().map(|p| p.peer_id.as_str()).collect();
         assert_eq!(peers, vec!["b"], "a left Lab A");
         h.leave(&p("c"), Instant::now());
         assert_eq!(h.online_by_lab(), vec![("Lab A".to_string(), 2)], "an empty lab is dropped");
@@ -994,8 +1002,8 @@ mod tests {
         h.join(member("d", 4, "Lab B", STUDENT, false));
         assert_eq!(h.online_by_lab(), vec![("Lab A".to_string(), 1), ("Lab B".to_string(), 1)]);
         let (snap, _) = h.join(member("e", 5, "Lab B", STUDENT, false));
-        assert_eq!(snap["peers"][0]["peerId"], "d");
-        assert_eq!(snap["peers"].as_array().unwrap().len(), 1);
+        assert_eq!(to_json(&snap)["peers"][0]["peerId"], "d");
+        assert_eq!(to_json(&snap)["peers"].as_array().unwrap().len(), 1);
     }
 
     #[test]
@@ -1003,7 +1011,7 @@ mod tests {
         let mut h = hub();
         let now = Instant::now();
         let (emits, rec) = h.request(&p("a"), &p("b"), files(), "t1".into(), &limits(), now).unwrap();
-        assert_eq!(emits[0].event, "transfer:incoming");
+        assert_eq!(emits[0].event.name(), "transfer:incoming");
         assert!(matches!(rec, Record::Requested(_)));
         // Not accepted yet: no signaling.
         assert_eq!(h.signal(&p("a"), &t("t1"), &p("b")), Err(SignalError::WrongState("it is not accepted")));
@@ -1065,15 +1073,15 @@ mod tests {
     fn the_part_of_a_request_reaches_the_receiver_only() {
         let mut h = hub();
         let (mut emits, _) = h.request(&p("a"), &p("b"), files(), "t1".into(), &limits(), Instant::now()).unwrap();
-        emits.push(Emit::to_peer(&p("a"), "transfer:accepted", json!({ "transferId": "t1" })));
+        emits.push(Emit::to_peer(&p("a"), ServerEvent::TransferAccepted(TransferRef { transfer_id: t("t1") })));
         let part = Part { batch: "0123456789abcdef".into(), index: 2, count: 3, total_files: 250, total_bytes: 99 };
         tag_part(&mut emits, &part);
         assert_eq!(
-            emits[0].data["part"],
+            to_json(&emits[0].event.data())["part"],
             json!({ "batch": "0123456789abcdef", "index": 2, "count": 3, "totalFiles": 250, "totalBytes": 99 })
         );
-        assert_eq!(emits[0].data["transferId"], "t1");
-        assert!(emits[1].data.get("part").is_none());
+        assert_eq!(to_json(&emits[0].event.data())["transferId"], "t1");
+        assert!(to_json(&emits[1].event.data()).get("part").is_none());
     }
 
     #[test]
@@ -1087,7 +1095,7 @@ mod tests {
         assert!(matches!(rec, Record::Finished(_, ref o) if o.status == TransferStatus::Expired));
         assert!(h.expire(&t("t1")).is_none());
         let (emits, records) = h.leave(&p("a"), now);
-        assert_eq!(emits[0].event, "presence:left");
+        assert_eq!(emits[0].event.name(), "presence:left");
         assert_eq!(emits[1].to, Audience::Peer("b".into()));
         assert_eq!(records.len(), 1);
         assert!(h.respond(&p("a"), &t("t2"), true).is_err());
@@ -1120,7 +1128,7 @@ mod tests {
         h.request(&p("a"), &p("b"), files(), "t1".into(), &limits(), Instant::now()).unwrap();
         h.respond(&p("b"), &t("t1"), true).unwrap();
         let (emits, rec) = h.finish(&p("b"), finish("t1", FinishStatus::Cancelled, "")).unwrap();
-        assert_eq!(emits[0].event, "transfer:cancelled");
+        assert_eq!(emits[0].event.name(), "transfer:cancelled");
         assert_eq!(emits[0].to, Audience::Peer("a".into()));
         assert!(matches!(rec, Some(Record::Finished(_, ref o)) if o.status == TransferStatus::Cancelled));
         assert!(h.finish(&p("c"), finish("t1", FinishStatus::Completed, "")).is_err());
@@ -1134,7 +1142,7 @@ mod tests {
         h.respond(&p("b"), &t("t1"), true).unwrap();
         h.finish(&p("b"), finish("t1", FinishStatus::Completed, &"d".repeat(64))).unwrap();
         let (emits, _) = h.leave(&p("a"), now);
-        assert!(emits.iter().all(|e| e.event != "transfer:paused"), "b already reported: nothing to wait for");
+        assert!(emits.iter().all(|e| e.event.name() != "transfer:paused"), "b already reported: nothing to wait for");
         let rec = h.finalize(&t("t1")).unwrap();
         assert!(matches!(rec, Record::Finished(_, ref o) if o.status == TransferStatus::Completed));
     }
@@ -1151,22 +1159,23 @@ mod tests {
         let now = Instant::now();
         let (emits, records) = h.leave(&p("b"), now);
         assert!(records.is_empty(), "an accepted transfer is not ended by a departure");
-        let paused: Vec<&Emit> = emits.iter().filter(|e| e.event == "transfer:paused").collect();
+        let paused: Vec<&Emit> = emits.iter().filter(|e| e.event.name() == "transfer:paused").collect();
         assert_eq!(paused.len(), 1);
         assert_eq!(paused[0].to, Audience::Peer("a".into()));
-        assert_eq!(paused[0].data, json!({ "transferId": "t1", "peerId": "b" }));
+        assert_eq!(to_json(&paused[0].event.data()), json!({ "transferId": "t1", "peerId": "b" }));
         assert!(h.has_paused());
         // No signaling to a device that is away.
         assert_eq!(h.signal(&p("a"), &t("t1"), &p("b")), Err(SignalError::PeerOffline));
         // The same user on the same device comes back on a new socket and re-claims it.
         h.join(back("b2", 2, "dev-b"));
         let r = h.resume(&p("b2"), &t("t1"), None).unwrap();
-        assert_eq!(r.ack["role"], "receiver");
-        assert_eq!(r.ack["peer"]["peerId"], "a");
-        assert_eq!(r.ack["files"][0]["name"], "a.txt");
-        let to: Vec<(&Audience, &Value)> = r.emits.iter().map(|e| (&e.to, &e.data["peer"]["peerId"])).collect();
-        assert_eq!(to, vec![(&Audience::Peer("a".into()), &json!("b2")), (&Audience::Peer("b2".into()), &json!("a"))]);
-        assert!(r.emits.iter().all(|e| e.event == "transfer:resumed"));
+        assert_eq!(to_json(&r.ack)["role"], "receiver");
+        assert_eq!(to_json(&r.ack)["peer"]["peerId"], "a");
+        assert_eq!(to_json(&r.ack)["files"][0]["name"], "a.txt");
+        let to: Vec<(&Audience, Value)> =
+            r.emits.iter().map(|e| (&e.to, to_json(&e.event.data())["peer"]["peerId"].clone())).collect();
+        assert_eq!(to, vec![(&Audience::Peer("a".into()), json!("b2")), (&Audience::Peer("b2".into()), json!("a"))]);
+        assert!(r.emits.iter().all(|e| e.event.name() == "transfer:resumed"));
         assert!(!h.has_paused());
         // Signaling flows between the new sockets, and the old id is no party any more.
         assert!(h.signal(&p("a"), &t("t1"), &p("b2")).is_ok());
@@ -1216,7 +1225,7 @@ mod tests {
         h.join(back("t1c", 1, "same"));
         assert!(matches!(h.resume(&p("t1c"), &t("x"), None).unwrap_err(), SignalError::Invalid(_)));
         let r = h.resume(&p("t1c"), &t("x"), Some(Role::Receiver)).unwrap();
-        assert_eq!(r.ack["peer"]["peerId"], "t1a");
+        assert_eq!(to_json(&r.ack)["peer"]["peerId"], "t1a");
     }
 
     #[test]
@@ -1231,8 +1240,8 @@ mod tests {
         let (emits, records) = h.expire_paused(now + grace, grace);
         assert_eq!(emits.len(), 1);
         assert_eq!(emits[0].to, Audience::Peer("a".into()));
-        assert_eq!(emits[0].event, "transfer:cancelled");
-        assert_eq!(emits[0].data["reason"], "resume_expired");
+        assert_eq!(emits[0].event.name(), "transfer:cancelled");
+        assert_eq!(to_json(&emits[0].event.data())["reason"], "resume_expired");
         match &records[..] {
             [Record::Finished(id, o)] => {
                 assert_eq!((id.as_str(), o.status.as_str()), ("t1", "failed"));
@@ -1263,14 +1272,14 @@ mod tests {
         assert!(h.has_paused());
         h.join(back("a2", 1, "dev-a"));
         let r = h.resume(&p("a2"), &t("r1"), None).unwrap();
-        assert_eq!(r.ack["role"], "sender");
-        assert_eq!(r.ack["peer"], Value::Null, "the receiver is not back yet");
+        assert_eq!(to_json(&r.ack)["role"], "sender");
+        assert_eq!(to_json(&r.ack)["peer"], Value::Null, "the receiver is not back yet");
         assert!(r.emits.is_empty());
         // The receiver has no socket yet: no peer is its party.
         assert_eq!(h.signal(&p("a2"), &t("r1"), &p("b")), Err(SignalError::NotParty));
         h.join(back("b2", 2, "dev-b"));
         let r = h.resume(&p("b2"), &t("r1"), None).unwrap();
-        assert_eq!(r.ack["peer"]["peerId"], "a2");
+        assert_eq!(to_json(&r.ack)["peer"]["peerId"], "a2");
         assert_eq!(r.emits.len(), 2);
         assert!(h.signal(&p("a2"), &t("r1"), &p("b2")).is_ok());
         // Nothing left to expire.

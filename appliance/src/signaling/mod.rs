@@ -19,6 +19,7 @@ mod events;
 pub mod hub;
 pub mod ids;
 pub mod payloads;
+pub mod protocol;
 mod reconcile;
 mod resume;
 pub mod tree;
@@ -136,20 +137,21 @@ pub fn layer(state: &AppState) -> socketioxide::layer::SocketIoLayer {
 pub(crate) async fn deliver(state: &AppState, emits: Vec<Emit>) {
     let Some(io) = state.signaling.io.get() else { return };
     for e in emits {
+        let (event, data) = (e.event.name(), e.event.data());
         let result = match &e.to {
-            Audience::Peer(p) => io.to(peer_room(p)).emit(e.event, &e.data).await,
+            Audience::Peer(p) => io.to(peer_room(p)).emit(event, &data).await,
             Audience::ViewersOf(lab) => {
                 let op = io.to([lab_room(lab), ALL_SCOPE_ROOM.to_string()]);
                 match &e.except {
-                    Some(p) => op.except(peer_room(p)).emit(e.event, &e.data).await,
-                    None => op.emit(e.event, &e.data).await,
+                    Some(p) => op.except(peer_room(p)).emit(event, &data).await,
+                    None => op.emit(event, &data).await,
                 }
             }
-            Audience::InLab(lab) => io.to(lab_room(lab)).except(SELF_SELECTED_ROOM).emit(e.event, &e.data).await,
-            Audience::Everyone => io.emit(e.event, &e.data).await,
+            Audience::InLab(lab) => io.to(lab_room(lab)).except(SELF_SELECTED_ROOM).emit(event, &data).await,
+            Audience::Everyone => io.emit(event, &data).await,
         };
         if let Err(err) = result {
-            tracing::debug!(event = e.event, error = %err, "emit failed (receiver gone?)");
+            tracing::debug!(event, error = %err, "emit failed (receiver gone?)");
         }
     }
 }

@@ -29,6 +29,7 @@ pub const MAX_MIME_BYTES: usize = 255;
 pub const MAX_PARTS: u32 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct FileMeta {
     /// File name, or a relative path (`folder/sub/file.txt`) for folder transfers.
@@ -53,6 +54,7 @@ pub struct TransferRequest {
 /// client decides what it means (the web client accepts the later parts of a send whose
 /// first part its user accepted, within the totals announced there).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Part {
     /// The send's id, chosen by the sender, the same in each of its parts.
@@ -86,6 +88,7 @@ pub struct Signal {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum FinishStatus {
     Completed,
@@ -114,13 +117,16 @@ impl From<FinishStatus> for TransferStatus {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum PathKind {
     Direct,
     Relay,
 }
 
+/// `transfer:finish`: what each side reports at its end.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct TransferFinish {
     #[serde(rename = "transferId")]
@@ -131,11 +137,14 @@ pub struct TransferFinish {
     #[serde(default)]
     pub sha256: String,
     #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
     pub path: Option<PathKind>,
     #[serde(default, rename = "durationMs")]
+    #[cfg_attr(test, ts(optional))]
     pub duration_ms: Option<u64>,
     /// Why it failed or was cancelled, in the client's words (shown in the log).
     #[serde(default)]
+    #[cfg_attr(test, ts(optional, as = "Option<String>"))]
     pub reason: String,
 }
 

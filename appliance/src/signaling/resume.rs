@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::hub::{RestoredTransfer, Resumed, Role};
 use super::ids::{DeviceKey, PeerId, TransferId};
 use super::payloads::{self, FileMeta};
+use super::protocol;
 use super::{SignalError, deliver, store};
 use crate::db;
 use crate::settings;
@@ -78,7 +79,7 @@ pub async fn transfer_resume(state: AppState, peer: PeerId, req: TransferResume)
         Ok(Resumed { emits, ack }) => {
             tracing::info!(%peer, transfer = %req.transfer_id, "transfer resumed");
             deliver(&state, emits).await;
-            Ok(ack)
+            Ok(protocol::ack(&ack))
         }
         // Not live here: say why from the log (finished, someone else's, or unknown).
         Err(SignalError::UnknownTransfer) => Err(why_not(&state, &peer, &req.transfer_id).await),

@@ -2,38 +2,41 @@
  * The Socket.IO protocol as the client sees it (docs/PROTOCOL.md): the shapes of server
  * events and acks, decoded from `unknown` into typed values. Anything that does not decode is
  * dropped by the caller, so a newer or misbehaving server cannot crash the engine.
+ *
+ * The wire shapes come from the server's Rust types: `generated/` is written from them
+ * (`signaling::protocol` in the appliance, checked by its tests), never by hand. The types
+ * below are built on those, and the decoders read each field through `Unchecked<Wire type>`,
+ * so a field the server renames stops this file from type-checking.
  */
 
-/** One connected device of a user. */
-export interface Peer {
-  readonly peerId: string;
-  readonly userId: number;
-  readonly username: string;
-  readonly displayName: string;
-  readonly role: string;
-  readonly lab: string;
-  readonly device: string;
-}
+import type { FileMeta as WireFileMeta } from './generated/FileMeta';
+import type { Part } from './generated/Part';
+import type { PathKind as WirePathKind } from './generated/PathKind';
+import type { Peer as WirePeer } from './generated/Peer';
+import type { ServerEvent } from './generated/ServerEvent';
+import type { SignalRelay } from './generated/SignalRelay';
+import type { TransferFinish } from './generated/TransferFinish';
 
-/** A file as announced in `transfer:request` / `transfer:incoming`. */
-export interface FileMeta {
-  /** A name, or a relative path (`folder/sub/file.txt`) for folder transfers. */
-  readonly name: string;
-  readonly size: number;
-  readonly mime: string;
-}
+export type { ServerEvent };
+
+/** The name of every event the server emits. */
+export type ServerEventName = ServerEvent['event'];
+
+/** The payload of the server event named `E`. */
+export type EventData<E extends ServerEventName> = Extract<ServerEvent, { event: E }>['data'];
+
+/** The fields of a wire type, not checked yet: what a decoder reads out of `unknown`. */
+type Unchecked<T> = { readonly [K in keyof T]?: unknown };
+
+/** One connected device of a user. */
+export type Peer = Readonly<WirePeer>;
+
+/** A file as announced in `transfer:request` / `transfer:incoming`: a name, or a relative
+ * path (`folder/sub/file.txt`) for folder transfers. */
+export type FileMeta = Readonly<WireFileMeta>;
 
 /** Which part of a larger send a request is (`part` of `transfer:request`; batches.ts). */
-export interface PartInfo {
-  /** The send's id, the same in each of its parts. */
-  readonly batch: string;
-  /** 1-based. */
-  readonly index: number;
-  readonly count: number;
-  /** Files and bytes of the whole send. */
-  readonly totalFiles: number;
-  readonly totalBytes: number;
-}
+export type PartInfo = Readonly<Part>;
 
 export interface IncomingRequest {
   readonly transferId: string;
@@ -55,31 +58,21 @@ export interface Announcement {
   readonly expiresAt: number | null;
 }
 
-/** `transfer:cancelled`: `reason` is `cancelled`, `failed` or `peer_left`; `detail` is the other side's words. */
+/** `transfer:cancelled`: `reason` is a `CancelReason` (`cancelled`, `failed`, `peer_left`,
+ * `resume_expired`), kept as text so a newer server's reason still reads; `detail` is the
+ * other side's words. */
 export interface CancelNotice {
   readonly transferId: string;
   readonly reason: string;
   readonly detail: string;
 }
 
-export interface SignalMessage {
-  readonly transferId: string;
-  readonly from: string;
-  readonly data: unknown;
-}
+export type SignalMessage = Readonly<SignalRelay>;
 
-export type PathKind = 'direct' | 'relay';
+export type PathKind = WirePathKind;
 
 /** What each side reports with `transfer:finish`. */
-export interface FinishReport {
-  readonly transferId: string;
-  readonly status: 'completed' | 'failed' | 'cancelled';
-  readonly bytes: number;
-  readonly sha256: string;
-  readonly path?: PathKind;
-  readonly durationMs?: number;
-  readonly reason?: string;
-}
+export type FinishReport = Readonly<TransferFinish>;
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -90,7 +83,7 @@ const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinit
 
 export function decodePeer(v: unknown): Peer | null {
   if (!isRecord(v)) return null;
-  const { peerId, userId, username, displayName, role, lab, device } = v;
+  const { peerId, userId, username, displayName, role, lab, device }: Unchecked<WirePeer> = v;
   if (!str(peerId) || !num(userId) || !str(username)) return null;
   return {
     peerId,
@@ -107,63 +100,76 @@ export function decodeFiles(v: unknown): FileMeta[] | null {
   if (!Array.isArray(v)) return null;
   const files: FileMeta[] = [];
   for (const f of v) {
-    if (!isRecord(f) || !str(f['name']) || !num(f['size']) || f['size'] < 0) return null;
-    files.push({ name: f['name'], size: f['size'], mime: str(f['mime']) ? f['mime'] : '' });
+    if (!isRecord(f)) return null;
+    const { name, size, mime }: Unchecked<WireFileMeta> = f;
+    if (!str(name) || !num(size) || size < 0) return null;
+    files.push({ name, size, mime: str(mime) ? mime : '' });
   }
   return files;
 }
 
 export function decodeIncoming(v: unknown): IncomingRequest | null {
-  if (!isRecord(v) || !str(v['transferId'])) return null;
-  const from = decodePeer(v['from']);
-  const files = decodeFiles(v['files']);
+  if (!isRecord(v)) return null;
+  const w: Unchecked<EventData<'transfer:incoming'>> = v;
+  if (!str(w.transferId)) return null;
+  const from = decodePeer(w.from);
+  const files = decodeFiles(w.files);
   if (from === null || files === null) return null;
-  const total = num(v['totalBytes']) ? v['totalBytes'] : files.reduce((sum, f) => sum + f.size, 0);
+  const total = num(w.totalBytes) ? w.totalBytes : files.reduce((sum, f) => sum + f.size, 0);
   return {
-    transferId: v['transferId'],
+    transferId: w.transferId,
     from,
     files,
     totalBytes: total,
     broadcastId: str(v['broadcastId']) ? v['broadcastId'] : null,
-    part: decodePart(v['part']),
+    part: decodePart(w.part),
   };
 }
 
 export function decodePart(v: unknown): PartInfo | null {
   if (!isRecord(v)) return null;
-  const { batch, index, count, totalFiles, totalBytes } = v;
+  const { batch, index, count, totalFiles, totalBytes }: Unchecked<Part> = v;
   if (!str(batch) || !num(index) || !num(count) || !num(totalFiles) || !num(totalBytes)) return null;
   if (!Number.isInteger(index) || !Number.isInteger(count) || index < 1 || index > count) return null;
   return { batch, index, count, totalFiles, totalBytes };
 }
 
+/** The transfer of `transfer:accepted`, `transfer:declined` or `transfer:expired`. */
 export function decodeTransferId(v: unknown): string | null {
-  return isRecord(v) && str(v['transferId']) ? v['transferId'] : null;
+  if (!isRecord(v)) return null;
+  const { transferId }: Unchecked<EventData<'transfer:accepted'>> = v;
+  return str(transferId) ? transferId : null;
 }
 
 export function decodeCancel(v: unknown): CancelNotice | null {
-  if (!isRecord(v) || !str(v['transferId'])) return null;
+  if (!isRecord(v)) return null;
+  const { transferId, reason, detail }: Unchecked<EventData<'transfer:cancelled'>> = v;
+  if (!str(transferId)) return null;
   return {
-    transferId: v['transferId'],
-    reason: str(v['reason']) ? v['reason'] : 'cancelled',
-    detail: str(v['detail']) ? v['detail'] : '',
+    transferId,
+    reason: str(reason) ? reason : 'cancelled',
+    detail: str(detail) ? detail : '',
   };
 }
 
 export function decodeSignal(v: unknown): SignalMessage | null {
-  if (!isRecord(v) || !str(v['transferId']) || !str(v['from'])) return null;
-  return { transferId: v['transferId'], from: v['from'], data: v['data'] };
+  if (!isRecord(v)) return null;
+  const { transferId, from, data }: Unchecked<EventData<'signal'>> = v;
+  if (!str(transferId) || !str(from)) return null;
+  return { transferId, from, data };
 }
 
 export function decodeAnnouncement(v: unknown): Announcement | null {
-  if (!isRecord(v) || !str(v['text'])) return null;
+  if (!isRecord(v)) return null;
+  const { id, from, text, at, lab, expiresAt }: Unchecked<EventData<'announcement'>> = v;
+  if (!str(text)) return null;
   return {
-    id: str(v['id']) ? v['id'] : num(v['id']) ? String(v['id']) : `${String(v['at'])}:${v['text']}`,
-    from: str(v['from']) ? v['from'] : '',
-    text: v['text'],
-    at: num(v['at']) ? v['at'] : Math.floor(Date.now() / 1000),
-    lab: str(v['lab']) ? v['lab'] : null,
-    expiresAt: num(v['expiresAt']) ? v['expiresAt'] : null,
+    id: str(id) ? id : num(id) ? String(id) : `${String(at)}:${text}`,
+    from: str(from) ? from : '',
+    text,
+    at: num(at) ? at : Math.floor(Date.now() / 1000),
+    lab: str(lab) ? lab : null,
+    expiresAt: num(expiresAt) ? expiresAt : null,
   };
 }
 
