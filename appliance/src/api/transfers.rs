@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::auth::CurrentUser;
-use crate::db::transfers::{self, TransferFilter};
+use crate::db::transfers::{self, TransferFilter, TransferStatus};
 use crate::permission::Permission;
 use crate::state::AppState;
 
@@ -27,8 +27,6 @@ pub struct HistoryQuery {
     limit: Option<i64>,
 }
 
-const STATUSES: &[&str] = &["requested", "accepted", "completed", "failed", "cancelled", "declined", "expired"];
-
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -40,9 +38,10 @@ pub async fn list(
         return Err(ApiError::bad_request("limit must be between 1 and 500"));
     }
     if let Some(s) = &q.status
-        && !STATUSES.contains(&s.as_str())
+        && TransferStatus::parse(s).is_none()
     {
-        return Err(ApiError::bad_request(format!("status must be one of {}", STATUSES.join(", "))));
+        let words: Vec<&str> = TransferStatus::ALL.iter().map(|s| s.as_str()).collect();
+        return Err(ApiError::bad_request(format!("status must be one of {}", words.join(", "))));
     }
     if let Some(p) = &q.path
         && p != "direct"

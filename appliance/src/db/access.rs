@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::{DbError, Pool};
-use crate::permission::Permission;
+use crate::permission::{Permission, PermissionSet};
 
 /// The counter every access-relevant change bumps.
 pub async fn generation(pool: &Pool) -> Result<i64, DbError> {
@@ -18,8 +18,7 @@ pub struct UserAccess {
     pub display_name: String,
     pub role: String,
     pub disabled: bool,
-    /// Sorted.
-    pub permissions: Vec<String>,
+    pub permissions: PermissionSet,
     /// Labs this user is responsible for, sorted.
     pub owned_labs: Vec<String>,
 }
@@ -30,12 +29,12 @@ pub const RELAY_PERMISSIONS: [Permission; 3] =
     [Permission::TransferSend, Permission::TransferReceive, Permission::BroadcastSend];
 
 impl UserAccess {
-    pub fn has(&self, permission: &str) -> bool {
-        self.permissions.iter().any(|p| p == permission)
+    pub fn has(&self, permission: Permission) -> bool {
+        self.permissions.has(permission)
     }
 
     pub fn may_relay(&self) -> bool {
-        RELAY_PERMISSIONS.iter().any(|p| self.has(p.name()))
+        RELAY_PERMISSIONS.iter().any(|p| self.has(*p))
     }
 }
 
@@ -80,7 +79,9 @@ pub async fn all(pool: &Pool) -> Result<HashMap<i64, UserAccess>, DbError> {
                 display_name: u.display_name,
                 role: u.role,
                 disabled: u.disabled != 0,
-                permissions: permissions.get(&u.role_id).cloned().unwrap_or_default(),
+                permissions: PermissionSet::from_names(
+                    permissions.get(&u.role_id).into_iter().flatten().map(String::as_str),
+                ),
                 owned_labs: owned.remove(&u.id).unwrap_or_default(),
             };
             (u.id, access)
@@ -162,11 +163,11 @@ mod tests {
         let all = all(&pool).await.unwrap();
         let ina = &all[&7];
         assert_eq!(ina.role, "instructor");
-        assert!(ina.has("broadcast.send") && !ina.has("users.manage"));
+        assert!(ina.has(Permission::BroadcastSend) && !ina.has(Permission::UsersManage));
         assert_eq!(ina.owned_labs, vec!["A", "B"]);
         assert!(!ina.disabled);
         let sam = &all[&8];
         assert!(sam.disabled && sam.owned_labs.is_empty());
-        assert_eq!(sam.permissions, vec!["transfer.receive", "transfer.send"]);
+        assert_eq!(sam.permissions, PermissionSet::from_names(["transfer.receive", "transfer.send"]));
     }
 }

@@ -26,7 +26,6 @@ pub enum TransferStatus {
 }
 
 impl TransferStatus {
-    #[cfg(test)]
     pub const ALL: [TransferStatus; 7] = [
         TransferStatus::Requested,
         TransferStatus::Accepted,
@@ -36,6 +35,11 @@ impl TransferStatus {
         TransferStatus::Declined,
         TransferStatus::Expired,
     ];
+
+    /// The status named `word`, if there is one.
+    pub fn parse(word: &str) -> Option<TransferStatus> {
+        TransferStatus::ALL.into_iter().find(|s| s.as_str() == word)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use crate::db::access::UserAccess;
 use crate::db::{self, DbError};
 use crate::labs::{LabMatcher, LabName};
+use crate::permission::{Permission, PermissionSet};
 use crate::settings;
 use crate::state::AppState;
 
@@ -63,7 +64,7 @@ pub fn place(env: &Surroundings, addr: IpAddr, pick: Option<&LabName>) -> (LabNa
 pub struct DeviceAccess {
     pub display_name: String,
     pub role: String,
-    pub permissions: Vec<String>,
+    pub permissions: PermissionSet,
     pub sees_all: bool,
     pub owned_labs: Vec<LabName>,
     pub lab: LabName,
@@ -74,16 +75,13 @@ impl DeviceAccess {
     /// What `user` on a device at `addr` (which asked for lab `pick`) may do and see.
     pub fn derive(user: &UserAccess, addr: IpAddr, pick: Option<&LabName>, env: &Surroundings) -> DeviceAccess {
         let (lab, self_selected) = place(env, addr, pick);
-        let mut permissions = user.permissions.clone();
-        permissions.sort_unstable();
-        permissions.dedup();
         let mut owned_labs: Vec<LabName> = user.owned_labs.iter().map(|l| LabName::from(l.as_str())).collect();
         owned_labs.sort_unstable();
         DeviceAccess {
             display_name: user.display_name.clone(),
             role: user.role.clone(),
-            permissions,
-            sees_all: env.scope_all || user.has("portal.access") || user.has("broadcast.send"),
+            permissions: user.permissions,
+            sees_all: env.scope_all || user.has(Permission::PortalAccess) || user.has(Permission::BroadcastSend),
             owned_labs,
             lab,
             self_selected,
@@ -95,7 +93,7 @@ impl DeviceAccess {
         DeviceAccess {
             display_name: m.peer.display_name.clone(),
             role: m.peer.role.clone(),
-            permissions: m.permissions.clone(),
+            permissions: m.permissions,
             sees_all: m.sees_all,
             owned_labs: m.owned_labs.clone(),
             lab: m.peer.lab.clone(),
@@ -160,7 +158,7 @@ mod tests {
             display_name: "Kim".into(),
             role: "student".into(),
             disabled: false,
-            permissions: vec!["transfer.receive".into(), "transfer.send".into()],
+            permissions: PermissionSet::from_names(["transfer.receive", "transfer.send"]),
             owned_labs: Vec::new(),
         }
     }
@@ -211,12 +209,12 @@ mod tests {
         assert!(stale_members([&m].into_iter(), &users(kim.clone()), &e).is_empty());
 
         let mut lost_send = kim.clone();
-        lost_send.permissions.retain(|p| p != "transfer.send");
+        lost_send.permissions = PermissionSet::from_names(["transfer.receive"]);
         assert_eq!(stale_members([&m].into_iter(), &users(lost_send), &e), vec![PeerId::from("p1")]);
 
         let mut promoted = kim.clone();
         promoted.role = "instructor".into();
-        promoted.permissions.push("broadcast.send".into());
+        promoted.permissions.insert(Permission::BroadcastSend);
         assert_eq!(stale_members([&m].into_iter(), &users(promoted), &e), vec![PeerId::from("p1")]);
 
         let mut owns = kim.clone();

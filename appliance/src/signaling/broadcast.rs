@@ -29,6 +29,7 @@ use super::protocol::{
 use super::tree::{Move, RelayTree};
 use crate::db::transfers::{Outcome, TransferStatus};
 use crate::labs::LabName;
+use crate::permission::Permission;
 
 /// Bytes per piece: the unit that is hashed, verified, stored and forwarded.
 pub const PIECE_BYTES: u64 = 1024 * 1024;
@@ -105,7 +106,7 @@ impl Reach {
     /// Admins (user managers) reach every lab, "Other" and everyone; anybody else only the
     /// labs they are responsible for.
     pub fn of(member: &Member) -> Reach {
-        if member.has("users.manage") { Reach::Anywhere } else { Reach::Labs(member.owned_labs.clone()) }
+        if member.has(Permission::UsersManage) { Reach::Anywhere } else { Reach::Labs(member.owned_labs.clone()) }
     }
 
     pub fn is_anywhere(&self) -> bool {
@@ -694,7 +695,7 @@ impl Book {
     /// A device came online: a running broadcast to its lab (or to all) offers it the files.
     pub fn join(&mut self, member: &Member, mut new_id: impl FnMut() -> TransferId) -> Effects {
         let mut fx = Effects::default();
-        if !member.has("transfer.receive") {
+        if !member.has(Permission::TransferReceive) {
             return fx;
         }
         for s in self.sessions.values_mut() {
@@ -794,7 +795,7 @@ mod tests {
                 self_selected: false,
             },
             session_id: format!("s-{id}"),
-            permissions: perms.iter().map(|p| p.to_string()).collect(),
+            permissions: crate::permission::PermissionSet::from_names(perms.iter().copied()),
             sees_all: false,
             owned_labs: Vec::new(),
             device_key: format!("dev-{id}").into(),

@@ -15,6 +15,7 @@ use super::payloads::{self, BroadcastStart, Target};
 use super::protocol;
 use super::{SignalError, deliver, store};
 use crate::db;
+use crate::permission::Permission;
 use crate::settings;
 use crate::state::AppState;
 
@@ -81,8 +82,8 @@ async fn auto_accepts(state: &AppState, role: &str) -> Result<bool, SignalError>
 
 pub(super) async fn start(state: AppState, peer: PeerId, req: BroadcastStart) -> Result<Value, SignalError> {
     let member = state.signaling.with_hub(|h| h.member(&peer).cloned()).ok_or(SignalError::NotConnected)?;
-    if !member.has("broadcast.send") {
-        return Err(SignalError::Forbidden("broadcast.send"));
+    if !member.has(Permission::BroadcastSend) {
+        return Err(SignalError::Forbidden(Permission::BroadcastSend.name()));
     }
     let (limits, _) = super::limits(&state).await?;
     let total = payloads::validate_files(&req.files, limits.max_file_bytes)?;
@@ -114,7 +115,10 @@ pub(super) async fn start(state: AppState, peer: PeerId, req: BroadcastStart) ->
         let mut list: Vec<Peer> = h
             .members()
             .filter(|m| {
-                m.peer.peer_id != peer && in_target(m) && reach.allows(&m.peer.lab) && m.has("transfer.receive")
+                m.peer.peer_id != peer
+                    && in_target(m)
+                    && reach.allows(&m.peer.lab)
+                    && m.has(Permission::TransferReceive)
             })
             .map(|m| m.peer.clone())
             .collect();

@@ -25,6 +25,7 @@ use super::{ALL_SCOPE_ROOM, SELF_SELECTED_ROOM, SignalError, ack_body, deliver, 
 use crate::auth::{self, AuthError, CurrentUser};
 use crate::db;
 use crate::labs::{self, LabName};
+use crate::permission::Permission;
 use crate::state::AppState;
 use crate::text::clean_text;
 
@@ -263,7 +264,7 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
         display_name: user.display_name.clone(),
         role: user.role.clone(),
         disabled: false,
-        permissions: user.permissions.iter().map(|p| p.name().to_string()).collect(),
+        permissions: user.permissions,
         owned_labs: db::labs::owned_by(&state.db, user.id).await?,
     };
     let a = DeviceAccess::derive(&standing, addr, auth.lab_pick.as_ref(), &env);
@@ -533,8 +534,8 @@ fn emit_to(socket: &SocketRef, event: &ServerEvent) -> Result<(), socketioxide::
 
 async fn announce(state: AppState, peer: PeerId, req: Announce) -> Result<Value, SignalError> {
     let member = state.signaling.with_hub(|h| h.member(&peer).cloned()).ok_or(SignalError::NotConnected)?;
-    if !member.has("announce") {
-        return Err(SignalError::Forbidden("announce"));
+    if !member.has(Permission::Announce) {
+        return Err(SignalError::Forbidden(Permission::Announce.name()));
     }
     let text = clean_text(&req.text, 500);
     if text.is_empty() {

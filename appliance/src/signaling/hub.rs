@@ -28,6 +28,7 @@ use super::protocol::{
 use super::reconcile::reconcile;
 use crate::db::transfers::{Outcome, TransferStatus};
 use crate::labs::LabName;
+use crate::permission::{Permission, PermissionSet};
 
 /// One connected device, as other clients see it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -52,7 +53,7 @@ pub struct Peer {
 pub struct Member {
     pub peer: Peer,
     pub session_id: String,
-    pub permissions: Vec<String>,
+    pub permissions: PermissionSet,
     /// Sees peers of every lab (else only its own lab's).
     pub sees_all: bool,
     /// Labs this user is responsible for (instructors' broadcast scope).
@@ -68,8 +69,8 @@ pub struct Member {
 }
 
 impl Member {
-    pub fn has(&self, permission: &str) -> bool {
-        self.permissions.iter().any(|p| p == permission)
+    pub fn has(&self, permission: Permission) -> bool {
+        self.permissions.has(permission)
     }
 
     fn sees(&self, other: &Peer) -> bool {
@@ -529,7 +530,7 @@ impl Hub {
         let m = self.members.get(peer).ok_or(SignalError::NotConnected)?;
         let claimant = m.peer.clone();
         let key = m.device_key.clone();
-        let (may_send, may_receive) = (m.has("transfer.send"), m.has("transfer.receive"));
+        let (may_send, may_receive) = (m.has(Permission::TransferSend), m.has(Permission::TransferReceive));
         let t = self.transfers.get_mut(id).ok_or(SignalError::UnknownTransfer)?;
         let sender_match = t.sender.is_device(claimant.user_id, &key);
         let receiver_match = t.receiver.is_device(claimant.user_id, &key);
@@ -550,8 +551,8 @@ impl Hub {
         }
         // A user whose role lost the right since the transfer began may not take it up again.
         match side {
-            Role::Sender if !may_send => return Err(SignalError::Forbidden("transfer.send")),
-            Role::Receiver if !may_receive => return Err(SignalError::Forbidden("transfer.receive")),
+            Role::Sender if !may_send => return Err(SignalError::Forbidden(Permission::TransferSend.name())),
+            Role::Receiver if !may_receive => return Err(SignalError::Forbidden(Permission::TransferReceive.name())),
             _ => {}
         }
         if t.side(side).report.is_some() {
@@ -643,7 +644,7 @@ impl Hub {
         if target.peer.peer_id == from.peer.peer_id {
             return Err(SignalError::Invalid("a device cannot send to itself".into()));
         }
-        if !target.has("transfer.receive") {
+        if !target.has(Permission::TransferReceive) {
             return Err(SignalError::PeerCannotReceive);
         }
         Ok(target)
@@ -660,8 +661,8 @@ impl Hub {
         now: Instant,
     ) -> Result<(Vec<Emit>, Record), SignalError> {
         let sender = self.members.get(from).ok_or(SignalError::NotConnected)?;
-        if !sender.has("transfer.send") {
-            return Err(SignalError::Forbidden("transfer.send"));
+        if !sender.has(Permission::TransferSend) {
+            return Err(SignalError::Forbidden(Permission::TransferSend.name()));
         }
         let total = super::payloads::validate_files(&files, limits.max_file_bytes)?;
         let target_member = self.check_target(sender, to)?;
@@ -887,7 +888,7 @@ mod tests {
                 self_selected: false,
             },
             session_id: format!("s{user}"),
-            permissions: perms.iter().map(|p| p.to_string()).collect(),
+            permissions: PermissionSet::from_names(perms.iter().copied()),
             sees_all,
             owned_labs: Vec::new(),
             device_key: format!("dev-{id}").into(),
