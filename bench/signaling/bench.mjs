@@ -240,6 +240,13 @@ async function setup(dir, labCount) {
   } catch {
     // A binary from before the device cap.
   }
+  try {
+    // The labs have no address ranges: each device names its lab in `auth.lab`, which counts
+    // only when self-selection is on (off by default since the security round).
+    cli(dataDir, ['setting', 'set', 'presence.lab_self_select', 'on']);
+  } catch {
+    // A binary from before the setting honoured `auth.lab` always.
+  }
   const users = [];
   for (let i = 1; i <= opts.users; i++) {
     const username = `student${i}`;
