@@ -72,7 +72,9 @@ def wait_for(pred, timeout, what):
 class LabBeam:
     name = "labbeam"
 
-    def __init__(self, binary, workdir, port, relay_range, wrapper=()):
+    def __init__(self, binary, workdir, port, relay_range, wrapper=(), name="labbeam"):
+        self.name = name
+        os.makedirs(workdir, exist_ok=True)
         self.binary = binary
         self.data = os.path.join(workdir, "labbeam-data")
         config = os.path.join(workdir, "labbeam.toml")
@@ -273,6 +275,8 @@ def instructions(args, work):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default=os.environ.get("LABBEAM_BIN", os.path.join(ROOT, "target", "release", "labbeam")))
+    ap.add_argument("--base-binary", default=os.environ.get("LABBEAM_BASE_BIN"),
+                    help="a second labbeam (e.g. the commit before a change) measured in the same run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--messages", type=int, default=20000, help="messages per run, spread over the clients")
     ap.add_argument("--size", type=int, default=1000, help="payload bytes per message")
@@ -302,6 +306,10 @@ def main():
         return
     labbeam = LabBeam(args.binary, work, 39478, (45000, 49999))
     coturn = Coturn(work, 39578, (40000, 44999), labbeam.secret)
+    base = None
+    if args.base_binary:
+        base = LabBeam(args.base_binary, os.path.join(work, "base"), 39678, (35000, 39999), name="labbeam-base")
+    servers = [labbeam, coturn] + ([base] if base else [])
     runs = []
     try:
         for repeat in range(args.repeats):
@@ -309,7 +317,7 @@ def main():
                 for load in [int(x) for x in args.loads.split(",")]:
                     clients = max(1, load // 2)
                     per_client = max(1, args.messages // (2 * clients))
-                    order = [labbeam, coturn] if repeat % 2 == 0 else [coturn, labbeam]
+                    order = servers if repeat % 2 == 0 else servers[::-1]
                     for server in order:
                         r = run_load(server, transport, clients, per_client, args.size, args.timeout)
                         r["repeat"] = repeat
@@ -321,8 +329,8 @@ def main():
                               flush=True)
                         time.sleep(1)
     finally:
-        labbeam.stop()
-        coturn.stop()
+        for server in servers:
+            server.stop()
 
     print("\ncase              LabBeam MB/s  coturn MB/s  thr ratio  loss LB/ct (%)   CPU s/GB LB/ct   CPU ratio")
     summary = []
@@ -349,6 +357,22 @@ def main():
                   f"    {row['labbeam_cpu_s_per_gb']:6.1f} / {row['coturn_cpu_s_per_gb']:6.1f}    {fmt(row['cpu_ratio']):>5}")
     print(f"\n(medians of {args.repeats} repeats; ratios are LabBeam/coturn per repeat, then the median; "
           f"logs in {work})")
+    if base:
+        print("\ncase              LabBeam MB/s  base MB/s  thr ratio   CPU s/GB LB/base   CPU ratio")
+        for transport in args.transports.split(","):
+            for load in [int(x) for x in args.loads.split(",")]:
+                alloc = 2 * max(1, load // 2)
+                pick = lambda name: [r for r in runs if r["server"] == name and r["transport"] == transport and r["allocations"] == alloc]
+                lb, bs = pick("labbeam"), pick("labbeam-base")
+                med = lambda rs, k: statistics.median(r[k] for r in rs)
+                thr = statistics.median(a["throughput_mb_s"] / b["throughput_mb_s"] for a, b in zip(lb, bs) if b["throughput_mb_s"] > 0)
+                cpu = statistics.median(b["cpu_s_per_gb"] / a["cpu_s_per_gb"] for a, b in zip(lb, bs) if a["cpu_s_per_gb"] > 0)
+                summary.append({"transport": transport, "allocations": alloc, "vs_base_throughput_ratio": thr,
+                                "vs_base_cpu_efficiency_ratio": cpu})
+                print(f"{transport} {alloc:3} alloc      {med(lb, 'throughput_mb_s'):8.2f}   {med(bs, 'throughput_mb_s'):8.2f}"
+                      f"     {thr:5.2f}    {med(lb, 'cpu_s_per_gb'):6.1f} / {med(bs, 'cpu_s_per_gb'):6.1f}    {cpu:5.2f}")
+        print("(LabBeam against the base binary, per repeat then the median; above 1 is better for both: "
+              "throughput LB/base, CPU efficiency base CPU s/GB / LB CPU s/GB)")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
