@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::{Options, Server, error_code};
+use harness::{Options, Server, closed_within, error_code};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -153,21 +153,6 @@ async fn tls_from(s: &Server, source: [u8; 4]) -> std::io::Result<TlsStream<TcpS
     let name = rustls::pki_types::ServerName::try_from("localhost").map_err(std::io::Error::other)?;
     let tcp = tcp_from(s, source).await?;
     tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await
-}
-
-/// Reads (and drops) whatever arrives until the server closes the connection; the time
-/// that took, or None when it is still open after `limit`.
-async fn closed_within<S: AsyncRead + Unpin>(stream: &mut S, limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = limit.checked_sub(start.elapsed())?;
-        match tokio::time::timeout(left, stream.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
-            Ok(Ok(_)) => {}
-        }
-    }
 }
 
 /// One `GET` on an open connection; the status line and body of its answer.

@@ -12,7 +12,7 @@ mod turn_client;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use harness::{Browser, Options, Server, error_code as api_error_code, now};
+use harness::{Browser, Options, Server, closed_within, error_code as api_error_code, now};
 use stun::agent::TransactionId;
 use stun::attributes::{ATTR_NONCE, ATTR_REALM};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -123,14 +123,7 @@ async fn relays_over_tcp_and_tls_and_stream_allocations_end_with_their_connectio
     a.close().await.unwrap();
     b.close().await.unwrap();
     drop((a, b, ra, rb));
-    let mut active = 2.0;
-    for _ in 0..50 {
-        active = s.metric("labbeam_turn_allocations_active").await;
-        if active == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let active = s.metric_within("labbeam_turn_allocations_active", 0.0, Duration::from_millis(5000)).await;
     assert_eq!(active, 0.0, "allocations of closed TCP/TLS connections");
 }
 
@@ -267,14 +260,7 @@ async fn a_disabled_user_is_refused_and_loses_open_allocations() {
     assert_eq!(s.metric("labbeam_turn_allocations_active").await, 1.0);
     let out = s.cli(&["user", "disable", "kim"], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut active = 1.0;
-    for _ in 0..100 {
-        active = s.metric("labbeam_turn_allocations_active").await;
-        if active == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let active = s.metric_within("labbeam_turn_allocations_active", 0.0, Duration::from_millis(10000)).await;
     assert_eq!(active, 0.0, "the disabled user's allocation was closed");
     let err = client(&s, Via::Udp, &cred).await.allocate().await.err().expect("refused").to_string();
     assert!(err.contains("401"), "{err}");
@@ -295,14 +281,7 @@ async fn a_role_that_may_no_longer_send_or_receive_loses_its_allocations_at_once
     let csrf = admin.csrf().await;
     let (status, _, body) = admin.post("/admin/roles/3", &[("csrf", csrf.as_str())]).await;
     assert_eq!(status, 303, "{body}");
-    let mut active = 1.0;
-    for _ in 0..30 {
-        active = s.metric("labbeam_turn_allocations_active").await;
-        if active == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let active = s.metric_within("labbeam_turn_allocations_active", 0.0, Duration::from_millis(3000)).await;
     assert_eq!(active, 0.0, "the allocation was closed within 3 s, not at the next 5 s refresh");
     let err = client(&s, Via::Udp, &cred).await.allocate().await.err().expect("refused").to_string();
     assert!(err.contains("401"), "{err}");
@@ -324,14 +303,7 @@ async fn a_credential_ends_with_the_session_that_fetched_it() {
     assert_eq!(s.metric("labbeam_turn_allocations_active").await, 2.0);
     let r = s.client().post(s.url("/api/auth/logout")).bearer_auth(&first).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let mut active = 2.0;
-    for _ in 0..30 {
-        active = s.metric("labbeam_turn_allocations_active").await;
-        if active == 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let active = s.metric_within("labbeam_turn_allocations_active", 1.0, Duration::from_millis(3000)).await;
     assert_eq!(active, 1.0, "the logged-out session's allocation closed within 3 s; the other session's stays");
     let err = client(&s, Via::Udp, &cred1).await.allocate().await.err().expect("refused").to_string();
     assert!(err.contains("401"), "{err}");
@@ -371,21 +343,6 @@ async fn tcp_from(source: [u8; 4], port: u16) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::from((source, 0))).unwrap();
     socket.connect(SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap()
-}
-
-/// Reads until the server closes the connection; how long that took, or None when it is
-/// still open after `limit`.
-async fn closed_within<S: AsyncRead + Unpin>(stream: &mut S, limit: Duration) -> Option<Duration> {
-    let start = std::time::Instant::now();
-    let mut buf = [0u8; 2048];
-    loop {
-        let left = limit.checked_sub(start.elapsed())?;
-        match tokio::time::timeout(left, stream.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
-            Ok(Ok(_)) => {}
-        }
-    }
 }
 
 /// Sends a STUN Binding request over a stream; whether a Binding success came back.

@@ -293,6 +293,19 @@ impl Server {
     }
 
     /// The value of one sample line of `/metrics` (`name{labels}`), 0 when absent.
+    /// Polls `series` every 100 ms until it reads `want` or `limit` has passed; returns the
+    /// last value read (for the caller's assertion).
+    pub async fn metric_within(&self, series: &str, want: f64, limit: Duration) -> f64 {
+        let deadline = Instant::now() + limit;
+        loop {
+            let value = self.metric(series).await;
+            if value == want || Instant::now() >= deadline {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn metric(&self, series: &str) -> f64 {
         let text = self.metrics().await;
         text.lines()
@@ -375,5 +388,21 @@ impl<'a> Browser<'a> {
         let (_, html) = self.get("/admin").await;
         let start = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
         html[start..start + 40].to_string()
+    }
+}
+
+/// How long `stream` took to be closed by the other end (EOF or an error), reading and
+/// discarding whatever arrives; `None` if it is still open after `limit`.
+pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.checked_sub(start.elapsed())?;
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
     }
 }
