@@ -56,6 +56,28 @@ pub fn file(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("labbeam.db")
 }
 
+/// A cheap fingerprint of every committed write to the database in a data directory, by
+/// this process or another (the command line): the length and modification time of the
+/// database file and of its write-ahead log. A commit appends to the log and a checkpoint
+/// rewrites the file, so a write that does not move the stamp needs a file system whose
+/// clock is coarser than the gap between two writes of the same length; callers that must
+/// not miss a change still read what they watch now and then.
+///
+/// Taking it is two `stat` calls, where reading a row is a pool checkout and a round trip
+/// through a connection's worker thread: `access_watch` looks at the stamp four times a
+/// second and reads the store only when it moved (bench/turn/README.md, 2026-12-02).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteStamp([Option<(u64, std::time::SystemTime)>; 2]);
+
+pub fn write_stamp(data_dir: &Path) -> WriteStamp {
+    let of = |suffix: &str| {
+        // A local file's metadata, fast enough to read on an async worker.
+        let meta = std::fs::metadata(data_dir.join(format!("labbeam.db{suffix}"))).ok()?;
+        Some((meta.len(), meta.modified().ok()?))
+    };
+    WriteStamp([of(""), of("-wal")])
+}
+
 /// Opens (creating if needed) the SQLite database in `data_dir` and applies migrations.
 pub async fn open(data_dir: &Path) -> Result<Pool, DbError> {
     let path = file(data_dir);
@@ -142,4 +164,22 @@ pub async fn open_memory() -> Pool {
 /// Seconds since the Unix epoch: the only time format stored.
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn write_stamp_moves_when_another_process_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = open(dir.path()).await.unwrap();
+        let before = write_stamp(dir.path());
+        assert_eq!(before, write_stamp(dir.path()), "no write, same stamp");
+        // The command line opens its own pool on the same files.
+        let cli = open(dir.path()).await.unwrap();
+        sqlx::query("UPDATE access_generation SET value = value + 1 WHERE id = 1").execute(&cli).await.unwrap();
+        assert_ne!(before, write_stamp(dir.path()), "a commit by another pool moves the stamp");
+        drop(server);
+    }
 }
