@@ -59,13 +59,13 @@ pub const SETTINGS: &[Spec] = &[
         key: "signaling.events_per_second",
         kind: Kind::Int { min: 1, max: 1_000_000 },
         default: "50",
-        help: "Socket.IO events one device may send per second, on average (applied within 2 s)",
+        help: "Socket.IO events one device may send per second, on average (applied within 3 s)",
     },
     Spec {
         key: "signaling.event_burst",
         kind: Kind::Int { min: 1, max: 1_000_000 },
         default: "200",
-        help: "Socket.IO events one device may send in a burst (applied within 2 s)",
+        help: "Socket.IO events one device may send in a burst (applied within 3 s)",
     },
     Spec {
         key: "signaling.max_devices_per_user",

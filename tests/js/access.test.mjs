@@ -102,6 +102,34 @@ describe('access changes reach live sockets', () => {
     sockS.close();
   });
 
+  test('a new event budget set by the command line applies to live sockets', async () => {
+    const u = await s.user('budget');
+    const sock = await s.connect({ token: u.token });
+    await sock.snapshot;
+    const flood = async (n) => {
+      const acks = await Promise.all(
+        Array.from({ length: n }, () => call(sock, 'signal', { transferId: 'x', to: 'y', data: {} }, 10_000)),
+      );
+      return acks.filter((a) => a.error?.code === 'rate_limited').length;
+    };
+    assert.equal(await flood(50), 0, 'the default burst takes 50 events');
+    s.cli(['setting', 'set', 'signaling.events_per_second', '1']);
+    s.cli(['setting', 'set', 'signaling.event_burst', '5']);
+    // The server reads the settings again on its next sweep after the change (≤ 2.25 s).
+    let limited = 0;
+    for (let i = 0; i < 20 && limited === 0; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      limited = await flood(50);
+    }
+    assert.ok(limited > 0, 'the new budget never applied');
+    // The bucket the old budget filled is spent now: a burst of 5 and 1 a second remain.
+    limited = await flood(50);
+    assert.ok(limited >= 40, `only ${limited} of 50 limited under a burst of 5`);
+    s.cli(['setting', 'set', 'signaling.events_per_second', '50']);
+    s.cli(['setting', 'set', 'signaling.event_burst', '200']);
+    sock.close();
+  });
+
   test('a role that loses transfer.send stops its users sending at once; other sockets stay', async () => {
     const kim = await s.user('kim');
     const lee = await s.user('lee');

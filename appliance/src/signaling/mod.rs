@@ -241,15 +241,27 @@ pub(crate) fn schedule_finalize(state: &AppState, id: TransferId) {
 
 /// Every `SWEEP_EVERY`: drops sockets whose session was revoked, expired or whose user was
 /// disabled (also by the command line, which is another process), and ends paused transfers
-/// whose resume grace period is over.
+/// whose resume grace period is over. The event budget is read again when a setting
+/// changed (settings move the access generation, `access_watch`), not on every sweep.
 async fn sweep(state: AppState) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
+    let mut access_changes = state.access_changes.subscribe();
+    let mut budget_stale = true;
     loop {
         tick.tick().await;
         resume::expire_paused(&state).await;
-        match event_budget(&state).await {
-            Ok(b) => state.signaling.with_hub(|h| h.set_event_budget(b)),
-            Err(e) => tracing::warn!(error = %e, "could not read the event budget"),
+        if access_changes.has_changed().unwrap_or(false) {
+            access_changes.mark_unchanged();
+            budget_stale = true;
+        }
+        if budget_stale {
+            match event_budget(&state).await {
+                Ok(b) => {
+                    state.signaling.with_hub(|h| h.set_event_budget(b));
+                    budget_stale = false;
+                }
+                Err(e) => tracing::warn!(error = %e, "could not read the event budget"),
+            }
         }
         if let Err(e) = drop_ended_sessions(&state).await {
             tracing::warn!(error = %e, "session sweep failed");
