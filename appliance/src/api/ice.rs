@@ -26,7 +26,8 @@ pub async fn ice_servers(State(state): State<AppState>, user: CurrentUser) -> Re
             "the TURN relay is not running on this appliance",
         )
     })?;
-    let mut response = Json(issuer.issue(user.id, &user.session_id, db::now())).into_response();
+    let mut response =
+        Json(issuer.issue(user.id, &user.session_id, user.session_expires_at, db::now())).into_response();
     // A credential: never cache it.
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)

@@ -93,7 +93,7 @@ pub async fn attempt(
     let actor = Actor { user_id: Some(user.id), ..actor };
     audit::record(&state.db, &actor, AuditEvent::LoginSucceeded { username: &user.username }).await?;
     state.metrics.login("success");
-    let user = super::current_user(&state.db, user, session_id).await?;
+    let user = super::current_user(&state.db, user, session_id, now + ttl).await?;
     Ok(LoginOk { token, user, ttl })
 }
 

@@ -86,6 +86,9 @@ pub struct CurrentUser {
     pub must_change_password: bool,
     #[serde(skip)]
     pub session_id: String,
+    /// When the session ends by itself (Unix seconds): a session's lifetime is fixed at login.
+    #[serde(skip)]
+    pub session_expires_at: i64,
 }
 
 impl CurrentUser {
@@ -117,10 +120,15 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<CurrentUser, 
     if session.last_seen_at < now - sessions::TOUCH_EVERY {
         sessions::touch(&state.db, &session.id, now).await?;
     }
-    current_user(&state.db, user, session.id).await
+    current_user(&state.db, user, session.id, session.expires_at).await
 }
 
-pub async fn current_user(pool: &db::Pool, user: users::User, session_id: String) -> Result<CurrentUser, AuthError> {
+pub async fn current_user(
+    pool: &db::Pool,
+    user: users::User,
+    session_id: String,
+    session_expires_at: i64,
+) -> Result<CurrentUser, AuthError> {
     let names = roles::permissions(pool, user.role_id).await?;
     let permissions = PermissionSet::from_names(names.iter().map(String::as_str));
     Ok(CurrentUser {
@@ -131,6 +139,7 @@ pub async fn current_user(pool: &db::Pool, user: users::User, session_id: String
         role: user.role,
         permissions,
         session_id,
+        session_expires_at,
     })
 }
 

@@ -79,12 +79,14 @@ pub async fn revoke_all_for_user(pool: &Pool, user_id: i64, keep: Option<&str>) 
     Ok(done.rows_affected())
 }
 
-/// The ids of every session that is not revoked and not expired at `now`.
-pub async fn live_ids(pool: &Pool, now: i64) -> Result<Vec<String>, DbError> {
-    Ok(sqlx::query_scalar::<_, String>("SELECT id FROM sessions WHERE revoked_at IS NULL AND expires_at > ?")
-        .bind(now)
-        .fetch_all(pool)
-        .await?)
+/// Every session that is not revoked and not expired at `now`: its id and when it ends.
+pub async fn live(pool: &Pool, now: i64) -> Result<Vec<(String, i64)>, DbError> {
+    Ok(sqlx::query_as::<_, (String, i64)>(
+        "SELECT id, expires_at FROM sessions WHERE revoked_at IS NULL AND expires_at > ?",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// Which of `ids` can no longer be used: revoked, expired, or of a disabled user.

@@ -156,12 +156,12 @@ pub struct DirectoryAuth {
 
 impl turn::auth::AuthHandler for DirectoryAuth {
     fn auth_handle(&self, username: &str, realm: &str, _src: SocketAddr) -> Result<Vec<u8>, turn::Error> {
-        let name =
-            RestUsername::parse_valid(username, crate::db::now()).map_err(|e| turn::Error::Other(e.to_string()))?;
+        let now = crate::db::now();
+        let name = RestUsername::parse_valid(username, now).map_err(|e| turn::Error::Other(e.to_string()))?;
         if name.user_id != SYSTEM_USER && self.shared.users.status(name.user_id) != UserStatus::Active {
             return Err(turn::Error::Other("unknown or disabled user".into()));
         }
-        if name.session.as_deref().is_some_and(|tag| !self.shared.users.session_live(tag)) {
+        if name.session.as_deref().is_some_and(|tag| !self.shared.users.session_live(tag, now)) {
             return Err(turn::Error::Other("the session of this credential has ended".into()));
         }
         if realm != self.shared.realm {
@@ -194,11 +194,12 @@ impl IceServerIssuer {
     }
 
     /// ICE servers with a fresh credential for `user_id`, who has just been authenticated
-    /// through the live session `session_id` (so the relay's view learns of both at once).
-    pub fn issue(&self, user_id: i64, session_id: &str, now: i64) -> Value {
+    /// through the live session `session_id`, which ends at `session_expires_at` (so the
+    /// relay's view learns of both at once).
+    pub fn issue(&self, user_id: i64, session_id: &str, session_expires_at: i64, now: i64) -> Value {
         let tag = session_tag(session_id);
         self.shared.users.mark_active(user_id);
-        self.shared.users.mark_session(&tag);
+        self.shared.users.mark_session(&tag, session_expires_at);
         let (username, credential) = self.shared.key.issue(user_id, &tag, now, self.ttl_secs);
         let (h, p, t) = (&self.host, self.port, self.tls_port);
         json!({

@@ -3,15 +3,18 @@
 //! which may relay (enabled, and allowed to send or receive files), and the labs' address
 //! ranges (for the peer filter).
 //!
-//! Choice: a view refreshed from the store every [`REFRESH`] and at once when the store's
-//! access generation moves (any process's change of a user, role or lab: see
+//! Choice: a view loaded from the store at start and again whenever the store's access
+//! generation moves (any process's change of a user, role, lab or session: see
 //! `access_watch`), plus an immediate mark when `GET /api/ice-servers` hands credentials
-//! to a user (so a brand-new account never waits for the next refresh). The refresh closes
+//! to a user (so a brand-new account or session never waits for a reload). A reload closes
 //! the open allocations of a user who may no longer relay, and of a session that ended
-//! (credentials are bound to the session that fetched them). The credential's own expiry
-//! needs no view at all.
+//! (credentials are bound to the session that fetched them). Sessions also end by time
+//! without any write: the view keeps each one's end and expires it itself every
+//! [`REFRESH`]. Nothing is read from the store while nothing changes, however many users
+//! an appliance has (reading them all every few seconds cost an idle server CPU:
+//! bench/turn/README.md, 2026-12-02). The credential's own expiry needs no view at all.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -19,7 +22,8 @@ use ipnet::IpNet;
 
 use crate::db;
 
-/// How often the view is reloaded from the store.
+/// How often sessions that ended by time are expired, nonces rotated and unanswered
+/// requests forgotten.
 pub const REFRESH: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +37,9 @@ pub enum UserStatus {
 pub struct UserDirectory {
     /// user id → disabled
     users: RwLock<HashMap<i64, bool>>,
-    /// Tags (`credentials::session_tag`) of the sessions that are live: a credential bound to
-    /// any other session is refused.
-    sessions: RwLock<HashSet<String>>,
+    /// Tags (`credentials::session_tag`) of the sessions that are live, with when each ends
+    /// (Unix seconds): a credential bound to any other session is refused.
+    sessions: RwLock<HashMap<String, i64>>,
 }
 
 impl UserDirectory {
@@ -53,20 +57,31 @@ impl UserDirectory {
         self.users.write().unwrap_or_else(|p| p.into_inner()).insert(user, false);
     }
 
-    pub fn session_live(&self, tag: &str) -> bool {
-        self.sessions.read().unwrap_or_else(|p| p.into_inner()).contains(tag)
+    pub fn session_live(&self, tag: &str, now: i64) -> bool {
+        self.sessions.read().unwrap_or_else(|p| p.into_inner()).get(tag).is_some_and(|&ends| ends > now)
     }
 
-    /// The caller just proved that the session tagged `tag` is live.
-    pub fn mark_session(&self, tag: &str) {
-        self.sessions.write().unwrap_or_else(|p| p.into_inner()).insert(tag.to_string());
+    /// The caller just proved that the session tagged `tag` is live until `ends_at`.
+    pub fn mark_session(&self, tag: &str, ends_at: i64) {
+        self.sessions.write().unwrap_or_else(|p| p.into_inner()).insert(tag.to_string(), ends_at);
     }
 
     /// Replaces the live sessions; returns the tags that were live before and are not any more.
-    pub fn replace_sessions(&self, fresh: HashSet<String>) -> Vec<String> {
+    pub fn replace_sessions(&self, fresh: HashMap<String, i64>) -> Vec<String> {
         let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-        let ended = sessions.difference(&fresh).cloned().collect();
+        let ended = sessions.keys().filter(|tag| !fresh.contains_key(*tag)).cloned().collect();
         *sessions = fresh;
+        ended
+    }
+
+    /// Forgets the sessions that ended by time; returns their tags.
+    pub fn expire_sessions(&self, now: i64) -> Vec<String> {
+        let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        let ended: Vec<String> =
+            sessions.iter().filter(|(_, ends)| **ends <= now).map(|(tag, _)| tag.clone()).collect();
+        for tag in &ended {
+            sessions.remove(tag);
+        }
         ended
     }
 
@@ -89,9 +104,13 @@ pub async fn load_users(pool: &db::Pool) -> Result<HashMap<i64, bool>, db::DbErr
     Ok(db::access::all(pool).await?.into_iter().map(|(id, u)| (id, u.disabled || !u.may_relay())).collect())
 }
 
-/// Loads the tags of the live sessions (not revoked, not expired).
-pub async fn load_sessions(pool: &db::Pool) -> Result<HashSet<String>, db::DbError> {
-    Ok(db::sessions::live_ids(pool, db::now()).await?.iter().map(|id| super::credentials::session_tag(id)).collect())
+/// Loads the tags of the live sessions (not revoked, not expired) and when each ends.
+pub async fn load_sessions(pool: &db::Pool) -> Result<HashMap<String, i64>, db::DbError> {
+    Ok(db::sessions::live(pool, db::now())
+        .await?
+        .iter()
+        .map(|(id, ends)| (super::credentials::session_tag(id), *ends))
+        .collect())
 }
 
 /// Loads every lab's ranges. Rows that are not valid CIDRs are skipped with a warning
@@ -136,12 +155,24 @@ mod tests {
     #[test]
     fn replacing_sessions_reports_the_ended_ones() {
         let d = UserDirectory::default();
-        d.mark_session("aaaa");
-        d.mark_session("bbbb");
-        assert!(d.session_live("aaaa"));
-        let ended = d.replace_sessions(HashSet::from(["bbbb".to_string(), "cccc".to_string()]));
+        d.mark_session("aaaa", 100);
+        d.mark_session("bbbb", 100);
+        assert!(d.session_live("aaaa", 50));
+        let ended = d.replace_sessions(HashMap::from([("bbbb".to_string(), 100), ("cccc".to_string(), 100)]));
         assert_eq!(ended, vec!["aaaa".to_string()]);
-        assert!(!d.session_live("aaaa") && d.session_live("cccc"));
+        assert!(!d.session_live("aaaa", 50) && d.session_live("cccc", 50));
+    }
+
+    #[test]
+    fn sessions_end_by_time_without_a_reload() {
+        let d = UserDirectory::default();
+        d.mark_session("soon", 100);
+        d.mark_session("later", 200);
+        assert!(d.session_live("soon", 99));
+        assert!(!d.session_live("soon", 100), "refused from its end on, before any sweep");
+        assert_eq!(d.expire_sessions(150), vec!["soon".to_string()]);
+        assert!(d.expire_sessions(150).is_empty());
+        assert!(d.session_live("later", 150));
     }
 
     #[tokio::test]

@@ -400,7 +400,8 @@ impl<T: Transport> Gate<T> {
     }
 
     fn check_user(&self, username: &str, realm: &str, m: &mut Message) -> Result<i64, AuthFailure> {
-        let name = RestUsername::parse_valid(username, crate::db::now()).map_err(AuthFailure::Credential)?;
+        let now = crate::db::now();
+        let name = RestUsername::parse_valid(username, now).map_err(AuthFailure::Credential)?;
         if name.user_id == SYSTEM_USER {
             return Err(AuthFailure::UnknownUser);
         }
@@ -409,7 +410,7 @@ impl<T: Transport> Gate<T> {
             UserStatus::Disabled => return Err(AuthFailure::Disabled),
             UserStatus::Unknown => return Err(AuthFailure::UnknownUser),
         }
-        if name.session.as_deref().is_some_and(|tag| !self.shared.users.session_live(tag)) {
+        if name.session.as_deref().is_some_and(|tag| !self.shared.users.session_live(tag, now)) {
             return Err(AuthFailure::SessionEnded);
         }
         if realm != self.shared.realm {

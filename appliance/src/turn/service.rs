@@ -334,17 +334,22 @@ impl BoundTurn {
     }
 }
 
-/// Every `REFRESH`, and at once when an access change is seen (`access_changes`): reload
-/// users (closing the allocations of users who may no longer relay) and lab ranges, rotate
-/// nonces, forget unanswered requests.
+/// Every `REFRESH`: rotate nonces, forget unanswered requests, and close the allocations of
+/// sessions that ended by time. When an access change is seen (`access_changes`), at once:
+/// reload users (closing the allocations of users who may no longer relay), sessions and
+/// lab ranges. A reload that failed is tried again on every tick until it succeeds.
 async fn upkeep(shared: Arc<Shared>, pool: db::Pool, mut access_changes: tokio::sync::watch::Receiver<i64>) {
     let mut tick = tokio::time::interval(REFRESH);
     let mut watching = true;
+    let mut reload = false;
     loop {
         if watching {
             tokio::select! {
                 _ = tick.tick() => {}
-                changed = access_changes.changed() => watching = changed.is_ok(),
+                changed = access_changes.changed() => {
+                    watching = changed.is_ok();
+                    reload = true;
+                }
             }
         } else {
             tick.tick().await;
@@ -361,32 +366,54 @@ async fn upkeep(shared: Arc<Shared>, pool: db::Pool, mut access_changes: tokio::
         for gate in shared.gates() {
             gate.sweep();
         }
-        match directory::load_users(&pool).await {
-            Ok(users) => {
-                for user in shared.users.replace(users) {
-                    shared.close_allocations_of(user);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "TURN: cannot reload users; keeping the last view"),
+        for tag in shared.users.expire_sessions(db::now()) {
+            shared.close_allocations_of_session(&tag);
         }
-        match directory::load_sessions(&pool).await {
-            Ok(sessions) => {
-                for tag in shared.users.replace_sessions(sessions) {
-                    shared.close_allocations_of_session(&tag);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "TURN: cannot reload sessions; keeping the last view"),
-        }
-        match directory::load_lab_ranges(&pool).await {
-            Ok(labs) => {
-                let count = labs.len();
-                if shared.policy.set_labs(labs) {
-                    tracing::info!(ranges = count, "TURN peer filter: lab ranges changed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "TURN: cannot reload lab ranges; keeping the last ones"),
+        if reload {
+            reload = !reload_directory(&shared, &pool).await;
         }
     }
+}
+
+/// Reloads the relay's view of users, sessions and lab ranges; false when a part could not
+/// be read (that part keeps its last view).
+async fn reload_directory(shared: &Shared, pool: &db::Pool) -> bool {
+    let mut complete = true;
+    match directory::load_users(pool).await {
+        Ok(users) => {
+            for user in shared.users.replace(users) {
+                shared.close_allocations_of(user);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "TURN: cannot reload users; keeping the last view");
+            complete = false;
+        }
+    }
+    match directory::load_sessions(pool).await {
+        Ok(sessions) => {
+            for tag in shared.users.replace_sessions(sessions) {
+                shared.close_allocations_of_session(&tag);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "TURN: cannot reload sessions; keeping the last view");
+            complete = false;
+        }
+    }
+    match directory::load_lab_ranges(pool).await {
+        Ok(labs) => {
+            let count = labs.len();
+            if shared.policy.set_labs(labs) {
+                tracing::info!(ranges = count, "TURN peer filter: lab ranges changed");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "TURN: cannot reload lab ranges; keeping the last ones");
+            complete = false;
+        }
+    }
+    complete
 }
 
 /// The relay running on its own thread ([`BoundTurn::start_on_own_thread`]).
