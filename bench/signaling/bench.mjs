@@ -111,9 +111,9 @@ process.on('SIGTERM', () => process.exit(143));
 
 // ---------------------------------------------------------------- LabBeam setup
 
-function cli(dataDir, args, stdin = '') {
+function cliOf(dataDir, args, stdin = '', bin = BIN) {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LABBEAM_')));
-  const r = spawnSync(BIN, [...args, '--data-dir', dataDir], { input: stdin, encoding: 'utf8', env });
+  const r = spawnSync(bin, [...args, '--data-dir', dataDir], { input: stdin, encoding: 'utf8', env });
   if (r.status !== 0) throw new Error(`labbeam ${args.join(' ')} failed: ${r.stderr}`);
   return r.stdout;
 }
@@ -210,10 +210,15 @@ function request(base, ca, method, pathname, body) {
   });
 }
 
-/** Creates the data dir, the labs, the student accounts; logs them in once. */
-async function setup(dir, labCount) {
+/**
+ * Creates the data dir, the labs, the student accounts; logs them in once. Each labbeam
+ * binary gets a data dir of its own, set up by itself: an older binary refuses a database
+ * that a newer one migrated.
+ */
+async function setup(dir, labCount, bin = BIN) {
   const dataDir = path.join(dir, 'data');
-  const server = await startLabbeam(dataDir);
+  const server = await startLabbeam(dataDir, { bin });
+  const cli = (d, args, stdin = '') => cliOf(d, args, stdin, bin);
   const ca = readFileSync(path.join(dataDir, 'tls', 'cert.pem'));
   const t0 = nowMs();
   const labs = [];
@@ -289,8 +294,8 @@ function nodelayShim() {
 
 /**
  * `labbeam-base` (`--servers labbeam-base,labbeam,node`): another labbeam binary, from
- * `$LABBEAM_BASE_BIN` (e.g. the commit before a change), measured in the same run. It
- * serves the data folder set up by `$LABBEAM_BIN`; settings it does not know are ignored.
+ * `$LABBEAM_BASE_BIN` (e.g. the commit before a change), measured in the same run, on a
+ * data folder it set up itself with the same labs, accounts and settings.
  */
 function labbeamOptions(kind) {
   const o = {};
@@ -734,6 +739,9 @@ async function main() {
     }
     const labCount = Math.ceil(Math.max(...opts.ns) / opts.labSize);
     const env = await setup(dir, labCount);
+    const baseEnv = opts.servers.includes('labbeam-base')
+      ? await setup(path.join(dir, 'base'), labCount, labbeamOptions('labbeam-base').bin)
+      : null;
     for (const n of opts.ns) {
       for (const kind of opts.servers) {
         if (remaining() < 90_000) {
@@ -741,7 +749,7 @@ async function main() {
           results.push({ server: kind, n, error: 'skipped: time budget' });
           continue;
         }
-        results.push(await measure(kind, n, env));
+        results.push(await measure(kind, n, kind === 'labbeam-base' ? baseEnv : env));
       }
     }
   } finally {
