@@ -118,10 +118,27 @@ function cliOf(dataDir, args, stdin = '', bin = BIN) {
   return r.stdout;
 }
 
+// The whole load comes from one loopback address, where a lab's comes from 40: lift the
+// per-address connection cap (512 by default) of binaries that have one, or every
+// connection past 512 is refused. Older binaries refuse the unknown variable: asked once.
+const CAP_VAR = 'LABBEAM_HTTP_MAX_CONNECTIONS_PER_ADDRESS';
+const capKnown = new Map();
+function knowsConnectionCap(bin) {
+  if (!capKnown.has(bin)) {
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LABBEAM_')));
+    env[CAP_VAR] = '1000000';
+    const probe = path.join(os.tmpdir(), `labbeam-cap-probe-${process.pid}`);
+    const r = spawnSync(bin, ['doctor', '--data-dir', probe], { encoding: 'utf8', env });
+    capKnown.set(bin, !`${r.stderr}${r.stdout}`.includes(CAP_VAR));
+  }
+  return capKnown.get(bin);
+}
+
 async function startLabbeam(dataDir, { preload, bin = BIN } = {}) {
-  // labbeam refuses unknown LABBEAM_* variables (LABBEAM_BIN is ours): pass none but the level.
+  // labbeam refuses unknown LABBEAM_* variables (LABBEAM_BIN is ours): pass none but these.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('LABBEAM_')));
   env.LABBEAM_LOG_LEVEL = 'warn';
+  if (knowsConnectionCap(bin)) env[CAP_VAR] = '1000000';
   if (preload) env.LD_PRELOAD = preload;
   const serveArgs = ['serve', '--data-dir', dataDir, '--http-listen', '127.0.0.1:0', '--turn-listen', '127.0.0.1:0'];
   const [cmd, args] = pinned(bin, serveArgs);
