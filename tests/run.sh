@@ -8,7 +8,12 @@ cd "$(dirname "$0")/.."
 
 # Each step says how long the run has taken so far (CI's limit is 90 minutes; keep it under 30).
 step() { printf '\n==> %s (at %dm%02ds)\n' "$*" $((SECONDS / 60)) $((SECONDS % 60)); }
-trap 'printf "\n==> done in %dm%02ds\n" $((SECONDS / 60)) $((SECONDS % 60))' EXIT
+pgdir=""
+finish() {
+  if [ -n "$pgdir" ]; then bash tests/postgres.sh stop "$pgdir" && rm -rf "$pgdir"; fi
+  printf "\n==> done in %dm%02ds\n" $((SECONDS / 60)) $((SECONDS % 60))
+}
+trap finish EXIT
 
 step "system packages"
 # coturn: its turnutils_uclient is the independent client of the TURN tests and benchmark.
@@ -22,6 +27,15 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
+
+step "PostgreSQL for the store tests (tests/postgres.sh; root only)"
+# A throwaway cluster on a free loopback port: the PostgreSQL halves of the store tests run
+# against it; without root they say they are skipped.
+if [ "$(id -u)" -eq 0 ]; then
+  pgdir=$(mktemp -d /tmp/labbeam-pg.XXXXXX)
+  TEST_POSTGRES_URL=$(bash tests/postgres.sh start "$pgdir")
+  export TEST_POSTGRES_URL
+fi
 
 step "cargo test (unit and integration)"
 cargo test --locked
