@@ -304,34 +304,30 @@ async fn portal_login_form_signs_in_and_sessions_can_be_revoked() {
 }
 
 /// The store of a running server, for rows no API can make (old transfers, odd names).
-async fn store(s: &Server) -> sqlx::SqlitePool {
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(s.data_dir().join("labbeam.db"))
-        .busy_timeout(std::time::Duration::from_secs(10));
-    sqlx::SqlitePool::connect_with(options).await.unwrap()
+async fn store(s: &Server) -> harness::Store {
+    s.store().await
 }
 
 /// A finished transfer row with these names (one broadcast recipient when `broadcast` is set).
-async fn insert_transfer(db: &sqlx::SqlitePool, id: &str, names: [&str; 6], broadcast: Option<&str>) {
+async fn insert_transfer(db: &harness::Store, id: &str, names: [&str; 6], broadcast: Option<&str>) {
+    use harness::sql_text as t;
     let [sender, receiver, sender_device, file, reason, lab] = names;
     let files = serde_json::json!([{ "name": file, "size": 5 }]).to_string();
-    sqlx::query(
+    let broadcast = broadcast.map(t).unwrap_or_else(|| "NULL".into());
+    db.exec(&format!(
         "INSERT INTO transfers (id, sender_username, receiver_username, sender_device, receiver_device, sender_lab, \
          receiver_lab, files, file_count, total_bytes, status, requested_at, failure_reason, broadcast_id) \
-         VALUES (?, ?, ?, ?, 'pc-2', ?, 'Lab B', ?, 1, 5, 'failed', ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(sender)
-    .bind(receiver)
-    .bind(sender_device)
-    .bind(lab)
-    .bind(files)
-    .bind(harness::now())
-    .bind(reason)
-    .bind(broadcast)
-    .execute(db)
-    .await
-    .unwrap();
+         VALUES ({}, {}, {}, {}, 'pc-2', {}, 'Lab B', {}, 1, 5, 'failed', {}, {}, {broadcast})",
+        t(id),
+        t(sender),
+        t(receiver),
+        t(sender_device),
+        t(lab),
+        t(&files),
+        harness::now(),
+        t(reason),
+    ))
+    .await;
 }
 
 /// The characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection).
@@ -374,12 +370,8 @@ async fn users_csv_neutralises_cells_that_start_a_formula() {
         let username = format!("u{i}");
         if lead.is_control() {
             s.add_user(&username, "student");
-            sqlx::query("UPDATE users SET display_name = ? WHERE username = ?")
-                .bind(&name)
-                .bind(&username)
-                .execute(&db)
-                .await
-                .unwrap();
+            let (name, username) = (harness::sql_text(&name), harness::sql_text(&username));
+            db.exec(&format!("UPDATE users SET display_name = {name} WHERE username = {username}")).await;
         } else {
             let display = format!("--display-name={name}");
             let out =
@@ -413,16 +405,12 @@ async fn audit_csv_neutralises_cells_that_start_a_formula() {
     // Leading tab and CR are trimmed at login; rows holding them come from the store.
     for lead in ['\t', '\r'] {
         let name = format!("{lead}=1+1");
-        sqlx::query(
+        let (at, text) = (harness::now(), harness::sql_text(&name));
+        db.exec(&format!(
             "INSERT INTO audit_log (at, actor_username, action, target, details, client_addr) \
-             VALUES (?, ?, 'login.failure', ?, '{}', '127.0.0.1')",
-        )
-        .bind(harness::now())
-        .bind(&name)
-        .bind(&name)
-        .execute(&db)
-        .await
-        .unwrap();
+             VALUES ({at}, {text}, 'login.failure', {text}, '{{}}', '127.0.0.1')"
+        ))
+        .await;
         typed.push(name);
     }
     assert_neutralised("audit.csv", &export(&admin, "/admin/audit.csv").await, &typed);
@@ -461,14 +449,12 @@ async fn transfer_pages_need_more_than_portal_access() {
     let csrf = admin.csrf().await;
     let db = store(&s).await;
     insert_transfer(&db, "plain1", ["ann", "bob", "pc-1", "notes.pdf", "", "Lab A"], None).await;
-    sqlx::query(
+    db.exec(&format!(
         "INSERT INTO broadcasts (id, sender_username, target, files, total_bytes, recipients, created_at) \
-         VALUES ('bc1', 'prof', '{\"lab\":\"Lab A\"}', '[{\"name\":\"exam.pdf\",\"size\":5}]', 5, 1, ?)",
-    )
-    .bind(harness::now())
-    .execute(&db)
-    .await
-    .unwrap();
+         VALUES ('bc1', 'prof', '{{\"lab\":\"Lab A\"}}', '[{{\"name\":\"exam.pdf\",\"size\":5}}]', 5, 1, {})",
+        harness::now()
+    ))
+    .await;
     insert_transfer(&db, "bcrow1", ["prof", "stu", "pc-9", "exam.pdf", "", "Lab A"], Some("bc1")).await;
 
     // A role that may open the portal and nothing else.

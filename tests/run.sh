@@ -28,21 +28,34 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 
-step "PostgreSQL for the store tests (tests/postgres.sh; root only)"
-# A throwaway cluster on a free loopback port: the PostgreSQL halves of the store tests run
-# against it; without root they say they are skipped.
+step "PostgreSQL for the store matrix (tests/postgres.sh; root only)"
+# A throwaway cluster on a free loopback port, installed from Debian's packages when
+# missing. The unit tests, the Rust integration tests and the JavaScript tests run once on
+# SQLite and once on PostgreSQL, every test server on a database of its own there
+# (TEST_POSTGRES_URL tells the harnesses); the browser, network-namespace and package tests
+# run on SQLite only. Without root (PostgreSQL runs as the postgres user) the PostgreSQL
+# runs are skipped, saying so.
+pg_url=""
 if [ "$(id -u)" -eq 0 ]; then
   pgdir=$(mktemp -d /tmp/labbeam-pg.XXXXXX)
-  TEST_POSTGRES_URL=$(bash tests/postgres.sh start "$pgdir")
-  export TEST_POSTGRES_URL
+  pg_url=$(bash tests/postgres.sh start "$pgdir")
 fi
+unset TEST_POSTGRES_URL
 
-step "cargo test (unit and integration)"
+step "cargo test on SQLite (unit and integration)"
 cargo test --locked
 
-step "JavaScript client tests (socket.io-client against the real binary)"
+step "cargo test on PostgreSQL (the same tests, and the schema comparison)"
+if [ -n "$pg_url" ]; then TEST_POSTGRES_URL="$pg_url" cargo test --locked; else echo "skipped: not root"; fi
+
+step "JavaScript client tests on SQLite and on PostgreSQL (socket.io-client against the real binary)"
 cargo build --locked --quiet
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error && node --test --test-concurrency=2 .)
+if [ -n "$pg_url" ]; then
+  (cd tests/js && TEST_POSTGRES_URL="$pg_url" node --test --test-concurrency=2 .)
+else
+  echo "JavaScript tests on PostgreSQL skipped: not root"
+fi
 
 step "browser tests (Playwright + Debian's Chromium: two browsers against the real binary)"
 bash packaging/build-deps.sh chromium/chromium

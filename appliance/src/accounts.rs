@@ -6,7 +6,7 @@ use thiserror::Error;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{AuthError, password};
-use crate::db::{DbError, Pool, roles, sessions, users};
+use crate::db::{DbError, Store, roles, sessions, users};
 
 #[derive(Debug, Error)]
 pub enum AccountError {
@@ -43,7 +43,7 @@ pub fn check_display_name(name: &str) -> Result<String, AccountError> {
 /// Creates an account. Without a password a one-time password is made, returned, and must
 /// be changed at first sign-in.
 pub async fn create(
-    pool: &Pool,
+    pool: &Store,
     actor: &Actor,
     username: &str,
     display_name: &str,
@@ -79,19 +79,19 @@ pub async fn create(
     Ok((id, generated.then_some(pw)))
 }
 
-async fn guard_last_admin(pool: &Pool, user: &users::User) -> Result<(), AccountError> {
+async fn guard_last_admin(pool: &Store, user: &users::User) -> Result<(), AccountError> {
     if user.role == "admin" && !user.is_disabled() && users::count_active_in_role(pool, "admin").await? <= 1 {
         return Err(AccountError::LastAdmin(user.username.clone()));
     }
     Ok(())
 }
 
-async fn get(pool: &Pool, id: i64) -> Result<users::User, AccountError> {
+async fn get(pool: &Store, id: i64) -> Result<users::User, AccountError> {
     users::by_id(pool, id).await?.ok_or(AccountError::NoSuchUser(id))
 }
 
 /// Changes display name and role; refuses to demote the last active admin.
-pub async fn update(pool: &Pool, actor: &Actor, id: i64, display_name: &str, role: &str) -> Result<(), AccountError> {
+pub async fn update(pool: &Store, actor: &Actor, id: i64, display_name: &str, role: &str) -> Result<(), AccountError> {
     let user = get(pool, id).await?;
     let display = check_display_name(display_name)?;
     let role_row =
@@ -109,7 +109,7 @@ pub async fn update(pool: &Pool, actor: &Actor, id: i64, display_name: &str, rol
 }
 
 /// Disables an account and ends its sessions; returns how many sessions ended.
-pub async fn disable(pool: &Pool, actor: &Actor, id: i64) -> Result<(users::User, u64), AccountError> {
+pub async fn disable(pool: &Store, actor: &Actor, id: i64) -> Result<(users::User, u64), AccountError> {
     let user = get(pool, id).await?;
     guard_last_admin(pool, &user).await?;
     users::set_disabled(pool, id, true).await?;
@@ -118,7 +118,7 @@ pub async fn disable(pool: &Pool, actor: &Actor, id: i64) -> Result<(users::User
     Ok((user, ended))
 }
 
-pub async fn enable(pool: &Pool, actor: &Actor, id: i64) -> Result<users::User, AccountError> {
+pub async fn enable(pool: &Store, actor: &Actor, id: i64) -> Result<users::User, AccountError> {
     let user = get(pool, id).await?;
     users::set_disabled(pool, id, false).await?;
     audit::record(pool, actor, AuditEvent::UserEnabled { username: &user.username }).await?;
@@ -127,7 +127,7 @@ pub async fn enable(pool: &Pool, actor: &Actor, id: i64) -> Result<users::User, 
 
 /// Sets a password (or a one-time one, returned) and signs the user out everywhere.
 pub async fn set_password(
-    pool: &Pool,
+    pool: &Store,
     actor: &Actor,
     id: i64,
     password: Option<String>,
@@ -146,7 +146,7 @@ pub async fn set_password(
     Ok((user, generated.then_some(pw), ended))
 }
 
-pub async fn delete(pool: &Pool, actor: &Actor, id: i64) -> Result<users::User, AccountError> {
+pub async fn delete(pool: &Store, actor: &Actor, id: i64) -> Result<users::User, AccountError> {
     let user = get(pool, id).await?;
     guard_last_admin(pool, &user).await?;
     users::delete(pool, id).await?;
@@ -161,7 +161,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_last_admin_is_kept() {
-        let pool = db::open_memory().await;
+        let pool = db::test_store().await;
         let actor = Actor::system();
         let (admin, otp) = create(&pool, &actor, "root", "", "admin", None, 10).await.unwrap();
         assert!(otp.is_some());
@@ -176,7 +176,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_names_roles_and_passwords_are_refused() {
-        let pool = db::open_memory().await;
+        let pool = db::test_store().await;
         let actor = Actor::system();
         assert!(create(&pool, &actor, "a b", "", "student", None, 10).await.is_err());
         assert!(create(&pool, &actor, "ok", "", "janitor", None, 10).await.is_err());

@@ -141,7 +141,7 @@ impl AuditEvent<'_> {
     }
 }
 
-pub async fn record(pool: &db::Pool, actor: &Actor, event: AuditEvent<'_>) -> Result<(), DbError> {
+pub async fn record(pool: &db::Store, actor: &Actor, event: AuditEvent<'_>) -> Result<(), DbError> {
     let (target, details) = event.target_and_details();
     let details = details.to_string();
     db::audit::append(
@@ -164,7 +164,7 @@ mod tests {
 
     #[tokio::test]
     async fn events_become_rows_with_reason() {
-        let pool = db::open_memory().await;
+        let pool = db::test_store().await;
         let actor = Actor { user_id: None, username: "mallory".into(), client_addr: "10.1.2.3".into() };
         record(&pool, &actor, AuditEvent::LoginFailed { username: "mallory", reason: LoginFailure::Throttled })
             .await

@@ -179,10 +179,10 @@ pub fn load_config(overrides: &Overrides) -> anyhow::Result<Config> {
     Ok(Config::load(overrides, std::env::vars())?)
 }
 
-async fn open_store(store: &StoreArgs) -> anyhow::Result<(Config, db::Pool)> {
+async fn open_store(store: &StoreArgs) -> anyhow::Result<(Config, db::Store)> {
     let config = load_config(&store.overrides())?;
     datadir::prepare(&config.data_dir)?;
-    let pool = db::open(&config.data_dir).await?;
+    let pool = db::open(&config.store, &config.data_dir).await?;
     Ok((config, pool))
 }
 
@@ -299,7 +299,7 @@ pub async fn setting(action: SettingCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn find_user(pool: &db::Pool, username: &str) -> anyhow::Result<users::User> {
+async fn find_user(pool: &db::Store, username: &str) -> anyhow::Result<users::User> {
     users::by_username(pool, username).await?.with_context(|| format!("no user named {username:?}"))
 }
 
@@ -340,9 +340,28 @@ pub async fn doctor(store: StoreArgs) -> anyhow::Result<()> {
         }
         datadir::Inspection::Present { problems } => problems.into_iter().for_each(|p| report(false, p)),
     }
-    if db::file(data).exists() {
-        match db::open_read_only(data).await {
+    let location = match db::Location::of(&config.store, data) {
+        Ok(location) => Some(location),
+        Err(e) => {
+            report(false, e.to_string());
+            None
+        }
+    };
+    let store_exists = match &location {
+        Some(db::Location::Sqlite(path)) => path.exists(),
+        Some(db::Location::Postgres(_)) => true,
+        None => false,
+    };
+    if let Some(location) = location.as_ref().filter(|_| store_exists) {
+        match db::open_read_only(location, &config.store).await {
             Ok(pool) => {
+                match db::server_version(&pool).await {
+                    Ok(v) => match db::supports_server_version(pool.backend(), &v) {
+                        Ok(()) => report(true, format!("{} answers (version {v})", location.describe())),
+                        Err(why) => report(false, format!("{} answers, but {why}", location.describe())),
+                    },
+                    Err(e) => report(false, format!("{}: {e}", location.describe())),
+                }
                 match db::schema(&pool).await {
                     Ok(db::Schema::Current) => report(true, "database opens and its schema is current".into()),
                     Ok(db::Schema::Behind(n)) => {
@@ -368,9 +387,9 @@ pub async fn doctor(store: StoreArgs) -> anyhow::Result<()> {
                 }
                 pool.close().await;
             }
-            Err(e) => report(false, e.to_string()),
+            Err(e) => report(false, format!("{}: {e}", location.describe())),
         }
-    } else {
+    } else if location.is_some() {
         note("no database yet: the first start of serve creates it".into());
     }
     match tls::inspect(&config) {

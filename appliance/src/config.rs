@@ -17,7 +17,7 @@ use thiserror::Error;
 /// Top-level keys that are plain values (also reachable as `LABBEAM_<KEY>`).
 const TOP_KEYS: &[&str] = &["data_dir", "http_listen", "turn_listen", "public_host", "trusted_proxies"];
 /// Tables of the file; `LABBEAM_<TABLE>_<KEY>` reaches `[table] key`.
-const TABLES: &[&str] = &["tls", "http", "auth", "log", "turn"];
+const TABLES: &[&str] = &["tls", "http", "auth", "log", "turn", "store"];
 
 // Serialize (tests only): `tests::config_keys` walks `Config::default()` to list every key.
 #[derive(Debug, Clone, Deserialize)]
@@ -45,6 +45,52 @@ pub struct Config {
     pub log: LogConfig,
     /// `[turn]`: the STUN/TURN relay.
     pub turn: TurnConfig,
+    /// `[store]`: the database (SQLite in `data_dir`, or PostgreSQL).
+    pub store: StoreConfig,
+}
+
+/// `[store]`: where the data lives. Unset, the embedded SQLite file `labbeam.db` in
+/// `data_dir`; `url = "postgres://…"` puts it on a PostgreSQL server (README, "Using
+/// PostgreSQL").
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite:///path/labbeam.db` or `postgres://user@host:port/database?sslmode=…`.
+    pub url: Option<String>,
+    /// A file whose first line is the PostgreSQL password (instead of putting it in `url`;
+    /// PostgreSQL's own `PGPASSWORD` and `~/.pgpass` work too).
+    pub password_file: Option<PathBuf>,
+    /// PEM certificates of the CA that signed the PostgreSQL server's certificate: with it,
+    /// the connection is TLS and the server's name is verified (`sslmode=verify-full`).
+    pub ca_file: Option<PathBuf>,
+    /// Connections the server keeps to the database at most.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it fails with 503
+    /// `store_unavailable` (seconds).
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { url: None, password_file: None, ca_file: None, max_connections: 8, acquire_timeout_secs: 5 }
+    }
+}
+
+impl StoreConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=1000).contains(&self.max_connections) {
+            return Err("store.max_connections must be between 1 and 1000".into());
+        }
+        if !(1..=600).contains(&self.acquire_timeout_secs) {
+            return Err("store.acquire_timeout_secs must be between 1 and 600".into());
+        }
+        if let Some(url) = &self.url {
+            crate::db::Location::parse(url, &StoreConfig { password_file: None, ca_file: None, ..self.clone() })
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -169,6 +215,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             turn: TurnConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -266,6 +313,7 @@ impl Config {
             return bad("auth.password_min_length must be between 8 and 128".into());
         }
         self.turn.validate().map_err(ConfigError::Invalid)?;
+        self.store.validate().map_err(ConfigError::Invalid)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad(format!("log.level {:?} is not a valid filter (try \"info\" or \"debug\")", self.log.level));
         }

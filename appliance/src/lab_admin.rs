@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::labs::Lab;
-use crate::db::{DbError, Pool, labs, users};
+use crate::db::{DbError, Store, labs, users};
 
 #[derive(Debug, Error)]
 pub enum LabError {
@@ -26,7 +26,7 @@ pub enum LabError {
 
 /// Creates lab `name` (trimmed) with its address ranges; returns its name and the ranges in
 /// canonical form.
-pub async fn create(pool: &Pool, actor: &Actor, name: &str, cidrs: &[String]) -> Result<Created, LabError> {
+pub async fn create(pool: &Store, actor: &Actor, name: &str, cidrs: &[String]) -> Result<Created, LabError> {
     let name = name.trim();
     crate::labs::check_name(name).map_err(LabError::Invalid)?;
     let existing = labs::ranges(pool).await?;
@@ -44,7 +44,7 @@ pub struct Created {
 }
 
 /// Replaces the address ranges of lab `id`; returns the lab.
-pub async fn set_ranges(pool: &Pool, actor: &Actor, id: i64, cidrs: &[String]) -> Result<Lab, LabError> {
+pub async fn set_ranges(pool: &Store, actor: &Actor, id: i64, cidrs: &[String]) -> Result<Lab, LabError> {
     let lab = labs::by_id(pool, id).await?.ok_or(LabError::NoLabWithId(id))?;
     let existing = labs::ranges(pool).await?;
     let before: Vec<String> = existing.iter().filter(|r| r.lab == lab.name).map(|r| r.cidr.clone()).collect();
@@ -55,7 +55,7 @@ pub async fn set_ranges(pool: &Pool, actor: &Actor, id: i64, cidrs: &[String]) -
 }
 
 /// Deletes lab `name` (its devices fall into "Other").
-pub async fn remove(pool: &Pool, actor: &Actor, name: &str) -> Result<(), LabError> {
+pub async fn remove(pool: &Store, actor: &Actor, name: &str) -> Result<(), LabError> {
     labs::remove(pool, name).await?;
     audit::record(pool, actor, AuditEvent::LabRemoved { lab: name }).await?;
     Ok(())
@@ -63,7 +63,7 @@ pub async fn remove(pool: &Pool, actor: &Actor, name: &str) -> Result<(), LabErr
 
 /// Makes `username` responsible for lab `name` (they may broadcast and announce to it);
 /// returns the lab and the user.
-pub async fn assign(pool: &Pool, actor: &Actor, name: &str, username: &str) -> Result<(Lab, users::User), LabError> {
+pub async fn assign(pool: &Store, actor: &Actor, name: &str, username: &str) -> Result<(Lab, users::User), LabError> {
     let lab = labs::by_name(pool, name).await?.ok_or_else(|| LabError::NoSuchLab(name.to_string()))?;
     let user = users::by_username(pool, username).await?.ok_or_else(|| LabError::NoSuchUser(username.to_string()))?;
     labs::assign(pool, user.id, lab.id).await?;
@@ -76,14 +76,14 @@ mod tests {
     use super::*;
     use crate::db;
 
-    async fn audit_actions(pool: &Pool) -> Vec<String> {
+    async fn audit_actions(pool: &Store) -> Vec<String> {
         let rows = db::audit::list(pool, &Default::default(), 100).await.unwrap();
         rows.into_iter().map(|r| r.action).collect()
     }
 
     #[tokio::test]
     async fn every_change_is_checked_written_and_audited() {
-        let pool = db::open_memory().await;
+        let pool = db::test_store().await;
         let actor = Actor::system();
         let lab = create(&pool, &actor, "  Lab 1 ", &["10.1.0.7/24".into()]).await.unwrap();
         assert_eq!((lab.name.as_str(), lab.ranges.as_slice()), ("Lab 1", &["10.1.0.0/24".to_string()][..]));

@@ -36,7 +36,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     datadir::prepare(&config.data_dir)?;
     let listener = bind_tcp(config.http_listen, "HTTPS")?;
     let tls = tls::load_or_generate(&config)?;
-    let pool = db::open(&config.data_dir).await?;
+    let location = db::Location::of(&config.store, &config.data_dir)?;
+    let pool = db::open_at(&location, &config.store)
+        .await
+        .with_context(|| format!("cannot open the store ({})", location.describe()))?;
     let jwt_secret = datadir::secret(&config.data_dir, "jwt.key")?;
     let first_admin = ensure_first_admin(&pool).await?;
     let turn = if config.turn.enabled { Some(crate::turn::bind(&config, &tls)?) } else { None };
@@ -55,7 +58,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    print_banner(&state.config, &listener, &tls, first_admin.as_ref(), &turn_lines);
+    print_banner(&state.config, &listener, &tls, &location.describe(), first_admin.as_ref(), &turn_lines);
     // Accepted transfers of the last run wait to be re-claimed by their devices.
     crate::signaling::restore(&state).await.context("cannot read unfinished transfers")?;
     let app = app(state.clone());
@@ -139,7 +142,7 @@ pub struct FirstAdmin {
 }
 
 /// Creates an admin with a one-time password when no active admin exists.
-pub async fn ensure_first_admin(pool: &db::Pool) -> anyhow::Result<Option<FirstAdmin>> {
+pub async fn ensure_first_admin(pool: &db::Store) -> anyhow::Result<Option<FirstAdmin>> {
     if users::count_active_in_role(pool, "admin").await? > 0 {
         return Ok(None);
     }
@@ -171,6 +174,7 @@ fn print_banner(
     config: &Config,
     listener: &std::net::TcpListener,
     tls: &tls::TlsMaterial,
+    store: &str,
     admin: Option<&FirstAdmin>,
     turn_lines: &[String],
 ) {
@@ -183,6 +187,7 @@ fn print_banner(
     println!("  Certificate:  {} ({origin})", tls.cert_path.display());
     println!("  SHA-256:      {}", tls.fingerprint);
     println!("  Data:         {}", config.data_dir.display());
+    println!("  Store:        {store}");
     turn_lines.iter().for_each(|l| println!("{l}"));
     if let Some(a) = admin {
         println!("  First admin account. This password is shown only once and must be changed at first login:");
@@ -207,7 +212,7 @@ async fn shutdown_on_signal(handle: axum_server::Handle<SocketAddr>) {
 
 /// Hourly housekeeping: ended sessions after a week, transfer-log and audit rows past
 /// their retention settings.
-async fn purge_old_sessions(pool: db::Pool) {
+async fn purge_old_sessions(pool: db::Store) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
@@ -222,7 +227,7 @@ async fn purge_old_sessions(pool: db::Pool) {
     }
 }
 
-async fn apply_retention(pool: &db::Pool) -> Result<(), db::DbError> {
+async fn apply_retention(pool: &db::Store) -> Result<(), db::DbError> {
     let now = db::now();
     let days = crate::settings::get_u64(pool, "retention.transfer_days").await?;
     if days > 0 {
@@ -242,8 +247,8 @@ async fn apply_retention(pool: &db::Pool) -> Result<(), db::DbError> {
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    match sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&state.db).await {
-        Ok(_) => axum::Json(json!({ "status": "ok" })).into_response(),
+    match db::ping(&state.db).await {
+        Ok(()) => axum::Json(json!({ "status": "ok" })).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", "the database does not answer").into_response()

@@ -6,11 +6,11 @@
 use serde_json::Value;
 
 use crate::audit::{self, Actor, AuditEvent};
-use crate::db::Pool;
+use crate::db::Store;
 use crate::settings::{self, SettingError};
 
 /// Sets `key` to `raw` (as typed: "25", "all"), whatever it was; returns the stored value.
-pub async fn set(pool: &Pool, actor: &Actor, key: &str, raw: &str) -> Result<Value, SettingError> {
+pub async fn set(pool: &Store, actor: &Actor, key: &str, raw: &str) -> Result<Value, SettingError> {
     let value = settings::set(pool, key, raw, actor.user_id).await?;
     audit::record(pool, actor, AuditEvent::SettingChanged { key, value: &value }).await?;
     Ok(value)
@@ -20,7 +20,7 @@ pub async fn set(pool: &Pool, actor: &Actor, key: &str, raw: &str) -> Result<Val
 /// one. All are checked before any is written, so a bad value changes nothing. Returns how
 /// many changed.
 pub async fn save_changed<'a>(
-    pool: &Pool,
+    pool: &Store,
     actor: &Actor,
     proposed: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<usize, SettingError> {
@@ -46,7 +46,7 @@ mod tests {
 
     #[tokio::test]
     async fn changes_are_checked_first_then_written_and_audited() {
-        let pool = db::open_memory().await;
+        let pool = db::test_store().await;
         let actor = Actor::system();
         let form = HashMap::from([("presence.scope", "all"), ("transfer.max_pending", "2"), ("csrf", "x")]);
         let bad = HashMap::from([("presence.scope", "lab"), ("transfer.max_pending", "0")]);

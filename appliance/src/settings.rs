@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::db::{self, DbError, Pool};
+use crate::db::{self, DbError, Store};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -148,28 +148,28 @@ pub fn parse(key: &str, raw: &str) -> Result<Value, String> {
     }
 }
 
-pub async fn set(pool: &Pool, key: &str, raw: &str, by: Option<i64>) -> Result<Value, SettingError> {
+pub async fn set(pool: &Store, key: &str, raw: &str, by: Option<i64>) -> Result<Value, SettingError> {
     let value = parse(key, raw).map_err(SettingError::Invalid)?;
     db::settings::set(pool, key, &value, by).await?;
     Ok(value)
 }
 
-async fn get_value(pool: &Pool, key: &'static str) -> Result<Value, DbError> {
+async fn get_value(pool: &Store, key: &'static str) -> Result<Value, DbError> {
     let default: Value = spec(key).and_then(|s| serde_json::from_str(s.default).ok()).unwrap_or(Value::Null);
     db::settings::get(pool, key, default).await
 }
 
-pub async fn get_u64(pool: &Pool, key: &'static str) -> Result<u64, DbError> {
+pub async fn get_u64(pool: &Store, key: &'static str) -> Result<u64, DbError> {
     let fallback = spec(key).and_then(|s| s.default.parse().ok()).unwrap_or(0);
     Ok(get_value(pool, key).await?.as_u64().unwrap_or(fallback))
 }
 
-pub async fn get_str(pool: &Pool, key: &'static str) -> Result<String, DbError> {
+pub async fn get_str(pool: &Store, key: &'static str) -> Result<String, DbError> {
     Ok(get_value(pool, key).await?.as_str().map(str::to_string).unwrap_or_default())
 }
 
 /// Every setting with its current value.
-pub async fn all(pool: &Pool) -> Result<Vec<(&'static Spec, Value)>, DbError> {
+pub async fn all(pool: &Store) -> Result<Vec<(&'static Spec, Value)>, DbError> {
     let mut out = Vec::new();
     for s in SETTINGS {
         out.push((s, get_value(pool, s.key).await?));
@@ -200,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn set_validates_and_get_reads_back() {
-        let pool = db::open_memory().await;
+        let pool = db::test_store().await;
         assert_eq!(get_u64(&pool, "transfer.request_expiry_secs").await.unwrap(), 60);
         assert!(set(&pool, "transfer.request_expiry_secs", "2", None).await.is_err());
         assert!(set(&pool, "nope", "1", None).await.is_err());

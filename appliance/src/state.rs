@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::token::TokenKeys;
 use crate::config::Config;
-use crate::db::Pool;
+use crate::db::Store;
 use crate::metrics::Metrics;
 use crate::signaling::Signaling;
 
@@ -17,7 +17,7 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub config: Config,
-    pub db: Pool,
+    pub db: Store,
     pub tokens: TokenKeys,
     pub throttle: LoginThrottle,
     pub metrics: Metrics,
@@ -32,7 +32,7 @@ pub struct Inner {
 }
 
 impl AppState {
-    pub fn new(config: Config, db: Pool, jwt_secret: &[u8]) -> Self {
+    pub fn new(config: Config, db: Store, jwt_secret: &[u8]) -> Self {
         let a = &config.auth;
         let throttle = LoginThrottle::new(
             a.max_failures_per_user,

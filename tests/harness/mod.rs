@@ -51,6 +51,60 @@ pub struct Server {
     /// TURN over TLS, from the same line.
     pub turns_port: u16,
     options: Options,
+    /// `LABBEAM_STORE_URL` of this server and its command lines: a database of its own on
+    /// the PostgreSQL server `TEST_POSTGRES_URL` names, when it is set (the suite's
+    /// PostgreSQL run, tests/run.sh); the SQLite file in the data directory otherwise.
+    store_url: Option<String>,
+}
+
+/// The PostgreSQL server the suite runs against as well as SQLite (tests/run.sh starts one
+/// and sets `TEST_POSTGRES_URL`); `None` for the SQLite run.
+pub fn test_postgres() -> Option<String> {
+    std::env::var("TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// Creates an empty database on the test PostgreSQL server and returns its URL.
+pub async fn fresh_postgres_database(admin_url: &str) -> String {
+    use sqlx::Connection;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let name = format!("labbeam_it_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("connect to TEST_POSTGRES_URL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let _ = conn.close().await;
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin_url, String::new()),
+    };
+    let root = base.rsplit_once('/').map(|(r, _)| r).unwrap_or(base);
+    format!("{root}/{name}{query}")
+}
+
+/// Raw access to a test server's store, for rows no API can make (old transfers, odd names).
+pub enum Store {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Store {
+    /// Runs one statement without parameters (quote literals with `sql_text`).
+    pub async fn exec(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self {
+            Store::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+            Store::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// `text` as an SQL string literal (both databases double the quote).
+pub fn sql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 impl Server {
@@ -69,8 +123,13 @@ impl Server {
             fingerprint: String::new(),
             turn_port: 0,
             turns_port: 0,
+            store_url: None,
             options,
         };
+        let chosen = server.options.env.iter().any(|(k, _)| k == "LABBEAM_STORE_URL");
+        if let (Some(admin), false) = (test_postgres(), chosen) {
+            server.store_url = Some(fresh_postgres_database(&admin).await);
+        }
         server.boot().await;
         server
     }
@@ -83,9 +142,31 @@ impl Server {
         self.dir.path().join("server.log")
     }
 
+    /// The store URL this server and its command lines use, when it is not the default
+    /// SQLite file.
+    pub fn store_url(&self) -> Option<&str> {
+        self.store_url.as_deref()
+    }
+
+    /// Opens this server's store directly.
+    pub async fn store(&self) -> Store {
+        match &self.store_url {
+            Some(url) => Store::Postgres(sqlx::PgPool::connect(url).await.expect("connect to the test database")),
+            None => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.data_dir().join("labbeam.db"))
+                    .busy_timeout(Duration::from_secs(10));
+                Store::Sqlite(sqlx::SqlitePool::connect_with(options).await.expect("open labbeam.db"))
+            }
+        }
+    }
+
     fn serve_command(&self) -> Command {
         let mut cmd = Command::new(binary());
         cmd.arg("serve").arg("--data-dir").arg(self.data_dir());
+        if let Some(url) = &self.store_url {
+            cmd.env("LABBEAM_STORE_URL", url);
+        }
         cmd.args(["--http-listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0"]);
         if let Some(text) = &self.options.config {
             let path = self.dir.path().join("labbeam.toml");
@@ -222,6 +303,9 @@ impl Server {
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new(binary());
         cmd.args(args).arg("--data-dir").arg(self.data_dir());
+        if let Some(url) = &self.store_url {
+            cmd.env("LABBEAM_STORE_URL", url);
+        }
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn labbeam");
         if let (Some(mut pipe), Some(text)) = (child.stdin.take(), stdin) {

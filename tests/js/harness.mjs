@@ -21,6 +21,24 @@ export const PASSWORD = 'correct horse battery staple';
 // The binary refuses unknown LABBEAM_* variables, and LABBEAM_BIN is the harness's own.
 const INHERITED_ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'LABBEAM_BIN'));
 
+/**
+ * The PostgreSQL server the suite also runs against (tests/run.sh starts one and sets
+ * TEST_POSTGRES_URL): each server then gets a database of its own there, through
+ * LABBEAM_STORE_URL, for `serve` and its command lines alike. Unset: the SQLite file in
+ * the data directory.
+ */
+const TEST_POSTGRES_URL = process.env.TEST_POSTGRES_URL || '';
+let databases = 0;
+function freshStoreUrl() {
+  if (!TEST_POSTGRES_URL) return null;
+  const name = `labbeam_js_${process.pid}_${databases++}_${Date.now()}`;
+  const r = spawnSync('psql', [TEST_POSTGRES_URL, '-qAtc', `CREATE DATABASE ${name}`], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`cannot create database ${name}: ${r.stderr}`);
+  const url = new URL(TEST_POSTGRES_URL);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
 /** Starts the binary; resolves with the child, its banner lines and a reader of its log. */
 async function boot(args, env) {
   const child = spawn(BIN, args, { env: { ...INHERITED_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -43,7 +61,10 @@ async function boot(args, env) {
   return { child, banner, log: () => log };
 }
 
-export async function startServer({ config, env } = {}) {
+export async function startServer({ config, env: extraEnv } = {}) {
+  const storeUrl = extraEnv?.LABBEAM_STORE_URL ? null : freshStoreUrl();
+  const storeEnv = storeUrl ? { LABBEAM_STORE_URL: storeUrl } : {};
+  const env = { ...storeEnv, ...extraEnv };
   const dir = mkdtempSync(path.join(tmpdir(), 'labbeam-js-'));
   const dataDir = path.join(dir, 'data');
   const args = ['serve', '--data-dir', dataDir, '--http-listen', '127.0.0.1:0', '--turn-listen', '127.0.0.1:0'];
@@ -64,6 +85,7 @@ export async function startServer({ config, env } = {}) {
     port,
     base,
     dataDir,
+    storeUrl,
     ca,
     adminPassword,
     log: () => earlierLogs + log(),
@@ -85,7 +107,11 @@ export async function startServer({ config, env } = {}) {
     },
 
     cli(cliArgs, stdin) {
-      const r = spawnSync(BIN, [...cliArgs, '--data-dir', dataDir], { input: stdin ?? '', encoding: 'utf8', env: INHERITED_ENV });
+      const r = spawnSync(BIN, [...cliArgs, '--data-dir', dataDir], {
+        input: stdin ?? '',
+        encoding: 'utf8',
+        env: { ...INHERITED_ENV, ...storeEnv },
+      });
       if (r.status !== 0) throw new Error(`labbeam ${cliArgs.join(' ')} failed: ${r.stderr}`);
       return r.stdout;
     },

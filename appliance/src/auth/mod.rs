@@ -124,7 +124,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<CurrentUser, 
 }
 
 pub async fn current_user(
-    pool: &db::Pool,
+    pool: &db::Store,
     user: users::User,
     session_id: String,
     session_expires_at: i64,
@@ -320,7 +320,7 @@ mod tests {
 
     #[tokio::test]
     async fn permission_names_exist_in_the_seeded_admin_role() {
-        let pool = db::open_memory().await;
+        let pool = db::test_store().await;
         let admin = roles::by_name(&pool, "admin").await.unwrap().unwrap();
         let seeded = roles::permissions(&pool, admin.id).await.unwrap();
         // The admin role is seeded with every permission there is.

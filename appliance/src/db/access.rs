@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 
-use super::{DbError, Pool};
+use super::{DbError, Store, on_pool};
 use crate::permission::{Permission, PermissionSet};
 
 /// The counter every access-relevant change bumps.
-pub async fn generation(pool: &Pool) -> Result<i64, DbError> {
-    Ok(sqlx::query_scalar::<_, i64>("SELECT value FROM access_generation WHERE id = 1").fetch_one(pool).await?)
+pub async fn generation(store: &Store) -> Result<i64, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_scalar::<_, i64>("SELECT value FROM access_generation WHERE id = 1").fetch_one(pool).await?)
+    })
 }
 
 /// One user's standing: what decides the permissions, scope and presence of their devices.
@@ -48,45 +50,47 @@ struct Row {
 }
 
 /// Every user's standing, by user id (three queries whatever the number of users).
-pub async fn all(pool: &Pool) -> Result<HashMap<i64, UserAccess>, DbError> {
-    let users = sqlx::query_as::<_, Row>(
-        "SELECT u.id, u.display_name, u.role_id, r.name AS role, u.disabled FROM users u JOIN roles r ON r.id = u.role_id",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut permissions: HashMap<i64, Vec<String>> = HashMap::new();
-    let rows = sqlx::query_as::<_, (i64, String)>(
-        "SELECT role_id, permission FROM role_permissions ORDER BY role_id, permission",
-    )
-    .fetch_all(pool)
-    .await?;
-    for (role, permission) in rows {
-        permissions.entry(role).or_default().push(permission);
-    }
-    let mut owned: HashMap<i64, Vec<String>> = HashMap::new();
-    let rows = sqlx::query_as::<_, (i64, String)>(
-        "SELECT ul.user_id, l.name FROM user_labs ul JOIN labs l ON l.id = ul.lab_id ORDER BY ul.user_id, l.name",
-    )
-    .fetch_all(pool)
-    .await?;
-    for (user, lab) in rows {
-        owned.entry(user).or_default().push(lab);
-    }
-    Ok(users
-        .into_iter()
-        .map(|u| {
-            let access = UserAccess {
-                display_name: u.display_name,
-                role: u.role,
-                disabled: u.disabled != 0,
-                permissions: PermissionSet::from_names(
-                    permissions.get(&u.role_id).into_iter().flatten().map(String::as_str),
-                ),
-                owned_labs: owned.remove(&u.id).unwrap_or_default(),
-            };
-            (u.id, access)
-        })
-        .collect())
+pub async fn all(store: &Store) -> Result<HashMap<i64, UserAccess>, DbError> {
+    on_pool!(store, |pool| {
+        let users = sqlx::query_as::<_, Row>(
+            "SELECT u.id, u.display_name, u.role_id, r.name AS role, u.disabled FROM users u JOIN roles r ON r.id = u.role_id",
+        )
+        .fetch_all(pool)
+        .await?;
+        let mut permissions: HashMap<i64, Vec<String>> = HashMap::new();
+        let rows = sqlx::query_as::<_, (i64, String)>(
+            "SELECT role_id, permission FROM role_permissions ORDER BY role_id, permission",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (role, permission) in rows {
+            permissions.entry(role).or_default().push(permission);
+        }
+        let mut owned: HashMap<i64, Vec<String>> = HashMap::new();
+        let rows = sqlx::query_as::<_, (i64, String)>(
+            "SELECT ul.user_id, l.name FROM user_labs ul JOIN labs l ON l.id = ul.lab_id ORDER BY ul.user_id, lower(l.name)",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (user, lab) in rows {
+            owned.entry(user).or_default().push(lab);
+        }
+        Ok(users
+            .into_iter()
+            .map(|u| {
+                let access = UserAccess {
+                    display_name: u.display_name,
+                    role: u.role,
+                    disabled: u.disabled != 0,
+                    permissions: PermissionSet::from_names(
+                        permissions.get(&u.role_id).into_iter().flatten().map(String::as_str),
+                    ),
+                    owned_labs: owned.remove(&u.id).unwrap_or_default(),
+                };
+                (u.id, access)
+            })
+            .collect())
+    })
 }
 
 #[cfg(test)]
@@ -95,27 +99,23 @@ mod tests {
 
     #[tokio::test]
     async fn every_access_change_moves_the_generation_and_nothing_else_does() {
-        let pool = crate::db::open_memory().await;
+        let pool = crate::db::test_store().await;
         let g0 = generation(&pool).await.unwrap();
-        sqlx::query(
+        pool.exec(
             "INSERT INTO users (id, username, display_name, password_hash, role_id, created_at, updated_at) \
              VALUES (7, 'kim', 'Kim', 'x', 3, 0, 0)",
         )
-        .execute(&pool)
         .await
         .unwrap();
         // A new account: the TURN relay learns of it at once.
         let g1 = generation(&pool).await.unwrap();
         assert!(g1 > g0);
         // Sign-in bookkeeping is not an access change.
-        sqlx::query("UPDATE users SET last_login_at = 5, updated_at = 5 WHERE id = 7").execute(&pool).await.unwrap();
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, expires_at, last_seen_at) VALUES ('s1', 7, 0, 9, 0)",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
-        sqlx::query("UPDATE sessions SET last_seen_at = 5 WHERE id = 's1'").execute(&pool).await.unwrap();
+        pool.exec("UPDATE users SET last_login_at = 5, updated_at = 5 WHERE id = 7").await.unwrap();
+        pool.exec("INSERT INTO sessions (id, user_id, created_at, expires_at, last_seen_at) VALUES ('s1', 7, 0, 9, 0)")
+            .await
+            .unwrap();
+        pool.exec("UPDATE sessions SET last_seen_at = 5 WHERE id = 's1'").await.unwrap();
         assert_eq!(generation(&pool).await.unwrap(), g1);
 
         let mut last = g1;
@@ -138,7 +138,7 @@ mod tests {
             "UPDATE settings SET value = '\"lab\"' WHERE key = 'presence.scope'",
             "DELETE FROM users WHERE id = 7",
         ] {
-            sqlx::query(change).execute(&pool).await.unwrap();
+            pool.exec(change).await.unwrap();
             let now = generation(&pool).await.unwrap();
             assert!(now > last, "{change} did not move the generation");
             last = now;
@@ -147,19 +147,15 @@ mod tests {
 
     #[tokio::test]
     async fn all_reads_role_permissions_and_owned_labs() {
-        let pool = crate::db::open_memory().await;
-        sqlx::query(
+        let pool = crate::db::test_store().await;
+        pool.exec(
             "INSERT INTO users (id, username, display_name, password_hash, role_id, created_at, updated_at, disabled) \
              VALUES (7, 'ina', 'Ina', 'x', 2, 0, 0, 0), (8, 'sam', 'Sam', 'x', 3, 0, 0, 1)",
         )
-        .execute(&pool)
         .await
         .unwrap();
-        sqlx::query("INSERT INTO labs (id, name, created_at) VALUES (1, 'B', 0), (2, 'A', 0)")
-            .execute(&pool)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO user_labs (user_id, lab_id) VALUES (7, 1), (7, 2)").execute(&pool).await.unwrap();
+        pool.exec("INSERT INTO labs (id, name, created_at) VALUES (1, 'B', 0), (2, 'A', 0)").await.unwrap();
+        pool.exec("INSERT INTO user_labs (user_id, lab_id) VALUES (7, 1), (7, 2)").await.unwrap();
         let all = all(&pool).await.unwrap();
         let ina = &all[&7];
         assert_eq!(ina.role, "instructor");

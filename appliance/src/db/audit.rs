@@ -1,6 +1,6 @@
 //! The audit log: append-only rows of who did what, from where.
 
-use super::{DbError, Pool, now};
+use super::{DbError, Store, now, on_pool};
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct AuditRow {
@@ -23,26 +23,30 @@ pub struct NewAuditRow<'a> {
     pub client_addr: &'a str,
 }
 
-pub async fn append(pool: &Pool, row: &NewAuditRow<'_>) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor_user_id, actor_username, action, target, details, client_addr) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(now())
-    .bind(row.actor_user_id)
-    .bind(row.actor_username)
-    .bind(row.action)
-    .bind(row.target)
-    .bind(row.details)
-    .bind(row.client_addr)
-    .execute(pool)
-    .await?;
-    Ok(())
+pub async fn append(store: &Store, row: &NewAuditRow<'_>) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor_user_id, actor_username, action, target, details, client_addr) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(now())
+        .bind(row.actor_user_id)
+        .bind(row.actor_username)
+        .bind(row.action)
+        .bind(row.target)
+        .bind(row.details)
+        .bind(row.client_addr)
+        .execute(pool)
+        .await?;
+        Ok(())
+    })
 }
 
 /// Deletes entries older than `before` (unix seconds): retention, the only deletion.
-pub async fn purge_before(pool: &Pool, before: i64) -> Result<u64, DbError> {
-    Ok(sqlx::query("DELETE FROM audit_log WHERE at < ?").bind(before).execute(pool).await?.rows_affected())
+pub async fn purge_before(store: &Store, before: i64) -> Result<u64, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query("DELETE FROM audit_log WHERE at < $1").bind(before).execute(pool).await?.rows_affected())
+    })
 }
 
 /// Which rows `list` returns.
@@ -62,22 +66,24 @@ pub struct AuditFilter<'a> {
 }
 
 /// Newest first.
-pub async fn list(pool: &Pool, filter: &AuditFilter<'_>, limit: i64) -> Result<Vec<AuditRow>, DbError> {
-    Ok(sqlx::query_as::<_, AuditRow>(
-        "SELECT id, at, actor_user_id, actor_username, action, target, details, client_addr FROM audit_log \
-         WHERE (?1 IS NULL OR action = ?1) AND (?2 IS NULL OR actor_user_id = ?2) AND (?3 IS NULL OR id < ?3) \
-         AND (?4 IS NULL OR actor_username = ?4) AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR at <= ?6) \
-         ORDER BY id DESC LIMIT ?7",
-    )
-    .bind(filter.action)
-    .bind(filter.actor_user_id)
-    .bind(filter.before)
-    .bind(filter.actor)
-    .bind(filter.from)
-    .bind(filter.to)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
+pub async fn list(store: &Store, filter: &AuditFilter<'_>, limit: i64) -> Result<Vec<AuditRow>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, AuditRow>(
+            "SELECT id, at, actor_user_id, actor_username, action, target, details, client_addr FROM audit_log \
+             WHERE ($1 IS NULL OR action = $1) AND ($2 IS NULL OR actor_user_id = $2) AND ($3 IS NULL OR id < $3) \
+             AND ($4 IS NULL OR actor_username = $4) AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at <= $6) \
+             ORDER BY id DESC LIMIT $7",
+        )
+        .bind(filter.action)
+        .bind(filter.actor_user_id)
+        .bind(filter.before)
+        .bind(filter.actor)
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
+    })
 }
 
 #[cfg(test)]
@@ -86,7 +92,7 @@ mod tests {
 
     #[tokio::test]
     async fn rows_cannot_be_rewritten() {
-        let pool = crate::db::open_memory().await;
+        let pool = crate::db::test_store().await;
         let row = NewAuditRow {
             actor_user_id: None,
             actor_username: "x",
@@ -97,7 +103,7 @@ mod tests {
         };
         append(&pool, &row).await.unwrap();
         append(&pool, &NewAuditRow { action: "login.success", ..row }).await.unwrap();
-        assert!(sqlx::query("UPDATE audit_log SET action = 'x'").execute(&pool).await.is_err());
+        assert!(pool.exec("UPDATE audit_log SET action = 'x'").await.is_err());
         let rows = list(&pool, &AuditFilter { action: Some("login.failure"), ..Default::default() }, 10).await.unwrap();
         assert_eq!(rows.len(), 1);
         let all = list(&pool, &AuditFilter::default(), 10).await.unwrap();

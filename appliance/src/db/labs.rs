@@ -1,6 +1,6 @@
 //! Labs and their address ranges.
 
-use super::{DbError, Pool, now};
+use super::{DbError, Store, now, on_pool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LabRange {
@@ -15,101 +15,124 @@ pub struct Lab {
 }
 
 /// Every (lab, range) pair; ranges are stored already validated.
-pub async fn ranges(pool: &Pool) -> Result<Vec<LabRange>, DbError> {
-    Ok(sqlx::query_as::<_, LabRange>(
-        "SELECT l.name AS lab, r.cidr FROM lab_ranges r JOIN labs l ON l.id = r.lab_id ORDER BY l.name",
-    )
-    .fetch_all(pool)
-    .await?)
+pub async fn ranges(store: &Store) -> Result<Vec<LabRange>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, LabRange>(
+            "SELECT l.name AS lab, r.cidr FROM lab_ranges r JOIN labs l ON l.id = r.lab_id ORDER BY lower(l.name)",
+        )
+        .fetch_all(pool)
+        .await?)
+    })
 }
 
-pub async fn list(pool: &Pool) -> Result<Vec<Lab>, DbError> {
-    Ok(sqlx::query_as::<_, Lab>("SELECT id, name FROM labs ORDER BY name").fetch_all(pool).await?)
+pub async fn list(store: &Store) -> Result<Vec<Lab>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, Lab>("SELECT id, name FROM labs ORDER BY lower(name)").fetch_all(pool).await?)
+    })
 }
 
-pub async fn by_name(pool: &Pool, name: &str) -> Result<Option<Lab>, DbError> {
-    Ok(sqlx::query_as::<_, Lab>("SELECT id, name FROM labs WHERE name = ?").bind(name).fetch_optional(pool).await?)
+pub async fn by_name(store: &Store, name: &str) -> Result<Option<Lab>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, Lab>("SELECT id, name FROM labs WHERE lower(name) = lower($1)")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?)
+    })
 }
 
 /// Creates a lab with its ranges in one transaction.
-pub async fn create(pool: &Pool, name: &str, cidrs: &[String]) -> Result<i64, DbError> {
-    let mut tx = pool.begin().await?;
-    let id = sqlx::query_scalar::<_, i64>("INSERT INTO labs (name, created_at) VALUES (?, ?) RETURNING id")
-        .bind(name)
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| DbError::conflict_as(e, &format!("lab {name:?}")))?;
-    for cidr in cidrs {
-        sqlx::query("INSERT INTO lab_ranges (lab_id, cidr) VALUES (?, ?)")
-            .bind(id)
-            .bind(cidr)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(id)
+pub async fn create(store: &Store, name: &str, cidrs: &[String]) -> Result<i64, DbError> {
+    on_pool!(store, |pool| {
+        let mut tx = pool.begin().await?;
+        let id = sqlx::query_scalar::<_, i64>("INSERT INTO labs (name, created_at) VALUES ($1, $2) RETURNING id")
+            .bind(name)
+            .bind(now())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| DbError::conflict_as(e, &format!("lab {name:?}")))?;
+        for cidr in cidrs {
+            sqlx::query("INSERT INTO lab_ranges (lab_id, cidr) VALUES ($1, $2)")
+                .bind(id)
+                .bind(cidr)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    })
 }
 
-pub async fn remove(pool: &Pool, name: &str) -> Result<(), DbError> {
-    let done = sqlx::query("DELETE FROM labs WHERE name = ?").bind(name).execute(pool).await?;
-    if done.rows_affected() == 0 {
-        return Err(DbError::NotFound(format!("lab {name:?}")));
-    }
-    Ok(())
+pub async fn remove(store: &Store, name: &str) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        let done = sqlx::query("DELETE FROM labs WHERE lower(name) = lower($1)").bind(name).execute(pool).await?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound(format!("lab {name:?}")));
+        }
+        Ok(())
+    })
 }
 
-pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<Lab>, DbError> {
-    Ok(sqlx::query_as::<_, Lab>("SELECT id, name FROM labs WHERE id = ?").bind(id).fetch_optional(pool).await?)
+pub async fn by_id(store: &Store, id: i64) -> Result<Option<Lab>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, Lab>("SELECT id, name FROM labs WHERE id = $1").bind(id).fetch_optional(pool).await?)
+    })
 }
 
 /// Replaces a lab's ranges in one transaction.
-pub async fn set_ranges(pool: &Pool, lab_id: i64, cidrs: &[String]) -> Result<(), DbError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("DELETE FROM lab_ranges WHERE lab_id = ?").bind(lab_id).execute(&mut *tx).await?;
-    for cidr in cidrs {
-        sqlx::query("INSERT INTO lab_ranges (lab_id, cidr) VALUES (?, ?)")
-            .bind(lab_id)
-            .bind(cidr)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(())
+pub async fn set_ranges(store: &Store, lab_id: i64, cidrs: &[String]) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query("DELETE FROM lab_ranges WHERE lab_id = $1").bind(lab_id).execute(&mut *tx).await?;
+        for cidr in cidrs {
+            sqlx::query("INSERT INTO lab_ranges (lab_id, cidr) VALUES ($1, $2)")
+                .bind(lab_id)
+                .bind(cidr)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    })
 }
 
 /// Replaces the labs a user is responsible for.
-pub async fn set_owned(pool: &Pool, user_id: i64, lab_ids: &[i64]) -> Result<(), DbError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("DELETE FROM user_labs WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
-    for lab in lab_ids {
-        sqlx::query("INSERT INTO user_labs (user_id, lab_id) VALUES (?, ?)")
-            .bind(user_id)
-            .bind(lab)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(())
+pub async fn set_owned(store: &Store, user_id: i64, lab_ids: &[i64]) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query("DELETE FROM user_labs WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        for lab in lab_ids {
+            sqlx::query("INSERT INTO user_labs (user_id, lab_id) VALUES ($1, $2)")
+                .bind(user_id)
+                .bind(lab)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    })
 }
 
 /// Names of the labs a user (an instructor) is responsible for.
-pub async fn owned_by(pool: &Pool, user_id: i64) -> Result<Vec<String>, DbError> {
-    Ok(sqlx::query_scalar::<_, String>(
-        "SELECT l.name FROM user_labs ul JOIN labs l ON l.id = ul.lab_id WHERE ul.user_id = ? ORDER BY l.name",
-    )
-    .bind(user_id)
-    .fetch_all(pool)
-    .await?)
+pub async fn owned_by(store: &Store, user_id: i64) -> Result<Vec<String>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_scalar::<_, String>(
+            "SELECT l.name FROM user_labs ul JOIN labs l ON l.id = ul.lab_id WHERE ul.user_id = $1 ORDER BY lower(l.name)",
+        )
+        .bind(user_id)
+        .fetch_all(pool)
+        .await?)
+    })
 }
 
-pub async fn assign(pool: &Pool, user_id: i64, lab_id: i64) -> Result<(), DbError> {
-    sqlx::query("INSERT OR IGNORE INTO user_labs (user_id, lab_id) VALUES (?, ?)")
-        .bind(user_id)
-        .bind(lab_id)
-        .execute(pool)
-        .await?;
-    Ok(())
+pub async fn assign(store: &Store, user_id: i64, lab_id: i64) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        sqlx::query("INSERT INTO user_labs (user_id, lab_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(user_id)
+            .bind(lab_id)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -118,7 +141,7 @@ mod tests {
 
     #[tokio::test]
     async fn labs_keep_their_ranges_and_owners() {
-        let pool = crate::db::open_memory().await;
+        let pool = crate::db::test_store().await;
         let id = create(&pool, "Lab A", &["10.1.0.0/24".into(), "10.1.1.0/24".into()]).await.unwrap();
         assert!(matches!(create(&pool, "lab a", &[]).await, Err(DbError::Conflict(_))));
         assert_eq!(ranges(&pool).await.unwrap().len(), 2);

@@ -1,6 +1,6 @@
 //! Login sessions. The id is the JWT's `jti`.
 
-use super::{DbError, Pool, now};
+use super::{DbError, Store, dialect, now, on_pool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Session {
@@ -15,92 +15,104 @@ pub struct Session {
 pub const TOUCH_EVERY: i64 = 60;
 
 pub async fn create(
-    pool: &Pool,
+    store: &Store,
     id: &str,
     user_id: i64,
     expires_at: i64,
     client_addr: &str,
     user_agent: &str,
 ) -> Result<(), DbError> {
-    let t = now();
-    sqlx::query(
-        "INSERT INTO sessions (id, user_id, created_at, expires_at, last_seen_at, client_addr, user_agent) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(user_id)
-    .bind(t)
-    .bind(expires_at)
-    .bind(t)
-    .bind(client_addr)
-    .bind(user_agent)
-    .execute(pool)
-    .await?;
-    Ok(())
+    on_pool!(store, |pool| {
+        let t = now();
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, expires_at, last_seen_at, client_addr, user_agent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(t)
+        .bind(expires_at)
+        .bind(t)
+        .bind(client_addr)
+        .bind(user_agent)
+        .execute(pool)
+        .await?;
+        Ok(())
+    })
 }
 
-pub async fn by_id(pool: &Pool, id: &str) -> Result<Option<Session>, DbError> {
-    Ok(sqlx::query_as::<_, Session>(
-        "SELECT id, user_id, expires_at, revoked_at, last_seen_at FROM sessions WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?)
+pub async fn by_id(store: &Store, id: &str) -> Result<Option<Session>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, Session>(
+            "SELECT id, user_id, expires_at, revoked_at, last_seen_at FROM sessions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+    })
 }
 
 /// Records activity, at most once every `TOUCH_EVERY` seconds per session to keep writes low.
-pub async fn touch(pool: &Pool, id: &str, at: i64) -> Result<(), DbError> {
-    sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?")
-        .bind(at)
-        .bind(id)
-        .bind(at - TOUCH_EVERY)
-        .execute(pool)
-        .await?;
-    Ok(())
+pub async fn touch(store: &Store, id: &str, at: i64) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
+            .bind(at)
+            .bind(id)
+            .bind(at - TOUCH_EVERY)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
 }
 
-pub async fn revoke(pool: &Pool, id: &str) -> Result<bool, DbError> {
-    let done = sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-        .bind(now())
-        .bind(id)
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected() > 0)
+pub async fn revoke(store: &Store, id: &str) -> Result<bool, DbError> {
+    on_pool!(store, |pool| {
+        let done = sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now())
+            .bind(id)
+            .execute(pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    })
 }
 
 /// Revokes every live session of a user, except `keep` if given. Returns how many.
-pub async fn revoke_all_for_user(pool: &Pool, user_id: i64, keep: Option<&str>) -> Result<u64, DbError> {
-    let done = sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id != ?")
-        .bind(now())
-        .bind(user_id)
-        .bind(keep.unwrap_or(""))
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected())
+pub async fn revoke_all_for_user(store: &Store, user_id: i64, keep: Option<&str>) -> Result<u64, DbError> {
+    on_pool!(store, |pool| {
+        let done =
+            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id != $3")
+                .bind(now())
+                .bind(user_id)
+                .bind(keep.unwrap_or(""))
+                .execute(pool)
+                .await?;
+        Ok(done.rows_affected())
+    })
 }
 
 /// Every session that is not revoked and not expired at `now`: its id and when it ends.
-pub async fn live(pool: &Pool, now: i64) -> Result<Vec<(String, i64)>, DbError> {
-    Ok(sqlx::query_as::<_, (String, i64)>(
-        "SELECT id, expires_at FROM sessions WHERE revoked_at IS NULL AND expires_at > ?",
-    )
-    .bind(now)
-    .fetch_all(pool)
-    .await?)
+pub async fn live(store: &Store, now: i64) -> Result<Vec<(String, i64)>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, (String, i64)>(
+            "SELECT id, expires_at FROM sessions WHERE revoked_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .fetch_all(pool)
+        .await?)
+    })
 }
 
 /// Which of `ids` can no longer be used: revoked, expired, or of a disabled user.
-pub async fn dead_among(pool: &Pool, ids: &[String]) -> Result<Vec<String>, DbError> {
+pub async fn dead_among(store: &Store, ids: &[String]) -> Result<Vec<String>, DbError> {
     let list = serde_json::to_string(ids).map_err(|e| DbError::Sqlx(sqlx::Error::Encode(Box::new(e))))?;
-    Ok(sqlx::query_scalar::<_, String>(
-        "SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE s.id IN (SELECT value FROM json_each(?)) \
-         AND (s.revoked_at IS NOT NULL OR s.expires_at <= ? OR u.disabled != 0)",
-    )
-    .bind(list)
-    .bind(now())
-    .fetch_all(pool)
-    .await?)
+    let sql = format!(
+        "SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id IN ({}) \
+         AND (s.revoked_at IS NOT NULL OR s.expires_at <= $2 OR u.disabled != 0)",
+        dialect::json_strings_of_first_parameter(store.backend())
+    );
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(list).bind(now()).fetch_all(pool).await?)
+    })
 }
 
 /// A live session with its user, for the portal.
@@ -115,27 +127,31 @@ pub struct ActiveSession {
     pub user_agent: String,
 }
 
-pub async fn active(pool: &Pool, limit: i64) -> Result<Vec<ActiveSession>, DbError> {
-    Ok(sqlx::query_as::<_, ActiveSession>(
-        "SELECT s.id, u.username, s.created_at, s.last_seen_at, s.expires_at, s.client_addr, s.user_agent \
-         FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE s.revoked_at IS NULL AND s.expires_at > ? ORDER BY s.last_seen_at DESC LIMIT ?",
-    )
-    .bind(now())
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
+pub async fn active(store: &Store, limit: i64) -> Result<Vec<ActiveSession>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, ActiveSession>(
+            "SELECT s.id, u.username, s.created_at, s.last_seen_at, s.expires_at, s.client_addr, s.user_agent \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.revoked_at IS NULL AND s.expires_at > $1 ORDER BY s.last_seen_at DESC LIMIT $2",
+        )
+        .bind(now())
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
+    })
 }
 
 /// Deletes sessions that ended more than `keep_secs` ago.
-pub async fn purge_ended(pool: &Pool, keep_secs: i64) -> Result<u64, DbError> {
-    let cutoff = now() - keep_secs;
-    let done = sqlx::query("DELETE FROM sessions WHERE expires_at < ? OR revoked_at < ?")
-        .bind(cutoff)
-        .bind(cutoff)
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected())
+pub async fn purge_ended(store: &Store, keep_secs: i64) -> Result<u64, DbError> {
+    on_pool!(store, |pool| {
+        let cutoff = now() - keep_secs;
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $2")
+            .bind(cutoff)
+            .bind(cutoff)
+            .execute(pool)
+            .await?;
+        Ok(done.rows_affected())
+    })
 }
 
 #[cfg(test)]
@@ -145,7 +161,7 @@ mod tests {
 
     #[tokio::test]
     async fn revoke_all_keeps_the_current_one() {
-        let pool = crate::db::open_memory().await;
+        let pool = crate::db::test_store().await;
         let uid = users::create(
             &pool,
             &users::NewUser {
@@ -176,7 +192,7 @@ mod tests {
 
     #[tokio::test]
     async fn touch_writes_at_most_once_a_minute() {
-        let pool = crate::db::open_memory().await;
+        let pool = crate::db::test_store().await;
         let user = users::NewUser {
             username: "carol",
             display_name: "Carol",

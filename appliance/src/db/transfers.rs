@@ -3,14 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DbError, Pool, now};
+use super::{DbError, Store, now, on_pool};
 
 /// Where a transfer stands. A row is `Requested`, then `Accepted`, then ends in one of the
 /// others. Stored, serialised and shown as its lowercase word; the database refuses any
 /// other word (migration 0006).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
 pub enum TransferStatus {
     /// Asked, not answered yet.
     Requested,
@@ -51,6 +50,42 @@ impl TransferStatus {
             TransferStatus::Declined => "declined",
             TransferStatus::Expired => "expired",
         }
+    }
+}
+
+// Stored as its word in a TEXT column on every database (sqlx's derive would want a
+// PostgreSQL enum type): encoded and decoded through `str`.
+impl<DB: sqlx::Database> sqlx::Type<DB> for TransferStatus
+where
+    str: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <str as sqlx::Type<DB>>::type_info()
+    }
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <str as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for TransferStatus
+where
+    &'static str: sqlx::Encode<'q, DB>,
+{
+    fn encode_by_ref(
+        &self,
+        buf: &mut <DB as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        self.as_str().encode_by_ref(buf)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for TransferStatus
+where
+    &'r str: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let word = <&str as sqlx::Decode<DB>>::decode(value)?;
+        TransferStatus::parse(word).ok_or_else(|| format!("{word:?} is not a transfer status").into())
     }
 }
 
@@ -114,52 +149,58 @@ pub struct NewTransfer<'a> {
     pub receiver_device_key: Option<&'a str>,
 }
 
-pub async fn insert(pool: &Pool, t: &NewTransfer<'_>) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO transfers (id, sender_id, receiver_id, sender_username, receiver_username, sender_device, \
-         receiver_device, sender_lab, receiver_lab, files, file_count, total_bytes, status, requested_at, broadcast_id, \
-         sender_device_key, receiver_device_key) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(t.id)
-    .bind(t.sender_id)
-    .bind(t.receiver_id)
-    .bind(t.sender_username)
-    .bind(t.receiver_username)
-    .bind(t.sender_device)
-    .bind(t.receiver_device)
-    .bind(t.sender_lab)
-    .bind(t.receiver_lab)
-    .bind(t.files_json)
-    .bind(t.file_count)
-    .bind(t.total_bytes)
-    .bind(TransferStatus::Requested)
-    .bind(now())
-    .bind(t.broadcast_id)
-    .bind(t.sender_device_key.unwrap_or(""))
-    .bind(t.receiver_device_key.unwrap_or(""))
-    .execute(pool)
-    .await?;
-    Ok(())
+pub async fn insert(store: &Store, t: &NewTransfer<'_>) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        sqlx::query(
+            "INSERT INTO transfers (id, sender_id, receiver_id, sender_username, receiver_username, sender_device, \
+             receiver_device, sender_lab, receiver_lab, files, file_count, total_bytes, status, requested_at, broadcast_id, \
+             sender_device_key, receiver_device_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(t.id)
+        .bind(t.sender_id)
+        .bind(t.receiver_id)
+        .bind(t.sender_username)
+        .bind(t.receiver_username)
+        .bind(t.sender_device)
+        .bind(t.receiver_device)
+        .bind(t.sender_lab)
+        .bind(t.receiver_lab)
+        .bind(t.files_json)
+        .bind(t.file_count)
+        .bind(t.total_bytes)
+        .bind(TransferStatus::Requested)
+        .bind(now())
+        .bind(t.broadcast_id)
+        .bind(t.sender_device_key.unwrap_or(""))
+        .bind(t.receiver_device_key.unwrap_or(""))
+        .execute(pool)
+        .await?;
+        Ok(())
+    })
 }
 
 /// Deletes finished rows requested before `before` (unix seconds): retention.
-pub async fn purge_before(pool: &Pool, before: i64) -> Result<u64, DbError> {
-    Ok(sqlx::query("DELETE FROM transfers WHERE requested_at < ? AND finished_at IS NOT NULL")
-        .bind(before)
-        .execute(pool)
-        .await?
-        .rows_affected())
+pub async fn purge_before(store: &Store, before: i64) -> Result<u64, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query("DELETE FROM transfers WHERE requested_at < $1 AND finished_at IS NOT NULL")
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected())
+    })
 }
 
-pub async fn mark_accepted(pool: &Pool, id: &str) -> Result<(), DbError> {
-    sqlx::query("UPDATE transfers SET status = ?, accepted_at = ? WHERE id = ?")
-        .bind(TransferStatus::Accepted)
-        .bind(now())
-        .bind(id)
-        .execute(pool)
-        .await?;
-    Ok(())
+pub async fn mark_accepted(store: &Store, id: &str) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        sqlx::query("UPDATE transfers SET status = $1, accepted_at = $2 WHERE id = $3")
+            .bind(TransferStatus::Accepted)
+            .bind(now())
+            .bind(id)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
 }
 
 /// An accepted transfer nobody finished: what a restarted server needs to let its two
@@ -176,43 +217,49 @@ pub struct ResumableRow {
 }
 
 /// Accepted, unfinished transfers (read at start-up).
-pub async fn resumable(pool: &Pool) -> Result<Vec<ResumableRow>, DbError> {
-    Ok(sqlx::query_as::<_, ResumableRow>(
-        "SELECT id, sender_id, receiver_id, sender_device_key, receiver_device_key, files, total_bytes \
-         FROM transfers WHERE status = ? AND finished_at IS NULL AND broadcast_id IS NULL",
-    )
-    .bind(TransferStatus::Accepted)
-    .fetch_all(pool)
-    .await?)
+pub async fn resumable(store: &Store) -> Result<Vec<ResumableRow>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, ResumableRow>(
+            "SELECT id, sender_id, receiver_id, sender_device_key, receiver_device_key, files, total_bytes \
+             FROM transfers WHERE status = $1 AND finished_at IS NULL AND broadcast_id IS NULL",
+        )
+        .bind(TransferStatus::Accepted)
+        .fetch_all(pool)
+        .await?)
+    })
 }
 
 /// Broadcast recipients still receiving when the server stopped: the relay tree lived in
 /// the stopped process, so these end `failed` (the sender can broadcast again).
-pub async fn fail_interrupted_broadcasts(pool: &Pool) -> Result<u64, DbError> {
-    Ok(sqlx::query(
-        "UPDATE transfers SET status = ?, failure_reason = 'the server restarted during the broadcast', \
-         finished_at = ? WHERE broadcast_id IS NOT NULL AND status = ? AND finished_at IS NULL",
-    )
-    .bind(TransferStatus::Failed)
-    .bind(now())
-    .bind(TransferStatus::Accepted)
-    .execute(pool)
-    .await?
-    .rows_affected())
+pub async fn fail_interrupted_broadcasts(store: &Store) -> Result<u64, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query(
+            "UPDATE transfers SET status = $1, failure_reason = 'the server restarted during the broadcast', \
+             finished_at = $2 WHERE broadcast_id IS NOT NULL AND status = $3 AND finished_at IS NULL",
+        )
+        .bind(TransferStatus::Failed)
+        .bind(now())
+        .bind(TransferStatus::Accepted)
+        .execute(pool)
+        .await?
+        .rows_affected())
+    })
 }
 
 /// Requests nobody answered before the server stopped: nobody can answer them now.
-pub async fn expire_unanswered(pool: &Pool) -> Result<u64, DbError> {
-    Ok(sqlx::query(
-        "UPDATE transfers SET status = ?, failure_reason = 'the server restarted before an answer', \
-         finished_at = ? WHERE status = ? AND finished_at IS NULL",
-    )
-    .bind(TransferStatus::Expired)
-    .bind(now())
-    .bind(TransferStatus::Requested)
-    .execute(pool)
-    .await?
-    .rows_affected())
+pub async fn expire_unanswered(store: &Store) -> Result<u64, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query(
+            "UPDATE transfers SET status = $1, failure_reason = 'the server restarted before an answer', \
+             finished_at = $2 WHERE status = $3 AND finished_at IS NULL",
+        )
+        .bind(TransferStatus::Expired)
+        .bind(now())
+        .bind(TransferStatus::Requested)
+        .execute(pool)
+        .await?
+        .rows_affected())
+    })
 }
 
 /// Who a row's parties are and whether it ended.
@@ -224,11 +271,15 @@ pub struct Parties {
     pub finished_at: Option<i64>,
 }
 
-pub async fn parties(pool: &Pool, id: &str) -> Result<Option<Parties>, DbError> {
-    Ok(sqlx::query_as::<_, Parties>("SELECT sender_id, receiver_id, status, finished_at FROM transfers WHERE id = ?")
+pub async fn parties(store: &Store, id: &str) -> Result<Option<Parties>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, Parties>(
+            "SELECT sender_id, receiver_id, status, finished_at FROM transfers WHERE id = $1",
+        )
         .bind(id)
         .fetch_optional(pool)
         .await?)
+    })
 }
 
 /// The final state of a transfer.
@@ -242,22 +293,24 @@ pub struct Outcome {
     pub failure_reason: String,
 }
 
-pub async fn finish(pool: &Pool, id: &str, o: &Outcome) -> Result<(), DbError> {
-    sqlx::query(
-        "UPDATE transfers SET status = ?, bytes = ?, sha256 = ?, path = ?, duration_ms = ?, failure_reason = ?, \
-         finished_at = ? WHERE id = ?",
-    )
-    .bind(o.status)
-    .bind(o.bytes)
-    .bind(&o.sha256)
-    .bind(&o.path)
-    .bind(o.duration_ms)
-    .bind(&o.failure_reason)
-    .bind(now())
-    .bind(id)
-    .execute(pool)
-    .await?;
-    Ok(())
+pub async fn finish(store: &Store, id: &str, o: &Outcome) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        sqlx::query(
+            "UPDATE transfers SET status = $1, bytes = $2, sha256 = $3, path = $4, duration_ms = $5, failure_reason = $6, \
+             finished_at = $7 WHERE id = $8",
+        )
+        .bind(o.status)
+        .bind(o.bytes)
+        .bind(&o.sha256)
+        .bind(&o.path)
+        .bind(o.duration_ms)
+        .bind(&o.failure_reason)
+        .bind(now())
+        .bind(id)
+        .execute(pool)
+        .await?;
+        Ok(())
+    })
 }
 
 macro_rules! select_columns {
@@ -269,11 +322,13 @@ macro_rules! select_columns {
 }
 
 #[cfg(test)]
-pub async fn by_id(pool: &Pool, id: &str) -> Result<Option<TransferRow>, DbError> {
-    Ok(sqlx::query_as::<_, TransferRow>(concat!(select_columns!(), " WHERE id = ?"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
+pub async fn by_id(store: &Store, id: &str) -> Result<Option<TransferRow>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, TransferRow>(concat!(select_columns!(), " WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?)
+    })
 }
 
 /// Which rows `list` returns; every field narrows the result.
@@ -295,33 +350,35 @@ pub struct TransferFilter {
 }
 
 /// Newest first, at most `limit` rows.
-pub async fn list(pool: &Pool, f: &TransferFilter, limit: i64) -> Result<Vec<TransferRow>, DbError> {
-    let (before_at, before_id) = match &f.before {
-        Some((at, id)) => (Some(*at), Some(id.clone())),
-        None => (None, None),
-    };
-    Ok(sqlx::query_as::<_, TransferRow>(concat!(
-        select_columns!(),
-        " WHERE (?1 IS NULL OR sender_id = ?1 OR receiver_id = ?1)",
-        " AND (?2 IS NULL OR sender_username = ?2 OR receiver_username = ?2)",
-        " AND (?3 IS NULL OR sender_lab = ?3 OR receiver_lab = ?3)",
-        " AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR path = ?5)",
-        " AND (?6 IS NULL OR requested_at >= ?6) AND (?7 IS NULL OR requested_at <= ?7)",
-        " AND (?8 IS NULL OR requested_at < ?8 OR (requested_at = ?8 AND id < ?9))",
-        " ORDER BY requested_at DESC, id DESC LIMIT ?10"
-    ))
-    .bind(f.party)
-    .bind(&f.username)
-    .bind(&f.lab)
-    .bind(&f.status)
-    .bind(&f.path)
-    .bind(f.from)
-    .bind(f.to)
-    .bind(before_at)
-    .bind(before_id)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
+pub async fn list(store: &Store, f: &TransferFilter, limit: i64) -> Result<Vec<TransferRow>, DbError> {
+    on_pool!(store, |pool| {
+        let (before_at, before_id) = match &f.before {
+            Some((at, id)) => (Some(*at), Some(id.clone())),
+            None => (None, None),
+        };
+        Ok(sqlx::query_as::<_, TransferRow>(concat!(
+            select_columns!(),
+            " WHERE ($1 IS NULL OR sender_id = $1 OR receiver_id = $1)",
+            " AND ($2 IS NULL OR sender_username = $2 OR receiver_username = $2)",
+            " AND ($3 IS NULL OR sender_lab = $3 OR receiver_lab = $3)",
+            " AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR path = $5)",
+            " AND ($6 IS NULL OR requested_at >= $6) AND ($7 IS NULL OR requested_at <= $7)",
+            " AND ($8 IS NULL OR requested_at < $8 OR (requested_at = $8 AND id < $9))",
+            " ORDER BY requested_at DESC, id DESC LIMIT $10"
+        ))
+        .bind(f.party)
+        .bind(&f.username)
+        .bind(&f.lab)
+        .bind(&f.status)
+        .bind(&f.path)
+        .bind(f.from)
+        .bind(f.to)
+        .bind(before_at)
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
+    })
 }
 
 /// Today's figures for the dashboard.
@@ -334,18 +391,20 @@ pub struct DayStats {
     pub bytes_relay: i64,
 }
 
-pub async fn stats_since(pool: &Pool, since: i64) -> Result<DayStats, DbError> {
-    Ok(sqlx::query_as::<_, DayStats>(
-        "SELECT COUNT(*) AS total, \
-         COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0) AS completed, \
-         COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS failed, \
-         COALESCE(SUM(CASE WHEN status = 'completed' AND path = 'direct' THEN bytes ELSE 0 END), 0) AS bytes_direct, \
-         COALESCE(SUM(CASE WHEN status = 'completed' AND path = 'relay' THEN bytes ELSE 0 END), 0) AS bytes_relay \
-         FROM transfers WHERE requested_at >= ?",
-    )
-    .bind(since)
-    .fetch_one(pool)
-    .await?)
+pub async fn stats_since(store: &Store, since: i64) -> Result<DayStats, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, DayStats>(
+            "SELECT COUNT(*) AS total, \
+             CAST(COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS completed, \
+             CAST(COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed, \
+             CAST(COALESCE(SUM(CASE WHEN status = 'completed' AND path = 'direct' THEN bytes ELSE 0 END), 0) AS BIGINT) AS bytes_direct, \
+             CAST(COALESCE(SUM(CASE WHEN status = 'completed' AND path = 'relay' THEN bytes ELSE 0 END), 0) AS BIGINT) AS bytes_relay \
+             FROM transfers WHERE requested_at >= $1",
+        )
+        .bind(since)
+        .fetch_one(pool)
+        .await?)
+    })
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -363,28 +422,35 @@ pub struct BroadcastRow {
 
 const BROADCAST_SELECT: &str = "SELECT b.id, b.sender_username, b.target, b.files, b.total_bytes, b.recipients, \
      b.created_at, \
-     COALESCE(SUM(CASE WHEN t.status = 'completed' THEN 1 ELSE 0 END), 0) AS completed, \
-     COALESCE(SUM(CASE WHEN t.status IN ('failed', 'cancelled', 'declined', 'expired') THEN 1 ELSE 0 END), 0) AS failed \
+     CAST(COALESCE(SUM(CASE WHEN t.status = 'completed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS completed, \
+     CAST(COALESCE(SUM(CASE WHEN t.status IN ('failed', 'cancelled', 'declined', 'expired') THEN 1 ELSE 0 END), 0) AS BIGINT) \
+     AS failed \
      FROM broadcasts b LEFT JOIN transfers t ON t.broadcast_id = b.id";
 
-pub async fn broadcasts(pool: &Pool, limit: i64) -> Result<Vec<BroadcastRow>, DbError> {
-    let sql = format!("{BROADCAST_SELECT} GROUP BY b.id ORDER BY b.created_at DESC LIMIT ?");
-    Ok(sqlx::query_as::<_, BroadcastRow>(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(pool).await?)
+pub async fn broadcasts(store: &Store, limit: i64) -> Result<Vec<BroadcastRow>, DbError> {
+    on_pool!(store, |pool| {
+        let sql = format!("{BROADCAST_SELECT} GROUP BY b.id ORDER BY b.created_at DESC LIMIT $1");
+        Ok(sqlx::query_as::<_, BroadcastRow>(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(pool).await?)
+    })
 }
 
-pub async fn broadcast(pool: &Pool, id: &str) -> Result<Option<BroadcastRow>, DbError> {
-    let sql = format!("{BROADCAST_SELECT} WHERE b.id = ? GROUP BY b.id");
-    Ok(sqlx::query_as::<_, BroadcastRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?)
+pub async fn broadcast(store: &Store, id: &str) -> Result<Option<BroadcastRow>, DbError> {
+    on_pool!(store, |pool| {
+        let sql = format!("{BROADCAST_SELECT} WHERE b.id = $1 GROUP BY b.id");
+        Ok(sqlx::query_as::<_, BroadcastRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?)
+    })
 }
 
-pub async fn of_broadcast(pool: &Pool, id: &str) -> Result<Vec<TransferRow>, DbError> {
-    Ok(sqlx::query_as::<_, TransferRow>(concat!(
-        select_columns!(),
-        " WHERE broadcast_id = ? ORDER BY receiver_username"
-    ))
-    .bind(id)
-    .fetch_all(pool)
-    .await?)
+pub async fn of_broadcast(store: &Store, id: &str) -> Result<Vec<TransferRow>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, TransferRow>(concat!(
+            select_columns!(),
+            " WHERE broadcast_id = $1 ORDER BY receiver_username"
+        ))
+        .bind(id)
+        .fetch_all(pool)
+        .await?)
+    })
 }
 
 pub struct NewBroadcast<'a> {
@@ -397,28 +463,32 @@ pub struct NewBroadcast<'a> {
     pub recipients: i64,
 }
 
-pub async fn insert_broadcast(pool: &Pool, b: &NewBroadcast<'_>) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO broadcasts (id, sender_id, sender_username, target, files, total_bytes, recipients, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(b.id)
-    .bind(b.sender_id)
-    .bind(b.sender_username)
-    .bind(b.target_json)
-    .bind(b.files_json)
-    .bind(b.total_bytes)
-    .bind(b.recipients)
-    .bind(now())
-    .execute(pool)
-    .await?;
-    Ok(())
+pub async fn insert_broadcast(store: &Store, b: &NewBroadcast<'_>) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        sqlx::query(
+            "INSERT INTO broadcasts (id, sender_id, sender_username, target, files, total_bytes, recipients, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(b.id)
+        .bind(b.sender_id)
+        .bind(b.sender_username)
+        .bind(b.target_json)
+        .bind(b.files_json)
+        .bind(b.total_bytes)
+        .bind(b.recipients)
+        .bind(now())
+        .execute(pool)
+        .await?;
+        Ok(())
+    })
 }
 
 /// One more recipient (a late joiner of the target lab).
-pub async fn add_broadcast_recipient(pool: &Pool, id: &str) -> Result<(), DbError> {
-    sqlx::query("UPDATE broadcasts SET recipients = recipients + 1 WHERE id = ?").bind(id).execute(pool).await?;
-    Ok(())
+pub async fn add_broadcast_recipient(store: &Store, id: &str) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        sqlx::query("UPDATE broadcasts SET recipients = recipients + 1 WHERE id = $1").bind(id).execute(pool).await?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -445,8 +515,8 @@ mod tests {
         }
     }
 
-    async fn pool_with_users() -> Pool {
-        let pool = crate::db::open_memory().await;
+    async fn pool_with_users() -> Store {
+        let pool = crate::db::test_store().await;
         for name in ["a", "b"] {
             crate::db::users::create(
                 &pool,
@@ -536,19 +606,18 @@ mod tests {
     async fn the_store_refuses_a_status_that_is_not_a_transfer_status() {
         let pool = pool_with_users().await;
         insert(&pool, &new("t1")).await.unwrap();
-        let set = |status: &'static str| {
-            sqlx::query("UPDATE transfers SET status = ? WHERE id = 't1'").bind(status).execute(&pool)
-        };
+        let set = |status: &'static str| pool.exec(format!("UPDATE transfers SET status = '{status}' WHERE id = 't1'"));
         for status in TransferStatus::ALL {
             set(status.as_str()).await.unwrap_or_else(|e| panic!("{status} refused: {e}"));
             assert_eq!(parties(&pool, "t1").await.unwrap().unwrap().status, status, "read back as the enum");
         }
         let e = set("done").await.unwrap_err().to_string();
-        assert!(e.contains("transfers.status must be"), "{e}");
+        // SQLite's trigger says so; PostgreSQL names its CHECK constraint.
+        assert!(e.contains("transfers.status must be") || e.contains("transfers_status_check"), "{e}");
         assert!(set("Completed").await.is_err(), "the words are lowercase");
         let raw = "INSERT INTO transfers (id, sender_username, receiver_username, status, requested_at) \
                    VALUES ('t2', 'a', 'b', 'finished', 0)";
-        assert!(sqlx::query(raw).execute(&pool).await.is_err());
+        assert!(pool.exec(raw).await.is_err());
         // Serialised to the API like it is stored.
         assert_eq!(serde_json::to_value(TransferStatus::Declined).unwrap(), "declined");
     }

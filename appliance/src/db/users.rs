@@ -1,6 +1,6 @@
 //! User accounts.
 
-use super::{DbError, Pool, now};
+use super::{DbError, Store, now, on_pool};
 
 /// A user joined with its role name.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -46,35 +46,46 @@ pub struct NewUser<'a> {
     pub must_change_password: bool,
 }
 
-pub async fn create(pool: &Pool, new: &NewUser<'_>) -> Result<i64, DbError> {
-    let t = now();
-    let id = sqlx::query_scalar::<_, i64>(
-        "INSERT INTO users (username, display_name, password_hash, role_id, must_change_password, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(new.username)
-    .bind(new.display_name)
-    .bind(new.password_hash)
-    .bind(new.role_id)
-    .bind(i64::from(new.must_change_password))
-    .bind(t)
-    .bind(t)
-    .fetch_one(pool)
-    .await
-    .map_err(|e| DbError::conflict_as(e, &format!("user {:?}", new.username)))?;
-    Ok(id)
+pub async fn create(store: &Store, new: &NewUser<'_>) -> Result<i64, DbError> {
+    on_pool!(store, |pool| {
+        let t = now();
+        let id = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO users (username, display_name, password_hash, role_id, must_change_password, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(new.username)
+        .bind(new.display_name)
+        .bind(new.password_hash)
+        .bind(new.role_id)
+        .bind(i64::from(new.must_change_password))
+        .bind(t)
+        .bind(t)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| DbError::conflict_as(e, &format!("user {:?}", new.username)))?;
+        Ok(id)
+    })
 }
 
-pub async fn by_username(pool: &Pool, username: &str) -> Result<Option<User>, DbError> {
-    Ok(sqlx::query_as::<_, User>(select_users!("WHERE u.username = ?")).bind(username).fetch_optional(pool).await?)
+pub async fn by_username(store: &Store, username: &str) -> Result<Option<User>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, User>(select_users!("WHERE lower(u.username) = lower($1)"))
+            .bind(username)
+            .fetch_optional(pool)
+            .await?)
+    })
 }
 
-pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<User>, DbError> {
-    Ok(sqlx::query_as::<_, User>(select_users!("WHERE u.id = ?")).bind(id).fetch_optional(pool).await?)
+pub async fn by_id(store: &Store, id: i64) -> Result<Option<User>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, User>(select_users!("WHERE u.id = $1")).bind(id).fetch_optional(pool).await?)
+    })
 }
 
-pub async fn list(pool: &Pool) -> Result<Vec<User>, DbError> {
-    Ok(sqlx::query_as::<_, User>(select_users!("ORDER BY u.username")).fetch_all(pool).await?)
+pub async fn list(store: &Store) -> Result<Vec<User>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, User>(select_users!("ORDER BY lower(u.username)")).fetch_all(pool).await?)
+    })
 }
 
 /// How a user list is ordered.
@@ -89,100 +100,116 @@ pub enum UserSort {
 /// One page of users whose username or display name contains `q` (case-insensitive),
 /// and how many match in all.
 pub async fn search(
-    pool: &Pool,
+    store: &Store,
     q: &str,
     sort: UserSort,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<User>, i64), DbError> {
-    let pattern = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-    let sql = match sort {
-        UserSort::Username => select_users!(
-            "WHERE u.username LIKE ?1 ESCAPE '\\' OR u.display_name LIKE ?1 ESCAPE '\\' ORDER BY u.username LIMIT ?2 OFFSET ?3"
-        ),
-        UserSort::Role => select_users!(
-            "WHERE u.username LIKE ?1 ESCAPE '\\' OR u.display_name LIKE ?1 ESCAPE '\\' ORDER BY r.name, u.username LIMIT ?2 OFFSET ?3"
-        ),
-        UserSort::LastLogin => select_users!(
-            "WHERE u.username LIKE ?1 ESCAPE '\\' OR u.display_name LIKE ?1 ESCAPE '\\' ORDER BY u.last_login_at DESC, u.username LIMIT ?2 OFFSET ?3"
-        ),
-        UserSort::Created => select_users!(
-            "WHERE u.username LIKE ?1 ESCAPE '\\' OR u.display_name LIKE ?1 ESCAPE '\\' ORDER BY u.created_at DESC, u.id DESC LIMIT ?2 OFFSET ?3"
-        ),
-    };
-    let rows = sqlx::query_as::<_, User>(sql).bind(&pattern).bind(limit).bind(offset).fetch_all(pool).await?;
-    let total = sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM users u WHERE u.username LIKE ?1 ESCAPE '\\' OR u.display_name LIKE ?1 ESCAPE '\\'",
-    )
-    .bind(&pattern)
-    .fetch_one(pool)
-    .await?;
-    Ok((rows, total))
+    on_pool!(store, |pool| {
+        let pattern = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let sql = match sort {
+            UserSort::Username => select_users!(
+                "WHERE lower(u.username) LIKE lower($1) ESCAPE '\\' OR lower(u.display_name) LIKE lower($1) ESCAPE '\\' ORDER BY lower(u.username) LIMIT $2 OFFSET $3"
+            ),
+            UserSort::Role => select_users!(
+                "WHERE lower(u.username) LIKE lower($1) ESCAPE '\\' OR lower(u.display_name) LIKE lower($1) ESCAPE '\\' ORDER BY r.name, lower(u.username) LIMIT $2 OFFSET $3"
+            ),
+            UserSort::LastLogin => select_users!(
+                "WHERE lower(u.username) LIKE lower($1) ESCAPE '\\' OR lower(u.display_name) LIKE lower($1) ESCAPE '\\' ORDER BY u.last_login_at DESC NULLS LAST, lower(u.username) LIMIT $2 OFFSET $3"
+            ),
+            UserSort::Created => select_users!(
+                "WHERE lower(u.username) LIKE lower($1) ESCAPE '\\' OR lower(u.display_name) LIKE lower($1) ESCAPE '\\' ORDER BY u.created_at DESC, u.id DESC LIMIT $2 OFFSET $3"
+            ),
+        };
+        let rows = sqlx::query_as::<_, User>(sql).bind(&pattern).bind(limit).bind(offset).fetch_all(pool).await?;
+        let total = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM users u WHERE lower(u.username) LIKE lower($1) ESCAPE '\\' OR lower(u.display_name) LIKE lower($1) ESCAPE '\\'",
+        )
+        .bind(&pattern)
+        .fetch_one(pool)
+        .await?;
+        Ok((rows, total))
+    })
 }
 
-pub async fn update(pool: &Pool, id: i64, display_name: &str, role_id: i64) -> Result<(), DbError> {
-    let done = sqlx::query("UPDATE users SET display_name = ?, role_id = ?, updated_at = ? WHERE id = ?")
-        .bind(display_name)
-        .bind(role_id)
-        .bind(now())
-        .bind(id)
-        .execute(pool)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(DbError::NotFound(format!("user {id}")));
-    }
-    Ok(())
+pub async fn update(store: &Store, id: i64, display_name: &str, role_id: i64) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        let done = sqlx::query("UPDATE users SET display_name = $1, role_id = $2, updated_at = $3 WHERE id = $4")
+            .bind(display_name)
+            .bind(role_id)
+            .bind(now())
+            .bind(id)
+            .execute(pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound(format!("user {id}")));
+        }
+        Ok(())
+    })
 }
 
 /// Deletes a user; their transfer-log rows keep the username, their sessions go.
-pub async fn delete(pool: &Pool, id: i64) -> Result<(), DbError> {
-    let done = sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(pool).await?;
-    if done.rows_affected() == 0 {
-        return Err(DbError::NotFound(format!("user {id}")));
-    }
-    Ok(())
+pub async fn delete(store: &Store, id: i64) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(pool).await?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound(format!("user {id}")));
+        }
+        Ok(())
+    })
 }
 
 /// Active (not disabled) members of the role named `role`.
-pub async fn count_active_in_role(pool: &Pool, role: &str) -> Result<i64, DbError> {
-    Ok(sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM users u JOIN roles r ON r.id = u.role_id WHERE r.name = ? AND u.disabled = 0",
-    )
-    .bind(role)
-    .fetch_one(pool)
-    .await?)
+pub async fn count_active_in_role(store: &Store, role: &str) -> Result<i64, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM users u JOIN roles r ON r.id = u.role_id WHERE r.name = $1 AND u.disabled = 0",
+        )
+        .bind(role)
+        .fetch_one(pool)
+        .await?)
+    })
 }
 
-pub async fn set_password(pool: &Pool, id: i64, hash: &str, must_change: bool) -> Result<(), DbError> {
-    let done = sqlx::query("UPDATE users SET password_hash = ?, must_change_password = ?, updated_at = ? WHERE id = ?")
+pub async fn set_password(store: &Store, id: i64, hash: &str, must_change: bool) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $1, must_change_password = $2, updated_at = $3 WHERE id = $4",
+        )
         .bind(hash)
         .bind(i64::from(must_change))
         .bind(now())
         .bind(id)
         .execute(pool)
         .await?;
-    if done.rows_affected() == 0 {
-        return Err(DbError::NotFound(format!("user {id}")));
-    }
-    Ok(())
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound(format!("user {id}")));
+        }
+        Ok(())
+    })
 }
 
-pub async fn set_disabled(pool: &Pool, id: i64, disabled: bool) -> Result<(), DbError> {
-    let done = sqlx::query("UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?")
-        .bind(i64::from(disabled))
-        .bind(now())
-        .bind(id)
-        .execute(pool)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(DbError::NotFound(format!("user {id}")));
-    }
-    Ok(())
+pub async fn set_disabled(store: &Store, id: i64, disabled: bool) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        let done = sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE id = $3")
+            .bind(i64::from(disabled))
+            .bind(now())
+            .bind(id)
+            .execute(pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound(format!("user {id}")));
+        }
+        Ok(())
+    })
 }
 
-pub async fn touch_login(pool: &Pool, id: i64) -> Result<(), DbError> {
-    sqlx::query("UPDATE users SET last_login_at = ? WHERE id = ?").bind(now()).bind(id).execute(pool).await?;
-    Ok(())
+pub async fn touch_login(store: &Store, id: i64) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2").bind(now()).bind(id).execute(pool).await?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -201,7 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn usernames_are_unique_ignoring_case() {
-        let pool = crate::db::open_memory().await;
+        let pool = crate::db::test_store().await;
         create(&pool, &alice()).await.unwrap();
         let dup = NewUser { username: "ALICE", ..alice() };
         assert!(matches!(create(&pool, &dup).await, Err(DbError::Conflict(_))));
@@ -211,7 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn disable_and_password_change_are_stored() {
-        let pool = crate::db::open_memory().await;
+        let pool = crate::db::test_store().await;
         let id = create(&pool, &alice()).await.unwrap();
         set_disabled(&pool, id, true).await.unwrap();
         set_password(&pool, id, "h2", true).await.unwrap();
@@ -224,7 +251,7 @@ mod tests {
 
     #[tokio::test]
     async fn search_pages_and_escapes_wildcards() {
-        let pool = crate::db::open_memory().await;
+        let pool = crate::db::test_store().await;
         for name in ["anna", "annabel", "bob", "x_y"] {
             create(&pool, &NewUser { username: name, display_name: name, ..alice() }).await.unwrap();
         }

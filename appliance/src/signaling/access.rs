@@ -35,7 +35,7 @@ pub struct Surroundings {
 }
 
 impl Surroundings {
-    pub async fn load(pool: &db::Pool) -> Result<Self, DbError> {
+    pub async fn load(pool: &db::Store) -> Result<Self, DbError> {
         let ranges = db::labs::ranges(pool).await?;
         let known_labs = db::labs::list(pool).await?.into_iter().map(|l| LabName::from(l.name)).collect();
         Ok(Surroundings {

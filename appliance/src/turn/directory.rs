@@ -100,12 +100,12 @@ impl UserDirectory {
 
 /// Loads `user id → may not relay` (disabled, or a role that may neither send nor receive
 /// files) from the store.
-pub async fn load_users(pool: &db::Pool) -> Result<HashMap<i64, bool>, db::DbError> {
+pub async fn load_users(pool: &db::Store) -> Result<HashMap<i64, bool>, db::DbError> {
     Ok(db::access::all(pool).await?.into_iter().map(|(id, u)| (id, u.disabled || !u.may_relay())).collect())
 }
 
 /// Loads the tags of the live sessions (not revoked, not expired) and when each ends.
-pub async fn load_sessions(pool: &db::Pool) -> Result<HashMap<String, i64>, db::DbError> {
+pub async fn load_sessions(pool: &db::Store) -> Result<HashMap<String, i64>, db::DbError> {
     Ok(db::sessions::live(pool, db::now())
         .await?
         .iter()
@@ -115,12 +115,11 @@ pub async fn load_sessions(pool: &db::Pool) -> Result<HashMap<String, i64>, db::
 
 /// Loads every lab's ranges. Rows that are not valid CIDRs are skipped with a warning
 /// (the portal validates them; a hand-edited database should not stop the relay).
-// The labs repository does not exist yet (the portal's labs page brings it); when it does,
-// this query moves there.
-pub async fn load_lab_ranges(pool: &db::Pool) -> Result<Vec<IpNet>, db::DbError> {
-    let rows: Vec<String> = sqlx::query_scalar("SELECT cidr FROM lab_ranges").fetch_all(pool).await?;
-    Ok(rows
+pub async fn load_lab_ranges(pool: &db::Store) -> Result<Vec<IpNet>, db::DbError> {
+    Ok(db::labs::ranges(pool)
+        .await?
         .into_iter()
+        .map(|range| range.cidr)
         .filter_map(|text| match text.trim().parse::<IpNet>() {
             Ok(net) => Some(net.trunc()),
             Err(_) => match text.trim().parse::<std::net::IpAddr>() {
@@ -177,10 +176,10 @@ mod tests {
 
     #[tokio::test]
     async fn lab_ranges_load_and_bad_rows_are_skipped() {
-        let pool = db::open_memory().await;
-        sqlx::query("INSERT INTO labs (id, name, created_at) VALUES (1, 'A', 0)").execute(&pool).await.unwrap();
+        let pool = db::test_store().await;
+        pool.exec("INSERT INTO labs (id, name, created_at) VALUES (1, 'A', 0)").await.unwrap();
         for cidr in ["10.20.0.0/16", "192.168.7.9/24", "not a net", "10.9.9.9"] {
-            sqlx::query("INSERT INTO lab_ranges (lab_id, cidr) VALUES (1, ?)").bind(cidr).execute(&pool).await.unwrap();
+            pool.exec(format!("INSERT INTO lab_ranges (lab_id, cidr) VALUES (1, '{cidr}')")).await.unwrap();
         }
         let mut nets: Vec<String> = load_lab_ranges(&pool).await.unwrap().iter().map(|n| n.to_string()).collect();
         nets.sort();

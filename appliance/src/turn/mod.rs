@@ -42,7 +42,7 @@ pub use service::bind;
 /// read from the store (so it is right at once after a lab change): for `doctor` and the
 /// portal.
 pub async fn describe_peer_policy(
-    pool: &crate::db::Pool,
+    pool: &crate::db::Store,
     turn: &crate::config::TurnConfig,
 ) -> Result<String, crate::db::DbError> {
     if !turn.enabled {

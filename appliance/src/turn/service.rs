@@ -200,7 +200,7 @@ impl BoundTurn {
     /// relayed share of traffic needs.
     pub async fn start_on_own_thread(
         self,
-        pool: db::Pool,
+        pool: db::Store,
         counters: TurnCounters,
         access_changes: tokio::sync::watch::Receiver<i64>,
     ) -> anyhow::Result<TurnThread> {
@@ -239,7 +239,7 @@ impl BoundTurn {
     /// Serves the relay on the current runtime; returns once it runs.
     async fn start(
         self,
-        pool: db::Pool,
+        pool: db::Store,
         counters: TurnCounters,
         access_changes: tokio::sync::watch::Receiver<i64>,
     ) -> anyhow::Result<RunningTurn> {
@@ -338,7 +338,7 @@ impl BoundTurn {
 /// sessions that ended by time. When an access change is seen (`access_changes`), at once:
 /// reload users (closing the allocations of users who may no longer relay), sessions and
 /// lab ranges. A reload that failed is tried again on every tick until it succeeds.
-async fn upkeep(shared: Arc<Shared>, pool: db::Pool, mut access_changes: tokio::sync::watch::Receiver<i64>) {
+async fn upkeep(shared: Arc<Shared>, pool: db::Store, mut access_changes: tokio::sync::watch::Receiver<i64>) {
     let mut tick = tokio::time::interval(REFRESH);
     let mut watching = true;
     let mut reload = false;
@@ -377,7 +377,7 @@ async fn upkeep(shared: Arc<Shared>, pool: db::Pool, mut access_changes: tokio::
 
 /// Reloads the relay's view of users, sessions and lab ranges; false when a part could not
 /// be read (that part keeps its last view).
-async fn reload_directory(shared: &Shared, pool: &db::Pool) -> bool {
+async fn reload_directory(shared: &Shared, pool: &db::Store) -> bool {
     let mut complete = true;
     match directory::load_users(pool).await {
         Ok(users) => {
