@@ -15,8 +15,8 @@
 # allows 400 connections, for many test servers in parallel, each with its own pool. The
 # role `labbeam` is a superuser, so tests can create and drop their own databases.
 # Starting a cluster that is already running prints its address again; starting a stopped
-# one starts it again, on a new free port. Must run as root (it switches to the postgres
-# user with runuser).
+# one starts it again, on its previous port if that is free, else on a new free port. Must
+# run as root (it switches to the postgres user with runuser).
 set -euo pipefail
 
 die() {
@@ -110,8 +110,12 @@ EOF
     fi
 
     started=""
+    # A stopped cluster comes back on its previous port when that is free, so the address
+    # its clients hold works again (tests/js/store-outage.test.mjs stops and starts one).
+    previous=""
+    if [ -f "$dir/port" ]; then previous=$(cat "$dir/port"); fi
     for _ in 1 2 3 4 5; do
-      port=$(free_port)
+      if [ -n "$previous" ]; then port=$previous; previous=""; else port=$(free_port); fi
       as_postgres truncate -s 0 "$dir/server.log"
       if as_postgres "$bin/pg_ctl" start -D "$data" -w -t 60 -l "$dir/server.log" -o "-p $port" >/dev/null 2>&1; then
         started=yes

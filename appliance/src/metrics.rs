@@ -43,6 +43,7 @@ pub struct Metrics {
     socket_events: Family<EventLabels, Counter>,
     signals_refused: Family<ReasonLabels, Counter>,
     transfers_finished: Family<ReasonLabels, Counter>,
+    pub transfer_log_waiting: Gauge,
     pub turn: crate::turn::TurnCounters,
 }
 
@@ -72,6 +73,12 @@ impl Metrics {
         registry.register("signals_refused", "WebRTC signals refused, by reason", signals_refused.clone());
         let transfers_finished = Family::<ReasonLabels, Counter>::default();
         registry.register("transfers_finished", "Transfers logged, by final status", transfers_finished.clone());
+        let transfer_log_waiting = Gauge::default();
+        registry.register(
+            "transfer_log_waiting",
+            "Transfer-log records waiting in memory for the store to come back",
+            transfer_log_waiting.clone(),
+        );
         let turn = crate::turn::TurnCounters::register(&mut registry);
         Self {
             registry,
@@ -82,6 +89,7 @@ impl Metrics {
             socket_events,
             signals_refused,
             transfers_finished,
+            transfer_log_waiting,
             turn,
         }
     }

@@ -62,7 +62,8 @@ async function boot(args, env) {
 }
 
 export async function startServer({ config, env: extraEnv } = {}) {
-  const storeUrl = extraEnv?.LABBEAM_STORE_URL ? null : freshStoreUrl();
+  // A store the test chose itself is used as it is, by serve and the command line alike.
+  const storeUrl = extraEnv?.LABBEAM_STORE_URL ?? freshStoreUrl();
   const storeEnv = storeUrl ? { LABBEAM_STORE_URL: storeUrl } : {};
   const env = { ...storeEnv, ...extraEnv };
   const dir = mkdtempSync(path.join(tmpdir(), 'labbeam-js-'));

@@ -13,6 +13,9 @@ use crate::auth::AuthError;
 use crate::db::DbError;
 use crate::signaling::SignalError;
 
+/// `Retry-After` of a `store_unavailable` answer: a database restart takes seconds.
+const STORE_RETRY_AFTER_SECS: u64 = 5;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -38,6 +41,16 @@ impl ApiError {
         // The detail goes to the log, never to the client.
         tracing::error!(error = %detail, "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on the server; it was logged")
+    }
+
+    /// 503 `store_unavailable`: the database is away (stopped, restarting, unreachable);
+    /// the request may be repeated, and works again once the database is back.
+    pub fn store_unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %detail, "store unavailable");
+        Self {
+            retry_after: Some(STORE_RETRY_AFTER_SECS),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", crate::db::UNAVAILABLE_MESSAGE)
+        }
     }
 
     pub fn body(&self) -> serde_json::Value {
@@ -74,6 +87,7 @@ impl From<AuthError> for ApiError {
             AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AuthError::WeakPassword(_) => (StatusCode::BAD_REQUEST, "weak_password"),
             AuthError::Internal(detail) => return ApiError::internal(detail),
+            AuthError::StoreUnavailable(detail) => return ApiError::store_unavailable(detail),
         };
         let mut api = ApiError::new(status, code, message);
         if let AuthError::TooManyAttempts { retry_after_secs } | AuthError::Busy { retry_after_secs } = e {
@@ -104,6 +118,7 @@ impl From<SignalError> for ApiError {
             SignalError::TransferEnded(_) => StatusCode::GONE,
             SignalError::TooManyPending(_) | SignalError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             SignalError::Internal(detail) => return ApiError::internal(detail),
+            SignalError::StoreUnavailable(detail) => return ApiError::store_unavailable(detail),
         };
         ApiError::new(status, e.code(), e.to_string())
     }
@@ -111,6 +126,9 @@ impl From<SignalError> for ApiError {
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
+        if e.is_unavailable() {
+            return ApiError::store_unavailable(e);
+        }
         match e {
             DbError::Conflict(what) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists"))

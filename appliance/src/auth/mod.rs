@@ -65,13 +65,16 @@ pub enum AuthError {
     Forbidden(&'static str),
     #[error("{0}")]
     WeakPassword(String),
+    /// The database cannot be reached (the detail is for the log).
+    #[error("{}", crate::db::UNAVAILABLE_MESSAGE)]
+    StoreUnavailable(String),
     #[error("{0}")]
     Internal(String),
 }
 
 impl From<DbError> for AuthError {
     fn from(e: DbError) -> Self {
-        AuthError::Internal(e.to_string())
+        if e.is_unavailable() { AuthError::StoreUnavailable(e.to_string()) } else { AuthError::Internal(e.to_string()) }
     }
 }
 

@@ -101,7 +101,30 @@ impl DbError {
             _ => DbError::Sqlx(e),
         }
     }
+
+    /// The database cannot be reached right now (stopped, restarting, unreachable, or every
+    /// connection busy past the acquire timeout), as opposed to refusing a statement: the
+    /// caller answers 503 `store_unavailable`, and the next request tries again.
+    pub fn is_unavailable(&self) -> bool {
+        let DbError::Sqlx(e) = self else { return false };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // SQLSTATE classes 08 (connection exception) and 57P (operator intervention:
+            // the server is shutting down or starting), and 53300 (too many connections).
+            sqlx::Error::Database(d) => {
+                d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300")
+            }
+            _ => false,
+        }
+    }
 }
+
+/// What a caller shows when the store is unavailable (`DbError::is_unavailable`).
+pub const UNAVAILABLE_MESSAGE: &str = "the database cannot be reached right now; try again in a moment";
 
 /// The schema: every migration this binary knows, in order, for each database.
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -457,6 +480,26 @@ mod tests {
         }
         let e = Location::parse("postgres://lb:pw@[::1", &config).unwrap_err().to_string();
         assert!(!e.contains("pw@"), "{e}");
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_reached_is_told_from_one_that_refuses() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        for away in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed, sqlx::Error::Io(io)] {
+            assert!(DbError::Sqlx(away).is_unavailable());
+        }
+        for refused in [sqlx::Error::RowNotFound, sqlx::Error::ColumnNotFound("x".into())] {
+            assert!(!DbError::Sqlx(refused).is_unavailable());
+        }
+        assert!(!DbError::Conflict("user".into()).is_unavailable());
+    }
+
+    #[tokio::test]
+    async fn a_stopped_store_is_unavailable_not_an_internal_error() {
+        let store = test_store().await;
+        store.close().await;
+        let e = access::generation(&store).await.unwrap_err();
+        assert!(e.is_unavailable(), "{e}");
     }
 
     #[test]

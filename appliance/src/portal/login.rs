@@ -108,6 +108,7 @@ pub async fn submit(
             Ok(response)
         }
         Err(AuthError::Internal(e)) => Err(PortalError::Internal(e)),
+        Err(AuthError::StoreUnavailable(e)) => Err(PortalError::Unavailable(e)),
         Err(e) => again(e.to_string()),
     }
 }

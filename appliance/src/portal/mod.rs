@@ -129,6 +129,7 @@ impl FromRequestParts<AppState> for PortalUser {
         let user = match auth::authenticate(state, &token).await {
             Ok(u) => u,
             Err(AuthError::Internal(e)) => return Err(PortalError::Internal(e).into_response()),
+            Err(AuthError::StoreUnavailable(e)) => return Err(PortalError::Unavailable(e).into_response()),
             Err(_) => return Err(to_login()),
         };
         if user.must_change_password {
@@ -158,10 +159,16 @@ pub enum PortalError {
     NotFound(String),
     #[error("{0}")]
     Internal(String),
+    /// The database cannot be reached (the detail is for the log).
+    #[error("{}", crate::db::UNAVAILABLE_MESSAGE)]
+    Unavailable(String),
 }
 
 impl From<crate::db::DbError> for PortalError {
     fn from(e: crate::db::DbError) -> Self {
+        if e.is_unavailable() {
+            return PortalError::Unavailable(e.to_string());
+        }
         match e {
             crate::db::DbError::Conflict(what) => PortalError::BadRequest(format!("{what} already exists.")),
             crate::db::DbError::NotFound(what) => PortalError::NotFound(what),
@@ -175,6 +182,7 @@ impl From<AuthError> for PortalError {
         match e {
             AuthError::WeakPassword(m) => PortalError::BadRequest(m),
             AuthError::Internal(m) => PortalError::Internal(m),
+            AuthError::StoreUnavailable(m) => PortalError::Unavailable(m),
             other => PortalError::BadRequest(other.to_string()),
         }
     }
@@ -196,6 +204,10 @@ impl IntoResponse for PortalError {
             PortalError::Internal(detail) => {
                 tracing::error!(error = %detail, "portal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "Server error")
+            }
+            PortalError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "portal: store unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, "Database unavailable")
             }
         };
         let message = match &self {

@@ -47,6 +47,9 @@ pub enum SignalError {
     NotConnected,
     #[error("that transfer already ended ({0}); it cannot be resumed")]
     TransferEnded(TransferStatus),
+    /// The database cannot be reached (the detail is for the log).
+    #[error("{}", db::UNAVAILABLE_MESSAGE)]
+    StoreUnavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -70,6 +73,7 @@ impl SignalError {
             SignalError::UnknownLab(_) => "unknown_lab",
             SignalError::NotConnected => "not_connected",
             SignalError::TransferEnded(_) => "transfer_ended",
+            SignalError::StoreUnavailable(_) => "store_unavailable",
             SignalError::Internal(_) => "internal",
         }
     }
@@ -81,6 +85,10 @@ impl SignalError {
             SignalError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 INTERNAL_MESSAGE.to_string()
+            }
+            SignalError::StoreUnavailable(detail) => {
+                tracing::warn!(error = %detail, "store unavailable");
+                db::UNAVAILABLE_MESSAGE.to_string()
             }
             other => other.to_string(),
         }
@@ -94,7 +102,11 @@ impl SignalError {
 
 impl From<db::DbError> for SignalError {
     fn from(e: db::DbError) -> Self {
-        SignalError::Internal(e.to_string())
+        if e.is_unavailable() {
+            SignalError::StoreUnavailable(e.to_string())
+        } else {
+            SignalError::Internal(e.to_string())
+        }
     }
 }
 

@@ -122,6 +122,10 @@ async fn authenticate(
                 tracing::error!(error = %detail, "socket authentication failed");
                 "internal"
             }
+            AuthError::StoreUnavailable(detail) => {
+                tracing::warn!(error = %detail, "socket authentication: store unavailable");
+                "store_unavailable"
+            }
             _ => "invalid_token",
         })
     })?;

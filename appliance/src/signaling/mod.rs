@@ -24,6 +24,7 @@ mod reconcile;
 mod resume;
 pub mod tree;
 
+use std::collections::VecDeque;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -51,6 +52,8 @@ pub struct Signaling {
     hub: Mutex<Hub>,
     io: OnceLock<SocketIo>,
     broadcasts: Mutex<broadcast::Book>,
+    /// Transfer-log records not written yet because the store was unavailable, oldest first.
+    unwritten: Mutex<VecDeque<Record>>,
 }
 
 impl Signaling {
@@ -58,6 +61,12 @@ impl Signaling {
     pub fn with_hub<T>(&self, f: impl FnOnce(&mut Hub) -> T) -> T {
         let mut hub = self.hub.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut hub)
+    }
+
+    /// Runs `f` with the records waiting for the store locked. Never awaits inside.
+    fn with_unwritten<T>(&self, f: impl FnOnce(&mut VecDeque<Record>) -> T) -> T {
+        let mut queue = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut queue)
     }
 
     /// Runs `f` with the running broadcasts locked. Never awaits inside.
@@ -157,42 +166,90 @@ pub(crate) async fn deliver(state: &AppState, emits: Vec<Emit>) {
 }
 
 /// Writes transfer-log changes, in order.
+/// Most transfer-log records kept in memory while the store is unavailable; past it the
+/// oldest are dropped, each with an error in the log.
+const MAX_UNWRITTEN: usize = 100_000;
+
+/// Writes transfer-log records. While the store is unavailable (a database restart, a lost
+/// connection) they wait in memory, in order, and the sweep writes them once it is back,
+/// before any newer record: a transfer that ends during the gap is still logged as it
+/// ended, not left `accepted`. A record the store refuses for another reason is logged and
+/// dropped.
 pub(crate) async fn store(state: &AppState, records: Vec<Record>) {
     for r in records {
-        let result = match &r {
-            Record::Requested(t) => {
-                let files = serde_json::to_string(&t.files).unwrap_or_else(|_| "[]".into());
-                db::transfers::insert(
-                    &state.db,
-                    &db::transfers::NewTransfer {
-                        id: t.id.as_str(),
-                        sender_id: t.from.user_id,
-                        receiver_id: t.to.user_id,
-                        sender_username: &t.from.username,
-                        receiver_username: &t.to.username,
-                        sender_device: &t.from.device,
-                        receiver_device: &t.to.device,
-                        sender_lab: t.from.lab.as_str(),
-                        receiver_lab: t.to.lab.as_str(),
-                        files_json: &files,
-                        file_count: t.files.len() as i64,
-                        total_bytes: i64::try_from(t.total_bytes).unwrap_or(i64::MAX),
-                        broadcast_id: t.broadcast_id.as_deref(),
-                        sender_device_key: t.sender_device_key.as_ref().map(|k| k.as_str()),
-                        receiver_device_key: t.receiver_device_key.as_ref().map(|k| k.as_str()),
-                    },
-                )
-                .await
-            }
-            Record::Accepted(id) => db::transfers::mark_accepted(&state.db, id.as_str()).await,
-            Record::Finished(id, outcome) => {
-                state.metrics.transfer_finished(outcome.status.as_str());
-                db::transfers::finish(&state.db, id.as_str(), outcome).await
-            }
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, record = ?r, "could not write the transfer log");
+        if let Record::Finished(_, outcome) = &r {
+            state.metrics.transfer_finished(outcome.status.as_str());
         }
+        if state.signaling.with_unwritten(|q| !q.is_empty()) {
+            defer(state, r);
+            continue;
+        }
+        match write_record(state, &r).await {
+            Ok(()) => {}
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "the transfer log waits for the store");
+                defer(state, r);
+            }
+            Err(e) => tracing::error!(error = %e, record = ?r, "could not write the transfer log"),
+        }
+    }
+}
+
+fn defer(state: &AppState, r: Record) {
+    let (dropped, waiting) = state.signaling.with_unwritten(|q| {
+        q.push_back(r);
+        ((q.len() > MAX_UNWRITTEN).then(|| q.pop_front()).flatten(), q.len())
+    });
+    state.metrics.transfer_log_waiting.set(waiting as i64);
+    if let Some(lost) = dropped {
+        tracing::error!(record = ?lost, "the store was unavailable for too long: transfer-log record dropped");
+    }
+}
+
+/// Writes the records that waited for the store, oldest first, until the store fails again.
+async fn write_deferred(state: &AppState) {
+    while let Some(r) = state.signaling.with_unwritten(|q| q.front().cloned()) {
+        match write_record(state, &r).await {
+            Ok(()) => {}
+            Err(e) if e.is_unavailable() => return,
+            Err(e) => tracing::error!(error = %e, record = ?r, "could not write the transfer log"),
+        }
+        let waiting = state.signaling.with_unwritten(|q| {
+            q.pop_front();
+            q.len()
+        });
+        state.metrics.transfer_log_waiting.set(waiting as i64);
+    }
+}
+
+async fn write_record(state: &AppState, r: &Record) -> Result<(), db::DbError> {
+    match &r {
+        Record::Requested(t) => {
+            let files = serde_json::to_string(&t.files).unwrap_or_else(|_| "[]".into());
+            db::transfers::insert(
+                &state.db,
+                &db::transfers::NewTransfer {
+                    id: t.id.as_str(),
+                    sender_id: t.from.user_id,
+                    receiver_id: t.to.user_id,
+                    sender_username: &t.from.username,
+                    receiver_username: &t.to.username,
+                    sender_device: &t.from.device,
+                    receiver_device: &t.to.device,
+                    sender_lab: t.from.lab.as_str(),
+                    receiver_lab: t.to.lab.as_str(),
+                    files_json: &files,
+                    file_count: t.files.len() as i64,
+                    total_bytes: i64::try_from(t.total_bytes).unwrap_or(i64::MAX),
+                    broadcast_id: t.broadcast_id.as_deref(),
+                    sender_device_key: t.sender_device_key.as_ref().map(|k| k.as_str()),
+                    receiver_device_key: t.receiver_device_key.as_ref().map(|k| k.as_str()),
+                },
+            )
+            .await
+        }
+        Record::Accepted(id) => db::transfers::mark_accepted(&state.db, id.as_str()).await,
+        Record::Finished(id, outcome) => db::transfers::finish(&state.db, id.as_str(), outcome).await,
     }
 }
 
@@ -266,6 +323,7 @@ async fn sweep(state: AppState) {
         if let Err(e) = drop_ended_sessions(&state).await {
             tracing::warn!(error = %e, "session sweep failed");
         }
+        write_deferred(&state).await;
     }
 }
 

@@ -12,7 +12,8 @@
  * to 10 s with ±50 % jitter, without end. A server that closes the connection itself
  * (`io server disconnect`, e.g. when it shuts down) is retried once by hand: a revoked session
  * then gets its final `connect_error`. A refusal because the user has too many devices (or this
- * browser too many tabs) connected is retried by hand every ~15 s, until there is room.
+ * browser too many tabs) connected is retried by hand every ~15 s, until there is room; one
+ * because the server's database is away for a moment (`store_unavailable`) every ~3 s.
  */
 
 import { io, type Socket } from 'socket.io-client';
@@ -95,6 +96,10 @@ export interface SignalingOptions {
 const CROWDED = new Set(['too_many_devices', 'too_many_connections']);
 /** How long a crowded-out connection waits before it tries again (±50 %). */
 export const CROWDED_RETRY_MS = 15_000;
+/** Refusals of a moment: the server's database is away (a restart); retried by itself. */
+const TRANSIENT = new Set(['store_unavailable']);
+/** How long a connection refused for a moment waits before it tries again (±50 %). */
+export const TRANSIENT_RETRY_MS = 3_000;
 
 /** Connection refusals that no retry will fix. */
 const FINAL_REFUSALS = new Set([
@@ -243,11 +248,13 @@ export class SignalingClient extends Emitter<SignalingEvents> {
       if (FINAL_REFUSALS.has(code)) {
         s.close();
         this.emit('connection', { kind: 'refused', code });
-      } else if (CROWDED.has(code)) {
+      } else if (CROWDED.has(code) || TRANSIENT.has(code)) {
         // socket.io-client does not retry a refusal by the server: try again by hand.
-        this.emit('connection', { kind: 'crowded', code });
+        const crowded = CROWDED.has(code);
+        this.emit('connection', crowded ? { kind: 'crowded', code } : { kind: 'reconnecting' });
         if (this.#crowdedRetry !== null) clearTimeout(this.#crowdedRetry);
-        const delay = CROWDED_RETRY_MS * (1 - RECONNECTION.randomizationFactor + Math.random() * 2 * RECONNECTION.randomizationFactor);
+        const wait = crowded ? CROWDED_RETRY_MS : TRANSIENT_RETRY_MS;
+        const delay = wait * (1 - RECONNECTION.randomizationFactor + Math.random() * 2 * RECONNECTION.randomizationFactor);
         this.#crowdedRetry = setTimeout(() => {
           this.#crowdedRetry = null;
           if (!this.#closed && !s.connected) s.connect();
