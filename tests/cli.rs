@@ -76,6 +76,11 @@ fn bad_flags_give_one_line_and_exit_2() {
     let out = run(&["serve", "--http-listen", "not-an-address"]);
     assert_eq!(out.status.code(), Some(2));
     one_line_error(&out);
+    // A missing flag is named.
+    let out = run(&["lab", "assign", "Lab A"]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = one_line_error(&out);
+    assert!(e.contains("not provided: <USERNAME>"), "{e}");
 }
 
 #[test]

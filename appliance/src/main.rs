@@ -46,10 +46,12 @@ fn main() -> std::process::ExitCode {
                 let _ = e.print();
                 return std::process::ExitCode::from(2);
             }
-            // One line: the first line of clap's message, without its "error: " prefix.
+            // One line: the first paragraph of clap's message, without its "error: " prefix
+            // (for missing arguments it lists them on the lines under the first).
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            eprintln!("labbeam: {first} (see labbeam --help)");
+            let first: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            let first = if first.is_empty() { "invalid arguments".to_string() } else { first.join(" ") };
+            eprintln!("labbeam: {} (see labbeam --help)", first.trim_start_matches("error: "));
             return std::process::ExitCode::from(2);
         }
     };
@@ -81,6 +83,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::User { action } => cli::user(action).await,
         Command::Lab { action } => cli::lab(action).await,
         Command::Setting { action } => cli::setting(action).await,
+        Command::Store { action } => cli::store(action).await,
         Command::Doctor(store) => cli::doctor(store).await,
     }
 }
