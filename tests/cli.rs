@@ -290,3 +290,312 @@ fn host_names_in_another_order_keep_the_certificate() {
     assert_eq!(serve_fingerprint(&data, &cba), first, "same names, another order and case");
     assert_ne!(serve_fingerprint(&data, &other), first, "other names make a new certificate");
 }
+
+// ---------------------------------------------------------------------------------------
+// `labbeam store copy`
+
+/// The tables `store copy` carries, in its order.
+const STORE_TABLES: [&str; 12] = [
+    "roles",
+    "role_permissions",
+    "users",
+    "labs",
+    "lab_ranges",
+    "user_labs",
+    "sessions",
+    "audit_log",
+    "transfers",
+    "broadcasts",
+    "announcements",
+    "settings",
+];
+
+fn sqlite_url(path: &std::path::Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// Runs `labbeam store copy` as the admin would (with the server's flags, as `s.cli` gives
+/// them, when `s` is given).
+fn store_copy(s: Option<&Server>, from: &str, to: &str, force: bool) -> Output {
+    let mut args = vec!["store", "copy", "--from", from, "--to", to];
+    if force {
+        args.push("--force");
+    }
+    match s {
+        Some(s) => s.cli(&args, None),
+        None => run(&args),
+    }
+}
+
+/// A successful copy's table lines: table -> (rows, checksum prefix).
+fn copied(out: &Output) -> BTreeMap<String, (u64, String)> {
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "store copy failed:\n{text}");
+    let tables: BTreeMap<String, (u64, String)> = text
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(words.len(), 5, "{l}");
+            assert_eq!(words[3], "sha256", "{l}");
+            (words[0].to_string(), (words[1].parse().unwrap(), words[4].to_string()))
+        })
+        .collect();
+    assert_eq!(tables.keys().map(String::as_str).collect::<Vec<_>>(), {
+        let mut t = STORE_TABLES.to_vec();
+        t.sort();
+        t
+    });
+    let last = text.lines().last().unwrap_or("");
+    assert!(last.starts_with("copied ") && last.contains("verified"), "{text}");
+    tables
+}
+
+async fn row_counts(db: &harness::Store) -> BTreeMap<&'static str, i64> {
+    let mut counts = BTreeMap::new();
+    for table in STORE_TABLES {
+        counts.insert(table, db.int(&format!("SELECT count(*) FROM {table}")).await);
+    }
+    counts
+}
+
+/// Rows of every kind, made the way an appliance makes them: the API, the portal and the
+/// command line; the transfer log, a broadcast and announcements (which only live sockets
+/// write) inserted directly. Returns the admin's token.
+async fn populate(s: &Server) -> String {
+    use harness::sql_text as t;
+    let token = s.admin().await;
+    let admin = harness::Browser::login(s, "admin").await;
+    let csrf = admin.csrf().await;
+    let (status, _, _) = admin.post("/admin/roles", &[("csrf", &csrf), ("name", "viewer")]).await;
+    assert_eq!(status, 303, "custom role");
+    let db = s.store().await;
+    let viewer = db.int("SELECT id FROM roles WHERE name = 'viewer'").await;
+    let form = [("csrf", csrf.as_str()), ("perm_portal.access", "on"), ("perm_transfer.receive", "on")];
+    assert_eq!(admin.post(&format!("/admin/roles/{viewer}"), &form).await.0, 303);
+    for (user, role) in [("vic", "viewer"), ("prof", "instructor"), ("zoë", "student"), ("stu", "student")] {
+        s.add_user(user, role);
+    }
+    for args in [
+        &["lab", "add", "Lab A", "--cidr", "10.1.0.0/24", "--cidr", "10.1.1.0/24"][..],
+        &["lab", "add", "Lab B", "--cidr", "10.2.0.0/24"],
+        &["lab", "assign", "Lab A", "prof"],
+        &["setting", "set", "transfer.request_expiry_secs", "120"],
+        &["user", "disable", "stu"],
+    ] {
+        let out = s.cli(args, None);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    for user in ["vic", "prof", "zoë"] {
+        s.login(user, PASSWORD).await;
+    }
+    let ended = s.login("prof", PASSWORD).await;
+    let r = s.client().post(s.url("/api/auth/logout")).bearer_auth(&ended).send().await.unwrap();
+    assert!(r.status().is_success(), "logout");
+
+    let now = harness::now();
+    let prof = db.int("SELECT id FROM users WHERE username = 'prof'").await;
+    let zoe = db.int("SELECT id FROM users WHERE username = 'zoë'").await;
+    db.exec(&format!(
+        "INSERT INTO announcements (from_user_id, from_name, lab, text, created_at, expires_at) VALUES \
+         ({prof}, 'Prof', 'Lab A', {}, {now}, {}), (NULL, 'Admin', NULL, 'Everyone: the lab closes at 6', {now}, {})",
+        t("Exam at 10 — bring your ID ✓ (it's \"required\")"),
+        now + 3600,
+        now + 60
+    ))
+    .await;
+    db.exec(&format!(
+        "INSERT INTO broadcasts (id, sender_id, sender_username, target, files, total_bytes, recipients, created_at) \
+         VALUES ('bc1', {prof}, 'prof', '{{\"lab\":\"Lab A\"}}', '[{{\"name\":\"exam.pdf\",\"size\":5}}]', 5, 2, {now})"
+    ))
+    .await;
+    let files =
+        t(&serde_json::json!([{ "name": "Résumé – final.pdf", "size": 123456, "mime": "application/pdf" }])
+            .to_string());
+    db.exec(&format!(
+        "INSERT INTO transfers (id, sender_id, receiver_id, sender_username, receiver_username, sender_device, \
+         receiver_device, sender_lab, receiver_lab, files, file_count, total_bytes, bytes, sha256, status, path, \
+         requested_at, accepted_at, finished_at, duration_ms, failure_reason, broadcast_id) VALUES \
+         ('direct1', {zoe}, {prof}, 'zoë', 'prof', 'pc-1', 'pc-2', 'Lab A', 'Lab A', {files}, 1, 123456, 123456, \
+          'ab12', 'completed', 'relay', {now}, {now}, {}, 2500, '', NULL), \
+         ('bcrow1', {prof}, {zoe}, 'prof', 'zoë', 'pc-9', 'pc-1', 'Lab A', 'Lab A', \
+          '[{{\"name\":\"exam.pdf\",\"size\":5}}]', 1, 5, 0, '', 'failed', '', {}, NULL, NULL, NULL, \
+          {}, 'bc1'), \
+         ('gone1', NULL, NULL, 'left', 'also left', '', '', '', '', '[]', 0, 0, 0, '', 'expired', '', {}, NULL, \
+          NULL, NULL, '', NULL)",
+        now + 3,
+        now - 1,
+        t("receiver's disk is full"),
+        now - 2,
+    ))
+    .await;
+    // More rows than one INSERT of the copy takes, each with its own time (the log's order).
+    db.exec(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2345) \
+         INSERT INTO transfers (id, sender_username, receiver_username, files, file_count, total_bytes, status, \
+         requested_at) SELECT 'bulk' || i, 'vic', 'zoë', '[{{\"name\":\"f' || i || '.txt\",\"size\":' || i || '}}]', \
+         1, i, 'completed', {now} - 10 - i FROM n"
+    ))
+    .await;
+    db.close().await;
+    token
+}
+
+/// What the transfer log shows the admin: every page of `/api/transfers`.
+async fn transfer_log(s: &Server, token: &str) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let path = match &next {
+            Some(c) => format!("/api/transfers?limit=500&cursor={c}"),
+            None => "/api/transfers?limit=500".to_string(),
+        };
+        let (status, body) = s.get(&path, token).await;
+        assert_eq!(status, 200, "{body}");
+        rows.extend(body["transfers"].as_array().unwrap().iter().cloned());
+        match body["next"].as_str() {
+            Some(c) => next = Some(c.to_string()),
+            None => return rows,
+        }
+    }
+}
+
+/// A server on a copied store: every account signs in with its password (the disabled one
+/// is still refused), the transfer log reads the same, the audit log refuses updates, and
+/// a new account and its audit row get fresh ids. Returns the new account's id.
+async fn check_copy(url: &str, log: &[serde_json::Value], max_user_id: i64) -> i64 {
+    let s =
+        Server::start_with(Options { env: vec![("LABBEAM_STORE_URL".into(), url.to_string())], ..Default::default() })
+            .await;
+    assert!(s.first_admin_password.is_none(), "{url}: the copied admin is there");
+    let token = s.login("admin", PASSWORD).await;
+    for user in ["vic", "prof", "zoë"] {
+        s.login(user, PASSWORD).await;
+    }
+    assert_eq!(s.login_raw("stu", PASSWORD).await.status(), 401, "stu is still disabled");
+    let (_, me) = s.get("/api/me", &s.login("vic", PASSWORD).await).await;
+    assert_eq!(me["role"], "viewer", "{me}");
+    assert_eq!(transfer_log(&s, &token).await, log, "{url}: the transfer log");
+    let db = s.store().await;
+    let e = db.try_exec("UPDATE audit_log SET action = 'nothing'").await.unwrap_err();
+    assert!(e.contains("append-only"), "{url}: {e}");
+    let audit_before = db.int("SELECT max(id) FROM audit_log").await;
+    s.add_user("newbie", "student");
+    let id = db.int("SELECT id FROM users WHERE username = 'newbie'").await;
+    assert_eq!(id, max_user_id + 1, "{url}: a new user's id follows the copied ones");
+    assert!(db.int("SELECT max(id) FROM audit_log").await > audit_before);
+    db.close().await;
+    id
+}
+
+#[tokio::test]
+async fn store_copy_moves_every_row_between_sqlite_and_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = sqlite_url(&dir.path().join("first.db"));
+    // A SQLite-backed appliance, in the PostgreSQL run of the suite too.
+    let mut s =
+        Server::start_with(Options { env: vec![("LABBEAM_STORE_URL".into(), first.clone())], ..Default::default() })
+            .await;
+    let token = populate(&s).await;
+    let log = transfer_log(&s, &token).await;
+    assert_eq!(log.len(), 2348);
+    s.stop();
+    let source = harness::Store::open(&first).await;
+    let counts = row_counts(&source).await;
+    let max_user_id = source.int("SELECT max(id) FROM users").await;
+    source.close().await;
+    for (table, n) in &counts {
+        assert!(*n > 0, "the test leaves {table} empty");
+    }
+
+    // SQLite to SQLite.
+    let second = sqlite_url(&dir.path().join("second.db"));
+    let sums = copied(&store_copy(Some(&s), &first, &second, false));
+    for (table, n) in &counts {
+        assert_eq!(sums[*table].0, *n as u64, "{table}");
+    }
+    assert_eq!(row_counts(&harness::Store::open(&second).await).await, counts);
+    check_copy(&second, &log, max_user_id).await;
+
+    let Some(admin_url) = harness::test_postgres() else {
+        println!("PostgreSQL parts skipped: TEST_POSTGRES_URL is not set (tests/postgres.sh starts a server)");
+        return;
+    };
+    // SQLite to an empty PostgreSQL database: the same rows, to the checksum.
+    let pg = harness::fresh_postgres_database(&admin_url).await;
+    assert_eq!(copied(&store_copy(Some(&s), &first, &pg, false)), sums);
+    assert_eq!(row_counts(&harness::Store::open(&pg).await).await, counts);
+    // And back to SQLite.
+    let back = sqlite_url(&dir.path().join("back.db"));
+    assert_eq!(copied(&store_copy(None, &pg, &back, false)), sums);
+    assert_eq!(row_counts(&harness::Store::open(&back).await).await, counts);
+
+    let newbie = check_copy(&pg, &log, max_user_id).await;
+    let db = harness::Store::open(&pg).await;
+    assert_eq!(db.int(&format!("SELECT count(*) FROM users WHERE id = {newbie}")).await, 1);
+    // Not again over a store that is in use...
+    let e = one_line_error(&store_copy(None, &first, &pg, false));
+    assert!(e.contains("is not empty") && e.contains("users (") && e.contains("--force"), "{e}");
+    assert_eq!(db.int("SELECT count(*) FROM users").await, counts["users"] + 1, "refused: nothing changed");
+    // ...unless told to replace it.
+    assert_eq!(copied(&store_copy(None, &first, &pg, true)), sums);
+    assert_eq!(row_counts(&db).await, counts);
+    db.close().await;
+    check_copy(&back, &log, max_user_id).await;
+}
+
+#[tokio::test]
+async fn store_copy_refuses_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let target = sqlite_url(&path("target.db"));
+
+    let e = one_line_error(&store_copy(None, "mysql://lb:hunter2@db/labbeam", &target, false));
+    assert!(e.contains("--from") && e.contains("sqlite:// or postgres://") && !e.contains("hunter2"), "{e}");
+    let e = one_line_error(&store_copy(None, &sqlite_url(&path("missing.db")), &target, false));
+    assert!(e.contains("no such file"), "{e}");
+    let e = one_line_error(&store_copy(None, "postgres://lb:hunter2@127.0.0.1:1/labbeam", &target, false));
+    assert!(e.contains("cannot connect") && e.contains("lb@127.0.0.1:1/labbeam") && !e.contains("hunter2"), "{e}");
+    assert!(!path("target.db").exists(), "a failed copy creates no target");
+
+    // Sources at another schema than this binary's.
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite");
+    let migrator = sqlx::migrate::Migrator::new(migrations).await.unwrap();
+    let sqlite = |name: &str| {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path(name)).create_if_missing(true);
+        async move { sqlx::SqlitePool::connect_with(options).await.unwrap() }
+    };
+    let behind = sqlite("behind.db").await;
+    migrator.run_to(6, &behind).await.unwrap();
+    behind.close().await;
+    let e = one_line_error(&store_copy(None, &sqlite_url(&path("behind.db")), &target, false));
+    assert!(e.contains("behind") && e.contains("start `labbeam serve` on it once"), "{e}");
+    let newer = sqlite("newer.db").await;
+    migrator.run(&newer).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&newer)
+    .await
+    .unwrap();
+    newer.close().await;
+    let e = one_line_error(&store_copy(None, &sqlite_url(&path("newer.db")), &target, false));
+    assert!(e.contains("newer LabBeam"), "{e}");
+    sqlite("empty.db").await.close().await;
+    let e = one_line_error(&store_copy(None, &sqlite_url(&path("empty.db")), &target, false));
+    assert!(e.contains("holds no LabBeam store"), "{e}");
+
+    // A store copied onto itself, however it is spelled.
+    let e = one_line_error(&store_copy(
+        None,
+        &sqlite_url(&path("newer.db")),
+        &format!("sqlite://{}/../{}/newer.db", dir.path().display(), dir.path().file_name().unwrap().to_str().unwrap()),
+        false,
+    ));
+    assert!(e.contains("the same database"), "{e}");
+    // The flags are the contract.
+    let out = run(&["store", "copy", "--from", &target]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line_error(&out).contains("--to"));
+}

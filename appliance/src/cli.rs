@@ -1,5 +1,6 @@
-//! The command line: `serve`, `user add|list|passwd|disable|enable`, `doctor`. Flag
-//! mistakes print one line and exit 2; runtime failures print one line and exit 1.
+//! The command line: `serve`, `user add|list|passwd|disable|enable`, `lab`, `setting`,
+//! `store copy`, `doctor`. Flag mistakes print one line and exit 2; runtime failures print
+//! one line and exit 1.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -39,8 +40,41 @@ pub enum Command {
         #[command(subcommand)]
         action: SettingCommand,
     },
+    /// Work on the store as a whole: copy it between SQLite and PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        action: StoreCommand,
+    },
     /// Check the configuration, data directory, store, certificate and ports.
     Doctor(StoreArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy every row of one store into another, e.g. from the SQLite file to PostgreSQL.
+    ///
+    /// Stop the server first: rows written after the copy started are not in it. The source
+    /// is only read, and must be at this version's schema. The target gets the schema (an
+    /// empty PostgreSQL database will do) and is written in one transaction; one that holds
+    /// data already is refused unless --force. Every table is read back and compared (row
+    /// count and SHA-256) before the commit; any difference rolls it all back. [store]
+    /// password_file and ca_file of the configuration apply to both URLs.
+    Copy(CopyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CopyArgs {
+    /// The store to read: sqlite:///path/labbeam.db or postgres://user@host:port/database.
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// The store to write, in the same forms; its schema is created or migrated.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Replace the rows of a target that already holds data.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -297,6 +331,15 @@ pub async fn setting(action: SettingCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+pub async fn store(action: StoreCommand) -> anyhow::Result<()> {
+    match action {
+        StoreCommand::Copy(args) => {
+            let config = load_config(&args.store.overrides())?;
+            db::copy::run(&args.from, &args.to, &config.store, args.force, &mut std::io::stdout()).await
+        }
+    }
 }
 
 async fn find_user(pool: &db::Store, username: &str) -> anyhow::Result<users::User> {

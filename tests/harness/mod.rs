@@ -51,9 +51,10 @@ pub struct Server {
     /// TURN over TLS, from the same line.
     pub turns_port: u16,
     options: Options,
-    /// `LABBEAM_STORE_URL` of this server and its command lines: a database of its own on
-    /// the PostgreSQL server `TEST_POSTGRES_URL` names, when it is set (the suite's
-    /// PostgreSQL run, tests/run.sh); the SQLite file in the data directory otherwise.
+    /// `LABBEAM_STORE_URL` of this server and its command lines: the one `Options::env`
+    /// gives, if any; else a database of its own on the PostgreSQL server
+    /// `TEST_POSTGRES_URL` names, when it is set (the suite's PostgreSQL run, tests/run.sh);
+    /// else none, for the SQLite file in the data directory.
     store_url: Option<String>,
 }
 
@@ -91,14 +92,49 @@ pub enum Store {
 }
 
 impl Store {
+    /// The store at a store URL (`sqlite:///path` or `postgres://…`).
+    pub async fn open(url: &str) -> Store {
+        match url.strip_prefix("sqlite://") {
+            Some(path) => Store::open_sqlite(std::path::Path::new(path)).await,
+            None => Store::Postgres(sqlx::PgPool::connect(url).await.expect("connect to the test database")),
+        }
+    }
+
+    async fn open_sqlite(path: &std::path::Path) -> Store {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path).busy_timeout(Duration::from_secs(10));
+        Store::Sqlite(sqlx::SqlitePool::connect_with(options).await.expect("open the SQLite store"))
+    }
+
     /// Runs one statement without parameters (quote literals with `sql_text`).
     pub async fn exec(&self, sql: &str) {
+        self.try_exec(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Runs one statement without parameters; the database's error, if it refuses it.
+    pub async fn try_exec(&self, sql: &str) -> Result<(), String> {
         let sql = sqlx::AssertSqlSafe(sql.to_string());
         match self {
             Store::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
             Store::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
         }
-        .unwrap_or_else(|e| panic!("{e}"));
+        .map_err(|e| e.to_string())
+    }
+
+    /// The one integer a query returns (`SELECT count(*) …`).
+    pub async fn int(&self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self {
+            Store::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+            Store::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(p) => p.close().await,
+            Store::Postgres(p) => p.close().await,
+        }
     }
 }
 
@@ -126,10 +162,12 @@ impl Server {
             store_url: None,
             options,
         };
-        let chosen = server.options.env.iter().any(|(k, _)| k == "LABBEAM_STORE_URL");
-        if let (Some(admin), false) = (test_postgres(), chosen) {
-            server.store_url = Some(fresh_postgres_database(&admin).await);
-        }
+        let chosen = server.options.env.iter().find(|(k, _)| k == "LABBEAM_STORE_URL").map(|(_, v)| v.clone());
+        server.store_url = match (chosen, test_postgres()) {
+            (Some(url), _) => Some(url),
+            (None, Some(admin)) => Some(fresh_postgres_database(&admin).await),
+            (None, None) => None,
+        };
         server.boot().await;
         server
     }
@@ -151,13 +189,8 @@ impl Server {
     /// Opens this server's store directly.
     pub async fn store(&self) -> Store {
         match &self.store_url {
-            Some(url) => Store::Postgres(sqlx::PgPool::connect(url).await.expect("connect to the test database")),
-            None => {
-                let options = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(self.data_dir().join("labbeam.db"))
-                    .busy_timeout(Duration::from_secs(10));
-                Store::Sqlite(sqlx::SqlitePool::connect_with(options).await.expect("open labbeam.db"))
-            }
+            Some(url) => Store::open(url).await,
+            None => Store::open_sqlite(&self.data_dir().join("labbeam.db")).await,
         }
     }
 
