@@ -142,6 +142,67 @@ async fn restart_keeps_users_secrets_and_certificate() {
     s.login("olga", PASSWORD).await;
 }
 
+/// A first start that fails once the store is ready (here: the TURN-over-TLS port is taken,
+/// bound after the store opens) must not leave an admin whose one-time password nobody saw:
+/// the first start that comes up makes the admin and prints its password. Until the admin
+/// has chosen a password, every start prints the command that makes a new one-time password
+/// (how an install that an older LabBeam locked out gets in).
+#[tokio::test]
+async fn a_failed_first_start_does_not_lock_the_admin_out() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let options = Options { config: Some(format!("[turn]\ntls_port = {port}\n")), ..Default::default() };
+    let (mut s, error) = Server::start_failing(options).await;
+    assert!(error.contains("already in use") && error.contains(&format!(":{port}")), "{error}");
+    drop(taken);
+    s.set_config(None);
+    s.restart().await;
+    let otp = s.first_admin_password.clone().unwrap_or_else(|| panic!("no admin password in {:#?}", s.banner));
+    let token = s.login("admin", &otp).await;
+    assert_eq!(s.get("/api/me", &token).await.1["must_change_password"], true);
+
+    // Signed in but not changed: the next start cannot show that password again; it says
+    // what to run instead, and that command works as printed.
+    s.restart().await;
+    assert!(s.first_admin_password.is_none(), "no second admin: {:#?}", s.banner);
+    let banner = s.banner.join("\n");
+    assert!(banner.contains("First admin:  admin has not chosen a password yet"), "{banner}");
+    let command = s
+        .banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("labbeam "))
+        .unwrap_or_else(|| panic!("no labbeam command in {banner}"));
+    let args: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(args[..3], ["user", "passwd", "admin"], "{command}");
+    let data_dir = s.data_dir();
+    assert!(command.ends_with(&format!("--data-dir {}", data_dir.display())), "{command}");
+    let mut passwd = Command::new(binary());
+    passwd.args(&args);
+    if let Some(url) = s.store_url() {
+        passwd.env("LABBEAM_STORE_URL", url);
+    }
+    let out = passwd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let new_otp = stdout.lines().find_map(|l| l.split_once("login): ")).map(|(_, pw)| pw.trim()).unwrap();
+    assert_eq!(s.login_raw("admin", &otp).await.status(), 401, "the old one-time password is gone");
+    let token = s.login("admin", new_otp).await;
+    let r = s
+        .client()
+        .post(s.url("/api/me/password"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "current_password": new_otp, "new_password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // With a password of the admin's own, the banner has nothing to say about it.
+    s.restart().await;
+    assert!(!s.banner.iter().any(|l| l.contains("First admin")), "{:#?}", s.banner);
+    s.login("admin", PASSWORD).await;
+}
+
 #[tokio::test]
 async fn doctor_reports_each_check() {
     let s = Server::start().await;

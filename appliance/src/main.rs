@@ -78,7 +78,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = cli::load_config(&args.overrides())?;
             init_logging(config.log.format, &config.log.level);
-            server::run(config).await
+            server::run(config, &args.store).await
         }
         Command::User { action } => cli::user(action).await,
         Command::Lab { action } => cli::lab(action).await,

@@ -1,7 +1,7 @@
-//! `labbeam serve`: prepares the data directory, store, keys and certificate, creates the
-//! first admin when there is none, then serves HTTPS until SIGTERM/SIGINT, finishing
-//! in-flight requests before it exits. `memory` holds the process-wide memory measures
-//! wired in here.
+//! `labbeam serve`: prepares the data directory, store, keys and certificate, binds every
+//! listener, and once HTTPS is up creates the first admin when there is none; then serves
+//! until SIGTERM/SIGINT, finishing in-flight requests before it exits. `memory` holds the
+//! process-wide memory measures wired in here.
 
 mod memory;
 
@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::api::ApiError;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{self, AuthError, password};
+use crate::cli::StoreArgs;
 use crate::config::Config;
 use crate::db::{self, roles, sessions, users};
 use crate::metrics::HttpLabels;
@@ -32,7 +33,9 @@ const MAX_BODY: usize = 64 * 1024;
 /// How often freed heap pages go back to the system (`memory`).
 const RELEASE_FREE_MEMORY_EVERY: Duration = Duration::from_secs(2);
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// `store_args` are the `--config`/`--data-dir` flags `serve` was given, for the command the
+/// banner suggests.
+pub async fn run(config: Config, store_args: &StoreArgs) -> anyhow::Result<()> {
     datadir::prepare(&config.data_dir)?;
     let listener = bind_tcp(config.http_listen, "HTTPS")?;
     let tls = tls::load_or_generate(&config)?;
@@ -41,7 +44,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open the store ({})", location.describe()))?;
     let jwt_secret = datadir::secret(&config.data_dir, "jwt.key")?;
-    let first_admin = ensure_first_admin(&pool).await?;
     let turn = if config.turn.enabled { Some(crate::turn::bind(&config, &tls)?) } else { None };
 
     let state = AppState::new(config, pool.clone(), &jwt_secret);
@@ -58,7 +60,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    print_banner(&state.config, &listener, &tls, &location.describe(), first_admin.as_ref(), &turn_lines);
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(state.config.http_listen.port());
+    let banner = Banner {
+        port,
+        cert_path: tls.cert_path.clone(),
+        fingerprint: tls.fingerprint.clone(),
+        generated: tls.generated,
+        store: location.describe(),
+        turn_lines,
+    };
     // Accepted transfers of the last run wait to be re-claimed by their devices.
     crate::signaling::restore(&state).await.context("cannot read unfinished transfers")?;
     let app = app(state.clone());
@@ -88,12 +98,35 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut server = axum_server::from_tcp(listener)
         .context("cannot start the HTTPS server")?
         .acceptor(acceptor)
-        .handle(handle)
+        .handle(handle.clone())
         // The first request also waits for hyper's protocol detection, which has no timer.
         .first_request_timeout(header_timeout);
     // hyper starts this clock when the connection is ready for a head: after a response too.
     server.http_builder().http1().header_read_timeout(header_timeout);
-    server.serve(app.into_make_service_with_connect_info::<SocketAddr>()).await.context("the HTTPS server failed")?;
+    let serving = tokio::spawn(server.serve(app.into_make_service_with_connect_info::<SocketAddr>()));
+    // The first admin is made only now that every listener is bound and HTTPS serves: a
+    // start that fails before (the TURN port in use, unreadable transfers) leaves no account
+    // whose one-time password was never shown.
+    let admin = match handle.listening().await {
+        Some(_) => admin_notice(&pool, &state.config, store_args).await,
+        None => Err(anyhow::anyhow!("the HTTPS server did not start")),
+    };
+    // The relay learns of the new account before the banner says the server is up.
+    if let (Ok(AdminNotice::Created(_)), Some(issuer)) = (&admin, state.turn.get()) {
+        issuer.reload_directory(&pool).await;
+    }
+    match admin {
+        Ok(admin) => print_banner(&state.config, &banner, &admin),
+        Err(e) => {
+            handle.shutdown();
+            // The server's own error, when it has one, says more.
+            if let Ok(Err(served)) = serving.await {
+                return Err(anyhow::Error::new(served).context("the HTTPS server failed"));
+            }
+            return Err(e);
+        }
+    }
+    serving.await.context("the HTTPS server stopped unexpectedly")?.context("the HTTPS server failed")?;
     if let Some(turn) = turn {
         turn.stop().await;
     }
@@ -170,29 +203,115 @@ pub async fn ensure_first_admin(pool: &db::Store) -> anyhow::Result<Option<First
     Ok(Some(FirstAdmin { username, password }))
 }
 
-fn print_banner(
-    config: &Config,
-    listener: &std::net::TcpListener,
-    tls: &tls::TlsMaterial,
-    store: &str,
-    admin: Option<&FirstAdmin>,
-    turn_lines: &[String],
-) {
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.http_listen.port());
+/// What the banner says about admin accounts.
+enum AdminNotice {
+    /// This start created the first admin: its one-time password, shown this once.
+    Created(FirstAdmin),
+    /// Every enabled admin still has a one-time password (the one made at the first start,
+    /// or one from `labbeam user passwd`): who, the account to run `labbeam` as (the data
+    /// directory is its alone), and the command that prints a new one-time password.
+    OneTimePasswordOnly { username: String, run_as: Option<String>, command: String },
+    /// An admin has a password of their own.
+    Ready,
+}
+
+/// Creates the first admin when there is none; otherwise says whether the admins can still
+/// only sign in with a one-time password, which may never have been seen (it is printed
+/// once; an older LabBeam could make it in a start that then failed, and print nothing).
+async fn admin_notice(pool: &db::Store, config: &Config, store_args: &StoreArgs) -> anyhow::Result<AdminNotice> {
+    if let Some(created) = ensure_first_admin(pool).await? {
+        return Ok(AdminNotice::Created(created));
+    }
+    let admins = users::active_in_role(pool, "admin").await?;
+    if admins.iter().any(|u| !u.must_change_password()) {
+        return Ok(AdminNotice::Ready);
+    }
+    Ok(match admins.first() {
+        Some(u) => AdminNotice::OneTimePasswordOnly {
+            username: u.username.clone(),
+            run_as: process_user(),
+            command: passwd_command(&u.username, config, store_args),
+        },
+        None => AdminNotice::Ready,
+    })
+}
+
+/// `labbeam user passwd USERNAME` with the configuration file and data directory this
+/// server uses.
+fn passwd_command(username: &str, config: &Config, store_args: &StoreArgs) -> String {
+    let mut command = format!("labbeam user passwd {}", shell_word(username));
+    if let Some(file) = &store_args.config {
+        command.push_str(&format!(" --config {}", shell_word(&absolute(file))));
+    }
+    command.push_str(&format!(" --data-dir {}", shell_word(&absolute(&config.data_dir))));
+    command
+}
+
+fn absolute(path: &std::path::Path) -> String {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
+}
+
+/// `word` as one word for a POSIX shell: as it is when that is safe, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@,=".contains(c));
+    if plain { word.to_string() } else { format!("'{}'", word.replace('\'', "'\\''")) }
+}
+
+/// The name of the account this process runs as.
+fn process_user() -> Option<String> {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: passwd is plain data; all-zero is a valid value for getpwuid_r to fill in.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and `buf.len()` is the buffer's length.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || entry.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`, alive here.
+    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+    name.to_str().ok().filter(|n| !n.is_empty()).map(str::to_string)
+}
+
+/// The banner's facts that are known before the server is up.
+struct Banner {
+    port: u16,
+    cert_path: std::path::PathBuf,
+    fingerprint: String,
+    /// The certificate was generated by this start.
+    generated: bool,
+    store: String,
+    turn_lines: Vec<String>,
+}
+
+fn print_banner(config: &Config, banner: &Banner, admin: &AdminNotice) {
+    let port = banner.port;
     let host = config.advertised_host();
     let host = if host.contains(':') { format!("[{host}]") } else { host };
-    let origin = if tls.generated { "self-signed, generated now" } else { "in use" };
+    let origin = if banner.generated { "self-signed, generated now" } else { "in use" };
     println!("LabBeam {} is running.", env!("CARGO_PKG_VERSION"));
     println!("  Open:         https://{host}:{port}/");
-    println!("  Certificate:  {} ({origin})", tls.cert_path.display());
-    println!("  SHA-256:      {}", tls.fingerprint);
+    println!("  Certificate:  {} ({origin})", banner.cert_path.display());
+    println!("  SHA-256:      {}", banner.fingerprint);
     println!("  Data:         {}", config.data_dir.display());
-    println!("  Store:        {store}");
-    turn_lines.iter().for_each(|l| println!("{l}"));
-    if let Some(a) = admin {
-        println!("  First admin account. This password is shown only once and must be changed at first login:");
-        println!("    username: {}", a.username);
-        println!("    password: {}", a.password);
+    println!("  Store:        {}", banner.store);
+    banner.turn_lines.iter().for_each(|l| println!("{l}"));
+    match admin {
+        AdminNotice::Created(a) => {
+            println!("  First admin account. This password is shown only once and must be changed at first login:");
+            println!("    username: {}", a.username);
+            println!("    password: {}", a.password);
+        }
+        // Three lines, so `journalctl -u labbeam | grep -A2 'First admin'` shows them all.
+        AdminNotice::OneTimePasswordOnly { username, run_as, command } => {
+            let run_as = run_as.as_ref().map(|u| format!(" as user {u}")).unwrap_or_default();
+            println!("  First admin:  {username} has not chosen a password yet; its one-time password was shown once.");
+            println!("                If it is lost, print a new one{run_as}:");
+            println!("                  {command}");
+        }
+        AdminNotice::Ready => {}
     }
     println!();
 }

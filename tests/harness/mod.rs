@@ -50,6 +50,8 @@ pub struct Server {
     pub turn_port: u16,
     /// TURN over TLS, from the same line.
     pub turns_port: u16,
+    /// The lines of the last start's banner, up to its blank line.
+    pub banner: Vec<String>,
     options: Options,
     /// `LABBEAM_STORE_URL` of this server and its command lines: the one `Options::env`
     /// gives, if any; else a database of its own on the PostgreSQL server
@@ -149,6 +151,44 @@ impl Server {
     }
 
     pub async fn start_with(options: Options) -> Server {
+        let mut server = Self::prepare(options).await;
+        server.boot().await;
+        server
+    }
+
+    /// A server whose first start must fail (a port in use, a bad configuration): returns
+    /// it, not running, and that start's standard error. `set_config` and `restart` start
+    /// it again on the same data directory and store.
+    pub async fn start_failing(options: Options) -> (Server, String) {
+        let server = Self::prepare(options).await;
+        let mut child = server
+            .serve_command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn labbeam serve");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("wait for labbeam").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("labbeam serve was expected to fail but is still running after 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().expect("labbeam output");
+        assert!(!out.status.success(), "labbeam serve was expected to fail");
+        (server, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// Replaces the configuration file of the next start.
+    pub fn set_config(&mut self, config: Option<String>) {
+        self.options.config = config;
+    }
+
+    /// The data directory and store of a server, not started.
+    async fn prepare(options: Options) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut server = Server {
             child: None,
@@ -159,6 +199,7 @@ impl Server {
             fingerprint: String::new(),
             turn_port: 0,
             turns_port: 0,
+            banner: Vec::new(),
             store_url: None,
             options,
         };
@@ -168,7 +209,6 @@ impl Server {
             (None, Some(admin)) => Some(fresh_postgres_database(&admin).await),
             (None, None) => None,
         };
-        server.boot().await;
         server
     }
 
@@ -281,6 +321,7 @@ impl Server {
             )
         });
         self.port = port;
+        self.banner = banner;
         self.base = format!("https://127.0.0.1:{port}");
         let client = self.client();
         for _ in 0..100 {

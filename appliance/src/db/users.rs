@@ -172,6 +172,16 @@ pub async fn count_active_in_role(store: &Store, role: &str) -> Result<i64, DbEr
     })
 }
 
+/// The enabled accounts of `role`, oldest first.
+pub async fn active_in_role(store: &Store, role: &str) -> Result<Vec<User>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, User>(select_users!("WHERE r.name = $1 AND u.disabled = 0 ORDER BY u.id"))
+            .bind(role)
+            .fetch_all(pool)
+            .await?)
+    })
+}
+
 pub async fn set_password(store: &Store, id: i64, hash: &str, must_change: bool) -> Result<(), DbError> {
     on_pool!(store, |pool| {
         let done = sqlx::query(

@@ -183,6 +183,13 @@ pub struct IceServerIssuer {
 }
 
 impl IceServerIssuer {
+    /// Reads the relay's users, sessions and lab ranges now rather than at the next access
+    /// change the watch reports: for an account made after the relay started (the first
+    /// admin), which tools holding the TURN secret may use at once (`labbeam doctor`).
+    pub async fn reload_directory(&self, pool: &crate::db::Store) -> bool {
+        super::service::reload_directory(&self.shared, pool).await
+    }
+
     pub fn new(shared: Arc<Shared>, host: &str, port: u16, tls_port: u16, ttl_secs: u64) -> Self {
         let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
         Self { shared, host, port, tls_port, ttl_secs }

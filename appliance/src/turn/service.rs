@@ -377,7 +377,7 @@ async fn upkeep(shared: Arc<Shared>, pool: db::Store, mut access_changes: tokio:
 
 /// Reloads the relay's view of users, sessions and lab ranges; false when a part could not
 /// be read (that part keeps its last view).
-async fn reload_directory(shared: &Shared, pool: &db::Store) -> bool {
+pub(super) async fn reload_directory(shared: &Shared, pool: &db::Store) -> bool {
     let mut complete = true;
     match directory::load_users(pool).await {
         Ok(users) => {
