@@ -215,6 +215,16 @@ describe('transfer handshake and relay rules', () => {
     const byUser = await s.request('GET', '/api/transfers?user=alice&status=completed', { token: admin.token });
     assert.equal(byUser.body.transfers.length, 1);
     assert.equal((await s.request('GET', '/api/transfers?status=bogus', { token: admin.token })).status, 400);
+    // `scope=own` is the caller's own for anyone (the web client's history, admins included);
+    // `scope=all` needs users.manage.
+    assert.equal((await s.request('GET', '/api/transfers', { token: admin.token })).body.transfers.some((t) => t.id === transferId), true);
+    assert.deepEqual((await s.request('GET', '/api/transfers?scope=own', { token: admin.token })).body.transfers, []);
+    assert.equal((await s.request('GET', '/api/transfers?scope=own', { token: bob.token })).body.transfers[0]?.id, transferId);
+    const eveAll = await s.request('GET', '/api/transfers?scope=all', { token: eve.token });
+    assert.equal(eveAll.status, 403);
+    assert.equal(eveAll.body.error.code, 'forbidden');
+    assert.equal((await s.request('GET', '/api/transfers?scope=all', { token: admin.token })).body.transfers.length, 1);
+    assert.equal((await s.request('GET', '/api/transfers?scope=mine', { token: admin.token })).body.error.code, 'invalid_request');
   });
 
   test('decline tells the sender and is logged', async () => {

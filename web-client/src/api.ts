@@ -123,9 +123,12 @@ export class ApiClient {
     return decodeIceServers(answer);
   }
 
-  /** The caller's transfer history, newest first (one page). */
+  /**
+   * The caller's own transfer history (sent and received), newest first (one page). Own
+   * also for admins, whom the server otherwise answers with everyone's.
+   */
   async transfers(limit = 50): Promise<TransferRecord[]> {
-    const answer = await this.#request('GET', `/api/transfers?limit=${limit}`);
+    const answer = await this.#request('GET', `/api/transfers?scope=own&limit=${limit}`);
     const rows = field(answer, 'transfers');
     if (!Array.isArray(rows)) throw malformed('a transfer history');
     return rows.map(decodeTransferRecord).filter((r): r is TransferRecord => r !== null);
@@ -278,6 +281,9 @@ export function decodeIceServers(value: unknown): IceServerList {
 /** One row of the transfer log, as the history shows it. */
 export interface TransferRecord {
   readonly id: string;
+  /** Account ids; `null` once that account was deleted. */
+  readonly senderId: number | null;
+  readonly receiverId: number | null;
   readonly senderUsername: string;
   readonly receiverUsername: string;
   readonly senderDevice: string;
@@ -305,6 +311,8 @@ export function decodeTransferRecord(value: unknown): TransferRecord | null {
     : [];
   return {
     id: value['id'],
+    senderId: typeof value['sender_id'] === 'number' ? value['sender_id'] : null,
+    receiverId: typeof value['receiver_id'] === 'number' ? value['receiver_id'] : null,
     senderUsername: s('sender_username'),
     receiverUsername: s('receiver_username'),
     senderDevice: s('sender_device'),

@@ -33,3 +33,12 @@ test('reads do not send it', async () => {
   assert.equal(seen[0]?.method, 'GET');
   assert.equal(seen[0]?.headers['X-LabBeam-CSRF'], undefined);
 });
+
+test("the history asks for the caller's own transfers and keeps both sides' account ids", async () => {
+  const row = { id: 't1', sender_id: 7, receiver_id: null, sender_username: 'ann', receiver_username: 'gone', files: [], status: 'completed' };
+  const { seen, fetch } = recorder({ transfers: [row], next: null });
+  const [got] = await new ApiClient({ fetch }).transfers(20);
+  assert.equal(seen[0]?.path, '/api/transfers?scope=own&limit=20');
+  assert.equal(got?.senderId, 7);
+  assert.equal(got?.receiverId, null);
+});

@@ -1,5 +1,6 @@
 //! Transfer history. Everyone sees the transfers they sent or received; user managers see
-//! everyone's and may filter by user, lab, status, path and date.
+//! everyone's unless they ask for their own (`scope=own`, the web client's history), and
+//! may filter by user, lab, status, path and date.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -15,6 +16,9 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
+    /// `own`: the caller's transfers; `all`: everyone's (needs users.manage). Default: `all`
+    /// for user managers, `own` for everyone else.
+    scope: Option<String>,
     user: Option<String>,
     lab: Option<String>,
     status: Option<String>,
@@ -50,6 +54,19 @@ pub async fn list(
         return Err(ApiError::bad_request("path must be direct or relay"));
     }
     let admin = user.has(Permission::UsersManage);
+    let everyone = match q.scope.as_deref() {
+        None => admin,
+        Some("own") => false,
+        Some("all") if admin => true,
+        Some("all") => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "everyone's transfers (scope=all) need the permission users.manage",
+            ));
+        }
+        Some(_) => return Err(ApiError::bad_request("scope must be own or all")),
+    };
     if !admin && (q.user.is_some() || q.lab.is_some()) {
         return Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
@@ -62,7 +79,7 @@ pub async fn list(
         None => None,
     };
     let filter = TransferFilter {
-        party: (!admin).then_some(user.id),
+        party: (!everyone).then_some(user.id),
         username: q.user,
         lab: q.lab,
         status: q.status,

@@ -1,13 +1,14 @@
 /**
- * Transfer history from the server's log (`GET /api/transfers`): what this account sent and
- * received, with status, size, path and duration. Refreshed on demand and shortly after a
- * transfer of this page ends (the log row is written once both sides reported).
+ * Transfer history from the server's log (`GET /api/transfers?scope=own`): what this account
+ * sent and received, with status, size, path and duration, also for admins (everyone's
+ * transfers are in the portal). Refreshed on demand and shortly after a transfer of this page
+ * ends (the log row is written once both sides reported).
  *
- * Test hooks: `history`, `history-row` (with `data-transfer-id`, `data-status`, `data-path`),
- * `history-refresh`, `history-error`.
+ * Test hooks: `history`, `history-row` (with `data-transfer-id`, `data-status`, `data-path`,
+ * `data-direction`: `sent` or `received`), `history-refresh`, `history-error`.
  */
 
-import { ApiError, type ApiClient, type TransferRecord } from '../api';
+import { ApiError, type ApiClient, type TransferRecord, type User } from '../api';
 import { h, messageLine } from './dom';
 import { formatBytes, formatDuration, formatWhen, plural } from './format';
 
@@ -24,7 +25,7 @@ const STATUS_LABEL: Record<string, string> = {
 export class HistoryPanel {
   readonly root: HTMLElement;
   readonly #api: ApiClient;
-  readonly #username: string;
+  readonly #me: Pick<User, 'id' | 'username'>;
   readonly #body: HTMLTableSectionElement;
   readonly #empty: HTMLParagraphElement;
   readonly #table: HTMLTableElement;
@@ -32,9 +33,9 @@ export class HistoryPanel {
   readonly #refresh: HTMLButtonElement;
   #timer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(api: ApiClient, username: string) {
+  constructor(api: ApiClient, me: Pick<User, 'id' | 'username'>) {
     this.#api = api;
-    this.#username = username;
+    this.#me = me;
     this.#body = h('tbody');
     this.#table = h(
       'table',
@@ -87,14 +88,21 @@ export class HistoryPanel {
     this.#table.hidden = rows.length === 0;
     this.#body.replaceChildren(
       ...rows.map((r) => {
-        const sent = r.senderUsername === this.#username;
+        // By account id; by name for rows logged without one.
+        const sent = r.senderId !== null ? r.senderId === this.#me.id : r.senderUsername === this.#me.username;
         const other = sent ? `${r.receiverUsername}${r.receiverDevice !== '' ? ` (${r.receiverDevice})` : ''}` : `${r.senderUsername}${r.senderDevice !== '' ? ` (${r.senderDevice})` : ''}`;
         const files = r.files.length === 1 ? (r.files[0]?.name ?? '') : plural(r.fileCount, 'file');
         const status = h('span', { class: `state-badge state-${r.status}` }, STATUS_LABEL[r.status] ?? r.status);
         if (r.failureReason !== '') status.title = r.failureReason;
         return h(
           'tr',
-          { 'data-testid': 'history-row', 'data-transfer-id': r.id, 'data-status': r.status, 'data-path': r.path },
+          {
+            'data-testid': 'history-row',
+            'data-transfer-id': r.id,
+            'data-status': r.status,
+            'data-path': r.path,
+            'data-direction': sent ? 'sent' : 'received',
+          },
           h('td', {}, formatWhen(r.requestedAt)),
           h('td', {}, h('span', { class: 'muted' }, sent ? 'to ' : 'from '), other),
           h('td', { class: 'history-files', title: r.files.map((f) => f.name).join('\n') }, files),

@@ -105,7 +105,7 @@ export class HomeView implements View {
     this.#transferList = h('div', { class: 'transfer-list' });
     this.#transferEmpty = h('p', { class: 'muted empty' }, 'Files you send or receive appear here, with their progress.');
 
-    this.#history = new HistoryPanel(options.api, options.user.username);
+    this.#history = new HistoryPanel(options.api, options.user);
     this.#incoming = new IncomingDialog((id, accept) => void (accept ? this.#engine.accept(id) : this.#engine.decline(id)));
     this.#settingsPanel = this.#buildSettings();
     const perms = options.user.permissions;
