@@ -212,3 +212,23 @@ export async function poll(fn, { timeout = 10_000, every = 200, what = 'conditio
 }
 
 export const basename = (p) => path.basename(p);
+
+/**
+ * Drags `files` (paths on this machine) in from outside the browser and drops them on the
+ * middle of `target` (a locator), as a user does from the file manager: trusted drag events
+ * through the DevTools protocol, so the browser's own handling of a drop nobody took (it
+ * opens the file) happens as well.
+ */
+export async function dropFiles(page, target, files) {
+  const box = await target.boundingBox();
+  if (box === null) throw new Error('the drop target is not on screen');
+  const at = { x: box.x + box.width / 2, y: box.y + box.height / 2 };
+  const cdp = await page.context().newCDPSession(page);
+  // dragOperationsMask 1: copy, what a file manager offers and the drop targets accept.
+  const data = { items: [], files, dragOperationsMask: 1 };
+  try {
+    for (const type of ['dragEnter', 'dragOver', 'drop']) await cdp.send('Input.dispatchDragEvent', { type, ...at, data });
+  } finally {
+    await cdp.detach();
+  }
+}

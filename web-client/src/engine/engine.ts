@@ -33,12 +33,12 @@ import {
 } from './protocol';
 import { type ResumeRecord, ResumeStore, deviceId } from './resume-store';
 import type { SendTuning } from './sender';
-import { type ConnectionState, SignalingClient } from './signaling';
+import { type ConnectionState, type Presence, SignalingClient } from './signaling';
 import { Transfer, type TransferContext, type TransferSnapshot } from './transfer';
 import { ReceivingTransfer } from './transfer-receive';
 import { SendingTransfer } from './transfer-send';
 
-export type { ConnectionState } from './signaling';
+export type { ConnectionState, Presence } from './signaling';
 export type { TransferSnapshot, TransferState, FileStatus, TransferProblem } from './transfer';
 
 export interface IceConfig {
@@ -69,7 +69,7 @@ export interface EngineOptions {
 
 export interface EngineEvents {
   connection: ConnectionState;
-  presence: { self: Peer | null; peers: readonly Peer[] };
+  presence: Presence;
   /** A transfer appeared or changed. */
   transfer: TransferSnapshot;
   /** A transfer was removed from the list (dismissed). */

@@ -7,6 +7,8 @@
  * gives a reconnecting device a new peer id and a fresh `presence:snapshot`, which replaces
  * the list wholesale (the server does not recover connection state): the engine then
  * re-claims its transfers (`transfer:resume`), identified as the same device by `deviceId`.
+ * While the connection is down the list is what was known when it was lost: nobody's
+ * leaving reaches this page then, so the list is reported as not `live` until that snapshot.
  *
  * Reconnection is socket.io-client's, configured explicitly: exponential backoff from 0.5 s
  * to 10 s with ±50 % jitter, without end. A server that closes the connection itself
@@ -67,8 +69,11 @@ export type ConnectionState =
 
 export interface SignalingEvents {
   connection: ConnectionState;
-  /** The whole presence list changed (snapshot, join or leave). */
-  presence: { self: Peer | null; peers: readonly Peer[] };
+  /**
+   * The whole presence list changed (snapshot, join or leave), or stopped being `live`: the
+   * connection was lost, and the list is who was online then, until the next snapshot.
+   */
+  presence: Presence;
   incoming: IncomingRequest;
   accepted: string;
   declined: string;
@@ -80,6 +85,13 @@ export interface SignalingEvents {
   paused: { transferId: string; peerId: string };
   /** Both sides hold the transfer again; `peer` is the other side's current device. */
   resumed: { transferId: string; peer: Peer };
+}
+
+export interface Presence {
+  readonly self: Peer | null;
+  readonly peers: readonly Peer[];
+  /** False while the connection is down (or not yet up): `peers` may have left since. */
+  readonly live: boolean;
 }
 
 export interface SignalingOptions {
@@ -116,6 +128,8 @@ export class SignalingClient extends Emitter<SignalingEvents> {
   readonly #ackTimeoutMs: number;
   #self: Peer | null = null;
   #peers = new Map<string, Peer>();
+  /** The list came from the current connection's snapshot. */
+  #live = false;
   #graceSecs = 900;
   #closed = false;
   #crowdedRetry: ReturnType<typeof setTimeout> | null = null;
@@ -137,6 +151,11 @@ export class SignalingClient extends Emitter<SignalingEvents> {
 
   get peers(): readonly Peer[] {
     return [...this.#peers.values()];
+  }
+
+  /** Whether `peers` is current (see `Presence.live`). */
+  get presenceLive(): boolean {
+    return this.#live;
   }
 
   peer(peerId: string): Peer | undefined {
@@ -233,6 +252,10 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     s.on('connect', () => this.emit('connection', { kind: 'connected' }));
     s.on('disconnect', (reason) => {
       this.emit('connection', { kind: 'reconnecting' });
+      if (this.#live) {
+        this.#live = false;
+        this.#presenceChanged();
+      }
       // socket.io-client does not reconnect by itself after the server closed the socket:
       // that is a revoked session (the retry then gets a final `connect_error`) or a server
       // shutting down (the retry, with backoff, finds it back).
@@ -266,6 +289,7 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     s.on('presence:snapshot', (v: unknown) => {
       if (!isRecord(v)) return;
       this.#self = decodePeer(v['self']);
+      this.#live = true;
       if (typeof v['resumeGraceSecs'] === 'number' && v['resumeGraceSecs'] > 0) this.#graceSecs = v['resumeGraceSecs'];
       this.#peers = new Map();
       for (const p of Array.isArray(v['peers']) ? v['peers'] : []) {
@@ -321,6 +345,6 @@ export class SignalingClient extends Emitter<SignalingEvents> {
   }
 
   #presenceChanged(): void {
-    this.emit('presence', { self: this.#self, peers: this.peers });
+    this.emit('presence', { self: this.#self, peers: this.peers, live: this.#live });
   }
 }

@@ -12,6 +12,7 @@
 
 import type { IncomingBroadcastView, OutgoingBroadcastView, RecipientView } from '../engine/broadcast';
 import type { PickedFile, TransferEngine } from '../engine/engine';
+import { SignalingError } from '../engine/protocol';
 import { append, h, messageLine } from './dom';
 import { formatBytes, plural } from './format';
 
@@ -32,6 +33,8 @@ export class BroadcastPanel {
   #engine: TransferEngine | null = null;
   readonly #target: HTMLSelectElement;
   readonly #error = messageLine('error', 'broadcast-error');
+  /** `#error` only says the connection was down. */
+  #errorFromConnection = false;
   readonly #outList: HTMLDivElement;
   readonly #inList: HTMLDivElement;
   readonly #out = new Map<string, HTMLElement>();
@@ -78,8 +81,16 @@ export class BroadcastPanel {
     engine.broadcasts.on('incoming', (b) => this.#renderIn(b));
   }
 
+  /** The signaling connection is up again: an error that only said it was down goes. */
+  connectionBack(): void {
+    if (!this.#errorFromConnection) return;
+    this.#errorFromConnection = false;
+    this.#error.clear();
+  }
+
   async #start(): Promise<void> {
     this.#error.clear();
+    this.#errorFromConnection = false;
     const engine = this.#engine;
     const files = this.#o.picked();
     if (engine === null) return;
@@ -97,6 +108,7 @@ export class BroadcastPanel {
       this.#o.started();
     } catch (error) {
       this.#error.show(error instanceof Error && error.message !== '' ? error.message : 'The broadcast could not start.');
+      this.#errorFromConnection = error instanceof SignalingError && (error.code === 'not_connected' || error.code === 'timeout');
     }
   }
 

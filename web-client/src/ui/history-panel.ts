@@ -32,6 +32,7 @@ export class HistoryPanel {
   readonly #error = messageLine('error', 'history-error');
   readonly #refresh: HTMLButtonElement;
   #timer: ReturnType<typeof setTimeout> | null = null;
+  #failed = false;
 
   constructor(api: ApiClient, me: Pick<User, 'id' | 'username'>) {
     this.#api = api;
@@ -61,6 +62,11 @@ export class HistoryPanel {
     );
   }
 
+  /** The last load failed (its error is on screen). */
+  get failed(): boolean {
+    return this.#failed;
+  }
+
   /** Reloads in a moment (coalescing several calls). */
   soon(ms = 1500): void {
     if (this.#timer !== null) clearTimeout(this.#timer);
@@ -74,9 +80,11 @@ export class HistoryPanel {
     this.#refresh.disabled = true;
     try {
       const rows = await this.#api.transfers(50);
+      this.#failed = false;
       this.#error.clear();
       this.#render(rows);
     } catch (error) {
+      this.#failed = true;
       this.#error.show(`Could not load the history: ${error instanceof ApiError ? error.message : 'unexpected error'}`);
     } finally {
       this.#refresh.disabled = false;

@@ -6,8 +6,14 @@
  * visits to the account page, so transfers keep running) and renders what the engine reports;
  * it never talks to the server itself except through the engine and the API client.
  *
+ * While the signaling connection is down, the people list is who was online when it was lost:
+ * it is shown as such (`data-presence="stale"`, each person `data-online="false"`, Send off)
+ * until the server's next snapshot. Once the connection is back, the messages that only said
+ * it was down go away and the history is read again.
+ *
  * Test hooks (docs/TEST-HOOKS.md): `peer-list`, `peer` (`data-username`, `data-peer-id`), `file-input`,
- * `incoming-accept`, `incoming-decline`, `transfer-status`; also `folder-input`, `peer-send`,
+ * `incoming-accept`, `incoming-decline`, `transfer-status`; also `peer-list` `data-presence`
+ * (`live`/`stale`), `peer` `data-online`, `folder-input`, `peer-send`,
  * `selection`, `selection-clear`, `connection-status` (`data-state`), `send-error`,
  * `announcement`, `settings-toggle`, `setting-relay`, `setting-autosave`,
  * `setting-notifications`, `setting-theme`, `setting-device`, `open-account`.
@@ -46,6 +52,7 @@ export class HomeView implements View {
   readonly #announcements: HTMLDivElement;
   readonly #peerList: HTMLDivElement;
   readonly #peerEmpty: HTMLParagraphElement;
+  readonly #peerStale: HTMLParagraphElement;
   readonly #fileInput: HTMLInputElement;
   readonly #folderInput: HTMLInputElement;
   readonly #selection: HTMLDivElement;
@@ -62,6 +69,12 @@ export class HomeView implements View {
   /** A peer clicked with nothing picked: send to it once files are chosen. */
   #pickFor: string | null = null;
   #peers: readonly Peer[] = [];
+  /** `#peers` came from the current connection (see `Presence.live`). */
+  #presenceLive = false;
+  /** The connection was lost since it was last up. */
+  #lostConnection = false;
+  /** The code of the error `#sendError` shows, if it has one. */
+  #sendErrorCode: string | null = null;
   readonly #announced = new Set<string>();
 
   constructor(options: HomeViewOptions) {
@@ -99,7 +112,8 @@ export class HomeView implements View {
     this.#dropTarget(dropZone, (files) => this.#picked_(files, null));
 
     this.#peerList = h('div', { class: 'peer-list', 'data-testid': 'peer-list', 'aria-label': 'People online' });
-    this.#peerEmpty = h('p', { class: 'muted empty' }, 'Nobody else is online in your lab right now. People appear here as soon as they open LabBeam.');
+    this.#peerEmpty = h('p', { class: 'muted empty' }, PEERS_UNKNOWN);
+    this.#peerStale = h('p', { class: 'message message-warning peer-stale-note', 'data-testid': 'peer-list-stale', hidden: true }, PEERS_STALE);
 
     // ---- transfers ----
     this.#transferList = h('div', { class: 'transfer-list' });
@@ -147,6 +161,7 @@ export class HomeView implements View {
           dropZone,
           this.#sendError.element,
           h('h3', { class: 'section-title' }, 'People online'),
+          this.#peerStale,
           this.#peerList,
           this.#peerEmpty,
         ),
@@ -208,11 +223,12 @@ export class HomeView implements View {
       download: downloadFile,
     });
     engine.on('connection', (state) => this.#onConnection(state));
-    engine.on('presence', ({ self, peers }) => {
+    engine.on('presence', ({ self, peers, live }) => {
       this.#peers = peers;
+      this.#presenceLive = live;
       this.#broadcast.setLabs([...peers.map((p) => p.lab), ...(self !== null ? [self.lab] : [])]);
       this.#renderPeers();
-      this.#onConnection({ kind: 'connected' });
+      if (live) this.#onConnection({ kind: 'connected' });
     });
     engine.on('transfer', (t) => this.#onTransfer(t));
     engine.on('removed', (id) => {
@@ -242,20 +258,45 @@ export class HomeView implements View {
       case 'connected':
         this.#connection.textContent =
           self === null ? 'Online.' : `Online as “${self.device}” in ${self.lab}.${this.#o.settings.forceRelay ? ' Relay mode is on.' : ''}`;
+        this.#connectionBack();
         break;
       case 'reconnecting':
         this.#connection.textContent = 'Connection to the LabBeam server lost — reconnecting… Transfers already running continue.';
+        this.#lostConnection = true;
         break;
       case 'crowded':
         this.#connection.textContent =
           state.code === 'too_many_connections'
             ? 'LabBeam is open in too many tabs of this browser. Close the tabs you do not need; this one connects by itself as soon as there is room.'
             : 'You are connected to LabBeam from too many computers at once. Close LabBeam (or sign out) on one you no longer use; this page connects by itself as soon as there is room.';
+        this.#lostConnection = true;
         break;
       case 'refused':
         this.#o.onSessionEnded(state.code);
         break;
     }
+  }
+
+  /**
+   * The connection is up: messages that only said it was down go, and a history that could
+   * not be read (or that transfers ending meanwhile changed) is read again.
+   */
+  #connectionBack(): void {
+    const lost = this.#lostConnection;
+    this.#lostConnection = false;
+    if (this.#sendErrorCode !== null && CONNECTION_ERRORS.has(this.#sendErrorCode)) this.#clearSendError();
+    this.#broadcast.connectionBack();
+    if (lost || this.#history.failed) void this.#history.load();
+  }
+
+  #showSendError(error: unknown): void {
+    this.#sendErrorCode = error instanceof TransferError ? error.code : null;
+    this.#sendError.show(errorText(error));
+  }
+
+  #clearSendError(): void {
+    this.#sendErrorCode = null;
+    this.#sendError.clear();
   }
 
   #onTransfer(t: TransferSnapshot): void {
@@ -272,7 +313,7 @@ export class HomeView implements View {
               // The user closed the folder picker: nothing to say.
               if (!(e instanceof DOMException && e.name === 'AbortError')) this.#notice.show(errorText(e), 'warning');
             }),
-        retry: (id) => void this.#engine.retry(id).catch((e: unknown) => this.#sendError.show(errorText(e))),
+        retry: (id) => void this.#engine.retry(id).catch((e: unknown) => this.#showSendError(e)),
         repick: (id, files) => {
           try {
             this.#engine.provideFiles(id, files.map((f) => ({ name: f.name, blob: f, mime: f.type })));
@@ -305,7 +346,7 @@ export class HomeView implements View {
   #picked_(files: PickedFile[], input: HTMLInputElement | null): void {
     if (input !== null) input.value = '';
     if (files.length === 0) return;
-    this.#sendError.clear();
+    this.#clearSendError();
     const target = this.#pickFor;
     this.#pickFor = null;
     if (target !== null) {
@@ -318,7 +359,7 @@ export class HomeView implements View {
   }
 
   async #send(peerId: string, files: PickedFile[]): Promise<void> {
-    this.#sendError.clear();
+    this.#clearSendError();
     try {
       await this.#engine.send(peerId, files);
       if (files === this.#picked) {
@@ -327,7 +368,7 @@ export class HomeView implements View {
         this.#renderPeers();
       }
     } catch (error) {
-      this.#sendError.show(errorText(error));
+      this.#showSendError(error);
     }
   }
 
@@ -369,7 +410,11 @@ export class HomeView implements View {
     }
     const labs = [...byLab.keys()].sort((a, b) => (a === 'Other' ? 1 : b === 'Other' ? -1 : a.localeCompare(b)));
     const hasFiles = this.#picked.length > 0;
+    const live = this.#presenceLive;
+    this.#peerList.setAttribute('data-presence', live ? 'live' : 'stale');
     this.#peerEmpty.hidden = this.#peers.length > 0;
+    this.#peerEmpty.textContent = live ? PEERS_NONE : PEERS_UNKNOWN;
+    this.#peerStale.hidden = live || this.#peers.length === 0;
     this.#peerList.replaceChildren(
       ...labs.map((lab) => {
         const headingId = uniqueId('lab');
@@ -384,8 +429,13 @@ export class HomeView implements View {
   }
 
   #peerItem(p: Peer, hasFiles: boolean): HTMLLIElement {
+    const live = this.#presenceLive;
     const label = hasFiles ? `Send ${plural(this.#picked.length, 'file')}` : 'Send…';
-    const send = h('button', { type: 'button', class: `btn ${hasFiles ? 'btn-primary' : 'btn-secondary'} btn-small`, 'data-testid': 'peer-send', 'aria-label': `${label} to ${p.displayName} (${p.device})` }, label);
+    const send = h(
+      'button',
+      { type: 'button', class: `btn ${hasFiles ? 'btn-primary' : 'btn-secondary'} btn-small`, 'data-testid': 'peer-send', 'aria-label': `${label} to ${p.displayName} (${p.device})`, disabled: !live },
+      label,
+    );
     send.addEventListener('click', () => {
       if (this.#picked.length > 0) {
         void this.#send(p.peerId, this.#picked);
@@ -396,12 +446,18 @@ export class HomeView implements View {
     });
     const item = h(
       'li',
-      { class: 'peer', 'data-testid': 'peer', 'data-username': p.username, 'data-peer-id': p.peerId },
+      { class: live ? 'peer' : 'peer peer-stale', 'data-testid': 'peer', 'data-username': p.username, 'data-peer-id': p.peerId, 'data-online': String(live) },
       h('span', { class: 'avatar', 'aria-hidden': 'true' }, initials(p.displayName)),
       h(
         'span',
         { class: 'peer-who' },
-        h('span', { class: 'peer-name' }, p.displayName, p.role !== 'student' && p.role !== '' ? h('span', { class: 'role-badge' }, p.role) : null),
+        h(
+          'span',
+          { class: 'peer-name' },
+          p.displayName,
+          p.role !== 'student' && p.role !== '' ? h('span', { class: 'role-badge' }, p.role) : null,
+          live ? null : h('span', { class: 'role-badge' }, 'maybe offline'),
+        ),
         h('span', { class: 'peer-device muted' }, `${p.device}${p.username !== p.displayName ? ` · ${p.username}` : ''}`),
       ),
       send,
@@ -435,7 +491,7 @@ export class HomeView implements View {
       e.stopPropagation();
       depth = 0;
       element.classList.remove('drop-active');
-      void fromDataTransfer(e.dataTransfer).then(onFiles, () => this.#sendError.show('Could not read what was dropped. Try “Choose files…” instead.'));
+      void fromDataTransfer(e.dataTransfer).then(onFiles, () => this.#showSendError(new Error('Could not read what was dropped. Try “Choose files…” instead.')));
     });
   }
 
@@ -557,6 +613,12 @@ export class HomeView implements View {
     return true;
   }
 }
+
+const PEERS_NONE = 'Nobody else is online in your lab right now. People appear here as soon as they open LabBeam.';
+const PEERS_UNKNOWN = 'Who is online shows here once this page is connected to the LabBeam server.';
+const PEERS_STALE = 'Not connected: the people below were online when the connection was lost and may have left since. The list updates once LabBeam reconnects.';
+/** Error codes that only say the signaling connection was down. */
+const CONNECTION_ERRORS = new Set(['not_connected', 'timeout']);
 
 function checkbox(testId: string, label: string, checked: boolean, hint: string): { wrapper: HTMLDivElement; input: HTMLInputElement } {
   const id = uniqueId(testId);
