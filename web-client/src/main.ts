@@ -13,6 +13,7 @@ import { accountView } from './ui/account-view';
 import { HomeView } from './ui/home-view';
 import { loginView, type LoginViewOptions } from './ui/login-view';
 import { passwordView } from './ui/password-view';
+import { keepDropsInPage } from './ui/picking';
 import { Settings } from './ui/settings';
 import { Shell } from './ui/shell';
 
@@ -159,4 +160,6 @@ function describe(error: unknown): string {
 
 const host = document.getElementById('app');
 if (host === null) throw new Error('LabBeam: index.html has no #app element to mount the client in');
+// On every view, the sign-in form included: a file dropped beside a drop target stays here.
+keepDropsInPage(window);
 void new App(Shell.mount(host)).start();

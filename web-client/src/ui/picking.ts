@@ -47,3 +47,24 @@ async function walk(entry: FileSystemEntry, prefix: string, out: PickedFile[]): 
 export function carriesFiles(event: DragEvent): boolean {
   return event.dataTransfer?.types.includes('Files') ?? false;
 }
+
+/**
+ * Stops the browser from opening files (or following links) dropped outside every drop
+ * target, which would leave LabBeam and the transfers running in it. Drop targets stop their
+ * own drag events, so `win` only sees the drops nobody takes: it refuses them (the pointer
+ * says so while dragging). Text dragged into a text field is left alone.
+ */
+export function keepDropsInPage(win: Window): void {
+  const refuse = (event: DragEvent): void => {
+    const link = event.dataTransfer?.types.includes('text/uri-list') ?? false;
+    if (!carriesFiles(event) && !(link && !editable(event.target))) return;
+    event.preventDefault();
+    if (event.dataTransfer !== null) event.dataTransfer.dropEffect = 'none';
+  };
+  win.addEventListener('dragover', refuse);
+  win.addEventListener('drop', refuse);
+}
+
+function editable(target: EventTarget | null): boolean {
+  return target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement || (target instanceof HTMLElement && target.isContentEditable);
+}
