@@ -292,7 +292,7 @@ step "packaged configuration"
 # Before the first start doctor reports no admin yet: only the configuration line counts.
 doctor_out=$("${AS_SERVICE[@]}" /usr/bin/labbeam doctor --config "$CONFIG" 2>&1 || true)
 sed 's/^/  | /' <<<"$doctor_out"
-check "labbeam doctor accepts the packaged $CONFIG" grep -q '^ok *configuration is valid' <<<"$doctor_out"
+check "labbeam doctor accepts the packaged $CONFIG" grep -q '^ok *config *configuration is valid' <<<"$doctor_out"
 for key in 'data_dir = "/var/lib/labbeam"' 'http_listen = "0.0.0.0:443"' 'turn_listen = "0.0.0.0:3478"'; do
   check "packaged config sets $key" grep -qx "$key" "$ROOT$CONFIG"
 done
@@ -303,7 +303,7 @@ chmod 644 "$ROOT/tmp/all-keys.toml"
 doctor_out=$("${AS_USER[@]}" /usr/bin/labbeam doctor --config /tmp/all-keys.toml --data-dir /tmp/all-keys-data 2>&1 || true)
 head -n 1 <<<"$doctor_out" | sed 's/^/  | /'
 check "every commented-out key of the packaged config loads when uncommented" \
-  grep -q '^ok *configuration is valid' <<<"$doctor_out"
+  grep -q '^ok *config *configuration is valid' <<<"$doctor_out"
 
 # --- first start -------------------------------------------------------------------
 

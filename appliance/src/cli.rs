@@ -1,6 +1,6 @@
 //! The command line: `serve`, `user add|list|passwd|disable|enable`, `lab`, `setting`,
-//! `store copy`, `doctor`. Flag mistakes print one line and exit 2; runtime failures print
-//! one line and exit 1.
+//! `store copy`, `doctor` (its checks live in `doctor`). Flag mistakes print one line and
+//! exit 2; runtime failures print one line and exit 1.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::audit::Actor;
 use crate::config::{Config, Overrides};
 use crate::db::{self, users};
-use crate::{accounts, datadir, lab_admin, setting_admin, tls};
+use crate::{accounts, datadir, lab_admin, setting_admin};
 
 #[derive(Debug, Parser)]
 #[command(name = "labbeam", version, about = "Peer-to-peer file transfer appliance for campus computer labs")]
@@ -45,8 +45,8 @@ pub enum Command {
         #[command(subcommand)]
         action: StoreCommand,
     },
-    /// Check the configuration, data directory, store, certificate and ports.
-    Doctor(StoreArgs),
+    /// Check the configuration, store, certificate, ports and a real ICE run through the relay.
+    Doctor(DoctorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +131,15 @@ pub struct StoreArgs {
     /// Data directory (database, certificate, secrets).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print one JSON array of {"check", "status", "message"} (for monitoring).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -354,110 +363,18 @@ fn format_time(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-/// `labbeam doctor`: every check prints one line; exits non-zero if any failed. It only
-/// looks: it creates no directory, database or certificate and changes no file or mode, so
-/// it is safe next to a running server whatever configuration it was given ("note" lines
-/// say what the next start of `serve` will do).
-pub async fn doctor(store: StoreArgs) -> anyhow::Result<()> {
-    let config = load_config(&store.overrides())?;
-    println!("ok    configuration is valid");
-    let mut failures = 0;
-    let mut report = |ok: bool, line: String| {
-        println!("{} {line}", if ok { "ok   " } else { "FAIL " });
-        if !ok {
-            failures += 1;
-        }
-    };
-    let note = |line: String| println!("note  {line}");
-    let data = &config.data_dir;
-    let shown = data.display();
-    match datadir::inspect(data) {
-        datadir::Inspection::Missing { creatable: true } => {
-            note(format!("data directory {shown} does not exist yet: the first start of serve creates it (mode 0700)"))
-        }
-        datadir::Inspection::Missing { creatable: false } => {
-            report(false, format!("data directory {shown} does not exist and this user cannot create it"))
-        }
-        datadir::Inspection::Present { problems } if problems.is_empty() => {
-            report(true, format!("data directory {shown} is private (0700) and writable"))
-        }
-        datadir::Inspection::Present { problems } => problems.into_iter().for_each(|p| report(false, p)),
+/// `labbeam doctor`: one line per check (see `doctor`), or one JSON array with `--json`;
+/// fails (exit 1) when a check failed.
+pub async fn doctor(args: DoctorArgs) -> anyhow::Result<()> {
+    let checks = crate::doctor::run(&args.store.overrides()).await;
+    if args.json {
+        println!("{}", serde_json::to_string(&checks)?);
+    } else {
+        checks.iter().for_each(|c| println!("{}", c.human()));
     }
-    let location = match db::Location::of(&config.store, data) {
-        Ok(location) => Some(location),
-        Err(e) => {
-            report(false, e.to_string());
-            None
-        }
-    };
-    let store_exists = match &location {
-        Some(db::Location::Sqlite(path)) => path.exists(),
-        Some(db::Location::Postgres(_)) => true,
-        None => false,
-    };
-    if let Some(location) = location.as_ref().filter(|_| store_exists) {
-        match db::open_read_only(location, &config.store).await {
-            Ok(pool) => {
-                match db::server_version(&pool).await {
-                    Ok(v) => match db::supports_server_version(pool.backend(), &v) {
-                        Ok(()) => report(true, format!("{} answers (version {v})", location.describe())),
-                        Err(why) => report(false, format!("{} answers, but {why}", location.describe())),
-                    },
-                    Err(e) => report(false, format!("{}: {e}", location.describe())),
-                }
-                match db::schema(&pool).await {
-                    Ok(db::Schema::Current) => report(true, "database opens and its schema is current".into()),
-                    Ok(db::Schema::Behind(n)) => {
-                        note(format!("database opens; the next start of serve applies {n} schema migration(s)"))
-                    }
-                    Ok(db::Schema::Newer(v)) => {
-                        report(false, format!("database has schema migration {v}, from a newer LabBeam than this one"))
-                    }
-                    Ok(db::Schema::Damaged(v)) => report(
-                        false,
-                        format!("database schema migration {v} differs from this LabBeam's or did not finish"),
-                    ),
-                    Err(e) => report(false, e.to_string()),
-                }
-                match users::count_active_in_role(&pool, "admin").await {
-                    Ok(admins) if admins > 0 => report(true, format!("{admins} active admin account(s)")),
-                    _ => note("no active admin yet: the next start creates one and prints its password".into()),
-                }
-                // What the relay reaches, in words, so an admin sees it before a student does.
-                match crate::turn::describe_peer_policy(&pool, &config.turn).await {
-                    Ok(text) => println!("note  turn.peer_policy: {text}"),
-                    Err(e) => report(false, format!("turn.peer_policy: cannot read the lab ranges: {e}")),
-                }
-                pool.close().await;
-            }
-            Err(e) => report(false, format!("{}: {e}", location.describe())),
-        }
-    } else if location.is_some() {
-        note("no database yet: the first start of serve creates it".into());
-    }
-    match tls::inspect(&config) {
-        Ok(Some(t)) => {
-            report(true, format!("certificate {} loads, SHA-256 {}", t.cert_path.display(), t.fingerprint));
-            if let Some(names) = t.renew_for {
-                note(format!(
-                    "the certificate was made for other host names: the next start of serve makes a new one for {}",
-                    names.join(", ")
-                ));
-            }
-        }
-        Ok(None) => report(true, "no certificate yet: a self-signed one is generated at first start".into()),
-        Err(e) => report(false, e.to_string()),
-    }
-    match std::net::TcpListener::bind(config.http_listen) {
-        Ok(_) => report(true, format!("HTTPS address {} is free", config.http_listen)),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => println!(
-            "note  HTTPS address {}: ports below 1024 need CAP_NET_BIND_SERVICE (the systemd service has it)",
-            config.http_listen
-        ),
-        Err(e) => report(false, format!("HTTPS address {}: {e} (fine if labbeam is running)", config.http_listen)),
-    }
-    if failures > 0 {
-        bail!("{failures} check(s) failed");
+    let failed = checks.iter().filter(|c| c.status == crate::doctor::Status::Fail).count();
+    if failed > 0 {
+        bail!("{failed} check(s) failed");
     }
     Ok(())
 }

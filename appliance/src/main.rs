@@ -11,6 +11,7 @@ mod config;
 mod conn_limit;
 mod datadir;
 mod db;
+mod doctor;
 mod http_conn;
 mod lab_admin;
 mod labs;
@@ -84,7 +85,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Lab { action } => cli::lab(action).await,
         Command::Setting { action } => cli::setting(action).await,
         Command::Store { action } => cli::store(action).await,
-        Command::Doctor(store) => cli::doctor(store).await,
+        Command::Doctor(args) => cli::doctor(args).await,
     }
 }
 

@@ -108,7 +108,8 @@ fn name_set<'a>(names: impl Iterator<Item = &'a str>) -> std::collections::BTree
     names.map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty()).collect()
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// The certificates of a PEM file, the server's own first.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let shown = path.display().to_string();
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| TlsError::Cert(shown.clone(), e.to_string()))?

@@ -36,6 +36,10 @@ pub struct Options {
     pub config: Option<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// Listen on free ports chosen before the start and given as `LABBEAM_HTTP_LISTEN`,
+    /// `LABBEAM_TURN_LISTEN` and `LABBEAM_TURN_TLS_PORT` (not the usual port-0 flags), so
+    /// that `Server::doctor`, with the same configuration, finds the running server.
+    pub fixed_ports: bool,
 }
 
 pub struct Server {
@@ -58,6 +62,8 @@ pub struct Server {
     /// `TEST_POSTGRES_URL` names, when it is set (the suite's PostgreSQL run, tests/run.sh);
     /// else none, for the SQLite file in the data directory.
     store_url: Option<String>,
+    /// The `LABBEAM_*` listen addresses of `Options::fixed_ports` (empty otherwise).
+    listen_env: Vec<(String, String)>,
 }
 
 /// The PostgreSQL server the suite runs against as well as SQLite (tests/run.sh starts one
@@ -201,8 +207,17 @@ impl Server {
             turns_port: 0,
             banner: Vec::new(),
             store_url: None,
+            listen_env: Vec::new(),
             options,
         };
+        if server.options.fixed_ports {
+            let [http, turn, tls] = free_ports();
+            server.listen_env = vec![
+                ("LABBEAM_HTTP_LISTEN".into(), format!("127.0.0.1:{http}")),
+                ("LABBEAM_TURN_LISTEN".into(), format!("127.0.0.1:{turn}")),
+                ("LABBEAM_TURN_TLS_PORT".into(), tls.to_string()),
+            ];
+        }
         let chosen = server.options.env.iter().find(|(k, _)| k == "LABBEAM_STORE_URL").map(|(_, v)| v.clone());
         server.store_url = match (chosen, test_postgres()) {
             (Some(url), _) => Some(url),
@@ -240,7 +255,10 @@ impl Server {
         if let Some(url) = &self.store_url {
             cmd.env("LABBEAM_STORE_URL", url);
         }
-        cmd.args(["--http-listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0"]);
+        if self.listen_env.is_empty() {
+            cmd.args(["--http-listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0"]);
+        }
+        cmd.envs(self.listen_env.iter().map(|(k, v)| (k, v)));
         if let Some(text) = &self.options.config {
             let path = self.dir.path().join("labbeam.toml");
             std::fs::write(&path, text).expect("write config");
@@ -388,6 +406,23 @@ impl Server {
         child.wait_with_output().expect("labbeam output")
     }
 
+    /// Runs `labbeam doctor <args>` with this server's configuration: its data directory,
+    /// config file, environment and store, plus `env`.
+    pub fn doctor(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(binary());
+        cmd.arg("doctor").args(args).arg("--data-dir").arg(self.data_dir());
+        if self.options.config.is_some() {
+            cmd.arg("--config").arg(self.dir.path().join("labbeam.toml"));
+        }
+        if let Some(url) = &self.store_url {
+            cmd.env("LABBEAM_STORE_URL", url);
+        }
+        cmd.envs(self.listen_env.iter().map(|(k, v)| (k, v)));
+        cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
+        cmd.envs(env.iter().copied());
+        cmd.stdin(Stdio::null()).output().expect("run labbeam doctor")
+    }
+
     /// Creates a user through the command line with `PASSWORD`.
     pub fn add_user(&self, username: &str, role: &str) {
         let out = self.cli(&["user", "add", username, "--role", role, "--password-stdin"], Some(PASSWORD));
@@ -486,6 +521,23 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// Three distinct free loopback ports: one for TCP (HTTPS), one free for both UDP and TCP
+/// (STUN/TURN), one for TCP (TURN over TLS). They are held until all are found.
+fn free_ports() -> [u16; 3] {
+    let http = std::net::TcpListener::bind("127.0.0.1:0").expect("free TCP port");
+    let tls = std::net::TcpListener::bind("127.0.0.1:0").expect("free TCP port");
+    let turn = (0..100)
+        .find_map(|_| {
+            let udp = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+            let port = udp.local_addr().ok()?.port();
+            let tcp = std::net::TcpListener::bind(("127.0.0.1", port)).ok()?;
+            Some((udp, tcp, port))
+        })
+        .expect("a port free for both UDP and TCP");
+    let port = |l: &std::net::TcpListener| l.local_addr().expect("local address").port();
+    [port(&http), turn.2, port(&tls)]
 }
 
 /// Builds an HS256 JWT by hand (header and claims as given) signed with `secret`.

@@ -1,0 +1,133 @@
+//! `labbeam doctor` against the real binary: next to a running server it finds (from the
+//! same configuration), against a stopped one, and against broken setups, each time the
+//! right line says what is wrong; `--json` keeps the contract of docs/DOCTOR.md.
+// Test code: a failed expectation stops the test loudly (the workspace denies these elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use std::process::Output;
+
+use harness::{Options, Server};
+use serde_json::Value;
+
+/// A server on fixed ports, so doctor finds it from the configuration.
+fn fixed(config: Option<&str>) -> Options {
+    Options { config: config.map(str::to_string), fixed_ports: true, ..Default::default() }
+}
+
+/// doctor's lines by check name: (status, message), in order.
+fn checks(out: &Output) -> Vec<(String, String, String)> {
+    let json: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("--json is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    json.as_array()
+        .expect("one JSON array")
+        .iter()
+        .map(|c| {
+            let field = |name: &str| c[name].as_str().unwrap_or_else(|| panic!("{name} of {c}")).to_string();
+            (field("check"), field("status"), field("message"))
+        })
+        .collect()
+}
+
+/// The (status, message) of `name`; panics unless exactly one line has it.
+fn line<'a>(all: &'a [(String, String, String)], name: &str) -> (&'a str, &'a str) {
+    let found: Vec<_> = all.iter().filter(|(check, _, _)| check == name).collect();
+    assert_eq!(found.len(), 1, "one {name} line: {all:#?}");
+    (found[0].1.as_str(), found[0].2.as_str())
+}
+
+fn doctor_json(s: &Server, env: &[(&str, &str)]) -> (Output, Vec<(String, String, String)>) {
+    let out = s.doctor(&["--json"], env);
+    let all = checks(&out);
+    (out, all)
+}
+
+#[tokio::test]
+async fn json_is_one_array_with_the_contract_fields() {
+    let s = Server::start_with(fixed(None)).await;
+    let out = s.doctor(&["--json"], &[]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let array = json.as_array().unwrap();
+    assert!(array.len() >= 8, "{json}");
+    for c in array {
+        let object = c.as_object().unwrap();
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["check", "message", "status"], "{c}");
+        assert!(["ok", "warn", "fail"].contains(&c["status"].as_str().unwrap()), "{c}");
+        assert!(!c["message"].as_str().unwrap().is_empty(), "{c}");
+    }
+    let names: Vec<&str> = array.iter().map(|c| c["check"].as_str().unwrap()).collect();
+    for name in ["config", "data_dir", "store.connect", "tls.certificate", "service", "https.port", "turn.peer_policy"]
+    {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    // The same checks for people, one line each.
+    let human = s.doctor(&[], &[]);
+    let text = String::from_utf8_lossy(&human.stdout).to_string();
+    assert_eq!(text.lines().count(), array.len(), "{text}");
+    assert_eq!(human.status.code(), out.status.code());
+}
+
+#[tokio::test]
+async fn next_to_the_running_server_its_port_is_not_a_failure() {
+    let mut s = Server::start_with(fixed(None)).await;
+    let (out, all) = doctor_json(&s, &[]);
+    let (status, message) = line(&all, "service");
+    assert_eq!(status, "ok", "{message}");
+    assert!(message.contains("labbeam is running"), "{message}");
+    let (status, message) = line(&all, "https.port");
+    assert_eq!(status, "ok", "{message}");
+    assert!(message.contains(&s.fingerprint), "the configured certificate: {message}");
+    assert_ne!(line(&all, "clock").0, "fail");
+    let failed: Vec<_> = all.iter().filter(|(_, status, _)| status == "fail").collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Stopped: the port must be free, and it is; that the service is down is a warning.
+    assert_eq!(s.stop(), Some(0));
+    let (out, all) = doctor_json(&s, &[]);
+    let (status, message) = line(&all, "service");
+    assert_eq!(status, "warn", "{message}");
+    assert!(message.contains("not running"), "{message}");
+    assert_eq!(line(&all, "https.port").0, "ok");
+    assert_eq!(out.status.code(), Some(0));
+
+    // Another program on the port: it does not answer as labbeam, so the port is taken.
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", s.port).parse().unwrap();
+    let squatter = std::net::TcpListener::bind(http).unwrap();
+    std::thread::spawn(move || {
+        for stream in squatter.incoming().take(4) {
+            drop(stream);
+        }
+    });
+    let (out, all) = doctor_json(&s, &[]);
+    let (status, message) = line(&all, "https.port");
+    assert_eq!(status, "fail", "{message}");
+    assert!(message.contains(&http.to_string()), "{message}");
+    assert_eq!(line(&all, "service").0, "fail");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("labbeam: ") && err.contains("check(s) failed"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_a_bad_configuration_is_one_failed_check() {
+    let out = std::process::Command::new(harness::binary()).args(["doctor", "--jsn"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("labbeam.toml");
+    std::fs::write(&config, "[turn]\nrelay_port_min = 0\n").unwrap();
+    let out = std::process::Command::new(harness::binary())
+        .args(["doctor", "--json", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let all = checks(&out);
+    assert_eq!(all.len(), 1, "{all:?}");
+    let (status, message) = line(&all, "config");
+    assert_eq!(status, "fail");
+    assert!(message.contains("relay_port_min"), "{message}");
+}
