@@ -131,3 +131,76 @@ fn usage_errors_exit_2_and_a_bad_configuration_is_one_failed_check() {
     assert_eq!(status, "fail");
     assert!(message.contains("relay_port_min"), "{message}");
 }
+
+/// A loopback port that nothing listens on, for UDP and TCP (free when looked at). A port
+/// free for UDP may be taken for TCP by another test: try again with another.
+fn closed_port() -> u16 {
+    for _ in 0..100 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP in 100 tries");
+}
+
+#[tokio::test]
+async fn ice_connects_through_the_relay_on_every_transport() {
+    let s = Server::start_with(fixed(None)).await;
+    let (out, all) = doctor_json(&s, &[]);
+    for name in ["ice.udp", "ice.tcp", "ice.tls"] {
+        let (status, message) = line(&all, name);
+        assert_eq!(status, "ok", "{name}: {message}");
+        // Relay to relay, through this server, and timed.
+        assert!(message.contains("relay 127.0.0.1:") && message.contains("connected to relay 127.0.0.1:"), "{message}");
+        assert!(message.contains("round trip through the relay") && message.contains(" ms median of 5"), "{message}");
+        assert!(message.contains("user admin"), "{message}");
+    }
+    let (_, udp) = line(&all, "ice.udp");
+    assert!(udp.contains("STUN answers") && udp.contains("srflx 1"), "{udp}");
+    assert!(line(&all, "ice.tls").1.contains("the relay presents the configured certificate"));
+    assert!(all.iter().all(|(_, status, _)| status == "ok" || status == "warn"), "{all:#?}");
+    assert_eq!(out.status.code(), Some(0));
+    // The relay saw two allocations over each transport, and relayed between them; doctor
+    // closed them when it was done.
+    for transport in ["udp", "tcp", "tls"] {
+        let series = format!("labbeam_turn_allocations_total{{transport=\"{transport}\"}}");
+        assert_eq!(s.metric(&series).await, 2.0, "{series}");
+    }
+    assert!(s.metric("labbeam_turn_relayed_packets_total{direction=\"to_peer\"}").await >= 2.0 * 3.0 * 5.0);
+    let active = s.metric_within("labbeam_turn_allocations_active", 0.0, std::time::Duration::from_secs(10)).await;
+    assert_eq!(active, 0.0, "doctor's allocations are closed");
+}
+
+#[tokio::test]
+async fn ice_lines_fail_and_say_why_when_the_relay_does_not_answer() {
+    let s = Server::start_with(fixed(None)).await;
+    // The configuration doctor reads names TURN ports where nothing answers (a relay
+    // moved, or a firewall that rejects them).
+    let (turn, tls) = (closed_port(), closed_port());
+    let listen = format!("127.0.0.1:{turn}");
+    let tls_port = tls.to_string();
+    let (out, all) = doctor_json(&s, &[("LABBEAM_TURN_LISTEN", &listen), ("LABBEAM_TURN_TLS_PORT", &tls_port)]);
+    assert_eq!(out.status.code(), Some(1));
+    let (status, message) = line(&all, "ice.udp");
+    assert_eq!(status, "fail");
+    assert!(message.contains("no STUN answer") && message.contains(&listen), "{message}");
+    let (status, message) = line(&all, "ice.tcp");
+    assert_eq!(status, "fail");
+    assert!(message.contains("cannot connect to TURN over TCP") && message.contains(&listen), "{message}");
+    let (status, message) = line(&all, "ice.tls");
+    assert_eq!(status, "fail");
+    assert!(message.contains("TURN over TLS") && message.contains(&format!("127.0.0.1:{tls}")), "{message}");
+    assert_eq!(line(&all, "service").0, "ok", "the server itself runs");
+
+    // A server whose relay is off: nothing to connect through.
+    let off = Server::start_with(fixed(Some("[turn]\nenabled = false\n"))).await;
+    let (out, all) = doctor_json(&off, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    for name in ["ice.udp", "ice.tcp", "ice.tls"] {
+        let (status, message) = line(&all, name);
+        assert_eq!(status, "fail", "{name}");
+        assert!(message.contains("turn.enabled = false"), "{message}");
+    }
+}

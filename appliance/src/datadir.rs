@@ -126,19 +126,13 @@ fn writable(dir: &Path) -> bool {
 pub fn secret(dir: &Path, name: &str) -> Result<Vec<u8>, DataDirError> {
     let path: PathBuf = dir.join(name);
     let shown = path.display().to_string();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let bytes = B64
-                .decode(text.trim())
-                .map_err(|e| DataDirError::ReadSecret(shown.clone(), format!("not base64: {e}")))?;
-            if bytes.len() < 32 {
-                return Err(DataDirError::ReadSecret(shown, "shorter than 32 bytes".into()));
-            }
+    match read_secret(dir, name) {
+        Ok(bytes) => {
             // Tighten a secret whose mode was loosened by hand.
             let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
             Ok(bytes)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(ReadSecretError::Missing) => {
             let mut bytes = vec![0u8; 32];
             ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
                 .map_err(|_| DataDirError::Randomness)?;
@@ -151,8 +145,34 @@ pub fn secret(dir: &Path, name: &str) -> Result<Vec<u8>, DataDirError> {
             writeln!(file, "{}", B64.encode(&bytes)).map_err(|e| DataDirError::WriteSecret(shown, e))?;
             Ok(bytes)
         }
-        Err(e) => Err(DataDirError::ReadSecret(shown, e.to_string())),
+        Err(ReadSecretError::Unusable(e)) => Err(e),
     }
+}
+
+/// Why `read_secret` found no secret.
+#[derive(Debug)]
+pub enum ReadSecretError {
+    /// There is no such file (yet).
+    Missing,
+    /// It cannot be read, or is not a secret.
+    Unusable(DataDirError),
+}
+
+/// Reads the secret `name` as `secret` does, changing and creating nothing (for `doctor`).
+pub fn read_secret(dir: &Path, name: &str) -> Result<Vec<u8>, ReadSecretError> {
+    let path: PathBuf = dir.join(name);
+    let shown = path.display().to_string();
+    let unusable = |why: String| ReadSecretError::Unusable(DataDirError::ReadSecret(shown.clone(), why));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadSecretError::Missing),
+        Err(e) => return Err(unusable(e.to_string())),
+    };
+    let bytes = B64.decode(text.trim()).map_err(|e| unusable(format!("not base64: {e}")))?;
+    if bytes.len() < 32 {
+        return Err(unusable("shorter than 32 bytes".into()));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

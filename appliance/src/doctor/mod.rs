@@ -5,18 +5,22 @@
 //!
 //! Map: `setup` (configuration, data directory, store), `certificate` (the TLS
 //! certificate), `service` (is labbeam running: it talks to its HTTPS port, so a port in
-//! use by the running service is not a failure; clock), `relay` (the peer policy), with
-//! `https` (the pinned-certificate TLS client).
+//! use by the running service is not a failure; clock), `relay` (the peer policy), `ice`
+//! (a real ICE run through the running relay over UDP, TCP and TLS), with `https` (the
+//! pinned-certificate TLS client) and `shim` (TURN over a stream for the ICE agents).
 //!
 //! Invariant: doctor only looks. It creates no directory, database, certificate or secret
 //! and changes no file or mode, so it is safe next to a running server whatever
-//! configuration it was given. What it sends goes to the appliance's own ports.
+//! configuration it was given. What it sends goes to the appliance's own ports; the ICE
+//! run holds two TURN allocations at a time for a moment and closes them.
 
 mod certificate;
 mod https;
+mod ice;
 mod relay;
 mod service;
 mod setup;
+mod shim;
 
 use serde::Serialize;
 
@@ -102,6 +106,7 @@ async fn run_with(config: &Config, report: &mut Report) {
     let service = service::probe(config, certificate.as_ref(), report).await;
     service::clock(&service, report);
     relay::checks(config, store.as_ref(), report).await;
+    ice::checks(config, store.as_ref(), certificate.as_ref(), &service, report).await;
     if let Some(store) = store {
         store.close().await;
     }

@@ -35,8 +35,9 @@ mod shared;
 mod transport;
 
 pub use counters::TurnCounters;
-pub use credentials::IceServerIssuer;
+pub use credentials::{CredentialKey, IceServerIssuer, RestUsername};
 pub use service::bind;
+pub use transport::frame_length;
 
 /// What the relay reaches under the current lab ranges and `[turn]` settings, in words,
 /// read from the store (so it is right at once after a lab change): for `doctor` and the
