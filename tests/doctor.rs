@@ -204,3 +204,97 @@ async fn ice_lines_fail_and_say_why_when_the_relay_does_not_answer() {
         assert!(message.contains("turn.enabled = false"), "{message}");
     }
 }
+
+#[tokio::test]
+async fn a_certificate_for_another_name_fails_tls_names() {
+    // The admin's own certificate, for another name than public_host (and 127.0.0.1, which
+    // the test's clients use).
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["other.lab.test".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let config = format!(
+        "public_host = \"localhost\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    );
+    let s = Server::start_with(Options { trusted_cert: Some(cert_path.clone()), ..fixed(Some(&config)) }).await;
+    let (out, all) = doctor_json(&s, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let (status, message) = line(&all, "tls.names");
+    assert_eq!(status, "fail", "{message}");
+    assert!(message.contains("other.lab.test") && message.contains("not public_host localhost"), "{message}");
+    assert!(line(&all, "tls.certificate").1.contains(&cert_path.display().to_string()));
+    assert_eq!(line(&all, "tls.trust").0, "warn", "self-signed");
+    assert_eq!(line(&all, "tls.expiry").0, "ok");
+    // The running server presents that certificate, on HTTPS and on TURN over TLS.
+    assert_eq!(line(&all, "https.port").0, "ok");
+    let (status, message) = line(&all, "ice.tls");
+    assert_eq!(status, "ok", "{message}");
+}
+
+#[tokio::test]
+async fn a_relay_range_smaller_than_max_allocations_is_reported_with_the_numbers() {
+    let port = closed_port();
+    let config = format!("[turn]\nrelay_port_min = {port}\nrelay_port_max = {port}\nmax_allocations = 50\n");
+    let s = Server::start_with(fixed(Some(&config))).await;
+    let (out, all) = doctor_json(&s, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let (status, message) = line(&all, "turn.relay_ports");
+    assert_eq!(status, "fail", "{message}");
+    assert!(message.contains(&format!("relay ports {port}-{port}: 1 port(s)")), "{message}");
+    assert!(message.contains("turn.max_allocations = 50"), "{message}");
+    // Each ICE run needs two relay ports: the second allocation is refused for want of one.
+    let (status, message) = line(&all, "ice.udp");
+    assert_eq!(status, "fail", "{message}");
+    assert!(message.contains("508") && message.contains("no relay port is free"), "{message}");
+}
+
+/// `bash tests/postgres.sh ACTION DIR`.
+fn postgres_script(action: &str, dir: &std::path::Path) -> Output {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/postgres.sh");
+    std::process::Command::new("bash").arg(path).arg(action).arg(dir).output().unwrap()
+}
+
+#[tokio::test]
+async fn a_store_that_does_not_answer_fails_store_connect() {
+    if harness::test_postgres().is_some() {
+        // A cluster of its own, stopped under the running server.
+        let dir = tempfile::Builder::new().prefix("labbeam-doctor-pg-").tempdir_in("/tmp").unwrap();
+        let started = postgres_script("start", dir.path());
+        assert!(started.status.success(), "tests/postgres.sh start: {}", String::from_utf8_lossy(&started.stderr));
+        let admin = String::from_utf8(started.stdout).unwrap().trim().to_string();
+        let url = harness::fresh_postgres_database(&admin).await;
+        let s = Server::start_with(Options { env: vec![("LABBEAM_STORE_URL".into(), url)], ..fixed(None) }).await;
+        assert_eq!(line(&doctor_json(&s, &[]).1, "store.connect").0, "ok");
+        let stopped = postgres_script("stop", dir.path());
+        assert!(stopped.status.success(), "tests/postgres.sh stop: {}", String::from_utf8_lossy(&stopped.stderr));
+        let (out, all) = doctor_json(&s, &[]);
+        assert_eq!(out.status.code(), Some(1));
+        let (status, message) = line(&all, "store.connect");
+        assert_eq!(status, "fail", "{message}");
+        assert!(message.contains("PostgreSQL") && message.contains("is PostgreSQL running"), "{message}");
+        // The running server says the same through /healthz.
+        let (status, message) = line(&all, "service");
+        assert_eq!(status, "fail", "{message}");
+        assert!(message.contains("503"), "{message}");
+    } else {
+        // The SQLite file is not a database any more (a bad restore, a damaged disk).
+        let mut s = Server::start_with(fixed(None)).await;
+        assert_eq!(s.stop(), Some(0));
+        let db = s.data_dir().join("labbeam.db");
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        std::fs::write(&db, vec![0x5a; 8192]).unwrap();
+        let (out, all) = doctor_json(&s, &[]);
+        assert_eq!(out.status.code(), Some(1));
+        let (status, message) = line(&all, "store.connect");
+        assert_eq!(status, "fail", "{message}");
+        assert!(message.contains("SQLite") && message.contains("restore the last backup"), "{message}");
+        assert!(all.iter().all(|(check, _, _)| check != "store.schema"), "no schema line without a store");
+    }
+}

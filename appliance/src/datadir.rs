@@ -193,6 +193,11 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         std::fs::write(data.join("bad.key"), "short").unwrap();
         assert!(secret(&data, "bad.key").is_err());
+        // Reading only: the same bytes, and a missing secret stays missing.
+        assert_eq!(read_secret(&data, "jwt.key").unwrap(), a);
+        assert!(matches!(read_secret(&data, "turn.key"), Err(ReadSecretError::Missing)));
+        assert!(!data.join("turn.key").exists(), "read_secret created it");
+        assert!(matches!(read_secret(&data, "bad.key"), Err(ReadSecretError::Unusable(_))));
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct Options {
     /// `LABBEAM_TURN_LISTEN` and `LABBEAM_TURN_TLS_PORT` (not the usual port-0 flags), so
     /// that `Server::doctor`, with the same configuration, finds the running server.
     pub fixed_ports: bool,
+    /// The certificate the test clients trust instead of the generated one in the data
+    /// directory (for a server given its own `[tls] cert` in `config`).
+    pub trusted_cert: Option<PathBuf>,
 }
 
 pub struct Server {
@@ -358,7 +361,8 @@ impl Server {
     /// An HTTPS client that trusts this server's certificate and keeps no cookies.
     pub fn client(&self) -> reqwest::Client {
         install_crypto();
-        let pem = std::fs::read(self.data_dir().join("tls").join("cert.pem")).expect("certificate");
+        let path = self.options.trusted_cert.clone().unwrap_or_else(|| self.data_dir().join("tls").join("cert.pem"));
+        let pem = std::fs::read(path).expect("certificate");
         let cert = reqwest::Certificate::from_pem(&pem).expect("parse certificate");
         reqwest::Client::builder()
             .tls_certs_only([cert])

@@ -4,8 +4,10 @@
 //! array with `--json` (docs/DOCTOR.md is the contract).
 //!
 //! Map: `setup` (configuration, data directory, store), `certificate` (the TLS
-//! certificate), `service` (is labbeam running: it talks to its HTTPS port, so a port in
-//! use by the running service is not a failure; clock), `relay` (the peer policy), `ice`
+//! certificate's validity, names and issuer), `host` (`public_host`, free disk), `service`
+//! (is labbeam running: it talks to its HTTPS port, so a port in use by the running service
+//! is not a failure; clock; systemd exposure), `relay` (TURN ports, relay address and port
+//! range, peer policy), `ice`
 //! (a real ICE run through the running relay over UDP, TCP and TLS), with `https` (the
 //! pinned-certificate TLS client) and `shim` (TURN over a stream for the ICE agents).
 //!
@@ -15,6 +17,7 @@
 //! run holds two TURN allocations at a time for a moment and closes them.
 
 mod certificate;
+mod host;
 mod https;
 mod ice;
 mod relay;
@@ -103,10 +106,13 @@ async fn run_with(config: &Config, report: &mut Report) {
     setup::data_dir(config, report);
     let store = setup::store(config, report).await;
     let certificate = certificate::check(config, report);
+    host::public_host(config, report).await;
     let service = service::probe(config, certificate.as_ref(), report).await;
     service::clock(&service, report);
-    relay::checks(config, store.as_ref(), report).await;
+    relay::checks(config, store.as_ref(), &service, report).await;
     ice::checks(config, store.as_ref(), certificate.as_ref(), &service, report).await;
+    host::disk(config, report);
+    service::exposure(report).await;
     if let Some(store) = store {
         store.close().await;
     }

@@ -1,8 +1,10 @@
 //! Is labbeam running? Doctor asks its HTTPS port (`/healthz`, the certificate pinned), so
 //! a port held by the running service is not mistaken for a conflict (`service`,
-//! `https.port`).
+//! `https.port`); and the service around it: the clock (`clock`) and systemd's rating of
+//! its sandbox (`service.exposure`).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::SystemTime;
 
 use super::certificate::Certificate;
@@ -24,6 +26,12 @@ pub enum Service {
 
 #[derive(Debug)]
 pub struct Running {
+    /// Where it answers.
+    pub addr: SocketAddr,
+    /// The certificate it presents (the configured one).
+    pub pins: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The host name doctor used for it (SNI).
+    pub server_name: String,
     /// `Date` of its `/healthz` answer, and when doctor received it.
     pub date: Option<(SystemTime, SystemTime)>,
 }
@@ -85,7 +93,7 @@ pub async fn probe(config: &Config, certificate: Option<&Certificate>, r: &mut R
                 ),
             );
             let date = answer.date.map(|d| (d, received));
-            Service::Running(Running { date })
+            Service::Running(Running { addr, pins, server_name, date })
         }
         Err(https::ConnectError::Tcp(e)) => {
             r.warn(
@@ -192,5 +200,110 @@ fn kernel_clock_synchronized() -> Option<bool> {
         -1 => None,
         libc::TIME_ERROR => Some(false),
         _ => Some(true),
+    }
+}
+
+/// Where the service's unit may be, the administrator's copy first.
+const UNIT_FILES: [&str; 3] = [
+    "/etc/systemd/system/labbeam.service",
+    "/usr/lib/systemd/system/labbeam.service",
+    "/lib/systemd/system/labbeam.service",
+];
+
+/// `service.exposure`: systemd's own rating of the service's sandbox (`systemd-analyze
+/// security`), when systemd-analyze and the unit are installed; left out otherwise. Warns
+/// only: the packaged unit rates "OK", so anything worse is a local change to look at.
+pub async fn exposure(r: &mut Report) {
+    let Some(analyze) =
+        ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].into_iter().find(|p| Path::new(p).exists())
+    else {
+        return;
+    };
+    let Some(unit) = UNIT_FILES.into_iter().find(|p| Path::new(p).exists()) else { return };
+    // With systemd running, the loaded unit with its drop-ins; without (a container, a
+    // chroot), the unit file as installed.
+    let booted = Path::new("/run/systemd/system").exists();
+    let mut command = tokio::process::Command::new(analyze);
+    command.args(["security", "--no-pager"]);
+    if booted {
+        command.arg("labbeam.service");
+    } else {
+        command.args(["--offline=true", unit]);
+    }
+    command.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let output = match tokio::time::timeout(std::time::Duration::from_secs(30), command.output()).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => {
+            r.warn("service.exposure", format!("cannot run {analyze}: {e}"));
+            return;
+        }
+        Err(_) => {
+            r.warn("service.exposure", format!("{analyze} security did not finish within 30 s"));
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    match overall_exposure(&text) {
+        Some((level, rating)) if ["SAFE", "OK"].contains(&rating.as_str()) => r.ok(
+            "service.exposure",
+            format!("systemd-analyze security rates labbeam.service {level} {rating} (0 is the most confined)"),
+        ),
+        Some((level, rating)) => r.warn(
+            "service.exposure",
+            format!(
+                "systemd-analyze security rates labbeam.service {level} {rating}: the packaged unit rates OK; look \
+                 for a local change that loosened it (systemctl cat labbeam)"
+            ),
+        ),
+        None => {
+            let why = String::from_utf8_lossy(&output.stderr).lines().next().unwrap_or("no rating").to_string();
+            r.warn("service.exposure", format!("systemd-analyze security gave no rating for {unit}: {why}"));
+        }
+    }
+}
+
+/// The level and rating word of `systemd-analyze security`'s last line
+/// (`→ Overall exposure level for labbeam.service: 1.5 OK 🙂`).
+fn overall_exposure(text: &str) -> Option<(String, String)> {
+    let line = text.lines().rev().find(|l| l.contains("Overall exposure level"))?;
+    let mut words = line.rsplit_once(':')?.1.split_whitespace();
+    let level = words.next()?;
+    level.parse::<f64>().ok()?;
+    Some((level.to_string(), words.next()?.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overall_exposure_is_read_from_systemd_analyze() {
+        let text = "✓ UMask=    Files created by service are accessible only by service's own user by default\n\n\
+                    → Overall exposure level for labbeam.service: 1.5 OK 🙂\n";
+        assert_eq!(overall_exposure(text), Some(("1.5".into(), "OK".into())));
+        assert_eq!(
+            overall_exposure("→ Overall exposure level for x.service: 9.6 UNSAFE 😨"),
+            Some(("9.6".into(), "UNSAFE".into()))
+        );
+        assert_eq!(overall_exposure("Failed to connect to bus"), None);
+    }
+
+    /// The packaged unit, rated offline by this machine's systemd-analyze when it has one.
+    #[tokio::test]
+    async fn the_packaged_unit_rates_ok() {
+        let Some(analyze) =
+            ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].into_iter().find(|p| Path::new(p).exists())
+        else {
+            println!("skipped: no systemd-analyze on this machine");
+            return;
+        };
+        let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/../systemd/labbeam.service");
+        let out = tokio::process::Command::new(analyze)
+            .args(["security", "--no-pager", "--offline=true", unit])
+            .output()
+            .await
+            .unwrap();
+        let (level, rating) = overall_exposure(&String::from_utf8_lossy(&out.stdout)).unwrap();
+        assert!(["SAFE", "OK"].contains(&rating.as_str()), "{level} {rating}");
     }
 }

@@ -36,7 +36,8 @@ mod transport;
 
 pub use counters::TurnCounters;
 pub use credentials::{CredentialKey, IceServerIssuer, RestUsername};
-pub use service::bind;
+pub use peer_filter::{canonical_ip, local_addresses};
+pub use service::{bind, relay_ip};
 pub use transport::frame_length;
 
 /// What the relay reaches under the current lab ranges and `[turn]` settings, in words,

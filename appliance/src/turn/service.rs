@@ -155,7 +155,7 @@ fn bind_error(what: &str, addr: SocketAddr, e: io::Error) -> anyhow::Error {
 }
 
 /// The address given to clients as their relay, and where it came from.
-fn relay_ip(config: &Config) -> (IpAddr, &'static str) {
+pub fn relay_ip(config: &Config) -> (IpAddr, &'static str) {
     if let Some(ip) = config.turn.relay_address {
         return (ip, "turn.relay_address");
     }
