@@ -86,6 +86,28 @@ async fn next_to_the_running_server_its_port_is_not_a_failure() {
     assert!(failed.is_empty(), "{failed:#?}");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // Doctor with another data directory, whose certificate is not the one the server
+    // presents: that server is not this configuration's.
+    let other = tempfile::tempdir().unwrap();
+    let tls = other.path().join("data").join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+    std::fs::write(tls.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(tls.join("key.pem"), key.serialize_pem()).unwrap();
+    let out = std::process::Command::new(harness::binary())
+        .args(["doctor", "--json", "--data-dir"])
+        .arg(other.path().join("data"))
+        .env("LABBEAM_HTTP_LISTEN", format!("127.0.0.1:{}", s.port))
+        .output()
+        .unwrap();
+    let all = checks(&out);
+    let (status, message) = line(&all, "service");
+    assert_eq!(status, "fail", "{message}");
+    assert!(message.contains("not as this labbeam") && message.contains(&s.fingerprint), "{message}");
+    assert_eq!(line(&all, "https.port").0, "fail");
+    assert_eq!(line(&all, "ice.udp").0, "warn", "not run against another server");
+
     // Stopped: the port must be free, and it is; that the service is down is a warning.
     assert_eq!(s.stop(), Some(0));
     let (out, all) = doctor_json(&s, &[]);

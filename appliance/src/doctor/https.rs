@@ -101,7 +101,7 @@ impl std::fmt::Display for ConnectError {
         match self {
             ConnectError::Tcp(e) => write!(f, "{e}"),
             ConnectError::OtherCertificate(fp) => {
-                write!(f, "it presents another certificate (SHA-256 {fp}) than the configured one")
+                write!(f, "it presents the certificate SHA-256 {fp}, not the configured one")
             }
             ConnectError::Tls(e) => write!(f, "the TLS handshake failed: {e}"),
         }

@@ -61,6 +61,11 @@ fn listen(config: &Config, service: &Service, r: &mut Report) {
 /// one they reach, which is this machine's (or a 1:1 NAT's in front of it).
 fn relay_address(config: &Config, r: &mut Report) {
     let (ip, source) = crate::turn::relay_ip(config);
+    let from = if source == "auto-detected" {
+        "auto-detected: the default route's".to_string()
+    } else {
+        format!("from {source}")
+    };
     if source.starts_with("auto-detection failed") {
         r.fail(
             "turn.relay_address",
@@ -70,17 +75,17 @@ fn relay_address(config: &Config, r: &mut Report) {
         r.warn(
             "turn.relay_address",
             format!(
-                "the relay address is {ip} (from {source}), a loopback address that lab PCs cannot reach: set \
+                "the relay address is {ip} ({from}), a loopback address that lab PCs cannot reach: set \
                  turn.relay_address, or public_host to an address"
             ),
         );
     } else if local_addresses().contains(&canonical_ip(ip)) {
-        r.ok("turn.relay_address", format!("the relay address {ip} (from {source}) is an address of this machine"));
+        r.ok("turn.relay_address", format!("the relay address {ip} ({from}) is an address of this machine"));
     } else {
         r.warn(
             "turn.relay_address",
             format!(
-                "the relay address {ip} (from {source}) is not an address of this machine: right only behind a 1:1 \
+                "the relay address {ip} ({from}) is not an address of this machine: right only behind a 1:1 \
                  NAT that forwards the relay ports here; otherwise fix turn.relay_address"
             ),
         );

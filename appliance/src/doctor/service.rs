@@ -106,14 +106,28 @@ pub async fn probe(config: &Config, certificate: Option<&Certificate>, r: &mut R
             port_free(listen, r);
             Service::Stopped
         }
+        Err(e) if certificate.is_none() => {
+            // Nothing to compare with: this configuration's certificate does not load (or
+            // does not exist yet), so whoever answers cannot be told apart.
+            r.warn(
+                "service",
+                format!(
+                    "https://{addr} answers, but doctor cannot tell whether it is this labbeam ({e}), as this \
+                     configuration's certificate does not load (see tls.certificate)"
+                ),
+            );
+            r.warn("https.port", format!("HTTPS address {listen} is in use (see service)"));
+            Service::Other
+        }
         Err(e) => {
-            let whose = if certificate.is_some() {
-                "another program, or a labbeam with another configuration or data directory"
-            } else {
-                "another program (this configuration has no certificate yet)"
-            };
             r.fail("service", format!("https://{addr} answers, but not as this labbeam: {e}"));
-            r.fail("https.port", format!("HTTPS address {listen} is held by {whose}: find it with ss -ltnp"));
+            r.fail(
+                "https.port",
+                format!(
+                    "HTTPS address {listen} is held by another program, or a labbeam with another configuration or \
+                     data directory: find it with ss -ltnp"
+                ),
+            );
             Service::Other
         }
     }
