@@ -104,7 +104,7 @@ pub fn inspect(dir: &Path) -> Inspection {
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         problems.push(format!(
-            "data directory {shown} has mode {mode:04o}, so other local users may read the database and secrets              (the next start of serve sets 0700; or run chmod 700 {shown})"
+            "data directory {shown} has mode {mode:04o}, so other local users may read the database and secrets (the next start of serve sets 0700; or run chmod 700 {shown})"
         ));
     }
     if !writable(dir) {
