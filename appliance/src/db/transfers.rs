@@ -350,34 +350,48 @@ pub struct TransferFilter {
 }
 
 /// Newest first, at most `limit` rows.
+///
+/// The statement names only the filters that are set, so each database plans it for them:
+/// a cursor and a date range bound the scan of the `(requested_at, id)` index, a status is
+/// looked up in `transfers_status`. With one text holding `($n IS NULL OR …)` for every
+/// filter, neither database could use an index for any of them: both walked the log
+/// newest-first until a page matched, from the newest row down to a cursor, and through
+/// the whole log for a value with no rows (bench/store).
 pub async fn list(store: &Store, f: &TransferFilter, limit: i64) -> Result<Vec<TransferRow>, DbError> {
     on_pool!(store, |pool| {
-        let (before_at, before_id) = match &f.before {
-            Some((at, id)) => (Some(*at), Some(id.clone())),
-            None => (None, None),
-        };
-        Ok(sqlx::query_as::<_, TransferRow>(concat!(
-            select_columns!(),
-            " WHERE ($1 IS NULL OR sender_id = $1 OR receiver_id = $1)",
-            " AND ($2 IS NULL OR sender_username = $2 OR receiver_username = $2)",
-            " AND ($3 IS NULL OR sender_lab = $3 OR receiver_lab = $3)",
-            " AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR path = $5)",
-            " AND ($6 IS NULL OR requested_at >= $6) AND ($7 IS NULL OR requested_at <= $7)",
-            " AND ($8 IS NULL OR requested_at < $8 OR (requested_at = $8 AND id < $9))",
-            " ORDER BY requested_at DESC, id DESC LIMIT $10"
-        ))
-        .bind(f.party)
-        .bind(&f.username)
-        .bind(&f.lab)
-        .bind(&f.status)
-        .bind(&f.path)
-        .bind(f.from)
-        .bind(f.to)
-        .bind(before_at)
-        .bind(before_id)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?)
+        let mut q = sqlx::QueryBuilder::new(concat!(select_columns!(), " WHERE 1 = 1"));
+        if let Some(party) = f.party {
+            q.push(" AND (sender_id = ").push_bind(party).push(" OR receiver_id = ").push_bind(party).push(")");
+        }
+        if let Some(name) = &f.username {
+            q.push(" AND (sender_username = ")
+                .push_bind(name)
+                .push(" OR receiver_username = ")
+                .push_bind(name)
+                .push(")");
+        }
+        if let Some(lab) = &f.lab {
+            q.push(" AND (sender_lab = ").push_bind(lab).push(" OR receiver_lab = ").push_bind(lab).push(")");
+        }
+        if let Some(status) = &f.status {
+            q.push(" AND status = ").push_bind(status);
+        }
+        if let Some(path) = &f.path {
+            q.push(" AND path = ").push_bind(path);
+        }
+        if let Some(from) = f.from {
+            q.push(" AND requested_at >= ").push_bind(from);
+        }
+        if let Some(to) = f.to {
+            q.push(" AND requested_at <= ").push_bind(to);
+        }
+        if let Some((at, id)) = &f.before {
+            // (requested_at, id) < (at, id), written so that both databases seek to `at`.
+            q.push(" AND requested_at <= ").push_bind(*at);
+            q.push(" AND (requested_at < ").push_bind(*at).push(" OR id < ").push_bind(id).push(")");
+        }
+        q.push(" ORDER BY requested_at DESC, id DESC LIMIT ").push_bind(limit);
+        Ok(q.build_query_as::<TransferRow>().fetch_all(pool).await?)
     })
 }
 
@@ -569,6 +583,92 @@ mod tests {
         let rest = list(&pool, &cursor, 2).await.unwrap();
         assert_eq!(first.len() + rest.len(), 3);
         assert!(rest.iter().all(|r| !first.iter().any(|f| f.id == r.id)));
+    }
+
+    /// Every combination of filters, paged with the cursor, returns exactly the rows the
+    /// filters describe, newest first, ties in `requested_at` ordered by id.
+    #[tokio::test]
+    async fn filters_and_cursor_pages_return_exactly_the_matching_rows() {
+        let pool = pool_with_users().await;
+        let users = ["a", "b", "c"];
+        let labs = ["Lab A", "Lab B"];
+        let statuses = ["completed", "failed", "cancelled"];
+        let mut rows = Vec::new();
+        for i in 0..60i64 {
+            let (from, to) = (users[(i % 3) as usize], users[((i / 3) % 3) as usize]);
+            let (lab_from, lab_to) = (labs[(i % 2) as usize], labs[((i / 5) % 2) as usize]);
+            let status = statuses[((i / 2) % 3) as usize];
+            let path = if i % 4 == 0 { "relay" } else { "direct" };
+            // Four rows a second: the cursor must order ties by id.
+            let at = 1_000 + i / 4;
+            let id = format!("t{:02}", (i * 37) % 60);
+            let party = if from == "a" {
+                1
+            } else if to == "a" {
+                2
+            } else {
+                0
+            };
+            pool.exec(format!(
+                "INSERT INTO transfers (id, sender_id, receiver_id, sender_username, receiver_username, sender_lab, \
+                 receiver_lab, status, path, requested_at) VALUES ('{id}', {}, {}, '{from}', '{to}', '{lab_from}', \
+                 '{lab_to}', '{status}', '{path}', {at})",
+                if party == 1 { "1" } else { "NULL" },
+                if party == 2 { "1" } else { "NULL" },
+            ))
+            .await
+            .unwrap();
+            rows.push((id, party == 0, from, to, lab_from, lab_to, status, path, at));
+        }
+        let filters = [
+            TransferFilter::default(),
+            TransferFilter { party: Some(1), ..Default::default() },
+            TransferFilter { username: Some("b".into()), ..Default::default() },
+            TransferFilter { username: Some("nobody".into()), ..Default::default() },
+            TransferFilter { lab: Some("Lab B".into()), status: Some("failed".into()), ..Default::default() },
+            TransferFilter { path: Some("relay".into()), from: Some(1_003), to: Some(1_011), ..Default::default() },
+            TransferFilter {
+                username: Some("c".into()),
+                status: Some("completed".into()),
+                from: Some(1_005),
+                ..Default::default()
+            },
+            TransferFilter { username: Some("a".into()), lab: Some("Lab A".into()), ..Default::default() },
+            TransferFilter {
+                party: Some(1),
+                lab: Some("Lab B".into()),
+                path: Some("direct".into()),
+                ..Default::default()
+            },
+            TransferFilter { lab: Some("Lab C".into()), ..Default::default() },
+        ];
+        for filter in filters {
+            let mut expected: Vec<_> = rows
+                .iter()
+                .filter(|(_, no_party, from, to, lab_from, lab_to, status, path, at)| {
+                    filter.party.is_none_or(|_| !no_party)
+                        && filter.username.as_deref().is_none_or(|u| u == *from || u == *to)
+                        && filter.lab.as_deref().is_none_or(|l| l == *lab_from || l == *lab_to)
+                        && filter.status.as_deref().is_none_or(|s| s == *status)
+                        && filter.path.as_deref().is_none_or(|p| p == *path)
+                        && filter.from.is_none_or(|f| *at >= f)
+                        && filter.to.is_none_or(|t| *at <= t)
+                })
+                .map(|(id, .., at)| (*at, id.clone()))
+                .collect();
+            expected.sort_by(|x, y| y.cmp(x));
+            let mut got = Vec::new();
+            let mut page = filter.clone();
+            loop {
+                let rows = list(&pool, &page, 7).await.unwrap();
+                got.extend(rows.iter().map(|r| (r.requested_at, r.id.clone())));
+                match rows.last() {
+                    Some(last) if rows.len() == 7 => page.before = Some((last.requested_at, last.id.clone())),
+                    _ => break,
+                }
+            }
+            assert_eq!(got, expected, "{filter:?}");
+        }
     }
 
     #[tokio::test]
