@@ -509,24 +509,38 @@ pub struct BroadcastRow {
     pub failed: i64,
 }
 
-const BROADCAST_SELECT: &str = "SELECT b.id, b.sender_username, b.target, b.files, b.total_bytes, b.recipients, \
-     b.created_at, \
-     CAST(COALESCE(SUM(CASE WHEN t.status = 'completed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS completed, \
-     CAST(COALESCE(SUM(CASE WHEN t.status IN ('failed', 'cancelled', 'declined', 'expired') THEN 1 ELSE 0 END), 0) AS BIGINT) \
-     AS failed \
-     FROM broadcasts b LEFT JOIN transfers t ON t.broadcast_id = b.id";
+/// A `BroadcastRow` for each broadcast `b` that `$tail` (WHERE, ORDER BY, LIMIT over
+/// `broadcasts b`) keeps, with its recipients' outcomes counted from the transfer log. Each
+/// count looks up the broadcast's own rows (`transfers_broadcast`), for the broadcasts kept
+/// only: grouping the join of every broadcast with its rows and then keeping the newest
+/// read every delivery ever logged, and PostgreSQL would still merge-join the whole index
+/// to find the rows of the newest (bench/store).
+macro_rules! broadcast_rows {
+    ($tail:literal) => {
+        concat!(
+            "SELECT b.id, b.sender_username, b.target, b.files, b.total_bytes, b.recipients, b.created_at, ",
+            "(SELECT COUNT(*) FROM transfers t WHERE t.broadcast_id = b.id AND t.status = 'completed') AS completed, ",
+            "(SELECT COUNT(*) FROM transfers t WHERE t.broadcast_id = b.id ",
+            "AND t.status IN ('failed', 'cancelled', 'declined', 'expired')) AS failed ",
+            "FROM broadcasts b ",
+            $tail
+        )
+    };
+}
 
+/// The newest `limit` broadcasts.
 pub async fn broadcasts(store: &Store, limit: i64) -> Result<Vec<BroadcastRow>, DbError> {
     on_pool!(store, |pool| {
-        let sql = format!("{BROADCAST_SELECT} GROUP BY b.id ORDER BY b.created_at DESC LIMIT $1");
-        Ok(sqlx::query_as::<_, BroadcastRow>(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(pool).await?)
+        Ok(sqlx::query_as::<_, BroadcastRow>(broadcast_rows!("ORDER BY b.created_at DESC, b.id DESC LIMIT $1"))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
     })
 }
 
 pub async fn broadcast(store: &Store, id: &str) -> Result<Option<BroadcastRow>, DbError> {
     on_pool!(store, |pool| {
-        let sql = format!("{BROADCAST_SELECT} WHERE b.id = $1 GROUP BY b.id");
-        Ok(sqlx::query_as::<_, BroadcastRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?)
+        Ok(sqlx::query_as::<_, BroadcastRow>(broadcast_rows!("WHERE b.id = $1")).bind(id).fetch_optional(pool).await?)
     })
 }
 
@@ -744,6 +758,38 @@ mod tests {
             }
             assert_eq!(got, expected, "{filter:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn broadcasts_are_the_newest_with_their_recipients_outcomes() {
+        let pool = pool_with_users().await;
+        for (n, id) in ["b1", "b2", "b3"].into_iter().enumerate() {
+            pool.exec(format!(
+                "INSERT INTO broadcasts (id, sender_id, sender_username, target, files, total_bytes, recipients, \
+                 created_at) VALUES ('{id}', 1, 'a', '{{\"all\":true}}', '[]', 3, 3, {})",
+                100 + n
+            ))
+            .await
+            .unwrap();
+        }
+        // b2: one completed, one declined, one under way; b3: no recipient row yet.
+        for (id, broadcast, status) in
+            [("r1", "b2", "completed"), ("r2", "b2", "declined"), ("r3", "b2", "accepted"), ("r4", "b1", "failed")]
+        {
+            pool.exec(format!(
+                "INSERT INTO transfers (id, sender_username, receiver_username, status, requested_at, broadcast_id) \
+                 VALUES ('{id}', 'a', 'b', '{status}', 100, '{broadcast}')"
+            ))
+            .await
+            .unwrap();
+        }
+        let newest = broadcasts(&pool, 2).await.unwrap();
+        let got: Vec<_> = newest.iter().map(|b| (b.id.as_str(), b.completed, b.failed)).collect();
+        assert_eq!(got, [("b3", 0, 0), ("b2", 1, 1)]);
+        let one = broadcast(&pool, "b1").await.unwrap().unwrap();
+        assert_eq!((one.id.as_str(), one.completed, one.failed, one.recipients), ("b1", 0, 1, 3));
+        assert!(broadcast(&pool, "nope").await.unwrap().is_none());
+        assert_eq!(broadcasts(&pool, 10).await.unwrap().len(), 3);
     }
 
     #[tokio::test]
