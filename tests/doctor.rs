@@ -9,7 +9,7 @@ mod harness;
 
 use std::process::Output;
 
-use harness::{Options, Server};
+use harness::{Browser, Options, Server};
 use serde_json::Value;
 
 /// A server on fixed ports, so doctor finds it from the configuration.
@@ -319,4 +319,96 @@ async fn a_store_that_does_not_answer_fails_store_connect() {
         assert!(message.contains("SQLite") && message.contains("restore the last backup"), "{message}");
         assert!(all.iter().all(|(check, _, _)| check != "store.schema"), "no schema line without a store");
     }
+}
+
+/// The portal's Health page: doctor's checks run by the server itself (on the ports it
+/// took: port 0 in this configuration), the ICE run only when its button is pressed, and
+/// not twice within its interval.
+#[tokio::test]
+async fn the_health_page_runs_the_checks_in_the_server_and_ice_on_demand() {
+    let s = Server::start().await;
+    s.admin().await;
+    let admin = Browser::login(&s, "admin").await;
+    let (status, html) = admin.get("/admin/health").await;
+    assert_eq!(status, 200, "{html}");
+    for check in ["service", "https.port", "store.connect", "tls.certificate"] {
+        assert!(html.contains(&format!(r#"data-check="{check}" data-status="ok""#)), "{check}: {html}");
+    }
+    assert!(html.contains(r#"data-check="turn.peer_policy""#), "{html}");
+    assert!(!html.contains(r#"data-check="ice.udp""#), "the ICE run waits for its button: {html}");
+    assert!(html.contains("Not run since the server started"), "{html}");
+
+    let csrf = admin.csrf().await;
+    assert_eq!(admin.post("/admin/health/ice", &[("csrf", "forged")]).await.0, 403);
+    let (status, location, _) = admin.post("/admin/health/ice", &[("csrf", &csrf)]).await;
+    assert_eq!(status, 303);
+    assert!(location.contains("connected%20through%20the%20relay"), "{location}");
+    let (_, html) = admin.get("/admin/health").await;
+    for check in ["ice.udp", "ice.tcp", "ice.tls"] {
+        assert!(html.contains(&format!(r#"data-check="{check}" data-status="ok""#)), "{check}: {html}");
+    }
+    assert!(html.contains("started by admin"), "{html}");
+    let (status, location, _) = admin.post("/admin/health/ice", &[("csrf", &csrf)]).await;
+    assert_eq!(status, 303);
+    assert!(location.contains("next%20can%20start%20in"), "a second run at once is refused: {location}");
+
+    s.add_user("stud", "student");
+    let student = Browser::login(&s, "stud").await;
+    assert_eq!(student.get("/admin/health").await.0, 403);
+}
+
+/// With the relay on a closed port the Health page's ICE lines fail and say why, as
+/// doctor's do.
+#[tokio::test]
+async fn the_health_page_shows_a_failing_ice_run() {
+    let s =
+        Server::start_with(Options { config: Some("[turn]\nenabled = false\n".into()), ..Default::default() }).await;
+    s.admin().await;
+    let admin = Browser::login(&s, "admin").await;
+    let csrf = admin.csrf().await;
+    let (_, location, _) = admin.post("/admin/health/ice", &[("csrf", &csrf)]).await;
+    assert!(location.contains("found%20problems"), "{location}");
+    let (_, html) = admin.get("/admin/health").await;
+    assert!(html.contains(r#"data-check="ice.udp" data-status="fail""#), "{html}");
+    assert!(html.contains("turn.enabled = false"), "{html}");
+}
+
+/// The last day's failed transfers, by the cause each side recorded.
+#[tokio::test]
+async fn the_health_page_counts_the_last_days_failures_by_cause() {
+    let s = Server::start().await;
+    s.admin().await;
+    let store = s.store().await;
+    let now = harness::now();
+    let rows = [
+        ("t1", now - 60, "Lab 2.14", "sender: relay_unreachable: Could not connect; receiver: relay_unreachable: x"),
+        ("t2", now - 120, "Lab 2.14", "receiver: relay_unreachable: Could not connect"),
+        ("t3", now - 180, "Lab 1", "hash_mismatch: receiver and sender hashes differ"),
+        ("t4", now - 200, "Lab 1", "resume_expired: the receiver within 10 min"),
+        ("t5", now - 2 * 86_400, "Lab 1", "sender: relay_unreachable: too old to count"),
+    ];
+    for (id, at, lab, reason) in rows {
+        store
+            .exec(&format!(
+                "INSERT INTO transfers (id, sender_username, receiver_username, sender_lab, receiver_lab, status, \
+                 requested_at, failure_reason) VALUES ('{id}', 'ann', 'bob', '{lab}', 'Other', 'failed', {at}, {})",
+                harness::sql_text(reason)
+            ))
+            .await;
+    }
+    store
+        .exec(&format!(
+            "INSERT INTO transfers (id, sender_username, receiver_username, status, requested_at, failure_reason) \
+             VALUES ('c1', 'ann', 'bob', 'cancelled', {now}, 'sender: peer_left: gone')"
+        ))
+        .await;
+    store.close().await;
+    let admin = Browser::login(&s, "admin").await;
+    let (_, html) = admin.get("/admin/health").await;
+    assert!(html.contains(r#"data-cause="relay_unreachable" data-count="2""#), "{html}");
+    assert!(html.contains(r#"data-cause="hash_mismatch" data-count="1""#), "{html}");
+    assert!(html.contains(r#"data-cause="resume_expired" data-count="1""#), "{html}");
+    assert!(!html.contains(r#"data-cause="peer_left""#), "cancelled transfers are not failures: {html}");
+    assert!(html.contains("4 failed transfer(s)"), "{html}");
+    assert!(html.contains("Lab 2.14, Other"), "the labs involved: {html}");
 }

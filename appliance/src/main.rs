@@ -12,6 +12,7 @@ mod conn_limit;
 mod datadir;
 mod db;
 mod doctor;
+mod health;
 mod http_conn;
 mod lab_admin;
 mod labs;

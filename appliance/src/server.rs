@@ -45,6 +45,14 @@ pub async fn run(config: Config, store_args: &StoreArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the store ({})", location.describe()))?;
     let jwt_secret = datadir::secret(&config.data_dir, "jwt.key")?;
     let turn = if config.turn.enabled { Some(crate::turn::bind(&config, &tls)?) } else { None };
+    // From here on the configuration names the addresses as bound (a port 0 resolved), so
+    // the checks run in-process (the portal's Health page) find this server.
+    let mut config = config;
+    config.http_listen = listener.local_addr().context("cannot read the HTTPS listener's address")?;
+    if let Some(bound) = &turn {
+        config.turn_listen = bound.listen();
+        config.turn.tls_port = Some(bound.tls_port());
+    }
 
     let state = AppState::new(config, pool.clone(), &jwt_secret);
     let mut turn_lines = vec!["  TURN:         off (turn.enabled = false)".to_string()];

@@ -29,6 +29,8 @@ pub struct Inner {
     /// The store's access generation as last acted on (`access_watch`): the TURN relay
     /// reloads its users and lab ranges when it moves.
     pub access_changes: tokio::sync::watch::Sender<i64>,
+    /// The Health page's on-demand ICE run and its last result.
+    pub ice_runs: crate::health::IceGate,
 }
 
 impl AppState {
@@ -49,6 +51,7 @@ impl AppState {
             db,
             turn: Default::default(),
             access_changes: tokio::sync::watch::Sender::new(0),
+            ice_runs: Default::default(),
         }))
     }
 }

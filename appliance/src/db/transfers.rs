@@ -496,6 +496,30 @@ pub async fn stats_since(store: &Store, since: i64) -> Result<DayStats, DbError>
     })
 }
 
+/// A failed transfer's reason and where it happened (the Health page's failures by cause).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Failure {
+    pub requested_at: i64,
+    pub sender_lab: String,
+    pub receiver_lab: String,
+    pub failure_reason: String,
+}
+
+/// The failed transfers requested since `since`, newest first, at most `limit`
+/// (`transfers_status` serves it).
+pub async fn failures_since(store: &Store, since: i64, limit: i64) -> Result<Vec<Failure>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, Failure>(
+            "SELECT requested_at, sender_lab, receiver_lab, failure_reason FROM transfers \
+             WHERE status = 'failed' AND requested_at >= $1 ORDER BY requested_at DESC LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
+    })
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BroadcastRow {
     pub id: String,

@@ -548,9 +548,14 @@ async fn stun_binding(server: SocketAddr) -> Result<SocketAddr, String> {
     let bind = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
     let socket = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
     socket.connect(server).await.map_err(|e| e.to_string())?;
-    let mut request = Message::new();
-    let setters: [Box<dyn Setter>; 2] = [Box::new(stun::agent::TransactionId::new()), Box::new(BINDING_REQUEST)];
-    request.build(&setters).map_err(|e| e.to_string())?;
+    let request = {
+        // Built in a block: the setters are not `Send`, and the run may be awaited on any
+        // thread (the portal's Health page runs it in the server).
+        let mut request = Message::new();
+        let setters: [Box<dyn Setter>; 2] = [Box::new(stun::agent::TransactionId::new()), Box::new(BINDING_REQUEST)];
+        request.build(&setters).map_err(|e| e.to_string())?;
+        request
+    };
     let mut buf = vec![0u8; 1500];
     for _ in 0..3 {
         socket.send(&request.raw).await.map_err(|e| e.to_string())?;

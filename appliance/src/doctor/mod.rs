@@ -98,21 +98,56 @@ pub async fn run(overrides: &Overrides) -> Vec<Check> {
         None => "defaults and the LABBEAM_* variables, no --config file".into(),
     };
     report.ok("config", format!("configuration is valid ({source})"));
-    run_with(&config, &mut report).await;
+    run_with(&config, Scope::Everything, &mut report).await;
     report.checks
 }
 
-async fn run_with(config: &Config, report: &mut Report) {
-    setup::data_dir(config, report);
-    let store = setup::store(config, report).await;
-    let certificate = certificate::check(config, report);
-    host::public_host(config, report).await;
-    let service = service::probe(config, certificate.as_ref(), report).await;
-    service::clock(&service, report);
-    relay::checks(config, store.as_ref(), &service, report).await;
-    ice::checks(config, store.as_ref(), certificate.as_ref(), &service, report).await;
-    host::disk(config, report);
-    service::exposure(report).await;
+/// Which checks a run makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Everything,
+    /// All but the ICE run, which takes seconds and holds relay allocations: what the
+    /// portal's Health page shows on every visit.
+    AllButIce,
+    /// Only `ice.udp`, `ice.tcp`, `ice.tls` (what they need is looked up, not reported).
+    IceOnly,
+}
+
+/// The checks run inside the server (the portal's Health page), with its configuration as
+/// served: `config` names the addresses it bound, so a port 0 in the file is the port the
+/// server took.
+pub async fn in_process(config: &Config, scope: Scope) -> Vec<Check> {
+    let mut report = Report::default();
+    if scope != Scope::IceOnly {
+        report.ok("config", "configuration is valid (as the running server loaded it)");
+    }
+    run_with(config, scope, &mut report).await;
+    report.checks
+}
+
+async fn run_with(config: &Config, scope: Scope, report: &mut Report) {
+    // With `IceOnly`, the checks the ICE run depends on write here, and are dropped.
+    let mut aside = Report::default();
+    let others = scope != Scope::IceOnly;
+    let r = if others { &mut *report } else { &mut aside };
+    if others {
+        setup::data_dir(config, r);
+    }
+    let store = setup::store(config, r).await;
+    let certificate = certificate::check(config, r);
+    if others {
+        host::public_host(config, r).await;
+    }
+    let service = service::probe(config, certificate.as_ref(), r).await;
+    if others {
+        service::clock(&service, r);
+        relay::checks(config, store.as_ref(), &service, r).await;
+        host::disk(config, r);
+        service::exposure(r).await;
+    }
+    if scope != Scope::AllButIce {
+        ice::checks(config, store.as_ref(), certificate.as_ref(), &service, report).await;
+    }
     if let Some(store) = store {
         store.close().await;
     }

@@ -17,6 +17,7 @@
 mod audit_page;
 mod dashboard;
 mod guard;
+mod health_page;
 mod labs;
 mod login;
 mod roles;
@@ -74,6 +75,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/sessions", get(sessions::page))
         .route("/admin/sessions/{id}/revoke", post(sessions::revoke))
         .route("/admin/settings", get(settings_page::page).post(settings_page::save))
+        .route("/admin/health", get(health_page::page))
+        .route("/admin/health/ice", post(health_page::run_ice))
 }
 
 async fn static_css() -> Response {

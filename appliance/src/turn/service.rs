@@ -180,6 +180,16 @@ pub fn relay_ip(config: &Config) -> (IpAddr, &'static str) {
 }
 
 impl BoundTurn {
+    /// The address TURN over UDP and TCP took (`turn_listen`, its port 0 resolved).
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The port TURN over TLS took.
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port
+    }
+
     /// Lines for the start banner; the first is parsed by the test harness.
     pub fn banner_lines(&self) -> Vec<String> {
         let ip = self.listen.ip();
