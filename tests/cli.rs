@@ -361,7 +361,7 @@ fn host_names_in_another_order_keep_the_certificate() {
 // `labbeam store copy`
 
 /// The tables `store copy` carries, in its order.
-const STORE_TABLES: [&str; 12] = [
+const STORE_TABLES: [&str; 13] = [
     "roles",
     "role_permissions",
     "users",
@@ -374,6 +374,7 @@ const STORE_TABLES: [&str; 12] = [
     "broadcasts",
     "announcements",
     "settings",
+    "connection_tests",
 ];
 
 fn sqlite_url(path: &std::path::Path) -> String {
@@ -493,6 +494,13 @@ async fn populate(s: &Server) -> String {
         now - 1,
         t("receiver's disk is full"),
         now - 2,
+    ))
+    .await;
+    db.exec(&format!(
+        "INSERT INTO connection_tests (tested_at, user_id, username, device, client_addr, lab, direct, stun, \
+         relay_udp, relay_tcp, relay_tls) VALUES ({now}, {zoe}, 'zoë', {}, '10.1.0.14', 'Lab A', 'ok', 'failed', \
+         'failed', 'ok', 'ok')",
+        t("Zoë's PC – row 3")
     ))
     .await;
     // More rows than one INSERT of the copy takes, each with its own time (the log's order).

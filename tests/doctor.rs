@@ -412,3 +412,73 @@ async fn the_health_page_counts_the_last_days_failures_by_cause() {
     assert!(html.contains("4 failed transfer(s)"), "{html}");
     assert!(html.contains("Lab 2.14, Other"), "the labs involved: {html}");
 }
+
+/// `POST /api/connection-tests`: stored with the lab of the PC's address, answered with the
+/// verdict, listed on the Health page; bad input and floods refused with the error shape.
+#[tokio::test]
+async fn connection_tests_are_recorded_by_lab_and_listed_on_the_health_page() {
+    let s = Server::start().await;
+    s.admin().await;
+    assert_eq!(
+        s.cli(&["lab", "add", "Lab 2.14", "--cidr", "127.0.0.0/8"], None).status.code(),
+        Some(0),
+        "the test's loopback address is in Lab 2.14"
+    );
+    s.add_user("stud", "student");
+    let token = s.login("stud", harness::PASSWORD).await;
+    let post = |body: Value| {
+        let client = s.client();
+        let url = s.url("/api/connection-tests");
+        let token = token.clone();
+        async move {
+            let r = client.post(url).bearer_auth(token).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let udp_blocked = serde_json::json!({
+        "device": "PC 14",
+        "paths": {"direct": "ok", "stun": "failed", "relay_udp": "failed", "relay_tcp": "ok", "relay_tls": "ok"}
+    });
+    let (status, body) = post(udp_blocked.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["test"]["lab"], "Lab 2.14");
+    assert_eq!(body["test"]["verdict"]["code"], "relay_tcp_tls_only");
+    assert!(body["test"]["verdict"]["words"].as_str().unwrap().starts_with("relay over TCP/TLS only"), "{body}");
+
+    for (bad, why) in [
+        (serde_json::json!({"device": "PC", "paths": {"direct": "ok"}}), "missing paths"),
+        (
+            serde_json::json!({"device": "PC", "paths": {"direct": "maybe", "stun": "ok", "relay_udp": "ok", "relay_tcp": "ok", "relay_tls": "ok"}}),
+            "unknown result",
+        ),
+        (serde_json::json!({"device": " \u{7} ", "paths": udp_blocked["paths"].clone()}), "no device name"),
+        (serde_json::json!({"device": "PC", "paths": udp_blocked["paths"].clone(), "extra": 1}), "unknown field"),
+    ] {
+        let (status, body) = post(bad).await;
+        assert_eq!(status, 400, "{why}: {body}");
+        assert!(body["error"]["code"].is_string() && body["error"]["message"].is_string(), "{why}: {body}");
+    }
+    let r = s.client().post(s.url("/api/connection-tests")).json(&udp_blocked).send().await.unwrap();
+    assert_eq!(r.status(), 401, "signed-in users only");
+
+    let admin = Browser::login(&s, "admin").await;
+    let (_, html) = admin.get("/admin/health").await;
+    assert!(html.contains(r#"data-testid="health-lab" data-lab="Lab 2.14""#), "{html}");
+    assert!(html.contains("1 PC tested: 1 relay over TCP/TLS only (no UDP)"), "{html}");
+    assert!(html.contains(r#"data-address="127.0.0.1" data-verdict="relay_tcp_tls_only""#), "{html}");
+    assert!(html.contains("stud (PC 14)"), "{html}");
+
+    // A person tests now and then; a script does not fill the log.
+    let mut refused = None;
+    for i in 0..25 {
+        let (status, body) = post(udp_blocked.clone()).await;
+        if status != 201 {
+            refused = Some((i, status, body));
+            break;
+        }
+    }
+    let (i, status, body) = refused.expect("the flood is refused");
+    assert_eq!((i, status), (19, 429), "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited");
+}

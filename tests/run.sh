@@ -66,6 +66,6 @@ step "network-namespace tests (NAT topologies, TURN over TLS in Chromium, faults
 # Lab PCs, NAT routers and the appliance in network namespaces (tests/netns/README.md); they
 # skip, saying why, without root. certutil: the PCs' NSS databases; openssl: a test campus CA.
 if [ "$(id -u)" -eq 0 ]; then bash packaging/build-deps.sh iproute2 nftables libnss3-tools openssl; fi
-node --test --test-concurrency=1 tests/netns/topologies.test.mjs tests/netns/turn-tls.test.mjs tests/netns/faults.test.mjs tests/netns/relay-scope.test.mjs
+node --test --test-concurrency=1 tests/netns/topologies.test.mjs tests/netns/turn-tls.test.mjs tests/netns/faults.test.mjs tests/netns/relay-scope.test.mjs tests/netns/health.test.mjs
 
 step "Debian package: build, lintian, unit checks, install/upgrade/purge in a bookworm chroot"; bash tests/deb.sh

@@ -1,5 +1,5 @@
 //! What the portal's Health page says beyond doctor's checks: the transfer log's failures
-//! of the last day by cause, and the
+//! of the last day by cause, the lab PCs' "Test my connection" results in words, and the
 //! gate that keeps the on-demand ICE run from being started over and over.
 //!
 //! Causes are read from `transfers.failure_reason`, which holds one `side: code: words` per
@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use crate::db::connection_tests::{PathResult, Paths};
 use crate::db::transfers::Failure;
 use crate::doctor::Check;
 
@@ -95,6 +96,94 @@ pub fn causes(failures: &[Failure]) -> Vec<Cause> {
     list
 }
 
+/// A connection test in one phrase, and what to open when something is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// `all`, `relay_tcp_tls_only`, `no_relay`, …: stable, for styling and tests.
+    pub code: &'static str,
+    pub words: String,
+}
+
+/// Where the relay listens, for the advice.
+pub struct RelayPorts {
+    pub host: String,
+    pub turn_port: u16,
+    pub tls_port: u16,
+    pub relay_ports: (u16, u16),
+}
+
+impl RelayPorts {
+    /// The ports of the running server (`config` as served).
+    pub fn of(config: &crate::config::Config) -> RelayPorts {
+        RelayPorts {
+            host: config.advertised_host(),
+            turn_port: config.turn_listen.port(),
+            tls_port: config.turn.tls_port.unwrap_or(5349),
+            relay_ports: (config.turn.relay_port_min, config.turn.relay_port_max),
+        }
+    }
+}
+
+pub fn verdict(p: &Paths, relay: &RelayPorts) -> Verdict {
+    use PathResult::{Failed, Ok as Works};
+    let RelayPorts { host, turn_port, tls_port, relay_ports: (lo, hi) } = relay;
+    let relays: Vec<(&str, PathResult)> = vec![("UDP", p.relay_udp), ("TCP", p.relay_tcp), ("TLS", p.relay_tls)];
+    let working: Vec<&str> = relays.iter().filter(|(_, r)| *r == Works).map(|(n, _)| *n).collect();
+    let offered = relays.iter().filter(|(_, r)| *r != PathResult::NotOffered).count();
+    let udp_open = format!("UDP {turn_port} and UDP {lo}-{hi} to {host}");
+    if offered == 0 {
+        return Verdict {
+            code: "relay_off",
+            words: "the relay is off: only direct connections inside the lab can work".into(),
+        };
+    }
+    if working.is_empty() {
+        return Verdict {
+            code: "no_relay",
+            words: format!(
+                "reaches no relay path: open {udp_open}, or at least TCP {turn_port} or TCP {tls_port} to {host}, \
+                 from this lab"
+            ),
+        };
+    }
+    if p.relay_udp == Failed {
+        let tls_note = if p.relay_tls == Failed && p.relay_tcp == Works {
+            "; TURN over TLS failed too (does this PC trust the server's certificate?)"
+        } else {
+            ""
+        };
+        return Verdict {
+            code: "relay_tcp_tls_only",
+            words: format!(
+                "relay over {} only: UDP is blocked; transfers work but slower; open {udp_open} from this lab{tls_note}",
+                working.join("/")
+            ),
+        };
+    }
+    let failed: Vec<&str> = relays.iter().filter(|(_, r)| *r == Failed).map(|(n, _)| *n).collect();
+    if !failed.is_empty() {
+        let why = if failed.contains(&"TLS") && !failed.contains(&"TCP") {
+            " (TLS: does this PC trust the server's certificate?)"
+        } else {
+            ""
+        };
+        return Verdict {
+            code: "relay_partial",
+            words: format!("relay over {} works; {} failed{why}; transfers work", working.join("/"), failed.join("/")),
+        };
+    }
+    if p.direct == Failed {
+        return Verdict {
+            code: "relay_only",
+            words: format!(
+                "relay over {} works, but this PC has no network address for direct connections",
+                working.join("/")
+            ),
+        };
+    }
+    Verdict { code: "all", words: format!("direct connections and the relay over {} all work", working.join("/")) }
+}
+
 /// The last ICE run of the Health page.
 #[derive(Debug, Clone)]
 pub struct IceRun {
@@ -172,6 +261,35 @@ mod tests {
         assert_eq!(relay.labs.iter().map(String::as_str).collect::<Vec<_>>(), ["Lab 2.14", "Lab 2.15", "Other"]);
         assert!(relay.words.contains("firewall"));
         assert_eq!(list[4].words, "");
+    }
+
+    fn ports() -> RelayPorts {
+        RelayPorts { host: "labbeam.campus".into(), turn_port: 3478, tls_port: 5349, relay_ports: (49152, 49407) }
+    }
+
+    fn paths(direct: PathResult, udp: PathResult, tcp: PathResult, tls: PathResult) -> Paths {
+        Paths { direct, stun: udp, relay_udp: udp, relay_tcp: tcp, relay_tls: tls }
+    }
+
+    #[test]
+    fn verdicts_name_what_works_and_what_to_open() {
+        use PathResult::*;
+        let v = verdict(&paths(Ok, Failed, Ok, Ok), &ports());
+        assert_eq!(v.code, "relay_tcp_tls_only");
+        assert!(v.words.starts_with("relay over TCP/TLS only"), "{}", v.words);
+        assert!(v.words.contains("UDP 3478 and UDP 49152-49407 to labbeam.campus"), "{}", v.words);
+        let v = verdict(&paths(Ok, Failed, Ok, Failed), &ports());
+        assert!(v.words.starts_with("relay over TCP only") && v.words.contains("trust"), "{}", v.words);
+        let v = verdict(&paths(Ok, Failed, Failed, Failed), &ports());
+        assert_eq!(v.code, "no_relay");
+        assert!(v.words.contains("TCP 3478 or TCP 5349"), "{}", v.words);
+        assert_eq!(verdict(&paths(Ok, Ok, Ok, Ok), &ports()).code, "all");
+        assert_eq!(verdict(&paths(Failed, Ok, Ok, Ok), &ports()).code, "relay_only");
+        let v = verdict(&paths(Ok, Ok, Ok, Failed), &ports());
+        assert_eq!((v.code, v.words.contains("TLS failed")), ("relay_partial", true), "{}", v.words);
+        let v = verdict(&paths(Ok, Ok, Ok, NotOffered), &ports());
+        assert_eq!(v.code, "all");
+        assert_eq!(verdict(&paths(Ok, NotOffered, NotOffered, NotOffered), &ports()).code, "relay_off");
     }
 
     #[test]

@@ -13,6 +13,8 @@
  *   anywhere script-readable (no storage), so an injected script cannot lift it.
  */
 
+import type { ConnectionPaths } from './engine/connection-test';
+
 /** A signed-in account, as the client uses it. */
 export interface User {
   readonly id: number;
@@ -121,6 +123,19 @@ export class ApiClient {
       throw error;
     }
     return decodeIceServers(answer);
+  }
+
+  /**
+   * Sends a "Test my connection" result for the Health page; answers with the lab the
+   * server placed this PC in and its verdict for the administrator.
+   */
+  async connectionTest(device: string, paths: ConnectionPaths): Promise<{ lab: string; verdict: string }> {
+    const answer = await this.#request('POST', '/api/connection-tests', { device, paths });
+    const test = field(answer, 'test');
+    const lab = field(test, 'lab');
+    const verdict = field(field(test, 'verdict'), 'words');
+    if (typeof lab !== 'string' || typeof verdict !== 'string') throw malformed('a connection test');
+    return { lab, verdict };
   }
 
   /**

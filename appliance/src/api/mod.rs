@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod connection_tests;
 pub mod error;
 mod ice;
 mod transfers;
@@ -22,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/me", get(auth::me))
         .route("/me/password", post(auth::change_password))
         .route("/ice-servers", get(ice::ice_servers))
+        .route("/connection-tests", post(connection_tests::record))
         .route("/users", get(users::list))
         .route("/audit", get(audit::list))
         .route("/transfers", get(transfers::list))

@@ -32,7 +32,7 @@ use super::{Backend, DbError, Location, Schema, Store, dialect, on_pool};
 use crate::config::StoreConfig;
 
 /// Every table `store copy` carries, each after every table its foreign keys reference.
-pub const TABLES: [&str; 12] = [
+pub const TABLES: [&str; 13] = [
     "roles",
     "role_permissions",
     "users",
@@ -45,6 +45,7 @@ pub const TABLES: [&str; 12] = [
     "broadcasts",
     "announcements",
     "settings",
+    "connection_tests",
 ];
 
 /// The schema's tables that are not copied. The access counter keeps the target's value and

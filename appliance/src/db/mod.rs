@@ -18,6 +18,7 @@
 pub mod access;
 pub mod announcements;
 pub mod audit;
+pub mod connection_tests;
 pub mod copy;
 pub mod dialect;
 pub mod labs;

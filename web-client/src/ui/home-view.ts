@@ -16,10 +16,12 @@
  * (`live`/`stale`), `peer` `data-online`, `folder-input`, `peer-send`,
  * `selection`, `selection-clear`, `connection-status` (`data-state`), `send-error`,
  * `announcement`, `settings-toggle`, `setting-relay`, `setting-autosave`,
- * `setting-notifications`, `setting-theme`, `setting-device`, `open-account`.
+ * `setting-notifications`, `setting-theme`, `setting-device`, `open-account`,
+ * `connection-test`, `connection-test-result` (`data-state`, `data-verdict`), `connection-test-headline`.
  */
 
-import type { ApiClient, User } from '../api';
+import { type ApiClient, ApiError, type User } from '../api';
+import { explain, relayAddress, testConnection } from '../engine/connection-test';
 import { type ConnectionState, type PickedFile, TransferEngine, TransferError, type TransferSnapshot } from '../engine/engine';
 import type { Announcement, Peer } from '../engine/protocol';
 import { h, messageLine, uniqueId } from './dom';
@@ -584,6 +586,11 @@ export class HomeView implements View {
       applyTheme(value);
     });
 
+    const testId = uniqueId('connection-test');
+    const testButton = h('button', { type: 'button', class: 'btn btn-secondary btn-small', 'data-testid': 'connection-test', 'aria-describedby': `${testId}-hint` }, 'Test my connection');
+    const testResult = h('div', { class: 'connection-test-result', 'data-testid': 'connection-test-result', 'aria-live': 'polite', hidden: true });
+    testButton.addEventListener('click', () => void this.#testConnection(testButton, testResult));
+
     return h(
       'section',
       { class: 'card settings', id: 'settings-panel', hidden: true, 'aria-labelledby': 'settings-title' },
@@ -598,7 +605,63 @@ export class HomeView implements View {
         autoSave.wrapper,
         notify.wrapper,
       ),
+      h(
+        'div',
+        { class: 'field connection-test' },
+        testButton,
+        h('p', { class: 'field-hint', id: `${testId}-hint` }, 'Checks what this PC reaches on the LabBeam server: direct connections, and the relay over UDP, TCP and TLS. The result is shown here and sent to the administrator.'),
+        testResult,
+      ),
     );
+  }
+
+  /** "Test my connection": gathers against the server's STUN/TURN, shows the result in words and reports it. */
+  async #testConnection(button: HTMLButtonElement, result: HTMLElement): Promise<void> {
+    const { api, settings } = this.#o;
+    button.disabled = true;
+    result.hidden = false;
+    result.setAttribute('data-state', 'running');
+    result.removeAttribute('data-verdict');
+    result.replaceChildren(h('p', {}, 'Testing… this takes up to 15 seconds.'));
+    try {
+      let servers: RTCIceServer[] = [];
+      try {
+        servers = (await api.iceServers())?.iceServers ?? [];
+      } catch (error) {
+        // No relay on this server: the test still says what works without one.
+        if (!(error instanceof ApiError && error.code === 'turn_unavailable')) throw error;
+      }
+      const paths = await testConnection(servers);
+      const words = explain(paths, relayAddress(servers));
+      const label = { ok: 'works', failed: 'blocked', not_offered: 'not offered' } as const;
+      const rows: [string, keyof typeof paths][] = [
+        ['Direct connections', 'direct'],
+        ['UDP to the server (STUN)', 'stun'],
+        ['Relay over UDP', 'relay_udp'],
+        ['Relay over TCP', 'relay_tcp'],
+        ['Relay over TLS', 'relay_tls'],
+      ];
+      let sent: string;
+      try {
+        const answer = await api.connectionTest(settings.values.deviceName, paths);
+        sent = `Sent to the administrator’s Health page (lab: ${answer.lab}).`;
+      } catch (error) {
+        sent = `Not sent to the administrator: ${errorText(error)}`;
+      }
+      result.setAttribute('data-verdict', words.code);
+      result.replaceChildren(
+        h('p', { class: 'connection-test-headline', 'data-testid': 'connection-test-headline' }, words.headline),
+        h('p', {}, words.advice),
+        h('ul', { class: 'connection-test-paths' }, ...rows.map(([name, key]) => h('li', { 'data-path': key, 'data-result': paths[key] }, `${name}: ${label[paths[key]]}`))),
+        h('p', { class: 'field-hint', 'data-testid': 'connection-test-sent' }, sent),
+      );
+      result.setAttribute('data-state', 'done');
+    } catch (error) {
+      result.setAttribute('data-state', 'failed');
+      result.replaceChildren(h('p', { class: 'message message-error' }, `The test could not run: ${errorText(error)}`));
+    } finally {
+      button.disabled = false;
+    }
   }
 
   /** Reconnects under the new device name when no transfer is running. */
