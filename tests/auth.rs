@@ -56,6 +56,19 @@ async fn wrong_password_unknown_user_and_disabled_user_are_refused() {
     }
 }
 
+/// A control character in a user name is refused as bad input (PostgreSQL cannot even
+/// store a NUL in the audit row of the failed attempt: this was a 500 there).
+#[tokio::test]
+async fn user_names_with_control_characters_are_refused() {
+    let s = Server::start().await;
+    s.add_user("bob", "student");
+    for name in ["bob\0", "bo\u{1b}b", "b\nob"] {
+        let r = s.login_raw(name, PASSWORD).await;
+        assert_eq!(r.status(), 400, "{name:?}");
+        assert_eq!(error_code(&r.json().await.unwrap()), "invalid_request");
+    }
+}
+
 #[tokio::test]
 async fn repeated_failures_are_throttled_with_retry_after() {
     let s = Server::start_with(harness::Options {

@@ -32,6 +32,9 @@ pub async fn login(
     if username.is_empty() || username.chars().count() > 64 {
         return Err(ApiError::bad_request("username must have 1 to 64 characters"));
     }
+    if username.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("username must not contain control characters"));
+    }
     if req.password.is_empty() || req.password.len() > 1024 {
         return Err(ApiError::bad_request("password must have 1 to 1024 bytes"));
     }

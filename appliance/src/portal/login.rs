@@ -96,7 +96,11 @@ pub async fn submit(
         let csrf = login::random_hex(20)?;
         Ok(page_with_cookie(LoginPage { csrf, next: next.clone(), username: f.username.clone(), error }))
     };
-    if f.username.trim().is_empty() || f.password.is_empty() || f.password.len() > 1024 {
+    if f.username.trim().is_empty()
+        || f.username.chars().any(char::is_control)
+        || f.password.is_empty()
+        || f.password.len() > 1024
+    {
         return again("Enter your username and password.".into());
     }
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
