@@ -298,7 +298,8 @@ for key in 'data_dir = "/var/lib/labbeam"' 'http_listen = "0.0.0.0:443"' 'turn_l
 done
 # Every commented-out example must be a real key with a valid value. (Its own data dir:
 # doctor creates the one it checks.)
-sed 's/^#\([a-z_]* = \)/\1/' "$ROOT$CONFIG" >"$ROOT/tmp/all-keys.toml"
+# Commented-out tables too (`#[auth.ldap]`, `#[[auth.role_map]]`: tables left unset).
+sed -e 's/^#\([a-z_]* = \)/\1/' -e 's/^#\(\[.*\]\)$/\1/' "$ROOT$CONFIG" >"$ROOT/tmp/all-keys.toml"
 chmod 644 "$ROOT/tmp/all-keys.toml"
 doctor_out=$("${AS_USER[@]}" /usr/bin/labbeam doctor --config /tmp/all-keys.toml --data-dir /tmp/all-keys-data 2>&1 || true)
 head -n 1 <<<"$doctor_out" | sed 's/^/  | /'

@@ -18,6 +18,7 @@
 # one starts it again, on its previous port if that is free, else on a new free port. Must
 # run as root (it switches to the postgres user with runuser).
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/free-port.sh"
 
 die() {
   echo "tests/postgres.sh: $*" >&2
@@ -52,19 +53,6 @@ running() {
 
 url() {
   echo "postgres://labbeam@127.0.0.1:$(cat "$dir/port")/postgres"
-}
-
-# A port nothing listens on now (the server's start is the real test: it is retried).
-free_port() {
-  local port
-  for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return 0
-    fi
-  done
-  die "found no free port on 127.0.0.1"
 }
 
 case "$action" in

@@ -17,7 +17,9 @@ trap finish EXIT
 
 step "system packages"
 # coturn: its turnutils_uclient is the independent client of the TURN tests and benchmark.
-bash packaging/build-deps.sh coturn
+# slapd and ldap-utils: the campus directory of tests/ldap.rs (tests/slapd.sh), with openssl
+# for its test CA.
+bash packaging/build-deps.sh coturn slapd ldap-utils openssl
 
 step "web client (npm ci, type check)"
 (cd web-client && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck)

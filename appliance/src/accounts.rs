@@ -134,6 +134,12 @@ pub async fn set_password(
     min_len: usize,
 ) -> Result<(users::User, Option<String>, u64), AccountError> {
     let user = get(pool, id).await?;
+    if user.source() != users::Source::Local {
+        return Err(AccountError::Invalid(format!(
+            "{} signs in with the campus directory ({}): their password is changed there, not here",
+            user.username, user.source
+        )));
+    }
     let (pw, generated) = match password {
         Some(p) => (p, false),
         None => (password::one_time_password()?, true),

@@ -34,6 +34,14 @@ pub enum LoginFailure {
     WrongPassword,
     Disabled,
     Throttled,
+    /// The campus directory did not answer (nothing was checked).
+    DirectoryUnreachable,
+    /// The password was right, but no `[[auth.role_map]]` rule matched and there is no
+    /// `default_role`.
+    NotInMappedGroup,
+    /// The account's source is not configured any more (a directory account while
+    /// `[auth.ldap]` is unset).
+    SourceOff,
 }
 
 impl LoginFailure {
@@ -43,34 +51,107 @@ impl LoginFailure {
             LoginFailure::WrongPassword => "wrong_password",
             LoginFailure::Disabled => "disabled",
             LoginFailure::Throttled => "throttled",
+            LoginFailure::DirectoryUnreachable => "directory_unreachable",
+            LoginFailure::NotInMappedGroup => "not_in_mapped_group",
+            LoginFailure::SourceOff => "source_off",
         }
     }
 }
 
 #[derive(Debug, Clone)]
 pub enum AuditEvent<'a> {
-    LoginSucceeded { username: &'a str },
-    LoginFailed { username: &'a str, reason: LoginFailure },
-    LoggedOut { username: &'a str },
-    PasswordChanged { username: &'a str },
-    PasswordSet { username: &'a str },
-    FirstAdminCreated { username: &'a str },
-    UserCreated { username: &'a str, role: &'a str },
-    UserDisabled { username: &'a str, sessions_revoked: u64 },
-    UserEnabled { username: &'a str },
-    UserUpdated { username: &'a str, before: &'a serde_json::Value, after: &'a serde_json::Value },
-    UserDeleted { username: &'a str, role: &'a str },
-    UsersImported { created: usize, skipped: usize },
-    RoleCreated { role: &'a str },
-    RoleUpdated { role: &'a str, before: &'a [String], after: &'a [String] },
-    RoleDeleted { role: &'a str },
-    LabUpdated { lab: &'a str, before: &'a [String], after: &'a [String] },
-    UserLabsSet { username: &'a str, labs: &'a [String] },
-    SessionRevoked { username: &'a str, session: &'a str },
-    LabCreated { lab: &'a str, ranges: &'a [String] },
-    LabRemoved { lab: &'a str },
-    LabAssigned { lab: &'a str, username: &'a str },
-    SettingChanged { key: &'a str, value: &'a serde_json::Value },
+    /// `source`: who checked the password (`local`, `ldap`, `oidc`).
+    LoginSucceeded {
+        username: &'a str,
+        source: &'a str,
+    },
+    LoginFailed {
+        username: &'a str,
+        reason: LoginFailure,
+        source: &'a str,
+    },
+    LoggedOut {
+        username: &'a str,
+    },
+    PasswordChanged {
+        username: &'a str,
+    },
+    PasswordSet {
+        username: &'a str,
+    },
+    FirstAdminCreated {
+        username: &'a str,
+    },
+    UserCreated {
+        username: &'a str,
+        role: &'a str,
+    },
+    UserDisabled {
+        username: &'a str,
+        sessions_revoked: u64,
+    },
+    UserEnabled {
+        username: &'a str,
+    },
+    UserUpdated {
+        username: &'a str,
+        before: &'a serde_json::Value,
+        after: &'a serde_json::Value,
+    },
+    UserDeleted {
+        username: &'a str,
+        role: &'a str,
+    },
+    UsersImported {
+        created: usize,
+        skipped: usize,
+    },
+    RoleCreated {
+        role: &'a str,
+    },
+    RoleUpdated {
+        role: &'a str,
+        before: &'a [String],
+        after: &'a [String],
+    },
+    RoleDeleted {
+        role: &'a str,
+    },
+    LabUpdated {
+        lab: &'a str,
+        before: &'a [String],
+        after: &'a [String],
+    },
+    UserLabsSet {
+        username: &'a str,
+        labs: &'a [String],
+    },
+    SessionRevoked {
+        username: &'a str,
+        session: &'a str,
+    },
+    LabCreated {
+        lab: &'a str,
+        ranges: &'a [String],
+    },
+    LabRemoved {
+        lab: &'a str,
+    },
+    LabAssigned {
+        lab: &'a str,
+        username: &'a str,
+    },
+    SettingChanged {
+        key: &'a str,
+        value: &'a serde_json::Value,
+    },
+    /// The directory's refresh ended a signed-in account's sessions: no longer listed, or
+    /// no longer in a mapped group.
+    DirectoryAccessEnded {
+        username: &'a str,
+        reason: &'a str,
+        sessions_revoked: u64,
+    },
 }
 
 impl AuditEvent<'_> {
@@ -98,19 +179,25 @@ impl AuditEvent<'_> {
             AuditEvent::LabRemoved { .. } => "lab.remove",
             AuditEvent::LabAssigned { .. } => "lab.assign",
             AuditEvent::SettingChanged { .. } => "setting.change",
+            AuditEvent::DirectoryAccessEnded { .. } => "directory.access_ended",
         }
     }
 
     fn target_and_details(&self) -> (String, serde_json::Value) {
         let user = |u: &str| format!("user:{u}");
         match self {
-            AuditEvent::LoginSucceeded { username }
-            | AuditEvent::LoggedOut { username }
+            AuditEvent::LoginSucceeded { username, source } => (user(username), json!({ "source": source })),
+            AuditEvent::LoggedOut { username }
             | AuditEvent::PasswordChanged { username }
             | AuditEvent::PasswordSet { username }
             | AuditEvent::FirstAdminCreated { username }
             | AuditEvent::UserEnabled { username } => (user(username), json!({})),
-            AuditEvent::LoginFailed { username, reason } => (user(username), json!({ "reason": reason.as_str() })),
+            AuditEvent::LoginFailed { username, reason, source } => {
+                (user(username), json!({ "reason": reason.as_str(), "source": source }))
+            }
+            AuditEvent::DirectoryAccessEnded { username, reason, sessions_revoked } => {
+                (user(username), json!({ "reason": reason, "sessions_revoked": sessions_revoked }))
+            }
             AuditEvent::UserCreated { username, role } => (user(username), json!({ "role": role })),
             AuditEvent::UserUpdated { username, before, after } => {
                 (user(username), json!({ "before": before, "after": after }))
@@ -166,13 +253,17 @@ mod tests {
     async fn events_become_rows_with_reason() {
         let pool = db::test_store().await;
         let actor = Actor { user_id: None, username: "mallory".into(), client_addr: "10.1.2.3".into() };
-        record(&pool, &actor, AuditEvent::LoginFailed { username: "mallory", reason: LoginFailure::Throttled })
-            .await
-            .unwrap();
+        record(
+            &pool,
+            &actor,
+            AuditEvent::LoginFailed { username: "mallory", reason: LoginFailure::Throttled, source: "local" },
+        )
+        .await
+        .unwrap();
         let rows = db::audit::list(&pool, &Default::default(), 5).await.unwrap();
         assert_eq!(rows[0].action, "login.failure");
         assert_eq!(rows[0].target, "user:mallory");
-        assert_eq!(rows[0].details, r#"{"reason":"throttled"}"#);
+        assert_eq!(rows[0].details, r#"{"reason":"throttled","source":"local"}"#);
         assert_eq!(rows[0].client_addr, "10.1.2.3");
     }
 }

@@ -17,7 +17,9 @@ use thiserror::Error;
 /// Top-level keys that are plain values (also reachable as `LABBEAM_<KEY>`).
 const TOP_KEYS: &[&str] = &["data_dir", "http_listen", "turn_listen", "public_host", "trusted_proxies"];
 /// Tables of the file; `LABBEAM_<TABLE>_<KEY>` reaches `[table] key`.
-const TABLES: &[&str] = &["tls", "http", "auth", "log", "turn", "store"];
+/// Tables, a dotted name for one within another (`LABBEAM_AUTH_LDAP_URL` reaches
+/// `[auth.ldap] url`). Arrays of tables (`[[auth.role_map]]`) are set in the file only.
+const TABLES: &[&str] = &["tls", "http", "auth", "auth.ldap", "log", "turn", "store"];
 
 // Serialize (tests only): `tests::config_keys` walks `Config::default()` to list every key.
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +165,188 @@ pub struct AuthConfig {
     /// Shortest password accepted, in characters (the rest of the policy is in
     /// `auth::password`).
     pub password_min_length: usize,
+    /// The role of a directory user whom no `[[auth.role_map]]` rule matches. Unset: such a
+    /// user is refused ("not in any mapped group").
+    pub default_role: Option<String>,
+    /// `[auth.ldap]`: sign-in with the campus directory (LDAP or Active Directory). Unset:
+    /// local accounts only.
+    pub ldap: Option<LdapConfig>,
+    /// `[[auth.role_map]]`: directory groups to roles and labs, first match wins for the role.
+    pub role_map: Vec<RoleRule>,
+}
+
+/// `[auth.ldap]`: the campus directory (`directory` module; README "Campus sign-in").
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct LdapConfig {
+    /// The directory server, `ldaps://host:636` or `ldap://host:389` with `starttls`.
+    pub url: Option<String>,
+    /// Several servers, tried in order (with or instead of `url`).
+    pub urls: Vec<String>,
+    /// Upgrade `ldap://` connections with StartTLS. Plain `ldap://` without it is refused:
+    /// passwords would cross the network in clear.
+    pub starttls: bool,
+    /// The CA certificate(s) (PEM) the directory's certificate must chain to. Unset: the
+    /// system's trusted CAs.
+    pub ca_file: Option<PathBuf>,
+    /// The service account that searches for people (search-then-bind). Unset: direct bind
+    /// with `bind_template`.
+    pub bind_dn: Option<String>,
+    /// A file holding the service account's password (never the TOML itself).
+    pub bind_password_file: Option<PathBuf>,
+    /// Direct bind without a service account: the name a person binds as, with `{username}`
+    /// (`{username}@campus.example` for Active Directory, or a DN such as
+    /// `uid={username},ou=people,dc=campus,dc=example`). Used only when `bind_dn` is unset.
+    pub bind_template: Option<String>,
+    /// Where people are searched.
+    pub user_base: String,
+    /// The filter that finds one person, with `{username}` (escaped per RFC 4515). Leave out
+    /// disabled accounts here (Active Directory:
+    /// `(&(sAMAccountName={username})(!(userAccountControl:1.2.840.113556.1.4.803:=2)))`).
+    pub user_filter: String,
+    /// The attribute holding the LabBeam username (`sAMAccountName` on Active Directory).
+    pub username_attribute: String,
+    pub display_name_attribute: String,
+    pub email_attribute: String,
+    /// The attribute of a person listing their groups' DNs. Empty: groups are searched
+    /// (`group_base`, `group_filter`) only.
+    pub group_attribute: String,
+    /// Where groups are searched, as well as `group_attribute`. Unset: no group search.
+    pub group_base: Option<String>,
+    /// The filter that finds a person's groups, with `{dn}` (the person's DN, escaped).
+    pub group_filter: String,
+    /// Groups within groups: `off`, `search` (groups whose members include a found group,
+    /// searched again up to 8 levels; needs `group_base`) or `in_chain` (Active Directory's
+    /// LDAP_MATCHING_RULE_IN_CHAIN in one search; needs `group_base`).
+    pub nested_groups: NestedGroups,
+    /// Seconds to connect (and finish TLS) to one server before trying the next.
+    pub connect_timeout_secs: u64,
+    /// Seconds one directory operation may take.
+    pub timeout_secs: u64,
+    /// Service-account connections kept open for searches.
+    pub pool_size: usize,
+    /// How often, in minutes, signed-in directory users are read again (role, labs, still
+    /// there): at most 15.
+    pub refresh_minutes: u64,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            urls: Vec::new(),
+            starttls: false,
+            ca_file: None,
+            bind_dn: None,
+            bind_password_file: None,
+            bind_template: None,
+            user_base: String::new(),
+            user_filter: "(uid={username})".into(),
+            username_attribute: "uid".into(),
+            display_name_attribute: "cn".into(),
+            email_attribute: "mail".into(),
+            group_attribute: "memberOf".into(),
+            group_base: None,
+            group_filter: "(member={dn})".into(),
+            nested_groups: NestedGroups::Off,
+            connect_timeout_secs: 5,
+            timeout_secs: 5,
+            pool_size: 4,
+            refresh_minutes: 15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(rename_all = "snake_case")]
+pub enum NestedGroups {
+    #[default]
+    Off,
+    Search,
+    InChain,
+}
+
+impl LdapConfig {
+    /// The servers in the order they are tried.
+    pub fn servers(&self) -> Vec<String> {
+        self.url.iter().chain(self.urls.iter()).cloned().collect()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let servers = self.servers();
+        if servers.is_empty() {
+            return Err(
+                "auth.ldap needs url (or urls): the directory server, ldaps://… or ldap://… with starttls".into()
+            );
+        }
+        for url in &servers {
+            match url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase()) {
+                Some(s) if s == "ldaps" => {}
+                Some(s) if s == "ldap" && self.starttls => {}
+                Some(s) if s == "ldap" => {
+                    return Err(format!(
+                        "auth.ldap: {url} without starttls would send passwords in clear: set starttls = true or use ldaps://"
+                    ));
+                }
+                _ => return Err(format!("auth.ldap: {url:?} is not an ldaps:// or ldap:// URL")),
+            }
+        }
+        match (&self.bind_dn, &self.bind_template) {
+            (None, None) => {
+                return Err("auth.ldap needs bind_dn and bind_password_file (a service account), or bind_template (direct bind)".into());
+            }
+            (Some(_), None) if self.bind_password_file.is_none() => {
+                return Err(
+                    "auth.ldap: bind_dn needs bind_password_file (the password is never in the TOML itself)".into()
+                );
+            }
+            (None, Some(t)) if !t.contains("{username}") => {
+                return Err("auth.ldap: bind_template must contain {username}".into());
+            }
+            _ => {}
+        }
+        if self.user_base.trim().is_empty() {
+            return Err("auth.ldap needs user_base: where people are searched".into());
+        }
+        if !self.user_filter.contains("{username}") {
+            return Err("auth.ldap: user_filter must contain {username}".into());
+        }
+        if self.group_base.is_some() && !self.group_filter.contains("{dn}") {
+            return Err("auth.ldap: group_filter must contain {dn}".into());
+        }
+        if self.nested_groups != NestedGroups::Off && self.group_base.is_none() {
+            return Err("auth.ldap: nested_groups needs group_base".into());
+        }
+        if self.username_attribute.trim().is_empty() {
+            return Err("auth.ldap: username_attribute must not be empty".into());
+        }
+        if !(1..=120).contains(&self.connect_timeout_secs) || !(1..=120).contains(&self.timeout_secs) {
+            return Err("auth.ldap: connect_timeout_secs and timeout_secs must be between 1 and 120".into());
+        }
+        if !(1..=64).contains(&self.pool_size) {
+            return Err("auth.ldap: pool_size must be between 1 and 64".into());
+        }
+        if !(1..=15).contains(&self.refresh_minutes) {
+            return Err("auth.ldap: refresh_minutes must be between 1 and 15".into());
+        }
+        Ok(())
+    }
+}
+
+/// `[[auth.role_map]]`: one rule. A directory user in `group` gets `role` (the first rule
+/// that matches decides) and is responsible for `labs` (every matching rule adds its labs).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleRule {
+    /// The group's DN (compared without regard to case or spaces after commas).
+    pub group: String,
+    /// A role name (`admin`, `instructor`, `student` or one made in the portal).
+    pub role: String,
+    /// Labs its members are responsible for (instructors broadcast and announce to them).
+    pub labs: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -173,6 +357,9 @@ impl Default for AuthConfig {
             max_failures_per_address: 30,
             throttle_window_secs: 15 * 60,
             password_min_length: 10,
+            default_role: None,
+            ldap: None,
+            role_map: Vec::new(),
         }
     }
 }
@@ -311,6 +498,17 @@ impl Config {
         }
         if !(8..=128).contains(&a.password_min_length) {
             return bad("auth.password_min_length must be between 8 and 128".into());
+        }
+        if let Some(ldap) = &a.ldap {
+            ldap.validate().map_err(ConfigError::Invalid)?;
+        }
+        for (i, rule) in a.role_map.iter().enumerate() {
+            if rule.group.trim().is_empty() || rule.role.trim().is_empty() {
+                return bad(format!("auth.role_map rule {} needs group and role", i + 1));
+            }
+        }
+        if a.default_role.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            return bad("auth.default_role must name a role, or be left out".into());
         }
         self.turn.validate().map_err(ConfigError::Invalid)?;
         self.store.validate().map_err(ConfigError::Invalid)?;
@@ -486,22 +684,25 @@ fn apply_env(table: &mut toml::Table, var: &str, raw: &str) -> Result<(), Config
     let (section, key) = if TOP_KEYS.contains(&name.as_str()) {
         (None, name.clone())
     } else {
-        TABLES
+        // The longest table name first: `auth_ldap_url` is `[auth.ldap] url`, not `[auth] ldap_url`.
+        let mut tables = TABLES.to_vec();
+        tables.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        tables
             .iter()
-            .find_map(|t| name.strip_prefix(&format!("{t}_")).map(|k| (Some(*t), k.to_string())))
+            .find_map(|t| name.strip_prefix(&format!("{}_", t.replace('.', "_"))).map(|k| (Some(*t), k.to_string())))
             .ok_or_else(|| err("does not match any configuration key".into()))?
     };
     let candidates = parse_env_value(raw).into_iter().chain(std::iter::once(toml::Value::String(raw.to_string())));
     let mut last_error = String::new();
     for value in candidates {
         let mut trial = table.clone();
-        let target = match section {
-            None => &mut trial,
-            Some(s) => match trial.entry(s.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new())) {
+        let mut target = &mut trial;
+        for part in section.map(|s| s.split('.').collect::<Vec<_>>()).unwrap_or_default() {
+            target = match target.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new())) {
                 toml::Value::Table(t) => t,
-                _ => return Err(err(format!("[{s}] in the config file is not a table"))),
-            },
-        };
+                _ => return Err(err(format!("[{}] in the config file is not a table", section.unwrap_or(part)))),
+            };
+        }
         target.insert(key.clone(), value);
         match toml::Value::Table(trial.clone()).try_into::<Config>() {
             Ok(_) => {
@@ -679,15 +880,19 @@ mod tests {
             }
         }
 
-        /// Unset (`None`) or an empty list: the documents then say what that means.
+        /// Unset (`None`), an empty list or an empty text (a key that must be given when its
+        /// table is): the documents then say what that means.
         fn default_is_unset(&self) -> bool {
-            self.default.is_null() || self.default.as_array().is_some_and(Vec::is_empty)
+            self.default.is_null()
+                || self.default.as_array().is_some_and(Vec::is_empty)
+                || self.default.as_str().is_some_and(str::is_empty)
         }
 
         /// The default as the man page writes it after "Default:".
         fn default_text(&self) -> String {
             match &self.default {
                 Value::Null => "unset".into(),
+                Value::String(s) if s.is_empty() => "unset".into(),
                 Value::Array(a) if a.is_empty() => "empty".into(),
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
@@ -695,16 +900,41 @@ mod tests {
         }
     }
 
+    /// Tables within tables, unset by default, with the defaults of their keys: an optional
+    /// table (`[auth.ldap]`) and arrays of tables (`[[auth.role_map]]`, each element's keys).
+    fn sub_tables() -> Vec<(&'static str, Value)> {
+        vec![
+            ("auth.ldap", serde_json::to_value(LdapConfig::default()).unwrap()),
+            ("auth.role_map", serde_json::to_value(RoleRule::default()).unwrap()),
+        ]
+    }
+
+    /// Arrays of tables: set in the file only, never by a variable.
+    const ARRAY_TABLES: &[&str] = &["auth.role_map"];
+
     fn config_keys() -> Vec<Key> {
         let Value::Object(top) = serde_json::to_value(Config::default()).unwrap() else {
             panic!("Config::default() does not serialize to an object");
         };
+        let subs = sub_tables();
         let mut keys = Vec::new();
         for (name, value) in top {
             match value {
                 Value::Object(table) => {
                     for (key, default) in table {
-                        assert!(!default.is_object(), "[{name}] {key}: tables within tables are not walked");
+                        let dotted = format!("{name}.{key}");
+                        if let Some((sub, defaults)) = subs.iter().find(|(t, _)| *t == dotted) {
+                            let Value::Object(inner) = defaults else { panic!("{sub} is not a table") };
+                            for (k, d) in inner {
+                                assert!(
+                                    !d.is_object(),
+                                    "[{sub}] {k}: tables within tables within tables are not walked"
+                                );
+                                keys.push(Key { table: Some(sub.to_string()), name: k.clone(), default: d.clone() });
+                            }
+                            continue;
+                        }
+                        assert!(!default.is_object(), "[{name}] {key}: list it in sub_tables()");
                         keys.push(Key { table: Some(name.clone()), name: key, default });
                     }
                 }
@@ -755,8 +985,10 @@ mod tests {
         let mut found = Vec::new();
         for (i, raw) in lines.iter().enumerate() {
             let line = raw.trim();
-            if line.starts_with('[') && line.ends_with(']') {
-                table = Some(line.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+            // A table header, also commented out (`#[auth.ldap]`: a table left unset).
+            let header = line.strip_prefix('#').unwrap_or(line);
+            if header.starts_with('[') && header.ends_with(']') {
+                table = Some(header.trim_matches(|c| c == '[' || c == ']').trim().to_string());
                 continue;
             }
             let Some((commented, key, value)) = sample_key_line(line) else { continue };
@@ -830,6 +1062,7 @@ mod tests {
             .lines()
             .map(|line| match sample_key_line(line.trim()) {
                 Some((true, ..)) => &line.trim()[1..],
+                _ if line.trim().starts_with("#[") => &line.trim()[1..],
                 _ => line,
             })
             .collect::<Vec<_>>()
@@ -879,7 +1112,11 @@ mod tests {
                 break;
             }
             if let Some(heading) = line.strip_prefix(".SS") {
-                table = heading.split_once('[').and_then(|(_, r)| r.split_once(']')).map(|(t, _)| t.trim().to_string());
+                // `.SS "[auth]: …"`, and `.SS "[[auth.role_map]]: …"` for an array of tables.
+                table = heading
+                    .split_once('[')
+                    .and_then(|(_, r)| r.trim_start_matches('[').split_once(']'))
+                    .map(|(t, _)| t.trim().to_string());
                 in_body = false;
             } else if line == ".TP" {
                 let tag = lines.next().unwrap_or_default().trim();
@@ -931,7 +1168,9 @@ mod tests {
             if meaning.split_whitespace().count() < 3 {
                 problems.push(format!("{MAN_PATH}: `{}` does not say what it does", k.shown()));
             }
-            let shown = after.split_whitespace().next().unwrap_or("").trim_end_matches(['.', ',', ';', ':', ')']);
+            let word = after.split_whitespace().next().unwrap_or("").trim_end_matches(['.', ',', ';', ':']);
+            // "Default: 900 (15 minutes)." and "Default: (uid={username})." both read.
+            let shown = if word.eq_ignore_ascii_case(&k.default_text()) { word } else { word.trim_end_matches(')') };
             if !shown.eq_ignore_ascii_case(&k.default_text()) {
                 problems.push(format!(
                     "{MAN_PATH}: `{}` says `Default: {shown}` but the default is {}",
@@ -989,14 +1228,48 @@ mod tests {
     fn environment_variables_reach_every_table_and_top_level_key() {
         let keys = config_keys();
         let mut top: Vec<&str> = keys.iter().filter(|k| k.table.is_none()).map(|k| k.name.as_str()).collect();
-        let mut tables: Vec<&str> = keys.iter().filter_map(|k| k.table.as_deref()).collect();
-        tables.dedup();
+        let mut tables: Vec<&str> =
+            keys.iter().filter_map(|k| k.table.as_deref()).filter(|t| !ARRAY_TABLES.contains(t)).collect();
         let (mut listed_top, mut listed_tables) = (TOP_KEYS.to_vec(), TABLES.to_vec());
         for list in [&mut top, &mut tables, &mut listed_top, &mut listed_tables] {
             list.sort_unstable();
         }
+        tables.dedup();
         assert_eq!(listed_top, top, "TOP_KEYS must list every top-level key, or LABBEAM_<KEY> cannot reach it");
         assert_eq!(listed_tables, tables, "TABLES must list every table, or LABBEAM_<TABLE>_<KEY> cannot reach it");
+    }
+
+    const LDAP: &str = "[auth.ldap]\nurl = \"ldaps://dir.campus.example\"\nbind_dn = \"cn=labbeam,dc=campus\"\n\
+                        bind_password_file = \"/etc/labbeam/ldap-password\"\nuser_base = \"ou=people,dc=campus\"\n";
+
+    #[test]
+    fn the_directory_is_configured_in_its_own_tables_and_checked() {
+        let c =
+            load_file(LDAP, &[("LABBEAM_AUTH_LDAP_URL", "ldap://other:389"), ("LABBEAM_AUTH_LDAP_STARTTLS", "true")])
+                .unwrap();
+        let ldap = c.auth.ldap.unwrap();
+        assert_eq!(ldap.servers(), ["ldap://other:389"]);
+        assert_eq!((ldap.user_filter.as_str(), ldap.refresh_minutes), ("(uid={username})", 15));
+        let with_rules = format!(
+            "[auth]\ndefault_role = \"student\"\n{LDAP}\n[[auth.role_map]]\ngroup = \"cn=staff\"\nrole = \"instructor\"\n\
+             labs = [\"Lab 2.14\"]\n[[auth.role_map]]\ngroup = \"cn=tech\"\nrole = \"admin\"\n"
+        );
+        let c = load_file(&with_rules, &[]).unwrap();
+        assert_eq!(c.auth.role_map.len(), 2);
+        assert_eq!(c.auth.role_map[0].labs, ["Lab 2.14"]);
+        for (bad, says) in [
+            (LDAP.replace("ldaps://", "ldap://"), "in clear"),
+            (LDAP.replace("bind_password_file = \"/etc/labbeam/ldap-password\"\n", ""), "bind_password_file"),
+            (LDAP.replace("user_base = \"ou=people,dc=campus\"\n", ""), "user_base"),
+            (format!("{LDAP}user_filter = \"(uid=x)\"\n"), "{username}"),
+            (format!("{LDAP}refresh_minutes = 60\n"), "refresh_minutes"),
+            (format!("{LDAP}nested_groups = \"search\"\n"), "group_base"),
+            (format!("{LDAP}bind_password = \"secret\"\n"), "bind_password"),
+            ("[[auth.role_map]]\nrole = \"admin\"\n".to_string(), "needs group and role"),
+        ] {
+            let e = load_file(&bad, &[]).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

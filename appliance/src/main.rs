@@ -11,6 +11,7 @@ mod config;
 mod conn_limit;
 mod datadir;
 mod db;
+mod directory;
 mod doctor;
 mod health;
 mod http_conn;

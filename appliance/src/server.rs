@@ -54,7 +54,7 @@ pub async fn run(config: Config, store_args: &StoreArgs) -> anyhow::Result<()> {
         config.turn.tls_port = Some(bound.tls_port());
     }
 
-    let state = AppState::new(config, pool.clone(), &jwt_secret);
+    let state = AppState::new(config, pool.clone(), &jwt_secret)?;
     let mut turn_lines = vec!["  TURN:         off (turn.enabled = false)".to_string()];
     let turn = match turn {
         Some(bound) => {
@@ -85,6 +85,10 @@ pub async fn run(config: Config, store_args: &StoreArgs) -> anyhow::Result<()> {
     tokio::spawn(shutdown_on_signal(handle.clone()));
     tokio::spawn(purge_old_sessions(pool.clone()));
     tokio::spawn(crate::access_watch::run(state.clone()));
+    if let (Some(directory), Some(ldap)) = (&state.directory, &state.config.auth.ldap) {
+        let every = Duration::from_secs(ldap.refresh_minutes * 60);
+        tokio::spawn(crate::directory::admit::refresh(state.clone(), directory.clone(), every));
+    }
     tokio::spawn(memory::release_free_memory_every(RELEASE_FREE_MEMORY_EVERY));
     let limits = &state.config.http;
     let header_timeout = Duration::from_secs(limits.header_timeout_secs);

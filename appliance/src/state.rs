@@ -31,17 +31,24 @@ pub struct Inner {
     pub access_changes: tokio::sync::watch::Sender<i64>,
     /// The Health page's on-demand ICE run and its last result.
     pub ice_runs: crate::health::IceGate,
+    /// The campus directory, when `[auth.ldap]` is set.
+    pub directory: Option<Arc<crate::directory::Directory>>,
 }
 
 impl AppState {
-    pub fn new(config: Config, db: Store, jwt_secret: &[u8]) -> Self {
+    /// Fails when `[auth.ldap]`'s files (service password, CA) cannot be read.
+    pub fn new(config: Config, db: Store, jwt_secret: &[u8]) -> anyhow::Result<Self> {
+        let directory = match &config.auth.ldap {
+            Some(ldap) => Some(Arc::new(crate::directory::Directory::from_config(ldap)?)),
+            None => None,
+        };
         let a = &config.auth;
         let throttle = LoginThrottle::new(
             a.max_failures_per_user,
             a.max_failures_per_address,
             Duration::from_secs(a.throttle_window_secs),
         );
-        AppState(Arc::new(Inner {
+        Ok(AppState(Arc::new(Inner {
             tokens: TokenKeys::new(jwt_secret),
             throttle,
             metrics: Metrics::new(),
@@ -52,7 +59,8 @@ impl AppState {
             turn: Default::default(),
             access_changes: tokio::sync::watch::Sender::new(0),
             ice_runs: Default::default(),
-        }))
+            directory,
+        })))
     }
 }
 

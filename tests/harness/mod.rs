@@ -578,7 +578,11 @@ pub struct Browser<'a> {
 
 impl<'a> Browser<'a> {
     pub async fn login(s: &'a Server, username: &str) -> Browser<'a> {
-        let r = s.login_raw(username, PASSWORD).await;
+        Self::login_with(s, username, PASSWORD).await
+    }
+
+    pub async fn login_with(s: &'a Server, username: &str, password: &str) -> Browser<'a> {
+        let r = s.login_raw(username, password).await;
         assert_eq!(r.status(), 200);
         let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
         Browser { s, cookie }

@@ -24,6 +24,8 @@ export interface User {
   readonly permissions: readonly string[];
   /** The account has a temporary password: every other endpoint refuses it until it is changed. */
   readonly mustChangePassword: boolean;
+  /** Who checks the password: `local`, or `ldap`/`oidc` (changed there, not here). */
+  readonly source: string;
 }
 
 /** Error codes the server documents, plus the ones this module makes for failures without a body. */
@@ -255,7 +257,7 @@ function malformed(what: string): ApiError {
  */
 export function decodeUser(value: unknown): User {
   if (!isRecord(value)) throw malformed('an account record');
-  const { id, username, display_name: displayName, role, permissions, must_change_password: mustChange } = value;
+  const { id, username, display_name: displayName, role, permissions, must_change_password: mustChange, source } = value;
   if (typeof id !== 'number' || typeof username !== 'string' || typeof role !== 'string') {
     throw malformed('an account record');
   }
@@ -266,6 +268,8 @@ export function decodeUser(value: unknown): User {
     role,
     permissions: Array.isArray(permissions) ? permissions.filter((p): p is string => typeof p === 'string') : [],
     mustChangePassword: mustChange === true,
+    // Older servers do not say: their accounts are all local.
+    source: typeof source === 'string' ? source : 'local',
   };
 }
 

@@ -92,6 +92,14 @@ pub async fn change_password(
             return Err(e.into());
         }
     };
+    if stored.source() != users::Source::Local {
+        attempt.cancelled();
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "password_managed_elsewhere",
+            "this account signs in with the campus directory: change its password there",
+        ));
+    }
     let right = req.current_password.len() <= 1024
         && match password::verify_async(req.current_password.clone(), Some(stored.password_hash)).await {
             Ok(right) => right,

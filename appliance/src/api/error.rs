@@ -13,6 +13,8 @@ use crate::auth::AuthError;
 use crate::db::DbError;
 use crate::signaling::SignalError;
 
+/// `Retry-After` of a `directory_unavailable` answer.
+const DIRECTORY_RETRY_AFTER_SECS: u64 = 30;
 /// `Retry-After` of a `store_unavailable` answer: a database restart takes seconds.
 const STORE_RETRY_AFTER_SECS: u64 = 5;
 
@@ -88,8 +90,13 @@ impl From<AuthError> for ApiError {
             AuthError::WeakPassword(_) => (StatusCode::BAD_REQUEST, "weak_password"),
             AuthError::Internal(detail) => return ApiError::internal(detail),
             AuthError::StoreUnavailable(detail) => return ApiError::store_unavailable(detail),
+            AuthError::DirectoryUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "directory_unavailable"),
+            AuthError::NotPermitted => (StatusCode::FORBIDDEN, "not_permitted"),
         };
         let mut api = ApiError::new(status, code, message);
+        if let AuthError::DirectoryUnavailable = e {
+            api.retry_after = Some(DIRECTORY_RETRY_AFTER_SECS);
+        }
         if let AuthError::TooManyAttempts { retry_after_secs } | AuthError::Busy { retry_after_secs } = e {
             api.retry_after = Some(retry_after_secs);
         }

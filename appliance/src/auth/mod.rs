@@ -65,6 +65,13 @@ pub enum AuthError {
     Forbidden(&'static str),
     #[error("{0}")]
     WeakPassword(String),
+    /// The campus directory did not answer; local accounts still sign in.
+    #[error("the campus directory cannot be reached right now; try again in a minute")]
+    DirectoryUnavailable,
+    /// The directory accepted the password, but the account is in no group that may use
+    /// LabBeam.
+    #[error("your campus account is not in a group that may use LabBeam; ask the lab's administrator")]
+    NotPermitted,
     /// The database cannot be reached (the detail is for the log).
     #[error("{}", crate::db::UNAVAILABLE_MESSAGE)]
     StoreUnavailable(String),
@@ -87,6 +94,8 @@ pub struct CurrentUser {
     pub role: String,
     pub permissions: PermissionSet,
     pub must_change_password: bool,
+    /// Who checks the password: `local`, `ldap` (the campus directory) or `oidc`.
+    pub source: &'static str,
     #[serde(skip)]
     pub session_id: String,
     /// When the session ends by itself (Unix seconds): a session's lifetime is fixed at login.
@@ -137,6 +146,7 @@ pub async fn current_user(
     Ok(CurrentUser {
         id: user.id,
         must_change_password: user.must_change_password(),
+        source: user.source().as_str(),
         username: user.username,
         display_name: user.display_name,
         role: user.role,

@@ -15,9 +15,47 @@ pub struct User {
     pub must_change_password: i64,
     pub created_at: i64,
     pub last_login_at: Option<i64>,
+    /// `local`, `ldap` or `oidc` (see [`Source`]).
+    pub source: String,
+    /// The directory DN or the provider's subject; `None` for local accounts.
+    pub external_id: Option<String>,
+    /// When the directory's groups were last read for this account.
+    pub groups_read_at: Option<i64>,
+}
+
+/// Where an account comes from: who checks its password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A password kept here (argon2id).
+    Local,
+    /// The campus directory (`[auth.ldap]`); made at first sign-in.
+    Ldap,
+    /// An OpenID provider.
+    Oidc,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Local => "local",
+            Source::Ldap => "ldap",
+            Source::Oidc => "oidc",
+        }
+    }
 }
 
 impl User {
+    /// Where the account comes from. The store refuses any other word (CHECK, migration
+    /// 0011), so an unknown one cannot be read; it would count as a directory account, whose
+    /// password is never checked here.
+    pub fn source(&self) -> Source {
+        match self.source.as_str() {
+            "local" => Source::Local,
+            "oidc" => Source::Oidc,
+            _ => Source::Ldap,
+        }
+    }
+
     pub fn is_disabled(&self) -> bool {
         self.disabled != 0
     }
@@ -31,7 +69,8 @@ macro_rules! select_users {
     ($tail:literal) => {
         concat!(
             "SELECT u.id, u.username, u.display_name, u.password_hash, u.role_id, r.name AS role, ",
-            "u.disabled, u.must_change_password, u.created_at, u.last_login_at ",
+            "u.disabled, u.must_change_password, u.created_at, u.last_login_at, u.source, u.external_id, ",
+            "u.groups_read_at ",
             "FROM users u JOIN roles r ON r.id = u.role_id ",
             $tail
         )
@@ -64,6 +103,79 @@ pub async fn create(store: &Store, new: &NewUser<'_>) -> Result<i64, DbError> {
         .await
         .map_err(|e| DbError::conflict_as(e, &format!("user {:?}", new.username)))?;
         Ok(id)
+    })
+}
+
+/// A directory or provider account as first sign-in makes it: no local password (the
+/// empty hash never verifies), never asked to change one.
+pub struct NewExternal<'a> {
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub role_id: i64,
+    pub source: Source,
+    pub external_id: &'a str,
+}
+
+pub async fn create_external(store: &Store, new: &NewExternal<'_>) -> Result<i64, DbError> {
+    on_pool!(store, |pool| {
+        let t = now();
+        let id = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO users (username, display_name, password_hash, role_id, must_change_password, created_at, \
+             updated_at, source, external_id, groups_read_at) VALUES ($1, $2, '', $3, 0, $4, $4, $5, $6, $4) RETURNING id",
+        )
+        .bind(new.username)
+        .bind(new.display_name)
+        .bind(new.role_id)
+        .bind(t)
+        .bind(new.source.as_str())
+        .bind(new.external_id)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| DbError::conflict_as(e, &format!("user {:?}", new.username)))?;
+        Ok(id)
+    })
+}
+
+/// What the directory says of an account now: its name, role and DN; the groups were read
+/// at `read_at`. Changes bump the access generation (the triggers of migration 0004), so
+/// live sockets act on a new role at once.
+pub async fn update_external(
+    store: &Store,
+    id: i64,
+    display_name: &str,
+    role_id: i64,
+    external_id: &str,
+    read_at: i64,
+) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        sqlx::query(
+            "UPDATE users SET display_name = $1, role_id = $2, external_id = $3, groups_read_at = $4, updated_at = $4 \
+             WHERE id = $5 AND (display_name <> $1 OR role_id <> $2 OR external_id IS DISTINCT FROM $3)",
+        )
+        .bind(display_name)
+        .bind(role_id)
+        .bind(external_id)
+        .bind(read_at)
+        .bind(id)
+        .execute(pool)
+        .await?;
+        // Only the time when nothing else changed: no access change to act on.
+        sqlx::query("UPDATE users SET groups_read_at = $1 WHERE id = $2").bind(read_at).bind(id).execute(pool).await?;
+        Ok(())
+    })
+}
+
+/// Accounts of `source` that have a live session (the directory refresh reads these again).
+pub async fn signed_in_of_source(store: &Store, source: Source, now: i64) -> Result<Vec<User>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, User>(select_users!(
+            "WHERE u.source = $1 AND EXISTS (SELECT 1 FROM sessions s WHERE s.user_id = u.id \
+             AND s.revoked_at IS NULL AND s.expires_at > $2) ORDER BY u.id"
+        ))
+        .bind(source.as_str())
+        .bind(now)
+        .fetch_all(pool)
+        .await?)
     })
 }
 

@@ -42,6 +42,13 @@ pub struct UserRow {
     pub status: &'static str,
     pub created: String,
     pub last_login: String,
+    /// Who checks the password, in words.
+    pub source: &'static str,
+    /// Local accounts only: the portal may set their password.
+    pub local: bool,
+    /// The directory DN, and when its groups were last read (directory accounts).
+    pub external_id: String,
+    pub groups_read: String,
 }
 
 fn row(u: users::User) -> UserRow {
@@ -55,6 +62,14 @@ fn row(u: users::User) -> UserRow {
         },
         created: view::when(Some(u.created_at)),
         last_login: view::when(u.last_login_at),
+        source: match u.source() {
+            users::Source::Local => "local",
+            users::Source::Ldap => "campus directory",
+            users::Source::Oidc => "single sign-on",
+        },
+        local: u.source() == users::Source::Local,
+        external_id: u.external_id.clone().unwrap_or_default(),
+        groups_read: view::when(u.groups_read_at),
         id: u.id,
         username: u.username,
         display_name: u.display_name,

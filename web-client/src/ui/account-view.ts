@@ -59,7 +59,10 @@ export function accountView({ user, onChangePassword, status, onBack }: AccountV
     ),
     h('h2', { class: 'section-title' }, 'What you can do'),
     permissions,
-    h('div', { class: 'actions' }, back, changePassword),
+    user.source === 'local'
+      ? null
+      : h('p', { class: 'muted', 'data-testid': 'account-source' }, 'You sign in with your campus account: change its password where your campus manages it, not here.'),
+    h('div', { class: 'actions' }, back, user.source === 'local' ? changePassword : null),
   );
 
   return { root, title: 'Your account', focus: () => heading.focus() };
