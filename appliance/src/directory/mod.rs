@@ -170,10 +170,37 @@ impl Directory {
         let mut failures = Vec::new();
         for url in self.config.servers() {
             let starttls = self.config.starttls && url.to_ascii_lowercase().starts_with("ldap://");
-            let settings =
-                LdapConnSettings::new().set_conn_timeout(timeout).set_starttls(starttls).set_config(self.tls.clone());
-            // The TLS handshake and StartTLS come after the TCP connect the library times.
-            match tokio::time::timeout(timeout * 2, LdapConnAsync::with_settings(settings, &url)).await {
+            // Connected here, with TCP_NODELAY: LDAP is small requests and answers, and
+            // Nagle's algorithm would hold each back for the peer's delayed ACK.
+            let Some(target) = host_port(&url) else {
+                failures.push(format!("{url}: not a host:port URL"));
+                continue;
+            };
+            let tcp = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&target)).await {
+                Ok(Ok(tcp)) => tcp,
+                Ok(Err(e)) => {
+                    failures.push(format!("{url}: {e}"));
+                    continue;
+                }
+                Err(_) => {
+                    failures.push(format!("{url}: no answer within {} s", timeout.as_secs()));
+                    continue;
+                }
+            };
+            let stream = match tcp.set_nodelay(true).and_then(|()| tcp.into_std()) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    failures.push(format!("{url}: {e}"));
+                    continue;
+                }
+            };
+            let settings = LdapConnSettings::new()
+                .set_conn_timeout(timeout)
+                .set_starttls(starttls)
+                .set_config(self.tls.clone())
+                .set_std_stream(ldap3::StdStream::Tcp(stream));
+            // StartTLS and the TLS handshake come after the TCP connect.
+            match tokio::time::timeout(timeout, LdapConnAsync::with_settings(settings, &url)).await {
                 Ok(Ok((conn, ldap))) => {
                     tokio::spawn(async move {
                         if let Err(e) = conn.drive().await {
@@ -183,7 +210,7 @@ impl Directory {
                     return Ok(ldap);
                 }
                 Ok(Err(e)) => failures.push(format!("{url}: {e}")),
-                Err(_) => failures.push(format!("{url}: no answer within {} s", timeout.as_secs() * 2)),
+                Err(_) => failures.push(format!("{url}: no TLS within {} s", timeout.as_secs())),
             }
         }
         Err(DirectoryError::Unreachable(failures.join("; ")))
@@ -425,6 +452,22 @@ impl Directory {
     }
 }
 
+/// `host:port` of an `ldap://` or `ldaps://` URL (389 and 636 when it names no port).
+fn host_port(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default = if scheme.eq_ignore_ascii_case("ldaps") { 636 } else { 389 };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return None;
+    }
+    let has_port = match authority.rfind(']') {
+        // [v6]:port
+        Some(end) => authority[end..].contains(':'),
+        None => authority.contains(':'),
+    };
+    Some(if has_port { authority.to_string() } else { format!("{authority}:{default}") })
+}
+
 /// The values of `attr` (attribute names are compared without regard to case).
 fn attribute<'a>(entry: &'a SearchEntry, attr: &str) -> &'a [String] {
     entry.attrs.iter().find(|(name, _)| name.eq_ignore_ascii_case(attr)).map(|(_, v)| v.as_slice()).unwrap_or(&[])
@@ -473,6 +516,15 @@ mod tests {
             ..LdapConfig::default()
         };
         assert!(Directory::from_config(&config).unwrap_err().to_string().contains("is empty"));
+    }
+
+    #[test]
+    fn urls_give_host_and_port() {
+        assert_eq!(host_port("ldaps://dir.campus.example").as_deref(), Some("dir.campus.example:636"));
+        assert_eq!(host_port("ldap://dir:3890/").as_deref(), Some("dir:3890"));
+        assert_eq!(host_port("ldap://[fd00::2]").as_deref(), Some("[fd00::2]:389"));
+        assert_eq!(host_port("ldaps://[fd00::2]:1636").as_deref(), Some("[fd00::2]:1636"));
+        assert_eq!(host_port("ldaps://"), None);
     }
 
     #[test]
