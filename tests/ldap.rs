@@ -394,3 +394,52 @@ async fn an_unreadable_bind_password_file_stops_the_start_with_a_clear_line() {
     let (_, stderr) = Server::start_failing(Options { config: Some(config), ..Default::default() }).await;
     assert!(stderr.contains("bind_password_file") && stderr.contains("/nonexistent/ldap-password"), "{stderr}");
 }
+
+/// The portal's Authentication page: the configuration in words (no secret), the rules with
+/// what is wrong in them, and "test a user" looking people up without a password.
+#[tokio::test]
+async fn the_authentication_page_shows_the_setup_and_looks_people_up() {
+    let d = Slapd::start();
+    let s = server(d.config("", "")).await;
+    s.admin().await;
+    let admin = harness::Browser::login(&s, "admin").await;
+    let (status, html) = admin.get("/admin/authentication").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&d.ldaps) && html.contains("search-then-bind as cn=labbeam"), "{html}");
+    assert!(html.contains(&d.path("password").display().to_string()), "names the password file: {html}");
+    assert!(!html.contains(&d.password()), "never the password itself");
+    assert!(html.contains("no lab &#34;Lab 2.14&#34;") || html.contains("no lab &quot;Lab 2.14&quot;"), "{html}");
+    let csrf = admin.csrf().await;
+    let (status, _, html) = admin.post("/admin/authentication/test", &[("csrf", &csrf), ("username", "nina")]).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(r#"data-state="ok""#) && html.contains(&format!("cn=physics,ou=groups,{SUFFIX}")), "{html}");
+    assert!(html.contains("cannot sign in"), "nina's direct group is not mapped: {html}");
+    let (_, _, html) = admin.post("/admin/authentication/test", &[("csrf", &csrf), ("username", "tom")]).await;
+    assert!(html.contains("Signs in as instructor with Lab 2.14"), "{html}");
+    let (_, _, html) = admin.post("/admin/authentication/test", &[("csrf", &csrf), ("username", "dora")]).await;
+    assert!(html.contains(r#"data-state="missing""#), "the filter leaves dora out: {html}");
+    let (status, _, _) = admin.post("/admin/authentication/test", &[("csrf", "forged"), ("username", "tom")]).await;
+    assert_eq!(status, 403);
+    // Looking up created no account.
+    assert_eq!(s.store().await.int("SELECT count(*) FROM users WHERE username IN ('tom', 'nina', 'dora')").await, 0);
+}
+
+/// `auth.local_sign_in = admins`: local passwords open admin accounts only; the others sign
+/// in with the directory.
+#[tokio::test]
+async fn local_sign_in_can_be_kept_for_admins() {
+    let d = Slapd::start();
+    let s = server(d.config("", "")).await;
+    s.add_user("localstudent", "student");
+    s.add_user("localadmin", "admin");
+    assert!(s.cli(&["setting", "set", "auth.local_sign_in", "admins"], None).status.success());
+    let (status, body) = sign_in(&s, "localstudent", harness::PASSWORD).await;
+    assert_eq!((status, error_code(&body).as_str()), (403, "local_sign_in_off"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("campus account"), "{body}");
+    assert_eq!(sign_in(&s, "localadmin", harness::PASSWORD).await.0, 200);
+    assert_eq!(sign_in(&s, "ann", &d.password()).await.0, 200);
+    // Not counted as guesses: the right password, refused by policy.
+    for _ in 0..6 {
+        assert_eq!(sign_in(&s, "localstudent", harness::PASSWORD).await.0, 403);
+    }
+}

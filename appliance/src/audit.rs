@@ -42,6 +42,9 @@ pub enum LoginFailure {
     /// The account's source is not configured any more (a directory account while
     /// `[auth.ldap]` is unset).
     SourceOff,
+    /// A right local password, while `auth.local_sign_in = admins` and the role does not
+    /// manage users.
+    LocalSignInOff,
 }
 
 impl LoginFailure {
@@ -54,6 +57,7 @@ impl LoginFailure {
             LoginFailure::DirectoryUnreachable => "directory_unreachable",
             LoginFailure::NotInMappedGroup => "not_in_mapped_group",
             LoginFailure::SourceOff => "source_off",
+            LoginFailure::LocalSignInOff => "local_sign_in_off",
         }
     }
 }

@@ -98,6 +98,12 @@ pub const SETTINGS: &[Spec] = &[
         help: "whether a device outside every lab's address range may join a lab its user picks (it then sees that lab, but never gets its announcements or auto-accepted broadcasts); off: such devices are in \"Other\"",
     },
     Spec {
+        key: "auth.local_sign_in",
+        kind: Kind::Choice(&["everyone", "admins"]),
+        default: "\"everyone\"",
+        help: "who may sign in with a password kept by LabBeam: everyone, or only accounts whose role has users.manage (everyone else signs in with the campus directory; applies at the next sign-in)",
+    },
+    Spec {
         key: "broadcast.fanout",
         kind: Kind::Int { min: 1, max: 64 },
         default: "1",

@@ -92,6 +92,7 @@ impl From<AuthError> for ApiError {
             AuthError::StoreUnavailable(detail) => return ApiError::store_unavailable(detail),
             AuthError::DirectoryUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "directory_unavailable"),
             AuthError::NotPermitted => (StatusCode::FORBIDDEN, "not_permitted"),
+            AuthError::LocalSignInOff => (StatusCode::FORBIDDEN, "local_sign_in_off"),
         };
         let mut api = ApiError::new(status, code, message);
         if let AuthError::DirectoryUnavailable = e {

@@ -88,6 +88,12 @@ pub async fn attempt(
         fail(LoginFailure::Disabled, source).await?;
         return Err(AuthError::InvalidCredentials);
     }
+    if source == Source::Local && !local_sign_in_allowed(state, &user).await? {
+        // The password was right: not a guess.
+        attempt.cancelled();
+        fail(LoginFailure::LocalSignInOff, source).await?;
+        return Err(AuthError::LocalSignInOff);
+    }
 
     attempt.succeeded();
     let ttl = state.config.auth.session_ttl_secs as i64;
@@ -104,6 +110,16 @@ pub async fn attempt(
     state.metrics.login("success");
     let user = super::current_user(&state.db, user, session_id, now + ttl).await?;
     Ok(LoginOk { token, user, ttl })
+}
+
+/// `auth.local_sign_in = admins`: local passwords open only accounts whose role manages
+/// users (the break-glass path); everyone else signs in with the campus directory.
+async fn local_sign_in_allowed(state: &AppState, user: &User) -> Result<bool, AuthError> {
+    if crate::settings::get_str(&state.db, "auth.local_sign_in").await? != "admins" {
+        return Ok(true);
+    }
+    let names = crate::db::roles::permissions(&state.db, user.role_id).await?;
+    Ok(names.iter().any(|p| p == crate::permission::Permission::UsersManage.name()))
 }
 
 /// A local account's password against its hash (`None`: no such account, checked against

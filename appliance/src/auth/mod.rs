@@ -72,6 +72,9 @@ pub enum AuthError {
     /// LabBeam.
     #[error("your campus account is not in a group that may use LabBeam; ask the lab's administrator")]
     NotPermitted,
+    /// `auth.local_sign_in = admins` and the account does not manage users.
+    #[error("sign in with your campus account: LabBeam passwords are for administrators only here")]
+    LocalSignInOff,
     /// The database cannot be reached (the detail is for the log).
     #[error("{}", crate::db::UNAVAILABLE_MESSAGE)]
     StoreUnavailable(String),

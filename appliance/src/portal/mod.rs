@@ -15,6 +15,7 @@
 //!   formula stays text in a spreadsheet.
 
 mod audit_page;
+mod auth_page;
 mod dashboard;
 mod guard;
 mod health_page;
@@ -75,6 +76,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/sessions", get(sessions::page))
         .route("/admin/sessions/{id}/revoke", post(sessions::revoke))
         .route("/admin/settings", get(settings_page::page).post(settings_page::save))
+        .route("/admin/authentication", get(auth_page::page))
+        .route("/admin/authentication/test", post(auth_page::test_user))
         .route("/admin/health", get(health_page::page))
         .route("/admin/health/ice", post(health_page::run_ice))
 }
