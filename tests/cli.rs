@@ -68,6 +68,84 @@ async fn user_add_list_passwd_disable_enable() {
     assert!(one_line_error(&out).contains("last active admin"));
 }
 
+/// `labbeam lab seat|seats`: the contract `lab seat LAB ADDRESS NAME`, its errors (exit 1,
+/// one line), removal, the listing and a CSV import that changes nothing when a line is bad.
+#[tokio::test]
+async fn lab_seats_are_named_listed_imported_and_removed() {
+    let s = Server::start().await;
+    let ok = |args: &[&str]| {
+        let out = s.cli(args, None);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let fails = |args: &[&str]| {
+        let out = s.cli(args, None);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        one_line_error(&out)
+    };
+    ok(&["lab", "add", "Lab 2", "--cidr", "10.0.2.0/24"]);
+    ok(&["lab", "add", "Lab 3", "--cidr", "10.0.3.0/24"]);
+    assert_eq!(ok(&["lab", "seat", "Lab 2", "10.0.2.14", "PC-14"]).trim(), "10.0.2.14 in Lab 2 is now PC-14");
+    assert_eq!(ok(&["lab", "seat", "lab 2", "10.0.2.14", "PC-14"]).trim(), "10.0.2.14 in Lab 2 is PC-14 already");
+    assert_eq!(ok(&["lab", "seat", "Lab 2", "::ffff:10.0.2.15", " PC\t15 "]).trim(), "10.0.2.15 in Lab 2 is now PC 15");
+    assert_eq!(
+        ok(&["lab", "seat", "Lab 2", "10.0.2.14", "PC 14"]).trim(),
+        "10.0.2.14 in Lab 2 renamed from PC-14 to PC 14"
+    );
+
+    let e = fails(&["lab", "seat", "Lab 2", "10.0.2", "PC-99"]);
+    assert!(e.contains("\"10.0.2\" is not an address like 10.0.2.14"), "{e}");
+    let e = fails(&["lab", "seat", "Lab 2", "10.0.3.14", "PC-99"]);
+    assert!(e.contains("10.0.3.14 is not in the ranges of lab \"Lab 2\" (10.0.2.0/24)"), "{e}");
+    let e = fails(&["lab", "seat", "Lab 9", "10.0.2.16", "PC-16"]);
+    assert!(e.contains("no lab named \"Lab 9\""), "{e}");
+    let e = fails(&["lab", "seat", "Lab 2", "10.0.2.16", "pc 14"]);
+    assert!(e.contains("also names 10.0.2.14"), "{e}");
+    let e = fails(&["lab", "seat", "Lab 2", "10.0.2.16", &"x".repeat(65)]);
+    assert!(e.contains("1 to 64"), "{e}");
+    // Flag mistakes: exit 2.
+    for args in [&["lab", "seat", "Lab 2", "10.0.2.16"][..], &["lab", "seat", "Lab 2", "10.0.2.16", "X", "--remove"]] {
+        let out = s.cli(args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        one_line_error(&out);
+    }
+
+    let list = ok(&["lab", "seats", "Lab 2"]);
+    let rows: Vec<Vec<&str>> = list.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows, [vec!["10.0.2.14", "PC", "14"], vec!["10.0.2.15", "PC", "15"]], "{list}");
+    assert!(list.starts_with("ADDRESS"), "{list}");
+
+    // A file with a bad line: nothing applied, each bad line named.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("seats.csv");
+    std::fs::write(&file, "address,name\n10.0.2.20,PC 20\n10.0.3.1,far away\n10.0.2.21,\"Back, left\"\n").unwrap();
+    let e = fails(&["lab", "seats", "Lab 2", "--import", file.to_str().unwrap()]);
+    assert!(e.contains("line 3: 10.0.3.1 is not in the ranges") && e.ends_with("nothing was changed"), "{e}");
+    assert_eq!(ok(&["lab", "seats", "Lab 2"]), list, "nothing half-applied");
+    std::fs::write(&file, "10.0.2.20,PC 20\n10.0.2.21,\"Back, left\"\n10.0.2.14,PC-14\n").unwrap();
+    let out = ok(&["lab", "seats", "Lab 2", "--import", file.to_str().unwrap()]);
+    assert_eq!(out.trim(), "Lab 2: 2 added, 1 renamed, 0 removed, 1 kept");
+    let out = ok(&["lab", "seats", "Lab 2", "--import", file.to_str().unwrap(), "--replace"]);
+    assert_eq!(out.trim(), "Lab 2: 0 added, 0 renamed, 1 removed, 3 kept");
+    let e = fails(&["lab", "seats", "Lab 2", "--import", "/nonexistent/seats.csv"]);
+    assert!(e.contains("cannot read /nonexistent/seats.csv"), "{e}");
+
+    assert_eq!(
+        ok(&["lab", "seat", "Lab 2", "10.0.2.20", "--remove"]).trim(),
+        "removed seat PC 20 (10.0.2.20) from Lab 2"
+    );
+    let e = fails(&["lab", "seat", "Lab 2", "10.0.2.20", "--remove"]);
+    assert!(e.contains("lab \"Lab 2\" has no seat at 10.0.2.20"), "{e}");
+    let list = ok(&["lab", "seats", "Lab 2"]);
+    assert!(list.contains("Back, left") && list.contains("PC-14") && !list.contains("PC 20"), "{list}");
+
+    let db = s.store().await;
+    let actions =
+        db.int("SELECT count(*) FROM audit_log WHERE action IN ('lab.seat', 'lab.unseat', 'lab.seats')").await;
+    assert_eq!(actions, 6, "three seats set, two imports, one removal; refusals and no-ops write nothing");
+    db.close().await;
+}
+
 #[test]
 fn bad_flags_give_one_line_and_exit_2() {
     let out = run(&["serve", "--bogus"]);
@@ -361,12 +439,13 @@ fn host_names_in_another_order_keep_the_certificate() {
 // `labbeam store copy`
 
 /// The tables `store copy` carries, in its order.
-const STORE_TABLES: [&str; 13] = [
+const STORE_TABLES: [&str; 14] = [
     "roles",
     "role_permissions",
     "users",
     "labs",
     "lab_ranges",
+    "lab_seats",
     "user_labs",
     "sessions",
     "audit_log",
@@ -447,6 +526,7 @@ async fn populate(s: &Server) -> String {
         &["lab", "add", "Lab A", "--cidr", "10.1.0.0/24", "--cidr", "10.1.1.0/24"][..],
         &["lab", "add", "Lab B", "--cidr", "10.2.0.0/24"],
         &["lab", "assign", "Lab A", "prof"],
+        &["lab", "seat", "Lab A", "10.1.0.14", "Zoë's PC – row 3"],
         &["setting", "set", "transfer.request_expiry_secs", "120"],
         &["user", "disable", "stu"],
     ] {

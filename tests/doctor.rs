@@ -468,6 +468,11 @@ async fn connection_tests_are_recorded_by_lab_and_listed_on_the_health_page() {
     assert!(html.contains("1 PC tested: 1 relay over TCP/TLS only (no UDP)"), "{html}");
     assert!(html.contains(r#"data-address="127.0.0.1" data-verdict="relay_tcp_tls_only""#), "{html}");
     assert!(html.contains("stud (PC 14)"), "{html}");
+    // A seated address is listed under its seat's name, as presence shows the device.
+    assert_eq!(s.cli(&["lab", "seat", "Lab 2.14", "127.0.0.1", "Front desk"], None).status.code(), Some(0));
+    assert_eq!(post(udp_blocked.clone()).await.0, 201);
+    let (_, html) = admin.get("/admin/health").await;
+    assert!(html.contains("stud (Front desk)"), "{html}");
 
     // A person tests now and then; a script does not fill the log.
     let mut refused = None;
@@ -479,6 +484,6 @@ async fn connection_tests_are_recorded_by_lab_and_listed_on_the_health_page() {
         }
     }
     let (i, status, body) = refused.expect("the flood is refused");
-    assert_eq!((i, status), (19, 429), "{body}");
+    assert_eq!((i, status), (18, 429), "20 an hour, two sent before: {body}");
     assert_eq!(body["error"]["code"], "rate_limited");
 }

@@ -119,6 +119,9 @@ async fn every_portal_form_refuses_a_post_without_the_sessions_token() {
         "/admin/labs",
         "/admin/labs/1",
         "/admin/labs/1/delete",
+        "/admin/labs/1/seats",
+        "/admin/labs/1/seats/remove",
+        "/admin/labs/1/seats/map",
         "/admin/sessions/nosuchsession/revoke",
         "/admin/settings",
         "/admin/logout",
@@ -127,17 +130,12 @@ async fn every_portal_form_refuses_a_post_without_the_sessions_token() {
         let (status, _, body) = admin.post(path, &[("display_name", "x"), ("confirm", "kim")]).await;
         assert_eq!(status, 403, "{path}: {body}");
     }
-    // The upload, as multipart without its token part.
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::text("username\nx\n"));
-    let r = s
-        .client()
-        .post(s.url("/admin/users/import"))
-        .header("cookie", &admin.cookie)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    // The uploads, as multipart without their token part.
+    for path in ["/admin/users/import", "/admin/labs/1/seats/import"] {
+        let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::text("username\nx\n"));
+        let r = s.client().post(s.url(path)).header("cookie", &admin.cookie).multipart(form).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
     // Nothing changed: kim is still enabled and the portal session still works.
     let (status, html) = admin.get("/admin/users/2").await;
     assert_eq!(status, 200);
@@ -248,6 +246,110 @@ async fn labs_are_validated_and_overlaps_refused() {
     assert_eq!(status, 400);
     let (_, html) = admin.get("/admin/labs").await;
     assert!(html.contains("10.1.0.0/24") && !html.contains("Lab 2"));
+}
+
+/// Uploads `csv` to a lab's seat import (with `replace` ticked or not); a success is
+/// followed to the page it leads to.
+async fn import_seats(admin: &Browser<'_>, lab: i64, csv: &str, replace: bool) -> (u16, String) {
+    let csrf = admin.csrf().await;
+    let mut form = reqwest::multipart::Form::new()
+        .text("csrf", csrf)
+        .part("file", reqwest::multipart::Part::bytes(csv.as_bytes().to_vec()).file_name("seats.csv"));
+    if replace {
+        form = form.text("replace", "on");
+    }
+    let url = admin.s.url(&format!("/admin/labs/{lab}/seats/import"));
+    let r = admin.s.client().post(url).header("cookie", &admin.cookie).multipart(form).send().await.unwrap();
+    let status = r.status().as_u16();
+    if status == 303 {
+        let location = r.headers()["location"].to_str().unwrap().to_string();
+        return admin.get(&location).await;
+    }
+    (status, r.text().await.unwrap())
+}
+
+/// The seats a lab's page lists, as `address=name`.
+fn listed_seats(html: &str) -> Vec<String> {
+    html.split("<tr data-seat=\"")
+        .skip(1)
+        .map(|row| {
+            let cells: Vec<&str> = row.split("<td>").skip(1).map(|c| c.split("</td>").next().unwrap()).collect();
+            let name = cells[1].split(" <span").next().unwrap();
+            format!("{}={name}", cells[0])
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_labs_seat_map_is_edited_and_imported_and_a_bad_line_changes_nothing() {
+    let s = Server::start().await;
+    let admin = admin(&s).await;
+    let csrf = admin.csrf().await;
+    assert!(s.cli(&["lab", "add", "Lab 2", "--cidr", "10.0.2.0/24"], None).status.success());
+    let db = s.store().await;
+    let lab = db.int("SELECT id FROM labs WHERE name = 'Lab 2'").await;
+    db.close().await;
+    let seats_page = format!("/admin/labs/{lab}/seats");
+
+    // The Labs page links each lab to its seats.
+    let (_, html) = admin.get("/admin/labs").await;
+    assert!(html.contains(&format!("href=\"{seats_page}\"")) && html.contains("0 seats"), "{html}");
+
+    // One seat at a time.
+    let (status, location, _) =
+        admin.post(&seats_page, &[("csrf", &csrf), ("address", "10.0.2.14"), ("name", "PC-14")]).await;
+    assert_eq!((status, location.starts_with(&seats_page)), (303, true), "{location}");
+    let (status, _, html) = admin.post(&seats_page, &[("csrf", &csrf), ("address", "10.0.9.1"), ("name", "Far")]).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("data-testid=\"seat-errors\"") && html.contains("10.0.9.1 is not in the ranges"), "{html}");
+    assert!(html.contains("value=\"10.0.9.1\"") && html.contains("value=\"Far\""), "the entered values are kept");
+    assert!(html.contains("<nav"), "the error is shown on the page, with its navigation");
+
+    // The whole map as text: a bad line is named with its number, nothing applied.
+    let map = "10.0.2.14,PC-14\n10.0.2.15,PC-15\nnot-an-address,PC-16\n10.0.2.17,pc-15\n";
+    let (status, _, html) = admin.post(&format!("{seats_page}/map"), &[("csrf", &csrf), ("seats", map)]).await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("line 3: &#34;not-an-address&#34; is not an address"), "{html}");
+    assert!(html.contains("line 4: &#34;pc-15&#34; also names 10.0.2.15 (line 2)"), "{html}");
+    assert!(html.contains("10.0.2.17,pc-15"), "the text as entered is kept");
+    assert_eq!(listed_seats(&html), ["10.0.2.14=PC-14"], "nothing half-applied");
+    let (status, _, _) = admin
+        .post(&format!("{seats_page}/map"), &[("csrf", &csrf), ("seats", "10.0.2.14,PC-14\n10.0.2.15,PC-15\n")])
+        .await;
+    assert_eq!(status, 303);
+    let (_, html) = admin.get(&seats_page).await;
+    assert_eq!(listed_seats(&html), ["10.0.2.14=PC-14", "10.0.2.15=PC-15"]);
+
+    // A CSV file: a bad row is reported with its line and nothing is written.
+    let csv = "address,name\n10.0.2.16,PC-16\n10.0.3.1,Elsewhere\n10.0.2.18\n";
+    let (status, html) = import_seats(&admin, lab, csv, false).await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("line 4: expected an address and a name"), "{html}");
+    let csv = "address,name\n10.0.2.16,PC-16\n10.0.3.1,Elsewhere\n";
+    let (status, html) = import_seats(&admin, lab, csv, false).await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("line 3: 10.0.3.1 is not in the ranges"), "{html}");
+    assert_eq!(listed_seats(&html), ["10.0.2.14=PC-14", "10.0.2.15=PC-15"], "nothing half-applied");
+    // Added to the map, then replacing it.
+    let (status, html) = import_seats(&admin, lab, "10.0.2.16,PC-16\n10.0.2.9,PC-9\n", false).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("2 added, 0 renamed, 0 removed"), "{html}");
+    assert_eq!(listed_seats(&html), ["10.0.2.9=PC-9", "10.0.2.14=PC-14", "10.0.2.15=PC-15", "10.0.2.16=PC-16"]);
+    let (_, html) = import_seats(&admin, lab, "10.0.2.9,PC-09\n", true).await;
+    assert!(html.contains("0 added, 1 renamed, 3 removed"), "{html}");
+    assert_eq!(listed_seats(&html), ["10.0.2.9=PC-09"]);
+
+    let (status, _, _) = admin.post(&format!("{seats_page}/remove"), &[("csrf", &csrf), ("address", "10.0.2.9")]).await;
+    assert_eq!(status, 303);
+    let (status, _, html) =
+        admin.post(&format!("{seats_page}/remove"), &[("csrf", &csrf), ("address", "10.0.2.9")]).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("has no seat at 10.0.2.9"), "{html}");
+    let (status, _) = admin.get("/admin/labs/999/seats").await;
+    assert_eq!(status, 404);
+
+    let (_, audit) = admin.get("/admin/audit?action=lab.seats").await;
+    assert!(audit.contains("lab:Lab 2"), "{audit}");
 }
 
 #[tokio::test]

@@ -145,6 +145,24 @@ pub enum AuditEvent<'a> {
         lab: &'a str,
         username: &'a str,
     },
+    SeatSet {
+        lab: &'a str,
+        address: &'a str,
+        name: &'a str,
+        before: Option<&'a str>,
+    },
+    SeatRemoved {
+        lab: &'a str,
+        address: &'a str,
+        name: &'a str,
+    },
+    SeatsImported {
+        lab: &'a str,
+        added: usize,
+        renamed: usize,
+        removed: usize,
+        replaced: bool,
+    },
     SettingChanged {
         key: &'a str,
         value: &'a serde_json::Value,
@@ -182,6 +200,9 @@ impl AuditEvent<'_> {
             AuditEvent::LabCreated { .. } => "lab.create",
             AuditEvent::LabRemoved { .. } => "lab.remove",
             AuditEvent::LabAssigned { .. } => "lab.assign",
+            AuditEvent::SeatSet { .. } => "lab.seat",
+            AuditEvent::SeatRemoved { .. } => "lab.unseat",
+            AuditEvent::SeatsImported { .. } => "lab.seats",
             AuditEvent::SettingChanged { .. } => "setting.change",
             AuditEvent::DirectoryAccessEnded { .. } => "directory.access_ended",
         }
@@ -224,6 +245,18 @@ impl AuditEvent<'_> {
             AuditEvent::LabCreated { lab, ranges } => (format!("lab:{lab}"), json!({ "ranges": ranges })),
             AuditEvent::LabRemoved { lab } => (format!("lab:{lab}"), json!({})),
             AuditEvent::LabAssigned { lab, username } => (format!("lab:{lab}"), json!({ "instructor": username })),
+            // `before`: the seat's name until then (null for a new seat); `replaced`: the list
+            // became the lab's whole seat map.
+            AuditEvent::SeatSet { lab, address, name, before } => {
+                (format!("lab:{lab}"), json!({ "address": address, "name": name, "before": before }))
+            }
+            AuditEvent::SeatRemoved { lab, address, name } => {
+                (format!("lab:{lab}"), json!({ "address": address, "name": name }))
+            }
+            AuditEvent::SeatsImported { lab, added, renamed, removed, replaced } => (
+                format!("lab:{lab}"),
+                json!({ "added": added, "renamed": renamed, "removed": removed, "replaced": replaced }),
+            ),
             AuditEvent::SettingChanged { key, value } => (format!("setting:{key}"), json!({ "value": value })),
             AuditEvent::UserDisabled { username, sessions_revoked } => {
                 (user(username), json!({ "sessions_revoked": sessions_revoked }))

@@ -1,6 +1,6 @@
-//! The command line: `serve`, `user add|list|passwd|disable|enable`, `lab`, `setting`,
-//! `store copy`, `doctor` (its checks live in `doctor`). Flag mistakes print one line and
-//! exit 2; runtime failures print one line and exit 1.
+//! The command line: `serve`, `user add|list|passwd|disable|enable`, `lab` (with its seats),
+//! `setting`, `store copy`, `doctor` (its checks live in `doctor`). Flag mistakes print one
+//! line and exit 2; runtime failures print one line and exit 1.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -102,6 +102,36 @@ pub enum LabCommand {
     Assign {
         name: String,
         username: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Name a lab seat: a device connecting from ADDRESS is shown to others as NAME, e.g.
+    /// `lab seat "Lab 2" 10.0.2.14 PC-14`. The address must lie in one of the lab's ranges;
+    /// each seat of a lab needs its own name. Devices connected there re-join under it.
+    Seat {
+        lab: String,
+        address: String,
+        /// The seat's name (1 to 64 characters).
+        #[arg(required_unless_present = "remove")]
+        name: Option<String>,
+        /// Remove the seat at ADDRESS instead: its devices go back to their own names.
+        #[arg(long, conflicts_with = "name")]
+        remove: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List a lab's seats (address and name), or import them from a CSV file of
+    /// `address,name` lines (--import).
+    Seats {
+        lab: String,
+        /// Add or rename the seats listed in FILE (`address,name` lines; a first line
+        /// `address,name`, empty lines and `#` lines are skipped). If any line cannot be
+        /// applied, none is, and each such line is named.
+        #[arg(long, value_name = "FILE")]
+        import: Option<PathBuf>,
+        /// With --import: the file becomes the lab's whole seat map (seats not in it go).
+        #[arg(long, requires = "import")]
+        replace: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -321,8 +351,66 @@ pub async fn lab(action: LabCommand) -> anyhow::Result<()> {
             let (lab, user) = lab_admin::assign(&pool, &actor, &name, &username).await?;
             println!("{} is responsible for {}", user.username, lab.name);
         }
+        LabCommand::Seat { lab, address, name, remove, store } => {
+            // Before the store is opened (or created), like `lab add`.
+            crate::seats::parse_address(&address).map_err(anyhow::Error::msg)?;
+            if let Some(name) = &name {
+                crate::seats::clean_name(name).map_err(anyhow::Error::msg)?;
+            }
+            let (_, pool) = open_store(&store).await?;
+            let lab = lab_admin::lab_named(&pool, &lab).await?;
+            match name {
+                Some(name) if !remove => {
+                    let set = lab_admin::set_seat(&pool, &actor, &lab, &address, &name).await?;
+                    match &set.before {
+                        None => println!("{} in {} is now {}", set.address, lab.name, set.name),
+                        Some(_) if set.unchanged() => {
+                            println!("{} in {} is {} already", set.address, lab.name, set.name)
+                        }
+                        Some(before) => {
+                            println!("{} in {} renamed from {before} to {}", set.address, lab.name, set.name)
+                        }
+                    }
+                }
+                _ => {
+                    let (address, name) = lab_admin::remove_seat(&pool, &actor, &lab, &address).await?;
+                    println!("removed seat {name} ({address}) from {}", lab.name);
+                }
+            }
+        }
+        LabCommand::Seats { lab, import, replace, store } => {
+            let text = match &import {
+                Some(path) => Some(read_seat_file(path)?),
+                None => None,
+            };
+            let (_, pool) = open_store(&store).await?;
+            let lab = lab_admin::lab_named(&pool, &lab).await?;
+            if let Some(text) = text {
+                let mode = if replace { crate::seats::Mode::Replace } else { crate::seats::Mode::Merge };
+                let done = lab_admin::import_seats(&pool, &actor, &lab, &text, mode).await?;
+                println!(
+                    "{}: {} added, {} renamed, {} removed, {} kept",
+                    lab.name, done.added, done.renamed, done.removed, done.kept
+                );
+                return Ok(());
+            }
+            println!("{:<40} NAME", "ADDRESS");
+            for (address, name, used) in lab_admin::seats_of(&pool, &lab).await? {
+                let note = if used { "" } else { "  (outside the lab's ranges: names no device)" };
+                println!("{address:<40} {name}{note}");
+            }
+        }
     }
     Ok(())
+}
+
+/// A seat list to import: UTF-8 text of at most 1 MiB.
+fn read_seat_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() > 1 << 20 {
+        bail!("{} is larger than 1 MiB", path.display());
+    }
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", path.display()))
 }
 
 pub async fn setting(action: SettingCommand) -> anyhow::Result<()> {

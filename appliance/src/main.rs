@@ -21,6 +21,7 @@ mod metrics;
 mod net;
 mod permission;
 mod portal;
+mod seats;
 mod server;
 mod setting_admin;
 mod settings;

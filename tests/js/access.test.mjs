@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import https from 'node:https';
 import { after, before, describe, test } from 'node:test';
 
-import { arrives, call, next, startServer } from './harness.mjs';
+import { arrives, call, droppedWithin, next, startServer } from './harness.mjs';
 
 const FILES = [{ name: 'notes.pdf', size: 1000, mime: 'application/pdf' }];
 
@@ -41,17 +41,6 @@ function portalOf(s, who) {
       return r;
     },
   };
-}
-
-/** Resolves when `socket` is dropped by the server, or rejects after `ms`. */
-function droppedWithin(socket, ms) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`socket still connected after ${ms} ms`)), ms);
-    socket.once('disconnect', (reason) => {
-      clearTimeout(timer);
-      resolve(reason);
-    });
-  });
 }
 
 describe('access changes reach live sockets', () => {

@@ -246,6 +246,17 @@ export function next(socket, event, timeoutMs = 5000) {
   });
 }
 
+/** Resolves with the reason when `socket` is dropped, or rejects after `ms`. */
+export function droppedWithin(socket, ms) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`socket still connected after ${ms} ms`)), ms);
+    socket.once('disconnect', (reason) => {
+      clearTimeout(timer);
+      resolve(reason);
+    });
+  });
+}
+
 /** Resolves true if `event` arrives within `ms`, false otherwise. */
 export async function arrives(socket, event, ms = 500) {
   try {

@@ -24,7 +24,7 @@ const MAX_DEVICE_CHARS: usize = 64;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestReport {
-    /// The device's name as the web client shows it.
+    /// The device's name as the web client shows it (a seat name of its address wins).
     device: String,
     paths: Paths,
 }
@@ -52,6 +52,9 @@ pub async fn record(
     let ranges = labs::ranges(&state.db).await?;
     let lab = LabMatcher::new(&ranges).lab_of(addr).map(|l| l.as_str().to_string()).unwrap_or_default();
     let address = crate::turn::canonical_ip(addr).to_string();
+    // The lab's seat name for this address, as presence shows the device.
+    let seat = if lab.is_empty() { None } else { db::seats::name_at(&state.db, &lab, &address).await? };
+    let device = seat.unwrap_or(device);
     let stored = connection_tests::record(
         &state.db,
         &NewTest {

@@ -32,12 +32,13 @@ use super::{Backend, DbError, Location, Schema, Store, dialect, on_pool};
 use crate::config::StoreConfig;
 
 /// Every table `store copy` carries, each after every table its foreign keys reference.
-pub const TABLES: [&str; 13] = [
+pub const TABLES: [&str; 14] = [
     "roles",
     "role_permissions",
     "users",
     "labs",
     "lab_ranges",
+    "lab_seats",
     "user_labs",
     "sessions",
     "audit_log",

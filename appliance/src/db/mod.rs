@@ -23,6 +23,7 @@ pub mod copy;
 pub mod dialect;
 pub mod labs;
 pub mod roles;
+pub mod seats;
 pub mod sessions;
 pub mod settings;
 pub mod transfers;

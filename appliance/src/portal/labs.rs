@@ -1,6 +1,7 @@
 //! Labs: names and address ranges (CIDR), validated; ranges that overlap another lab's are
-//! refused with the lab they collide with. The rules, the writes and the audit are
-//! `lab_admin`'s; this page parses the forms and shows the result.
+//! refused with the lab they collide with; each lab links to its seat map (`lab_seats`).
+//! The rules, the writes and the audit are `lab_admin`'s; this page parses the forms and
+//! shows the result.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -11,7 +12,7 @@ use serde::Deserialize;
 use super::view::{self, Layout};
 use super::{NoFields, NoticeQuery, PortalError, PortalForm, PortalPage, done};
 use crate::auth::UsersManage;
-use crate::db::labs;
+use crate::db::{labs, seats};
 use crate::lab_admin::{self, LabError};
 use crate::state::AppState;
 
@@ -20,6 +21,7 @@ impl From<LabError> for PortalError {
         match e {
             LabError::Db(d) => d.into(),
             LabError::NoLabWithId(id) => PortalError::NotFound(format!("lab {id}")),
+            LabError::Lines(lines) => PortalError::BadRequest(format!("{}; nothing was changed.", lines.join("; "))),
             LabError::NoSuchLab(name) => PortalError::NotFound(format!("lab {name:?}")),
             other => PortalError::BadRequest(other.to_string()),
         }
@@ -31,6 +33,8 @@ pub struct LabView {
     pub name: String,
     pub ranges: String,
     pub online: usize,
+    /// How many seats its seat map names.
+    pub seats: i64,
 }
 
 #[derive(Template, WebTemplate)]
@@ -50,12 +54,14 @@ pub async fn page(
 ) -> Result<Response, PortalError> {
     let ranges = labs::ranges(&state.db).await?;
     let online = state.signaling.with_hub(|h| h.online_by_lab());
+    let seat_counts = seats::counts(&state.db).await?;
     let views = labs::list(&state.db)
         .await?
         .into_iter()
         .map(|l| LabView {
             ranges: ranges.iter().filter(|r| r.lab == l.name).map(|r| r.cidr.as_str()).collect::<Vec<_>>().join("\n"),
             online: online.iter().find(|(lab, _)| *lab == l.name).map(|(_, n)| *n).unwrap_or(0),
+            seats: seat_counts.iter().find(|(id, _)| *id == l.id).map(|(_, n)| *n).unwrap_or(0),
             id: l.id,
             name: l.name,
         })

@@ -19,6 +19,7 @@ mod auth_page;
 mod dashboard;
 mod guard;
 mod health_page;
+mod lab_seats;
 mod labs;
 mod login;
 mod roles;
@@ -67,6 +68,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/labs", get(labs::page).post(labs::create))
         .route("/admin/labs/{id}", post(labs::update))
         .route("/admin/labs/{id}/delete", post(labs::delete))
+        .route("/admin/labs/{id}/seats", get(lab_seats::page).post(lab_seats::set))
+        .route("/admin/labs/{id}/seats/remove", post(lab_seats::remove))
+        .route("/admin/labs/{id}/seats/map", post(lab_seats::save_map))
+        .route("/admin/labs/{id}/seats/import", post(lab_seats::import))
         .route("/admin/transfers", get(transfers_page::list))
         .route("/admin/transfers.csv", get(transfers_page::export))
         .route("/admin/broadcasts", get(transfers_page::broadcasts))

@@ -1,14 +1,16 @@
-//! What a connected device may do and see: its permissions, its scope, its lab and the labs
-//! its user is responsible for, derived from the user's standing (`db::access`), the
-//! device's address and the settings.
+//! What a connected device may do and see, and what it is called: its permissions, its
+//! scope, its lab, the labs its user is responsible for and the name others see, derived
+//! from the user's standing (`db::access`), the device's address, the labs' seat maps and
+//! the settings.
 //!
 //! The same derivation runs when a socket connects and whenever an access change is seen
 //! (the store's `access_generation`, bumped by triggers on every relevant table, watched by
 //! [`crate::access_watch`]). A socket whose derived access differs from the one it holds is
 //! disconnected: the client reconnects by itself and joins with the new access, its
 //! accepted transfers pause and resume, and its broadcasts end. So a demoted instructor, a
-//! role that lost a permission, a lab whose ranges moved or a disabled user act on live
-//! sockets at once, whichever process (portal, API, command line) made the change.
+//! role that lost a permission, a lab whose ranges moved, a renamed seat or a disabled user
+//! act on live sockets at once, whichever process (portal, API, command line) made the
+//! change.
 //!
 //! Invariant: a member in the hub never holds more than its user's current standing allows
 //! for longer than one watch interval plus the time to disconnect it.
@@ -19,15 +21,18 @@ use crate::db::access::UserAccess;
 use crate::db::{self, DbError};
 use crate::labs::{LabMatcher, LabName};
 use crate::permission::{Permission, PermissionSet};
+use crate::seats::{self, SeatMap};
 use crate::settings;
 use crate::state::AppState;
 
 use super::hub::{Member, PeerId};
 
-/// What the derivation needs besides the user: labs and the settings that place devices.
+/// What the derivation needs besides the user: labs, their seats and the settings that
+/// place devices.
 pub struct Surroundings {
     matcher: LabMatcher,
     known_labs: Vec<LabName>,
+    seats: SeatMap,
     /// `presence.scope = all`: students see every lab.
     scope_all: bool,
     /// `presence.lab_self_select = on`: a device outside every range may pick a lab.
@@ -41,6 +46,7 @@ impl Surroundings {
         Ok(Surroundings {
             matcher: LabMatcher::new(&ranges),
             known_labs,
+            seats: SeatMap::new(&db::seats::all(pool).await?),
             scope_all: settings::get_str(pool, "presence.scope").await? == "all",
             self_select: settings::get_str(pool, "presence.lab_self_select").await? == "on",
         })
@@ -62,6 +68,9 @@ pub fn place(env: &Surroundings, addr: IpAddr, pick: Option<&LabName>) -> (LabNa
 /// Everything about a device that follows from its user's standing and its place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceAccess {
+    /// The name others see (`seats::shown_name`): its seat's, else its user's, else one
+    /// made from its address.
+    pub device: String,
     pub display_name: String,
     pub role: String,
     pub permissions: PermissionSet,
@@ -72,12 +81,22 @@ pub struct DeviceAccess {
 }
 
 impl DeviceAccess {
-    /// What `user` on a device at `addr` (which asked for lab `pick`) may do and see.
-    pub fn derive(user: &UserAccess, addr: IpAddr, pick: Option<&LabName>, env: &Surroundings) -> DeviceAccess {
+    /// What `user` on a device at `addr` (which asked for lab `pick` and was named `given`
+    /// by its user) may do and see, and what it is called.
+    pub fn derive(
+        user: &UserAccess,
+        addr: IpAddr,
+        pick: Option<&LabName>,
+        given: Option<&str>,
+        env: &Surroundings,
+    ) -> DeviceAccess {
         let (lab, self_selected) = place(env, addr, pick);
         let mut owned_labs: Vec<LabName> = user.owned_labs.iter().map(|l| LabName::from(l.as_str())).collect();
         owned_labs.sort_unstable();
+        // A seat names the device only in the lab its address places it in.
+        let seat = if self_selected { None } else { env.seats.name(&lab, addr) };
         DeviceAccess {
+            device: seats::shown_name(seat, given, addr),
             display_name: user.display_name.clone(),
             role: user.role.clone(),
             permissions: user.permissions,
@@ -91,6 +110,7 @@ impl DeviceAccess {
     /// What a member holds now.
     pub fn held_by(m: &Member) -> DeviceAccess {
         DeviceAccess {
+            device: m.peer.device.clone(),
             display_name: m.peer.display_name.clone(),
             role: m.peer.role.clone(),
             permissions: m.permissions,
@@ -113,7 +133,10 @@ pub fn stale_members<'a>(
         .filter(|m| match users.get(&m.peer.user_id) {
             None => true,
             Some(u) if u.disabled => true,
-            Some(u) => DeviceAccess::derive(u, m.addr, m.lab_pick.as_ref(), env) != DeviceAccess::held_by(m),
+            Some(u) => {
+                DeviceAccess::derive(u, m.addr, m.lab_pick.as_ref(), m.given_device.as_deref(), env)
+                    != DeviceAccess::held_by(m)
+            }
         })
         .map(|m| m.peer.peer_id.clone())
         .collect()
@@ -148,6 +171,7 @@ mod tests {
         Surroundings {
             matcher: LabMatcher::new(&ranges),
             known_labs: vec!["Lab 1".into(), "Lab 2".into()],
+            seats: SeatMap::default(),
             scope_all,
             self_select,
         }
@@ -166,7 +190,7 @@ mod tests {
     fn member_of(user: &UserAccess, addr: &str, pick: Option<&str>, env: &Surroundings) -> Member {
         let addr: IpAddr = addr.parse().unwrap();
         let pick = pick.map(LabName::from);
-        let a = DeviceAccess::derive(user, addr, pick.as_ref(), env);
+        let a = DeviceAccess::derive(user, addr, pick.as_ref(), Some("Kim's PC"), env);
         Member {
             peer: Peer {
                 peer_id: "p1".into(),
@@ -175,7 +199,7 @@ mod tests {
                 display_name: a.display_name,
                 role: a.role,
                 lab: a.lab,
-                device: "PC".into(),
+                device: a.device,
                 self_selected: a.self_selected,
             },
             session_id: "s".into(),
@@ -185,6 +209,7 @@ mod tests {
             device_key: "d".into(),
             addr,
             lab_pick: pick,
+            given_device: Some("Kim's PC".into()),
         }
     }
 
@@ -230,6 +255,33 @@ mod tests {
         let moved = Surroundings { matcher: LabMatcher::new(&[]), ..env(false, false) };
         assert_eq!(stale_members([&m].into_iter(), &users(kim.clone()), &moved), vec![PeerId::from("p1")]);
         assert_eq!(stale_members([&m].into_iter(), &users(kim.clone()), &env(false, true)), vec![PeerId::from("p1")]);
+    }
+
+    #[test]
+    fn a_seat_names_the_device_at_its_address_and_a_renamed_seat_makes_it_stale() {
+        let seated = |name: &str| Surroundings {
+            seats: SeatMap::new(&[crate::db::seats::Seat {
+                lab: "Lab 1".into(),
+                address: "10.1.0.7".into(),
+                name: name.into(),
+            }]),
+            ..env(true, false)
+        };
+        let kim = student();
+        let e = seated("PC-7");
+        let m = member_of(&kim, "10.1.0.7", None, &e);
+        assert_eq!(m.peer.device, "PC-7", "the seat's name beats the user's");
+        assert_eq!(member_of(&kim, "10.1.0.8", None, &e).peer.device, "Kim's PC", "no seat: the user's name");
+        let unnamed = DeviceAccess::derive(&kim, "10.1.0.8".parse().unwrap(), None, None, &e);
+        assert_eq!(unnamed.device, "PC .8", "no name at all: from the address");
+        // A device outside every range that picked Lab 1 is not that lab's seat.
+        let picked = DeviceAccess::derive(&kim, "10.9.0.7".parse().unwrap(), Some(&"Lab 1".into()), None, &e);
+        assert_eq!((picked.lab.as_str(), picked.device.as_str()), ("Lab 1", "PC .7"));
+
+        let users = HashMap::from([(7, kim)]);
+        assert!(stale_members([&m].into_iter(), &users, &e).is_empty());
+        assert_eq!(stale_members([&m].into_iter(), &users, &seated("PC 7")), vec![PeerId::from("p1")], "renamed");
+        assert_eq!(stale_members([&m].into_iter(), &users, &env(true, false)), vec![PeerId::from("p1")], "unseated");
     }
 
     #[test]

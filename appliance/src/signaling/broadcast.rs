@@ -801,6 +801,7 @@ mod tests {
             device_key: format!("dev-{id}").into(),
             addr: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             lab_pick: None,
+            given_device: Some("pc".into()),
         }
     }
 

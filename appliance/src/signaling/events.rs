@@ -33,7 +33,8 @@ use crate::text::clean_text;
 #[derive(Debug, Default, Deserialize)]
 struct ConnectAuth {
     token: Option<String>,
-    /// A name for this device ("PC 14"), shown to others.
+    /// The name this device's user gave it ("PC 14"), shown to others unless its address
+    /// has a seat name (`seats`); none when the user kept the browser's own.
     device: Option<String>,
     /// The lab this device is in, when its address matches no lab's range.
     lab: Option<String>,
@@ -58,7 +59,8 @@ impl std::fmt::Display for Refused {
 #[derive(Clone)]
 struct Authenticated {
     user: CurrentUser,
-    device: String,
+    /// The name the client gave, cleaned; none when it gave none (or only blanks).
+    device: Option<String>,
     lab_pick: Option<LabName>,
     device_key: Option<DeviceKey>,
 }
@@ -133,7 +135,6 @@ async fn authenticate(
         return Err(Refused("password_change_required"));
     }
     let device = auth.device.as_deref().map(|d| clean_text(d, 64)).filter(|d| !d.is_empty());
-    let device = device.unwrap_or_else(|| "Browser".into());
     let lab_pick = auth.lab.map(|l| LabName::from(clean_text(&l, 64)));
     let device_key = match auth.device_id {
         Some(id) if valid_device_id(&id) => Some(DeviceKey::from(id)),
@@ -271,7 +272,7 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
         permissions: user.permissions,
         owned_labs: db::labs::owned_by(&state.db, user.id).await?,
     };
-    let a = DeviceAccess::derive(&standing, addr, auth.lab_pick.as_ref(), &env);
+    let a = DeviceAccess::derive(&standing, addr, auth.lab_pick.as_ref(), auth.device.as_deref(), &env);
     Ok(Member {
         peer: super::hub::Peer {
             peer_id: peer_of(socket),
@@ -280,7 +281,7 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
             display_name: a.display_name,
             role: a.role,
             lab: a.lab,
-            device: auth.device,
+            device: a.device,
             self_selected: a.self_selected,
         },
         session_id: user.session_id.clone(),
@@ -291,6 +292,7 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
         device_key: member_device_key(auth.device_key.as_ref(), socket),
         addr,
         lab_pick: auth.lab_pick,
+        given_device: auth.device,
     })
 }
 

@@ -62,10 +62,13 @@ pub struct Member {
     /// reconnections): what lets a new socket re-claim this device's transfers. Never sent to
     /// other clients.
     pub device_key: DeviceKey,
-    /// The device's address (behind a trusted proxy, from `X-Forwarded-For`) and the lab its
-    /// user asked for: what its lab is derived from again when labs or settings change.
+    /// The device's address (behind a trusted proxy, from `X-Forwarded-For`), the lab its
+    /// user asked for and the name its user gave it (none: the browser's own was kept): what
+    /// its lab and its name (`peer.device`) are derived from again when labs, seats or
+    /// settings change.
     pub addr: std::net::IpAddr,
     pub lab_pick: Option<LabName>,
+    pub given_device: Option<String>,
 }
 
 impl Member {
@@ -894,6 +897,7 @@ mod tests {
             device_key: format!("dev-{id}").into(),
             addr: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             lab_pick: None,
+            given_device: Some("pc".into()),
         }
     }
 

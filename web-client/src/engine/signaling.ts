@@ -95,6 +95,7 @@ export interface Presence {
 }
 
 export interface SignalingOptions {
+  /** The name the user gave this device; '' for none (the server names it). */
   device: string;
   /** This browser's own id (resume-store.ts), so it can re-claim its transfers. */
   deviceId?: string;
@@ -137,7 +138,8 @@ export class SignalingClient extends Emitter<SignalingEvents> {
   constructor(options: SignalingOptions) {
     super();
     this.#ackTimeoutMs = options.ackTimeoutMs ?? 10_000;
-    const auth: Record<string, string> = { device: options.device };
+    const auth: Record<string, string> = {};
+    if (options.device !== '') auth['device'] = options.device;
     if (options.lab !== undefined && options.lab !== '') auth['lab'] = options.lab;
     if (options.deviceId !== undefined) auth['deviceId'] = options.deviceId;
     const opts = { transports: ['websocket'], auth, withCredentials: true, autoConnect: false, timeout: 10_000, ...RECONNECTION };

@@ -31,7 +31,7 @@ import { HistoryPanel } from './history-panel';
 import { IncomingDialog } from './incoming-dialog';
 import { carriesFiles, fromDataTransfer, fromFileList } from './picking';
 import { downloadFile, folderPickerAvailable, pickFolder } from './saving';
-import { type Settings, type Theme, applyTheme } from './settings';
+import { type Settings, type Theme, applyTheme, browserName } from './settings';
 import type { View } from './shell';
 import { TransferCard } from './transfer-card';
 
@@ -536,13 +536,12 @@ export class HomeView implements View {
     const v = settings.values;
     const status = messageLine('notice', 'settings-status');
 
-    const device = h('input', { type: 'text', class: 'field-input', id: uniqueId('device'), maxlength: 64, value: v.deviceName, 'data-testid': 'setting-device', autocomplete: 'off' });
+    const deviceId = uniqueId('device');
+    const device = h('input', { type: 'text', class: 'field-input', id: deviceId, maxlength: 64, value: v.deviceName, placeholder: 'e.g. PC 14', 'data-testid': 'setting-device', autocomplete: 'off', 'aria-describedby': `${deviceId}-hint` });
     device.addEventListener('change', () => {
       const name = device.value.trim().slice(0, 64);
-      if (name === '') {
-        device.value = settings.values.deviceName;
-        return;
-      }
+      device.value = name;
+      if (name === settings.values.deviceName) return;
       settings.set('deviceName', name);
       if (this.#restartEngineIfIdle()) status.show('Saved. Others now see this computer under the new name.', 'success');
       else status.show('Saved. The new name applies once the running transfers have finished and the page is reloaded.', 'info');
@@ -599,7 +598,7 @@ export class HomeView implements View {
       h(
         'div',
         { class: 'settings-grid' },
-        h('div', { class: 'field' }, h('label', { class: 'field-label', for: device.id }, 'This computer’s name'), device, h('p', { class: 'field-hint' }, 'Shown to others next to your name, e.g. “PC 14”.')),
+        h('div', { class: 'field' }, h('label', { class: 'field-label', for: device.id }, 'This computer’s name'), device, h('p', { class: 'field-hint', id: `${deviceId}-hint` }, 'Shown to others next to your name. Left empty, this computer is named by its address (“PC .14”). On a lab PC that an administrator named, that name is shown instead.')),
         h('div', { class: 'field' }, h('label', { class: 'field-label', for: themeId }, 'Appearance'), theme),
         relay.wrapper,
         autoSave.wrapper,
@@ -643,7 +642,8 @@ export class HomeView implements View {
       ];
       let sent: string;
       try {
-        const answer = await api.connectionTest(settings.values.deviceName, paths);
+        const name = this.#engine.self?.device ?? (settings.values.deviceName !== '' ? settings.values.deviceName : browserName());
+        const answer = await api.connectionTest(name, paths);
         sent = `Sent to the administrator’s Health page (lab: ${answer.lab}).`;
       } catch (error) {
         sent = `Not sent to the administrator: ${errorText(error)}`;

@@ -1,6 +1,9 @@
 /**
  * The user's settings for this browser, kept in localStorage (nothing secret): this device's
  * name, relay mode, automatic saving, desktop notifications and the colour theme.
+ * The device name is the one its user gave this computer, '' until they give one: the server
+ * then names the device by the lab's seat map or by its address ("PC .14"); a seat name set
+ * by an admin wins over the user's name too (see docs/PROTOCOL.md, "Connecting").
  * `?relay=1` in the page address turns relay mode on for this page without storing it;
  * `?relay=udp` / `?relay=tcp` also pick how the relay is reached (for tests and diagnosis).
  */
@@ -10,6 +13,7 @@ export type Theme = 'system' | 'light' | 'dark';
 export type RelayMode = 'off' | 'any' | 'udp' | 'tcp';
 
 export interface SettingsValues {
+  /** The name the user gave this computer; '' for none. */
   deviceName: string;
   forceRelay: boolean;
   autoSave: boolean;
@@ -65,7 +69,7 @@ export class Settings {
 }
 
 function defaults(): SettingsValues {
-  return { deviceName: defaultDeviceName(), forceRelay: false, autoSave: false, notifications: false, theme: 'system' };
+  return { deviceName: '', forceRelay: false, autoSave: false, notifications: false, theme: 'system' };
 }
 
 function load(): Partial<SettingsValues> {
@@ -74,7 +78,7 @@ function load(): Partial<SettingsValues> {
     if (typeof raw !== 'object' || raw === null) return {};
     const r = raw as Record<string, unknown>;
     const out: Partial<SettingsValues> = {};
-    if (typeof r['deviceName'] === 'string' && r['deviceName'].trim() !== '') out.deviceName = r['deviceName'].trim().slice(0, 64);
+    if (typeof r['deviceName'] === 'string') out.deviceName = storedDeviceName(r['deviceName'], browserName());
     if (typeof r['forceRelay'] === 'boolean') out.forceRelay = r['forceRelay'];
     if (typeof r['autoSave'] === 'boolean') out.autoSave = r['autoSave'];
     if (typeof r['notifications'] === 'boolean') out.notifications = r['notifications'];
@@ -85,8 +89,18 @@ function load(): Partial<SettingsValues> {
   }
 }
 
-/** "Chromium on Linux"-style name until the user picks one. */
-function defaultDeviceName(): string {
+/**
+ * The device name kept in storage: trimmed, at most 64 characters, and '' for the browser's
+ * own name, which earlier versions stored as if the user had chosen it (it tells no two lab
+ * PCs apart, so the server's name for the device is better).
+ */
+export function storedDeviceName(stored: string, browser: string): string {
+  const name = stored.trim().slice(0, 64);
+  return name === browser ? '' : name;
+}
+
+/** "Chrome on Linux": what this browser is, for when the server has no name for it yet. */
+export function browserName(): string {
   const ua = navigator.userAgent;
   const browser = /Edg\//.test(ua) ? 'Edge' : /Firefox\//.test(ua) ? 'Firefox' : /Chrome\//.test(ua) ? 'Chrome' : /Safari\//.test(ua) ? 'Safari' : 'Browser';
   const os = /Windows/.test(ua) ? 'Windows' : /Mac OS X/.test(ua) ? 'macOS' : /CrOS/.test(ua) ? 'ChromeOS' : /Android/.test(ua) ? 'Android' : /Linux/.test(ua) ? 'Linux' : '';
