@@ -164,6 +164,7 @@ describe('transfer handshake and relay rules', () => {
     assert.equal(inc.transferId, transferId);
     assert.equal(inc.from.username, 'alice');
     assert.deepEqual(inc.files, FILES);
+    assert.equal(inc.expiresInSecs, 5, "the request's expiry: transfer.request_expiry_secs");
 
     // Signals before acceptance are refused.
     const early = await call(sa, 'signal', { transferId, to: pb, data: { sdp: 'x' } });

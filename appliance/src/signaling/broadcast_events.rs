@@ -51,7 +51,7 @@ pub(super) async fn apply(state: &AppState, mut fx: Effects) {
         return;
     }
     let expiry = match super::limits(state).await {
-        Ok((_, expiry)) => expiry,
+        Ok(limits) => limits.request_expiry,
         Err(_) => Duration::from_secs(60),
     };
     for (id, peer) in asked {
@@ -85,7 +85,7 @@ pub(super) async fn start(state: AppState, peer: PeerId, req: BroadcastStart) ->
     if !member.has(Permission::BroadcastSend) {
         return Err(SignalError::Forbidden(Permission::BroadcastSend.name()));
     }
-    let (limits, _) = super::limits(&state).await?;
+    let limits = super::limits(&state).await?;
     let total = payloads::validate_files(&req.files, limits.max_file_bytes)?;
     let reach = Reach::of(&member);
     match &req.target {

@@ -375,7 +375,8 @@ async fn transfer_request(state: AppState, peer: PeerId, req: TransferRequest) -
     if let Some(part) = &req.part {
         payloads::validate_part(part, &req.files)?;
     }
-    let (limits, expiry) = super::limits(&state).await?;
+    let limits = super::limits(&state).await?;
+    let expiry = limits.request_expiry;
     let id = TransferId::from(new_id());
     let (mut emits, record) =
         state.signaling.with_hub(|h| h.request(&peer, &req.to, req.files, id.clone(), &limits, Instant::now()))?;

@@ -171,6 +171,8 @@ pub struct Limits {
     pub max_file_bytes: u64,
     pub requests_per_minute: usize,
     pub max_pending_per_user: usize,
+    /// How long a request (or a broadcast offer) waits for its answer.
+    pub request_expiry: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -692,6 +694,7 @@ impl Hub {
             files: files.clone(),
             total_bytes: total,
             part: None,
+            expires_in_secs: limits.request_expiry.as_secs(),
         };
         let emit = Emit::to_peer(to, ServerEvent::TransferIncoming(incoming));
         let record = Record::Requested(Box::new(RequestedTransfer {
@@ -911,7 +914,12 @@ mod tests {
     const STUDENT: &[&str] = &["transfer.send", "transfer.receive"];
 
     fn limits() -> Limits {
-        Limits { max_file_bytes: 1 << 40, requests_per_minute: 5, max_pending_per_user: 3 }
+        Limits {
+            max_file_bytes: 1 << 40,
+            requests_per_minute: 5,
+            max_pending_per_user: 3,
+            request_expiry: Duration::from_secs(60),
+        }
     }
 
     fn files() -> Vec<FileMeta> {
@@ -1017,6 +1025,10 @@ mod tests {
         let now = Instant::now();
         let (emits, rec) = h.request(&p("a"), &p("b"), files(), "t1".into(), &limits(), now).unwrap();
         assert_eq!(emits[0].event.name(), "transfer:incoming");
+        match &emits[0].event {
+            ServerEvent::TransferIncoming(incoming) => assert_eq!(incoming.expires_in_secs, 60, "the request's expiry"),
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(rec, Record::Requested(_)));
         // Not accepted yet: no signaling.
         assert_eq!(h.signal(&p("a"), &t("t1"), &p("b")), Err(SignalError::WrongState("it is not accepted")));

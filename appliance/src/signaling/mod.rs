@@ -254,15 +254,15 @@ async fn write_record(state: &AppState, r: &Record) -> Result<(), db::DbError> {
 }
 
 /// Limits that apply to transfer requests, from the settings (with defaults).
-pub async fn limits(state: &AppState) -> Result<(Limits, Duration), SignalError> {
+pub async fn limits(state: &AppState) -> Result<Limits, SignalError> {
     let db = &state.db;
-    let limits = Limits {
+    let expiry = settings::get_u64(db, "transfer.request_expiry_secs").await?;
+    Ok(Limits {
         max_file_bytes: settings::get_u64(db, "transfer.max_file_bytes").await?,
         requests_per_minute: settings::get_u64(db, "transfer.requests_per_minute").await? as usize,
         max_pending_per_user: settings::get_u64(db, "transfer.max_pending").await? as usize,
-    };
-    let expiry = settings::get_u64(db, "transfer.request_expiry_secs").await?;
-    Ok((limits, Duration::from_secs(expiry.clamp(5, 3600))))
+        request_expiry: Duration::from_secs(expiry.clamp(5, 3600)),
+    })
 }
 
 /// The per-device event budget from the settings.

@@ -129,6 +129,9 @@ pub struct TransferIncoming {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(test, ts(optional))]
     pub part: Option<Part>,
+    /// Seconds from now until the request expires unanswered (`transfer.request_expiry_secs`):
+    /// relative, so a receiver whose clock is off still counts down right.
+    pub expires_in_secs: u64,
 }
 
 /// A transfer, by id: `transfer:accepted`, `transfer:declined`, `transfer:expired`, and the

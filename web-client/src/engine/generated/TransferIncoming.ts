@@ -8,4 +8,9 @@ export type TransferIncoming = { transferId: TransferId, from: Peer, files: Arra
 /**
  * Which part of a larger send this request is, when the sender said so.
  */
-part?: Part, };
+part?: Part, 
+/**
+ * Seconds from now until the request expires unanswered (`transfer.request_expiry_secs`):
+ * relative, so a receiver whose clock is off still counts down right.
+ */
+expiresInSecs: number, };
