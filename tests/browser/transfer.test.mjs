@@ -122,10 +122,10 @@ describe('transfers between two browsers', { skip: !chromiumAvailable() && 'no C
     assert.deepEqual(names.sort(), ['Project/README.md', 'Project/src/deep/data.csv', 'Project/src/main.c']);
   });
 
-  test('a declined request (Esc) ends as cancelled on both sides and says so', async () => {
+  test('a declined request ends as cancelled on both sides and says so', async () => {
     const id = await sendFiles(alice.page, 'bob', [files[0].path]);
     await bob.page.getByTestId('incoming-accept').waitFor();
-    await bob.page.keyboard.press('Escape');
+    await bob.page.getByTestId('incoming-decline').click();
     await waitState(alice.page, id, 'cancelled', 10_000);
     await waitState(bob.page, id, 'cancelled', 10_000);
     assert.match(await card(alice.page, id).getByTestId('transfer-problem').textContent(), /declined/);

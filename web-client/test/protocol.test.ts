@@ -19,6 +19,14 @@ test('an incoming request decodes; totalBytes falls back to the sum', () => {
   assert.equal(decodeIncoming({ transferId: 't', from: peer, files: [{ name: 'a', size: -1 }] }), null);
 });
 
+test("an incoming request's expiry is counted from its arrival, by this computer's clock", () => {
+  const base = { transferId: 't', from: peer, files: [{ name: 'a', size: 2 }] };
+  assert.equal(decodeIncoming({ ...base, expiresInSecs: 120 }, 1_000_000)?.expiresAt, 1_120_000);
+  assert.equal(decodeIncoming(base, 1_000_000)?.expiresAt, null, 'an older server does not say');
+  assert.equal(decodeIncoming({ ...base, expiresInSecs: -5 }, 1_000_000)?.expiresAt, null);
+  assert.equal(decodeIncoming({ ...base, expiresInSecs: '60' }, 1_000_000)?.expiresAt, null);
+});
+
 test('acks: ok passes, error throws its code and message', () => {
   assert.deepEqual(checkAck({ ok: true, transferId: 'x' }), { ok: true, transferId: 'x' });
   assert.throws(() => checkAck({ error: { code: 'peer_offline', message: 'gone' } }), (e: unknown) => e instanceof SignalingError && e.code === 'peer_offline' && e.message === 'gone');

@@ -34,12 +34,13 @@ import {
 import { type ResumeRecord, ResumeStore, deviceId } from './resume-store';
 import type { SendTuning } from './sender';
 import { type ConnectionState, type Presence, SignalingClient } from './signaling';
-import { Transfer, type TransferContext, type TransferSnapshot } from './transfer';
+import { type FileStatus, Transfer, type TransferContext, type TransferSnapshot, canSendAgain } from './transfer';
 import { ReceivingTransfer } from './transfer-receive';
 import { SendingTransfer } from './transfer-send';
 
 export type { ConnectionState, Presence } from './signaling';
 export type { TransferSnapshot, TransferState, FileStatus, TransferProblem } from './transfer';
+export { canSendAgain } from './transfer';
 
 export interface IceConfig {
   readonly iceServers: RTCIceServer[];
@@ -356,12 +357,25 @@ export class TransferEngine extends Emitter<EngineEvents> {
 
   /** Sends again the files of a failed transfer that did not arrive intact. */
   async retry(id: string): Promise<TransferSnapshot> {
+    return this.#resend(id, 'Nothing to retry.', (f) => f.state !== 'done');
+  }
+
+  /** Asks again for a request that was declined or expired: the same files to the same person. */
+  async sendAgain(id: string): Promise<TransferSnapshot> {
     const t = this.#transfers.get(id);
-    if (!(t instanceof SendingTransfer) || !t.finished) throw new TransferError('unknown_transfer', 'Nothing to retry.');
+    if (t === undefined || !canSendAgain(t.snapshot())) throw new TransferError('unknown_transfer', 'Only a declined or expired request can be sent again.');
+    if (t instanceof SendingTransfer && t.blobs.length !== t.files.length) throw new TransferError('no_files', 'This page no longer has those files: choose them again.');
+    return this.#resend(id, 'Nothing to send again.', () => true);
+  }
+
+  /** Sends the files of finished send `id` that `which` picks to its person's current device. */
+  async #resend(id: string, nothing: string, which: (f: FileStatus) => boolean): Promise<TransferSnapshot> {
+    const t = this.#transfers.get(id);
+    if (!(t instanceof SendingTransfer) || !t.finished) throw new TransferError('unknown_transfer', nothing);
     const snap = t.snapshot();
     const files = snap.files
       .map((f, i) => ({ f, blob: t.blobs[i] }))
-      .filter(({ f, blob }) => f.state !== 'done' && blob !== undefined)
+      .filter(({ f, blob }) => which(f) && blob !== undefined)
       .map(({ f, blob }) => ({ name: f.name, blob: blob as Blob, mime: f.mime }));
     const peer = this.#signaling.peer(t.peer.peerId) ?? this.#samePerson(t.peer);
     if (peer === undefined) throw new TransferError('peer_offline', `${t.peer.displayName}’s computer is not online any more.`);

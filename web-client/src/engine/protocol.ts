@@ -46,6 +46,12 @@ export interface IncomingRequest {
   readonly broadcastId: string | null;
   /** Set when the request is one part of a larger send. */
   readonly part: PartInfo | null;
+  /**
+   * When the request expires unanswered, in ms since the epoch by this computer's clock
+   * (from the server's `expiresInSecs` and the moment it arrived); null from a server that
+   * does not say.
+   */
+  readonly expiresAt: number | null;
 }
 
 export interface Announcement {
@@ -108,7 +114,7 @@ export function decodeFiles(v: unknown): FileMeta[] | null {
   return files;
 }
 
-export function decodeIncoming(v: unknown): IncomingRequest | null {
+export function decodeIncoming(v: unknown, now = Date.now()): IncomingRequest | null {
   if (!isRecord(v)) return null;
   const w: Unchecked<EventData<'transfer:incoming'>> = v;
   if (!str(w.transferId)) return null;
@@ -123,6 +129,7 @@ export function decodeIncoming(v: unknown): IncomingRequest | null {
     totalBytes: total,
     broadcastId: str(v['broadcastId']) ? v['broadcastId'] : null,
     part: decodePart(w.part),
+    expiresAt: num(w.expiresInSecs) && w.expiresInSecs >= 0 ? now + w.expiresInSecs * 1000 : null,
   };
 }
 

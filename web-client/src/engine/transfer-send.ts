@@ -83,7 +83,7 @@ export class SendingTransfer extends Transfer {
   }
 
   onExpired(): void {
-    this.end('cancelled', problemOf('expired', `${this.peer.displayName} did not answer within a minute. Try again when they are at their computer.`), false);
+    this.end('cancelled', problemOf('expired', `${this.peer.displayName} did not answer in time. Send again when they are at their computer.`), false);
   }
 
   onConnectionLostBeforeAnswer(): void {

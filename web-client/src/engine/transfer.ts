@@ -86,6 +86,15 @@ export interface TransferSnapshot {
   readonly part: PartInfo | null;
 }
 
+/**
+ * Whether a transfer is a request of this page that was declined or expired (not one part of
+ * a larger send): its files can be asked for again (`TransferEngine.sendAgain`).
+ */
+export function canSendAgain(t: TransferSnapshot): boolean {
+  const code = t.problem?.code;
+  return t.direction === 'send' && t.state === 'cancelled' && t.part === null && !t.needsFiles && (code === 'declined' || code === 'expired');
+}
+
 /** What a transfer needs from the engine around it. */
 export interface TransferContext {
   rtcConfig(): Promise<RTCConfiguration>;

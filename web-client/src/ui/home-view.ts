@@ -16,7 +16,7 @@
  * (`live`/`stale`), `peer` `data-online`, `folder-input`, `peer-send`,
  * `selection`, `selection-clear`, `connection-status` (`data-state`), `send-error`,
  * `announcement`, `settings-toggle`, `setting-relay`, `setting-autosave`,
- * `setting-notifications`, `setting-theme`, `setting-device`, `open-account`,
+ * `setting-notifications`, `setting-sound`, `setting-theme`, `setting-device`, `open-account`,
  * `connection-test`, `connection-test-result` (`data-state`, `data-verdict`), `connection-test-headline`.
  */
 
@@ -28,6 +28,7 @@ import { h, messageLine, uniqueId } from './dom';
 import { BroadcastPanel } from './broadcast-panel';
 import { formatBytes, formatWhen, plural } from './format';
 import { HistoryPanel } from './history-panel';
+import { Chime, TabBadge } from './attention';
 import { IncomingDialog } from './incoming-dialog';
 import { carriesFiles, fromDataTransfer, fromFileList } from './picking';
 import { downloadFile, folderPickerAvailable, pickFolder } from './saving';
@@ -65,6 +66,9 @@ export class HomeView implements View {
   readonly #cards = new Map<string, TransferCard>();
   readonly #history: HistoryPanel;
   readonly #incoming: IncomingDialog;
+  /** The tab's title and icon badge while requests wait, and the chime when one arrives. */
+  readonly #badge = new TabBadge();
+  readonly #chime = new Chime();
   readonly #settingsPanel: HTMLElement;
   readonly #broadcast: BroadcastPanel;
   #picked: PickedFile[] = [];
@@ -122,7 +126,13 @@ export class HomeView implements View {
     this.#transferEmpty = h('p', { class: 'muted empty' }, 'Files you send or receive appear here, with their progress.');
 
     this.#history = new HistoryPanel(options.api, options.user);
-    this.#incoming = new IncomingDialog((id, accept) => void (accept ? this.#engine.accept(id) : this.#engine.decline(id)));
+    this.#incoming = new IncomingDialog({
+      answer: (id, accept) => void (accept ? this.#engine.accept(id) : this.#engine.decline(id)),
+      changed: (count, arrived) => {
+        this.#badge.set(count);
+        if (arrived && options.settings.values.sound) this.#chime.play();
+      },
+    });
     this.#settingsPanel = this.#buildSettings();
     const perms = options.user.permissions;
     this.#broadcast = new BroadcastPanel({
@@ -153,6 +163,7 @@ export class HomeView implements View {
       this.#settingsPanel,
       this.#announcements,
       this.#notice.element,
+      this.#incoming.waiting,
       h(
         'div',
         { class: 'home-grid' },
@@ -200,12 +211,17 @@ export class HomeView implements View {
     (window as unknown as { labbeamTest?: unknown }).labbeamTest = {
       dropSignaling: () => this.#engine.dropSignaling(),
       dropConnection: (transferId: string) => this.#engine.dropConnection(transferId),
+      /** How many incoming-request chimes were started (the sound itself cannot be checked). */
+      chimes: () => this.#chime.played,
     };
   }
 
   stop(): void {
     window.removeEventListener('beforeunload', this.#onBeforeUnload);
     this.#engine.stop();
+    this.#incoming.stop();
+    this.#badge.stop();
+    this.#chime.stop();
   }
 
   /** Closing the page interrupts running transfers (they resume if it is reopened in time): let the browser ask first. */
@@ -316,6 +332,12 @@ export class HomeView implements View {
               if (!(e instanceof DOMException && e.name === 'AbortError')) this.#notice.show(errorText(e), 'warning');
             }),
         retry: (id) => void this.#engine.retry(id).catch((e: unknown) => this.#showSendError(e)),
+        // The new request gets a card of its own; the old one goes.
+        sendAgain: (id) =>
+          void this.#engine
+            .sendAgain(id)
+            .then(() => this.#engine.dismiss(id))
+            .catch((e: unknown) => this.#showSendError(e)),
         repick: (id, files) => {
           try {
             this.#engine.provideFiles(id, files.map((f) => ({ name: f.name, blob: f, mime: f.type })));
@@ -573,6 +595,9 @@ export class HomeView implements View {
       });
     });
 
+    const sound = checkbox('setting-sound', 'Sound for incoming files', v.sound, 'A short chime when someone wants to send you files.');
+    sound.input.addEventListener('change', () => settings.set('sound', sound.input.checked));
+
     const themeId = uniqueId('theme');
     const theme = h(
       'select',
@@ -602,6 +627,7 @@ export class HomeView implements View {
         h('div', { class: 'field' }, h('label', { class: 'field-label', for: themeId }, 'Appearance'), theme),
         relay.wrapper,
         autoSave.wrapper,
+        sound.wrapper,
         notify.wrapper,
       ),
       h(

@@ -1,6 +1,7 @@
 /**
  * The user's settings for this browser, kept in localStorage (nothing secret): this device's
- * name, relay mode, automatic saving, desktop notifications and the colour theme.
+ * name, relay mode, automatic saving, desktop notifications, the sound for incoming files
+ * and the colour theme.
  * The device name is the one its user gave this computer, '' until they give one: the server
  * then names the device by the lab's seat map or by its address ("PC .14"); a seat name set
  * by an admin wins over the user's name too (see docs/PROTOCOL.md, "Connecting").
@@ -18,6 +19,8 @@ export interface SettingsValues {
   forceRelay: boolean;
   autoSave: boolean;
   notifications: boolean;
+  /** A chime when a request arrives (on by default). */
+  sound: boolean;
   theme: Theme;
 }
 
@@ -69,7 +72,7 @@ export class Settings {
 }
 
 function defaults(): SettingsValues {
-  return { deviceName: '', forceRelay: false, autoSave: false, notifications: false, theme: 'system' };
+  return { deviceName: '', forceRelay: false, autoSave: false, notifications: false, sound: true, theme: 'system' };
 }
 
 function load(): Partial<SettingsValues> {
@@ -82,6 +85,7 @@ function load(): Partial<SettingsValues> {
     if (typeof r['forceRelay'] === 'boolean') out.forceRelay = r['forceRelay'];
     if (typeof r['autoSave'] === 'boolean') out.autoSave = r['autoSave'];
     if (typeof r['notifications'] === 'boolean') out.notifications = r['notifications'];
+    if (typeof r['sound'] === 'boolean') out.sound = r['sound'];
     if (r['theme'] === 'light' || r['theme'] === 'dark' || r['theme'] === 'system') out.theme = r['theme'];
     return out;
   } catch {

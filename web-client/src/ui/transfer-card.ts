@@ -9,6 +9,7 @@
  *
  * Test hooks: `transfer-status` (with `data-state`, `data-transfer-id`, `data-direction`,
  * `data-path`, `data-setup-ms`, `data-duration-ms`), `transfer-cancel`, `transfer-save` (per file, `data-index`), `transfer-retry`,
+ * `transfer-send-again` (a declined or expired request: ask again),
  * `transfer-dismiss`, `transfer-save-folder`, `transfer-problem`, `transfer-file`.
  *
  * An interrupted transfer keeps its `data-state` (the contract's values: `sending`,
@@ -20,7 +21,7 @@
  * says "part k of n" and carries `data-part-index` and `data-part-count`.
  */
 
-import type { TransferSnapshot, TransferState } from '../engine/engine';
+import { type TransferSnapshot, type TransferState, canSendAgain } from '../engine/engine';
 import { describePath } from '../engine/path';
 import { h } from './dom';
 import { formatBytes, formatEta, formatPercent, formatSpeed, plural } from './format';
@@ -30,6 +31,8 @@ export interface TransferActions {
   save(id: string, index: number): void;
   saveFolder(id: string): void;
   retry(id: string): void;
+  /** A declined or expired request: the same files to the same person again. */
+  sendAgain(id: string): void;
   /** A sender restored after a page reload picked its files again. */
   repick(id: string, files: readonly File[]): void;
   dismiss(id: string): void;
@@ -66,6 +69,7 @@ export class TransferCard {
   readonly #files: FileRow[];
   readonly #cancel: HTMLButtonElement;
   readonly #retry: HTMLButtonElement;
+  readonly #sendAgain: HTMLButtonElement;
   readonly #dismiss: HTMLButtonElement;
   readonly #saveFolder: HTMLButtonElement;
   readonly #repick: HTMLLabelElement;
@@ -107,6 +111,7 @@ export class TransferCard {
 
     this.#cancel = button('Cancel', 'transfer-cancel', 'btn-danger', () => actions.cancel(this.#id));
     this.#retry = button('Retry failed files', 'transfer-retry', 'btn-secondary', () => actions.retry(this.#id));
+    this.#sendAgain = button('Send again', 'transfer-send-again', 'btn-primary', () => actions.sendAgain(this.#id));
     this.#dismiss = button('Remove from list', 'transfer-dismiss', 'btn-ghost', () => actions.dismiss(this.#id));
     this.#saveFolder = button('Save all to folder…', 'transfer-save-folder', 'btn-secondary', () => actions.saveFolder(this.#id));
     const repickInput = h('input', { type: 'file', multiple: true, class: 'visually-hidden', 'data-testid': 'transfer-repick' });
@@ -138,7 +143,7 @@ export class TransferCard {
       this.#numbers,
       this.#problem,
       h('ul', { class: 'file-list', 'aria-label': 'Files' }, ...this.#files.map((f) => f.row)),
-      h('div', { class: 'actions actions-compact' }, this.#repick, this.#saveFolder, this.#retry, this.#cancel, this.#dismiss),
+      h('div', { class: 'actions actions-compact' }, this.#repick, this.#saveFolder, this.#retry, this.#sendAgain, this.#cancel, this.#dismiss),
     );
     this.update(t);
   }
@@ -184,6 +189,7 @@ export class TransferCard {
     this.#saveFolder.hidden = !(anyStored && this.#actions.canSaveToFolder && t.files.length > 1);
     this.#cancel.hidden = finished || (t.direction === 'receive' && t.awaitingAnswer);
     this.#retry.hidden = !(t.direction === 'send' && t.state === 'failed' && t.files.some((f) => f.state !== 'done'));
+    this.#sendAgain.hidden = !canSendAgain(t);
     this.#dismiss.hidden = !finished;
   }
 }
