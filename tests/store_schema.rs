@@ -978,8 +978,9 @@ async fn ids_are_assigned_after_the_seed_rows(db: &Db<'_>) {
     db.ok("DELETE FROM users").await;
 }
 
-/// Each access change moves the counter, and the sign-in bookkeeping does not (the list of
-/// db::access's unit test, on both databases). On PostgreSQL, each change is also announced
+/// Each access change moves the counter, and the sign-in bookkeeping does not, on both
+/// databases (the one list of what counts as an access change: a table that joins the
+/// access triggers adds its statements here). On PostgreSQL, each change is also announced
 /// on the channel the server listens on, and the bookkeeping is not.
 async fn every_access_change_moves_the_generation(db: &Db<'_>, mut listener: Option<&mut PgListener>) {
     async fn next(listener: &mut PgListener) -> String {
