@@ -602,3 +602,35 @@ async fn transfer_pages_need_more_than_portal_access() {
         assert_eq!(vic.get(page).await.0, 200, "{page}");
     }
 }
+
+#[tokio::test]
+async fn announcements_are_listed_and_withdrawn_from_the_portal() {
+    let s = Server::start().await;
+    let admin = admin(&s).await;
+    let now = harness::now();
+    let store = s.store().await;
+    store
+        .exec(&format!(
+            "INSERT INTO announcements (id, from_user_id, from_name, lab, text, created_at, expires_at) VALUES \
+             (41, NULL, 'Prof', 'Lab 1', 'Bring your <b>ID</b>', {now}, {}), \
+             (42, NULL, 'Prof', NULL, 'Old news', {}, {})",
+            now + 3600,
+            now - 7200,
+            now - 3600
+        ))
+        .await;
+    let (status, html) = admin.get("/admin/announcements").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Bring your &#60;b&#62;ID&#60;/b&#62;"), "escaped: {html}");
+    assert!(html.contains(r#"data-announcement-id="41" data-live="true""#), "{html}");
+    assert!(html.contains(r#"data-announcement-id="42" data-live="false""#), "{html}");
+    let csrf = admin.csrf().await;
+    assert_eq!(admin.post("/admin/announcements/41/withdraw", &[("csrf", "forged")]).await.0, 403);
+    let (status, location, _) = admin.post("/admin/announcements/41/withdraw", &[("csrf", &csrf)]).await;
+    assert_eq!((status, location.starts_with("/admin/announcements?notice=")), (303, true), "{location}");
+    assert!(store.int("SELECT expires_at FROM announcements WHERE id = 41").await <= harness::now());
+    let (status, _, _) = admin.post("/admin/announcements/41/withdraw", &[("csrf", &csrf)]).await;
+    assert_eq!(status, 404, "already withdrawn");
+    assert_eq!(store.int("SELECT count(*) FROM audit_log WHERE action = 'announcement.withdraw'").await, 1);
+    store.close().await;
+}

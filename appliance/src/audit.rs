@@ -167,6 +167,17 @@ pub enum AuditEvent<'a> {
         key: &'a str,
         value: &'a serde_json::Value,
     },
+    /// An announcement to a lab (`None`: everyone).
+    Announced {
+        id: i64,
+        lab: Option<&'a str>,
+        text: &'a str,
+        ttl_secs: i64,
+    },
+    AnnouncementWithdrawn {
+        id: i64,
+        lab: Option<&'a str>,
+    },
     /// The directory's refresh ended a signed-in account's sessions: no longer listed, or
     /// no longer in a mapped group.
     DirectoryAccessEnded {
@@ -205,6 +216,8 @@ impl AuditEvent<'_> {
             AuditEvent::SeatsImported { .. } => "lab.seats",
             AuditEvent::SettingChanged { .. } => "setting.change",
             AuditEvent::DirectoryAccessEnded { .. } => "directory.access_ended",
+            AuditEvent::Announced { .. } => "announcement.create",
+            AuditEvent::AnnouncementWithdrawn { .. } => "announcement.withdraw",
         }
     }
 
@@ -220,6 +233,10 @@ impl AuditEvent<'_> {
             AuditEvent::LoginFailed { username, reason, source } => {
                 (user(username), json!({ "reason": reason.as_str(), "source": source }))
             }
+            AuditEvent::Announced { id, lab, text, ttl_secs } => {
+                (format!("announcement:{id}"), json!({ "lab": lab, "text": text, "ttl_secs": ttl_secs }))
+            }
+            AuditEvent::AnnouncementWithdrawn { id, lab } => (format!("announcement:{id}"), json!({ "lab": lab })),
             AuditEvent::DirectoryAccessEnded { username, reason, sessions_revoked } => {
                 (user(username), json!({ "reason": reason, "sessions_revoked": sessions_revoked }))
             }

@@ -39,4 +39,35 @@ describe('announcements', { skip: !chromiumAvailable() && 'no Chromium at /usr/b
     await banner.getByRole('button', { name: 'Dismiss announcement' }).click();
     assert.equal(await banner.count(), 0);
   });
+
+  test('an instructor writes one in the web client, students see it, and withdrawing takes it off their screens', async () => {
+    // Both on loopback, which this lab's range holds.
+    s.cli(['lab', 'add', 'Lab 7', '--cidr', '127.0.0.0/8']);
+    s.addUser('tina', 'instructor');
+    s.addUser('sven', 'student');
+    s.cli(['lab', 'assign', 'Lab 7', 'tina']);
+    const tina = await signIn(browser, s, 'tina');
+    const sven = await signIn(browser, s, 'sven');
+    assert.equal(await sven.page.getByTestId('announce-panel').count(), 0, 'students get no composer');
+    const panel = tina.page.getByTestId('announce-panel');
+    await panel.getByTestId('announce-target').locator('option[value="Lab 7"]').waitFor({ state: 'attached', timeout: 10_000 });
+    assert.equal(await panel.getByTestId('announce-send').isDisabled(), true, 'nothing to send yet');
+    await panel.getByTestId('announce-text').fill('Quiz at 10:15 — phones away.');
+    assert.match(await panel.getByTestId('announce-preview').textContent(), /Quiz at 10:15 — phones away\./);
+    await panel.getByTestId('announce-target').selectOption('Lab 7');
+    await panel.getByTestId('announce-ttl').selectOption(String(15 * 60));
+    await panel.getByTestId('announce-send').click();
+    const sent = panel.getByTestId('announce-sent');
+    await sent.waitFor({ timeout: 10_000 });
+    assert.equal(await sent.getAttribute('data-state'), 'live');
+    const banner = sven.page.getByTestId('announcement').filter({ hasText: 'Quiz at 10:15' });
+    await banner.waitFor({ timeout: 10_000 });
+    await sent.getByTestId('announce-withdraw').click();
+    await banner.waitFor({ state: 'detached', timeout: 10_000 });
+    assert.equal(await sent.getAttribute('data-state'), 'withdrawn');
+    // Gone for late joiners too.
+    const later = await signIn(browser, s, 'erin');
+    await later.page.waitForTimeout(1000);
+    assert.equal(await later.page.getByTestId('announcement').filter({ hasText: 'Quiz at 10:15' }).count(), 0);
+  });
 });

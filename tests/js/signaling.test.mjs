@@ -317,6 +317,45 @@ describe('permissions, announcements and broadcasts', () => {
     sock.close();
   });
 
+  test('an announcement is withdrawn by its author or an admin, from every screen and from late joiners', async () => {
+    const t = await s.user('wprof', 'instructor');
+    const other = await s.user('wprof2', 'instructor');
+    s.cli(['lab', 'assign', 'Lab B', 'wprof']);
+    s.cli(['lab', 'assign', 'Lab B', 'wprof2']);
+    const st = await s.user('wstud');
+    const sockT = await s.connect({ token: t.token, localAddress: B });
+    const sockO = await s.connect({ token: other.token, localAddress: B });
+    const sockS = await s.connect({ token: st.token, localAddress: B });
+    await Promise.all([sockT.snapshot, sockO.snapshot, sockS.snapshot]);
+    const heard = next(sockS, 'announcement');
+    const ann = await call(sockT, 'announce', { text: 'Quiz in 5 minutes', target: { lab: 'Lab B' } });
+    assert.equal(ann.ok, true, JSON.stringify(ann));
+    assert.equal((await heard).id, ann.id);
+    // Only the author (or an admin) withdraws; students have no announce right at all.
+    assert.equal((await call(sockS, 'announce:withdraw', { id: ann.id })).error.code, 'forbidden');
+    assert.equal((await call(sockO, 'announce:withdraw', { id: ann.id })).error.code, 'forbidden');
+    assert.equal((await call(sockT, 'announce:withdraw', { id: 'x' })).error.code, 'invalid_payload');
+    const gone = next(sockS, 'announcement:withdrawn');
+    assert.equal((await call(sockT, 'announce:withdraw', { id: ann.id })).ok, true);
+    assert.deepEqual(await gone, { id: ann.id });
+    assert.equal((await call(sockT, 'announce:withdraw', { id: ann.id })).error.code, 'unknown_announcement');
+    // A late joiner does not get it any more.
+    const late = await s.user('wlate');
+    const lateSock = await s.connect({ token: late.token, localAddress: B });
+    await lateSock.snapshot;
+    assert.equal(await arrives(lateSock, 'announcement', 700), false);
+    // An admin withdraws anyone's.
+    const second = await call(sockT, 'announce', { text: 'Second', target: { lab: 'Lab B' } });
+    const admin = await s.admin();
+    const sockA = await s.connect({ token: admin.token, localAddress: B });
+    await sockA.snapshot;
+    assert.equal((await call(sockA, 'announce:withdraw', { id: second.id })).ok, true);
+    // Both are in the audit log.
+    const audit = await s.request('GET', '/api/audit?action=announcement.withdraw', { token: admin.token });
+    assert.equal(audit.body.length, 2, JSON.stringify(audit.body));
+    for (const sock of [sockT, sockO, sockS, lateSock, sockA]) sock.close();
+  });
+
   test('an instructor announces to a lab and broadcasts only to labs they own', async () => {
     const t = await s.user('prof', 'instructor');
     s.cli(['lab', 'assign', 'Lab A', 'prof']);

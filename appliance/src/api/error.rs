@@ -117,9 +117,10 @@ impl From<SignalError> for ApiError {
             SignalError::Invalid(_) | SignalError::UnknownLab(_) => StatusCode::BAD_REQUEST,
             SignalError::TooLarge { .. } | SignalError::TooManyFiles(_) => StatusCode::PAYLOAD_TOO_LARGE,
             SignalError::Forbidden(_) | SignalError::NotParty => StatusCode::FORBIDDEN,
-            SignalError::PeerOffline | SignalError::UnknownTransfer | SignalError::NoRecipients => {
-                StatusCode::NOT_FOUND
-            }
+            SignalError::PeerOffline
+            | SignalError::UnknownTransfer
+            | SignalError::UnknownAnnouncement
+            | SignalError::NoRecipients => StatusCode::NOT_FOUND,
             SignalError::PeerCannotReceive | SignalError::WrongState(_) | SignalError::NotConnected => {
                 StatusCode::CONFLICT
             }

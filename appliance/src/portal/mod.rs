@@ -14,6 +14,7 @@
 //! - every CSV export writes its cells through `csv_cell`, so a name that starts like a
 //!   formula stays text in a spreadsheet.
 
+mod announcements_page;
 mod audit_page;
 mod auth_page;
 mod dashboard;
@@ -81,6 +82,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/sessions", get(sessions::page))
         .route("/admin/sessions/{id}/revoke", post(sessions::revoke))
         .route("/admin/settings", get(settings_page::page).post(settings_page::save))
+        .route("/admin/announcements", get(announcements_page::page))
+        .route("/admin/announcements/{id}/withdraw", post(announcements_page::withdraw))
         .route("/admin/authentication", get(auth_page::page))
         .route("/admin/authentication/test", post(auth_page::test_user))
         .route("/admin/health", get(health_page::page))

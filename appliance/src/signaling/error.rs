@@ -35,6 +35,8 @@ pub enum SignalError {
     RateLimited,
     #[error("no such transfer")]
     UnknownTransfer,
+    #[error("no such announcement (it may have expired or been withdrawn already)")]
+    UnknownAnnouncement,
     #[error("you are not a party to that transfer")]
     NotParty,
     #[error("not possible now: {0}")]
@@ -67,6 +69,7 @@ impl SignalError {
             SignalError::TooManyPending(_) => "too_many_pending",
             SignalError::RateLimited => "rate_limited",
             SignalError::UnknownTransfer => "unknown_transfer",
+            SignalError::UnknownAnnouncement => "unknown_announcement",
             SignalError::NotParty => "not_party",
             SignalError::WrongState(_) => "wrong_state",
             SignalError::NoRecipients => "no_recipients",

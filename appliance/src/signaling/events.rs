@@ -19,13 +19,12 @@ use socketioxide::socket::{Sid, Socket};
 use super::access::{self, DeviceAccess};
 use super::hub::Member;
 use super::ids::{Channel, DeviceKey, PeerId, TransferId};
-use super::payloads::{self, Announce, Signal, Target, TransferFinish, TransferRequest, TransferRespond};
-use super::protocol::{self, AnnounceAck, Announcement, ServerEvent, SignalRelay, TransferRef};
+use super::payloads::{self, Signal, TransferFinish, TransferRequest, TransferRespond};
+use super::protocol::{self, Announcement, ServerEvent, SignalRelay, TransferRef};
 use super::{ALL_SCOPE_ROOM, SELF_SELECTED_ROOM, SignalError, ack_body, deliver, lab_room, peer_room, store};
 use crate::auth::{self, AuthError, CurrentUser};
 use crate::db;
-use crate::labs::{self, LabName};
-use crate::permission::Permission;
+use crate::labs::LabName;
 use crate::state::AppState;
 use crate::text::clean_text;
 
@@ -338,7 +337,8 @@ fn register_events(socket: &SocketRef) {
     on(socket, "transfer:respond", transfer_respond);
     socket.on("signal", SignalHandler);
     on(socket, "transfer:finish", transfer_finish);
-    on(socket, "announce", announce);
+    on(socket, "announce", super::announce::announce);
+    on(socket, "announce:withdraw", super::announce::withdraw);
     on(socket, "broadcast:start", super::broadcast_events::start);
     super::broadcast_events::register(socket);
     on(socket, "transfer:resume", super::resume::transfer_resume);
@@ -537,51 +537,6 @@ async fn transfer_finish(state: AppState, peer: PeerId, req: TransferFinish) -> 
 /// Sends `event` to this socket alone.
 fn emit_to(socket: &SocketRef, event: &ServerEvent) -> Result<(), socketioxide::SendError> {
     socket.emit(event.name(), &event.data())
-}
-
-async fn announce(state: AppState, peer: PeerId, req: Announce) -> Result<Value, SignalError> {
-    let member = state.signaling.with_hub(|h| h.member(&peer).cloned()).ok_or(SignalError::NotConnected)?;
-    if !member.has(Permission::Announce) {
-        return Err(SignalError::Forbidden(Permission::Announce.name()));
-    }
-    let text = clean_text(&req.text, 500);
-    if text.is_empty() {
-        return Err(SignalError::Invalid("text must not be empty".into()));
-    }
-    let ttl = req.ttl_secs.unwrap_or(3600).clamp(60, 86_400) as i64;
-    // The same scope as broadcasts: admins (user managers) anywhere, instructors the labs
-    // they are responsible for.
-    let reach = super::broadcast::Reach::of(&member);
-    let lab = match &req.target {
-        Target::Lab { lab } => {
-            if lab.as_str() != labs::OTHER && db::labs::by_name(&state.db, lab.as_str()).await?.is_none() {
-                return Err(SignalError::UnknownLab(lab.to_string()));
-            }
-            if !reach.allows(lab) {
-                return Err(SignalError::Forbidden("announce (to this lab: you are not responsible for it)"));
-            }
-            Some(lab.clone())
-        }
-        Target::All { all: true } if reach.is_anywhere() => None,
-        Target::All { all: true } => return Err(SignalError::Forbidden("announce (to all labs)")),
-        _ => return Err(SignalError::Invalid("announce to {lab} or {all:true}".into())),
-    };
-    let a = db::announcements::create(
-        &state.db,
-        member.peer.user_id,
-        &member.peer.display_name,
-        lab.as_ref().map(LabName::as_str),
-        &text,
-        ttl,
-    )
-    .await?;
-    let to = match &lab {
-        Some(l) => super::hub::Audience::InLab(l.clone()),
-        None => super::hub::Audience::Everyone,
-    };
-    let event = ServerEvent::Announcement(Announcement::from(&a));
-    deliver(&state, vec![super::hub::Emit { to, except: None, event }]).await;
-    Ok(protocol::ack(&AnnounceAck { id: a.id }))
 }
 
 #[cfg(test)]

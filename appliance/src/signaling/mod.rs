@@ -12,6 +12,7 @@
 //! `{ok:true,...}` or `{error:{code,message}}`; no file byte ever passes through here.
 
 pub mod access;
+pub mod announce;
 pub mod broadcast;
 mod broadcast_events;
 mod error;

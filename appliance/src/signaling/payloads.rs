@@ -173,6 +173,13 @@ pub struct Announce {
     pub ttl_secs: Option<u64>,
 }
 
+/// `announce:withdraw`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceWithdraw {
+    pub id: i64,
+}
+
 /// Checks a file list; returns the total size.
 pub fn validate_files(files: &[FileMeta], max_file_bytes: u64) -> Result<u64, SignalError> {
     if files.is_empty() {

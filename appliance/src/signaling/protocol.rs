@@ -73,6 +73,8 @@ server_events! {
     /// SDP or ICE from the other party of a transfer or of a link.
     Signal(SignalRelay) = "signal",
     Announcement(Announcement) = "announcement",
+    /// An announcement was withdrawn before it expired: stop showing it.
+    AnnouncementWithdrawn(AnnouncementWithdrawn) = "announcement:withdrawn",
     BroadcastOffer(BroadcastOffer) = "broadcast:offer",
     /// To the sender: one recipient's state.
     BroadcastProgress(BroadcastProgress) = "broadcast:progress",
@@ -232,6 +234,14 @@ pub struct Announcement {
     /// The lab it is for; none: everyone.
     pub lab: Option<LabName>,
     pub expires_at: i64,
+}
+
+/// `announcement:withdrawn`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct AnnouncementWithdrawn {
+    pub id: i64,
 }
 
 impl From<&crate::db::announcements::Announcement> for Announcement {

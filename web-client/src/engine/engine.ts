@@ -78,6 +78,8 @@ export interface EngineEvents {
   /** Someone asks to send files; answer with accept()/decline(). */
   incoming: IncomingRequest;
   announcement: Announcement;
+  /** An announcement was withdrawn (its id): stop showing it. */
+  announcementWithdrawn: string;
   /** A file could not be saved automatically (e.g. a pop-up blocker). */
   notice: string;
 }
@@ -673,6 +675,16 @@ export class TransferEngine extends Emitter<EngineEvents> {
       if (!this.broadcasts.onSignal(m)) this.#withTransfer(m.transferId, (t) => void t.onSignal(m.data));
     });
     s.on('announcement', (a) => this.emit('announcement', a));
+    s.on('announcementWithdrawn', (id) => this.emit('announcementWithdrawn', id));
+  }
+
+  /** Announces `text` (needs `announce`); resolves with the announcement's id. */
+  announce(text: string, target: { lab: string } | { all: true }, ttlSecs: number): Promise<string> {
+    return this.#signaling.announce(text, target, ttlSecs);
+  }
+
+  withdrawAnnouncement(id: string): Promise<void> {
+    return this.#signaling.withdrawAnnouncement(id);
   }
 
   async #iceConfig(): Promise<IceConfig | null> {

@@ -81,6 +81,8 @@ export interface SignalingEvents {
   cancelled: CancelNotice;
   signal: SignalMessage;
   announcement: Announcement;
+  /** An announcement was withdrawn before it ended (its id). */
+  announcementWithdrawn: string;
   /** The other side of a transfer lost its signaling connection (`peerId`: its old id). */
   paused: { transferId: string; peerId: string };
   /** Both sides hold the transfer again; `peer` is the other side's current device. */
@@ -214,6 +216,19 @@ export class SignalingClient extends Emitter<SignalingEvents> {
   }
 
   /** Re-claims this device's side of a transfer (after a reconnection or a reload). */
+  /** Announces `text` to a lab or to every lab for `ttlSecs`; resolves with its id. */
+  async announce(text: string, target: { lab: string } | { all: true }, ttlSecs: number): Promise<string> {
+    const ack = await this.#call('announce', { text, target, ttlSecs });
+    const id = ack['id'];
+    if (typeof id !== 'number') throw new SignalingError('unexpected_response', 'The server did not say which announcement it made.');
+    return String(id);
+  }
+
+  /** Ends an announcement now, on every screen that shows it. */
+  async withdrawAnnouncement(id: string): Promise<void> {
+    await this.#call('announce:withdraw', { id: Number(id) });
+  }
+
   async resume(transferId: string, role: 'sender' | 'receiver'): Promise<ResumeAck> {
     const ack = await this.#call('transfer:resume', { transferId, role });
     const files = Array.isArray(ack['files']) ? ack['files'] : [];
@@ -343,6 +358,9 @@ export class SignalingClient extends Emitter<SignalingEvents> {
     s.on('announcement', (v: unknown) => {
       const a = decodeAnnouncement(v);
       if (a !== null) this.emit('announcement', a);
+    });
+    s.on('announcement:withdrawn', (v: unknown) => {
+      if (isRecord(v) && typeof v['id'] === 'number') this.emit('announcementWithdrawn', String(v['id']));
     });
   }
 

@@ -25,6 +25,7 @@ import { explain, relayAddress, testConnection } from '../engine/connection-test
 import { type ConnectionState, type PickedFile, TransferEngine, TransferError, type TransferSnapshot } from '../engine/engine';
 import type { Announcement, Peer } from '../engine/protocol';
 import { h, messageLine, uniqueId } from './dom';
+import { AnnouncePanel } from './announce-panel';
 import { BroadcastPanel } from './broadcast-panel';
 import { formatBytes, formatWhen, plural } from './format';
 import { HistoryPanel } from './history-panel';
@@ -71,6 +72,8 @@ export class HomeView implements View {
   readonly #chime = new Chime();
   readonly #settingsPanel: HTMLElement;
   readonly #broadcast: BroadcastPanel;
+  /** Writing announcements: only for users with `announce`. */
+  readonly #announce: AnnouncePanel | null;
   #picked: PickedFile[] = [];
   /** A peer clicked with nothing picked: send to it once files are chosen. */
   #pickFor: string | null = null;
@@ -135,6 +138,9 @@ export class HomeView implements View {
     });
     this.#settingsPanel = this.#buildSettings();
     const perms = options.user.permissions;
+    this.#announce = perms.includes('announce')
+      ? new AnnouncePanel({ from: options.user.displayName, canSendAll: perms.includes('users.manage') })
+      : null;
     this.#broadcast = new BroadcastPanel({
       canSend: perms.includes('broadcast.send'),
       canSendAll: perms.includes('users.manage'),
@@ -179,6 +185,7 @@ export class HomeView implements View {
           this.#peerEmpty,
         ),
         this.#broadcast.root,
+        this.#announce?.root ?? null,
         h(
           'section',
           { class: 'card panel panel-transfers', 'aria-labelledby': 'transfers-title' },
@@ -244,7 +251,9 @@ export class HomeView implements View {
     engine.on('presence', ({ self, peers, live }) => {
       this.#peers = peers;
       this.#presenceLive = live;
-      this.#broadcast.setLabs([...peers.map((p) => p.lab), ...(self !== null ? [self.lab] : [])]);
+      const labs = [...peers.map((p) => p.lab), ...(self !== null ? [self.lab] : [])];
+      this.#broadcast.setLabs(labs);
+      this.#announce?.setLabs(labs);
       this.#renderPeers();
       if (live) this.#onConnection({ kind: 'connected' });
     });
@@ -261,8 +270,14 @@ export class HomeView implements View {
       this.#notify(`${request.from.displayName} wants to send you ${plural(files, 'file')}`, `${formatBytes(bytes)} — open LabBeam to accept or decline.`);
     });
     engine.on('announcement', (a) => this.#showAnnouncement(a));
+    engine.on('announcementWithdrawn', (id) => {
+      for (const el of this.#announcements.querySelectorAll<HTMLElement>('[data-testid="announcement"]')) {
+        if (el.dataset['announcementId'] === id) el.remove();
+      }
+    });
     engine.on('notice', (text) => this.#notice.show(text, 'warning'));
     this.#broadcast.attach(engine);
+    this.#announce?.attach(engine);
     return engine;
   }
 
@@ -527,7 +542,7 @@ export class HomeView implements View {
     const dismiss = h('button', { type: 'button', class: 'btn btn-ghost btn-small', 'aria-label': 'Dismiss announcement' }, 'Dismiss');
     const item = h(
       'div',
-      { class: 'announcement', role: 'note', 'data-testid': 'announcement' },
+      { class: 'announcement', role: 'note', 'data-testid': 'announcement', 'data-announcement-id': a.id },
       h('span', { class: 'announcement-icon', 'aria-hidden': 'true' }, '📣'),
       h('p', { class: 'announcement-text' }, h('strong', {}, a.from === '' ? 'Announcement' : a.from), ` · ${formatWhen(a.at)} — `, a.text),
       dismiss,
