@@ -27,6 +27,13 @@ fn one_line_error(out: &Output) -> String {
     err
 }
 
+/// The output of a command line that must succeed.
+fn stdout_of(s: &Server, args: &[&str]) -> String {
+    let out = s.cli(args, None);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 #[tokio::test]
 async fn user_add_list_passwd_disable_enable() {
     let s = Server::start().await;
@@ -73,11 +80,7 @@ async fn user_add_list_passwd_disable_enable() {
 #[tokio::test]
 async fn lab_seats_are_named_listed_imported_and_removed() {
     let s = Server::start().await;
-    let ok = |args: &[&str]| {
-        let out = s.cli(args, None);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let ok = |args: &[&str]| stdout_of(&s, args);
     let fails = |args: &[&str]| {
         let out = s.cli(args, None);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
@@ -143,6 +146,47 @@ async fn lab_seats_are_named_listed_imported_and_removed() {
     let actions =
         db.int("SELECT count(*) FROM audit_log WHERE action IN ('lab.seat', 'lab.unseat', 'lab.seats')").await;
     assert_eq!(actions, 6, "three seats set, two imports, one removal; refusals and no-ops write nothing");
+    db.close().await;
+}
+
+/// `labbeam lab policy NAME --exam on|off`: the contract, its errors (exit 1 with one line
+/// for an unknown lab, exit 2 for a bad switch), `lab list` showing it, and one audit row
+/// per change naming who made it.
+#[tokio::test]
+async fn lab_policy_switches_exam_mode_and_is_audited() {
+    let s = Server::start().await;
+    let ok = |args: &[&str]| stdout_of(&s, args);
+    ok(&["lab", "add", "Lab 2", "--cidr", "10.0.2.0/24"]);
+    ok(&["lab", "add", "Lab 3", "--cidr", "10.0.3.0/24"]);
+    assert_eq!(ok(&["lab", "policy", "lab 2", "--exam", "on"]).trim(), "exam mode of Lab 2 is now on");
+    assert_eq!(ok(&["lab", "policy", "Lab 2", "--exam", "on"]).trim(), "exam mode of Lab 2 is on already");
+    let list = ok(&["lab", "list"]);
+    let line = |name: &str| list.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
+    assert!(line("Lab 2").ends_with("10.0.2.0/24  (exam mode)"), "{list}");
+    assert!(line("Lab 3").ends_with("10.0.3.0/24"), "{list}");
+    assert_eq!(ok(&["lab", "policy", "Lab 2", "--exam", "off"]).trim(), "exam mode of Lab 2 is now off");
+    assert!(!ok(&["lab", "list"]).contains("exam"), "off again");
+
+    let out = s.cli(&["lab", "policy", "Lab 9", "--exam", "on"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line_error(&out).contains("no lab named \"Lab 9\""));
+    for args in [&["lab", "policy", "Lab 2", "--exam", "maybe"][..], &["lab", "policy", "Lab 2"]] {
+        let out = s.cli(args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(one_line_error(&out).contains("--exam"), "{args:?}");
+    }
+
+    let db = s.store().await;
+    assert_eq!(db.int("SELECT count(*) FROM audit_log WHERE action = 'lab.policy'").await, 2, "no-ops write nothing");
+    assert_eq!(
+        db.int(
+            "SELECT count(*) FROM audit_log WHERE action = 'lab.policy' AND target = 'lab:Lab 2' \
+                AND actor_username LIKE 'cli%' AND details LIKE '%\"exam\":true%'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(db.int("SELECT exam FROM labs WHERE name = 'Lab 2'").await, 0);
     db.close().await;
 }
 

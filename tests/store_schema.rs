@@ -1029,6 +1029,8 @@ async fn every_access_change_moves_the_generation(db: &Db<'_>, mut listener: Opt
         "DELETE FROM lab_seats WHERE lab_id = 1",
         "DELETE FROM lab_ranges WHERE lab_id = 1",
         "UPDATE labs SET name = 'Lab One' WHERE id = 1",
+        "UPDATE labs SET exam = 1 WHERE id = 1",
+        "UPDATE labs SET exam = 0 WHERE id = 1",
         "DELETE FROM labs WHERE id = 1",
         "INSERT INTO settings (key, value, updated_at) VALUES ('presence.scope', '\"all\"', 0)",
         "UPDATE settings SET value = '\"lab\"' WHERE key = 'presence.scope'",

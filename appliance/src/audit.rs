@@ -145,6 +145,11 @@ pub enum AuditEvent<'a> {
         lab: &'a str,
         username: &'a str,
     },
+    /// A lab's exam mode switched (`labbeam lab policy`, the portal's Labs page).
+    LabPolicySet {
+        lab: &'a str,
+        exam: bool,
+    },
     SeatSet {
         lab: &'a str,
         address: &'a str,
@@ -211,6 +216,7 @@ impl AuditEvent<'_> {
             AuditEvent::LabCreated { .. } => "lab.create",
             AuditEvent::LabRemoved { .. } => "lab.remove",
             AuditEvent::LabAssigned { .. } => "lab.assign",
+            AuditEvent::LabPolicySet { .. } => "lab.policy",
             AuditEvent::SeatSet { .. } => "lab.seat",
             AuditEvent::SeatRemoved { .. } => "lab.unseat",
             AuditEvent::SeatsImported { .. } => "lab.seats",
@@ -262,6 +268,7 @@ impl AuditEvent<'_> {
             AuditEvent::LabCreated { lab, ranges } => (format!("lab:{lab}"), json!({ "ranges": ranges })),
             AuditEvent::LabRemoved { lab } => (format!("lab:{lab}"), json!({})),
             AuditEvent::LabAssigned { lab, username } => (format!("lab:{lab}"), json!({ "instructor": username })),
+            AuditEvent::LabPolicySet { lab, exam } => (format!("lab:{lab}"), json!({ "exam": exam })),
             // `before`: the seat's name until then (null for a new seat); `replaced`: the list
             // became the lab's whole seat map.
             AuditEvent::SeatSet { lab, address, name, before } => {

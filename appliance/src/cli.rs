@@ -1,13 +1,13 @@
-//! The command line: `serve`, `user add|list|passwd|disable|enable`, `lab` (with its seats),
-//! `setting`, `store copy`, `doctor` (its checks live in `doctor`). Flag mistakes print one
-//! line and exit 2; runtime failures print one line and exit 1.
+//! The command line: `serve`, `user add|list|passwd|disable|enable`, `lab` (with its seats
+//! and policy), `setting`, `store copy`, `doctor` (its checks live in `doctor`). Flag
+//! mistakes print one line and exit 2; runtime failures print one line and exit 1.
 
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::audit::Actor;
 use crate::config::{Config, Overrides};
@@ -77,6 +77,13 @@ pub struct CopyArgs {
     pub store: StoreArgs,
 }
 
+/// A policy's state on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Create a lab with its address ranges (CIDR), e.g. --cidr 10.0.2.0/24.
@@ -117,6 +124,18 @@ pub enum LabCommand {
         /// Remove the seat at ADDRESS instead: its devices go back to their own names.
         #[arg(long, conflicts_with = "name")]
         remove: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Set a lab's policy. `--exam on`: the lab's students (users without broadcast.send
+    /// or users.manage) can neither send nor receive one-to-one transfers and see only the
+    /// lab's instructors and admins; transfers under way between them are cancelled.
+    /// Connected devices follow within a second.
+    Policy {
+        name: String,
+        /// Exam mode on or off.
+        #[arg(long, value_name = "on|off")]
+        exam: Switch,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -336,9 +355,11 @@ pub async fn lab(action: LabCommand) -> anyhow::Result<()> {
         LabCommand::List { store } => {
             let (_, pool) = open_store(&store).await?;
             let ranges = db::labs::ranges(&pool).await?;
+            let exams = db::labs::in_exam(&pool).await?;
             for lab in db::labs::list(&pool).await? {
                 let mine: Vec<&str> = ranges.iter().filter(|r| r.lab == lab.name).map(|r| r.cidr.as_str()).collect();
-                println!("{:<24} {}", lab.name, mine.join(", "));
+                let exam = if exams.contains(&lab.name) { "  (exam mode)" } else { "" };
+                println!("{:<24} {}{exam}", lab.name, mine.join(", "));
             }
         }
         LabCommand::Remove { name, store } => {
@@ -376,6 +397,17 @@ pub async fn lab(action: LabCommand) -> anyhow::Result<()> {
                     let (address, name) = lab_admin::remove_seat(&pool, &actor, &lab, &address).await?;
                     println!("removed seat {name} ({address}) from {}", lab.name);
                 }
+            }
+        }
+        LabCommand::Policy { name, exam, store } => {
+            let (_, pool) = open_store(&store).await?;
+            let lab = lab_admin::lab_named(&pool, &name).await?;
+            let on = exam == Switch::On;
+            let word = if on { "on" } else { "off" };
+            if lab_admin::set_exam(&pool, &actor, &lab, on).await? {
+                println!("exam mode of {} is now {word}", lab.name);
+            } else {
+                println!("exam mode of {} is {word} already", lab.name);
             }
         }
         LabCommand::Seats { lab, import, replace, store } => {

@@ -88,6 +88,21 @@ pub async fn lab_with_id(pool: &Store, id: i64) -> Result<Lab, LabError> {
     labs::by_id(pool, id).await?.ok_or(LabError::NoLabWithId(id))
 }
 
+/// Switches `lab`'s exam mode (README "Exam mode"): while it is on, the lab's students can
+/// neither send nor receive one-to-one transfers and see only its instructors and admins;
+/// connected devices follow within a second, and one-to-one transfers under way between
+/// students are cancelled. Returns whether it changed; a switch to the state the lab is
+/// already in writes nothing and is not audited.
+pub async fn set_exam(pool: &Store, actor: &Actor, lab: &Lab, on: bool) -> Result<bool, LabError> {
+    if !labs::set_exam(pool, lab.id, on).await? {
+        // Unchanged, or the lab went meanwhile.
+        labs::exam_of(pool, lab.id).await?.ok_or(LabError::NoLabWithId(lab.id))?;
+        return Ok(false);
+    }
+    audit::record(pool, actor, AuditEvent::LabPolicySet { lab: &lab.name, exam: on }).await?;
+    Ok(true)
+}
+
 /// What `set_seat` did.
 #[derive(Debug, PartialEq, Eq)]
 pub struct SeatSet {
@@ -247,9 +262,19 @@ mod tests {
         assert!(matches!(assign(&pool, &actor, "Lab 9", "t").await, Err(LabError::NoSuchLab(_))));
         assert!(matches!(assign(&pool, &actor, "Lab 2", "nobody").await, Err(LabError::NoSuchUser(_))));
 
+        assert_eq!(labs::exam_of(&pool, two.id).await.unwrap(), Some(false));
+        assert!(set_exam(&pool, &actor, &two, true).await.unwrap());
+        assert!(!set_exam(&pool, &actor, &two, true).await.unwrap(), "already on: not written again");
+        assert_eq!(labs::exam_of(&pool, two.id).await.unwrap(), Some(true));
+        let gone = Lab { id: 99, name: "Gone".into() };
+        assert!(matches!(set_exam(&pool, &actor, &gone, true).await, Err(LabError::NoLabWithId(99))));
+
         remove(&pool, &actor, "Lab 1").await.unwrap();
         assert!(matches!(remove(&pool, &actor, "Lab 1").await, Err(LabError::Db(DbError::NotFound(_)))));
-        assert_eq!(audit_actions(&pool).await, ["lab.remove", "lab.assign", "lab.update", "lab.create", "lab.create"]);
+        assert_eq!(
+            audit_actions(&pool).await,
+            ["lab.remove", "lab.policy", "lab.assign", "lab.update", "lab.create", "lab.create"]
+        );
     }
 
     #[tokio::test]

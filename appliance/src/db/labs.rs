@@ -95,6 +95,39 @@ pub async fn set_ranges(store: &Store, lab_id: i64, cidrs: &[String]) -> Result<
     })
 }
 
+/// Names of the labs in exam mode (migration 0012).
+pub async fn in_exam(store: &Store) -> Result<Vec<String>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_scalar::<_, String>("SELECT name FROM labs WHERE exam = 1 ORDER BY lower(name)")
+            .fetch_all(pool)
+            .await?)
+    })
+}
+
+/// Whether lab `lab_id` is in exam mode (`None`: no such lab).
+pub async fn exam_of(store: &Store, lab_id: i64) -> Result<Option<bool>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_scalar::<_, i64>("SELECT exam FROM labs WHERE id = $1")
+            .bind(lab_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|v| v != 0))
+    })
+}
+
+/// Switches lab `lab_id`'s exam mode; the row is written only when it changes, so the
+/// access counter moves only then. Returns whether it changed.
+pub async fn set_exam(store: &Store, lab_id: i64, on: bool) -> Result<bool, DbError> {
+    on_pool!(store, |pool| {
+        let done = sqlx::query("UPDATE labs SET exam = $1 WHERE id = $2 AND exam <> $1")
+            .bind(i64::from(on))
+            .bind(lab_id)
+            .execute(pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    })
+}
+
 /// Replaces the labs a user is responsible for.
 pub async fn set_owned(store: &Store, user_id: i64, lab_ids: &[i64]) -> Result<(), DbError> {
     on_pool!(store, |pool| {
@@ -159,6 +192,14 @@ mod tests {
         .unwrap();
         assign(&pool, uid, id).await.unwrap();
         assert_eq!(owned_by(&pool, uid).await.unwrap(), vec!["Lab A"]);
+        assert!(in_exam(&pool).await.unwrap().is_empty());
+        assert!(set_exam(&pool, id, true).await.unwrap());
+        assert!(!set_exam(&pool, id, true).await.unwrap(), "already on: nothing written");
+        assert_eq!(in_exam(&pool).await.unwrap(), vec!["Lab A"]);
+        assert_eq!(exam_of(&pool, id).await.unwrap(), Some(true));
+        assert!(set_exam(&pool, id, false).await.unwrap());
+        assert_eq!(exam_of(&pool, id).await.unwrap(), Some(false));
+        assert_eq!(exam_of(&pool, id + 100).await.unwrap(), None);
         remove(&pool, "Lab A").await.unwrap();
         assert!(ranges(&pool).await.unwrap().is_empty());
         assert!(owned_by(&pool, uid).await.unwrap().is_empty());
