@@ -116,7 +116,7 @@ impl From<SignalError> for ApiError {
         let status = match &e {
             SignalError::Invalid(_) | SignalError::UnknownLab(_) => StatusCode::BAD_REQUEST,
             SignalError::TooLarge { .. } | SignalError::TooManyFiles(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            SignalError::Forbidden(_) | SignalError::NotParty => StatusCode::FORBIDDEN,
+            SignalError::Forbidden(_) | SignalError::NotParty | SignalError::ExamMode => StatusCode::FORBIDDEN,
             SignalError::PeerOffline
             | SignalError::UnknownTransfer
             | SignalError::UnknownAnnouncement

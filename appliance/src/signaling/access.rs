@@ -15,6 +15,7 @@
 //! Invariant: a member in the hub never holds more than its user's current standing allows
 //! for longer than one watch interval plus the time to disconnect it.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use crate::db::access::UserAccess;
@@ -37,6 +38,8 @@ pub struct Surroundings {
     scope_all: bool,
     /// `presence.lab_self_select = on`: a device outside every range may pick a lab.
     self_select: bool,
+    /// The labs in exam mode (`labbeam lab policy NAME --exam on`).
+    exam_labs: Vec<LabName>,
 }
 
 impl Surroundings {
@@ -49,6 +52,7 @@ impl Surroundings {
             seats: SeatMap::new(&db::seats::all(pool).await?),
             scope_all: settings::get_str(pool, "presence.scope").await? == "all",
             self_select: settings::get_str(pool, "presence.lab_self_select").await? == "on",
+            exam_labs: db::labs::in_exam(pool).await?.into_iter().map(LabName::from).collect(),
         })
     }
 }
@@ -78,6 +82,8 @@ pub struct DeviceAccess {
     pub owned_labs: Vec<LabName>,
     pub lab: LabName,
     pub self_selected: bool,
+    /// A student (`hub::is_student`) in a lab in exam mode, however it was placed there.
+    pub exam: bool,
 }
 
 impl DeviceAccess {
@@ -95,6 +101,7 @@ impl DeviceAccess {
         owned_labs.sort_unstable();
         // A seat names the device only in the lab its address places it in.
         let seat = if self_selected { None } else { env.seats.name(&lab, addr) };
+        let exam = env.exam_labs.contains(&lab) && super::hub::is_student(&user.permissions);
         DeviceAccess {
             device: seats::shown_name(seat, given, addr),
             display_name: user.display_name.clone(),
@@ -104,6 +111,7 @@ impl DeviceAccess {
             owned_labs,
             lab,
             self_selected,
+            exam,
         }
     }
 
@@ -118,39 +126,71 @@ impl DeviceAccess {
             owned_labs: m.owned_labs.clone(),
             lab: m.peer.lab.clone(),
             self_selected: m.peer.self_selected,
+            exam: m.exam,
         }
     }
 }
 
-/// The members (all, or only `only`) whose held access is no longer what their user's
-/// standing gives them, or whose user is gone or disabled.
-pub fn stale_members<'a>(
+/// What the store now says of some members.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// Those whose held access is no longer what their user's standing gives them, or whose
+    /// user is gone or disabled: they are disconnected and re-join.
+    pub stale: Vec<PeerId>,
+    /// Those that exam mode now binds (`DeviceAccess::exam`), whatever they hold.
+    pub exam_bound: HashSet<PeerId>,
+}
+
+/// Derives the access of each of `members` again, once, against the users' standing and
+/// the surroundings.
+pub fn judge<'a>(
     members: impl Iterator<Item = &'a Member>,
     users: &std::collections::HashMap<i64, UserAccess>,
     env: &Surroundings,
-) -> Vec<PeerId> {
-    members
-        .filter(|m| match users.get(&m.peer.user_id) {
-            None => true,
-            Some(u) if u.disabled => true,
-            Some(u) => {
-                DeviceAccess::derive(u, m.addr, m.lab_pick.as_ref(), m.given_device.as_deref(), env)
-                    != DeviceAccess::held_by(m)
-            }
-        })
-        .map(|m| m.peer.peer_id.clone())
-        .collect()
+) -> Verdict {
+    let mut verdict = Verdict::default();
+    for m in members {
+        let id = m.peer.peer_id.clone();
+        let Some(user) = users.get(&m.peer.user_id).filter(|u| !u.disabled) else {
+            verdict.stale.push(id);
+            continue;
+        };
+        let now = DeviceAccess::derive(user, m.addr, m.lab_pick.as_ref(), m.given_device.as_deref(), env);
+        if now.exam {
+            verdict.exam_bound.insert(id.clone());
+        }
+        if now != DeviceAccess::held_by(m) {
+            verdict.stale.push(id);
+        }
+    }
+    verdict
 }
 
 /// Re-evaluates live sockets (every one, or only `only`) against the store and disconnects
-/// those whose access changed; returns how many were disconnected.
+/// those whose access changed; returns how many were disconnected. Before that, one-to-one
+/// transfers of devices that exam mode now binds are cancelled (reason `exam_mode`), so
+/// that they end instead of pausing while their sides re-join.
 pub async fn reevaluate(state: &AppState, only: Option<&PeerId>) -> Result<usize, DbError> {
     let users = db::access::all(&state.db).await?;
     let env = Surroundings::load(&state.db).await?;
-    let stale = state.signaling.with_hub(|h| match only {
-        Some(peer) => stale_members(h.member(peer).into_iter(), &users, &env),
-        None => stale_members(h.members(), &users, &env),
+    let (stale, ended) = state.signaling.with_hub(|h| {
+        let verdict = match only {
+            Some(peer) => judge(h.member(peer).into_iter(), &users, &env),
+            None => judge(h.members(), &users, &env),
+        };
+        let ended = if verdict.exam_bound.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            h.cancel_for_exam(&verdict.exam_bound)
+        };
+        (verdict.stale, ended)
     });
+    let (emits, records) = ended;
+    if !records.is_empty() {
+        tracing::info!(transfers = records.len(), "exam mode: one-to-one transfers of students cancelled");
+    }
+    super::deliver(state, emits).await;
+    super::store(state, records).await;
     for peer in &stale {
         tracing::info!(%peer, "access changed: disconnecting the socket so it re-joins with its new rights");
     }
@@ -174,6 +214,7 @@ mod tests {
             seats: SeatMap::default(),
             scope_all,
             self_select,
+            exam_labs: Vec::new(),
         }
     }
 
@@ -185,6 +226,14 @@ mod tests {
             permissions: PermissionSet::from_names(["transfer.receive", "transfer.send"]),
             owned_labs: Vec::new(),
         }
+    }
+
+    fn stale_members<'a>(
+        members: impl Iterator<Item = &'a Member>,
+        users: &HashMap<i64, UserAccess>,
+        env: &Surroundings,
+    ) -> Vec<PeerId> {
+        judge(members, users, env).stale
     }
 
     fn member_of(user: &UserAccess, addr: &str, pick: Option<&str>, env: &Surroundings) -> Member {
@@ -210,6 +259,7 @@ mod tests {
             addr,
             lab_pick: pick,
             given_device: Some("Kim's PC".into()),
+            exam: a.exam,
         }
     }
 
@@ -282,6 +332,27 @@ mod tests {
         assert!(stale_members([&m].into_iter(), &users, &e).is_empty());
         assert_eq!(stale_members([&m].into_iter(), &users, &seated("PC 7")), vec![PeerId::from("p1")], "renamed");
         assert_eq!(stale_members([&m].into_iter(), &users, &env(true, false)), vec![PeerId::from("p1")], "unseated");
+    }
+
+    #[test]
+    fn exam_mode_binds_the_students_of_the_lab_only_and_makes_them_stale() {
+        let off = env(false, false);
+        let on = Surroundings { exam_labs: vec!["Lab 1".into()], ..env(false, false) };
+        let kim = student();
+        let m = member_of(&kim, "10.1.0.7", None, &off);
+        assert!(!m.exam);
+        let users = HashMap::from([(7, kim.clone())]);
+        assert_eq!(stale_members([&m].into_iter(), &users, &on), vec![PeerId::from("p1")]);
+        assert_eq!(judge([&m].into_iter(), &users, &on).exam_bound, HashSet::from([PeerId::from("p1")]));
+        assert!(judge([&m].into_iter(), &users, &off).exam_bound.is_empty());
+        assert!(member_of(&kim, "10.1.0.7", None, &on).exam);
+        assert!(!member_of(&kim, "10.9.0.7", None, &on).exam, "a student in Other");
+        let mut teacher = kim.clone();
+        teacher.permissions.insert(Permission::BroadcastSend);
+        assert!(!member_of(&teacher, "10.1.0.7", None, &on).exam, "an instructor");
+        let mut admin = kim;
+        admin.permissions.insert(Permission::UsersManage);
+        assert!(!member_of(&admin, "10.1.0.7", None, &on).exam, "an admin");
     }
 
     #[test]

@@ -802,6 +802,7 @@ mod tests {
             addr: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             lab_pick: None,
             given_device: Some("pc".into()),
+            exam: false,
         }
     }
 

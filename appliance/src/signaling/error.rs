@@ -47,6 +47,8 @@ pub enum SignalError {
     UnknownLab(String),
     #[error("this connection is not registered")]
     NotConnected,
+    #[error("the lab is in exam mode: students cannot send or receive files one to one")]
+    ExamMode,
     #[error("that transfer already ended ({0}); it cannot be resumed")]
     TransferEnded(TransferStatus),
     /// The database cannot be reached (the detail is for the log).
@@ -75,6 +77,7 @@ impl SignalError {
             SignalError::NoRecipients => "no_recipients",
             SignalError::UnknownLab(_) => "unknown_lab",
             SignalError::NotConnected => "not_connected",
+            SignalError::ExamMode => "exam_mode",
             SignalError::TransferEnded(_) => "transfer_ended",
             SignalError::StoreUnavailable(_) => "store_unavailable",
             SignalError::Internal(_) => "internal",

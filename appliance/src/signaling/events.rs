@@ -21,7 +21,10 @@ use super::hub::Member;
 use super::ids::{Channel, DeviceKey, PeerId, TransferId};
 use super::payloads::{self, Signal, TransferFinish, TransferRequest, TransferRespond};
 use super::protocol::{self, Announcement, ServerEvent, SignalRelay, TransferRef};
-use super::{ALL_SCOPE_ROOM, SELF_SELECTED_ROOM, SignalError, ack_body, deliver, lab_room, peer_room, store};
+use super::{
+    ALL_SCOPE_ROOM, EXAM_ROOM, SELF_SELECTED_ROOM, STUDENT_ROOM, SignalError, ack_body, deliver, lab_room, peer_room,
+    store,
+};
 use crate::auth::{self, AuthError, CurrentUser};
 use crate::db;
 use crate::labs::LabName;
@@ -220,6 +223,12 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
     if self_selected {
         socket.join(SELF_SELECTED_ROOM);
     }
+    if member.is_student() {
+        socket.join(STUDENT_ROOM);
+    }
+    if member.exam {
+        socket.join(EXAM_ROOM);
+    }
     let joined = member.clone();
     let (mut snapshot, emits) = state.signaling.with_hub(|h| h.join(member));
     state.metrics.sockets.inc();
@@ -292,6 +301,7 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
         addr,
         lab_pick: auth.lab_pick,
         given_device: auth.device,
+        exam: a.exam,
     })
 }
 

@@ -13,7 +13,7 @@
 //!   device (its client-generated device key) re-claims it with `transfer:resume`, or
 //!   until the resume grace period ends it.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -69,6 +69,15 @@ pub struct Member {
     pub addr: std::net::IpAddr,
     pub lab_pick: Option<LabName>,
     pub given_device: Option<String>,
+    /// A student (`is_student`) in a lab in exam mode: no one-to-one transfers, and no
+    /// other student in sight.
+    pub exam: bool,
+}
+
+/// A student, for the lab policies: a user who can neither broadcast nor manage users (not
+/// an instructor or an admin, whatever the role is called).
+pub fn is_student(permissions: &PermissionSet) -> bool {
+    !permissions.has(Permission::BroadcastSend) && !permissions.has(Permission::UsersManage)
 }
 
 impl Member {
@@ -76,17 +85,49 @@ impl Member {
         self.permissions.has(permission)
     }
 
-    fn sees(&self, other: &Peer) -> bool {
-        self.sees_all || self.peer.lab == other.lab
+    pub fn is_student(&self) -> bool {
+        is_student(&self.permissions)
     }
+
+    fn sees(&self, other: &Member) -> bool {
+        (self.sees_all || self.peer.lab == other.peer.lab) && !exam_apart(self, other)
+    }
+
+    /// Who is not told of this device's presence: exam-bound devices hide students and
+    /// students hide from exam-bound devices (see `Audience::ViewersOf`).
+    fn unseen_by(&self) -> Unseen {
+        if self.exam {
+            Unseen::Students
+        } else if self.is_student() {
+            Unseen::ExamBound
+        } else {
+            Unseen::Nobody
+        }
+    }
+}
+
+/// Two different devices kept apart by exam mode: both students, one of them exam-bound.
+fn exam_apart(a: &Member, b: &Member) -> bool {
+    a.peer.peer_id != b.peer.peer_id && (a.exam || b.exam) && a.is_student() && b.is_student()
+}
+
+/// Devices that a presence event skips although they see the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unseen {
+    Nobody,
+    /// Devices of students (not instructors or admins).
+    Students,
+    /// Exam-bound devices (`Member::exam`).
+    ExamBound,
 }
 
 /// Who an event goes to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Audience {
     Peer(PeerId),
-    /// Every device that can see a peer of this lab (its lab and the all-labs viewers).
-    ViewersOf(LabName),
+    /// Every device that can see a peer of this lab (its lab and the all-labs viewers),
+    /// except those exam mode keeps apart from it.
+    ViewersOf(LabName, Unseen),
     /// Devices located in this lab.
     InLab(LabName),
     Everyone,
@@ -431,10 +472,10 @@ impl Hub {
     /// Adds a device; returns the snapshot for it and what others are told.
     pub fn join(&mut self, member: Member) -> (Snapshot, Vec<Emit>) {
         let visible: Vec<&Peer> = if member.sees_all {
-            self.members.values().map(|m| &m.peer).collect()
+            self.members.values().filter(|m| !exam_apart(&member, m)).map(|m| &m.peer).collect()
         } else {
             let lab = self.labs.get(&member.peer.lab).into_iter().flatten();
-            lab.filter_map(|id| self.members.get(id)).map(|m| &m.peer).collect()
+            lab.filter_map(|id| self.members.get(id)).filter(|m| !exam_apart(&member, m)).map(|m| &m.peer).collect()
         };
         let snapshot = Snapshot {
             me: member.peer.clone(),
@@ -442,7 +483,7 @@ impl Hub {
             resume_grace_secs: None,
         };
         let emit = Emit {
-            to: Audience::ViewersOf(member.peer.lab.clone()),
+            to: Audience::ViewersOf(member.peer.lab.clone(), member.unseen_by()),
             except: Some(member.peer.peer_id.clone()),
             event: ServerEvent::PresenceJoined(member.peer.clone()),
         };
@@ -481,7 +522,7 @@ impl Hub {
             }
         }
         let mut emits = vec![Emit {
-            to: Audience::ViewersOf(m.peer.lab.clone()),
+            to: Audience::ViewersOf(m.peer.lab.clone(), m.unseen_by()),
             except: None,
             event: ServerEvent::PresenceLeft(PeerLeft { peer_id: peer.clone() }),
         }];
@@ -536,6 +577,7 @@ impl Hub {
         let claimant = m.peer.clone();
         let key = m.device_key.clone();
         let (may_send, may_receive) = (m.has(Permission::TransferSend), m.has(Permission::TransferReceive));
+        let exam = m.exam;
         let t = self.transfers.get_mut(id).ok_or(SignalError::UnknownTransfer)?;
         let sender_match = t.sender.is_device(claimant.user_id, &key);
         let receiver_match = t.receiver.is_device(claimant.user_id, &key);
@@ -553,6 +595,9 @@ impl Hub {
         };
         if t.stage != Stage::Accepted {
             return Err(SignalError::WrongState("it was not accepted yet"));
+        }
+        if exam {
+            return Err(SignalError::ExamMode);
         }
         // A user whose role lost the right since the transfer began may not take it up again.
         match side {
@@ -644,8 +689,41 @@ impl Hub {
         (emits, records)
     }
 
+    /// Ends every one-to-one transfer, asked or accepted, that has a side on one of the
+    /// `exam_bound` devices (students of a lab just put in exam mode): both sides get
+    /// `transfer:cancelled` with reason `exam_mode` and the log row says `cancelled`. A
+    /// transfer that a side already reported the end of is left to finish as reported.
+    pub fn cancel_for_exam(&mut self, exam_bound: &HashSet<PeerId>) -> (Vec<Emit>, Vec<Record>) {
+        let ids: Vec<TransferId> = self
+            .transfers
+            .iter()
+            .filter(|(_, t)| !t.reported())
+            .filter(|(_, t)| [&t.sender.peer, &t.receiver.peer].into_iter().flatten().any(|p| exam_bound.contains(p)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let (mut emits, mut records) = (Vec::new(), Vec::new());
+        for id in ids {
+            let Some(t) = self.transfers.remove(&id) else { continue };
+            for p in [&t.sender.peer, &t.receiver.peer].into_iter().flatten() {
+                let cancelled = TransferCancelled {
+                    transfer_id: id.clone(),
+                    reason: CancelReason::ExamMode,
+                    detail: Some("the lab is in exam mode".into()),
+                };
+                emits.push(Emit::to_peer(p, ServerEvent::TransferCancelled(cancelled)));
+            }
+            records.push(Record::Finished(id, ended(TransferStatus::Cancelled, "exam_mode: the lab is in exam mode")));
+        }
+        (emits, records)
+    }
+
     fn check_target(&self, from: &Member, to: &PeerId) -> Result<&Member, SignalError> {
-        let target = self.members.get(to).filter(|t| from.sees(&t.peer)).ok_or(SignalError::PeerOffline)?;
+        let target = self.members.get(to).ok_or(SignalError::PeerOffline)?;
+        // Before visibility: a student is told why another student is out of reach.
+        if target.exam && target.peer.peer_id != from.peer.peer_id {
+            return Err(SignalError::ExamMode);
+        }
+        let target = Some(target).filter(|t| from.sees(t)).ok_or(SignalError::PeerOffline)?;
         if target.peer.peer_id == from.peer.peer_id {
             return Err(SignalError::Invalid("a device cannot send to itself".into()));
         }
@@ -668,6 +746,9 @@ impl Hub {
         let sender = self.members.get(from).ok_or(SignalError::NotConnected)?;
         if !sender.has(Permission::TransferSend) {
             return Err(SignalError::Forbidden(Permission::TransferSend.name()));
+        }
+        if sender.exam {
+            return Err(SignalError::ExamMode);
         }
         let total = super::payloads::validate_files(&files, limits.max_file_bytes)?;
         let target_member = self.check_target(sender, to)?;
@@ -901,6 +982,7 @@ mod tests {
             addr: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             lab_pick: None,
             given_device: Some("pc".into()),
+            exam: false,
         }
     }
 
@@ -952,7 +1034,11 @@ mod tests {
         let (snap, emits) = h.join(member("d", 4, "Lab B", STUDENT, false));
         let peers: Vec<&str> = snap.peers.iter().map(|p| p.peer_id.as_str()).collect();
         assert_eq!(peers, vec!["c"]);
-        assert_eq!(emits[0].to, Audience::ViewersOf("Lab B".into()));
+        assert_eq!(
+            emits[0].to,
+            Audience::ViewersOf("Lab B".into(), Unseen::ExamBound),
+            "a student hides from exam-bound devices"
+        );
         let (snap, _) = h.join(member("e", 5, "Lab C", STUDENT, true));
         assert_eq!(to_json(&snap)["peers"].as_array().unwrap().len(), 4);
         assert_eq!(to_json(&snap)["self"]["peerId"], "e");
@@ -1084,6 +1170,60 @@ mod tests {
             SignalError::RateLimited
         );
         assert!(h.request(&p("a"), &p("b"), files(), "p8".into(), &limits(), now + Duration::from_secs(61)).is_ok());
+    }
+
+    #[test]
+    fn exam_mode_keeps_students_apart_but_not_from_instructors() {
+        const TEACHER: &[&str] = &["transfer.send", "transfer.receive", "broadcast.send"];
+        let exam = |id: &str, user: i64| Member { exam: true, ..member(id, user, "Lab E", STUDENT, false) };
+        let mut h = Hub::default();
+        h.join(member("t", 1, "Lab E", TEACHER, false));
+        h.join(member("o", 2, "Lab O", STUDENT, true));
+        h.join(exam("x", 3));
+        let (snap, emits) = h.join(exam("y", 4));
+        let seen: BTreeSet<&str> = snap.peers.iter().map(|p| p.peer_id.as_str()).collect();
+        assert_eq!(seen, BTreeSet::from(["t"]), "an exam-bound student sees the instructor only");
+        assert_eq!(emits[0].to, Audience::ViewersOf("Lab E".into(), Unseen::Students));
+        let (snap, _) = h.join(member("u", 5, "Lab U", TEACHER, true));
+        assert_eq!(snap.peers.len(), 4, "an instructor sees everyone");
+        let (snap, _) = h.join(member("s", 6, "Lab S", STUDENT, true));
+        let seen: BTreeSet<&str> = snap.peers.iter().map(|p| p.peer_id.as_str()).collect();
+        assert_eq!(seen, BTreeSet::from(["t", "o", "u"]), "a student elsewhere does not see exam-bound students");
+
+        let now = Instant::now();
+        let refused =
+            |h: &mut Hub, from: &str, to: &str| h.request(&p(from), &p(to), files(), "r".into(), &limits(), now);
+        assert_eq!(refused(&mut h, "x", "y").unwrap_err(), SignalError::ExamMode, "student to student");
+        assert_eq!(refused(&mut h, "o", "x").unwrap_err(), SignalError::ExamMode, "to an exam-bound student");
+        assert_eq!(refused(&mut h, "x", "t").unwrap_err(), SignalError::ExamMode, "from an exam-bound student");
+        assert_eq!(refused(&mut h, "t", "x").unwrap_err(), SignalError::ExamMode, "no one-to-one transfer at all");
+        assert!(refused(&mut h, "u", "o").is_ok(), "others are not affected");
+    }
+
+    #[test]
+    fn exam_mode_cancels_the_transfers_of_exam_bound_devices_on_both_sides() {
+        let mut h = hub();
+        let now = Instant::now();
+        h.request(&p("a"), &p("b"), files(), "t1".into(), &limits(), now).unwrap();
+        h.respond(&p("b"), &t("t1"), true).unwrap();
+        h.request(&p("b"), &p("a"), files(), "t2".into(), &limits(), now).unwrap();
+        assert!(h.cancel_for_exam(&HashSet::from([p("c")])).0.is_empty(), "c has no transfer");
+        let (emits, records) = h.cancel_for_exam(&HashSet::from([p("a")]));
+        assert_eq!(records.len(), 2, "the accepted transfer and the asked one");
+        assert_eq!(emits.len(), 4, "both sides of each are told");
+        for e in &emits {
+            assert_eq!(to_json(&e.event.data())["reason"], "exam_mode");
+        }
+        for r in &records {
+            match r {
+                Record::Finished(_, o) => {
+                    assert_eq!(o.status, TransferStatus::Cancelled);
+                    assert!(o.failure_reason.starts_with("exam_mode"), "{}", o.failure_reason);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(h.transfer_counts(), (0, 0));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::settings;
 use crate::state::AppState;
 pub use error::SignalError;
 pub(crate) use error::ack_body;
-use hub::{Audience, Emit, Hub, Limits, Record};
+use hub::{Audience, Emit, Hub, Limits, Record, Unseen};
 use ids::{PeerId, TransferId};
 
 /// Largest Socket.IO message accepted (signaling payloads are small).
@@ -121,6 +121,12 @@ pub(crate) const ALL_SCOPE_ROOM: &str = "scope:all";
 /// its announcements (or auto-accepted broadcasts).
 pub(crate) const SELF_SELECTED_ROOM: &str = "self-selected";
 
+/// Devices of students (`hub::is_student`): presence of an exam-bound device skips them.
+pub(crate) const STUDENT_ROOM: &str = "students";
+
+/// Exam-bound devices (`hub::Member::exam`): presence of a student skips them.
+pub(crate) const EXAM_ROOM: &str = "exam";
+
 pub use resume::restore;
 
 /// Builds the Socket.IO layer and registers the namespace. Call once at start.
@@ -150,12 +156,14 @@ pub(crate) async fn deliver(state: &AppState, emits: Vec<Emit>) {
         let (event, data) = (e.event.name(), e.event.data());
         let result = match &e.to {
             Audience::Peer(p) => io.to(peer_room(p)).emit(event, &data).await,
-            Audience::ViewersOf(lab) => {
-                let op = io.to([lab_room(lab), ALL_SCOPE_ROOM.to_string()]);
-                match &e.except {
-                    Some(p) => op.except(peer_room(p)).emit(event, &data).await,
-                    None => op.emit(event, &data).await,
+            Audience::ViewersOf(lab, unseen) => {
+                let mut except: Vec<String> = e.except.iter().map(peer_room).collect();
+                match unseen {
+                    Unseen::Nobody => {}
+                    Unseen::Students => except.push(STUDENT_ROOM.to_string()),
+                    Unseen::ExamBound => except.push(EXAM_ROOM.to_string()),
                 }
+                io.to([lab_room(lab), ALL_SCOPE_ROOM.to_string()]).except(except).emit(event, &data).await
             }
             Audience::InLab(lab) => io.to(lab_room(lab)).except(SELF_SELECTED_ROOM).emit(event, &data).await,
             Audience::Everyone => io.emit(event, &data).await,

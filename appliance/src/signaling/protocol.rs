@@ -158,6 +158,8 @@ pub enum CancelReason {
     PeerLeft,
     /// A side stayed away longer than the resume grace period.
     ResumeExpired,
+    /// A side is a student in a lab that was put in exam mode (`labbeam lab policy`).
+    ExamMode,
 }
 
 impl CancelReason {

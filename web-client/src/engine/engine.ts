@@ -743,6 +743,8 @@ function requestError(error: unknown, peer: Peer): TransferError {
       return new TransferError(error.code, 'Too many requests in a short time. Wait a moment, then try again.');
     case 'forbidden':
       return new TransferError(error.code, `You may not send files: ${error.message}`);
+    case 'exam_mode':
+      return new TransferError(error.code, 'The lab is in exam mode: students cannot send or receive files one to one until the instructor ends it.');
     default:
       return new TransferError(error.code, error.message);
   }

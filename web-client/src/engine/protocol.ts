@@ -65,7 +65,7 @@ export interface Announcement {
 }
 
 /** `transfer:cancelled`: `reason` is a `CancelReason` (`cancelled`, `failed`, `peer_left`,
- * `resume_expired`), kept as text so a newer server's reason still reads; `detail` is the
+ * `resume_expired`, `exam_mode`), kept as text so a newer server's reason still reads; `detail` is the
  * other side's words. */
 export interface CancelNotice {
   readonly transferId: string;

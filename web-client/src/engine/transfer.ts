@@ -427,6 +427,8 @@ export abstract class Transfer {
       this.end('cancelled', problemOf('peer_left', `${who} went offline before the transfer started. Try again when they are back online.`), false);
     } else if (reason === 'resume_expired') {
       this.end('failed', problemOf('resume_expired', `${who}’s computer did not come back in time, so the interrupted transfer was given up. Send the files again when both computers are online.`), false);
+    } else if (reason === 'exam_mode') {
+      this.end('cancelled', problemOf('exam_mode', 'The lab is now in exam mode, so files cannot be sent or received one to one. The transfer was stopped; broadcasts from the instructor still arrive.'), false);
     } else if (reason === 'failed') {
       this.end('failed', problemOf('remote_failed', `${who}’s browser stopped the transfer${detail === '' ? '' : `: ${plainDetail(detail)}`}. Try sending again.`), false);
     } else {

@@ -3,4 +3,4 @@
 /**
  * Why a transfer ended for the other side.
  */
-export type CancelReason = "cancelled" | "failed" | "peer_left" | "resume_expired";
+export type CancelReason = "cancelled" | "failed" | "peer_left" | "resume_expired" | "exam_mode";
