@@ -119,6 +119,7 @@ async fn every_portal_form_refuses_a_post_without_the_sessions_token() {
         "/admin/labs",
         "/admin/labs/1",
         "/admin/labs/1/delete",
+        "/admin/labs/1/policy",
         "/admin/labs/1/seats",
         "/admin/labs/1/seats/remove",
         "/admin/labs/1/seats/map",
@@ -248,6 +249,46 @@ async fn labs_are_validated_and_overlaps_refused() {
     assert!(html.contains("10.1.0.0/24") && !html.contains("Lab 2"));
 }
 
+/// The admin's browser, its CSRF token and the id of a new lab "Lab 2" (10.0.2.0/24).
+async fn admin_with_lab_2(s: &Server) -> (Browser<'_>, String, i64) {
+    let admin = admin(s).await;
+    let csrf = admin.csrf().await;
+    assert!(s.cli(&["lab", "add", "Lab 2", "--cidr", "10.0.2.0/24"], None).status.success());
+    let db = s.store().await;
+    let lab = db.int("SELECT id FROM labs WHERE name = 'Lab 2'").await;
+    db.close().await;
+    (admin, csrf, lab)
+}
+
+#[tokio::test]
+async fn the_labs_page_switches_exam_mode_and_audits_who_did() {
+    let s = Server::start().await;
+    let (admin, csrf, lab) = admin_with_lab_2(&s).await;
+    let db = s.store().await;
+    let policy = format!("/admin/labs/{lab}/policy");
+    let (_, html) = admin.get("/admin/labs").await;
+    assert!(html.contains(&format!("action=\"{policy}\"")) && html.contains("Start exam mode"), "{html}");
+
+    let (status, location, _) = admin.post(&policy, &[("csrf", &csrf), ("exam", "on")]).await;
+    assert_eq!(status, 303, "{location}");
+    let (_, html) = admin.get(&location).await;
+    assert!(html.contains("Lab 2 is in exam mode") && html.contains("End exam mode"), "{html}");
+    assert_eq!(db.int("SELECT exam FROM labs WHERE name = 'Lab 2'").await, 1);
+    let (status, _, html) = admin.post(&policy, &[("csrf", &csrf), ("exam", "maybe")]).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("exam mode is &#34;on&#34; or &#34;off&#34;"), "{html}");
+    let (status, _, _) = admin.post("/admin/labs/999/policy", &[("csrf", &csrf), ("exam", "on")]).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = admin.post(&policy, &[("csrf", &csrf), ("exam", "off")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(db.int("SELECT exam FROM labs WHERE name = 'Lab 2'").await, 0);
+    let audited = db
+        .int("SELECT count(*) FROM audit_log WHERE action = 'lab.policy' AND target = 'lab:Lab 2' AND actor_username = 'admin'")
+        .await;
+    assert_eq!(audited, 2, "on and off, each naming the admin");
+    db.close().await;
+}
+
 /// Uploads `csv` to a lab's seat import (with `replace` ticked or not); a success is
 /// followed to the page it leads to.
 async fn import_seats(admin: &Browser<'_>, lab: i64, csv: &str, replace: bool) -> (u16, String) {
@@ -283,12 +324,7 @@ fn listed_seats(html: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_labs_seat_map_is_edited_and_imported_and_a_bad_line_changes_nothing() {
     let s = Server::start().await;
-    let admin = admin(&s).await;
-    let csrf = admin.csrf().await;
-    assert!(s.cli(&["lab", "add", "Lab 2", "--cidr", "10.0.2.0/24"], None).status.success());
-    let db = s.store().await;
-    let lab = db.int("SELECT id FROM labs WHERE name = 'Lab 2'").await;
-    db.close().await;
+    let (admin, csrf, lab) = admin_with_lab_2(&s).await;
     let seats_page = format!("/admin/labs/{lab}/seats");
 
     // The Labs page links each lab to its seats.

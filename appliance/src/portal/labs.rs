@@ -1,5 +1,6 @@
 //! Labs: names and address ranges (CIDR), validated; ranges that overlap another lab's are
-//! refused with the lab they collide with; each lab links to its seat map (`lab_seats`).
+//! refused with the lab they collide with; each lab links to its seat map (`lab_seats`) and
+//! has its exam-mode switch (README "Exam mode").
 //! The rules, the writes and the audit are `lab_admin`'s; this page parses the forms and
 //! shows the result.
 
@@ -35,6 +36,8 @@ pub struct LabView {
     pub online: usize,
     /// How many seats its seat map names.
     pub seats: i64,
+    /// In exam mode.
+    pub exam: bool,
 }
 
 #[derive(Template, WebTemplate)]
@@ -55,6 +58,7 @@ pub async fn page(
     let ranges = labs::ranges(&state.db).await?;
     let online = state.signaling.with_hub(|h| h.online_by_lab());
     let seat_counts = seats::counts(&state.db).await?;
+    let exams = labs::in_exam(&state.db).await?;
     let views = labs::list(&state.db)
         .await?
         .into_iter()
@@ -62,6 +66,7 @@ pub async fn page(
             ranges: ranges.iter().filter(|r| r.lab == l.name).map(|r| r.cidr.as_str()).collect::<Vec<_>>().join("\n"),
             online: online.iter().find(|(lab, _)| *lab == l.name).map(|(_, n)| *n).unwrap_or(0),
             seats: seat_counts.iter().find(|(id, _)| *id == l.id).map(|(_, n)| *n).unwrap_or(0),
+            exam: exams.contains(&l.name),
             id: l.id,
             name: l.name,
         })
@@ -110,8 +115,50 @@ pub async fn delete(
     Ok(done("/admin/labs", &format!("Deleted lab {}.", lab.name)))
 }
 
+#[derive(Deserialize)]
+pub struct PolicyForm {
+    exam: String,
+}
+
+/// The exam-mode switch: `exam` is `on` or `off`.
+fn exam_switch(value: &str) -> Result<bool, PortalError> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(PortalError::BadRequest(format!("exam mode is \"on\" or \"off\", not {other:?}"))),
+    }
+}
+
+pub async fn policy(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    PortalForm { portal, form: f, .. }: PortalForm<UsersManage, PolicyForm>,
+) -> Result<Response, PortalError> {
+    let on = exam_switch(&f.exam)?;
+    let lab = lab_admin::lab_with_id(&state.db, id).await?;
+    let notice = match (lab_admin::set_exam(&state.db, &portal.actor, &lab, on).await?, on) {
+        (true, true) => format!(
+            "{} is in exam mode: its students can no longer send or receive files one to one, and see only its instructors.",
+            lab.name
+        ),
+        (true, false) => format!("Exam mode of {} ended: its students can send and receive again.", lab.name),
+        (false, true) => format!("{} is in exam mode already.", lab.name),
+        (false, false) => format!("{} is not in exam mode.", lab.name),
+    };
+    Ok(done("/admin/labs", &notice))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_exam_switch_takes_on_or_off_only() {
+        assert!(super::exam_switch("on").unwrap());
+        assert!(!super::exam_switch("off").unwrap());
+        for bad in ["", "ON", "yes", "1"] {
+            assert!(super::exam_switch(bad).is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn ranges_split_on_lines_commas_and_spaces() {
         assert_eq!(
