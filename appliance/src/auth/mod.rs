@@ -15,6 +15,7 @@
 //!   since another site cannot make a browser send it.
 
 pub mod csrf;
+pub mod jwt;
 pub mod login;
 pub mod password;
 pub mod throttle;

@@ -1,14 +1,9 @@
 //! Session tokens: HS256 JWTs whose `jti` names a row of the sessions table.
 //!
-//! jsonwebtoken 11 needs a crypto backend at run time. Its bundled ones pull aws-lc-rs or
-//! RSA code we do not use, so this module installs a small HMAC-only provider on `ring`
-//! (the one crypto library of the whole binary). Only HS256 is accepted; `alg: none`,
-//! other algorithms, wrong keys and expired tokens are refused.
+//! Signed and checked with jsonwebtoken on ring (`auth::jwt`). Only HS256 is accepted;
+//! `alg: none`, other algorithms, wrong keys and expired tokens are refused.
 
-use std::sync::Once;
-
-use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
-use jsonwebtoken::errors::{ErrorKind, Result as JwtResult};
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +27,7 @@ pub struct TokenKeys {
 
 impl TokenKeys {
     pub fn new(secret: &[u8]) -> Self {
-        install_provider();
+        super::jwt::install();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.leeway = 5;
@@ -54,59 +49,6 @@ impl TokenKeys {
             }),
         }
     }
-}
-
-struct RingHs256(ring::hmac::Key);
-
-impl signature::Signer<Vec<u8>> for RingHs256 {
-    fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, signature::Error> {
-        Ok(ring::hmac::sign(&self.0, msg).as_ref().to_vec())
-    }
-}
-
-impl signature::Verifier<Vec<u8>> for RingHs256 {
-    fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> Result<(), signature::Error> {
-        ring::hmac::verify(&self.0, msg, sig).map_err(|_| signature::Error::new())
-    }
-}
-
-impl JwtSigner for RingHs256 {
-    fn algorithm(&self) -> Algorithm {
-        Algorithm::HS256
-    }
-}
-
-impl JwtVerifier for RingHs256 {
-    fn algorithm(&self) -> Algorithm {
-        Algorithm::HS256
-    }
-}
-
-fn signer(alg: &Algorithm, key: &EncodingKey) -> JwtResult<Box<dyn JwtSigner>> {
-    match alg {
-        Algorithm::HS256 => Ok(Box::new(RingHs256(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes())))),
-        _ => Err(ErrorKind::InvalidAlgorithm.into()),
-    }
-}
-
-fn verifier(alg: &Algorithm, key: &DecodingKey) -> JwtResult<Box<dyn JwtVerifier>> {
-    match alg {
-        Algorithm::HS256 => {
-            Ok(Box::new(RingHs256(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.try_get_as_bytes()?))))
-        }
-        _ => Err(ErrorKind::InvalidAlgorithm.into()),
-    }
-}
-
-static PROVIDER: CryptoProvider =
-    CryptoProvider { signer_factory: signer, verifier_factory: verifier, key_utils: KeyUtils::new_unimplemented() };
-
-fn install_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Fails only if another provider was installed first, which this binary never does.
-        let _ = PROVIDER.install_default();
-    });
 }
 
 #[cfg(test)]
