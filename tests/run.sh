@@ -24,6 +24,9 @@ bash packaging/build-deps.sh coturn slapd ldap-utils openssl
 step "web client (npm ci, type check)"
 (cd web-client && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck)
 
+step "OpenID provider of the sign-in tests (npm ci in tests/oidc: oidc-provider)"
+(cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -45,6 +45,19 @@ pub enum LoginFailure {
     /// A right local password, while `auth.local_sign_in = admins` and the role does not
     /// manage users.
     LocalSignInOff,
+    /// OpenID: the callback's `state` was unknown, used, expired or from another browser.
+    InvalidState,
+    /// OpenID: the provider refused the code, or its ID token failed a check.
+    TokenInvalid,
+    /// OpenID: the provider sent the person back with an error (they cancelled, or it
+    /// refused them).
+    ProviderRefused,
+    /// OpenID: the provider did not answer.
+    ProviderUnreachable,
+    /// The username belongs to an account that signs in another way.
+    AccountConflict,
+    /// The provider's username is not a valid LabBeam username.
+    UsernameUnusable,
 }
 
 impl LoginFailure {
@@ -58,6 +71,12 @@ impl LoginFailure {
             LoginFailure::NotInMappedGroup => "not_in_mapped_group",
             LoginFailure::SourceOff => "source_off",
             LoginFailure::LocalSignInOff => "local_sign_in_off",
+            LoginFailure::InvalidState => "invalid_state",
+            LoginFailure::TokenInvalid => "token_invalid",
+            LoginFailure::ProviderRefused => "provider_refused",
+            LoginFailure::ProviderUnreachable => "provider_unreachable",
+            LoginFailure::AccountConflict => "account_conflict",
+            LoginFailure::UsernameUnusable => "username_unusable",
         }
     }
 }

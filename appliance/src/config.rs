@@ -173,6 +173,151 @@ pub struct AuthConfig {
     pub ldap: Option<LdapConfig>,
     /// `[[auth.role_map]]`: directory groups to roles and labs, first match wins for the role.
     pub role_map: Vec<RoleRule>,
+    /// `[[auth.oidc]]`: OpenID providers people may sign in with (`oidc` module), one table
+    /// each, shown as one "Sign in with …" button each.
+    pub oidc: Vec<OidcConfig>,
+}
+
+/// `[[auth.oidc]]`: one OpenID provider (Keycloak, Entra ID, Google Workspace, a SAML bridge
+/// speaking OpenID Connect). README "Campus sign-in".
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// Shown on the sign-in button ("Sign in with Campus SSO"); its slug names the provider
+    /// in URLs (`/api/auth/oidc/campus-sso/start`).
+    pub name: String,
+    /// The issuer, exactly as the provider's discovery document and ID tokens give it
+    /// (`https://…`; `/.well-known/openid-configuration` is read below it).
+    pub issuer: String,
+    pub client_id: String,
+    /// A file holding the client secret (never the TOML itself).
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes asked for; `openid` is always among them.
+    pub scopes: Vec<String>,
+    /// The claim holding the LabBeam username.
+    pub username_claim: String,
+    /// The claim holding the name shown to others.
+    pub display_name_claim: String,
+    /// The claim listing the person's groups, matched against `[[auth.role_map]] group`.
+    /// Empty: no groups (everyone gets `default_role`).
+    pub groups_claim: String,
+    /// Signature algorithms accepted on ID tokens. `none` and the HMAC ones (HS256…) are
+    /// never accepted.
+    pub algorithms: Vec<String>,
+    /// The CA certificate(s) (PEM) the provider's certificate must chain to. Unset: the
+    /// system's trusted CAs.
+    pub ca_file: Option<PathBuf>,
+    /// The URL the provider sends people back to, as registered there. Unset:
+    /// `https://<the host the browser used>/api/auth/oidc/<slug>/callback`.
+    pub redirect_uri: Option<String>,
+    /// Seconds one request to the provider may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret_file: None,
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            username_claim: "preferred_username".into(),
+            display_name_claim: "name".into(),
+            groups_claim: "groups".into(),
+            algorithms: OIDC_ALGORITHMS.iter().map(|a| a.to_string()).collect(),
+            ca_file: None,
+            redirect_uri: None,
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// A secret kept in a file of its own (a service password, a client secret): its text without
+/// the line end; missing, unreadable or empty stops `serve` with a line naming `what`.
+pub fn read_secret_file(file: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {what} {}", file.display()))?;
+    let secret = text.trim_end_matches(['\r', '\n']).to_string();
+    if secret.is_empty() {
+        anyhow::bail!("{what} {} is empty", file.display());
+    }
+    Ok(secret)
+}
+
+/// The signature algorithms an ID token may use: every public-key one ring verifies.
+pub const OIDC_ALGORITHMS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+
+impl OidcConfig {
+    /// The provider's name in URLs: its name in lowercase, runs of other characters as `-`.
+    pub fn slug(&self) -> String {
+        let mut slug = String::new();
+        for c in self.name.trim().chars() {
+            if c.is_ascii_alphanumeric() {
+                slug.push(c.to_ascii_lowercase());
+            } else if !slug.ends_with('-') && !slug.is_empty() {
+                slug.push('-');
+            }
+        }
+        slug.trim_end_matches('-').to_string()
+    }
+
+    fn validate(&self, i: usize) -> Result<(), String> {
+        let at = format!("auth.oidc provider {}", i + 1);
+        if self.name.trim().is_empty() || self.slug().is_empty() {
+            return Err(format!("{at} needs name, with at least one letter or digit (shown on its button)"));
+        }
+        if self.slug().chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!(
+                "{at}: name {:?} must not be only digits (digits name providers by position)",
+                self.name
+            ));
+        }
+        let issuer = self.issuer.trim();
+        if !issuer.starts_with("https://") || issuer.len() <= "https://".len() {
+            return Err(format!(
+                "{at} ({}): issuer must be an https:// URL, exactly as the provider gives it",
+                self.name
+            ));
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(format!("{at} ({}) needs client_id", self.name));
+        }
+        if self.client_secret_file.is_none() {
+            return Err(format!(
+                "{at} ({}) needs client_secret_file: a file holding the client secret (never the TOML itself)",
+                self.name
+            ));
+        }
+        if !self.scopes.iter().any(|s| s == "openid") {
+            return Err(format!("{at} ({}): scopes must include \"openid\"", self.name));
+        }
+        if self.username_claim.trim().is_empty() {
+            return Err(format!("{at} ({}): username_claim must not be empty", self.name));
+        }
+        if self.algorithms.is_empty() {
+            return Err(format!("{at} ({}): algorithms must list at least one", self.name));
+        }
+        for alg in &self.algorithms {
+            if !OIDC_ALGORITHMS.contains(&alg.as_str()) {
+                return Err(format!(
+                    "{at} ({}): algorithm {alg:?} is not accepted; choose among {}",
+                    self.name,
+                    OIDC_ALGORITHMS.join(", ")
+                ));
+            }
+        }
+        if let Some(uri) = &self.redirect_uri
+            && !uri.starts_with("https://")
+        {
+            return Err(format!("{at} ({}): redirect_uri must be an https:// URL", self.name));
+        }
+        if !(1..=120).contains(&self.timeout_secs) {
+            return Err(format!("{at} ({}): timeout_secs must be between 1 and 120", self.name));
+        }
+        Ok(())
+    }
 }
 
 /// `[auth.ldap]`: the campus directory (`directory` module; README "Campus sign-in").
@@ -360,6 +505,7 @@ impl Default for AuthConfig {
             default_role: None,
             ldap: None,
             role_map: Vec::new(),
+            oidc: Vec::new(),
         }
     }
 }
@@ -506,6 +652,15 @@ impl Config {
             if rule.group.trim().is_empty() || rule.role.trim().is_empty() {
                 return bad(format!("auth.role_map rule {} needs group and role", i + 1));
             }
+        }
+        let mut slugs: Vec<String> = Vec::new();
+        for (i, provider) in a.oidc.iter().enumerate() {
+            provider.validate(i).map_err(ConfigError::Invalid)?;
+            let slug = provider.slug();
+            if slugs.contains(&slug) {
+                return bad(format!("auth.oidc: two providers are named {slug:?}; give each its own name"));
+            }
+            slugs.push(slug);
         }
         if a.default_role.as_deref().is_some_and(|r| r.trim().is_empty()) {
             return bad("auth.default_role must name a role, or be left out".into());
@@ -894,6 +1049,9 @@ mod tests {
                 Value::Null => "unset".into(),
                 Value::String(s) if s.is_empty() => "unset".into(),
                 Value::Array(a) if a.is_empty() => "empty".into(),
+                Value::Array(a) if a.iter().all(Value::is_string) => {
+                    a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")
+                }
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             }
@@ -906,11 +1064,12 @@ mod tests {
         vec![
             ("auth.ldap", serde_json::to_value(LdapConfig::default()).unwrap()),
             ("auth.role_map", serde_json::to_value(RoleRule::default()).unwrap()),
+            ("auth.oidc", serde_json::to_value(OidcConfig::default()).unwrap()),
         ]
     }
 
     /// Arrays of tables: set in the file only, never by a variable.
-    const ARRAY_TABLES: &[&str] = &["auth.role_map"];
+    const ARRAY_TABLES: &[&str] = &["auth.role_map", "auth.oidc"];
 
     fn config_keys() -> Vec<Key> {
         let Value::Object(top) = serde_json::to_value(Config::default()).unwrap() else {
@@ -1266,6 +1425,33 @@ mod tests {
             (format!("{LDAP}nested_groups = \"search\"\n"), "group_base"),
             (format!("{LDAP}bind_password = \"secret\"\n"), "bind_password"),
             ("[[auth.role_map]]\nrole = \"admin\"\n".to_string(), "needs group and role"),
+        ] {
+            let e = load_file(&bad, &[]).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn openid_providers_are_configured_one_table_each_and_checked() {
+        const OIDC: &str = "[[auth.oidc]]\nname = \"Campus SSO\"\nissuer = \"https://sso.campus.example/realms/c\"\n\
+                            client_id = \"labbeam\"\nclient_secret_file = \"/etc/labbeam/oidc-secret\"\n";
+        let c = load_file(&format!("{OIDC}{}", OIDC.replace("Campus SSO", "Google Workspace")), &[]).unwrap();
+        let slugs: Vec<String> = c.auth.oidc.iter().map(OidcConfig::slug).collect();
+        assert_eq!(slugs, ["campus-sso", "google-workspace"]);
+        assert_eq!(c.auth.oidc[0].username_claim, "preferred_username");
+        assert_eq!(c.auth.oidc[0].scopes, ["openid", "profile", "email"]);
+        let named = |name: &str| OidcConfig { name: name.into(), ..OidcConfig::default() }.slug();
+        assert_eq!(named("  Uni Köln -- SSO!  "), "uni-k-ln-sso");
+        for (bad, says) in [
+            (OIDC.replace("https://sso", "http://sso"), "https://"),
+            (OIDC.replace("client_secret_file = \"/etc/labbeam/oidc-secret\"\n", ""), "client_secret_file"),
+            (OIDC.replace("Campus SSO", "2024"), "only digits"),
+            (OIDC.replace("Campus SSO", "!!"), "needs name"),
+            (format!("{OIDC}scopes = [\"profile\"]\n"), "openid"),
+            (format!("{OIDC}algorithms = [\"none\"]\n"), "is not accepted"),
+            (format!("{OIDC}algorithms = [\"HS256\"]\n"), "is not accepted"),
+            (format!("{OIDC}client_secret = \"x\"\n"), "client_secret"),
+            (format!("{OIDC}{}", OIDC.replace("Campus SSO", "campus sso")), "two providers"),
         ] {
             let e = load_file(&bad, &[]).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");

@@ -19,6 +19,7 @@ mod lab_admin;
 mod labs;
 mod metrics;
 mod net;
+mod oidc;
 mod permission;
 mod portal;
 mod seats;

@@ -33,15 +33,19 @@ pub struct Inner {
     pub ice_runs: crate::health::IceGate,
     /// The campus directory, when `[auth.ldap]` is set.
     pub directory: Option<Arc<crate::directory::Directory>>,
+    /// The OpenID providers of `[[auth.oidc]]` (none when unset).
+    pub oidc: crate::oidc::Providers,
 }
 
 impl AppState {
-    /// Fails when `[auth.ldap]`'s files (service password, CA) cannot be read.
+    /// Fails when `[auth.ldap]`'s or `[[auth.oidc]]`'s files (passwords, secrets, CAs) cannot
+    /// be read.
     pub fn new(config: Config, db: Store, jwt_secret: &[u8]) -> anyhow::Result<Self> {
         let directory = match &config.auth.ldap {
             Some(ldap) => Some(Arc::new(crate::directory::Directory::from_config(ldap)?)),
             None => None,
         };
+        let oidc = crate::oidc::Providers::from_config(&config.auth.oidc)?;
         let a = &config.auth;
         let throttle = LoginThrottle::new(
             a.max_failures_per_user,
@@ -60,6 +64,7 @@ impl AppState {
             access_changes: tokio::sync::watch::Sender::new(0),
             ice_runs: Default::default(),
             directory,
+            oidc,
         })))
     }
 }

@@ -4,6 +4,8 @@
 //! names changes (order and case do not count: a browser compares names without either).
 //! Its SHA-256 fingerprint is printed so users can check what their browser shows.
 //! `inspect` is the read-only look that `labbeam doctor` reports: it never generates.
+//! `client_config` is the other direction: LabBeam connecting to the campus directory or an
+//! OpenID provider.
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -158,6 +160,44 @@ fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
     digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+/// TLS for LabBeam's own connections to campus services (`what` names the config table in
+/// errors): rustls on ring, trusting the CA certificates in `ca_file`, or the system's when
+/// it is unset.
+pub fn client_config(ca_file: Option<&Path>, what: &str) -> anyhow::Result<rustls::ClientConfig> {
+    use anyhow::Context;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).with_context(|| format!("cannot read {what} ca_file {}", path.display()))?;
+            let mut found = 0;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.with_context(|| format!("{what} ca_file {} is not PEM", path.display()))?;
+                roots.add(cert).with_context(|| format!("{what} ca_file {}: a bad certificate", path.display()))?;
+                found += 1;
+            }
+            if found == 0 {
+                anyhow::bail!("{what} ca_file {} holds no certificate", path.display());
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A system store with one odd certificate still serves with the others.
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                anyhow::bail!(
+                    "{what}: this machine has no trusted CA certificates (install ca-certificates) and ca_file is unset"
+                );
+            }
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .with_context(|| format!("TLS for {what}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 #[cfg(test)]

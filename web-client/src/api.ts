@@ -28,6 +28,14 @@ export interface User {
   readonly source: string;
 }
 
+/** An OpenID provider of the campus, as the sign-in page offers it. */
+export interface SignInProvider {
+  readonly id: string;
+  readonly name: string;
+  /** Where the browser goes to sign in there (a path of this server). */
+  readonly startUrl: string;
+}
+
 /** Error codes the server documents, plus the ones this module makes for failures without a body. */
 export type ApiErrorCode =
   | 'invalid_request'
@@ -100,8 +108,19 @@ export class ApiClient {
   }
 
   /** Revokes the session server-side. */
-  async logout(): Promise<void> {
-    await this.#request('POST', '/api/auth/logout', {});
+  /**
+   * Ends the session. Returns the identity provider's end-session URL when the session came from
+   * one (the caller sends the browser there, so the provider's session ends too), else `null`.
+   */
+  async logout(): Promise<string | null> {
+    const answer = await this.#request('POST', '/api/auth/logout', {});
+    const url = field(answer, 'endSessionUrl');
+    return typeof url === 'string' && url.startsWith('https://') ? url : null;
+  }
+
+  /** The campus identity providers people may sign in with ("Sign in with …" buttons). */
+  async signInProviders(): Promise<SignInProvider[]> {
+    return decodeProviders(await this.#request('GET', '/api/auth/providers', undefined, { reportAuthErrors: false }));
   }
 
   /** Fails with `invalid_credentials` when `currentPassword` is wrong, `weak_password` when the server refuses the new one. */
@@ -255,6 +274,20 @@ function malformed(what: string): ApiError {
  * Strict on what identifies the account, lenient on the rest so an older server
  * (no `must_change_password`) still works.
  */
+export function decodeProviders(value: unknown): SignInProvider[] {
+  const list = field(value, 'providers');
+  if (!Array.isArray(list)) throw malformed('providers');
+  return list.flatMap((p: unknown) => {
+    const id = field(p, 'id');
+    const name = field(p, 'name');
+    const startUrl = field(p, 'startUrl');
+    // Only this server's own paths: the button never leads anywhere else directly.
+    if (typeof id !== 'string' || typeof name !== 'string' || typeof startUrl !== 'string') return [];
+    if (!startUrl.startsWith('/api/auth/oidc/')) return [];
+    return [{ id, name, startUrl }];
+  });
+}
+
 export function decodeUser(value: unknown): User {
   if (!isRecord(value)) throw malformed('an account record');
   const { id, username, display_name: displayName, role, permissions, must_change_password: mustChange, source } = value;

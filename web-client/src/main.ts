@@ -131,7 +131,13 @@ class App {
     button.disabled = true;
     this.#shell.clearAlert();
     try {
-      await this.#api.logout();
+      const endSessionUrl = await this.#api.logout();
+      if (endSessionUrl !== null) {
+        // Signed in through the campus identity provider: end its session too (it sends the
+        // browser back to this page afterwards).
+        window.location.assign(endSessionUrl);
+        return;
+      }
     } catch (error) {
       // An already-ended session is signed out all the same; anything else means the server
       // may still hold it, which matters on a shared lab PC, so say so and stay signed in.

@@ -42,3 +42,23 @@ test("the history asks for the caller's own transfers and keeps both sides' acco
   assert.equal(got?.senderId, 7);
   assert.equal(got?.receiverId, null);
 });
+
+test("sign-in providers are this server's own start links; anything else is left out", async () => {
+  const { fetch } = recorder({
+    providers: [
+      { id: 'campus-sso', position: 0, name: 'Campus SSO', startUrl: '/api/auth/oidc/campus-sso/start' },
+      { id: 'evil', position: 1, name: 'Evil', startUrl: 'https://evil.example/start' },
+      { id: 7, name: 'Broken', startUrl: '/api/auth/oidc/7/start' },
+    ],
+  });
+  const list = await new ApiClient({ fetch }).signInProviders();
+  assert.deepEqual(list, [{ id: 'campus-sso', name: 'Campus SSO', startUrl: '/api/auth/oidc/campus-sso/start' }]);
+});
+
+test("signing out gives the identity provider's end-session URL when there is one", async () => {
+  const url = 'https://sso.example/session/end?id_token_hint=x';
+  assert.equal(await new ApiClient({ fetch: recorder({ ok: true, endSessionUrl: url }).fetch }).logout(), url);
+  assert.equal(await new ApiClient({ fetch: recorder({ ok: true }).fetch }).logout(), null);
+  const plain = recorder({ ok: true, endSessionUrl: 'javascript:alert(1)' }).fetch;
+  assert.equal(await new ApiClient({ fetch: plain }).logout(), null);
+});

@@ -50,11 +50,18 @@ pub async fn logout(
     ClientAddr(addr): ClientAddr,
     AnySession(user): AnySession,
 ) -> Result<Response, ApiError> {
+    let end_session_url = sessions::end_session_url(&state.db, &user.session_id).await?;
     sessions::revoke(&state.db, &user.session_id).await?;
     state.signaling.disconnect_sessions(std::slice::from_ref(&user.session_id)).await;
     let actor = Actor { user_id: Some(user.id), username: user.username.clone(), client_addr: addr.to_string() };
     audit::record(&state.db, &actor, AuditEvent::LoggedOut { username: &user.username }).await?;
-    let mut response = Json(json!({ "ok": true })).into_response();
+    // Signed in through an OpenID provider with an end-session endpoint: the client takes
+    // the browser there, so the provider's session ends too.
+    let body = match end_session_url {
+        Some(url) => json!({ "ok": true, "endSessionUrl": url }),
+        None => json!({ "ok": true }),
+    };
+    let mut response = Json(body).into_response();
     response.headers_mut().insert(header::SET_COOKIE, login::session_cookie("", 0)?);
     Ok(response)
 }

@@ -93,6 +93,12 @@ impl From<AuthError> for ApiError {
             AuthError::DirectoryUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "directory_unavailable"),
             AuthError::NotPermitted => (StatusCode::FORBIDDEN, "not_permitted"),
             AuthError::LocalSignInOff => (StatusCode::FORBIDDEN, "local_sign_in_off"),
+            AuthError::SignInExpired => (StatusCode::BAD_REQUEST, "invalid_state"),
+            AuthError::ProviderUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable"),
+            AuthError::ProviderRefused(_) => (StatusCode::UNAUTHORIZED, "provider_refused"),
+            AuthError::ProviderTokenInvalid => (StatusCode::UNAUTHORIZED, "token_invalid"),
+            AuthError::AccountConflict => (StatusCode::CONFLICT, "account_conflict"),
+            AuthError::UsernameUnusable(_) => (StatusCode::FORBIDDEN, "username_unusable"),
         };
         let mut api = ApiError::new(status, code, message);
         if let AuthError::DirectoryUnavailable = e {

@@ -6,6 +6,7 @@ mod auth;
 mod connection_tests;
 pub mod error;
 mod ice;
+mod oidc;
 mod transfers;
 mod users;
 
@@ -20,6 +21,9 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/providers", get(oidc::providers))
+        .route("/auth/oidc/{provider}/start", get(oidc::start))
+        .route("/auth/oidc/{provider}/callback", get(oidc::callback))
         .route("/me", get(auth::me))
         .route("/me/password", post(auth::change_password))
         .route("/ice-servers", get(ice::ice_servers))

@@ -96,6 +96,18 @@ pub async fn attempt(
     }
 
     attempt.succeeded();
+    open_session(state, user, source, addr, user_agent).await
+}
+
+/// Opens a session for `user`, whom `source` has just vouched for: the session row, its
+/// token, the audit row. Every door in (password, directory, OpenID provider) ends here.
+pub async fn open_session(
+    state: &AppState,
+    user: User,
+    source: Source,
+    addr: IpAddr,
+    user_agent: &str,
+) -> Result<LoginOk, AuthError> {
     let ttl = state.config.auth.session_ttl_secs as i64;
     let now = db::now();
     let session_id = random_hex(16)?;
@@ -104,7 +116,7 @@ pub async fn attempt(
     let token =
         state.tokens.sign(&Claims { sub: user.id.to_string(), jti: session_id.clone(), iat: now, exp: now + ttl })?;
     users::touch_login(&state.db, user.id).await?;
-    let actor = Actor { user_id: Some(user.id), ..actor };
+    let actor = Actor { user_id: Some(user.id), username: user.username.clone(), client_addr: addr.to_string() };
     audit::record(&state.db, &actor, AuditEvent::LoginSucceeded { username: &user.username, source: source.as_str() })
         .await?;
     state.metrics.login("success");
@@ -218,7 +230,7 @@ where
         fail(LoginFailure::UnknownUser, Source::Ldap).await?;
         return Err(AuthError::InvalidCredentials);
     }
-    match admit::admit(&state.db, &state.config.auth, &person, existing, &addr.to_string()).await {
+    match admit::admit(&state.db, &state.config.auth, (&person).into(), existing, &addr.to_string()).await {
         Ok(Admission::Admitted(user)) => Ok((*user, attempt)),
         Ok(Admission::NoRole) => {
             // The password was right: not a guess.

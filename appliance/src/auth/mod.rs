@@ -76,6 +76,25 @@ pub enum AuthError {
     /// `auth.local_sign_in = admins` and the account does not manage users.
     #[error("sign in with your campus account: LabBeam passwords are for administrators only here")]
     LocalSignInOff,
+    /// An OpenID callback whose `state` is unknown, used, expired, or from another browser.
+    #[error("this sign-in has expired or was already used; start it again")]
+    SignInExpired,
+    /// The OpenID provider (named) could not be reached.
+    #[error("{0} cannot be reached right now; try again in a minute")]
+    ProviderUnavailable(String),
+    /// The OpenID provider sent the person back without signing them in (its error code).
+    #[error("the identity provider did not sign you in ({0})")]
+    ProviderRefused(String),
+    /// The provider's code or ID token did not pass the checks.
+    #[error("the identity provider's answer could not be verified; start the sign-in again")]
+    ProviderTokenInvalid,
+    /// The username belongs to an account that signs in another way (a local account, the
+    /// directory, or another provider's person).
+    #[error("a LabBeam account with your username signs in another way; ask the lab's administrator")]
+    AccountConflict,
+    /// The provider's username is not one LabBeam accepts.
+    #[error("your campus username {0:?} cannot be used in LabBeam; ask the lab's administrator")]
+    UsernameUnusable(String),
     /// The database cannot be reached (the detail is for the log).
     #[error("{}", crate::db::UNAVAILABLE_MESSAGE)]
     StoreUnavailable(String),

@@ -50,8 +50,10 @@ pub const TABLES: [&str; 14] = [
 ];
 
 /// The schema's tables that are not copied. The access counter keeps the target's value and
-/// is bumped once, so a server running on the target re-reads who may do what.
-pub const NOT_COPIED: [&str; 1] = ["access_generation"];
+/// is bumped once, so a server running on the target re-reads who may do what. OpenID sign-ins
+/// in progress live ten minutes and are bound to the server that started them: a copy is
+/// made with the servers stopped, and a browser mid-way simply starts again.
+pub const NOT_COPIED: [&str; 2] = ["access_generation", "oidc_flows"];
 
 /// Bound parameters in one INSERT at most: under SQLite's limit (32,766 since 3.32; the
 /// bundled library is newer) and PostgreSQL's (65,535).

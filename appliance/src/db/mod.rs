@@ -22,6 +22,7 @@ pub mod connection_tests;
 pub mod copy;
 pub mod dialect;
 pub mod labs;
+pub mod oidc_flows;
 pub mod roles;
 pub mod seats;
 pub mod sessions;

@@ -154,6 +154,26 @@ pub async fn purge_ended(store: &Store, keep_secs: i64) -> Result<u64, DbError> 
     })
 }
 
+/// Where signing out of session `id` sends the browser (an OpenID provider's end-session
+/// URL), set once at sign-in.
+pub async fn set_end_session_url(store: &Store, id: &str, url: &str) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        sqlx::query("UPDATE sessions SET end_session_url = $1 WHERE id = $2").bind(url).bind(id).execute(pool).await?;
+        Ok(())
+    })
+}
+
+/// The end-session URL set for session `id`, if any.
+pub async fn end_session_url(store: &Store, id: &str) -> Result<Option<String>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_scalar::<_, Option<String>>("SELECT end_session_url FROM sessions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .flatten())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

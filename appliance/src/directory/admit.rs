@@ -44,41 +44,68 @@ fn directory_actor(client_addr: &str) -> Actor {
     Actor { user_id: None, username: "directory".into(), client_addr: client_addr.into() }
 }
 
-/// Makes or updates `person`'s account (`existing`: the account with their username, which
-/// the caller found to be a directory account, or none).
+/// Who a campus sign-in says someone is: the directory's entry, or an OpenID provider's
+/// claims. Both go through the same role map.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    pub source: Source,
+    /// The directory DN, or `issuer#subject` for an OpenID provider.
+    pub external_id: &'a str,
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub groups: &'a [String],
+}
+
+impl<'a> From<&'a Person> for Identity<'a> {
+    fn from(person: &'a Person) -> Self {
+        Identity {
+            source: Source::Ldap,
+            external_id: &person.dn,
+            username: &person.username,
+            display_name: &person.display_name,
+            groups: &person.groups,
+        }
+    }
+}
+
+/// Makes or updates the account of `person` (`existing`: the account with their username,
+/// which the caller found to be one of `person.source`, or none).
 pub async fn admit(
     store: &Store,
     auth: &AuthConfig,
-    person: &Person,
+    person: Identity<'_>,
     existing: Option<User>,
     client_addr: &str,
 ) -> Result<Admission, AdmitError> {
-    let Some(mapping) = role_map::map(&auth.role_map, auth.default_role.as_deref(), &person.groups) else {
+    let Some(mapping) = role_map::map(&auth.role_map, auth.default_role.as_deref(), person.groups) else {
         return Ok(Admission::NoRole);
     };
     let Some(role) = roles::by_name(store, &mapping.role).await? else {
         return Err(AdmitError::UnknownRole(mapping.role));
     };
-    let display = crate::text::clean_text(&person.display_name, 64);
-    let display = if display.is_empty() { person.username.clone() } else { display };
-    let actor = directory_actor(client_addr);
+    let display = crate::text::clean_text(person.display_name, 64);
+    let display = if display.is_empty() { person.username.to_string() } else { display };
+    let actor = match person.source {
+        Source::Oidc => Actor { user_id: None, username: "oidc".into(), client_addr: client_addr.into() },
+        _ => directory_actor(client_addr),
+    };
     let now = db::now();
     let id = match existing {
         None => {
-            crate::accounts::check_username(&person.username)
-                .map_err(|_| AdmitError::InvalidUsername(person.username.clone()))?;
+            crate::accounts::check_username(person.username)
+                .map_err(|_| AdmitError::InvalidUsername(person.username.to_string()))?;
             let id = users::create_external(
                 store,
                 &NewExternal {
-                    username: &person.username,
+                    username: person.username,
                     display_name: &display,
                     role_id: role.id,
-                    source: Source::Ldap,
-                    external_id: &person.dn,
+                    source: person.source,
+                    external_id: person.external_id,
                 },
             )
             .await?;
-            audit::record(store, &actor, AuditEvent::UserCreated { username: &person.username, role: &role.name })
+            audit::record(store, &actor, AuditEvent::UserCreated { username: person.username, role: &role.name })
                 .await?;
             id
         }
@@ -93,11 +120,11 @@ pub async fn admit(
                 )
                 .await?;
             }
-            users::update_external(store, user.id, &display, role.id, &person.dn, now).await?;
+            users::update_external(store, user.id, &display, role.id, person.external_id, now).await?;
             user.id
         }
     };
-    set_labs(store, &actor, id, &person.username, &mapping).await?;
+    set_labs(store, &actor, id, person.username, &mapping).await?;
     match users::by_id(store, id).await? {
         Some(user) => Ok(Admission::Admitted(Box::new(user))),
         None => Err(AdmitError::Db(DbError::NotFound(format!("user {}", person.username)))),
@@ -172,11 +199,13 @@ pub async fn refresh_once(state: &AppState, directory: &Directory) -> Result<(),
         };
         match person {
             None => end_access(&state.db, &user, "no longer listed by the directory").await?,
-            Some(person) => match admit(&state.db, &state.config.auth, &person, Some(user.clone()), "").await {
-                Ok(Admission::Admitted(_)) => {}
-                Ok(Admission::NoRole) => end_access(&state.db, &user, "no longer in a mapped group").await?,
-                Err(e) => tracing::warn!(user = %user.username, error = %e, "cannot apply the directory's groups"),
-            },
+            Some(person) => {
+                match admit(&state.db, &state.config.auth, (&person).into(), Some(user.clone()), "").await {
+                    Ok(Admission::Admitted(_)) => {}
+                    Ok(Admission::NoRole) => end_access(&state.db, &user, "no longer in a mapped group").await?,
+                    Err(e) => tracing::warn!(user = %user.username, error = %e, "cannot apply the directory's groups"),
+                }
+            }
         }
     }
     Ok(())

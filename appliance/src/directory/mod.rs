@@ -104,55 +104,14 @@ impl Directory {
     /// Reads the service account's password and the CA file now, so a mistake stops `serve`
     /// with a clear line instead of failing every sign-in later.
     pub fn from_config(config: &LdapConfig) -> anyhow::Result<Directory> {
-        use anyhow::Context;
         let service = match (&config.bind_dn, &config.bind_password_file) {
-            (Some(dn), Some(file)) => {
-                let text = std::fs::read_to_string(file)
-                    .with_context(|| format!("cannot read auth.ldap bind_password_file {}", file.display()))?;
-                let password = text.trim_end_matches(['\r', '\n']).to_string();
-                if password.is_empty() {
-                    anyhow::bail!("auth.ldap bind_password_file {} is empty", file.display());
-                }
-                Some(ServiceAccount { dn: dn.clone(), password })
-            }
+            (Some(dn), Some(file)) => Some(ServiceAccount {
+                dn: dn.clone(),
+                password: crate::config::read_secret_file(file, "auth.ldap bind_password_file")?,
+            }),
             _ => None,
         };
-        let mut roots = rustls::RootCertStore::empty();
-        match &config.ca_file {
-            Some(path) => {
-                let pem =
-                    std::fs::read(path).with_context(|| format!("cannot read auth.ldap ca_file {}", path.display()))?;
-                let mut found = 0;
-                for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
-                    let cert: rustls::pki_types::CertificateDer<'static> =
-                        cert.with_context(|| format!("auth.ldap ca_file {} is not PEM", path.display()))?;
-                    roots
-                        .add(cert)
-                        .with_context(|| format!("auth.ldap ca_file {}: a bad certificate", path.display()))?;
-                    found += 1;
-                }
-                if found == 0 {
-                    anyhow::bail!("auth.ldap ca_file {} holds no certificate", path.display());
-                }
-            }
-            None => {
-                let native = rustls_native_certs::load_native_certs();
-                for cert in native.certs {
-                    // A system store with one odd certificate still serves with the others.
-                    let _ = roots.add(cert);
-                }
-                if roots.is_empty() {
-                    anyhow::bail!(
-                        "auth.ldap: this machine has no trusted CA certificates (install ca-certificates) and ca_file is unset"
-                    );
-                }
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .context("TLS for the directory")?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = crate::tls::client_config(config.ca_file.as_deref(), "auth.ldap")?;
         Ok(Directory { config: config.clone(), tls: Arc::new(tls), service, pool: tokio::sync::Mutex::new(Vec::new()) })
     }
 

@@ -1,5 +1,6 @@
 //! Authentication: how people sign in here, as configured (`[auth]`, `[auth.ldap]`,
-//! `[[auth.role_map]]`; secrets never shown, only where they are read from), with a "test a
+//! `[[auth.oidc]]`, `[[auth.role_map]]`; secrets never shown, only where they are read
+//! from), with a "test a
 //! user" form that looks a username up in the campus directory (no password) and shows the
 //! groups found and the role and labs they map to.
 
@@ -21,6 +22,12 @@ use crate::state::AppState;
 pub struct Fact {
     pub name: &'static str,
     pub value: String,
+}
+
+/// One `[[auth.oidc]]` provider in words.
+pub struct ProviderView {
+    pub name: String,
+    pub facts: Vec<Fact>,
 }
 
 pub struct RuleView {
@@ -49,6 +56,7 @@ struct AuthPage {
     local: String,
     directory: bool,
     facts: Vec<Fact>,
+    providers: Vec<ProviderView>,
     rules: Vec<RuleView>,
     default_role: String,
     can_look_up: bool,
@@ -162,12 +170,72 @@ async fn render(
         local,
         directory: auth.ldap.is_some(),
         facts: facts(&state.config),
+        providers: providers(state).await,
         rules,
         default_role: auth.default_role.clone().unwrap_or_default(),
         can_look_up: state.directory.as_ref().is_some_and(|d| d.has_service_account()),
         lookup,
     }
     .into_response())
+}
+
+/// `[[auth.oidc]]` in words, with whether the provider answers now (its discovery document,
+/// read as a sign-in would); the client secret is named by its file only.
+async fn providers(state: &AppState) -> Vec<ProviderView> {
+    let mut list = Vec::new();
+    for p in state.oidc.iter() {
+        let c = &p.config;
+        let reached = match p.metadata().await {
+            Ok(m) => format!(
+                "yes: signs in at {}{}",
+                m.authorization_endpoint,
+                if m.end_session_endpoint.is_some() { "; signing out ends its session too" } else { "" }
+            ),
+            Err(e) => format!("no: {e}"),
+        };
+        list.push(ProviderView {
+            name: p.name().to_string(),
+            facts: vec![
+                Fact { name: "Issuer", value: c.issuer.clone() },
+                Fact { name: "Reached", value: reached },
+                Fact {
+                    name: "Client",
+                    value: format!(
+                        "{} (secret read from {})",
+                        c.client_id,
+                        c.client_secret_file.as_ref().map(|f| f.display().to_string()).unwrap_or_default()
+                    ),
+                },
+                Fact {
+                    name: "Callback",
+                    value: c
+                        .redirect_uri
+                        .clone()
+                        .unwrap_or_else(|| format!("https://<this server>/api/auth/oidc/{}/callback", p.slug)),
+                },
+                Fact { name: "Scopes", value: c.scopes.join(" ") },
+                Fact {
+                    name: "Claims",
+                    value: format!(
+                        "username {}, name {}, groups {}",
+                        c.username_claim,
+                        c.display_name_claim,
+                        if c.groups_claim.is_empty() { "none" } else { &c.groups_claim }
+                    ),
+                },
+                Fact { name: "Signatures", value: c.algorithms.join(", ") },
+                Fact {
+                    name: "Trusted CAs",
+                    value: c
+                        .ca_file
+                        .as_ref()
+                        .map(|f| f.display().to_string())
+                        .unwrap_or_else(|| "this machine's".into()),
+                },
+            ],
+        });
+    }
+    list
 }
 
 /// `[auth.ldap]` in words; the service password is named by its file only.

@@ -24,6 +24,18 @@ struct LoginPage {
     next: String,
     username: String,
     error: String,
+    /// One "Sign in with …" button per OpenID provider: its name and start URL.
+    providers: Vec<(String, String)>,
+}
+
+/// The OpenID providers' buttons, coming back to `next` after signing in.
+fn provider_buttons(state: &AppState, next: &str) -> Vec<(String, String)> {
+    let back: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    state
+        .oidc
+        .iter()
+        .map(|p| (p.name().to_string(), format!("/api/auth/oidc/{}/start?return_to={back}", p.slug)))
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -54,11 +66,13 @@ fn page_with_cookie(page: LoginPage) -> Response {
     response
 }
 
-pub async fn form(Query(q): Query<NextQuery>) -> Result<Response, PortalError> {
+pub async fn form(State(state): State<AppState>, Query(q): Query<NextQuery>) -> Result<Response, PortalError> {
     let csrf = login::random_hex(20)?;
+    let next = safe_next(q.next.as_deref());
     Ok(page_with_cookie(LoginPage {
         csrf,
-        next: safe_next(q.next.as_deref()),
+        providers: provider_buttons(&state, &next),
+        next,
         username: String::new(),
         error: String::new(),
     }))
@@ -94,7 +108,13 @@ pub async fn submit(
     let next = safe_next(f.next.as_deref());
     let again = |error: String| -> Result<Response, PortalError> {
         let csrf = login::random_hex(20)?;
-        Ok(page_with_cookie(LoginPage { csrf, next: next.clone(), username: f.username.clone(), error }))
+        Ok(page_with_cookie(LoginPage {
+            csrf,
+            providers: provider_buttons(&state, &next),
+            next: next.clone(),
+            username: f.username.clone(),
+            error,
+        }))
     };
     if f.username.trim().is_empty()
         || f.username.chars().any(char::is_control)
@@ -121,10 +141,12 @@ pub async fn logout(
     State(state): State<AppState>,
     PortalForm { portal, .. }: PortalForm<PortalAccess, NoFields>,
 ) -> Result<Response, PortalError> {
+    let end_session_url = sessions::end_session_url(&state.db, &portal.user.session_id).await?;
     sessions::revoke(&state.db, &portal.user.session_id).await?;
     state.signaling.disconnect_sessions(std::slice::from_ref(&portal.user.session_id)).await;
     audit::record(&state.db, &portal.actor, AuditEvent::LoggedOut { username: &portal.user.username }).await?;
-    let mut response = Redirect::to("/admin/login").into_response();
+    // Signed in through an OpenID provider: its session ends too.
+    let mut response = Redirect::to(end_session_url.as_deref().unwrap_or("/admin/login")).into_response();
     response.headers_mut().insert(header::SET_COOKIE, login::session_cookie("", 0)?);
     Ok(response)
 }
