@@ -1,6 +1,6 @@
-// A file dropped anywhere but on a drop target (the "Choose files" area, a person) must not
-// make the browser open it and leave LabBeam, on the sign-in page too; the drop targets still
-// take files.
+// A file dropped anywhere must never make the browser open it and leave LabBeam. On the
+// signed-in home, a file dropped outside the people and the "Choose files" area is chosen
+// (drop anywhere, drop-anywhere.test.mjs); on the other pages (sign-in, account) it is refused.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -42,17 +42,28 @@ describe('a file dropped outside the drop targets', { skip: !chromiumAvailable()
     assert.equal(page.url(), url);
   }
 
-  test('leaves the signed-in page where it is, and the drop zone still takes files', async () => {
+  test('leaves the signed-in page where it is and chooses the file, wherever it is dropped', async () => {
     const { context, page } = await signIn(browser, s, 'alice');
     const url = page.url();
-    for (const outside of [page.getByTestId('connection-status'), page.locator('#history-title'), page.locator('#transfers-title')]) {
+    for (const outside of [page.getByTestId('connection-status'), page.locator('#history-title'), page.locator('#transfers-title'), page.locator('.drop-zone')]) {
       await dropFiles(page, outside, [file]);
       await stillLabBeam(context, page, url);
+      // The same file dropped again is chosen once.
+      await page.getByTestId('selection').getByText('1 file chosen').waitFor();
     }
     await page.getByTestId('peer-list').waitFor({ state: 'attached' });
-    // The drop zone around "Choose files…" still takes a drop.
-    await dropFiles(page, page.locator('.drop-zone'), [file]);
-    await page.getByTestId('selection').getByText('1 file chosen').waitFor();
+    await context.close();
+  });
+
+  test('leaves the account page where it is, and chooses nothing there', async () => {
+    const { context, page } = await signIn(browser, s, 'alice');
+    await page.getByTestId('open-account').click();
+    await page.getByTestId('account-panel').waitFor();
+    const url = page.url();
+    await dropFiles(page, page.getByTestId('account-panel'), [file]);
+    await stillLabBeam(context, page, url);
+    await page.getByTestId('back-to-files').click();
+    await page.getByTestId('selection').getByText('No files chosen').waitFor();
     await context.close();
   });
 

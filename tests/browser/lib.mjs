@@ -220,15 +220,37 @@ export const basename = (p) => path.basename(p);
  * opens the file) happens as well.
  */
 export async function dropFiles(page, target, files) {
+  const drag = await dragFiles(page, target, files);
+  await drag.drop();
+}
+
+/**
+ * Drags `files` in from outside the browser over the middle of `target` (a locator), like
+ * `dropFiles`, and holds them there: `drop()` drops them, `leave()` drags them out of the
+ * page again and lets go there (the page gets `dragleave`). Either ends the drag.
+ */
+export async function dragFiles(page, target, files) {
   const box = await target.boundingBox();
   if (box === null) throw new Error('the drop target is not on screen');
   const at = { x: box.x + box.width / 2, y: box.y + box.height / 2 };
   const cdp = await page.context().newCDPSession(page);
   // dragOperationsMask 1: copy, what a file manager offers and the drop targets accept.
   const data = { items: [], files, dragOperationsMask: 1 };
+  const send = (type, where = at) => cdp.send('Input.dispatchDragEvent', { type, ...where, data });
+  const end = async (...steps) => {
+    try {
+      for (const [type, where] of steps) await send(type, where);
+    } finally {
+      await cdp.detach();
+    }
+  };
   try {
-    for (const type of ['dragEnter', 'dragOver', 'drop']) await cdp.send('Input.dispatchDragEvent', { type, ...at, data });
-  } finally {
+    for (const type of ['dragEnter', 'dragOver']) await send(type);
+  } catch (error) {
     await cdp.detach();
+    throw error;
   }
+  // Above the page's top left corner: outside every element, as when the pointer leaves the window.
+  const away = { x: -5, y: -5 };
+  return { drop: () => end(['drop', at]), leave: () => end(['dragOver', away], ['dragCancel', away]) };
 }

@@ -1,5 +1,6 @@
 /**
- * The signed-in home: who is online (by lab), picking and dropping files to send, the
+ * The signed-in home: who is online (by lab), picking and dropping files to send (dropped on
+ * a person: sent to them; anywhere else: chosen, page-drop.ts), the
  * transfers of this page with their progress, the history, announcements and settings.
  *
  * It owns the transfer engine for as long as the user is signed in (the view object outlives
@@ -17,7 +18,8 @@
  * `selection`, `selection-clear`, `connection-status` (`data-state`), `send-error`,
  * `announcement`, `settings-toggle`, `setting-relay`, `setting-autosave`,
  * `setting-notifications`, `setting-sound`, `setting-theme`, `setting-device`, `open-account`,
- * `connection-test`, `connection-test-result` (`data-state`, `data-verdict`), `connection-test-headline`.
+ * `connection-test`, `connection-test-result` (`data-state`, `data-verdict`), `connection-test-headline`;
+ * the page-wide drop overlay's in page-drop.ts.
  */
 
 import { type ApiClient, ApiError, type User } from '../api';
@@ -31,7 +33,8 @@ import { formatBytes, formatWhen, plural } from './format';
 import { HistoryPanel } from './history-panel';
 import { Chime, TabBadge } from './attention';
 import { IncomingDialog } from './incoming-dialog';
-import { carriesFiles, fromDataTransfer, fromFileList } from './picking';
+import { PageDrop } from './page-drop';
+import { carriesFiles, fromDataTransfer, fromFileList, mergeSelection } from './picking';
 import { downloadFile, folderPickerAvailable, pickFolder } from './saving';
 import { type Settings, type Theme, applyTheme, browserName } from './settings';
 import type { View } from './shell';
@@ -74,6 +77,8 @@ export class HomeView implements View {
   readonly #broadcast: BroadcastPanel;
   /** Writing announcements: only for users with `announce`. */
   readonly #announce: AnnouncePanel | null;
+  /** Files dropped anywhere on the page become the selection. */
+  readonly #pageDrop: PageDrop;
   #picked: PickedFile[] = [];
   /** A peer clicked with nothing picked: send to it once files are chosen. */
   #pickFor: string | null = null;
@@ -102,7 +107,7 @@ export class HomeView implements View {
     const dropZone = h(
       'div',
       { class: 'drop-zone' },
-      h('p', { class: 'drop-hint' }, 'Drop files or folders on a person below, or choose them first:'),
+      h('p', { class: 'drop-hint' }, 'Drop files or folders on a person below to send them at once, or anywhere else on this page to choose them. You can also pick them here:'),
       h(
         'div',
         { class: 'actions actions-compact' },
@@ -118,7 +123,7 @@ export class HomeView implements View {
       input.addEventListener('focus', () => input.previousElementSibling?.classList.add('focus-ring'));
       input.addEventListener('blur', () => input.previousElementSibling?.classList.remove('focus-ring'));
     }
-    this.#dropTarget(dropZone, (files) => this.#picked_(files, null));
+    this.#dropTarget(dropZone, (files) => this.#choose(files));
 
     this.#peerList = h('div', { class: 'peer-list', 'data-testid': 'peer-list', 'aria-label': 'People online' });
     this.#peerEmpty = h('p', { class: 'muted empty' }, PEERS_UNKNOWN);
@@ -150,6 +155,14 @@ export class HomeView implements View {
         this.#renderSelection();
         this.#renderPeers();
       },
+    });
+
+    this.#pageDrop = new PageDrop({
+      // Not while the account page is shown instead, nor under a modal dialog.
+      active: () => this.root.isConnected && document.querySelector('dialog[open]') === null,
+      canBroadcast: perms.includes('broadcast.send'),
+      dropped: (files) => this.#choose(files),
+      failed: () => this.#showSendError(new Error('Could not read what was dropped. Try “Choose files…” instead.')),
     });
 
     const settingsToggle = h('button', { type: 'button', class: 'btn btn-ghost btn-small', 'aria-expanded': 'false', 'aria-controls': 'settings-panel', 'data-testid': 'settings-toggle' }, 'Settings');
@@ -196,6 +209,8 @@ export class HomeView implements View {
         this.#history.root,
       ),
       this.#incoming.element,
+      this.#pageDrop.element,
+      this.#pageDrop.announcement,
     );
 
     applyTheme(options.settings.values.theme);
@@ -210,6 +225,7 @@ export class HomeView implements View {
 
   start(): void {
     this.#engine.start();
+    this.#pageDrop.attach(document);
     void this.#history.load();
     window.addEventListener('beforeunload', this.#onBeforeUnload);
     // Fault-injection hooks for tests (tests/browser, the NAT/fault harness): drop the
@@ -225,6 +241,7 @@ export class HomeView implements View {
 
   stop(): void {
     window.removeEventListener('beforeunload', this.#onBeforeUnload);
+    this.#pageDrop.detach();
     this.#engine.stop();
     this.#incoming.stop();
     this.#badge.stop();
@@ -392,9 +409,18 @@ export class HomeView implements View {
       void this.#send(target, files);
       return;
     }
-    this.#picked = [...this.#picked, ...files];
+    this.#picked = mergeSelection(this.#picked, files);
     this.#renderSelection();
     this.#renderPeers();
+  }
+
+  /**
+   * Dropped files (on the page or the "Choose files" area) join the selection: a drop always
+   * means "choose these", never "send to the person whose Send… opened the picker".
+   */
+  #choose(files: PickedFile[]): void {
+    this.#pickFor = null;
+    this.#picked_(files, null);
   }
 
   async #send(peerId: string, files: PickedFile[]): Promise<void> {

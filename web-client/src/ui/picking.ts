@@ -43,6 +43,24 @@ async function walk(entry: FileSystemEntry, prefix: string, out: PickedFile[]): 
   }
 }
 
+/**
+ * The selection after choosing `added` on top of `current`: the files are added after the
+ * ones already chosen, leaving out those chosen already (the same name, size and, for files
+ * from the disk, modification time), so dropping the same file twice chooses it once.
+ */
+export function mergeSelection(current: readonly PickedFile[], added: readonly PickedFile[]): PickedFile[] {
+  const key = (f: PickedFile): string => JSON.stringify([f.name, f.blob.size, 'lastModified' in f.blob ? f.blob.lastModified : null]);
+  const seen = new Set(current.map(key));
+  const out = [...current];
+  for (const f of added) {
+    const k = key(f);
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push(f);
+  }
+  return out;
+}
+
 /** Whether a drag carries files (not text or a link). */
 export function carriesFiles(event: DragEvent): boolean {
   return event.dataTransfer?.types.includes('Files') ?? false;
@@ -52,7 +70,9 @@ export function carriesFiles(event: DragEvent): boolean {
  * Stops the browser from opening files (or following links) dropped outside every drop
  * target, which would leave LabBeam and the transfers running in it. Drop targets stop their
  * own drag events, so `win` only sees the drops nobody takes: it refuses them (the pointer
- * says so while dragging). Text dragged into a text field is left alone.
+ * says so while dragging). Text dragged into a text field is left alone. On the signed-in
+ * home, files dropped anywhere are taken as the selection (page-drop.ts) before they get
+ * here; this refuses them on the other pages, while a dialog is open, and after Esc.
  */
 export function keepDropsInPage(win: Window): void {
   const refuse = (event: DragEvent): void => {
