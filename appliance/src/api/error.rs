@@ -121,7 +121,9 @@ impl From<SignalError> for ApiError {
     fn from(e: SignalError) -> Self {
         let status = match &e {
             SignalError::Invalid(_) | SignalError::UnknownLab(_) => StatusCode::BAD_REQUEST,
-            SignalError::TooLarge { .. } | SignalError::TooManyFiles(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            SignalError::TooLarge { .. } | SignalError::TooManyFiles(_) | SignalError::TextTooLong { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             SignalError::Forbidden(_) | SignalError::NotParty | SignalError::ExamMode => StatusCode::FORBIDDEN,
             SignalError::PeerOffline
             | SignalError::UnknownTransfer

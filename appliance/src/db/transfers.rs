@@ -121,6 +121,9 @@ pub struct TransferRow {
     pub duration_ms: Option<i64>,
     pub failure_reason: String,
     pub broadcast_id: Option<String>,
+    /// The length (Unicode characters) of the text the transfer carried, when it carried a
+    /// text instead of files; the text itself is never stored.
+    pub text_chars: Option<i64>,
 }
 
 fn raw_json<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -147,6 +150,8 @@ pub struct NewTransfer<'a> {
     /// for a broadcast's deliveries (stored as '').
     pub sender_device_key: Option<&'a str>,
     pub receiver_device_key: Option<&'a str>,
+    /// Set for a text (its length); `None` for files.
+    pub text_chars: Option<i64>,
 }
 
 pub async fn insert(store: &Store, t: &NewTransfer<'_>) -> Result<(), DbError> {
@@ -154,8 +159,8 @@ pub async fn insert(store: &Store, t: &NewTransfer<'_>) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO transfers (id, sender_id, receiver_id, sender_username, receiver_username, sender_device, \
              receiver_device, sender_lab, receiver_lab, files, file_count, total_bytes, status, requested_at, broadcast_id, \
-             sender_device_key, receiver_device_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             sender_device_key, receiver_device_key, text_chars) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(t.id)
         .bind(t.sender_id)
@@ -174,6 +179,7 @@ pub async fn insert(store: &Store, t: &NewTransfer<'_>) -> Result<(), DbError> {
         .bind(t.broadcast_id)
         .bind(t.sender_device_key.unwrap_or(""))
         .bind(t.receiver_device_key.unwrap_or(""))
+        .bind(t.text_chars)
         .execute(pool)
         .await?;
         Ok(())
@@ -317,7 +323,7 @@ macro_rules! select_columns {
     () => {
         "SELECT id, sender_id, receiver_id, sender_username, receiver_username, sender_device, receiver_device, \
          sender_lab, receiver_lab, files, file_count, total_bytes, bytes, sha256, status, path, requested_at, \
-         accepted_at, finished_at, duration_ms, failure_reason, broadcast_id FROM transfers"
+         accepted_at, finished_at, duration_ms, failure_reason, broadcast_id, text_chars FROM transfers"
     };
 }
 
@@ -639,6 +645,7 @@ mod tests {
             broadcast_id: None,
             sender_device_key: Some("key-a"),
             receiver_device_key: Some("key-b"),
+            text_chars: None,
         }
     }
 
@@ -682,6 +689,7 @@ mod tests {
         assert!(row.accepted_at.is_some() && row.finished_at.is_some());
         let json = serde_json::to_value(&row).unwrap();
         assert_eq!(json["files"][0]["name"], "x.txt");
+        assert_eq!(json["text_chars"], serde_json::Value::Null, "files, not a text");
 
         let completed = TransferFilter { status: Some("completed".into()), ..Default::default() };
         assert_eq!(list(&pool, &completed, 10).await.unwrap().len(), 1);
@@ -700,6 +708,20 @@ mod tests {
 
     /// Every combination of filters, paged with the cursor, returns exactly the rows the
     /// filters describe, newest first, ties in `requested_at` ordered by id.
+    #[tokio::test]
+    async fn a_text_is_logged_with_its_length_only() {
+        let pool = pool_with_users().await;
+        insert(&pool, &new("files")).await.unwrap();
+        insert(&pool, &NewTransfer { text_chars: Some(42), ..new("text") }).await.unwrap();
+        assert_eq!(by_id(&pool, "text").await.unwrap().unwrap().text_chars, Some(42));
+        let rows = list(&pool, &TransferFilter::default(), 10).await.unwrap();
+        let chars: Vec<(&str, Option<i64>)> = rows.iter().map(|r| (r.id.as_str(), r.text_chars)).collect();
+        assert_eq!(chars.len(), 2);
+        assert!(chars.contains(&("text", Some(42))) && chars.contains(&("files", None)), "{chars:?}");
+        let json = serde_json::to_value(by_id(&pool, "files").await.unwrap().unwrap()).unwrap();
+        assert_eq!(json["text_chars"], serde_json::Value::Null);
+    }
+
     #[tokio::test]
     async fn filters_and_cursor_pages_return_exactly_the_matching_rows() {
         let pool = pool_with_users().await;

@@ -41,6 +41,15 @@ fn files_summary(json: &str) -> String {
     }
 }
 
+/// What a transfer carried: its files, or for a text its length (the text is never stored).
+fn contents(t: &TransferRow) -> String {
+    match t.text_chars {
+        Some(1) => "Text, 1 character".into(),
+        Some(n) => format!("Text, {n} characters"),
+        None => files_summary(&t.files),
+    }
+}
+
 fn view_of(t: &TransferRow) -> TransferView {
     TransferView {
         requested: view::when(Some(t.requested_at)),
@@ -51,7 +60,7 @@ fn view_of(t: &TransferRow) -> TransferView {
         } else {
             format!("{} → {}", t.sender_lab, t.receiver_lab)
         },
-        files: files_summary(&t.files),
+        files: contents(t),
         size: view::bytes(t.total_bytes),
         status: t.status.clone(),
         path: t.path.clone(),
@@ -203,7 +212,7 @@ pub async fn export(
             &t.receiver_username,
             &t.receiver_device,
             &t.receiver_lab,
-            &files_summary(&t.files),
+            &contents(t),
             &t.total_bytes.to_string(),
             &t.bytes.to_string(),
             &t.status,

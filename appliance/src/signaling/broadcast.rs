@@ -343,6 +343,7 @@ impl Session {
             // `transfer:resume`, so their rows carry no device keys.
             sender_device_key: None,
             receiver_device_key: None,
+            text_chars: None,
         })));
         fx.to(&peer.peer_id, self.offer(&r));
         self.report(&r, fx);

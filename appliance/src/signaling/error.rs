@@ -23,6 +23,8 @@ pub enum SignalError {
     TooLarge { name: String, size: u64, max: u64 },
     #[error("at most {0} files per request; send more files in several requests")]
     TooManyFiles(usize),
+    #[error("the text is {bytes} bytes (UTF-8); at most {max} bytes (64 KiB) can be sent at once: split it")]
+    TextTooLong { bytes: u64, max: u64 },
     #[error("this needs the permission {0}")]
     Forbidden(&'static str),
     #[error("that device is not online (or not visible to you)")]
@@ -65,6 +67,7 @@ impl SignalError {
             SignalError::Invalid(_) => "invalid_payload",
             SignalError::TooLarge { .. } => "file_too_large",
             SignalError::TooManyFiles(_) => "too_many_files",
+            SignalError::TextTooLong { .. } => "text_too_long",
             SignalError::Forbidden(_) => "forbidden",
             SignalError::PeerOffline => "peer_offline",
             SignalError::PeerCannotReceive => "peer_cannot_receive",

@@ -380,18 +380,23 @@ pub(super) fn new_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn transfer_request(state: AppState, peer: PeerId, req: TransferRequest) -> Result<Value, SignalError> {
+async fn transfer_request(state: AppState, peer: PeerId, mut req: TransferRequest) -> Result<Value, SignalError> {
     payloads::validate_id("to", req.to.as_str())?;
+    let files = req.files_to_send()?;
     if let Some(part) = &req.part {
-        payloads::validate_part(part, &req.files)?;
+        payloads::validate_part(part, &files)?;
     }
     let limits = super::limits(&state).await?;
     let expiry = limits.request_expiry;
     let id = TransferId::from(new_id());
-    let (mut emits, record) =
-        state.signaling.with_hub(|h| h.request(&peer, &req.to, req.files, id.clone(), &limits, Instant::now()))?;
+    // A text is a transfer of the one file it travels as: every rule of a transfer applies.
+    let (mut emits, mut record) =
+        state.signaling.with_hub(|h| h.request(&peer, &req.to, files, id.clone(), &limits, Instant::now()))?;
     if let Some(part) = req.part {
         super::hub::tag_part(&mut emits, &part);
+    }
+    if let Some(text) = req.text {
+        super::hub::tag_text(&mut emits, &mut record, text);
     }
     store(&state, vec![record]).await;
     deliver(&state, emits).await;

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::SignalError;
 pub use super::ids::{DeviceKey, PeerId, TransferId};
-use super::payloads::{FileMeta, FinishStatus, Part, TransferFinish};
+use super::payloads::{FileMeta, FinishStatus, Part, TextMeta, TransferFinish};
 use super::protocol::{
     CancelReason, PeerLeft, ResumeAck, ServerEvent, Snapshot, TransferCancelled, TransferIncoming, TransferPaused,
     TransferRef, TransferResumed,
@@ -166,6 +166,8 @@ pub struct RequestedTransfer {
     /// which the relay tree repairs instead).
     pub sender_device_key: Option<DeviceKey>,
     pub receiver_device_key: Option<DeviceKey>,
+    /// The length of the text the transfer carries, when it carries a text (`tag_text`).
+    pub text_chars: Option<u64>,
 }
 
 /// An accepted, unfinished transfer read back from the transfer log at start-up: both of
@@ -776,6 +778,7 @@ impl Hub {
             total_bytes: total,
             part: None,
             expires_in_secs: limits.request_expiry.as_secs(),
+            text: None,
         };
         let emit = Emit::to_peer(to, ServerEvent::TransferIncoming(incoming));
         let record = Record::Requested(Box::new(RequestedTransfer {
@@ -787,6 +790,7 @@ impl Hub {
             broadcast_id: None,
             sender_device_key: Some(sender_key),
             receiver_device_key: Some(receiver_key),
+            text_chars: None,
         }));
         self.transfers.insert(id, transfer);
         Ok((vec![emit], record))
@@ -926,6 +930,20 @@ pub fn tag_part(emits: &mut [Emit], part: &Part) {
         if let ServerEvent::TransferIncoming(incoming) = &mut e.event {
             incoming.part = Some(part.clone());
         }
+    }
+}
+
+/// Marks a request made by `Hub::request` as carrying a text (its files are the one file the
+/// text travels as): the receiver is told in `transfer:incoming`, and the log row records the
+/// text's length (never the text, which the server does not see).
+pub fn tag_text(emits: &mut [Emit], record: &mut Record, text: TextMeta) {
+    for e in emits.iter_mut() {
+        if let ServerEvent::TransferIncoming(incoming) = &mut e.event {
+            incoming.text = Some(text);
+        }
+    }
+    if let Record::Requested(requested) = record {
+        requested.text_chars = Some(text.chars);
     }
 }
 
@@ -1130,6 +1148,33 @@ mod tests {
         assert_eq!(h.signal(&p("a"), &t("nope"), &p("b")), Err(SignalError::UnknownTransfer));
         h.leave(&p("b"), Instant::now());
         assert_eq!(h.signal(&p("a"), &t("t1"), &p("b")), Err(SignalError::PeerOffline));
+    }
+
+    #[test]
+    fn a_text_is_a_request_of_its_one_file_that_says_it_is_a_text() {
+        let mut h = hub();
+        let text = TextMeta { bytes: 27, chars: 25 };
+        let file = super::super::payloads::text_file(&text);
+        let (mut emits, mut rec) =
+            h.request(&p("a"), &p("b"), vec![file.clone()], "t1".into(), &limits(), Instant::now()).unwrap();
+        tag_text(&mut emits, &mut rec, text);
+        let incoming = to_json(&emits[0].event.data());
+        assert_eq!(incoming["text"], json!({ "bytes": 27, "chars": 25 }));
+        assert_eq!(incoming["files"], json!([{ "name": "text.txt", "size": 27, "mime": "text/plain;charset=utf-8" }]));
+        match rec {
+            Record::Requested(r) => {
+                assert_eq!(r.text_chars, Some(25), "the log keeps the length");
+                assert_eq!(r.files, vec![file]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // From then on it is a transfer like any: answered, signaled, reported.
+        h.respond(&p("b"), &t("t1"), true).unwrap();
+        assert!(h.signal(&p("a"), &t("t1"), &p("b")).is_ok());
+        // A request of files says nothing of a text.
+        let (emits, rec) = h.request(&p("a"), &p("b"), files(), "t2".into(), &limits(), Instant::now()).unwrap();
+        assert_eq!(to_json(&emits[0].event.data()).get("text"), None);
+        assert!(matches!(rec, Record::Requested(r) if r.text_chars.is_none()));
     }
 
     #[test]

@@ -253,6 +253,7 @@ async fn write_record(state: &AppState, r: &Record) -> Result<(), db::DbError> {
                     broadcast_id: t.broadcast_id.as_deref(),
                     sender_device_key: t.sender_device_key.as_ref().map(|k| k.as_str()),
                     receiver_device_key: t.receiver_device_key.as_ref().map(|k| k.as_str()),
+                    text_chars: t.text_chars.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
                 },
             )
             .await

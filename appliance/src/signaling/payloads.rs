@@ -27,6 +27,14 @@ pub const MAX_NAME_BYTES: usize = 255;
 pub const MAX_MIME_BYTES: usize = 255;
 /// Parts one send may be split into (`part.count`): a million files.
 pub const MAX_PARTS: u32 = 10_000;
+/// Largest text of a `transfer:request` with `text` (UTF-8 bytes): a page of notes or any
+/// link, small enough to show whole in a dialog. Its bytes go over the data channel, never
+/// through the server.
+pub const MAX_TEXT_BYTES: u64 = 64 * 1024;
+/// The one "file" a text travels as: the request's file list, the log row and a client that
+/// does not know texts (it sees a small text file) all name it so.
+pub const TEXT_FILE_NAME: &str = "text.txt";
+pub const TEXT_MIME: &str = "text/plain;charset=utf-8";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -43,11 +51,69 @@ pub struct FileMeta {
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     pub to: PeerId,
+    /// The files; empty (or left out) when the request carries a text instead.
+    #[serde(default)]
     pub files: Vec<FileMeta>,
     /// Set when this request is one of several that send one selection (too many files for
     /// one request); passed on to the receiver in `transfer:incoming`.
     #[serde(default)]
     pub part: Option<Part>,
+    /// A text (a note, a link) instead of files: its size and length only. The text itself
+    /// goes over the data channel as one file (`text_file`), like any file's bytes.
+    #[serde(default)]
+    pub text: Option<TextMeta>,
+}
+
+/// What the server knows of a text sent with `transfer:request`: how long it is. Passed on to
+/// the receiver in `transfer:incoming` and logged (`text_chars`); never the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct TextMeta {
+    /// Its size in UTF-8, 1 to `MAX_TEXT_BYTES`: the size of the file it travels as.
+    pub bytes: u64,
+    /// Its length in Unicode code points (what people call characters), as the sender counted.
+    pub chars: u64,
+}
+
+impl TransferRequest {
+    /// The files this request sends: its own, or the one file its text travels as. Refuses a
+    /// text with files or `part` (a text is one request of its own) and a text that cannot be
+    /// (empty, too long, a length that its size cannot have).
+    pub fn files_to_send(&mut self) -> Result<Vec<FileMeta>, SignalError> {
+        let Some(text) = self.text else { return Ok(std::mem::take(&mut self.files)) };
+        if !self.files.is_empty() {
+            return Err(SignalError::Invalid("a request carries files or a text, not both".into()));
+        }
+        if self.part.is_some() {
+            return Err(SignalError::Invalid("a text is sent in one request: part is not allowed with text".into()));
+        }
+        validate_text(&text)?;
+        Ok(vec![text_file(&text)])
+    }
+}
+
+/// Checks a text's size and length.
+pub fn validate_text(text: &TextMeta) -> Result<(), SignalError> {
+    if text.bytes == 0 || text.chars == 0 {
+        return Err(SignalError::Invalid("text must not be empty (bytes and chars at least 1)".into()));
+    }
+    if text.bytes > MAX_TEXT_BYTES {
+        return Err(SignalError::TextTooLong { bytes: text.bytes, max: MAX_TEXT_BYTES });
+    }
+    // UTF-8 takes 1 to 4 bytes a character.
+    if text.chars > text.bytes || text.bytes > text.chars.saturating_mul(4) {
+        return Err(SignalError::Invalid(format!(
+            "text.chars ({}) cannot be the length of {} bytes of UTF-8 (1 to 4 bytes a character)",
+            text.chars, text.bytes
+        )));
+    }
+    Ok(())
+}
+
+/// The file a text travels as.
+pub fn text_file(text: &TextMeta) -> FileMeta {
+    FileMeta { name: TEXT_FILE_NAME.into(), size: text.bytes, mime: TEXT_MIME.into() }
 }
 
 /// Which part of a larger send a request is. The server checks its shape only: the receiving
@@ -273,6 +339,46 @@ mod tests {
 
     fn f(name: &str, size: u64) -> FileMeta {
         FileMeta { name: name.into(), size, mime: String::new() }
+    }
+
+    fn text_request(files: Vec<FileMeta>, part: Option<Part>, bytes: u64, chars: u64) -> TransferRequest {
+        TransferRequest { to: "p".into(), files, part, text: Some(TextMeta { bytes, chars }) }
+    }
+
+    #[test]
+    fn a_text_travels_as_one_text_file_of_its_size() {
+        let mut req = text_request(Vec::new(), None, 5, 3);
+        assert_eq!(
+            req.files_to_send().unwrap(),
+            vec![FileMeta { name: "text.txt".into(), size: 5, mime: "text/plain;charset=utf-8".into() }]
+        );
+        let mut files = TransferRequest { to: "p".into(), files: vec![f("a.txt", 1)], part: None, text: None };
+        assert_eq!(files.files_to_send().unwrap(), vec![f("a.txt", 1)]);
+    }
+
+    #[test]
+    fn texts_are_checked() {
+        let at = MAX_TEXT_BYTES;
+        assert!(text_request(Vec::new(), None, at, at).files_to_send().is_ok(), "64 KiB of ASCII");
+        assert!(text_request(Vec::new(), None, 4, 1).files_to_send().is_ok(), "one emoji");
+        let too_long = text_request(Vec::new(), None, at + 1, at + 1).files_to_send().unwrap_err();
+        assert_eq!(too_long.code(), "text_too_long");
+        assert_eq!(
+            too_long.to_string(),
+            "the text is 65537 bytes (UTF-8); at most 65536 bytes (64 KiB) can be sent at once: split it"
+        );
+        for (bytes, chars) in [(0, 0), (0, 1), (1, 0), (3, 4), (9, 2)] {
+            let err = text_request(Vec::new(), None, bytes, chars).files_to_send().unwrap_err();
+            assert_eq!(err.code(), "invalid_payload", "{bytes} bytes, {chars} chars");
+        }
+        let with_files = text_request(vec![f("a.txt", 1)], None, 1, 1).files_to_send().unwrap_err();
+        assert_eq!(with_files.to_string(), "the payload is not valid: a request carries files or a text, not both");
+        let part = Part { batch: "b".into(), index: 1, count: 1, total_files: 1, total_bytes: 1 };
+        assert_eq!(text_request(Vec::new(), Some(part), 1, 1).files_to_send().unwrap_err().code(), "invalid_payload");
+        let unknown = serde_json::from_value::<TransferRequest>(serde_json::json!({
+            "to": "p", "text": { "bytes": 1, "chars": 1, "body": "x" }
+        }));
+        assert!(unknown.is_err(), "the text itself is never a field of the request");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use super::broadcast::RecipientState;
 use super::hub::{Peer, Role};
 use super::ids::{LinkId, PeerId, TransferId};
-use super::payloads::{FileMeta, FinishStatus, Part};
+use super::payloads::{FileMeta, FinishStatus, Part, TextMeta};
 use crate::labs::LabName;
 
 macro_rules! server_events {
@@ -134,6 +134,11 @@ pub struct TransferIncoming {
     /// Seconds from now until the request expires unanswered (`transfer.request_expiry_secs`):
     /// relative, so a receiver whose clock is off still counts down right.
     pub expires_in_secs: u64,
+    /// Set when the request carries a text, not files: `files` is then the one text file it
+    /// travels as (`payloads::text_file`), and a client may show it as a text once it arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    pub text: Option<TextMeta>,
 }
 
 /// A transfer, by id: `transfer:accepted`, `transfer:declined`, `transfer:expired`, and the

@@ -2,6 +2,7 @@
 import type { FileMeta } from "./FileMeta";
 import type { Part } from "./Part";
 import type { Peer } from "./Peer";
+import type { TextMeta } from "./TextMeta";
 import type { TransferId } from "./TransferId";
 
 export type TransferIncoming = { transferId: TransferId, from: Peer, files: Array<FileMeta>, totalBytes: number, 
@@ -13,4 +14,9 @@ part?: Part,
  * Seconds from now until the request expires unanswered (`transfer.request_expiry_secs`):
  * relative, so a receiver whose clock is off still counts down right.
  */
-expiresInSecs: number, };
+expiresInSecs: number, 
+/**
+ * Set when the request carries a text, not files: `files` is then the one text file it
+ * travels as (`payloads::text_file`), and a client may show it as a text once it arrived.
+ */
+text?: TextMeta, };
