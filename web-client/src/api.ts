@@ -350,6 +350,8 @@ export interface TransferRecord {
   readonly requestedAt: number;
   readonly durationMs: number | null;
   readonly failureReason: string;
+  /** The length of the text the transfer carried; null for files. */
+  readonly textChars: number | null;
 }
 
 export function decodeTransferRecord(value: unknown): TransferRecord | null {
@@ -378,5 +380,6 @@ export function decodeTransferRecord(value: unknown): TransferRecord | null {
     requestedAt: n('requested_at'),
     durationMs: typeof value['duration_ms'] === 'number' ? value['duration_ms'] : null,
     failureReason: s('failure_reason'),
+    textChars: typeof value['text_chars'] === 'number' ? value['text_chars'] : null,
   };
 }

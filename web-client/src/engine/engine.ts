@@ -15,6 +15,10 @@
  * - A selection too large for one request goes in parts (batches.ts), one transfer each, one
  *   after the other: the next part is requested when the previous one completed; a part that
  *   does not complete stops the send. The receiving engine asks its user once per send.
+ * - A text (text.ts) is a transfer of one file, its bytes: the receiving engine accepts it by
+ *   itself, and once it is verified reads it into the page (`text` event), deletes it from the
+ *   disk, and never saves it as a file. Texts are kept in this page only: a page reload does not
+ *   resume them.
  */
 
 import { IncomingBatches, MAX_NAME_BYTES, cleanMime, nameTooLong, newBatchId, planParts } from './batches';
@@ -30,8 +34,10 @@ import {
   type PartInfo,
   type Peer,
   SignalingError,
+  type TextInfo,
 } from './protocol';
 import { type ResumeRecord, ResumeStore, deviceId } from './resume-store';
+import { TEXT_FILE_NAME, TEXT_MIME, decodeText, encodeText, textProblem } from './text';
 import type { SendTuning } from './sender';
 import { type ConnectionState, type Presence, SignalingClient } from './signaling';
 import { type FileStatus, Transfer, type TransferContext, type TransferSnapshot, canSendAgain } from './transfer';
@@ -82,6 +88,17 @@ export interface EngineEvents {
   announcementWithdrawn: string;
   /** A file could not be saved automatically (e.g. a pop-up blocker). */
   notice: string;
+  /** A text arrived and was verified. */
+  text: ReceivedText;
+}
+
+/** A text that arrived (`text` event). */
+export interface ReceivedText {
+  readonly transferId: string;
+  readonly from: Peer;
+  readonly text: string;
+  /** Its length as the sender counted it (what the log says). */
+  readonly chars: number;
 }
 
 /** A file (or a file in a folder) picked for sending. */
@@ -148,6 +165,10 @@ export class TransferEngine extends Emitter<EngineEvents> {
   readonly #incomingSends = new IncomingBatches();
   /** Broadcasts this page sends or receives (broadcast.ts). */
   readonly broadcasts: BroadcastManager;
+  /** Texts that arrived, by transfer id (in this page only, never on disk). */
+  readonly #texts = new Map<string, string>();
+  /** Received texts read (or tried) once already. */
+  readonly #textsTaken = new Set<string>();
 
   constructor(options: EngineOptions) {
     super();
@@ -275,6 +296,39 @@ export class TransferEngine extends Emitter<EngineEvents> {
     }
   }
 
+  /**
+   * Sends `text` to `peerId` (a note, a link): a transfer of one file, its UTF-8 bytes, over the
+   * data channel. Resolves with the new transfer's snapshot.
+   */
+  async sendText(peerId: string, text: string): Promise<TransferSnapshot> {
+    const peer = this.#signaling.peer(peerId);
+    if (peer === undefined) throw new TransferError('peer_offline', 'That computer is no longer online. Pick someone from the list.');
+    const problem = textProblem(text);
+    if (problem !== null) throw new TransferError(problem.code, problem.message);
+    if (this.#options.relayMode() !== 'off') await this.#rtcConfig();
+    const { bytes, meta } = encodeText(text);
+    try {
+      return (await this.#requestText(peer, meta, new Blob([bytes], { type: TEXT_MIME }))).snapshot();
+    } catch (error) {
+      throw requestError(error, peer);
+    }
+  }
+
+  async #requestText(peer: Peer, meta: TextInfo, blob: Blob): Promise<Transfer> {
+    const id = await this.#signaling.requestText(peer.peerId, meta);
+    const files: FileMeta[] = [{ name: TEXT_FILE_NAME, size: meta.bytes, mime: TEXT_MIME }];
+    const transfer = new SendingTransfer(this.#context(), { id, peer, files, blobs: [blob], text: meta });
+    this.#claimedIn.set(id, this.#epoch);
+    this.#add(transfer);
+    void this.#iceConfig().catch(() => {});
+    return transfer;
+  }
+
+  /** The text that arrived with transfer `id`, while this page has it. */
+  text(id: string): string | undefined {
+    return this.#texts.get(id);
+  }
+
   /** Sends `transfer:request` and adds the new transfer. */
   async #request(peer: Peer, files: readonly FileMeta[], blobs: readonly Blob[], part: PartInfo | null, send: PartedSend | null = null): Promise<Transfer> {
     const id = await this.#signaling.request(peer.peerId, files, part);
@@ -381,6 +435,14 @@ export class TransferEngine extends Emitter<EngineEvents> {
       .map(({ f, blob }) => ({ name: f.name, blob: blob as Blob, mime: f.mime }));
     const peer = this.#signaling.peer(t.peer.peerId) ?? this.#samePerson(t.peer);
     if (peer === undefined) throw new TransferError('peer_offline', `${t.peer.displayName}’s computer is not online any more.`);
+    const blob = files[0]?.blob;
+    if (t.text !== null && blob !== undefined) {
+      try {
+        return (await this.#requestText(peer, t.text, blob)).snapshot();
+      } catch (error) {
+        throw requestError(error, peer);
+      }
+    }
     return this.send(peer.peerId, files);
   }
 
@@ -426,6 +488,8 @@ export class TransferEngine extends Emitter<EngineEvents> {
     const t = this.#transfers.get(id);
     if (t === undefined || !t.finished) return;
     this.#transfers.delete(id);
+    this.#texts.delete(id);
+    this.#textsTaken.delete(id);
     this.#store.remove(id);
     this.emit('removed', id);
     await t.discardStored();
@@ -463,9 +527,11 @@ export class TransferEngine extends Emitter<EngineEvents> {
         this.#persist(t, snap);
         this.emit('transfer', snap);
         if (t.finished) this.#partEnded(t);
+        if (t.text !== null && t.direction === 'receive' && t.state === 'completed') void this.#textArrived(t, t.text);
       },
       fileReady: (t, index) => {
-        if (this.#options.autoSave()) {
+        // A text is shown, never saved as a file.
+        if (this.#options.autoSave() && t.text === null) {
           const name = t.files[index]?.name ?? 'file';
           void storedFile(t.id, index)
             .then((file) => this.#options.download(file, name))
@@ -525,8 +591,25 @@ export class TransferEngine extends Emitter<EngineEvents> {
     }
   }
 
+  /** Reads a text that arrived and was verified into the page, then deletes it from the disk. */
+  async #textArrived(t: Transfer, info: TextInfo): Promise<void> {
+    if (this.#textsTaken.has(t.id)) return;
+    this.#textsTaken.add(t.id);
+    try {
+      const text = decodeText(await (await storedFile(t.id, 0)).arrayBuffer());
+      this.#texts.set(t.id, text);
+      this.emit('text', { transferId: t.id, from: t.peer, text, chars: info.chars });
+    } catch {
+      this.emit('notice', `A text from ${t.peer.displayName} arrived but could not be read from this browser’s storage. Ask them to send it again.`);
+    } finally {
+      await t.discardStored();
+    }
+  }
+
   /** Stores (or forgets) what a reload needs to resume `t`. */
   #persist(t: Transfer, snap: TransferSnapshot): void {
+    // A text lives in this page only (the sender's text is not kept anywhere else).
+    if (t.text !== null) return;
     if (t.finished) {
       this.#persistedVerified.delete(t.id);
       this.#persistedAt.delete(t.id);
@@ -648,11 +731,18 @@ export class TransferEngine extends Emitter<EngineEvents> {
         peer: request.from,
         files: request.files,
         part: request.part,
+        text: request.text,
       });
       this.#claimedIn.set(t.id, this.#epoch);
       this.#add(t);
       // Fetch ICE servers now, so accepting connects at once.
       void this.#iceConfig().catch(() => {});
+      // A text is taken at once and shown when it has arrived: there is nothing to decide
+      // before reading it, and its sender stays in sight in the dialog that shows it.
+      if (request.text !== null) {
+        void t.accept();
+        return;
+      }
       // A later part of a send the user already answered is answered the same way.
       const decision = request.part === null ? 'ask' : this.#incomingSends.decide(request.from.userId, request.part, request.files.length, request.totalBytes);
       if (decision === 'accept') void t.accept();
@@ -745,6 +835,8 @@ function requestError(error: unknown, peer: Peer): TransferError {
       return new TransferError(error.code, `You may not send files: ${error.message}`);
     case 'exam_mode':
       return new TransferError(error.code, 'The lab is in exam mode: students cannot send or receive files one to one until the instructor ends it.');
+    case 'text_too_long':
+      return new TransferError(error.code, `This text is too long to send at once: ${error.message}.`);
     default:
       return new TransferError(error.code, error.message);
   }

@@ -15,6 +15,7 @@ import type { PathKind as WirePathKind } from './generated/PathKind';
 import type { Peer as WirePeer } from './generated/Peer';
 import type { ServerEvent } from './generated/ServerEvent';
 import type { SignalRelay } from './generated/SignalRelay';
+import type { TextMeta } from './generated/TextMeta';
 import type { TransferFinish } from './generated/TransferFinish';
 
 export type { ServerEvent };
@@ -38,6 +39,9 @@ export type FileMeta = Readonly<WireFileMeta>;
 /** Which part of a larger send a request is (`part` of `transfer:request`; batches.ts). */
 export type PartInfo = Readonly<Part>;
 
+/** A text's size (UTF-8 bytes) and length (characters), as `transfer:request`'s `text` (text.ts). */
+export type TextInfo = Readonly<TextMeta>;
+
 export interface IncomingRequest {
   readonly transferId: string;
   readonly from: Peer;
@@ -52,6 +56,8 @@ export interface IncomingRequest {
    * does not say.
    */
   readonly expiresAt: number | null;
+  /** Set when the request carries a text (its one file is the text), not files. */
+  readonly text: TextInfo | null;
 }
 
 export interface Announcement {
@@ -122,6 +128,7 @@ export function decodeIncoming(v: unknown, now = Date.now()): IncomingRequest | 
   const files = decodeFiles(w.files);
   if (from === null || files === null) return null;
   const total = num(w.totalBytes) ? w.totalBytes : files.reduce((sum, f) => sum + f.size, 0);
+  const text = decodeTextInfo(w.text);
   return {
     transferId: w.transferId,
     from,
@@ -130,7 +137,16 @@ export function decodeIncoming(v: unknown, now = Date.now()): IncomingRequest | 
     broadcastId: str(v['broadcastId']) ? v['broadcastId'] : null,
     part: decodePart(w.part),
     expiresAt: num(w.expiresInSecs) && w.expiresInSecs >= 0 ? now + w.expiresInSecs * 1000 : null,
+    // A text travels as exactly one file of its size; anything else is offered as files.
+    text: text !== null && files.length === 1 && files[0]?.size === text.bytes ? text : null,
   };
+}
+
+export function decodeTextInfo(v: unknown): TextInfo | null {
+  if (!isRecord(v)) return null;
+  const { bytes, chars }: Unchecked<TextMeta> = v;
+  if (!num(bytes) || !num(chars) || !Number.isInteger(bytes) || !Number.isInteger(chars) || bytes < 1 || chars < 1) return null;
+  return { bytes, chars };
 }
 
 export function decodePart(v: unknown): PartInfo | null {

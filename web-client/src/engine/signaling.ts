@@ -30,6 +30,7 @@ import {
   type PartInfo,
   type Peer,
   type SignalMessage,
+  type TextInfo,
   SignalingError,
   checkAck,
   decodeAnnouncement,
@@ -198,6 +199,14 @@ export class SignalingClient extends Emitter<SignalingEvents> {
   /** Asks `to` to accept `files` (`part` of a larger send); resolves with the transfer id. */
   async request(to: string, files: readonly FileMeta[], part: PartInfo | null = null): Promise<string> {
     const ack = await this.#call('transfer:request', part === null ? { to, files } : { to, files, part });
+    const id = ack['transferId'];
+    if (typeof id !== 'string') throw new SignalingError('unexpected_response', 'The server sent no transfer id.');
+    return id;
+  }
+
+  /** `transfer:request` for a text: only its size and length go to the server. */
+  async requestText(to: string, text: TextInfo): Promise<string> {
+    const ack = await this.#call('transfer:request', { to, text: { bytes: text.bytes, chars: text.chars } });
     const id = ack['transferId'];
     if (typeof id !== 'string') throw new SignalingError('unexpected_response', 'The server sent no transfer id.');
     return id;

@@ -32,7 +32,7 @@ import { transferDigest } from './hash';
 import { Negotiation, type NegotiationMessage, type NegotiationRole } from './negotiation';
 import { type PathInfo, currentPath, watchPath } from './path';
 import { RateMeter, spreadOverFiles } from './progress';
-import type { FileMeta, FinishReport, PartInfo, Peer } from './protocol';
+import type { FileMeta, FinishReport, PartInfo, Peer, TextInfo } from './protocol';
 import { ReceiveError } from './receiver';
 import type { SendTuning } from './sender';
 
@@ -84,6 +84,8 @@ export interface TransferSnapshot {
   readonly resumes: number;
   /** Set when this transfer is one part of a larger send (batches.ts). */
   readonly part: PartInfo | null;
+  /** Set when the transfer carries a text (its one file is the text; text.ts), not files. */
+  readonly text: TextInfo | null;
 }
 
 /**
@@ -117,6 +119,8 @@ export interface TransferInit {
   readonly peer: Peer;
   readonly files: readonly FileMeta[];
   readonly part?: PartInfo | null;
+  /** The transfer carries a text, not files (text.ts). */
+  readonly text?: TextInfo | null;
   /** A transfer this browser had before a page reload, to be resumed. */
   readonly restored?: { readonly createdAt: number };
 }
@@ -139,6 +143,8 @@ export abstract class Transfer {
   readonly createdAt: number;
   /** Which part of a larger send this is, if it is one. */
   readonly part: PartInfo | null;
+  /** Set when this transfer carries a text, not files. */
+  readonly text: TextInfo | null;
   protected readonly ctx: TransferContext;
   /** Each file's progress, as both sides see it (the sender learns `done` from `verified`). */
   protected fileState: FileState[];
@@ -194,6 +200,7 @@ export abstract class Transfer {
     this.id = init.id;
     this.direction = direction;
     this.part = init.part ?? null;
+    this.text = init.text ?? null;
     this.#peer = init.peer;
     this.#files = [...init.files];
     this.fileState = this.#files.map(() => 'waiting');
@@ -340,6 +347,7 @@ export abstract class Transfer {
       wireBytes: this.wireBytes,
       resumes: this.#resumes,
       part: this.part,
+      text: this.text,
     };
   }
 

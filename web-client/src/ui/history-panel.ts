@@ -5,7 +5,8 @@
  * ends (the log row is written once both sides reported).
  *
  * Test hooks: `history`, `history-row` (with `data-transfer-id`, `data-status`, `data-path`,
- * `data-direction`: `sent` or `received`), `history-refresh`, `history-error`.
+ * `data-direction`: `sent` or `received`, `data-kind`: `files` or `text`), `history-refresh`,
+ * `history-error`. A text is shown as "Text, N characters", never the text.
  */
 
 import { ApiError, type ApiClient, type TransferRecord, type User } from '../api';
@@ -99,7 +100,8 @@ export class HistoryPanel {
         // By account id; by name for rows logged without one.
         const sent = r.senderId !== null ? r.senderId === this.#me.id : r.senderUsername === this.#me.username;
         const other = sent ? `${r.receiverUsername}${r.receiverDevice !== '' ? ` (${r.receiverDevice})` : ''}` : `${r.senderUsername}${r.senderDevice !== '' ? ` (${r.senderDevice})` : ''}`;
-        const files = r.files.length === 1 ? (r.files[0]?.name ?? '') : plural(r.fileCount, 'file');
+        const files =
+          r.textChars !== null ? `Text, ${plural(r.textChars, 'character')}` : r.files.length === 1 ? (r.files[0]?.name ?? '') : plural(r.fileCount, 'file');
         const status = h('span', { class: `state-badge state-${r.status}` }, STATUS_LABEL[r.status] ?? r.status);
         if (r.failureReason !== '') status.title = r.failureReason;
         return h(
@@ -110,10 +112,11 @@ export class HistoryPanel {
             'data-status': r.status,
             'data-path': r.path,
             'data-direction': sent ? 'sent' : 'received',
+            'data-kind': r.textChars !== null ? 'text' : 'files',
           },
           h('td', {}, formatWhen(r.requestedAt)),
           h('td', {}, h('span', { class: 'muted' }, sent ? 'to ' : 'from '), other),
-          h('td', { class: 'history-files', title: r.files.map((f) => f.name).join('\n') }, files),
+          h('td', { class: 'history-files', title: r.textChars !== null ? files : r.files.map((f) => f.name).join('\n') }, files),
           h('td', { class: 'num' }, formatBytes(r.totalBytes)),
           h('td', {}, status),
           h('td', {}, r.path === '' ? '–' : r.path),

@@ -18,8 +18,9 @@
  * `selection`, `selection-clear`, `connection-status` (`data-state`), `send-error`,
  * `announcement`, `settings-toggle`, `setting-relay`, `setting-autosave`,
  * `setting-notifications`, `setting-sound`, `setting-theme`, `setting-device`, `open-account`,
- * `connection-test`, `connection-test-result` (`data-state`, `data-verdict`), `connection-test-headline`;
- * the page-wide drop overlay's in page-drop.ts.
+ * `connection-test`, `connection-test-result` (`data-state`, `data-verdict`), `connection-test-headline`,
+ * `peer-send-text` (a person's "Text…"); the page-wide drop overlay's in page-drop.ts, the text
+ * dialogs' in text-compose.ts and text-dialog.ts.
  */
 
 import { type ApiClient, ApiError, type User } from '../api';
@@ -37,6 +38,8 @@ import { PageDrop } from './page-drop';
 import { carriesFiles, fromDataTransfer, fromFileList, mergeSelection } from './picking';
 import { downloadFile, folderPickerAvailable, pickFolder } from './saving';
 import { type Settings, type Theme, applyTheme, browserName } from './settings';
+import { TextCompose } from './text-compose';
+import { TextDialog } from './text-dialog';
 import type { View } from './shell';
 import { TransferCard } from './transfer-card';
 
@@ -79,6 +82,9 @@ export class HomeView implements View {
   readonly #announce: AnnouncePanel | null;
   /** Files dropped anywhere on the page become the selection. */
   readonly #pageDrop: PageDrop;
+  /** Writing a text to a person, and the texts that arrived. */
+  readonly #textCompose: TextCompose;
+  readonly #textDialog = new TextDialog();
   #picked: PickedFile[] = [];
   /** A peer clicked with nothing picked: send to it once files are chosen. */
   #pickFor: string | null = null;
@@ -157,6 +163,12 @@ export class HomeView implements View {
       },
     });
 
+    this.#textCompose = new TextCompose({
+      send: async (peerId, text) => {
+        this.#clearSendError();
+        await this.#engine.sendText(peerId, text);
+      },
+    });
     this.#pageDrop = new PageDrop({
       // Not while the account page is shown instead, nor under a modal dialog.
       active: () => this.root.isConnected && document.querySelector('dialog[open]') === null,
@@ -209,6 +221,8 @@ export class HomeView implements View {
         this.#history.root,
       ),
       this.#incoming.element,
+      this.#textCompose.element,
+      this.#textDialog.element,
       this.#pageDrop.element,
       this.#pageDrop.announcement,
     );
@@ -285,6 +299,11 @@ export class HomeView implements View {
       const files = request.part?.totalFiles ?? request.files.length;
       const bytes = request.part?.totalBytes ?? request.totalBytes;
       this.#notify(`${request.from.displayName} wants to send you ${plural(files, 'file')}`, `${formatBytes(bytes)} — open LabBeam to accept or decline.`);
+    });
+    engine.on('text', (received) => {
+      this.#textDialog.push(received);
+      if (this.#o.settings.values.sound) this.#chime.play();
+      this.#notify(`${received.from.displayName} sent you a text`, `${plural(received.chars, 'character')} — open LabBeam to read it.`);
     });
     engine.on('announcement', (a) => this.#showAnnouncement(a));
     engine.on('announcementWithdrawn', (id) => {
@@ -378,6 +397,11 @@ export class HomeView implements View {
           }
         },
         dismiss: (id) => void this.#engine.dismiss(id),
+        showText: (id) => {
+          const text = this.#engine.text(id);
+          const t = this.#engine.transfer(id);
+          if (text !== undefined && t?.text != null) this.#textDialog.push({ transferId: id, from: t.peer, text, chars: t.text.chars });
+        },
         canSaveToFolder: folderPickerAvailable(),
       });
       this.#cards.set(t.id, card);
@@ -391,7 +415,8 @@ export class HomeView implements View {
       this.#incoming.withdraw(t.id);
       this.#history.soon();
       // A send in parts: once, when its last part arrived.
-      if (t.state === 'completed' && t.direction === 'receive' && (t.part === null || t.part.index === t.part.count)) {
+      // (A text says so itself, with its dialog.)
+      if (t.state === 'completed' && t.direction === 'receive' && t.text === null && (t.part === null || t.part.index === t.part.count)) {
         this.#notify(`Files from ${t.peer.displayName} arrived`, `${plural(t.part?.totalFiles ?? t.files.length, 'file')}, ${formatBytes(t.part?.totalBytes ?? t.totalBytes)}, verified.`);
       }
     }
@@ -501,6 +526,12 @@ export class HomeView implements View {
       { type: 'button', class: `btn ${hasFiles ? 'btn-primary' : 'btn-secondary'} btn-small`, 'data-testid': 'peer-send', 'aria-label': `${label} to ${p.displayName} (${p.device})`, disabled: !live },
       label,
     );
+    const text = h(
+      'button',
+      { type: 'button', class: 'btn btn-ghost btn-small', 'data-testid': 'peer-send-text', 'aria-label': `Send a text or link to ${p.displayName} (${p.device})`, disabled: !live },
+      'Text…',
+    );
+    text.addEventListener('click', () => this.#textCompose.open(p));
     send.addEventListener('click', () => {
       if (this.#picked.length > 0) {
         void this.#send(p.peerId, this.#picked);
@@ -525,7 +556,7 @@ export class HomeView implements View {
         ),
         h('span', { class: 'peer-device muted' }, `${p.device}${p.username !== p.displayName ? ` · ${p.username}` : ''}`),
       ),
-      send,
+      h('span', { class: 'peer-actions' }, text, send),
     );
     this.#dropTarget(item, (files) => void this.#send(p.peerId, files));
     return item;

@@ -18,7 +18,9 @@
  * of its own, and it ends by itself. Also `data-wire-bytes` (sender: file bytes put on the
  * channel, re-sent ones included), `data-resumes`, and for a sender restored after a reload
  * `transfer-repick` (pick the same files again). A transfer that is one part of a larger send
- * says "part k of n" and carries `data-part-index` and `data-part-count`.
+ * says "part k of n" and carries `data-part-index` and `data-part-count`. A text (not files)
+ * says "Text · N characters", carries `data-kind="text"`, lists no file, is never saved, and once
+ * received has `transfer-show-text` (shows it again).
  */
 
 import { type TransferSnapshot, type TransferState, canSendAgain } from '../engine/engine';
@@ -36,6 +38,8 @@ export interface TransferActions {
   /** A sender restored after a page reload picked its files again. */
   repick(id: string, files: readonly File[]): void;
   dismiss(id: string): void;
+  /** A received text: show it again. */
+  showText(id: string): void;
   readonly canSaveToFolder: boolean;
 }
 
@@ -73,6 +77,7 @@ export class TransferCard {
   readonly #dismiss: HTMLButtonElement;
   readonly #saveFolder: HTMLButtonElement;
   readonly #repick: HTMLLabelElement;
+  readonly #showText: HTMLButtonElement;
   #lastState: TransferState | null = null;
   #lastPaused = false;
 
@@ -89,11 +94,12 @@ export class TransferCard {
     this.#numbers = h('p', { class: 'transfer-numbers' });
     this.#problem = h('p', { class: 'message message-error transfer-problem', role: 'alert', 'data-testid': 'transfer-problem' });
 
+    const isText = t.text !== null;
     this.#files = t.files.map((f, index) => {
       const bar = h('progress', { class: 'progress progress-small', max: Math.max(1, f.size), value: 0, 'aria-label': `${f.name} progress` });
       const status = h('span', { class: 'file-status' });
       let save: HTMLButtonElement | null = null;
-      if (!sending) {
+      if (!sending && !isText) {
         save = h('button', { type: 'button', class: 'btn btn-secondary btn-small', 'data-testid': 'transfer-save', 'data-index': index, hidden: true, 'aria-label': `Save ${f.name}` }, 'Save');
         save.addEventListener('click', () => actions.save(this.#id, index));
       }
@@ -114,6 +120,7 @@ export class TransferCard {
     this.#sendAgain = button('Send again', 'transfer-send-again', 'btn-primary', () => actions.sendAgain(this.#id));
     this.#dismiss = button('Remove from list', 'transfer-dismiss', 'btn-ghost', () => actions.dismiss(this.#id));
     this.#saveFolder = button('Save all to folder…', 'transfer-save-folder', 'btn-secondary', () => actions.saveFolder(this.#id));
+    this.#showText = button('Show text', 'transfer-show-text', 'btn-primary', () => actions.showText(this.#id));
     const repickInput = h('input', { type: 'file', multiple: true, class: 'visually-hidden', 'data-testid': 'transfer-repick' });
     repickInput.addEventListener('change', () => {
       const picked = [...(repickInput.files ?? [])];
@@ -130,20 +137,21 @@ export class TransferCard {
         'data-testid': 'transfer-status',
         'data-transfer-id': t.id,
         'data-direction': t.direction,
+        'data-kind': isText ? 'text' : 'files',
         ...(t.part !== null ? { 'data-part-index': t.part.index, 'data-part-count': t.part.count } : {}),
       },
       h(
         'header',
         { class: 'transfer-head' },
         h('span', { class: `direction-icon ${sending ? 'direction-send' : 'direction-receive'}`, 'aria-hidden': 'true' }, sending ? '↑' : '↓'),
-        h('div', { class: 'transfer-who' }, this.#title, h('p', { class: 'muted transfer-summary' }, `${t.part !== null ? `Part ${t.part.index} of ${t.part.count} of ${plural(t.part.totalFiles, 'file')}: ` : ''}${plural(t.files.length, 'file')} · ${formatBytes(t.totalBytes)}`)),
+        h('div', { class: 'transfer-who' }, this.#title, h('p', { class: 'muted transfer-summary' }, summary(t))),
         h('div', { class: 'transfer-badges' }, this.#path, this.#badge),
       ),
       this.#bar,
       this.#numbers,
       this.#problem,
-      h('ul', { class: 'file-list', 'aria-label': 'Files' }, ...this.#files.map((f) => f.row)),
-      h('div', { class: 'actions actions-compact' }, this.#repick, this.#saveFolder, this.#retry, this.#sendAgain, this.#cancel, this.#dismiss),
+      h('ul', { class: 'file-list', 'aria-label': 'Files', hidden: isText }, ...this.#files.map((f) => f.row)),
+      h('div', { class: 'actions actions-compact' }, this.#showText, this.#repick, this.#saveFolder, this.#retry, this.#sendAgain, this.#cancel, this.#dismiss),
     );
     this.update(t);
   }
@@ -191,7 +199,14 @@ export class TransferCard {
     this.#retry.hidden = !(t.direction === 'send' && t.state === 'failed' && t.files.some((f) => f.state !== 'done'));
     this.#sendAgain.hidden = !canSendAgain(t);
     this.#dismiss.hidden = !finished;
+    this.#showText.hidden = !(t.text !== null && t.direction === 'receive' && t.state === 'completed');
   }
+}
+
+function summary(t: TransferSnapshot): string {
+  if (t.text !== null) return `Text · ${plural(t.text.chars, 'character')}`;
+  const part = t.part !== null ? `Part ${t.part.index} of ${t.part.count} of ${plural(t.part.totalFiles, 'file')}: ` : '';
+  return `${part}${plural(t.files.length, 'file')} · ${formatBytes(t.totalBytes)}`;
 }
 
 function numbersLine(t: TransferSnapshot): string {
@@ -216,6 +231,7 @@ function numbersLine(t: TransferSnapshot): string {
       return parts.join(' · ');
     }
     case 'completed': {
+      if (t.text !== null) return t.direction === 'send' ? 'Delivered and verified.' : 'Received and verified. It is kept in this page only: copy what you need.';
       const secs = t.durationMs === null ? null : t.durationMs / 1000;
       const avg = secs !== null && secs > 0 ? ` · ${formatSpeed(t.totalBytes / secs)} average` : '';
       return `${t.direction === 'send' ? 'Delivered and verified' : 'Received and verified'}: ${formatBytes(t.totalBytes)}${avg}.`;
