@@ -483,7 +483,7 @@ fn host_names_in_another_order_keep_the_certificate() {
 // `labbeam store copy`
 
 /// The tables `store copy` carries, in its order.
-const STORE_TABLES: [&str; 14] = [
+const STORE_TABLES: [&str; 16] = [
     "roles",
     "role_permissions",
     "users",
@@ -496,6 +496,8 @@ const STORE_TABLES: [&str; 14] = [
     "transfers",
     "broadcasts",
     "announcements",
+    "handins",
+    "handin_receipts",
     "settings",
     "connection_tests",
 ];
@@ -618,6 +620,21 @@ async fn populate(s: &Server) -> String {
         now - 1,
         t("receiver's disk is full"),
         now - 2,
+    ))
+    .await;
+    db.exec(&format!(
+        "INSERT INTO handins (id, lab, owner_id, owner_username, collector_device_key, title, instructions, extensions, \
+         max_bytes, allow_late, deadline, created_at, closed_at) VALUES ('h1', 'Lab A', {prof}, 'prof', \
+         'prof-pc-0123456789', {}, '', 'pdf,py', 1000000, 1, {}, {now}, NULL)",
+        t("Week 3 — loops ✓"),
+        now + 3600
+    ))
+    .await;
+    db.exec(&format!(
+        "INSERT INTO handin_receipts (handin_id, user_id, version, username, transfer_id, files, total_bytes, \
+         received_at, late) VALUES ('h1', {zoe}, 1, 'zoë', 'direct1', {}, 123456, {now}, 0)",
+        t(&serde_json::json!([{ "name": "Résumé – final.pdf", "size": 123456, "sha256": "ab".repeat(32) }])
+            .to_string())
     ))
     .await;
     db.exec(&format!(

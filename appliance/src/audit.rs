@@ -198,6 +198,16 @@ pub enum AuditEvent<'a> {
         text: &'a str,
         ttl_secs: i64,
     },
+    HandinOpened {
+        id: &'a str,
+        lab: &'a str,
+        title: &'a str,
+        deadline: i64,
+    },
+    HandinClosed {
+        id: &'a str,
+        lab: &'a str,
+    },
     AnnouncementWithdrawn {
         id: i64,
         lab: Option<&'a str>,
@@ -243,6 +253,8 @@ impl AuditEvent<'_> {
             AuditEvent::DirectoryAccessEnded { .. } => "directory.access_ended",
             AuditEvent::Announced { .. } => "announcement.create",
             AuditEvent::AnnouncementWithdrawn { .. } => "announcement.withdraw",
+            AuditEvent::HandinOpened { .. } => "handin.open",
+            AuditEvent::HandinClosed { .. } => "handin.close",
         }
     }
 
@@ -262,6 +274,10 @@ impl AuditEvent<'_> {
                 (format!("announcement:{id}"), json!({ "lab": lab, "text": text, "ttl_secs": ttl_secs }))
             }
             AuditEvent::AnnouncementWithdrawn { id, lab } => (format!("announcement:{id}"), json!({ "lab": lab })),
+            AuditEvent::HandinOpened { id, lab, title, deadline } => {
+                (format!("handin:{id}"), json!({ "lab": lab, "title": title, "deadline": deadline }))
+            }
+            AuditEvent::HandinClosed { id, lab } => (format!("handin:{id}"), json!({ "lab": lab })),
             AuditEvent::DirectoryAccessEnded { username, reason, sessions_revoked } => {
                 (user(username), json!({ "reason": reason, "sessions_revoked": sessions_revoked }))
             }

@@ -16,6 +16,8 @@ pub enum Permission {
     AuditView,
     #[serde(rename = "broadcast.send")]
     BroadcastSend,
+    #[serde(rename = "collect")]
+    Collect,
     #[serde(rename = "portal.access")]
     PortalAccess,
     #[serde(rename = "transfer.receive")]
@@ -30,10 +32,11 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission, in the order of their names.
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 9] = [
         Permission::Announce,
         Permission::AuditView,
         Permission::BroadcastSend,
+        Permission::Collect,
         Permission::PortalAccess,
         Permission::TransferReceive,
         Permission::TransferSend,
@@ -47,6 +50,7 @@ impl Permission {
             Permission::Announce => "announce",
             Permission::AuditView => "audit.view",
             Permission::BroadcastSend => "broadcast.send",
+            Permission::Collect => "collect",
             Permission::PortalAccess => "portal.access",
             Permission::TransferReceive => "transfer.receive",
             Permission::TransferSend => "transfer.send",
@@ -61,6 +65,7 @@ impl Permission {
             Permission::Announce => "send announcements (to own labs without users.manage)",
             Permission::AuditView => "read the audit log (own actions without users.manage)",
             Permission::BroadcastSend => "broadcast files (to own labs without users.manage)",
+            Permission::Collect => "collect students' files with a hand-in (from own labs without users.manage)",
             Permission::PortalAccess => "open this admin portal",
             Permission::TransferReceive => "receive files",
             Permission::TransferSend => "send files",

@@ -133,6 +133,12 @@ impl From<SignalError> for ApiError {
                 StatusCode::CONFLICT
             }
             SignalError::TransferEnded(_) => StatusCode::GONE,
+            SignalError::UnknownHandin => StatusCode::NOT_FOUND,
+            SignalError::HandinClosed | SignalError::DeadlinePassed => StatusCode::GONE,
+            SignalError::NotInLab(_) => StatusCode::FORBIDDEN,
+            SignalError::ExtensionNotAllowed { .. } => StatusCode::BAD_REQUEST,
+            SignalError::HandinTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            SignalError::CollectorOffline => StatusCode::CONFLICT,
             SignalError::TooManyPending(_) | SignalError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             SignalError::Internal(detail) => return ApiError::internal(detail),
             SignalError::StoreUnavailable(detail) => return ApiError::store_unavailable(detail),

@@ -32,7 +32,7 @@ use super::{Backend, DbError, Location, Schema, Store, dialect, on_pool};
 use crate::config::StoreConfig;
 
 /// Every table `store copy` carries, each after every table its foreign keys reference.
-pub const TABLES: [&str; 14] = [
+pub const TABLES: [&str; 16] = [
     "roles",
     "role_permissions",
     "users",
@@ -45,6 +45,8 @@ pub const TABLES: [&str; 14] = [
     "transfers",
     "broadcasts",
     "announcements",
+    "handins",
+    "handin_receipts",
     "settings",
     "connection_tests",
 ];

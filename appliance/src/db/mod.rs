@@ -21,6 +21,7 @@ pub mod audit;
 pub mod connection_tests;
 pub mod copy;
 pub mod dialect;
+pub mod handins;
 pub mod labs;
 pub mod oidc_flows;
 pub mod roles;

@@ -100,13 +100,15 @@ mod tests {
         let pool = crate::db::test_store().await;
         let admin = by_name(&pool, "admin").await.unwrap().unwrap();
         let perms = permissions(&pool, admin.id).await.unwrap();
-        assert_eq!(perms.len(), 8);
+        assert_eq!(perms.len(), 9);
         assert!(perms.contains(&"transfers.view_all".to_string()));
+        assert!(perms.contains(&"collect".to_string()), "migration 0016: admins collect hand-ins");
         let student = by_name(&pool, "student").await.unwrap().unwrap();
         assert_eq!(permissions(&pool, student.id).await.unwrap(), vec!["transfer.receive", "transfer.send"]);
         let instructor = by_name(&pool, "instructor").await.unwrap().unwrap();
         let perms = permissions(&pool, instructor.id).await.unwrap();
         assert!(perms.contains(&"broadcast.send".to_string()));
+        assert!(perms.contains(&"collect".to_string()), "instructors collect hand-ins");
         assert!(!perms.contains(&"portal.access".to_string()));
         assert_eq!(list(&pool).await.unwrap().len(), 3);
     }

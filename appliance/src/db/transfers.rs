@@ -124,6 +124,8 @@ pub struct TransferRow {
     /// The length (Unicode characters) of the text the transfer carried, when it carried a
     /// text instead of files; the text itself is never stored.
     pub text_chars: Option<i64>,
+    /// The hand-in this transfer delivered a student's files to.
+    pub handin_id: Option<String>,
 }
 
 fn raw_json<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -152,6 +154,8 @@ pub struct NewTransfer<'a> {
     pub receiver_device_key: Option<&'a str>,
     /// Set for a text (its length); `None` for files.
     pub text_chars: Option<i64>,
+    /// The hand-in it delivers to; `None` for other transfers.
+    pub handin_id: Option<&'a str>,
 }
 
 pub async fn insert(store: &Store, t: &NewTransfer<'_>) -> Result<(), DbError> {
@@ -159,8 +163,8 @@ pub async fn insert(store: &Store, t: &NewTransfer<'_>) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO transfers (id, sender_id, receiver_id, sender_username, receiver_username, sender_device, \
              receiver_device, sender_lab, receiver_lab, files, file_count, total_bytes, status, requested_at, broadcast_id, \
-             sender_device_key, receiver_device_key, text_chars) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+             sender_device_key, receiver_device_key, text_chars, handin_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
         .bind(t.id)
         .bind(t.sender_id)
@@ -180,6 +184,7 @@ pub async fn insert(store: &Store, t: &NewTransfer<'_>) -> Result<(), DbError> {
         .bind(t.sender_device_key.unwrap_or(""))
         .bind(t.receiver_device_key.unwrap_or(""))
         .bind(t.text_chars)
+        .bind(t.handin_id)
         .execute(pool)
         .await?;
         Ok(())
@@ -323,11 +328,10 @@ macro_rules! select_columns {
     () => {
         "SELECT id, sender_id, receiver_id, sender_username, receiver_username, sender_device, receiver_device, \
          sender_lab, receiver_lab, files, file_count, total_bytes, bytes, sha256, status, path, requested_at, \
-         accepted_at, finished_at, duration_ms, failure_reason, broadcast_id, text_chars FROM transfers"
+         accepted_at, finished_at, duration_ms, failure_reason, broadcast_id, text_chars, handin_id FROM transfers"
     };
 }
 
-#[cfg(test)]
 pub async fn by_id(store: &Store, id: &str) -> Result<Option<TransferRow>, DbError> {
     on_pool!(store, |pool| {
         Ok(sqlx::query_as::<_, TransferRow>(concat!(select_columns!(), " WHERE id = $1"))
@@ -646,6 +650,7 @@ mod tests {
             sender_device_key: Some("key-a"),
             receiver_device_key: Some("key-b"),
             text_chars: None,
+            handin_id: None,
         }
     }
 

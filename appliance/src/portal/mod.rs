@@ -19,6 +19,7 @@ mod audit_page;
 mod auth_page;
 mod dashboard;
 mod guard;
+mod handins_page;
 mod health_page;
 mod lab_seats;
 mod labs;
@@ -85,6 +86,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/settings", get(settings_page::page).post(settings_page::save))
         .route("/admin/announcements", get(announcements_page::page))
         .route("/admin/announcements/{id}/withdraw", post(announcements_page::withdraw))
+        .route("/admin/handins", get(handins_page::page))
+        .route("/admin/handins/{id}/close", post(handins_page::close))
         .route("/admin/authentication", get(auth_page::page))
         .route("/admin/authentication/test", post(auth_page::test_user))
         .route("/admin/health", get(health_page::page))

@@ -344,6 +344,7 @@ impl Session {
             sender_device_key: None,
             receiver_device_key: None,
             text_chars: None,
+            handin_id: None,
         })));
         fx.to(&peer.peer_id, self.offer(&r));
         self.report(&r, fx);

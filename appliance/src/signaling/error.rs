@@ -53,6 +53,20 @@ pub enum SignalError {
     ExamMode,
     #[error("that transfer already ended ({0}); it cannot be resumed")]
     TransferEnded(TransferStatus),
+    #[error("no such hand-in")]
+    UnknownHandin,
+    #[error("this hand-in is closed")]
+    HandinClosed,
+    #[error("the deadline has passed and this hand-in does not accept late work")]
+    DeadlinePassed,
+    #[error("this hand-in is for the devices of lab {0:?}")]
+    NotInLab(String),
+    #[error("{name:?} is not accepted here: allowed are {allowed}")]
+    ExtensionNotAllowed { name: String, allowed: String },
+    #[error("these files are {total} bytes; this hand-in takes at most {max} bytes per student")]
+    HandinTooLarge { total: u64, max: u64 },
+    #[error("the browser that collects this hand-in is not connected; send again when it is back")]
+    CollectorOffline,
     /// The database cannot be reached (the detail is for the log).
     #[error("{}", db::UNAVAILABLE_MESSAGE)]
     StoreUnavailable(String),
@@ -82,6 +96,13 @@ impl SignalError {
             SignalError::NotConnected => "not_connected",
             SignalError::ExamMode => "exam_mode",
             SignalError::TransferEnded(_) => "transfer_ended",
+            SignalError::UnknownHandin => "unknown_handin",
+            SignalError::HandinClosed => "handin_closed",
+            SignalError::DeadlinePassed => "deadline_passed",
+            SignalError::NotInLab(_) => "not_in_lab",
+            SignalError::ExtensionNotAllowed { .. } => "extension_not_allowed",
+            SignalError::HandinTooLarge { .. } => "handin_too_large",
+            SignalError::CollectorOffline => "collector_offline",
             SignalError::StoreUnavailable(_) => "store_unavailable",
             SignalError::Internal(_) => "internal",
         }

@@ -260,6 +260,14 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
         }
         Err(e) => tracing::warn!(error = %e, "could not load announcements"),
     }
+    match super::handin::joined(&state, &joined).await {
+        Ok(events) => {
+            for event in events {
+                let _ = emit_to(&socket, &event);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not load hand-ins"),
+    }
     super::broadcast_events::joined(&state, &joined).await;
 }
 
@@ -349,6 +357,11 @@ fn register_events(socket: &SocketRef) {
     on(socket, "transfer:finish", transfer_finish);
     on(socket, "announce", super::announce::announce);
     on(socket, "announce:withdraw", super::announce::withdraw);
+    on(socket, "handin:open", super::handin::open);
+    on(socket, "handin:close", super::handin::close);
+    on(socket, "handin:submit", super::handin::submit);
+    on(socket, "handin:receipt", super::handin::receipt);
+    on(socket, "handin:receipts", super::handin::receipts);
     on(socket, "broadcast:start", super::broadcast_events::start);
     super::broadcast_events::register(socket);
     on(socket, "transfer:resume", super::resume::transfer_resume);

@@ -22,8 +22,8 @@ use super::SignalError;
 pub use super::ids::{DeviceKey, PeerId, TransferId};
 use super::payloads::{FileMeta, FinishStatus, Part, TextMeta, TransferFinish};
 use super::protocol::{
-    CancelReason, PeerLeft, ResumeAck, ServerEvent, Snapshot, TransferCancelled, TransferIncoming, TransferPaused,
-    TransferRef, TransferResumed,
+    CancelReason, HandinDelivery, PeerLeft, ResumeAck, ServerEvent, Snapshot, TransferCancelled, TransferIncoming,
+    TransferPaused, TransferRef, TransferResumed,
 };
 use super::reconcile::reconcile;
 use crate::db::transfers::{Outcome, TransferStatus};
@@ -168,6 +168,8 @@ pub struct RequestedTransfer {
     pub receiver_device_key: Option<DeviceKey>,
     /// The length of the text the transfer carries, when it carries a text (`tag_text`).
     pub text_chars: Option<u64>,
+    /// The hand-in it delivers to (`tag_handin`).
+    pub handin_id: Option<String>,
 }
 
 /// An accepted, unfinished transfer read back from the transfer log at start-up: both of
@@ -754,6 +756,52 @@ impl Hub {
         }
         let total = super::payloads::validate_files(&files, limits.max_file_bytes)?;
         let target_member = self.check_target(sender, to)?;
+        self.offer(sender.peer.peer_id.clone(), target_member.peer.peer_id.clone(), files, total, id, limits, now)
+    }
+
+    /// The connected devices of a user.
+    pub fn devices_of_user(&self, user_id: i64) -> Vec<PeerId> {
+        self.members.values().filter(|m| m.peer.user_id == user_id).map(|m| m.peer.peer_id.clone()).collect()
+    }
+
+    /// A hand-in's delivery (`handin:submit`): from a student's device to the browser that
+    /// collects the hand-in, the device `collector` of its owner. Exam mode and visibility do
+    /// not stand in the way (students hand in during an exam, to their lab's instructor);
+    /// the pending and per-minute limits do. The caller checked the hand-in's own rules.
+    pub fn handin_request(
+        &mut self,
+        from: &PeerId,
+        collector: (i64, &DeviceKey),
+        files: Vec<FileMeta>,
+        id: TransferId,
+        limits: &Limits,
+        now: Instant,
+    ) -> Result<(Vec<Emit>, Record), SignalError> {
+        let sender = self.members.get(from).ok_or(SignalError::NotConnected)?;
+        let total = super::payloads::validate_files(&files, limits.max_file_bytes)?;
+        let target = self
+            .members
+            .values()
+            .find(|m| m.peer.user_id == collector.0 && m.device_key == *collector.1 && m.peer.peer_id != *from)
+            .ok_or(SignalError::CollectorOffline)?;
+        self.offer(sender.peer.peer_id.clone(), target.peer.peer_id.clone(), files, total, id, limits, now)
+    }
+
+    /// Offers `files` from device `from` to device `to` (both members), within the sender's
+    /// pending and per-minute limits.
+    #[allow(clippy::too_many_arguments)]
+    fn offer(
+        &mut self,
+        from: PeerId,
+        to: PeerId,
+        files: Vec<FileMeta>,
+        total: u64,
+        id: TransferId,
+        limits: &Limits,
+        now: Instant,
+    ) -> Result<(Vec<Emit>, Record), SignalError> {
+        let sender = self.members.get(&from).ok_or(SignalError::NotConnected)?;
+        let target_member = self.members.get(&to).ok_or(SignalError::PeerOffline)?;
         let transfer = Transfer::offered(sender, target_member, files.clone(), total);
         let (sender_key, receiver_key) = (sender.device_key.clone(), target_member.device_key.clone());
         let target = target_member.peer.clone();
@@ -779,8 +827,9 @@ impl Hub {
             part: None,
             expires_in_secs: limits.request_expiry.as_secs(),
             text: None,
+            handin: None,
         };
-        let emit = Emit::to_peer(to, ServerEvent::TransferIncoming(incoming));
+        let emit = Emit::to_peer(&to, ServerEvent::TransferIncoming(incoming));
         let record = Record::Requested(Box::new(RequestedTransfer {
             id: id.clone(),
             from: sender,
@@ -791,6 +840,7 @@ impl Hub {
             sender_device_key: Some(sender_key),
             receiver_device_key: Some(receiver_key),
             text_chars: None,
+            handin_id: None,
         }));
         self.transfers.insert(id, transfer);
         Ok((vec![emit], record))
@@ -944,6 +994,21 @@ pub fn tag_text(emits: &mut [Emit], record: &mut Record, text: TextMeta) {
     }
     if let Record::Requested(requested) = record {
         requested.text_chars = Some(text.chars);
+    }
+}
+
+/// Marks a request made by `Hub::handin_request` as a hand-in's delivery: the collecting
+/// browser is told which hand-in and whether it is late, and the log row names the hand-in.
+/// It waits `expires_in` for the collecting browser, which accepts a few at a time.
+pub fn tag_handin(emits: &mut [Emit], record: &mut Record, handin: HandinDelivery, expires_in: Duration) {
+    if let Record::Requested(requested) = record {
+        requested.handin_id = Some(handin.handin_id.clone());
+    }
+    for e in emits.iter_mut() {
+        if let ServerEvent::TransferIncoming(incoming) = &mut e.event {
+            incoming.handin = Some(handin.clone());
+            incoming.expires_in_secs = expires_in.as_secs();
+        }
     }
 }
 

@@ -17,6 +17,7 @@ pub mod broadcast;
 mod broadcast_events;
 mod error;
 mod events;
+pub mod handin;
 pub mod hub;
 pub mod ids;
 pub mod payloads;
@@ -165,7 +166,11 @@ pub(crate) async fn deliver(state: &AppState, emits: Vec<Emit>) {
                 }
                 io.to([lab_room(lab), ALL_SCOPE_ROOM.to_string()]).except(except).emit(event, &data).await
             }
-            Audience::InLab(lab) => io.to(lab_room(lab)).except(SELF_SELECTED_ROOM).emit(event, &data).await,
+            Audience::InLab(lab) => {
+                let mut except: Vec<String> = e.except.iter().map(peer_room).collect();
+                except.push(SELF_SELECTED_ROOM.to_string());
+                io.to(lab_room(lab)).except(except).emit(event, &data).await
+            }
             Audience::Everyone => io.emit(event, &data).await,
         };
         if let Err(err) = result {
@@ -254,6 +259,7 @@ async fn write_record(state: &AppState, r: &Record) -> Result<(), db::DbError> {
                     sender_device_key: t.sender_device_key.as_ref().map(|k| k.as_str()),
                     receiver_device_key: t.receiver_device_key.as_ref().map(|k| k.as_str()),
                     text_chars: t.text_chars.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                    handin_id: t.handin_id.as_deref(),
                 },
             )
             .await

@@ -239,6 +239,57 @@ pub struct Announce {
     pub ttl_secs: Option<u64>,
 }
 
+/// `handin:open`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HandinOpen {
+    pub lab: LabName,
+    pub title: String,
+    /// Unix seconds.
+    pub deadline: i64,
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// Allowed file name endings (`pdf`, `.zip`); absent or empty: any.
+    #[serde(default)]
+    pub extensions: Option<Vec<String>>,
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    #[serde(default)]
+    pub allow_late: Option<bool>,
+}
+
+/// `handin:close`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HandinRef {
+    pub handin_id: String,
+}
+
+/// `handin:submit`: a student's files for a hand-in, sent to the collecting browser as a
+/// transfer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HandinSubmit {
+    pub handin_id: String,
+    pub files: Vec<FileMeta>,
+}
+
+/// `handin:receipt`: from the collecting browser, what it verified of one delivery.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HandinReceipt {
+    pub transfer_id: TransferId,
+    pub files: Vec<ReceiptFileIn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptFileIn {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
 /// `announce:withdraw`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -302,7 +353,7 @@ fn json_len(s: &str) -> usize {
 
 /// A file name or relative path: no empty, `.` or `..` segments, no leading `/`, no
 /// backslashes or control characters.
-fn validate_name(name: &str) -> Result<(), SignalError> {
+pub fn validate_name(name: &str) -> Result<(), SignalError> {
     let bad = |why: &str| Err(SignalError::Invalid(format!("file name {name:?} {why}")));
     if name.is_empty() || json_len(name) > MAX_NAME_BYTES {
         return bad(&format!("must have 1 to {MAX_NAME_BYTES} bytes (UTF-8)"));

@@ -85,6 +85,12 @@ server_events! {
     /// To a parent: that child now receives from another parent.
     BroadcastUnlink(BroadcastUnlink) = "broadcast:unlink",
     BroadcastEnded(BroadcastEnded) = "broadcast:ended",
+    /// A hand-in opened for this device's lab (also to late joiners while it is open).
+    HandinOpened(HandinOpened) = "handin:opened",
+    /// A hand-in was closed: stop offering it.
+    HandinClosed(HandinClosed) = "handin:closed",
+    /// To the student's devices: the collecting browser verified what they handed in.
+    HandinReceived(HandinReceived) = "handin:received",
 }
 
 impl ServerEvent {
@@ -139,6 +145,137 @@ pub struct TransferIncoming {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(test, ts(optional))]
     pub text: Option<TextMeta>,
+    /// Set when the request delivers a student's files to a hand-in this device collects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    pub handin: Option<HandinDelivery>,
+}
+
+/// `transfer:incoming`'s `handin`: which hand-in, from whom, on time or late.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct HandinDelivery {
+    pub handin_id: String,
+    pub late: bool,
+}
+
+/// `handin:opened`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct HandinOpened {
+    pub handin_id: String,
+    pub lab: LabName,
+    pub title: String,
+    /// Unix seconds.
+    pub deadline: i64,
+    pub instructions: String,
+    /// Allowed file name endings, lowercase without the dot; empty: any.
+    pub extensions: Vec<String>,
+    /// Most bytes one student may hand in; absent: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    pub max_bytes: Option<u64>,
+    pub allow_late: bool,
+    /// Who collects (the instructor's name).
+    pub collector: String,
+    /// To its owner's devices: this device is the one that collects.
+    pub collecting: bool,
+}
+
+impl HandinOpened {
+    pub fn of(h: &crate::db::handins::Handin, collector: &str, collecting: bool) -> Self {
+        HandinOpened {
+            handin_id: h.id.clone(),
+            lab: LabName::from(h.lab.as_str()),
+            title: h.title.clone(),
+            deadline: h.deadline,
+            instructions: h.instructions.clone(),
+            extensions: h.extension_list(),
+            max_bytes: h.max_bytes.and_then(|b| u64::try_from(b).ok()),
+            allow_late: h.allows_late(),
+            collector: collector.to_string(),
+            collecting,
+        }
+    }
+}
+
+/// `handin:closed`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct HandinClosed {
+    pub handin_id: String,
+}
+
+/// One verified file of a receipt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct HandinFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// `handin:received`: a student's receipt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct HandinReceived {
+    pub handin_id: String,
+    pub transfer_id: String,
+    /// 1 for the first hand-in, 2 for the re-submission that replaced it, …: the highest is
+    /// the one that counts.
+    pub version: i64,
+    pub files: Vec<HandinFile>,
+    pub total_bytes: u64,
+    /// Unix seconds.
+    pub received_at: i64,
+    pub late: bool,
+}
+
+impl From<&crate::db::handins::Receipt> for HandinReceived {
+    fn from(r: &crate::db::handins::Receipt) -> Self {
+        HandinReceived {
+            handin_id: r.handin_id.clone(),
+            transfer_id: r.transfer_id.clone(),
+            version: r.version,
+            files: r
+                .file_list()
+                .into_iter()
+                .map(|f| HandinFile { name: f.name, size: f.size, sha256: f.sha256 })
+                .collect(),
+            total_bytes: u64::try_from(r.total_bytes).unwrap_or(0),
+            received_at: r.received_at,
+            late: r.late != 0,
+        }
+    }
+}
+
+/// The ack of `handin:receipts`: every receipt of a hand-in, by student then version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct HandinReceiptsAck {
+    pub receipts: Vec<StudentReceipt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct StudentReceipt {
+    pub username: String,
+    #[serde(flatten)]
+    pub receipt: HandinReceived,
+}
+
+/// The ack of `handin:open`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct HandinOpenAck {
+    pub handin_id: String,
 }
 
 /// A transfer, by id: `transfer:accepted`, `transfer:declined`, `transfer:expired`, and the
@@ -411,6 +548,8 @@ mod tests {
         ResumeAck::export_all(&cfg).unwrap();
         BroadcastSummary::export_all(&cfg).unwrap();
         AnnounceAck::export_all(&cfg).unwrap();
+        HandinOpenAck::export_all(&cfg).unwrap();
+        HandinReceiptsAck::export_all(&cfg).unwrap();
         TransferFinish::export_all(&cfg).unwrap();
     }
 

@@ -6,6 +6,9 @@ import type { BroadcastLink } from "./BroadcastLink";
 import type { BroadcastOffer } from "./BroadcastOffer";
 import type { BroadcastProgress } from "./BroadcastProgress";
 import type { BroadcastUnlink } from "./BroadcastUnlink";
+import type { HandinClosed } from "./HandinClosed";
+import type { HandinOpened } from "./HandinOpened";
+import type { HandinReceived } from "./HandinReceived";
 import type { ManifestChunk } from "./ManifestChunk";
 import type { Peer } from "./Peer";
 import type { PeerLeft } from "./PeerLeft";
@@ -21,4 +24,4 @@ import type { TransferResumed } from "./TransferResumed";
  * Every event the server emits: its name (the `event` tag) and its payload (`data`).
  * On the wire, Socket.IO sends the name and then the payload alone (`ServerEvent::data`).
  */
-export type ServerEvent = { "event": "presence:snapshot", "data": Snapshot } | { "event": "presence:joined", "data": Peer } | { "event": "presence:left", "data": PeerLeft } | { "event": "transfer:incoming", "data": TransferIncoming } | { "event": "transfer:accepted", "data": TransferRef } | { "event": "transfer:declined", "data": TransferRef } | { "event": "transfer:expired", "data": TransferRef } | { "event": "transfer:cancelled", "data": TransferCancelled } | { "event": "transfer:paused", "data": TransferPaused } | { "event": "transfer:resumed", "data": TransferResumed } | { "event": "signal", "data": SignalRelay } | { "event": "announcement", "data": Announcement } | { "event": "announcement:withdrawn", "data": AnnouncementWithdrawn } | { "event": "broadcast:offer", "data": BroadcastOffer } | { "event": "broadcast:progress", "data": BroadcastProgress } | { "event": "broadcast:manifest", "data": ManifestChunk } | { "event": "broadcast:link", "data": BroadcastLink } | { "event": "broadcast:unlink", "data": BroadcastUnlink } | { "event": "broadcast:ended", "data": BroadcastEnded };
+export type ServerEvent = { "event": "presence:snapshot", "data": Snapshot } | { "event": "presence:joined", "data": Peer } | { "event": "presence:left", "data": PeerLeft } | { "event": "transfer:incoming", "data": TransferIncoming } | { "event": "transfer:accepted", "data": TransferRef } | { "event": "transfer:declined", "data": TransferRef } | { "event": "transfer:expired", "data": TransferRef } | { "event": "transfer:cancelled", "data": TransferCancelled } | { "event": "transfer:paused", "data": TransferPaused } | { "event": "transfer:resumed", "data": TransferResumed } | { "event": "signal", "data": SignalRelay } | { "event": "announcement", "data": Announcement } | { "event": "announcement:withdrawn", "data": AnnouncementWithdrawn } | { "event": "broadcast:offer", "data": BroadcastOffer } | { "event": "broadcast:progress", "data": BroadcastProgress } | { "event": "broadcast:manifest", "data": ManifestChunk } | { "event": "broadcast:link", "data": BroadcastLink } | { "event": "broadcast:unlink", "data": BroadcastUnlink } | { "event": "broadcast:ended", "data": BroadcastEnded } | { "event": "handin:opened", "data": HandinOpened } | { "event": "handin:closed", "data": HandinClosed } | { "event": "handin:received", "data": HandinReceived };
