@@ -98,7 +98,7 @@ pub async fn run(overrides: &Overrides) -> Vec<Check> {
         None => "defaults and the LABBEAM_* variables, no --config file".into(),
     };
     report.ok("config", format!("configuration is valid ({source})"));
-    run_with(&config, Scope::Everything, &mut report).await;
+    run_with(&config, None, Scope::Everything, &mut report).await;
     report.checks
 }
 
@@ -116,16 +116,18 @@ pub enum Scope {
 /// The checks run inside the server (the portal's Health page), with its configuration as
 /// served: `config` names the addresses it bound, so a port 0 in the file is the port the
 /// server took.
-pub async fn in_process(config: &Config, scope: Scope) -> Vec<Check> {
+pub async fn in_process(config: &Config, store: &crate::db::Store, scope: Scope) -> Vec<Check> {
     let mut report = Report::default();
     if scope != Scope::IceOnly {
         report.ok("config", "configuration is valid (as the running server loaded it)");
     }
-    run_with(config, scope, &mut report).await;
+    run_with(config, Some(store), scope, &mut report).await;
     report.checks
 }
 
-async fn run_with(config: &Config, scope: Scope, report: &mut Report) {
+/// `running`: the server's own store (in the server); none: the store is opened read-only
+/// for the run and closed after it (the command).
+async fn run_with(config: &Config, running: Option<&crate::db::Store>, scope: Scope, report: &mut Report) {
     // With `IceOnly`, the checks the ICE run depends on write here, and are dropped.
     let mut aside = Report::default();
     let others = scope != Scope::IceOnly;
@@ -133,7 +135,14 @@ async fn run_with(config: &Config, scope: Scope, report: &mut Report) {
     if others {
         setup::data_dir(config, r);
     }
-    let store = setup::store(config, r).await;
+    let opened = match running {
+        Some(_) => None,
+        None => setup::store(config, r).await,
+    };
+    let store = match running {
+        Some(pool) => setup::running_store(config, pool, r).await.then_some(pool),
+        None => opened.as_ref(),
+    };
     let certificate = certificate::check(config, r);
     if others {
         host::public_host(config, r).await;
@@ -141,14 +150,14 @@ async fn run_with(config: &Config, scope: Scope, report: &mut Report) {
     let service = service::probe(config, certificate.as_ref(), r).await;
     if others {
         service::clock(&service, r);
-        relay::checks(config, store.as_ref(), &service, r).await;
+        relay::checks(config, store, &service, r).await;
         host::disk(config, r);
         service::exposure(r).await;
     }
     if scope != Scope::AllButIce {
-        ice::checks(config, store.as_ref(), certificate.as_ref(), &service, report).await;
+        ice::checks(config, store, certificate.as_ref(), &service, report).await;
     }
-    if let Some(store) = store {
+    if let Some(store) = opened {
         store.close().await;
     }
 }

@@ -43,26 +43,48 @@ pub async fn store(config: &Config, r: &mut Report) -> Option<db::Store> {
         r.warn("store.connect", format!("no database yet at {}: the first start of serve creates it", path.display()));
         return None;
     }
-    let described = location.describe();
     let pool = match db::open_read_only(&location, &config.store).await {
         Ok(pool) => pool,
         Err(e) => {
-            r.fail("store.connect", format!("{described}: {e}{}", unreachable_hint(&location)));
+            r.fail("store.connect", format!("{}: {e}{}", location.describe(), unreachable_hint(&location)));
             return None;
         }
     };
-    match db::server_version(&pool).await {
+    if examine(&pool, &location, r).await {
+        Some(pool)
+    } else {
+        pool.close().await;
+        None
+    }
+}
+
+/// The same checks on the running server's own store (the portal's Health page): no second
+/// pool is opened for them.
+pub async fn running_store(config: &Config, pool: &db::Store, r: &mut Report) -> bool {
+    match db::Location::of(&config.store, &config.data_dir) {
+        Ok(location) => examine(pool, &location, r).await,
+        Err(e) => {
+            r.fail("store.connect", format!("{e}: fix [store] in the configuration"));
+            false
+        }
+    }
+}
+
+/// `store.connect` (the server's version), `store.schema`, `store.admins` on an open store;
+/// false when it does not answer.
+async fn examine(pool: &db::Store, location: &db::Location, r: &mut Report) -> bool {
+    let described = location.describe();
+    match db::server_version(pool).await {
         Ok(v) => match db::supports_server_version(pool.backend(), &v) {
             Ok(()) => r.ok("store.connect", format!("{described} answers (version {v})")),
             Err(why) => r.fail("store.connect", format!("{described} answers, but {why}: upgrade the database server")),
         },
         Err(e) => {
-            r.fail("store.connect", format!("{described}: {e}{}", unreachable_hint(&location)));
-            pool.close().await;
-            return None;
+            r.fail("store.connect", format!("{described}: {e}{}", unreachable_hint(location)));
+            return false;
         }
     }
-    match db::schema(&pool).await {
+    match db::schema(pool).await {
         Ok(db::Schema::Current) => r.ok("store.schema", "the schema is current"),
         Ok(db::Schema::Behind(n)) => {
             r.warn("store.schema", format!("the next start of serve applies {n} schema migration(s)"))
@@ -77,14 +99,14 @@ pub async fn store(config: &Config, r: &mut Report) -> Option<db::Store> {
         ),
         Err(e) => r.fail("store.schema", format!("cannot read the applied migrations: {e}")),
     }
-    match users::count_active_in_role(&pool, "admin").await {
+    match users::count_active_in_role(pool, "admin").await {
         Ok(admins) if admins > 0 => r.ok("store.admins", format!("{admins} active admin account(s)")),
         Ok(_) => {
             r.warn("store.admins", "no active admin yet: the next start of serve creates one and prints its password")
         }
         Err(e) => r.fail("store.admins", format!("cannot count the admin accounts: {e}")),
     }
-    Some(pool)
+    true
 }
 
 /// What to do when the store does not answer.

@@ -103,7 +103,7 @@ pub async fn page(
     let now = db::now();
     let failed = transfers::failures_since(&state.db, now - FAILURE_WINDOW_SECS, MAX_FAILURES).await?;
     let tests = connection_tests::latest_per_address_since(&state.db, now - TEST_WINDOW_SECS, MAX_TESTS).await?;
-    let checks = doctor::in_process(&state.config, Scope::AllButIce).await;
+    let checks = doctor::in_process(&state.config, &state.db, Scope::AllButIce).await;
     let causes = health::causes(&failed)
         .into_iter()
         .map(|c| CauseView {
@@ -147,7 +147,7 @@ pub async fn run_ice(
             &format!("An ICE check ran moments ago; the next can start in {secs} s. Its result is below."),
         ));
     }
-    let checks = doctor::in_process(&state.config, Scope::IceOnly).await;
+    let checks = doctor::in_process(&state.config, &state.db, Scope::IceOnly).await;
     let failed = checks.iter().filter(|c| c.status != Status::Ok).count();
     state.ice_runs.finish(IceRun { finished_at: db::now(), by: portal.user.username.clone(), checks });
     let notice = if failed == 0 {
