@@ -148,7 +148,7 @@ pub async fn update_external(
     read_at: i64,
 ) -> Result<(), DbError> {
     on_pool!(store, |pool| {
-        sqlx::query(
+        let changed = sqlx::query(
             "UPDATE users SET display_name = $1, role_id = $2, external_id = $3, groups_read_at = $4, updated_at = $4 \
              WHERE id = $5 AND (display_name <> $1 OR role_id <> $2 OR external_id IS DISTINCT FROM $3)",
         )
@@ -158,9 +158,16 @@ pub async fn update_external(
         .bind(read_at)
         .bind(id)
         .execute(pool)
-        .await?;
-        // Only the time when nothing else changed: no access change to act on.
-        sqlx::query("UPDATE users SET groups_read_at = $1 WHERE id = $2").bind(read_at).bind(id).execute(pool).await?;
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            // Only the time when nothing else changed: no access change to act on.
+            sqlx::query("UPDATE users SET groups_read_at = $1 WHERE id = $2")
+                .bind(read_at)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        }
         Ok(())
     })
 }
