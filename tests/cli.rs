@@ -190,6 +190,58 @@ async fn lab_policy_switches_exam_mode_and_is_audited() {
     db.close().await;
 }
 
+#[tokio::test]
+async fn lab_policy_sets_a_labs_visibility_and_is_audited() {
+    let s = Server::start().await;
+    let ok = |args: &[&str]| stdout_of(&s, args);
+    ok(&["lab", "add", "Lab 2", "--cidr", "10.0.2.0/24"]);
+    assert_eq!(
+        ok(&["lab", "policy", "lab 2", "--visibility", "own"]).trim(),
+        "visibility of Lab 2 is now own lab only"
+    );
+    assert_eq!(
+        ok(&["lab", "policy", "Lab 2", "--visibility", "own"]).trim(),
+        "visibility of Lab 2 is own lab only already"
+    );
+    assert!(ok(&["lab", "list"]).contains("10.0.2.0/24  (sees own lab only)"));
+    // Both policies at once: visibility first, then exam mode.
+    let both = ok(&["lab", "policy", "Lab 2", "--visibility", "all", "--exam", "on"]);
+    assert_eq!(
+        both.lines().collect::<Vec<_>>(),
+        ["visibility of Lab 2 is now all labs", "exam mode of Lab 2 is now on"]
+    );
+    assert!(ok(&["lab", "list"]).contains("10.0.2.0/24  (exam mode)  (sees all labs)"));
+    assert_eq!(
+        ok(&["lab", "policy", "Lab 2", "--visibility", "default"]).trim(),
+        "visibility of Lab 2 is now presence.scope (default)"
+    );
+    assert!(!ok(&["lab", "list"]).contains("sees"), "default: nothing of its own to show");
+
+    let out = s.cli(&["lab", "policy", "Lab 9", "--visibility", "own"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line_error(&out).contains("no lab named \"Lab 9\""));
+    let out = s.cli(&["lab", "policy", "Lab 2", "--visibility", "lab"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line_error(&out).contains("--visibility"));
+
+    let db = s.store().await;
+    let audited = |details: &'static str| {
+        let db = &db;
+        async move {
+            db.int(&format!(
+                "SELECT count(*) FROM audit_log WHERE action = 'lab.policy' AND target = 'lab:Lab 2' \
+                    AND actor_username LIKE 'cli%' AND details LIKE '%{details}%'"
+            ))
+            .await
+        }
+    };
+    assert_eq!(audited("\"visibility\":\"own\"").await, 1, "the repeat wrote nothing");
+    assert_eq!(audited("\"visibility\":\"all\"").await, 1);
+    assert_eq!(audited("\"before\":\"all\"").await, 1, "back to the setting, from all");
+    assert_eq!(db.int("SELECT count(*) FROM labs WHERE visibility IS NULL").await, 1);
+    db.close().await;
+}
+
 #[test]
 fn bad_flags_give_one_line_and_exit_2() {
     let out = run(&["serve", "--bogus"]);

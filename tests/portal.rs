@@ -289,6 +289,51 @@ async fn the_labs_page_switches_exam_mode_and_audits_who_did() {
     db.close().await;
 }
 
+#[tokio::test]
+async fn the_labs_page_sets_a_labs_visibility_and_audits_who_did() {
+    let s = Server::start().await;
+    let (admin, csrf, lab) = admin_with_lab_2(&s).await;
+    let db = s.store().await;
+    let policy = format!("/admin/labs/{lab}/policy");
+    let (_, html) = admin.get("/admin/labs").await;
+    assert!(html.contains("name=\"visibility\"") && html.contains("Now: own lab only, from presence.scope"), "{html}");
+
+    let (status, location, _) = admin.post(&policy, &[("csrf", &csrf), ("visibility", "all")]).await;
+    assert_eq!(status, 303, "{location}");
+    let (_, html) = admin.get(&location).await;
+    assert!(html.contains("Lab 2&#39;s students now see every lab") && html.contains("Now: all labs<"), "{html}");
+    assert!(html.contains("<option value=\"all\" selected>"), "{html}");
+    assert_eq!(db.int("SELECT count(*) FROM labs WHERE name = 'Lab 2' AND visibility = 'all'").await, 1);
+    let (_, location, _) = admin.post(&policy, &[("csrf", &csrf), ("visibility", "all")]).await;
+    let (_, html) = admin.get(&location).await;
+    assert!(html.contains("already"), "{html}");
+
+    for (fields, want) in [
+        (vec![("visibility", "everyone")], "visibility is &#34;own&#34;, &#34;all&#34; or &#34;default&#34;"),
+        (vec![], "send either exam (on|off) or visibility (own|all|default)"),
+        (vec![("visibility", "own"), ("exam", "on")], "send either exam"),
+    ] {
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend(fields.iter().copied());
+        let (status, _, html) = admin.post(&policy, &form).await;
+        assert_eq!(status, 400, "{fields:?}");
+        assert!(html.contains(want), "{fields:?}: {html}");
+    }
+    let (status, _, _) = admin.post("/admin/labs/999/policy", &[("csrf", &csrf), ("visibility", "own")]).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = admin.post(&policy, &[("csrf", &csrf), ("visibility", "default")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(db.int("SELECT count(*) FROM labs WHERE name = 'Lab 2' AND visibility IS NULL").await, 1);
+    let audited = db
+        .int(
+            "SELECT count(*) FROM audit_log WHERE action = 'lab.policy' AND target = 'lab:Lab 2' \
+                AND actor_username = 'admin' AND details LIKE '%\"visibility\"%'",
+        )
+        .await;
+    assert_eq!(audited, 2, "all and default, each naming the admin; the repeat wrote nothing");
+    db.close().await;
+}
+
 /// Uploads `csv` to a lab's seat import (with `replace` ticked or not); a success is
 /// followed to the page it leads to.
 async fn import_seats(admin: &Browser<'_>, lab: i64, csv: &str, replace: bool) -> (u16, String) {

@@ -169,6 +169,13 @@ pub enum AuditEvent<'a> {
         lab: &'a str,
         exam: bool,
     },
+    /// `visibility`: `own`, `all`, or `None` (the lab follows `presence.scope` again);
+    /// `before` likewise.
+    LabVisibilitySet {
+        lab: &'a str,
+        visibility: Option<&'a str>,
+        before: Option<&'a str>,
+    },
     SeatSet {
         lab: &'a str,
         address: &'a str,
@@ -245,7 +252,7 @@ impl AuditEvent<'_> {
             AuditEvent::LabCreated { .. } => "lab.create",
             AuditEvent::LabRemoved { .. } => "lab.remove",
             AuditEvent::LabAssigned { .. } => "lab.assign",
-            AuditEvent::LabPolicySet { .. } => "lab.policy",
+            AuditEvent::LabPolicySet { .. } | AuditEvent::LabVisibilitySet { .. } => "lab.policy",
             AuditEvent::SeatSet { .. } => "lab.seat",
             AuditEvent::SeatRemoved { .. } => "lab.unseat",
             AuditEvent::SeatsImported { .. } => "lab.seats",
@@ -304,6 +311,9 @@ impl AuditEvent<'_> {
             AuditEvent::LabRemoved { lab } => (format!("lab:{lab}"), json!({})),
             AuditEvent::LabAssigned { lab, username } => (format!("lab:{lab}"), json!({ "instructor": username })),
             AuditEvent::LabPolicySet { lab, exam } => (format!("lab:{lab}"), json!({ "exam": exam })),
+            AuditEvent::LabVisibilitySet { lab, visibility, before } => {
+                (format!("lab:{lab}"), json!({ "visibility": visibility, "before": before }))
+            }
             // `before`: the seat's name until then (null for a new seat); `replaced`: the list
             // became the lab's whole seat map.
             AuditEvent::SeatSet { lab, address, name, before } => {

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::audit::Actor;
 use crate::config::{Config, Overrides};
 use crate::db::{self, users};
+use crate::labs::Visibility;
 use crate::{accounts, datadir, lab_admin, setting_admin};
 
 #[derive(Debug, Parser)]
@@ -84,6 +85,33 @@ pub enum Switch {
     Off,
 }
 
+/// A lab's visibility on the command line (`labs::Visibility`, or none of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VisibilityArg {
+    Own,
+    All,
+    Default,
+}
+
+impl VisibilityArg {
+    fn choice(self) -> Option<Visibility> {
+        match self {
+            VisibilityArg::Own => Some(Visibility::Own),
+            VisibilityArg::All => Some(Visibility::All),
+            VisibilityArg::Default => None,
+        }
+    }
+}
+
+/// A lab's visibility in words, as `lab policy` and `lab list` print it.
+fn visibility_words(choice: Option<Visibility>) -> &'static str {
+    match choice {
+        Some(Visibility::Own) => "own lab only",
+        Some(Visibility::All) => "all labs",
+        None => "presence.scope (default)",
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Create a lab with its address ranges (CIDR), e.g. --cidr 10.0.2.0/24.
@@ -127,15 +155,22 @@ pub enum LabCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Set a lab's policy. `--exam on`: the lab's students (users without broadcast.send
-    /// or users.manage) can neither send nor receive one-to-one transfers and see only the
-    /// lab's instructors and admins; transfers under way between them are cancelled.
-    /// Connected devices follow within a second.
+    /// Set a lab's policies (one or more). `--exam on`: the lab's students (users without
+    /// broadcast.send or users.manage) can neither send nor receive one-to-one transfers and
+    /// see only the lab's instructors and admins; transfers under way between them are
+    /// cancelled. `--visibility own`: the lab's students see only their own lab and other
+    /// labs' students do not see them; `all`: they see the other labs that show every lab;
+    /// `default`: the setting presence.scope decides. Connected devices follow within a
+    /// second.
+    #[command(group(clap::ArgGroup::new("policies").required(true).multiple(true).args(["exam", "visibility"])))]
     Policy {
         name: String,
         /// Exam mode on or off.
         #[arg(long, value_name = "on|off")]
-        exam: Switch,
+        exam: Option<Switch>,
+        /// Who the lab's students see: own, all, or default (follow presence.scope).
+        #[arg(long, value_name = "own|all|default")]
+        visibility: Option<VisibilityArg>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -356,10 +391,14 @@ pub async fn lab(action: LabCommand) -> anyhow::Result<()> {
             let (_, pool) = open_store(&store).await?;
             let ranges = db::labs::ranges(&pool).await?;
             let exams = db::labs::in_exam(&pool).await?;
+            let visibilities = db::labs::visibilities(&pool).await?;
             for lab in db::labs::list(&pool).await? {
                 let mine: Vec<&str> = ranges.iter().filter(|r| r.lab == lab.name).map(|r| r.cidr.as_str()).collect();
                 let exam = if exams.contains(&lab.name) { "  (exam mode)" } else { "" };
-                println!("{:<24} {}{exam}", lab.name, mine.join(", "));
+                let own =
+                    visibilities.iter().find(|(l, _)| *l == lab.name).and_then(|(_, w)| Visibility::from_stored(w));
+                let shown = own.map(|v| format!("  (sees {})", visibility_words(Some(v)))).unwrap_or_default();
+                println!("{:<24} {}{exam}{shown}", lab.name, mine.join(", "));
             }
         }
         LabCommand::Remove { name, store } => {
@@ -399,15 +438,26 @@ pub async fn lab(action: LabCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        LabCommand::Policy { name, exam, store } => {
+        LabCommand::Policy { name, exam, visibility, store } => {
             let (_, pool) = open_store(&store).await?;
             let lab = lab_admin::lab_named(&pool, &name).await?;
-            let on = exam == Switch::On;
-            let word = if on { "on" } else { "off" };
-            if lab_admin::set_exam(&pool, &actor, &lab, on).await? {
-                println!("exam mode of {} is now {word}", lab.name);
-            } else {
-                println!("exam mode of {} is {word} already", lab.name);
+            if let Some(visibility) = visibility {
+                let choice = visibility.choice();
+                let words = visibility_words(choice);
+                if lab_admin::set_visibility(&pool, &actor, &lab, choice).await? {
+                    println!("visibility of {} is now {words}", lab.name);
+                } else {
+                    println!("visibility of {} is {words} already", lab.name);
+                }
+            }
+            if let Some(exam) = exam {
+                let on = exam == Switch::On;
+                let word = if on { "on" } else { "off" };
+                if lab_admin::set_exam(&pool, &actor, &lab, on).await? {
+                    println!("exam mode of {} is now {word}", lab.name);
+                } else {
+                    println!("exam mode of {} is {word} already", lab.name);
+                }
             }
         }
         LabCommand::Seats { lab, import, replace, store } => {

@@ -10,6 +10,7 @@ use thiserror::Error;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::labs::Lab;
 use crate::db::{DbError, Store, labs, seats, users};
+use crate::labs::Visibility;
 use crate::seats::{Line, Mode};
 
 #[derive(Debug, Error)]
@@ -100,6 +101,32 @@ pub async fn set_exam(pool: &Store, actor: &Actor, lab: &Lab, on: bool) -> Resul
         return Ok(false);
     }
     audit::record(pool, actor, AuditEvent::LabPolicySet { lab: &lab.name, exam: on }).await?;
+    Ok(true)
+}
+
+/// Sets `lab`'s own visibility (README "Lab policies"), or with `None` lets it follow the
+/// setting `presence.scope` again. The lab's connected devices re-join under it within a
+/// second, and the presence lists of other labs follow. Returns whether it changed; setting
+/// what the lab has already writes nothing and is not audited.
+pub async fn set_visibility(
+    pool: &Store,
+    actor: &Actor,
+    lab: &Lab,
+    visibility: Option<Visibility>,
+) -> Result<bool, LabError> {
+    let before = labs::visibility_of(pool, lab.id).await?.ok_or(LabError::NoLabWithId(lab.id))?;
+    let word = visibility.map(Visibility::as_str);
+    if !labs::set_visibility(pool, lab.id, word).await? {
+        // Unchanged, or the lab went meanwhile.
+        labs::visibility_of(pool, lab.id).await?.ok_or(LabError::NoLabWithId(lab.id))?;
+        return Ok(false);
+    }
+    audit::record(
+        pool,
+        actor,
+        AuditEvent::LabVisibilitySet { lab: &lab.name, visibility: word, before: before.as_deref() },
+    )
+    .await?;
     Ok(true)
 }
 
@@ -268,12 +295,20 @@ mod tests {
         assert_eq!(labs::exam_of(&pool, two.id).await.unwrap(), Some(true));
         let gone = Lab { id: 99, name: "Gone".into() };
         assert!(matches!(set_exam(&pool, &actor, &gone, true).await, Err(LabError::NoLabWithId(99))));
+        assert_eq!(labs::visibility_of(&pool, two.id).await.unwrap(), Some(None));
+        assert!(set_visibility(&pool, &actor, &two, Some(Visibility::Own)).await.unwrap());
+        assert!(!set_visibility(&pool, &actor, &two, Some(Visibility::Own)).await.unwrap(), "not written again");
+        assert_eq!(labs::visibility_of(&pool, two.id).await.unwrap(), Some(Some("own".to_string())));
+        assert!(matches!(set_visibility(&pool, &actor, &gone, None).await, Err(LabError::NoLabWithId(99))));
+        let rows = db::audit::list(&pool, &Default::default(), 1).await.unwrap();
+        assert_eq!(rows[0].action, "lab.policy");
+        assert!(rows[0].details.contains("\"visibility\":\"own\""), "{}", rows[0].details);
 
         remove(&pool, &actor, "Lab 1").await.unwrap();
         assert!(matches!(remove(&pool, &actor, "Lab 1").await, Err(LabError::Db(DbError::NotFound(_)))));
         assert_eq!(
             audit_actions(&pool).await,
-            ["lab.remove", "lab.policy", "lab.assign", "lab.update", "lab.create", "lab.create"]
+            ["lab.remove", "lab.policy", "lab.policy", "lab.assign", "lab.update", "lab.create", "lab.create"]
         );
     }
 

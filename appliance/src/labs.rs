@@ -55,6 +55,53 @@ impl fmt::Display for LabName {
     }
 }
 
+/// Who a lab's students see (README "Lab policies"), as the lab chose it; a lab without a
+/// choice of its own follows the setting `presence.scope` (`lab` is `Own`, `all` is `All`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// The lab's students see only their own lab's devices, and students of other labs do
+    /// not see them.
+    Own,
+    /// The lab's students also see the other labs, except the students of labs kept to
+    /// themselves.
+    All,
+}
+
+impl Visibility {
+    /// The word stored and typed: `own` or `all`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Own => "own",
+            Visibility::All => "all",
+        }
+    }
+
+    /// A stored word (anything else reads as no choice).
+    pub fn from_stored(word: &str) -> Option<Visibility> {
+        match word {
+            "own" => Some(Visibility::Own),
+            "all" => Some(Visibility::All),
+            _ => None,
+        }
+    }
+
+    /// A lab's choice as typed on the command line or posted by the portal: `own`, `all`,
+    /// or `default` (no choice: follow `presence.scope`).
+    pub fn parse_choice(word: &str) -> Result<Option<Visibility>, String> {
+        match word {
+            "default" => Ok(None),
+            w => Visibility::from_stored(w)
+                .map(Some)
+                .ok_or_else(|| format!("visibility is \"own\", \"all\" or \"default\", not {w:?}")),
+        }
+    }
+
+    /// What applies to a lab: its own choice, else the setting `presence.scope`.
+    pub fn effective(choice: Option<Visibility>, scope_all: bool) -> Visibility {
+        choice.unwrap_or(if scope_all { Visibility::All } else { Visibility::Own })
+    }
+}
+
 /// Longest lab name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
@@ -116,6 +163,21 @@ pub fn validate_ranges(lab: &str, cidrs: &[String], existing: &[LabRange]) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_labs_own_visibility_wins_over_the_setting_and_bad_words_are_refused() {
+        assert_eq!(Visibility::parse_choice("own"), Ok(Some(Visibility::Own)));
+        assert_eq!(Visibility::parse_choice("all"), Ok(Some(Visibility::All)));
+        assert_eq!(Visibility::parse_choice("default"), Ok(None));
+        for bad in ["", "Own", "lab", "none"] {
+            assert!(Visibility::parse_choice(bad).unwrap_err().contains("\"own\", \"all\" or \"default\""), "{bad:?}");
+        }
+        assert_eq!(Visibility::effective(None, true), Visibility::All);
+        assert_eq!(Visibility::effective(None, false), Visibility::Own);
+        assert_eq!(Visibility::effective(Some(Visibility::Own), true), Visibility::Own);
+        assert_eq!(Visibility::effective(Some(Visibility::All), false), Visibility::All);
+        assert_eq!(Visibility::from_stored("bogus"), None);
+    }
 
     fn range(lab: &str, cidr: &str) -> LabRange {
         LabRange { lab: lab.into(), cidr: cidr.into() }

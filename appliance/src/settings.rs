@@ -89,7 +89,7 @@ pub const SETTINGS: &[Spec] = &[
         key: "presence.scope",
         kind: Kind::Choice(&["lab", "all"]),
         default: "\"lab\"",
-        help: "what students see: their own lab's devices, or every lab's (admins and instructors see all)",
+        help: "what students see in labs without a visibility of their own (lab policy --visibility) and in Other: their own lab's devices, or every lab's (admins and instructors see all)",
     },
     Spec {
         key: "presence.lab_self_select",

@@ -128,6 +128,41 @@ pub async fn set_exam(store: &Store, lab_id: i64, on: bool) -> Result<bool, DbEr
     })
 }
 
+/// The labs with a visibility of their own (migration 0015), as (name, stored word).
+pub async fn visibilities(store: &Store) -> Result<Vec<(String, String)>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, (String, String)>(
+            "SELECT name, visibility FROM labs WHERE visibility IS NOT NULL ORDER BY lower(name)",
+        )
+        .fetch_all(pool)
+        .await?)
+    })
+}
+
+/// Lab `lab_id`'s own visibility as stored (`None`: no such lab; `Some(None)`: it follows
+/// the setting).
+pub async fn visibility_of(store: &Store, lab_id: i64) -> Result<Option<Option<String>>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_scalar::<_, Option<String>>("SELECT visibility FROM labs WHERE id = $1")
+            .bind(lab_id)
+            .fetch_optional(pool)
+            .await?)
+    })
+}
+
+/// Sets (or with `None` clears) lab `lab_id`'s own visibility; the row is written only when
+/// it changes, so the access counter moves only then. Returns whether it changed.
+pub async fn set_visibility(store: &Store, lab_id: i64, word: Option<&str>) -> Result<bool, DbError> {
+    on_pool!(store, |pool| {
+        let done = sqlx::query("UPDATE labs SET visibility = $1 WHERE id = $2 AND visibility IS DISTINCT FROM $1")
+            .bind(word)
+            .bind(lab_id)
+            .execute(pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    })
+}
+
 /// Replaces the labs a user is responsible for.
 pub async fn set_owned(store: &Store, user_id: i64, lab_ids: &[i64]) -> Result<(), DbError> {
     on_pool!(store, |pool| {
@@ -200,6 +235,14 @@ mod tests {
         assert!(set_exam(&pool, id, false).await.unwrap());
         assert_eq!(exam_of(&pool, id).await.unwrap(), Some(false));
         assert_eq!(exam_of(&pool, id + 100).await.unwrap(), None);
+        assert_eq!(visibility_of(&pool, id).await.unwrap(), Some(None));
+        assert!(set_visibility(&pool, id, Some("own")).await.unwrap());
+        assert!(!set_visibility(&pool, id, Some("own")).await.unwrap(), "the same: nothing written");
+        assert_eq!(visibilities(&pool).await.unwrap(), vec![("Lab A".to_string(), "own".to_string())]);
+        assert!(set_visibility(&pool, id, None).await.unwrap());
+        assert!(!set_visibility(&pool, id, None).await.unwrap());
+        assert!(visibilities(&pool).await.unwrap().is_empty());
+        assert_eq!(visibility_of(&pool, id + 100).await.unwrap(), None);
         remove(&pool, "Lab A").await.unwrap();
         assert!(ranges(&pool).await.unwrap().is_empty());
         assert!(owned_by(&pool, uid).await.unwrap().is_empty());

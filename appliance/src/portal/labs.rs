@@ -15,6 +15,7 @@ use super::{NoFields, NoticeQuery, PortalError, PortalForm, PortalPage, done};
 use crate::auth::UsersManage;
 use crate::db::{labs, seats};
 use crate::lab_admin::{self, LabError};
+use crate::labs::Visibility;
 use crate::state::AppState;
 
 impl From<LabError> for PortalError {
@@ -38,6 +39,10 @@ pub struct LabView {
     pub seats: i64,
     /// In exam mode.
     pub exam: bool,
+    /// Its own visibility as the form names it: `own`, `all` or `default`.
+    pub visibility: &'static str,
+    /// What applies to its students now, in words.
+    pub visibility_now: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -59,6 +64,8 @@ pub async fn page(
     let online = state.signaling.with_hub(|h| h.online_by_lab());
     let seat_counts = seats::counts(&state.db).await?;
     let exams = labs::in_exam(&state.db).await?;
+    let own = labs::visibilities(&state.db).await?;
+    let scope_all = crate::settings::get_str(&state.db, "presence.scope").await? == "all";
     let views = labs::list(&state.db)
         .await?
         .into_iter()
@@ -67,6 +74,15 @@ pub async fn page(
             online: online.iter().find(|(lab, _)| *lab == l.name).map(|(_, n)| *n).unwrap_or(0),
             seats: seat_counts.iter().find(|(id, _)| *id == l.id).map(|(_, n)| *n).unwrap_or(0),
             exam: exams.contains(&l.name),
+            visibility: own
+                .iter()
+                .find(|(lab, _)| *lab == l.name)
+                .and_then(|(_, w)| Visibility::from_stored(w))
+                .map_or("default", Visibility::as_str),
+            visibility_now: visibility_now(
+                own.iter().find(|(lab, _)| *lab == l.name).map(|(_, w)| w.as_str()),
+                scope_all,
+            ),
             id: l.id,
             name: l.name,
         })
@@ -115,9 +131,26 @@ pub async fn delete(
     Ok(done("/admin/labs", &format!("Deleted lab {}.", lab.name)))
 }
 
+/// What applies to a lab's students, in words: its own choice (stored word), else the
+/// setting.
+fn visibility_now(own: Option<&str>, scope_all: bool) -> String {
+    let choice = own.and_then(Visibility::from_stored);
+    let what = match Visibility::effective(choice, scope_all) {
+        Visibility::Own => "own lab only",
+        Visibility::All => "all labs",
+    };
+    match choice {
+        Some(_) => what.to_string(),
+        None => format!("{what}, from presence.scope"),
+    }
+}
+
+/// One policy of a lab per form: `exam` (`on`/`off`) or `visibility`
+/// (`own`/`all`/`default`).
 #[derive(Deserialize)]
 pub struct PolicyForm {
-    exam: String,
+    exam: Option<String>,
+    visibility: Option<String>,
 }
 
 /// The exam-mode switch: `exam` is `on` or `off`.
@@ -134,8 +167,27 @@ pub async fn policy(
     Path(id): Path<i64>,
     PortalForm { portal, form: f, .. }: PortalForm<UsersManage, PolicyForm>,
 ) -> Result<Response, PortalError> {
-    let on = exam_switch(&f.exam)?;
+    let (exam, visibility) = match (f.exam.as_deref(), f.visibility.as_deref()) {
+        (Some(exam), None) => (exam, None),
+        (None, Some(word)) => ("", Some(Visibility::parse_choice(word).map_err(PortalError::BadRequest)?)),
+        _ => return Err(PortalError::BadRequest("send either exam (on|off) or visibility (own|all|default)".into())),
+    };
     let lab = lab_admin::lab_with_id(&state.db, id).await?;
+    if let Some(choice) = visibility {
+        let changed = lab_admin::set_visibility(&state.db, &portal.actor, &lab, choice).await?;
+        let what = match choice {
+            Some(Visibility::Own) => "see only their own lab, and other labs' students do not see them",
+            Some(Visibility::All) => "see every lab that shows every lab",
+            None => "follow the setting presence.scope",
+        };
+        let notice = if changed {
+            format!("{}'s students now {what}.", lab.name)
+        } else {
+            format!("{}'s students {what} already.", lab.name)
+        };
+        return Ok(done("/admin/labs", &notice));
+    }
+    let on = exam_switch(exam)?;
     let notice = match (lab_admin::set_exam(&state.db, &portal.actor, &lab, on).await?, on) {
         (true, true) => format!(
             "{} is in exam mode: its students can no longer send or receive files one to one, and see only its instructors.",
@@ -157,6 +209,14 @@ mod tests {
         for bad in ["", "ON", "yes", "1"] {
             assert!(super::exam_switch(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_visibility_column_says_what_applies_and_where_it_comes_from() {
+        assert_eq!(super::visibility_now(Some("own"), true), "own lab only");
+        assert_eq!(super::visibility_now(Some("all"), false), "all labs");
+        assert_eq!(super::visibility_now(None, true), "all labs, from presence.scope");
+        assert_eq!(super::visibility_now(None, false), "own lab only, from presence.scope");
     }
 
     #[test]

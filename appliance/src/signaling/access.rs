@@ -15,13 +15,13 @@
 //! Invariant: a member in the hub never holds more than its user's current standing allows
 //! for longer than one watch interval plus the time to disconnect it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::db::access::UserAccess;
 use crate::db::{self, DbError};
-use crate::labs::{LabMatcher, LabName};
-use crate::permission::{Permission, PermissionSet};
+use crate::labs::{LabMatcher, LabName, Visibility};
+use crate::permission::PermissionSet;
 use crate::seats::{self, SeatMap};
 use crate::settings;
 use crate::state::AppState;
@@ -34,8 +34,12 @@ pub struct Surroundings {
     matcher: LabMatcher,
     known_labs: Vec<LabName>,
     seats: SeatMap,
-    /// `presence.scope = all`: students see every lab.
+    /// `presence.scope = all`: students of labs without a visibility of their own (and of
+    /// "Other") see every lab.
     scope_all: bool,
+    /// The labs with a visibility of their own (`labbeam lab policy NAME --visibility`),
+    /// which wins over `presence.scope` for their students.
+    lab_visibility: HashMap<LabName, Visibility>,
     /// `presence.lab_self_select = on`: a device outside every range may pick a lab.
     self_select: bool,
     /// The labs in exam mode (`labbeam lab policy NAME --exam on`).
@@ -43,6 +47,11 @@ pub struct Surroundings {
 }
 
 impl Surroundings {
+    /// What applies to the students of `lab`: its own visibility, else `presence.scope`.
+    pub fn visibility(&self, lab: &LabName) -> Visibility {
+        Visibility::effective(self.lab_visibility.get(lab).copied(), self.scope_all)
+    }
+
     pub async fn load(pool: &db::Store) -> Result<Self, DbError> {
         let ranges = db::labs::ranges(pool).await?;
         let known_labs = db::labs::list(pool).await?.into_iter().map(|l| LabName::from(l.name)).collect();
@@ -51,6 +60,11 @@ impl Surroundings {
             known_labs,
             seats: SeatMap::new(&db::seats::all(pool).await?),
             scope_all: settings::get_str(pool, "presence.scope").await? == "all",
+            lab_visibility: db::labs::visibilities(pool)
+                .await?
+                .into_iter()
+                .filter_map(|(lab, word)| Visibility::from_stored(&word).map(|v| (LabName::from(lab), v)))
+                .collect(),
             self_select: settings::get_str(pool, "presence.lab_self_select").await? == "on",
             exam_labs: db::labs::in_exam(pool).await?.into_iter().map(LabName::from).collect(),
         })
@@ -107,7 +121,7 @@ impl DeviceAccess {
             display_name: user.display_name.clone(),
             role: user.role.clone(),
             permissions: user.permissions,
-            sees_all: env.scope_all || user.has(Permission::PortalAccess) || user.has(Permission::BroadcastSend),
+            sees_all: super::hub::sees_every_lab_by_role(&user.permissions) || env.visibility(&lab) == Visibility::All,
             owned_labs,
             lab,
             self_selected,
@@ -145,7 +159,7 @@ pub struct Verdict {
 /// the surroundings.
 pub fn judge<'a>(
     members: impl Iterator<Item = &'a Member>,
-    users: &std::collections::HashMap<i64, UserAccess>,
+    users: &HashMap<i64, UserAccess>,
     env: &Surroundings,
 ) -> Verdict {
     let mut verdict = Verdict::default();
@@ -200,10 +214,9 @@ pub async fn reevaluate(state: &AppState, only: Option<&PeerId>) -> Result<usize
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
     use crate::db::labs::LabRange;
+    use crate::permission::Permission;
     use crate::signaling::hub::Peer;
 
     fn env(self_select: bool, scope_all: bool) -> Surroundings {
@@ -213,6 +226,7 @@ mod tests {
             known_labs: vec!["Lab 1".into(), "Lab 2".into()],
             seats: SeatMap::default(),
             scope_all,
+            lab_visibility: HashMap::new(),
             self_select,
             exam_labs: Vec::new(),
         }
@@ -353,6 +367,32 @@ mod tests {
         let mut admin = kim;
         admin.permissions.insert(Permission::UsersManage);
         assert!(!member_of(&admin, "10.1.0.7", None, &on).exam, "an admin");
+    }
+
+    #[test]
+    fn a_labs_own_visibility_wins_over_presence_scope_for_its_students_only() {
+        let kim = student();
+        let own = |scope_all| Surroundings {
+            lab_visibility: HashMap::from([(LabName::from("Lab 1"), Visibility::Own)]),
+            ..env(false, scope_all)
+        };
+        let all = |scope_all| Surroundings {
+            lab_visibility: HashMap::from([(LabName::from("Lab 1"), Visibility::All)]),
+            ..env(false, scope_all)
+        };
+        assert!(!member_of(&kim, "10.1.0.7", None, &own(true)).sees_all, "own beats scope all");
+        assert!(member_of(&kim, "10.1.0.7", None, &all(false)).sees_all, "all beats scope lab");
+        assert!(member_of(&kim, "10.9.0.7", None, &own(true)).sees_all, "Other follows the setting");
+        assert!(!member_of(&kim, "10.9.0.7", None, &all(false)).sees_all, "Other follows the setting");
+        let mut teacher = kim.clone();
+        teacher.permissions.insert(Permission::BroadcastSend);
+        assert!(member_of(&teacher, "10.1.0.7", None, &own(false)).sees_all, "staff see every lab");
+        // Switching the lab's visibility makes its students stale, and only when it changes
+        // what applies.
+        let m = member_of(&kim, "10.1.0.7", None, &env(false, true));
+        let users = HashMap::from([(7, kim)]);
+        assert_eq!(stale_members([&m].into_iter(), &users, &own(true)), vec![PeerId::from("p1")]);
+        assert!(stale_members([&m].into_iter(), &users, &all(true)).is_empty(), "all = what scope all gave");
     }
 
     #[test]

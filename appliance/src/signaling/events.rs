@@ -22,8 +22,8 @@ use super::ids::{Channel, DeviceKey, PeerId, TransferId};
 use super::payloads::{self, Signal, TransferFinish, TransferRequest, TransferRespond};
 use super::protocol::{self, Announcement, ServerEvent, SignalRelay, TransferRef};
 use super::{
-    ALL_SCOPE_ROOM, EXAM_ROOM, SELF_SELECTED_ROOM, STUDENT_ROOM, SignalError, ack_body, deliver, lab_room, peer_room,
-    store,
+    ALL_SCOPE_ROOM, EXAM_ROOM, ROLE_SCOPE_ROOM, SELF_SELECTED_ROOM, STUDENT_ROOM, SignalError, ack_body, deliver,
+    lab_room, peer_room, store,
 };
 use crate::auth::{self, AuthError, CurrentUser};
 use crate::db;
@@ -219,6 +219,9 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
     socket.join(lab_room(&lab));
     if member.sees_all {
         socket.join(ALL_SCOPE_ROOM);
+    }
+    if member.sees_every_lab_by_role() {
+        socket.join(ROLE_SCOPE_ROOM);
     }
     if self_selected {
         socket.join(SELF_SELECTED_ROOM);

@@ -54,7 +54,8 @@ pub struct Member {
     pub peer: Peer,
     pub session_id: String,
     pub permissions: PermissionSet,
-    /// Sees peers of every lab (else only its own lab's).
+    /// Sees peers of every lab (by its role, or by its lab's visibility; see `sees`), else
+    /// only its own lab's.
     pub sees_all: bool,
     /// Labs this user is responsible for (instructors' broadcast scope).
     pub owned_labs: Vec<LabName>,
@@ -74,6 +75,12 @@ pub struct Member {
     pub exam: bool,
 }
 
+/// Sees every lab because of its role (`portal.access` or `broadcast.send`: admins,
+/// instructors), whatever its lab's visibility.
+pub fn sees_every_lab_by_role(permissions: &PermissionSet) -> bool {
+    permissions.has(Permission::PortalAccess) || permissions.has(Permission::BroadcastSend)
+}
+
 /// A student, for the lab policies: a user who can neither broadcast nor manage users (not
 /// an instructor or an admin, whatever the role is called).
 pub fn is_student(permissions: &PermissionSet) -> bool {
@@ -89,8 +96,23 @@ impl Member {
         is_student(&self.permissions)
     }
 
+    pub fn sees_every_lab_by_role(&self) -> bool {
+        sees_every_lab_by_role(&self.permissions)
+    }
+
+    /// Devices of the same lab see each other. Across labs, a device that sees every lab by
+    /// its role sees everyone; one that sees every lab by its lab's visibility sees those
+    /// that see every lab too, not a device kept to its own lab (visibility `own`): so two
+    /// students of different labs see each other only when both labs let them. Exam mode
+    /// keeps students apart on top of that.
     fn sees(&self, other: &Member) -> bool {
-        (self.sees_all || self.peer.lab == other.peer.lab) && !exam_apart(self, other)
+        let across = self.sees_all && (other.sees_all || self.sees_every_lab_by_role());
+        (self.peer.lab == other.peer.lab || across) && !exam_apart(self, other)
+    }
+
+    /// Who, beyond its own lab, is told of this device's presence.
+    fn seen_beyond_its_lab_by(&self) -> Beyond {
+        if self.sees_all { Beyond::AllLabViewers } else { Beyond::RoleViewers }
     }
 
     /// Who is not told of this device's presence: exam-bound devices hide students and
@@ -121,13 +143,22 @@ pub enum Unseen {
     ExamBound,
 }
 
+/// Which devices of other labs a presence event reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beyond {
+    /// Every device that sees every lab (`Member::sees_all`).
+    AllLabViewers,
+    /// Only those that see every lab by their role: the device is kept to its own lab.
+    RoleViewers,
+}
+
 /// Who an event goes to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Audience {
     Peer(PeerId),
-    /// Every device that can see a peer of this lab (its lab and the all-labs viewers),
-    /// except those exam mode keeps apart from it.
-    ViewersOf(LabName, Unseen),
+    /// Every device that can see a peer of this lab (its lab and the all-labs viewers, or
+    /// only those by role), except those exam mode keeps apart from it.
+    ViewersOf(LabName, Unseen, Beyond),
     /// Devices located in this lab.
     InLab(LabName),
     Everyone,
@@ -476,10 +507,10 @@ impl Hub {
     /// Adds a device; returns the snapshot for it and what others are told.
     pub fn join(&mut self, member: Member) -> (Snapshot, Vec<Emit>) {
         let visible: Vec<&Peer> = if member.sees_all {
-            self.members.values().filter(|m| !exam_apart(&member, m)).map(|m| &m.peer).collect()
+            self.members.values().filter(|m| member.sees(m)).map(|m| &m.peer).collect()
         } else {
             let lab = self.labs.get(&member.peer.lab).into_iter().flatten();
-            lab.filter_map(|id| self.members.get(id)).filter(|m| !exam_apart(&member, m)).map(|m| &m.peer).collect()
+            lab.filter_map(|id| self.members.get(id)).filter(|m| member.sees(m)).map(|m| &m.peer).collect()
         };
         let snapshot = Snapshot {
             me: member.peer.clone(),
@@ -487,7 +518,7 @@ impl Hub {
             resume_grace_secs: None,
         };
         let emit = Emit {
-            to: Audience::ViewersOf(member.peer.lab.clone(), member.unseen_by()),
+            to: Audience::ViewersOf(member.peer.lab.clone(), member.unseen_by(), member.seen_beyond_its_lab_by()),
             except: Some(member.peer.peer_id.clone()),
             event: ServerEvent::PresenceJoined(member.peer.clone()),
         };
@@ -526,7 +557,7 @@ impl Hub {
             }
         }
         let mut emits = vec![Emit {
-            to: Audience::ViewersOf(m.peer.lab.clone(), m.unseen_by()),
+            to: Audience::ViewersOf(m.peer.lab.clone(), m.unseen_by(), m.seen_beyond_its_lab_by()),
             except: None,
             event: ServerEvent::PresenceLeft(PeerLeft { peer_id: peer.clone() }),
         }];
@@ -1119,12 +1150,40 @@ mod tests {
         assert_eq!(peers, vec!["c"]);
         assert_eq!(
             emits[0].to,
-            Audience::ViewersOf("Lab B".into(), Unseen::ExamBound),
-            "a student hides from exam-bound devices"
+            Audience::ViewersOf("Lab B".into(), Unseen::ExamBound, Beyond::RoleViewers),
+            "a student hides from exam-bound devices, and one kept to its lab from other labs' students"
         );
-        let (snap, _) = h.join(member("e", 5, "Lab C", STUDENT, true));
+        let (snap, _) = h.join(member("e", 5, "Lab C", &["broadcast.send"], true));
         assert_eq!(to_json(&snap)["peers"].as_array().unwrap().len(), 4);
         assert_eq!(to_json(&snap)["self"]["peerId"], "e");
+    }
+
+    #[test]
+    fn students_of_two_labs_see_each_other_only_when_both_labs_show_every_lab() {
+        let mut h = Hub::default();
+        // Lab A and Lab B show every lab; Lab C keeps its students to themselves.
+        h.join(member("a", 1, "Lab A", STUDENT, true));
+        h.join(member("c", 3, "Lab C", STUDENT, false));
+        h.join(member("t", 9, "Lab C", &["broadcast.send", "transfer.send"], true));
+        let (snap, emits) = h.join(member("b", 2, "Lab B", STUDENT, true));
+        let seen: BTreeSet<&str> = snap.peers.iter().map(|p| p.peer_id.as_str()).collect();
+        assert_eq!(seen, BTreeSet::from(["a", "t"]), "not the student of a lab kept to itself");
+        assert_eq!(emits[0].to, Audience::ViewersOf("Lab B".into(), Unseen::ExamBound, Beyond::AllLabViewers));
+        let (snap, emits) = h.join(member("d", 4, "Lab C", STUDENT, false));
+        let seen: BTreeSet<&str> = snap.peers.iter().map(|p| p.peer_id.as_str()).collect();
+        assert_eq!(seen, BTreeSet::from(["c", "t"]), "its own lab only");
+        assert_eq!(emits[0].to, Audience::ViewersOf("Lab C".into(), Unseen::ExamBound, Beyond::RoleViewers));
+        // Requests follow what each side sees.
+        let mut h2 = h;
+        let req = |h: &mut Hub, from: &str, to: &str| {
+            h.request(&p(from), &p(to), files(), format!("{from}-{to}").into(), &limits(), Instant::now()).map(|_| ())
+        };
+        assert_eq!(req(&mut h2, "b", "c").unwrap_err(), SignalError::PeerOffline, "into a lab kept to itself");
+        assert_eq!(req(&mut h2, "c", "b").unwrap_err(), SignalError::PeerOffline, "out of it");
+        assert!(req(&mut h2, "b", "a").is_ok(), "between two labs that show every lab");
+        assert!(req(&mut h2, "d", "c").is_ok(), "within the lab");
+        assert!(req(&mut h2, "t", "b").is_ok(), "an instructor of a lab kept to itself still sees other labs");
+        assert_eq!(req(&mut h2, "t", "d"), Ok(()), "an instructor sees everyone");
     }
 
     #[test]
@@ -1287,13 +1346,13 @@ mod tests {
         const TEACHER: &[&str] = &["transfer.send", "transfer.receive", "broadcast.send"];
         let exam = |id: &str, user: i64| Member { exam: true, ..member(id, user, "Lab E", STUDENT, false) };
         let mut h = Hub::default();
-        h.join(member("t", 1, "Lab E", TEACHER, false));
+        h.join(member("t", 1, "Lab E", TEACHER, true));
         h.join(member("o", 2, "Lab O", STUDENT, true));
         h.join(exam("x", 3));
         let (snap, emits) = h.join(exam("y", 4));
         let seen: BTreeSet<&str> = snap.peers.iter().map(|p| p.peer_id.as_str()).collect();
         assert_eq!(seen, BTreeSet::from(["t"]), "an exam-bound student sees the instructor only");
-        assert_eq!(emits[0].to, Audience::ViewersOf("Lab E".into(), Unseen::Students));
+        assert_eq!(emits[0].to, Audience::ViewersOf("Lab E".into(), Unseen::Students, Beyond::RoleViewers));
         let (snap, _) = h.join(member("u", 5, "Lab U", TEACHER, true));
         assert_eq!(snap.peers.len(), 4, "an instructor sees everyone");
         let (snap, _) = h.join(member("s", 6, "Lab S", STUDENT, true));

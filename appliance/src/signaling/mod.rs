@@ -38,7 +38,7 @@ use crate::settings;
 use crate::state::AppState;
 pub use error::SignalError;
 pub(crate) use error::ack_body;
-use hub::{Audience, Emit, Hub, Limits, Record, Unseen};
+use hub::{Audience, Beyond, Emit, Hub, Limits, Record, Unseen};
 use ids::{PeerId, TransferId};
 
 /// Largest Socket.IO message accepted (signaling payloads are small).
@@ -116,7 +116,12 @@ pub(crate) fn lab_room(lab: &LabName) -> String {
     format!("lab:{lab}")
 }
 
+/// Devices that see every lab (`hub::Member::sees_all`), by role or by their lab's visibility.
 pub(crate) const ALL_SCOPE_ROOM: &str = "scope:all";
+
+/// Devices that see every lab by their role (`hub::sees_every_lab_by_role`): the only ones
+/// of other labs told of a device kept to its own lab.
+pub(crate) const ROLE_SCOPE_ROOM: &str = "scope:role";
 
 /// Devices in a lab because their user picked it: they see the lab's presence but never get
 /// its announcements (or auto-accepted broadcasts).
@@ -157,14 +162,18 @@ pub(crate) async fn deliver(state: &AppState, emits: Vec<Emit>) {
         let (event, data) = (e.event.name(), e.event.data());
         let result = match &e.to {
             Audience::Peer(p) => io.to(peer_room(p)).emit(event, &data).await,
-            Audience::ViewersOf(lab, unseen) => {
+            Audience::ViewersOf(lab, unseen, beyond) => {
                 let mut except: Vec<String> = e.except.iter().map(peer_room).collect();
                 match unseen {
                     Unseen::Nobody => {}
                     Unseen::Students => except.push(STUDENT_ROOM.to_string()),
                     Unseen::ExamBound => except.push(EXAM_ROOM.to_string()),
                 }
-                io.to([lab_room(lab), ALL_SCOPE_ROOM.to_string()]).except(except).emit(event, &data).await
+                let beyond = match beyond {
+                    Beyond::AllLabViewers => ALL_SCOPE_ROOM,
+                    Beyond::RoleViewers => ROLE_SCOPE_ROOM,
+                };
+                io.to([lab_room(lab), beyond.to_string()]).except(except).emit(event, &data).await
             }
             Audience::InLab(lab) => {
                 let mut except: Vec<String> = e.except.iter().map(peer_room).collect();
