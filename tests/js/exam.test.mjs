@@ -3,7 +3,8 @@
 // two students of the lab (`transfer:cancelled`, reason `exam_mode`) within 2 s, the
 // students re-join seeing only the lab's instructor, and a request between them (or to the
 // instructor) is refused with `exam_mode`; the instructor still sees them and still
-// broadcasts to them. Switched off, everything is back.
+// broadcasts to them. Every device of the lab is told (`exam:state`; the snapshot's `exam`).
+// Switched off, everything is back.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -36,7 +37,7 @@ describe('exam mode', () => {
 
   test('switched on: the transfer under way stops, presence shrinks, requests are refused; off: back', async () => {
     const sockT = await s.connect({ token: tom.token, localAddress: TOM });
-    await sockT.snapshot;
+    assert.deepEqual((await sockT.snapshot).exam, { lab: 'Lab E', on: false, bound: false });
     let sockA = await s.connect({ token: ann.token, localAddress: ANN });
     await sockA.snapshot;
     let sockB = await s.connect({ token: bea.token, localAddress: BEA });
@@ -61,8 +62,13 @@ describe('exam mode', () => {
     sockT.once('disconnect', () => {
       tomStays = false;
     });
+    // Every device of the lab is told (exam:state), the instructor too, who stays connected.
+    const tomTold = next(sockT, 'exam:state', 2000);
+    const annTold = next(sockA, 'exam:state', 2000);
     const started = Date.now();
     assert.match(s.cli(['lab', 'policy', 'Lab E', '--exam', 'on']), /exam mode of Lab E is now on/);
+    assert.deepEqual(await tomTold, { lab: 'Lab E', on: true, bound: false });
+    assert.deepEqual(await annTold, { lab: 'Lab E', on: true, bound: true });
     for (const cancelled of [await cancelledA, await cancelledB]) {
       assert.equal(cancelled.transferId, transferId);
       assert.equal(cancelled.reason, 'exam_mode');
@@ -79,6 +85,7 @@ describe('exam mode', () => {
     const tomSeesA = next(sockT, 'presence:joined');
     sockA = await s.connect({ token: ann.token, localAddress: ANN });
     assert.deepEqual(seen(await sockA.snapshot), ['tom']);
+    assert.deepEqual((await sockA.snapshot).exam, { lab: 'Lab E', on: true, bound: true }, 'the snapshot says it too');
     assert.equal((await tomSeesA).username, 'ann');
     let annSawBea = false;
     sockA.on('presence:joined', (p) => {
@@ -114,13 +121,16 @@ describe('exam mode', () => {
     // Off again: the students re-join and see each other; requests go through.
     const droppedA2 = droppedWithin(sockA, 2000);
     const droppedB2 = droppedWithin(sockB, 2000);
+    const tomToldOff = next(sockT, 'exam:state', 2000);
     assert.match(s.cli(['lab', 'policy', 'Lab E', '--exam', 'off']), /exam mode of Lab E is now off/);
+    assert.deepEqual(await tomToldOff, { lab: 'Lab E', on: false, bound: false });
     await droppedA2;
     await droppedB2;
     sockB = await s.connect({ token: bea.token, localAddress: BEA });
     snapB = await sockB.snapshot;
     sockA = await s.connect({ token: ann.token, localAddress: ANN });
     assert.deepEqual(seen(await sockA.snapshot), ['bea', 'tom']);
+    assert.deepEqual((await sockA.snapshot).exam, { lab: 'Lab E', on: false, bound: false });
     const again = await call(sockA, 'transfer:request', { to: snapB.self.peerId, files: FILES });
     assert.equal(again.ok, true, JSON.stringify(again));
     assert.equal(tomStays, true, "the instructor's socket was never dropped");

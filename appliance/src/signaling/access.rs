@@ -47,6 +47,11 @@ pub struct Surroundings {
 }
 
 impl Surroundings {
+    /// The labs in exam mode.
+    pub fn exam_labs(&self) -> &[LabName] {
+        &self.exam_labs
+    }
+
     /// What applies to the students of `lab`: its own visibility, else `presence.scope`.
     pub fn visibility(&self, lab: &LabName) -> Visibility {
         Visibility::effective(self.lab_visibility.get(lab).copied(), self.scope_all)
@@ -183,11 +188,13 @@ pub fn judge<'a>(
 /// Re-evaluates live sockets (every one, or only `only`) against the store and disconnects
 /// those whose access changed; returns how many were disconnected. Before that, one-to-one
 /// transfers of devices that exam mode now binds are cancelled (reason `exam_mode`), so
-/// that they end instead of pausing while their sides re-join.
+/// that they end instead of pausing while their sides re-join, and the devices of a lab
+/// whose exam mode changed are told (`exam:state`).
 pub async fn reevaluate(state: &AppState, only: Option<&PeerId>) -> Result<usize, DbError> {
     let users = db::access::all(&state.db).await?;
     let env = Surroundings::load(&state.db).await?;
-    let (stale, ended) = state.signaling.with_hub(|h| {
+    let exam_changed = state.signaling.exam_changes(env.exam_labs());
+    let (stale, ended, told) = state.signaling.with_hub(|h| {
         let verdict = match only {
             Some(peer) => judge(h.member(peer).into_iter(), &users, &env),
             None => judge(h.members(), &users, &env),
@@ -197,8 +204,9 @@ pub async fn reevaluate(state: &AppState, only: Option<&PeerId>) -> Result<usize
         } else {
             h.cancel_for_exam(&verdict.exam_bound)
         };
-        (verdict.stale, ended)
+        (verdict.stale, ended, h.exam_notices(&exam_changed))
     });
+    super::deliver(state, told).await;
     let (emits, records) = ended;
     if !records.is_empty() {
         tracing::info!(transfers = records.len(), "exam mode: one-to-one transfers of students cancelled");

@@ -204,7 +204,7 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
     // Read before the access itself: if it moves while this socket joins, the socket is
     // checked again once it is in the hub (the watcher may have looked before it was).
     let generation = db::access::generation(&state.db).await.ok();
-    let member = match build_member(&state, &socket, auth).await {
+    let (member, lab_exam) = match build_member(&state, &socket, auth).await {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "could not register a socket");
@@ -243,6 +243,7 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
     }
     // How long an interrupted transfer waits (and its partial data is worth keeping).
     snapshot.resume_grace_secs = super::resume::grace(&state).await.ok().map(|g| g.as_secs());
+    snapshot.exam.on = lab_exam;
     if let Err(e) = emit_to(&socket, &ServerEvent::PresenceSnapshot(snapshot)) {
         tracing::debug!(error = %e, "snapshot not sent");
     }
@@ -274,7 +275,13 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
     super::broadcast_events::joined(&state, &joined).await;
 }
 
-async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated) -> Result<Member, db::DbError> {
+/// The member for a socket, and whether its lab is in exam mode (whether or not that binds
+/// it).
+async fn build_member(
+    state: &AppState,
+    socket: &SocketRef,
+    auth: Authenticated,
+) -> Result<(Member, bool), db::DbError> {
     let parts = socket.req_parts();
     let peer_addr = parts
         .extensions
@@ -292,7 +299,8 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
         owned_labs: db::labs::owned_by(&state.db, user.id).await?,
     };
     let a = DeviceAccess::derive(&standing, addr, auth.lab_pick.as_ref(), auth.device.as_deref(), &env);
-    Ok(Member {
+    let lab_exam = env.exam_labs().contains(&a.lab);
+    let member = Member {
         peer: super::hub::Peer {
             peer_id: peer_of(socket),
             user_id: user.id,
@@ -313,7 +321,8 @@ async fn build_member(state: &AppState, socket: &SocketRef, auth: Authenticated)
         lab_pick: auth.lab_pick,
         given_device: auth.device,
         exam: a.exam,
-    })
+    };
+    Ok((member, lab_exam))
 }
 
 /// Registers `event` with a handler that receives the parsed payload. Every call spends

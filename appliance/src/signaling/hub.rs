@@ -22,8 +22,8 @@ use super::SignalError;
 pub use super::ids::{DeviceKey, PeerId, TransferId};
 use super::payloads::{FileMeta, FinishStatus, Part, TextMeta, TransferFinish};
 use super::protocol::{
-    CancelReason, HandinDelivery, PeerLeft, ResumeAck, ServerEvent, Snapshot, TransferCancelled, TransferIncoming,
-    TransferPaused, TransferRef, TransferResumed,
+    CancelReason, ExamState, HandinDelivery, PeerLeft, ResumeAck, ServerEvent, Snapshot, TransferCancelled,
+    TransferIncoming, TransferPaused, TransferRef, TransferResumed,
 };
 use super::reconcile::reconcile;
 use crate::db::transfers::{Outcome, TransferStatus};
@@ -516,6 +516,8 @@ impl Hub {
             me: member.peer.clone(),
             peers: visible.into_iter().cloned().collect(),
             resume_grace_secs: None,
+            // The caller knows whether the lab is in exam mode for a device it does not bind.
+            exam: ExamState { lab: member.peer.lab.clone(), on: member.exam, bound: member.exam },
         };
         let emit = Emit {
             to: Audience::ViewersOf(member.peer.lab.clone(), member.unseen_by(), member.seen_beyond_its_lab_by()),
@@ -530,6 +532,22 @@ impl Hub {
         self.connections.entry(member.peer.user_id).or_default().insert(member.peer.peer_id.clone(), slot);
         self.members.insert(member.peer.peer_id.clone(), member);
         (snapshot, vec![emit])
+    }
+
+    /// `exam:state` to every device of the labs whose exam mode just changed (`changed`:
+    /// each lab with its new state), each told whether it binds it. Sent before the lab's
+    /// students are dropped to re-join, so that the lab's instructors, who stay connected,
+    /// learn it too.
+    pub fn exam_notices(&self, changed: &[(LabName, bool)]) -> Vec<Emit> {
+        let mut emits = Vec::new();
+        for (lab, on) in changed {
+            let ids = self.labs.get(lab).into_iter().flatten();
+            for m in ids.filter_map(|id| self.members.get(id)) {
+                let state = ExamState { lab: lab.clone(), on: *on, bound: *on && m.is_student() };
+                emits.push(Emit::to_peer(&m.peer.peer_id, ServerEvent::ExamState(state)));
+            }
+        }
+        emits
     }
 
     /// Takes a member out of its lab's list (not out of `members`).
@@ -1367,6 +1385,29 @@ mod tests {
         assert_eq!(refused(&mut h, "x", "t").unwrap_err(), SignalError::ExamMode, "from an exam-bound student");
         assert_eq!(refused(&mut h, "t", "x").unwrap_err(), SignalError::ExamMode, "no one-to-one transfer at all");
         assert!(refused(&mut h, "u", "o").is_ok(), "others are not affected");
+    }
+
+    #[test]
+    fn every_device_of_a_lab_whose_exam_mode_changed_is_told_whether_it_binds_it() {
+        const TEACHER: &[&str] = &["transfer.send", "broadcast.send"];
+        let mut h = hub();
+        h.join(member("t", 9, "Lab A", TEACHER, true));
+        let mut told: Vec<(String, serde_json::Value)> = h
+            .exam_notices(&[("Lab A".into(), true)])
+            .into_iter()
+            .map(|e| match e.to {
+                Audience::Peer(p) => (p.to_string(), to_json(&e.event.data())),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        told.sort_by(|a, b| a.0.cmp(&b.0));
+        let state = |bound: bool| serde_json::json!({ "lab": "Lab A", "on": true, "bound": bound });
+        assert_eq!(told, vec![("a".into(), state(true)), ("b".into(), state(true)), ("t".into(), state(false))]);
+        let off = h.exam_notices(&[("Lab B".into(), false)]);
+        assert_eq!(off.len(), 1, "Lab B's one device");
+        assert_eq!(off[0].event.name(), "exam:state");
+        assert_eq!(to_json(&off[0].event.data())["bound"], false);
+        assert!(h.exam_notices(&[("Lab Z".into(), true)]).is_empty(), "nobody there");
     }
 
     #[test]

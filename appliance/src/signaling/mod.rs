@@ -56,6 +56,9 @@ pub struct Signaling {
     broadcasts: Mutex<broadcast::Book>,
     /// Transfer-log records not written yet because the store was unavailable, oldest first.
     unwritten: Mutex<VecDeque<Record>>,
+    /// The labs in exam mode as the last access change saw them (empty at start: the first
+    /// change tells the devices of every lab in exam mode again, which they already know).
+    exam_labs: Mutex<Vec<LabName>>,
 }
 
 impl Signaling {
@@ -69,6 +72,17 @@ impl Signaling {
     fn with_unwritten<T>(&self, f: impl FnOnce(&mut VecDeque<Record>) -> T) -> T {
         let mut queue = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut queue)
+    }
+
+    /// Takes note of the labs in exam mode now; returns those whose exam mode changed since
+    /// the last call, each with its new state.
+    pub fn exam_changes(&self, now: &[LabName]) -> Vec<(LabName, bool)> {
+        let mut seen = self.exam_labs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut changed: Vec<(LabName, bool)> =
+            now.iter().filter(|l| !seen.contains(l)).map(|l| (l.clone(), true)).collect();
+        changed.extend(seen.iter().filter(|l| !now.contains(l)).map(|l| (l.clone(), false)));
+        *seen = now.to_vec();
+        changed
     }
 
     /// Runs `f` with the running broadcasts locked. Never awaits inside.

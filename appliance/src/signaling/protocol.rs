@@ -59,6 +59,8 @@ server_events! {
     /// A device that this one may see came online.
     PresenceJoined(Peer) = "presence:joined",
     PresenceLeft(PeerLeft) = "presence:left",
+    /// This device's lab went into exam mode or out of it.
+    ExamState(ExamState) = "exam:state",
     /// A transfer offered to this device.
     TransferIncoming(TransferIncoming) = "transfer:incoming",
     TransferAccepted(TransferRef) = "transfer:accepted",
@@ -116,6 +118,20 @@ pub struct Snapshot {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(test, ts(optional))]
     pub resume_grace_secs: Option<u64>,
+    /// This device's lab's exam mode, as `exam:state` tells it later.
+    pub exam: ExamState,
+}
+
+/// `exam:state`, and `presence:snapshot`'s `exam`: whether this device's lab is in exam mode
+/// (`on`) and whether that binds this device (`bound`: a student's, so no one-to-one
+/// transfers; instructors and admins are never bound).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct ExamState {
+    pub lab: LabName,
+    pub on: bool,
+    pub bound: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
