@@ -28,6 +28,7 @@ import { relayServers } from './ice';
 import { OpfsSink, cleanUpAbandoned, opfsAvailable, readCheckpoint, removeStored, saveStoredToDirectory, storedFile } from './opfs';
 import {
   type Announcement,
+  type ExamState,
   type FileMeta,
   type FinishReport,
   type IncomingRequest,
@@ -86,6 +87,8 @@ export interface EngineEvents {
   announcement: Announcement;
   /** An announcement was withdrawn (its id): stop showing it. */
   announcementWithdrawn: string;
+  /** This device's lab went into exam mode or out of it (also told after each (re)connection). */
+  exam: ExamState;
   /** A file could not be saved automatically (e.g. a pop-up blocker). */
   notice: string;
   /** A text arrived and was verified. */
@@ -766,6 +769,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
     });
     s.on('announcement', (a) => this.emit('announcement', a));
     s.on('announcementWithdrawn', (id) => this.emit('announcementWithdrawn', id));
+    s.on('exam', (state) => this.emit('exam', state));
   }
 
   /** Announces `text` (needs `announce`); resolves with the announcement's id. */

@@ -9,6 +9,7 @@
  * so a field the server renames stops this file from type-checking.
  */
 
+import type { ExamState as WireExamState } from './generated/ExamState';
 import type { FileMeta as WireFileMeta } from './generated/FileMeta';
 import type { Part } from './generated/Part';
 import type { PathKind as WirePathKind } from './generated/PathKind';
@@ -28,6 +29,13 @@ export type EventData<E extends ServerEventName> = Extract<ServerEvent, { event:
 
 /** The fields of a wire type, not checked yet: what a decoder reads out of `unknown`. */
 type Unchecked<T> = { readonly [K in keyof T]?: unknown };
+
+/**
+ * This device's lab's exam mode (`presence:snapshot`'s `exam`, then `exam:state`): `on` while
+ * the lab is in exam mode, `bound` when that keeps this device from one-to-one transfers (a
+ * student's; instructors and admins are never bound).
+ */
+export type ExamState = Readonly<WireExamState>;
 
 /** One connected device of a user. */
 export type Peer = Readonly<WirePeer>;
@@ -180,6 +188,14 @@ export function decodeSignal(v: unknown): SignalMessage | null {
   const { transferId, from, data }: Unchecked<EventData<'signal'>> = v;
   if (!str(transferId) || !str(from)) return null;
   return { transferId, from, data };
+}
+
+/** An `ExamState`; null when it is not one (a server too old to say sends none). */
+export function decodeExamState(v: unknown): ExamState | null {
+  if (!isRecord(v)) return null;
+  const { lab, on, bound }: Unchecked<WireExamState> = v;
+  if (typeof on !== 'boolean') return null;
+  return { lab: str(lab) ? lab : '', on, bound: on && bound === true };
 }
 
 export function decodeAnnouncement(v: unknown): Announcement | null {

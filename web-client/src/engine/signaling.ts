@@ -24,6 +24,7 @@ import { Emitter } from './emitter';
 import {
   type Announcement,
   type CancelNotice,
+  type ExamState,
   type FileMeta,
   type FinishReport,
   type IncomingRequest,
@@ -35,6 +36,7 @@ import {
   checkAck,
   decodeAnnouncement,
   decodeCancel,
+  decodeExamState,
   decodeIncoming,
   decodePeer,
   decodeSignal,
@@ -84,6 +86,8 @@ export interface SignalingEvents {
   announcement: Announcement;
   /** An announcement was withdrawn before it ended (its id). */
   announcementWithdrawn: string;
+  /** This device's lab's exam mode, from each snapshot and when it changes (`exam:state`). */
+  exam: ExamState;
   /** The other side of a transfer lost its signaling connection (`peerId`: its old id). */
   paused: { transferId: string; peerId: string };
   /** Both sides hold the transfer again; `peer` is the other side's current device. */
@@ -323,6 +327,12 @@ export class SignalingClient extends Emitter<SignalingEvents> {
         if (peer !== null) this.#peers.set(peer.peerId, peer);
       }
       this.#presenceChanged();
+      const exam = decodeExamState(v['exam']);
+      if (exam !== null) this.emit('exam', exam);
+    });
+    s.on('exam:state', (v: unknown) => {
+      const exam = decodeExamState(v);
+      if (exam !== null) this.emit('exam', exam);
     });
     s.on('presence:joined', (v: unknown) => {
       const peer = decodePeer(v);

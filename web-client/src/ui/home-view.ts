@@ -19,15 +19,17 @@
  * `announcement`, `settings-toggle`, `setting-relay`, `setting-autosave`,
  * `setting-notifications`, `setting-sound`, `setting-theme`, `setting-device`, `open-account`,
  * `connection-test`, `connection-test-result` (`data-state`, `data-verdict`), `connection-test-headline`,
- * `peer-send-text` (a person's "Text…"); the page-wide drop overlay's in page-drop.ts, the text
+ * `peer-send-text` (a person's "Text…"), `exam-indicator` (`data-bound`: shown while this
+ * device's lab is in exam mode); the page-wide drop overlay's in page-drop.ts, the text
  * dialogs' in text-compose.ts and text-dialog.ts.
  */
 
 import { type ApiClient, ApiError, type User } from '../api';
 import { explain, relayAddress, testConnection } from '../engine/connection-test';
 import { type ConnectionState, type PickedFile, TransferEngine, TransferError, type TransferSnapshot } from '../engine/engine';
-import type { Announcement, Peer } from '../engine/protocol';
+import type { Announcement, ExamState, Peer } from '../engine/protocol';
 import { h, messageLine, uniqueId } from './dom';
+import { EXAM_SEND_OFF, examWords } from './exam-words';
 import { AnnouncePanel } from './announce-panel';
 import { BroadcastPanel } from './broadcast-panel';
 import { formatBytes, formatWhen, plural } from './format';
@@ -60,6 +62,8 @@ export class HomeView implements View {
   readonly #heading: HTMLHeadingElement;
   readonly #connection: HTMLParagraphElement;
   readonly #announcements: HTMLDivElement;
+  /** Shown while this device's lab is in exam mode (`exam-indicator`). */
+  readonly #examIndicator: HTMLParagraphElement;
   readonly #peerList: HTMLDivElement;
   readonly #peerEmpty: HTMLParagraphElement;
   readonly #peerStale: HTMLParagraphElement;
@@ -96,12 +100,15 @@ export class HomeView implements View {
   /** The code of the error `#sendError` shows, if it has one. */
   #sendErrorCode: string | null = null;
   readonly #announced = new Set<string>();
+  /** This device's lab's exam mode, as the server last said. */
+  #exam: ExamState | null = null;
 
   constructor(options: HomeViewOptions) {
     this.#o = options;
     this.#heading = h('h1', { class: 'visually-hidden', tabindex: -1 }, 'Send and receive files');
     this.#connection = h('p', { class: 'connection', role: 'status', 'data-testid': 'connection-status' });
     this.#announcements = h('div', { class: 'announcements', 'aria-live': 'polite' });
+    this.#examIndicator = h('p', { class: 'exam-indicator', role: 'status', 'data-testid': 'exam-indicator', hidden: true });
 
     // ---- sending: pick files, then a person ----
     this.#fileInput = h('input', { type: 'file', multiple: true, id: uniqueId('file-input'), class: 'visually-hidden', 'data-testid': 'file-input' });
@@ -192,6 +199,7 @@ export class HomeView implements View {
       this.#heading,
       h('div', { class: 'home-bar' }, this.#connection, h('div', { class: 'home-bar-actions' }, settingsToggle, account)),
       this.#settingsPanel,
+      this.#examIndicator,
       this.#announcements,
       this.#notice.element,
       this.#incoming.waiting,
@@ -312,9 +320,20 @@ export class HomeView implements View {
       }
     });
     engine.on('notice', (text) => this.#notice.show(text, 'warning'));
+    engine.on('exam', (state) => this.#onExam(state));
     this.#broadcast.attach(engine);
     this.#announce?.attach(engine);
     return engine;
+  }
+
+  /** Shows or hides the exam indicator, and turns one-to-one sending off while bound. */
+  #onExam(state: ExamState): void {
+    this.#exam = state;
+    const words = examWords(state);
+    this.#examIndicator.hidden = words === null;
+    this.#examIndicator.textContent = words ?? '';
+    this.#examIndicator.setAttribute('data-bound', String(state.bound));
+    this.#renderPeers();
   }
 
   #onConnection(state: ConnectionState): void {
@@ -520,15 +539,17 @@ export class HomeView implements View {
 
   #peerItem(p: Peer, hasFiles: boolean): HTMLLIElement {
     const live = this.#presenceLive;
+    // Exam mode refuses every one-to-one transfer from this device: say so on the buttons.
+    const examOff = this.#exam?.bound === true;
     const label = hasFiles ? `Send ${plural(this.#picked.length, 'file')}` : 'Send…';
     const send = h(
       'button',
-      { type: 'button', class: `btn ${hasFiles ? 'btn-primary' : 'btn-secondary'} btn-small`, 'data-testid': 'peer-send', 'aria-label': `${label} to ${p.displayName} (${p.device})`, disabled: !live },
+      { type: 'button', class: `btn ${hasFiles ? 'btn-primary' : 'btn-secondary'} btn-small`, 'data-testid': 'peer-send', 'aria-label': `${label} to ${p.displayName} (${p.device})`, disabled: !live || examOff, title: examOff ? EXAM_SEND_OFF : null },
       label,
     );
     const text = h(
       'button',
-      { type: 'button', class: 'btn btn-ghost btn-small', 'data-testid': 'peer-send-text', 'aria-label': `Send a text or link to ${p.displayName} (${p.device})`, disabled: !live },
+      { type: 'button', class: 'btn btn-ghost btn-small', 'data-testid': 'peer-send-text', 'aria-label': `Send a text or link to ${p.displayName} (${p.device})`, disabled: !live || examOff, title: examOff ? EXAM_SEND_OFF : null },
       'Text…',
     );
     text.addEventListener('click', () => this.#textCompose.open(p));
