@@ -8,11 +8,11 @@
 
 use serde_json::Value;
 
-use super::hub::{Audience, Emit, Member};
+use super::hub::{Audience, Emit};
 use super::ids::PeerId;
 use super::payloads::{Announce, AnnounceWithdraw, Target};
 use super::protocol::{self, AnnounceAck, Announcement, AnnouncementWithdrawn, ServerEvent};
-use super::{SignalError, deliver};
+use super::{SignalError, deliver, member_of};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db;
 use crate::labs::{self, LabName};
@@ -22,18 +22,6 @@ use crate::text::clean_text;
 
 /// Longest announcement, in characters.
 pub const MAX_CHARS: usize = 500;
-
-fn member_of(state: &AppState, peer: &PeerId) -> Result<Member, SignalError> {
-    state.signaling.with_hub(|h| h.member(peer).cloned()).ok_or(SignalError::NotConnected)
-}
-
-fn actor_of(member: &Member) -> Actor {
-    Actor {
-        user_id: Some(member.peer.user_id),
-        username: member.peer.username.clone(),
-        client_addr: member.addr.to_string(),
-    }
-}
 
 fn audience(lab: Option<&str>) -> Audience {
     match lab {
@@ -70,7 +58,7 @@ pub async fn announce(state: AppState, peer: PeerId, req: Announce) -> Result<Va
     let lab = lab.as_ref().map(LabName::as_str);
     let a =
         db::announcements::create(&state.db, member.peer.user_id, &member.peer.display_name, lab, &text, ttl).await?;
-    audit::record(&state.db, &actor_of(&member), AuditEvent::Announced { id: a.id, lab, text: &text, ttl_secs: ttl })
+    audit::record(&state.db, &member.actor(), AuditEvent::Announced { id: a.id, lab, text: &text, ttl_secs: ttl })
         .await?;
     let event = ServerEvent::Announcement(Announcement::from(&a));
     deliver(&state, vec![Emit { to: audience(lab), except: None, event }]).await;
@@ -82,7 +70,7 @@ pub async fn withdraw(state: AppState, peer: PeerId, req: AnnounceWithdraw) -> R
     if !member.has(Permission::Announce) && !member.has(Permission::UsersManage) {
         return Err(SignalError::Forbidden(Permission::Announce.name()));
     }
-    withdraw_by(&state, &actor_of(&member), member.has(Permission::UsersManage), req.id).await?;
+    withdraw_by(&state, &member.actor(), member.has(Permission::UsersManage), req.id).await?;
     Ok(protocol::ack(&serde_json::json!({})))
 }
 

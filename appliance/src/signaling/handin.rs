@@ -24,7 +24,7 @@ use super::protocol::{
     self, HandinClosed, HandinDelivery, HandinOpenAck, HandinOpened, HandinReceiptsAck, HandinReceived, ServerEvent,
     StudentReceipt,
 };
-use super::{SignalError, deliver, store};
+use super::{SignalError, deliver, member_of, store};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db;
 use crate::db::handins::{Handin, ReceiptFile};
@@ -44,18 +44,6 @@ const MAX_DEADLINE_SECS: i64 = 60 * 24 * 3600;
 /// How long a delivery waits for the collecting browser to take it: it takes a few at a
 /// time (the others are shown "queued" on both sides), so this is long.
 pub const DELIVERY_WAIT: Duration = Duration::from_secs(30 * 60);
-
-fn member_of(state: &AppState, peer: &PeerId) -> Result<Member, SignalError> {
-    state.signaling.with_hub(|h| h.member(peer).cloned()).ok_or(SignalError::NotConnected)
-}
-
-fn actor_of(member: &Member) -> Actor {
-    Actor {
-        user_id: Some(member.peer.user_id),
-        username: member.peer.username.clone(),
-        client_addr: member.addr.to_string(),
-    }
-}
 
 /// `pdf`, `.PDF` and ` pdf ` are the same extension; anything but letters and digits is not
 /// one.
@@ -136,7 +124,7 @@ pub async fn open(state: AppState, peer: PeerId, req: HandinOpen) -> Result<Valu
     db::handins::create(&state.db, &handin).await?;
     audit::record(
         &state.db,
-        &actor_of(&member),
+        &member.actor(),
         AuditEvent::HandinOpened { id: &handin.id, lab: lab.as_str(), title: &handin.title, deadline: handin.deadline },
     )
     .await?;
@@ -167,7 +155,7 @@ pub async fn close(state: AppState, peer: PeerId, req: HandinRef) -> Result<Valu
     if h.owner_id != member.peer.user_id && !member.has(Permission::UsersManage) {
         return Err(SignalError::Forbidden("collect (only who opened a hand-in, or an admin, closes it)"));
     }
-    close_by(&state, &actor_of(&member), &h.id).await?;
+    close_by(&state, &member.actor(), &h.id).await?;
     Ok(serde_json::json!({}))
 }
 

@@ -92,6 +92,15 @@ impl Member {
         self.permissions.has(permission)
     }
 
+    /// Who did it, for the audit log: this device's user, from its address.
+    pub fn actor(&self) -> crate::audit::Actor {
+        crate::audit::Actor {
+            user_id: Some(self.peer.user_id),
+            username: self.peer.username.clone(),
+            client_addr: self.addr.to_string(),
+        }
+    }
+
     pub fn is_student(&self) -> bool {
         is_student(&self.permissions)
     }

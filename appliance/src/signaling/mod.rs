@@ -170,6 +170,11 @@ pub fn layer(state: &AppState) -> socketioxide::layer::SocketIoLayer {
 }
 
 /// Sends the hub's emits.
+/// The connected device behind socket `peer` (a handler's caller).
+pub(crate) fn member_of(state: &AppState, peer: &PeerId) -> Result<hub::Member, SignalError> {
+    state.signaling.with_hub(|h| h.member(peer).cloned()).ok_or(SignalError::NotConnected)
+}
+
 pub(crate) async fn deliver(state: &AppState, emits: Vec<Emit>) {
     let Some(io) = state.signaling.io.get() else { return };
     for e in emits {
