@@ -207,7 +207,7 @@ pub async fn submit(state: AppState, peer: PeerId, req: HandinSubmit) -> Result<
     let id = TransferId::from(super::events::new_id());
     let collector = DeviceKey::from(h.collector_device_key.as_str());
     let (mut emits, mut record) = state.signaling.with_hub(|hub| {
-        hub.handin_request(&peer, (h.owner_id, &collector), req.files, id.clone(), &limits, Instant::now())
+        hub.handin_request(&peer, (h.owner_id, &collector), req.files, total, id.clone(), &limits, Instant::now())
     })?;
     super::hub::tag_handin(&mut emits, &mut record, HandinDelivery { handin_id: h.id.clone(), late }, DELIVERY_WAIT);
     store(&state, vec![record]).await;

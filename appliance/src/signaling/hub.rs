@@ -825,18 +825,20 @@ impl Hub {
     /// A hand-in's delivery (`handin:submit`): from a student's device to the browser that
     /// collects the hand-in, the device `collector` of its owner. Exam mode and visibility do
     /// not stand in the way (students hand in during an exam, to their lab's instructor);
-    /// the pending and per-minute limits do. The caller checked the hand-in's own rules.
+    /// the pending and per-minute limits do. The caller checked the hand-in's own rules and
+    /// the files (`payloads::validate_files`, which gave `total`).
+    #[allow(clippy::too_many_arguments)]
     pub fn handin_request(
         &mut self,
         from: &PeerId,
         collector: (i64, &DeviceKey),
         files: Vec<FileMeta>,
+        total: u64,
         id: TransferId,
         limits: &Limits,
         now: Instant,
     ) -> Result<(Vec<Emit>, Record), SignalError> {
         let sender = self.members.get(from).ok_or(SignalError::NotConnected)?;
-        let total = super::payloads::validate_files(&files, limits.max_file_bytes)?;
         let target = self
             .members
             .values()
