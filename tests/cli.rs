@@ -535,7 +535,7 @@ fn host_names_in_another_order_keep_the_certificate() {
 // `labbeam store copy`
 
 /// The tables `store copy` carries, in its order.
-const STORE_TABLES: [&str; 16] = [
+const STORE_TABLES: [&str; 17] = [
     "roles",
     "role_permissions",
     "users",
@@ -550,6 +550,7 @@ const STORE_TABLES: [&str; 16] = [
     "announcements",
     "handins",
     "handin_receipts",
+    "handin_attempts",
     "settings",
     "connection_tests",
 ];
@@ -689,6 +690,8 @@ async fn populate(s: &Server) -> String {
             .to_string())
     ))
     .await;
+    db.exec(&format!("INSERT INTO handin_attempts (handin_id, user_id, first_at) VALUES ('h1', {zoe}, {})", now - 60))
+        .await;
     db.exec(&format!(
         "INSERT INTO connection_tests (tested_at, user_id, username, device, client_addr, lab, direct, stun, \
          relay_udp, relay_tcp, relay_tls) VALUES ({now}, {zoe}, 'zoë', {}, '10.1.0.14', 'Lab A', 'ok', 'failed', \

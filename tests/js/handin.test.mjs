@@ -245,6 +245,34 @@ describe('hand-ins', () => {
     for (const sock of [sockT, sockA]) sock.close();
   });
 
+  test('the collecting browser away at the deadline: who tried in time is on time', async () => {
+    const sockT = await s.connect({ token: tom.token, localAddress: TOM, deviceId: 'tom-collecting-pc-4' });
+    await sockT.snapshot;
+    const sockA = await s.connect({ token: ann.token, localAddress: ANN });
+    const sockB = await s.connect({ token: bea.token, localAddress: BEA });
+    await Promise.all([sockA.snapshot, sockB.snapshot]);
+    const { handinId } = await call(sockT, 'handin:open', { lab: 'Lab H', title: 'Graced', deadline: now() + 2 });
+    sockT.close();
+    await sleep(200);
+    const file = [{ name: 'work.txt', size: 4, mime: 'text/plain' }];
+    // Ann tries in time, but the instructor's tab is closed; Bea only after the deadline.
+    assert.equal((await call(sockA, 'handin:submit', { handinId, files: file })).error.code, 'collector_offline');
+    // The server counts whole seconds: past the deadline's second.
+    await sleep(3500);
+    const back = await s.connect({ token: tom.token, localAddress: TOM, deviceId: 'tom-collecting-pc-4' });
+    await back.snapshot;
+    assert.equal((await call(sockB, 'handin:submit', { handinId, files: file })).error.code, 'deadline_passed');
+    const incoming = next(back, 'transfer:incoming');
+    const sent = await call(sockA, 'handin:submit', { handinId, files: file });
+    assert.equal(sent.ok, true, JSON.stringify(sent));
+    assert.deepEqual((await incoming).handin, { handinId, late: false });
+    await deliver(back, sockA, sent.transferId, 4);
+    const received = next(sockA, 'handin:received');
+    await call(back, 'handin:receipt', { transferId: sent.transferId, files: [{ name: 'work.txt', size: 4, sha256: SHA('f') }] });
+    assert.equal((await received).late, false, 'on time: tried before the deadline');
+    for (const sock of [back, sockA, sockB]) sock.close();
+  });
+
   test('exam mode keeps students apart but not from handing in', async () => {
     s.cli(['lab', 'policy', 'Lab H', '--exam', 'on']);
     try {

@@ -32,7 +32,7 @@ use super::{Backend, DbError, Location, Schema, Store, dialect, on_pool};
 use crate::config::StoreConfig;
 
 /// Every table `store copy` carries, each after every table its foreign keys reference.
-pub const TABLES: [&str; 16] = [
+pub const TABLES: [&str; 17] = [
     "roles",
     "role_permissions",
     "users",
@@ -47,6 +47,7 @@ pub const TABLES: [&str; 16] = [
     "announcements",
     "handins",
     "handin_receipts",
+    "handin_attempts",
     "settings",
     "connection_tests",
 ];

@@ -174,6 +174,32 @@ pub async fn add_receipt(
     })
 }
 
+/// Notes that `user_id` tries to hand in at `at`; only the first try is kept.
+pub async fn note_attempt(store: &Store, handin_id: &str, user_id: i64, at: i64) -> Result<(), DbError> {
+    on_pool!(store, |pool| {
+        sqlx::query(
+            "INSERT INTO handin_attempts (handin_id, user_id, first_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(handin_id)
+        .bind(user_id)
+        .bind(at)
+        .execute(pool)
+        .await?;
+        Ok(())
+    })
+}
+
+/// When `user_id` first tried to hand in, if they did.
+pub async fn first_attempt(store: &Store, handin_id: &str, user_id: i64) -> Result<Option<i64>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_scalar::<_, i64>("SELECT first_at FROM handin_attempts WHERE handin_id = $1 AND user_id = $2")
+            .bind(handin_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?)
+    })
+}
+
 /// Every receipt of a hand-in (all versions), by student then version.
 pub async fn receipts(store: &Store, handin_id: &str) -> Result<Vec<Receipt>, DbError> {
     let sql = format!("SELECT {RECEIPT_COLUMNS} FROM handin_receipts WHERE handin_id = $1 ORDER BY username, version");

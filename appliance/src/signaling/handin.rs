@@ -44,6 +44,23 @@ const MAX_DEADLINE_SECS: i64 = 60 * 24 * 3600;
 /// How long a delivery waits for the collecting browser to take it: it takes a few at a
 /// time (the others are shown "queued" on both sides), so this is long.
 pub const DELIVERY_WAIT: Duration = Duration::from_secs(30 * 60);
+/// After the deadline, how long a student who first tried before it is still on time: the
+/// collecting browser was away (closed, reloading, offline), and their client sends again
+/// when it is back. Seconds.
+pub const GRACE_SECS: i64 = 15 * 60;
+
+/// Whether a delivery requested at `at` by `student` is late: after the deadline, unless the
+/// student first tried before it and `at` is within the grace period.
+async fn is_late(state: &AppState, h: &Handin, student: i64, at: i64) -> Result<bool, SignalError> {
+    if at <= h.deadline {
+        return Ok(false);
+    }
+    if at > h.deadline + GRACE_SECS {
+        return Ok(true);
+    }
+    let first = db::handins::first_attempt(&state.db, &h.id, student).await?;
+    Ok(first.is_none_or(|first| first > h.deadline))
+}
 
 /// `pdf`, `.PDF` and ` pdf ` are the same extension; anything but letters and digits is not
 /// one.
@@ -185,7 +202,8 @@ pub async fn submit(state: AppState, peer: PeerId, req: HandinSubmit) -> Result<
     if member.peer.self_selected || member.peer.lab != LabName::from(h.lab.as_str()) {
         return Err(SignalError::NotInLab(h.lab.clone()));
     }
-    let late = db::now() > h.deadline;
+    let now = db::now();
+    let late = is_late(&state, &h, member.peer.user_id, now).await?;
     if late && !h.allows_late() {
         return Err(SignalError::DeadlinePassed);
     }
@@ -203,6 +221,11 @@ pub async fn submit(state: AppState, peer: PeerId, req: HandinSubmit) -> Result<
         && total > max
     {
         return Err(SignalError::HandinTooLarge { total, max });
+    }
+    // Files that pass every check, before the deadline: on time even if the collecting
+    // browser is away now and the delivery starts after the deadline (within GRACE_SECS).
+    if now <= h.deadline {
+        db::handins::note_attempt(&state.db, &h.id, member.peer.user_id, now).await?;
     }
     let id = TransferId::from(super::events::new_id());
     let collector = DeviceKey::from(h.collector_device_key.as_str());
@@ -245,7 +268,7 @@ pub async fn receipt(state: AppState, peer: PeerId, req: HandinReceipt) -> Resul
         return Err(SignalError::Invalid("the receipt must name exactly the files of that transfer".into()));
     }
     let h = handin(&state, &handin_id).await?;
-    let late = row.requested_at > h.deadline;
+    let late = is_late(&state, &h, student, row.requested_at).await?;
     let r = db::handins::add_receipt(&state.db, &h.id, student, &row.sender_username, row.id.as_str(), &files, late)
         .await?;
     let received = HandinReceived::from(&r);
