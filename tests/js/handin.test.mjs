@@ -91,6 +91,8 @@ describe('hand-ins', () => {
     assert.equal(offer.transferId, sent.transferId);
     assert.deepEqual(offer.handin, { handinId, late: false });
     assert.equal(offer.from.username, 'ann');
+    assert.equal(sent.collector.username, 'tom', 'the student learns which device collects');
+    assert.equal(sent.collector.peerId, (await sockT.snapshot).self.peerId);
     assert.equal(offer.expiresInSecs, 1800, 'a delivery waits its turn at the collecting browser');
     await deliver(sockT, sockA, sent.transferId, 150);
 

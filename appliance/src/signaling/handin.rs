@@ -229,14 +229,14 @@ pub async fn submit(state: AppState, peer: PeerId, req: HandinSubmit) -> Result<
     }
     let id = TransferId::from(super::events::new_id());
     let collector = DeviceKey::from(h.collector_device_key.as_str());
-    let (mut emits, mut record) = state.signaling.with_hub(|hub| {
+    let (mut emits, mut record, collector_peer) = state.signaling.with_hub(|hub| {
         hub.handin_request(&peer, (h.owner_id, &collector), req.files, total, id.clone(), &limits, Instant::now())
     })?;
     super::hub::tag_handin(&mut emits, &mut record, HandinDelivery { handin_id: h.id.clone(), late }, DELIVERY_WAIT);
     store(&state, vec![record]).await;
     deliver(&state, emits).await;
     super::schedule_expiry(&state, id.clone(), DELIVERY_WAIT);
-    Ok(protocol::ack(&protocol::TransferRef { transfer_id: id }))
+    Ok(protocol::ack(&protocol::HandinSubmitAck { transfer_id: id, collector: collector_peer }))
 }
 
 pub async fn receipt(state: AppState, peer: PeerId, req: HandinReceipt) -> Result<Value, SignalError> {

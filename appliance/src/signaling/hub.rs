@@ -837,14 +837,17 @@ impl Hub {
         id: TransferId,
         limits: &Limits,
         now: Instant,
-    ) -> Result<(Vec<Emit>, Record), SignalError> {
+    ) -> Result<(Vec<Emit>, Record, Peer), SignalError> {
         let sender = self.members.get(from).ok_or(SignalError::NotConnected)?;
         let target = self
             .members
             .values()
             .find(|m| m.peer.user_id == collector.0 && m.device_key == *collector.1 && m.peer.peer_id != *from)
             .ok_or(SignalError::CollectorOffline)?;
-        self.offer(sender.peer.peer_id.clone(), target.peer.peer_id.clone(), files, total, id, limits, now)
+        let collector = target.peer.clone();
+        let (emits, record) =
+            self.offer(sender.peer.peer_id.clone(), target.peer.peer_id.clone(), files, total, id, limits, now)?;
+        Ok((emits, record, collector))
     }
 
     /// Offers `files` from device `from` to device `to` (both members), within the sender's

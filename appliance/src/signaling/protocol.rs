@@ -294,6 +294,16 @@ pub struct HandinOpenAck {
     pub handin_id: String,
 }
 
+/// The ack of `handin:submit`: the delivery's transfer, and the collecting browser's device
+/// (the student's browser signals to it once it accepts).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct HandinSubmitAck {
+    pub transfer_id: TransferId,
+    pub collector: Peer,
+}
+
 /// A transfer, by id: `transfer:accepted`, `transfer:declined`, `transfer:expired`, and the
 /// ack of `transfer:request`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -565,6 +575,7 @@ mod tests {
         BroadcastSummary::export_all(&cfg).unwrap();
         AnnounceAck::export_all(&cfg).unwrap();
         HandinOpenAck::export_all(&cfg).unwrap();
+        HandinSubmitAck::export_all(&cfg).unwrap();
         HandinReceiptsAck::export_all(&cfg).unwrap();
         TransferFinish::export_all(&cfg).unwrap();
     }
