@@ -247,6 +247,33 @@ describe('hand-ins', () => {
     for (const sock of [sockT, sockA]) sock.close();
   });
 
+  test('receipts for several students at once are all kept', async () => {
+    const sockT = await s.connect({ token: tom.token, localAddress: TOM, deviceId: 'tom-collecting-pc-5' });
+    await sockT.snapshot;
+    const sockA = await s.connect({ token: ann.token, localAddress: ANN });
+    const sockB = await s.connect({ token: bea.token, localAddress: BEA });
+    await Promise.all([sockA.snapshot, sockB.snapshot]);
+    const { handinId } = await call(sockT, 'handin:open', { lab: 'Lab H', title: 'Together', deadline: now() + 600 });
+    const file = [{ name: 'work.txt', size: 4, mime: 'text/plain' }];
+    const sent = [];
+    for (const sock of [sockA, sockB]) {
+      const r = await call(sock, 'handin:submit', { handinId, files: file });
+      assert.equal(r.ok, true, JSON.stringify(r));
+      await deliver(sockT, sock, r.transferId, 4);
+      sent.push(r.transferId);
+    }
+    // Both verified at the same moment, as a browser receiving several at once does.
+    for (let round = 0; round < 5; round++) {
+      const acks = await Promise.all(
+        sent.map((transferId) => call(sockT, 'handin:receipt', { transferId, files: [{ name: 'work.txt', size: 4, sha256: SHA(String(round)) }] })),
+      );
+      for (const ack of acks) assert.equal(ack.ok, true, JSON.stringify(ack));
+    }
+    const { receipts } = await call(sockT, 'handin:receipts', { handinId });
+    assert.deepEqual(receipts.map((r) => [r.username, r.version]).sort(), [['ann', 1], ['bea', 1]]);
+    for (const sock of [sockT, sockA, sockB]) sock.close();
+  });
+
   test('the collecting browser away at the deadline: who tried in time is on time', async () => {
     const sockT = await s.connect({ token: tom.token, localAddress: TOM, deviceId: 'tom-collecting-pc-4' });
     await sockT.snapshot;

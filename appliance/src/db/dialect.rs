@@ -84,8 +84,10 @@ pub fn begin_snapshot(backend: Backend) -> &'static str {
     }
 }
 
-/// Starts the transaction `store copy` writes its target in: on SQLite it takes the write
-/// lock at once, so a busy target fails before anything is read.
+/// Starts a transaction that reads before it writes (`store copy`'s target, a hand-in
+/// receipt): on SQLite it takes the write lock at once, so a busy target fails before
+/// anything is read, and two such transactions at once wait for each other (busy timeout)
+/// instead of both holding a read lock that neither can upgrade.
 pub fn begin_write(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => "BEGIN IMMEDIATE",

@@ -147,8 +147,12 @@ pub async fn add_receipt(
         "INSERT INTO handin_receipts ({RECEIPT_COLUMNS}) SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, \
          $7, $8 FROM handin_receipts WHERE handin_id = $1 AND user_id = $2 RETURNING {RECEIPT_COLUMNS}"
     );
+    // Read, then write: on SQLite the write lock is taken at the start, or two receipts at
+    // once (several students' files verified together) would each hold a read lock and
+    // fail to upgrade it.
+    let begin = super::dialect::begin_write(store.backend());
     on_pool!(store, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_with(begin).await?;
         if let Some(r) = sqlx::query_as::<_, Receipt>(sqlx::AssertSqlSafe(select.clone()))
             .bind(handin_id)
             .bind(transfer_id)
