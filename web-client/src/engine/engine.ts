@@ -24,6 +24,7 @@
 import { IncomingBatches, MAX_NAME_BYTES, cleanMime, nameTooLong, newBatchId, planParts } from './batches';
 import { BroadcastManager } from './broadcast';
 import { Emitter } from './emitter';
+import { DEFAULT_CONCURRENCY, Handins } from './handins';
 import { relayServers } from './ice';
 import { OpfsSink, cleanUpAbandoned, opfsAvailable, readCheckpoint, removeStored, saveStoredToDirectory, storedFile } from './opfs';
 import {
@@ -31,11 +32,13 @@ import {
   type ExamState,
   type FileMeta,
   type FinishReport,
+  type HandinTag,
   type IncomingRequest,
   type PartInfo,
   type Peer,
   SignalingError,
   type TextInfo,
+  decodeHandinTag,
 } from './protocol';
 import { type ResumeRecord, ResumeStore, deviceId } from './resume-store';
 import { TEXT_FILE_NAME, TEXT_MIME, decodeText, encodeText, textProblem } from './text';
@@ -73,6 +76,8 @@ export interface EngineOptions {
   download(file: File, name: string): void;
   signalingUrl?: string;
   tuning?: Partial<SendTuning>;
+  /** How many hand-in deliveries this browser receives at once when it collects (default 4). */
+  handinConcurrency?(): number;
 }
 
 export interface EngineEvents {
@@ -168,6 +173,8 @@ export class TransferEngine extends Emitter<EngineEvents> {
   readonly #incomingSends = new IncomingBatches();
   /** Broadcasts this page sends or receives (broadcast.ts). */
   readonly broadcasts: BroadcastManager;
+  /** Hand-ins this page hands in to or collects (handins.ts). */
+  readonly handins: Handins;
   /** Texts that arrived, by transfer id (in this page only, never on disk). */
   readonly #texts = new Map<string, string>();
   /** Received texts read (or tried) once already. */
@@ -192,11 +199,23 @@ export class TransferEngine extends Emitter<EngineEvents> {
       download: (file, name) => options.download(file, name),
       notice: (text) => this.emit('notice', text),
     });
+    this.handins = new Handins({
+      call: (event, payload) => s.call(event, payload),
+      listen: (event, handler) => s.listen(event, handler),
+      startDelivery: (id, collector, files, tag) => this.#startDelivery(id, collector, files, tag),
+      accept: (id) => this.accept(id),
+      dismiss: (id) => this.dismiss(id),
+      connected: () => s.connected,
+      peers: () => s.peers,
+      concurrency: () => options.handinConcurrency?.() ?? DEFAULT_CONCURRENCY,
+    });
+    this.handins.on('notice', (text) => this.emit('notice', text));
     this.#wire();
   }
 
   start(): void {
     this.#restoring = this.#restoreStored();
+    if (opfsAvailable()) void this.handins.loadKept();
     this.#signaling.connect();
     void this.#iceConfig().catch(() => {});
   }
@@ -225,6 +244,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
       this.#store.remove(t.id);
     }
     this.broadcasts.stop();
+    this.handins.stop();
     this.#signaling.close();
     this.removeAllListeners();
   }
@@ -330,6 +350,15 @@ export class TransferEngine extends Emitter<EngineEvents> {
   /** The text that arrived with transfer `id`, while this page has it. */
   text(id: string): string | undefined {
     return this.#texts.get(id);
+  }
+
+  /** A hand-in's delivery (handins.ts) was offered: sends `files` as transfer `id`. */
+  #startDelivery(id: string, collector: Peer, files: readonly PickedFile[], handin: HandinTag): void {
+    const metas: FileMeta[] = files.map((f) => ({ name: f.name, size: f.blob.size, mime: cleanMime(f.mime) }));
+    const transfer = new SendingTransfer(this.#context(), { id, peer: collector, files: metas, blobs: files.map((f) => f.blob), handin });
+    this.#claimedIn.set(id, this.#epoch);
+    this.#add(transfer);
+    void this.#iceConfig().catch(() => {});
   }
 
   /** Sends `transfer:request` and adds the new transfer. */
@@ -528,13 +557,14 @@ export class TransferEngine extends Emitter<EngineEvents> {
       changed: (t) => {
         const snap = t.snapshot();
         this.#persist(t, snap);
+        this.handins.transfer(snap);
         this.emit('transfer', snap);
         if (t.finished) this.#partEnded(t);
         if (t.text !== null && t.direction === 'receive' && t.state === 'completed') void this.#textArrived(t, t.text);
       },
       fileReady: (t, index) => {
-        // A text is shown, never saved as a file.
-        if (this.#options.autoSave() && t.text === null) {
+        // A text is shown, never saved as a file; a hand-in's files go to the student's folder.
+        if (this.#options.autoSave() && t.text === null && t.handin === null) {
           const name = t.files[index]?.name ?? 'file';
           void storedFile(t.id, index)
             .then((file) => this.#options.download(file, name))
@@ -637,6 +667,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
       createdAt: t.createdAt,
       updatedAt: now,
       graceSecs: this.#signaling.resumeGraceSecs,
+      ...(t.handin !== null ? { handin: t.handin } : {}),
     });
   }
 
@@ -658,13 +689,14 @@ export class TransferEngine extends Emitter<EngineEvents> {
 
   async #restoredTransfer(r: ResumeRecord): Promise<Transfer | null> {
     if (r.direction === 'send') {
-      return new SendingTransfer(this.#context(), { id: r.id, peer: r.peer, files: r.files, restored: { createdAt: r.createdAt } });
+      return new SendingTransfer(this.#context(), { id: r.id, peer: r.peer, files: r.files, handin: decodeHandinTag(r.handin), restored: { createdAt: r.createdAt } });
     }
     const partial = await readCheckpoint(r.id);
     return new ReceivingTransfer(this.#context(), {
       id: r.id,
       peer: r.peer,
       files: r.files,
+      handin: decodeHandinTag(r.handin),
       restored: { createdAt: r.createdAt, receive: { verified: r.files.map((_, i) => r.verified[i] ?? null), partial } },
     });
   }
@@ -713,7 +745,10 @@ export class TransferEngine extends Emitter<EngineEvents> {
   #wire(): void {
     const s = this.#signaling;
     s.on('connection', (state) => {
-      if (state.kind === 'connected') void this.#reclaim();
+      if (state.kind === 'connected') {
+        void this.#reclaim();
+        this.handins.connected();
+      }
       this.emit('connection', state);
     });
     s.on('paused', ({ transferId }) => this.#transfers.get(transferId)?.onPeerPaused());
@@ -726,6 +761,7 @@ export class TransferEngine extends Emitter<EngineEvents> {
         if (again !== undefined) t.updatePeer(again);
       }
       this.emit('presence', presence);
+      this.handins.presenceChanged();
     });
     s.on('incoming', (request) => {
       if (this.#transfers.has(request.transferId)) return;
@@ -735,9 +771,15 @@ export class TransferEngine extends Emitter<EngineEvents> {
         files: request.files,
         part: request.part,
         text: request.text,
+        handin: request.handin,
       });
       this.#claimedIn.set(t.id, this.#epoch);
       this.#add(t);
+      // A hand-in's delivery waits its turn in the hand-in's queue: nothing to ask.
+      if (request.handin !== null) {
+        this.handins.delivery(t.snapshot());
+        return;
+      }
       // Fetch ICE servers now, so accepting connects at once.
       void this.#iceConfig().catch(() => {});
       // A text is taken at once and shown when it has arrived: there is nothing to decide

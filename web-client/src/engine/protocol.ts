@@ -11,6 +11,11 @@
 
 import type { ExamState as WireExamState } from './generated/ExamState';
 import type { FileMeta as WireFileMeta } from './generated/FileMeta';
+import type { HandinDelivery } from './generated/HandinDelivery';
+import type { HandinFile } from './generated/HandinFile';
+import type { HandinOpened } from './generated/HandinOpened';
+import type { HandinReceived } from './generated/HandinReceived';
+import type { StudentReceipt } from './generated/StudentReceipt';
 import type { Part } from './generated/Part';
 import type { PathKind as WirePathKind } from './generated/PathKind';
 import type { Peer as WirePeer } from './generated/Peer';
@@ -66,6 +71,50 @@ export interface IncomingRequest {
   readonly expiresAt: number | null;
   /** Set when the request carries a text (its one file is the text), not files. */
   readonly text: TextInfo | null;
+  /** Set when the request delivers a student's files to a hand-in this browser collects. */
+  readonly handin: HandinTag | null;
+}
+
+/** Which hand-in a transfer delivers to, and whether it came after the deadline. */
+export type HandinTag = Readonly<HandinDelivery>;
+
+/**
+ * An open hand-in (`handin:opened`): `deadline` in unix seconds, `extensions` lowercase
+ * without the dot (empty: any file), `maxBytes` null for no limit per student, `collecting`
+ * true on the one browser that receives its files.
+ */
+export interface Handin {
+  readonly handinId: string;
+  readonly lab: string;
+  readonly title: string;
+  readonly deadline: number;
+  readonly instructions: string;
+  readonly extensions: readonly string[];
+  readonly maxBytes: number | null;
+  readonly allowLate: boolean;
+  readonly collector: string;
+  readonly collecting: boolean;
+}
+
+/** A file of a receipt: what the collecting browser verified. */
+export type ReceiptFile = Readonly<HandinFile>;
+
+/** A student's receipt (`handin:received`, and each row of `handin:receipts`). */
+export interface Receipt {
+  readonly handinId: string;
+  readonly transferId: string;
+  /** 1 for the first hand-in, 2 for the re-submission that replaced it, …: the highest counts. */
+  readonly version: number;
+  readonly files: readonly ReceiptFile[];
+  readonly totalBytes: number;
+  /** Unix seconds. */
+  readonly receivedAt: number;
+  readonly late: boolean;
+}
+
+/** A row of `handin:receipts`: a receipt and whose it is. */
+export interface StudentReceiptRow extends Receipt {
+  readonly username: string;
 }
 
 export interface Announcement {
@@ -147,7 +196,67 @@ export function decodeIncoming(v: unknown, now = Date.now()): IncomingRequest | 
     expiresAt: num(w.expiresInSecs) && w.expiresInSecs >= 0 ? now + w.expiresInSecs * 1000 : null,
     // A text travels as exactly one file of its size; anything else is offered as files.
     text: text !== null && files.length === 1 && files[0]?.size === text.bytes ? text : null,
+    handin: decodeHandinTag(w.handin),
   };
+}
+
+export function decodeHandinTag(v: unknown): HandinTag | null {
+  if (!isRecord(v)) return null;
+  const { handinId, late }: Unchecked<HandinDelivery> = v;
+  return str(handinId) ? { handinId, late: late === true } : null;
+}
+
+export function decodeHandin(v: unknown): Handin | null {
+  if (!isRecord(v)) return null;
+  const w: Unchecked<HandinOpened> = v;
+  if (!str(w.handinId) || !str(w.lab) || !str(w.title) || !num(w.deadline)) return null;
+  return {
+    handinId: w.handinId,
+    lab: w.lab,
+    title: w.title,
+    deadline: w.deadline,
+    instructions: str(w.instructions) ? w.instructions : '',
+    extensions: Array.isArray(w.extensions) ? w.extensions.filter(str) : [],
+    maxBytes: num(w.maxBytes) && w.maxBytes > 0 ? w.maxBytes : null,
+    allowLate: w.allowLate === true,
+    collector: str(w.collector) ? w.collector : '',
+    collecting: w.collecting === true,
+  };
+}
+
+function decodeReceiptFiles(v: unknown): ReceiptFile[] | null {
+  if (!Array.isArray(v)) return null;
+  const files: ReceiptFile[] = [];
+  for (const f of v) {
+    if (!isRecord(f)) return null;
+    const { name, size, sha256 }: Unchecked<HandinFile> = f;
+    if (!str(name) || !num(size) || !str(sha256)) return null;
+    files.push({ name, size, sha256 });
+  }
+  return files;
+}
+
+export function decodeReceipt(v: unknown): Receipt | null {
+  if (!isRecord(v)) return null;
+  const w: Unchecked<HandinReceived> = v;
+  const files = decodeReceiptFiles(w.files);
+  if (!str(w.handinId) || !str(w.transferId) || !num(w.version) || files === null) return null;
+  return {
+    handinId: w.handinId,
+    transferId: w.transferId,
+    version: w.version,
+    files,
+    totalBytes: num(w.totalBytes) ? w.totalBytes : files.reduce((n, f) => n + f.size, 0),
+    receivedAt: num(w.receivedAt) ? w.receivedAt : Math.floor(Date.now() / 1000),
+    late: w.late === true,
+  };
+}
+
+export function decodeStudentReceipt(v: unknown): StudentReceiptRow | null {
+  const receipt = decodeReceipt(v);
+  if (receipt === null || !isRecord(v)) return null;
+  const { username }: Unchecked<StudentReceipt> = v;
+  return str(username) ? { ...receipt, username } : null;
 }
 
 export function decodeTextInfo(v: unknown): TextInfo | null {

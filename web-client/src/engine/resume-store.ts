@@ -8,7 +8,7 @@
  * stored transfer only when no other tab holds it (Web Lock, see engine.ts).
  */
 
-import type { FileMeta, Peer } from './protocol';
+import type { FileMeta, HandinTag, Peer } from './protocol';
 
 const DEVICE_KEY = 'labbeam.deviceId';
 const RECORDS_KEY = 'labbeam.transfers';
@@ -26,6 +26,8 @@ export interface ResumeRecord {
   readonly updatedAt: number;
   /** The server's resume grace period when it was stored (seconds). */
   readonly graceSecs: number;
+  /** Set when the transfer delivers to a hand-in (absent in records of older pages). */
+  readonly handin?: HandinTag;
 }
 
 /** Minimal storage interface (localStorage in the browser, a map in tests). */

@@ -32,7 +32,7 @@ import { transferDigest } from './hash';
 import { Negotiation, type NegotiationMessage, type NegotiationRole } from './negotiation';
 import { type PathInfo, currentPath, watchPath } from './path';
 import { RateMeter, spreadOverFiles } from './progress';
-import type { FileMeta, FinishReport, PartInfo, Peer, TextInfo } from './protocol';
+import type { FileMeta, FinishReport, HandinTag, PartInfo, Peer, TextInfo } from './protocol';
 import { ReceiveError } from './receiver';
 import type { SendTuning } from './sender';
 
@@ -86,6 +86,8 @@ export interface TransferSnapshot {
   readonly part: PartInfo | null;
   /** Set when the transfer carries a text (its one file is the text; text.ts), not files. */
   readonly text: TextInfo | null;
+  /** Set when the transfer delivers a student's files to a hand-in (handin.ts). */
+  readonly handin: HandinTag | null;
 }
 
 /**
@@ -121,6 +123,8 @@ export interface TransferInit {
   readonly part?: PartInfo | null;
   /** The transfer carries a text, not files (text.ts). */
   readonly text?: TextInfo | null;
+  /** The transfer delivers a student's files to a hand-in (handin.ts). */
+  readonly handin?: HandinTag | null;
   /** A transfer this browser had before a page reload, to be resumed. */
   readonly restored?: { readonly createdAt: number };
 }
@@ -145,6 +149,8 @@ export abstract class Transfer {
   readonly part: PartInfo | null;
   /** Set when this transfer carries a text, not files. */
   readonly text: TextInfo | null;
+  /** Set when this transfer delivers to a hand-in. */
+  readonly handin: HandinTag | null;
   protected readonly ctx: TransferContext;
   /** Each file's progress, as both sides see it (the sender learns `done` from `verified`). */
   protected fileState: FileState[];
@@ -201,6 +207,7 @@ export abstract class Transfer {
     this.direction = direction;
     this.part = init.part ?? null;
     this.text = init.text ?? null;
+    this.handin = init.handin ?? null;
     this.#peer = init.peer;
     this.#files = [...init.files];
     this.fileState = this.#files.map(() => 'waiting');
@@ -348,6 +355,7 @@ export abstract class Transfer {
       resumes: this.#resumes,
       part: this.part,
       text: this.text,
+      handin: this.handin,
     };
   }
 

@@ -33,13 +33,15 @@ import { EXAM_SEND_OFF, examWords } from './exam-words';
 import { AnnouncePanel } from './announce-panel';
 import { BroadcastPanel } from './broadcast-panel';
 import { formatBytes, formatWhen, plural } from './format';
+import { HandinCollectPanel } from './handin-collect';
+import { HandinPanel } from './handin-panel';
 import { HistoryPanel } from './history-panel';
 import { Chime, TabBadge } from './attention';
 import { IncomingDialog } from './incoming-dialog';
 import { PageDrop } from './page-drop';
-import { carriesFiles, fromDataTransfer, fromFileList, mergeSelection } from './picking';
+import { dropTarget, fromFileList, mergeSelection } from './picking';
 import { downloadFile, folderPickerAvailable, pickFolder } from './saving';
-import { type Settings, type Theme, applyTheme, browserName } from './settings';
+import { HANDIN_CONCURRENCY_MAX, type Settings, type Theme, applyTheme, browserName } from './settings';
 import { TextCompose } from './text-compose';
 import { TextDialog } from './text-dialog';
 import type { View } from './shell';
@@ -84,6 +86,9 @@ export class HomeView implements View {
   readonly #broadcast: BroadcastPanel;
   /** Writing announcements: only for users with `announce`. */
   readonly #announce: AnnouncePanel | null;
+  /** Handing in (students), and collecting (users with `collect`). */
+  readonly #handin: HandinPanel | null;
+  readonly #collect: HandinCollectPanel | null;
   /** Files dropped anywhere on the page become the selection. */
   readonly #pageDrop: PageDrop;
   /** Writing a text to a person, and the texts that arrived. */
@@ -159,6 +164,8 @@ export class HomeView implements View {
     this.#announce = perms.includes('announce')
       ? new AnnouncePanel({ from: options.user.displayName, canSendAll: perms.includes('users.manage') })
       : null;
+    this.#collect = perms.includes('collect') ? new HandinCollectPanel() : null;
+    this.#handin = this.#collect === null ? new HandinPanel({ student: `${options.user.displayName} (${options.user.username})` }) : null;
     this.#broadcast = new BroadcastPanel({
       canSend: perms.includes('broadcast.send'),
       canSendAll: perms.includes('users.manage'),
@@ -206,6 +213,7 @@ export class HomeView implements View {
       h(
         'div',
         { class: 'home-grid' },
+        this.#handin?.root ?? null,
         h(
           'section',
           { class: 'card panel panel-send', 'aria-labelledby': 'send-title' },
@@ -219,6 +227,7 @@ export class HomeView implements View {
         ),
         this.#broadcast.root,
         this.#announce?.root ?? null,
+        this.#collect?.root ?? null,
         h(
           'section',
           { class: 'card panel panel-transfers', 'aria-labelledby': 'transfers-title' },
@@ -265,6 +274,8 @@ export class HomeView implements View {
     window.removeEventListener('beforeunload', this.#onBeforeUnload);
     this.#pageDrop.detach();
     this.#engine.stop();
+    this.#handin?.stop();
+    this.#collect?.stop();
     this.#incoming.stop();
     this.#badge.stop();
     this.#chime.stop();
@@ -285,6 +296,7 @@ export class HomeView implements View {
       relayMode: () => settings.relayMode,
       autoSave: () => settings.values.autoSave,
       download: downloadFile,
+      handinConcurrency: () => settings.values.handinConcurrency,
     });
     engine.on('connection', (state) => this.#onConnection(state));
     engine.on('presence', ({ self, peers, live }) => {
@@ -293,6 +305,7 @@ export class HomeView implements View {
       const labs = [...peers.map((p) => p.lab), ...(self !== null ? [self.lab] : [])];
       this.#broadcast.setLabs(labs);
       this.#announce?.setLabs(labs);
+      this.#collect?.setLabs(labs);
       this.#renderPeers();
       if (live) this.#onConnection({ kind: 'connected' });
     });
@@ -323,6 +336,8 @@ export class HomeView implements View {
     engine.on('exam', (state) => this.#onExam(state));
     this.#broadcast.attach(engine);
     this.#announce?.attach(engine);
+    this.#handin?.attach(engine.handins);
+    this.#collect?.attach(engine.handins);
     return engine;
   }
 
@@ -388,6 +403,8 @@ export class HomeView implements View {
   }
 
   #onTransfer(t: TransferSnapshot): void {
+    // Deliveries to a hand-in this browser collects are in its table, not cards.
+    if (t.handin !== null && t.direction === 'receive') return;
     let card = this.#cards.get(t.id);
     const before = card?.root.getAttribute('data-state') ?? null;
     if (card === undefined) {
@@ -585,31 +602,7 @@ export class HomeView implements View {
 
   /** Makes `element` accept dropped files and folders. */
   #dropTarget(element: HTMLElement, onFiles: (files: PickedFile[]) => void): void {
-    let depth = 0;
-    element.addEventListener('dragenter', (e) => {
-      if (!carriesFiles(e)) return;
-      e.preventDefault();
-      depth += 1;
-      element.classList.add('drop-active');
-    });
-    element.addEventListener('dragover', (e) => {
-      if (!carriesFiles(e)) return;
-      e.preventDefault();
-      e.stopPropagation();
-      if (e.dataTransfer !== null) e.dataTransfer.dropEffect = 'copy';
-    });
-    element.addEventListener('dragleave', () => {
-      depth = Math.max(0, depth - 1);
-      if (depth === 0) element.classList.remove('drop-active');
-    });
-    element.addEventListener('drop', (e) => {
-      if (e.dataTransfer === null || !carriesFiles(e)) return;
-      e.preventDefault();
-      e.stopPropagation();
-      depth = 0;
-      element.classList.remove('drop-active');
-      void fromDataTransfer(e.dataTransfer).then(onFiles, () => this.#showSendError(new Error('Could not read what was dropped. Try “Choose files…” instead.')));
-    });
+    dropTarget(element, onFiles, () => this.#showSendError(new Error('Could not read what was dropped. Try “Choose files…” instead.')));
   }
 
   // ---- announcements and notifications ----
@@ -691,6 +684,14 @@ export class HomeView implements View {
     const sound = checkbox('setting-sound', 'Sound for incoming files', v.sound, 'A short chime when someone wants to send you files.');
     sound.input.addEventListener('change', () => settings.set('sound', sound.input.checked));
 
+    const concurrencyId = uniqueId('handin-concurrency');
+    const concurrency = h('input', { type: 'number', class: 'field-input', id: concurrencyId, min: 1, max: HANDIN_CONCURRENCY_MAX, step: 1, value: String(v.handinConcurrency), 'data-testid': 'setting-handin-concurrency', 'aria-describedby': `${concurrencyId}-hint` });
+    concurrency.addEventListener('change', () => {
+      const n = Math.round(Number(concurrency.value));
+      if (Number.isFinite(n) && n >= 1 && n <= HANDIN_CONCURRENCY_MAX) settings.set('handinConcurrency', n);
+      else concurrency.value = String(settings.values.handinConcurrency);
+    });
+
     const themeId = uniqueId('theme');
     const theme = h(
       'select',
@@ -718,6 +719,9 @@ export class HomeView implements View {
         { class: 'settings-grid' },
         h('div', { class: 'field' }, h('label', { class: 'field-label', for: device.id }, 'This computer’s name'), device, h('p', { class: 'field-hint', id: `${deviceId}-hint` }, 'Shown to others next to your name. Left empty, this computer is named by its address (“PC .14”). On a lab PC that an administrator named, that name is shown instead.')),
         h('div', { class: 'field' }, h('label', { class: 'field-label', for: themeId }, 'Appearance'), theme),
+        this.#o.user.permissions.includes('collect')
+          ? h('div', { class: 'field' }, h('label', { class: 'field-label', for: concurrencyId }, 'Hand-ins received at once'), concurrency, h('p', { class: 'field-hint', id: `${concurrencyId}-hint` }, `When you collect a hand-in, this many students’ files arrive at the same time; the others wait their turn (“queued”). Lower it on a slow PC or network (1 to ${HANDIN_CONCURRENCY_MAX}).`))
+          : null,
         relay.wrapper,
         autoSave.wrapper,
         sound.wrapper,

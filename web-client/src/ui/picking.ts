@@ -88,3 +88,36 @@ export function keepDropsInPage(win: Window): void {
 function editable(target: EventTarget | null): boolean {
   return target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement || (target instanceof HTMLElement && target.isContentEditable);
 }
+
+/**
+ * Makes `element` take dropped files and folders (`drop-active` while something is dragged
+ * over it); `onFiles` gets what was dropped, `failed` is called when it cannot be read. It
+ * stops its own `dragover`/`drop`, so the page-wide drop (page-drop.ts) leaves it alone.
+ */
+export function dropTarget(element: HTMLElement, onFiles: (files: PickedFile[]) => void, failed: () => void): void {
+  let depth = 0;
+  element.addEventListener('dragenter', (e) => {
+    if (!carriesFiles(e)) return;
+    e.preventDefault();
+    depth += 1;
+    element.classList.add('drop-active');
+  });
+  element.addEventListener('dragover', (e) => {
+    if (!carriesFiles(e)) return;
+    e.preventDefault();
+    e.stopPropagation();
+    if (e.dataTransfer !== null) e.dataTransfer.dropEffect = 'copy';
+  });
+  element.addEventListener('dragleave', () => {
+    depth = Math.max(0, depth - 1);
+    if (depth === 0) element.classList.remove('drop-active');
+  });
+  element.addEventListener('drop', (e) => {
+    if (e.dataTransfer === null || !carriesFiles(e)) return;
+    e.preventDefault();
+    e.stopPropagation();
+    depth = 0;
+    element.classList.remove('drop-active');
+    void fromDataTransfer(e.dataTransfer).then(onFiles, failed);
+  });
+}

@@ -1,7 +1,7 @@
 /**
  * The user's settings for this browser, kept in localStorage (nothing secret): this device's
- * name, relay mode, automatic saving, desktop notifications, the sound for incoming files
- * and the colour theme.
+ * name, relay mode, automatic saving, desktop notifications, the sound for incoming files,
+ * the colour theme and, when collecting a hand-in, how many deliveries arrive at once.
  * The device name is the one its user gave this computer, '' until they give one: the server
  * then names the device by the lab's seat map or by its address ("PC .14"); a seat name set
  * by an admin wins over the user's name too (see docs/PROTOCOL.md, "Connecting").
@@ -22,7 +22,13 @@ export interface SettingsValues {
   /** A chime when a request arrives (on by default). */
   sound: boolean;
   theme: Theme;
+  /** Collecting a hand-in: how many students' deliveries arrive at once (1 to 16). */
+  handinConcurrency: number;
 }
+
+/** How many hand-in deliveries arrive at once unless the user says (see handins.ts). */
+export const HANDIN_CONCURRENCY_DEFAULT = 4;
+export const HANDIN_CONCURRENCY_MAX = 16;
 
 const KEY = 'labbeam.settings';
 
@@ -72,7 +78,7 @@ export class Settings {
 }
 
 function defaults(): SettingsValues {
-  return { deviceName: '', forceRelay: false, autoSave: false, notifications: false, sound: true, theme: 'system' };
+  return { deviceName: '', forceRelay: false, autoSave: false, notifications: false, sound: true, theme: 'system', handinConcurrency: HANDIN_CONCURRENCY_DEFAULT };
 }
 
 function load(): Partial<SettingsValues> {
@@ -87,6 +93,8 @@ function load(): Partial<SettingsValues> {
     if (typeof r['notifications'] === 'boolean') out.notifications = r['notifications'];
     if (typeof r['sound'] === 'boolean') out.sound = r['sound'];
     if (r['theme'] === 'light' || r['theme'] === 'dark' || r['theme'] === 'system') out.theme = r['theme'];
+    const n = r['handinConcurrency'];
+    if (typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= HANDIN_CONCURRENCY_MAX) out.handinConcurrency = n;
     return out;
   } catch {
     return {};
