@@ -242,6 +242,155 @@ async fn lab_policy_sets_a_labs_visibility_and_is_audited() {
     db.close().await;
 }
 
+/// A command line of `s` run with the time zone `tz` (the `TZ` environment variable: a zone
+/// name, or POSIX rules, which need no zone files).
+fn cli_in_zone(s: &Server, tz: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(args).arg("--data-dir").arg(s.data_dir()).env("TZ", tz);
+    if let Some(url) = s.store_url() {
+        cmd.env("LABBEAM_STORE_URL", url);
+    }
+    cmd.output().expect("run labbeam")
+}
+
+/// Unix seconds as RFC 3339 in UTC.
+fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `labbeam lab policy NAME --exam-from TIME --exam-until TIME` and `--exam-schedule clear`:
+/// set, repeated, listed, in the server's local time (TZ), refused with one clear line (exit
+/// 1 for a window that breaks a rule, 2 for a TIME that is not one), applied by the running
+/// server (as "schedule" in the audit log), ended by `--exam off`, and cleared.
+#[tokio::test]
+async fn lab_policy_schedules_an_exam_window_and_is_audited() {
+    // UTC+3 all year, as POSIX rules: no zone files needed, no daylight saving.
+    const ZONE: &str = "XYZ-3";
+    let s = Server::start().await;
+    let run_here = |args: &[&str]| cli_in_zone(&s, ZONE, args);
+    let ok = |args: &[&str]| {
+        let out = run_here(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    ok(&["lab", "add", "Lab 2", "--cidr", "10.0.2.0/24"]);
+    let now = harness::now();
+    // Whole minutes from the next hour on, so that the local form names the same times.
+    let from = (now / 3600 + 2) * 3600;
+    let until = from + 90 * 60;
+    let (from_text, until_text) = (rfc3339(from), rfc3339(until));
+    let said = ok(&["lab", "policy", "lab 2", "--exam-from", &from_text, "--exam-until", &until_text]);
+    assert!(said.starts_with("exam window of Lab 2 is now "), "{said}");
+    assert!(said.ends_with(" UTC+03:00: exam mode goes on at its start and off at its end"), "{said}");
+    let again = ok(&["lab", "policy", "Lab 2", "--exam-from", &from_text, "--exam-until", &until_text]);
+    assert!(again.starts_with("exam window of Lab 2 is ") && again.ends_with(" UTC+03:00 already"), "{again}");
+    let list = ok(&["lab", "list"]);
+    assert!(list.contains("10.0.2.0/24  (exam window "), "{list}");
+    let db = s.store().await;
+    let window = || async {
+        (
+            db.int("SELECT coalesce(exam_from, 0) FROM labs WHERE name = 'Lab 2'").await,
+            db.int("SELECT coalesce(exam_until, 0) FROM labs WHERE name = 'Lab 2'").await,
+        )
+    };
+    assert_eq!(window().await, (from, until));
+
+    // The server's local time: the same window typed as UTC+3 wall-clock times.
+    let local =
+        |unix: i64| chrono::DateTime::from_timestamp(unix + 3 * 3600, 0).unwrap().format("%Y-%m-%d %H:%M").to_string();
+    let later =
+        ok(&["lab", "policy", "Lab 2", "--exam-from", &local(from + 3600), "--exam-until", &local(until + 3600)]);
+    assert!(later.starts_with("exam window of Lab 2 is now "), "{later}");
+    assert_eq!(window().await, (from + 3600, until + 3600));
+
+    // A window that breaks a rule: exit 1, one line, nothing written.
+    for (a, b, want) in [
+        (until, from, "the exam window must end after it starts"),
+        (now - 7200, now - 3600, "has passed already"),
+        (from, from + 25 * 3600, "an exam window lasts at most 24 hours; this one lasts 25 h"),
+    ] {
+        let out = run_here(&["lab", "policy", "Lab 2", "--exam-from", &rfc3339(a), "--exam-until", &rfc3339(b)]);
+        assert_eq!(out.status.code(), Some(1), "{want}");
+        let e = one_line_error(&out);
+        assert!(e.contains(want), "{e}");
+    }
+    assert_eq!(window().await, (from + 3600, until + 3600));
+    // Flag mistakes: exit 2, one line naming the flag.
+    let next_year =
+        chrono::DateTime::from_timestamp(now, 0).unwrap().format("%Y").to_string().parse::<i32>().unwrap() + 1;
+    // The last Sunday of October, when central European clocks go back from 03:00 to 02:00.
+    let fall_back = (25..=31)
+        .map(|day| chrono::NaiveDate::from_ymd_opt(next_year, 10, day).unwrap())
+        .find(|d| chrono::Datelike::weekday(d) == chrono::Weekday::Sun)
+        .unwrap();
+    let twice = format!("{fall_back} 02:30");
+    let twice_words = format!(
+        "{twice} happens twice in the server's time zone (the clocks go back then): give it with its offset, \
+         {fall_back}T02:30:00+02:00 or {fall_back}T02:30:00+01:00"
+    );
+    for (args, tz, want) in [
+        (vec!["--exam-from", "tomorrow", "--exam-until", &until_text], ZONE, "is not a time"),
+        (vec!["--exam-from", &twice, "--exam-until", &until_text], "CET-1CEST,M3.5.0,M10.5.0/3", &twice_words),
+        (vec!["--exam-from", &from_text], ZONE, "--exam-until"),
+        (
+            vec!["--exam-schedule", "clear", "--exam-from", &from_text, "--exam-until", &until_text],
+            ZONE,
+            "--exam-schedule",
+        ),
+        (vec!["--exam-schedule", "never"], ZONE, "--exam-schedule"),
+    ] {
+        let mut all = vec!["lab", "policy", "Lab 2"];
+        all.extend(args.iter().copied());
+        let out = cli_in_zone(&s, tz, &all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let e = one_line_error(&out);
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
+
+    // A window that has started: the running server switches exam mode on within a second
+    // or two, as "schedule"; `--exam off` then ends the window with it, for good.
+    let started = ok(&["lab", "policy", "Lab 2", "--exam-from", &rfc3339(now - 60), "--exam-until", &until_text]);
+    assert!(started.ends_with("(started: exam mode goes on within a second)"), "{started}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while db.int("SELECT exam FROM labs WHERE name = 'Lab 2'").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the schedule did not switch exam mode on within 5 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let scheduled = "SELECT count(*) FROM audit_log WHERE action = 'lab.policy' AND target = 'lab:Lab 2' \
+                     AND actor_username = 'schedule' AND details = '{\"exam\":true}'";
+    assert_eq!(db.int(scheduled).await, 1);
+    let off = ok(&["lab", "policy", "Lab 2", "--exam", "off"]);
+    assert!(
+        off.starts_with("exam mode of Lab 2 is now off; its exam window (") && off.ends_with(") ended with it"),
+        "{off}"
+    );
+    assert_eq!(window().await, (0, 0));
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        db.int("SELECT exam FROM labs WHERE name = 'Lab 2'").await,
+        0,
+        "the schedule did not switch it on again"
+    );
+
+    // Cleared: a window to come goes; a second clear says there is none.
+    ok(&["lab", "policy", "Lab 2", "--exam-from", &from_text, "--exam-until", &until_text]);
+    assert_eq!(ok(&["lab", "policy", "Lab 2", "--exam-schedule", "clear"]), "exam window of Lab 2 cleared");
+    assert_eq!(ok(&["lab", "policy", "Lab 2", "--exam-schedule", "clear"]), "Lab 2 has no exam window");
+    assert_eq!(window().await, (0, 0));
+    assert!(!ok(&["lab", "list"]).contains("exam window"));
+
+    let by_cli = db
+        .int(
+            "SELECT count(*) FROM audit_log WHERE action = 'lab.policy' AND target = 'lab:Lab 2' \
+                AND actor_username LIKE 'cli%' AND details LIKE '%\"exam_window\"%'",
+        )
+        .await;
+    // Set, moved, set started, ended by --exam off, set again, cleared: the repeat and the
+    // refusals wrote nothing.
+    assert_eq!(by_cli, 6);
+    db.close().await;
+}
+
 #[test]
 fn bad_flags_give_one_line_and_exit_2() {
     let out = run(&["serve", "--bogus"]);

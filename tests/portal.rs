@@ -6,7 +6,7 @@
 #[path = "harness/mod.rs"]
 mod harness;
 
-use harness::{Browser, PASSWORD, Server};
+use harness::{Browser, Options, PASSWORD, Server};
 
 async fn admin(s: &Server) -> Browser<'_> {
     s.admin().await;
@@ -120,6 +120,7 @@ async fn every_portal_form_refuses_a_post_without_the_sessions_token() {
         "/admin/labs/1",
         "/admin/labs/1/delete",
         "/admin/labs/1/policy",
+        "/admin/labs/1/schedule",
         "/admin/labs/1/seats",
         "/admin/labs/1/seats/remove",
         "/admin/labs/1/seats/map",
@@ -331,6 +332,114 @@ async fn the_labs_page_sets_a_labs_visibility_and_audits_who_did() {
         )
         .await;
     assert_eq!(audited, 2, "all and default, each naming the admin; the repeat wrote nothing");
+    db.close().await;
+}
+
+/// The exam window form of the Labs page: shown in the server's local time (TZ), set,
+/// refused with a human message, applied by the server, ended by "End exam mode", cleared;
+/// each change audited with the admin's name.
+#[tokio::test]
+async fn the_labs_page_schedules_an_exam_window_and_audits_who_did() {
+    // The server's local time is UTC+3 all year (POSIX rules: no zone files needed).
+    let s = Server::start_with(Options { env: vec![("TZ".into(), "XYZ-3".into())], ..Options::default() }).await;
+    let (admin, csrf, lab) = admin_with_lab_2(&s).await;
+    let db = s.store().await;
+    let schedule = format!("/admin/labs/{lab}/schedule");
+    let (_, html) = admin.get("/admin/labs").await;
+    assert!(html.contains(&format!("action=\"{schedule}\"")) && html.contains("No exam window"), "{html}");
+    assert!(html.contains("server's local time, now UTC+03:00"), "{html}");
+
+    let now = harness::now();
+    let local =
+        |unix: i64| chrono::DateTime::from_timestamp(unix + 3 * 3600, 0).unwrap().format("%Y-%m-%dT%H:%M").to_string();
+    let from = (now / 3600 + 2) * 3600;
+    let until = from + 2 * 3600;
+    let (status, location, _) =
+        admin.post(&schedule, &[("csrf", &csrf), ("from", &local(from)), ("until", &local(until))]).await;
+    assert_eq!(status, 303, "{location}");
+    let (_, html) = admin.get(&location).await;
+    assert!(html.contains("Lab 2&#39;s exam window is now "), "{html}");
+    assert!(html.contains(" UTC+03:00: the server switches exam mode on at its start and off at its end."), "{html}");
+    assert!(html.contains(&format!("value=\"{}\"", local(from))) && html.contains("Clear the window"), "{html}");
+    let window = || async {
+        (
+            db.int("SELECT coalesce(exam_from, 0) FROM labs WHERE name = 'Lab 2'").await,
+            db.int("SELECT coalesce(exam_until, 0) FROM labs WHERE name = 'Lab 2'").await,
+        )
+    };
+    assert_eq!(window().await, (from, until));
+
+    let (from_text, until_text) = (local(from), local(until));
+    let too_long = local(from + 25 * 3600);
+    for (fields, want) in [
+        (vec![("from", from_text.as_str())], "Give the exam window&#39;s end (date and time)."),
+        (
+            vec![("from", "tomorrow"), ("until", &until_text)],
+            "The exam window&#39;s start: &#34;tomorrow&#34; is not a time",
+        ),
+        (vec![("from", &until_text), ("until", &from_text)], "the exam window must end after it starts"),
+        (
+            vec![("from", &from_text), ("until", &too_long)],
+            "an exam window lasts at most 24 hours; this one lasts 25 h",
+        ),
+        (vec![("from", &from_text), ("until", &until_text), ("clear", "1")], "send either from and until, or clear"),
+        (vec![], "send either from and until, or clear"),
+    ] {
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend(fields.iter().copied());
+        let (status, _, html) = admin.post(&schedule, &form).await;
+        assert_eq!(status, 400, "{fields:?}");
+        assert!(html.contains(want), "{fields:?}: {html}");
+    }
+    let (status, _, _) =
+        admin.post("/admin/labs/999/schedule", &[("csrf", &csrf), ("from", &from_text), ("until", &until_text)]).await;
+    assert_eq!(status, 404);
+    assert_eq!(window().await, (from, until), "nothing refused was written");
+
+    // A window that started: the server switches exam mode on by itself; "End exam mode"
+    // then ends the window with it.
+    let (_, location, _) =
+        admin.post(&schedule, &[("csrf", &csrf), ("from", &local(now - 60)), ("until", &until_text)]).await;
+    let (_, html) = admin.get(&location).await;
+    assert!(html.contains("It has started: exam mode goes on within a second"), "{html}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while db.int("SELECT exam FROM labs WHERE name = 'Lab 2'").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the schedule did not switch exam mode on within 5 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, html) = admin.get("/admin/labs").await;
+    assert!(html.contains("End exam mode"), "{html}");
+    let (_, location, _) = admin.post(&format!("/admin/labs/{lab}/policy"), &[("csrf", &csrf), ("exam", "off")]).await;
+    let (_, html) = admin.get(&location).await;
+    assert!(html.contains("Exam mode of Lab 2 ended") && html.contains("Its exam window ("), "{html}");
+    assert_eq!(window().await, (0, 0));
+
+    // Cleared: a window to come goes; clearing again says there is none.
+    admin.post(&schedule, &[("csrf", &csrf), ("from", &from_text), ("until", &until_text)]).await;
+    let (_, location, _) = admin.post(&schedule, &[("csrf", &csrf), ("clear", "1")]).await;
+    let (_, html) = admin.get(&location).await;
+    assert!(html.contains("Lab 2&#39;s exam window is cleared.") && html.contains("No exam window"), "{html}");
+    let (_, location, _) = admin.post(&schedule, &[("csrf", &csrf), ("clear", "1")]).await;
+    let (_, html) = admin.get(&location).await;
+    assert!(html.contains("Lab 2 has no exam window."), "{html}");
+
+    let audited = |actor: &'static str, details: &'static str| {
+        let db = &db;
+        async move {
+            db.int(&format!(
+                "SELECT count(*) FROM audit_log WHERE action = 'lab.policy' AND target = 'lab:Lab 2' \
+                    AND actor_username = '{actor}' AND details LIKE '%{details}%'"
+            ))
+            .await
+        }
+    };
+    // Set, set started, ended by "End exam mode", set again, cleared.
+    assert_eq!(audited("admin", "\"exam_window\"").await, 5);
+    assert_eq!(audited("schedule", "\"exam\":true").await, 1);
+    assert_eq!(audited("admin", "\"exam\":false").await, 1);
+    // The audit page names the schedule as who switched it on.
+    let (_, html) = admin.get("/admin/audit?actor=schedule").await;
+    assert!(html.contains("<td>schedule</td><td>lab.policy</td><td>lab:Lab 2</td>"), "{html}");
     db.close().await;
 }
 

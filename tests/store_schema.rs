@@ -1033,6 +1033,8 @@ async fn every_access_change_moves_the_generation(db: &Db<'_>, mut listener: Opt
         "UPDATE labs SET exam = 0 WHERE id = 1",
         "UPDATE labs SET visibility = 'own' WHERE id = 1",
         "UPDATE labs SET visibility = NULL WHERE id = 1",
+        "UPDATE labs SET exam_from = 100, exam_until = 200 WHERE id = 1",
+        "UPDATE labs SET exam_from = NULL, exam_until = NULL WHERE id = 1",
         "DELETE FROM labs WHERE id = 1",
         "INSERT INTO settings (key, value, updated_at) VALUES ('presence.scope', '\"all\"', 0)",
         "UPDATE settings SET value = '\"lab\"' WHERE key = 'presence.scope'",

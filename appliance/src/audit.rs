@@ -26,6 +26,11 @@ impl Actor {
     pub fn system() -> Self {
         Actor { user_id: None, username: "system".into(), client_addr: "local".into() }
     }
+
+    /// The server applying a lab's exam window (`exam_schedule`): "schedule" in the audit log.
+    pub fn schedule() -> Self {
+        Actor { user_id: None, username: "schedule".into(), client_addr: "local".into() }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +181,13 @@ pub enum AuditEvent<'a> {
         visibility: Option<&'a str>,
         before: Option<&'a str>,
     },
+    /// A lab's exam window set (`window`: from, until in unix seconds) or cleared (`None`);
+    /// `before` likewise.
+    LabExamWindowSet {
+        lab: &'a str,
+        window: Option<(i64, i64)>,
+        before: Option<(i64, i64)>,
+    },
     SeatSet {
         lab: &'a str,
         address: &'a str,
@@ -252,7 +264,9 @@ impl AuditEvent<'_> {
             AuditEvent::LabCreated { .. } => "lab.create",
             AuditEvent::LabRemoved { .. } => "lab.remove",
             AuditEvent::LabAssigned { .. } => "lab.assign",
-            AuditEvent::LabPolicySet { .. } | AuditEvent::LabVisibilitySet { .. } => "lab.policy",
+            AuditEvent::LabPolicySet { .. }
+            | AuditEvent::LabVisibilitySet { .. }
+            | AuditEvent::LabExamWindowSet { .. } => "lab.policy",
             AuditEvent::SeatSet { .. } => "lab.seat",
             AuditEvent::SeatRemoved { .. } => "lab.unseat",
             AuditEvent::SeatsImported { .. } => "lab.seats",
@@ -313,6 +327,11 @@ impl AuditEvent<'_> {
             AuditEvent::LabPolicySet { lab, exam } => (format!("lab:{lab}"), json!({ "exam": exam })),
             AuditEvent::LabVisibilitySet { lab, visibility, before } => {
                 (format!("lab:{lab}"), json!({ "visibility": visibility, "before": before }))
+            }
+            AuditEvent::LabExamWindowSet { lab, window, before } => {
+                let window_json =
+                    |w: &Option<(i64, i64)>| w.map(|(from, until)| json!({ "from": from, "until": until }));
+                (format!("lab:{lab}"), json!({ "exam_window": window_json(window), "before": window_json(before) }))
             }
             // `before`: the seat's name until then (null for a new seat); `replaced`: the list
             // became the lab's whole seat map.

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::audit::Actor;
 use crate::config::{Config, Overrides};
 use crate::db::{self, users};
+use crate::exam_schedule::{self, Window};
 use crate::labs::Visibility;
 use crate::{accounts, datadir, lab_admin, setting_admin};
 
@@ -103,6 +104,18 @@ impl VisibilityArg {
     }
 }
 
+/// `--exam-schedule`'s one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    Clear,
+}
+
+/// A TIME of `--exam-from`/`--exam-until` (`exam_schedule::parse_time`): a bad one is a
+/// flag mistake (exit 2).
+fn time_arg(text: &str) -> Result<i64, String> {
+    exam_schedule::parse_time(text)
+}
+
 /// A lab's visibility in words, as `lab policy` and `lab list` print it.
 fn visibility_words(choice: Option<Visibility>) -> &'static str {
     match choice {
@@ -158,11 +171,16 @@ pub enum LabCommand {
     /// Set a lab's policies (one or more). `--exam on`: the lab's students (users without
     /// broadcast.send or users.manage) can neither send nor receive one-to-one transfers and
     /// see only the lab's instructors and admins; transfers under way between them are
-    /// cancelled. `--visibility own`: the lab's students see only their own lab and other
-    /// labs' students do not see them; `all`: they see the other labs that show every lab;
-    /// `default`: the setting presence.scope decides. Connected devices follow within a
-    /// second.
-    #[command(group(clap::ArgGroup::new("policies").required(true).multiple(true).args(["exam", "visibility"])))]
+    /// cancelled. `--exam off` also ends an exam window that has started. `--visibility own`:
+    /// the lab's students see only their own lab and other labs' students do not see them;
+    /// `all`: they see the other labs that show every lab; `default`: the setting
+    /// presence.scope decides. `--exam-from TIME --exam-until TIME`: the lab's exam window
+    /// (at most 24 hours; it replaces the one it had): the server switches exam mode on at
+    /// its start and off at its end. TIME is 2026-12-03 10:15 in this server's local time, or
+    /// RFC 3339 (2026-12-03T10:15:00+01:00). `--exam-schedule clear` removes the window
+    /// (exam mode stays as it is). Connected devices follow within a second. Applied in this
+    /// order: visibility, exam mode, window.
+    #[command(group(clap::ArgGroup::new("policies").required(true).multiple(true).args(["exam", "visibility", "exam_from", "exam_schedule"])))]
     Policy {
         name: String,
         /// Exam mode on or off.
@@ -171,6 +189,15 @@ pub enum LabCommand {
         /// Who the lab's students see: own, all, or default (follow presence.scope).
         #[arg(long, value_name = "own|all|default")]
         visibility: Option<VisibilityArg>,
+        /// Start of the lab's exam window (with --exam-until).
+        #[arg(long, value_name = "TIME", value_parser = time_arg, requires = "exam_until")]
+        exam_from: Option<i64>,
+        /// End of the lab's exam window (with --exam-from).
+        #[arg(long, value_name = "TIME", value_parser = time_arg, requires = "exam_from")]
+        exam_until: Option<i64>,
+        /// `clear`: remove the lab's exam window.
+        #[arg(long, value_name = "clear", conflicts_with_all = ["exam_from", "exam_until"])]
+        exam_schedule: Option<ScheduleArg>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -392,13 +419,22 @@ pub async fn lab(action: LabCommand) -> anyhow::Result<()> {
             let ranges = db::labs::ranges(&pool).await?;
             let exams = db::labs::in_exam(&pool).await?;
             let visibilities = db::labs::visibilities(&pool).await?;
+            let windows = db::labs::exam_windows(&pool).await?;
             for lab in db::labs::list(&pool).await? {
                 let mine: Vec<&str> = ranges.iter().filter(|r| r.lab == lab.name).map(|r| r.cidr.as_str()).collect();
                 let exam = if exams.contains(&lab.name) { "  (exam mode)" } else { "" };
                 let own =
                     visibilities.iter().find(|(l, _)| *l == lab.name).and_then(|(_, w)| Visibility::from_stored(w));
                 let shown = own.map(|v| format!("  (sees {})", visibility_words(Some(v)))).unwrap_or_default();
-                println!("{:<24} {}{exam}{shown}", lab.name, mine.join(", "));
+                let window = windows
+                    .iter()
+                    .find(|w| w.id == lab.id)
+                    .map(|w| {
+                        let window = Window { from: w.exam_from, until: w.exam_until };
+                        format!("  (exam window {})", exam_schedule::describe(window))
+                    })
+                    .unwrap_or_default();
+                println!("{:<24} {}{exam}{shown}{window}", lab.name, mine.join(", "));
             }
         }
         LabCommand::Remove { name, store } => {
@@ -438,7 +474,7 @@ pub async fn lab(action: LabCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        LabCommand::Policy { name, exam, visibility, store } => {
+        LabCommand::Policy { name, exam, visibility, exam_from, exam_until, exam_schedule, store } => {
             let (_, pool) = open_store(&store).await?;
             let lab = lab_admin::lab_named(&pool, &name).await?;
             if let Some(visibility) = visibility {
@@ -453,11 +489,26 @@ pub async fn lab(action: LabCommand) -> anyhow::Result<()> {
             if let Some(exam) = exam {
                 let on = exam == Switch::On;
                 let word = if on { "on" } else { "off" };
-                if lab_admin::set_exam(&pool, &actor, &lab, on).await? {
-                    println!("exam mode of {} is now {word}", lab.name);
+                let switched = lab_admin::set_exam(&pool, &actor, &lab, on).await?;
+                let ended = switched
+                    .ended_window
+                    .map(|w| format!("; its exam window ({}) ended with it", exam_schedule::describe(w)))
+                    .unwrap_or_default();
+                if switched.changed {
+                    println!("exam mode of {} is now {word}{ended}", lab.name);
                 } else {
-                    println!("exam mode of {} is {word} already", lab.name);
+                    println!("exam mode of {} is {word} already{ended}", lab.name);
                 }
+            }
+            let window = match (exam_from, exam_until, exam_schedule) {
+                (Some(from), Some(until), _) => Some(Some((from, until))),
+                (_, _, Some(ScheduleArg::Clear)) => Some(None),
+                _ => None,
+            };
+            if let Some(window) = window {
+                let now = db::now();
+                let set = lab_admin::set_exam_window(&pool, &actor, &lab, window, now).await?;
+                println!("{}", window_words(&lab.name, &set, now));
             }
         }
         LabCommand::Seats { lab, import, replace, store } => {
@@ -484,6 +535,28 @@ pub async fn lab(action: LabCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `lab policy` says of a window it set or cleared.
+fn window_words(lab: &str, set: &lab_admin::WindowSet, now: i64) -> String {
+    match (set.window, set.changed()) {
+        (Some(w), true) if w.started(now) => {
+            format!(
+                "exam window of {lab} is now {} (started: exam mode goes on within a second)",
+                exam_schedule::describe(w)
+            )
+        }
+        (Some(w), true) => format!(
+            "exam window of {lab} is now {}: exam mode goes on at its start and off at its end",
+            exam_schedule::describe(w)
+        ),
+        (Some(w), false) => format!("exam window of {lab} is {} already", exam_schedule::describe(w)),
+        (None, true) if set.exam => {
+            format!("exam window of {lab} cleared; exam mode stays on until it is switched off (--exam off)")
+        }
+        (None, true) => format!("exam window of {lab} cleared"),
+        (None, false) => format!("{lab} has no exam window"),
+    }
 }
 
 /// A seat list to import: UTF-8 text of at most 1 MiB.

@@ -9,7 +9,8 @@ use thiserror::Error;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::labs::Lab;
-use crate::db::{DbError, Store, labs, seats, users};
+use crate::db::{self, DbError, Store, labs, seats, users};
+use crate::exam_schedule::Window;
 use crate::labs::Visibility;
 use crate::seats::{Line, Mode};
 
@@ -92,16 +93,151 @@ pub async fn lab_with_id(pool: &Store, id: i64) -> Result<Lab, LabError> {
 /// Switches `lab`'s exam mode (README "Exam mode"): while it is on, the lab's students can
 /// neither send nor receive one-to-one transfers and see only its instructors and admins;
 /// connected devices follow within a second, and one-to-one transfers under way between
-/// students are cancelled. Returns whether it changed; a switch to the state the lab is
-/// already in writes nothing and is not audited.
-pub async fn set_exam(pool: &Store, actor: &Actor, lab: &Lab, on: bool) -> Result<bool, LabError> {
-    if !labs::set_exam(pool, lab.id, on).await? {
-        // Unchanged, or the lab went meanwhile.
+/// students are cancelled. A switch to the state the lab is already in writes nothing and is
+/// not audited. Switching it off also ends the lab's exam window if that has started (the
+/// schedule would switch it on again a second later); a window still to come stays.
+pub async fn set_exam(pool: &Store, actor: &Actor, lab: &Lab, on: bool) -> Result<ExamSwitched, LabError> {
+    let ended_window = if on { None } else { end_started_window(pool, actor, lab, db::now()).await? };
+    let changed = switch_exam(pool, actor, lab, on, None).await?;
+    Ok(ExamSwitched { changed, ended_window })
+}
+
+/// What `set_exam` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExamSwitched {
+    /// The lab's exam mode changed (else it was in that state already).
+    pub changed: bool,
+    /// Switching off ended this exam window of the lab, which had started.
+    pub ended_window: Option<Window>,
+}
+
+/// Writes and audits an exam-mode switch; with `within`, only while the lab's window holds
+/// that time (the schedule's switch). Returns whether it changed.
+async fn switch_exam(pool: &Store, actor: &Actor, lab: &Lab, on: bool, within: Option<i64>) -> Result<bool, LabError> {
+    if !labs::set_exam(pool, lab.id, on, within).await? {
+        // Unchanged, outside the window, or the lab went meanwhile.
         labs::exam_of(pool, lab.id).await?.ok_or(LabError::NoLabWithId(lab.id))?;
         return Ok(false);
     }
     audit::record(pool, actor, AuditEvent::LabPolicySet { lab: &lab.name, exam: on }).await?;
     Ok(true)
+}
+
+/// Clears and audits `lab`'s exam window if it has started by `now`; returns it if this call
+/// cleared it (another server, or person, may have just done so).
+async fn end_started_window(pool: &Store, actor: &Actor, lab: &Lab, now: i64) -> Result<Option<Window>, LabError> {
+    let Some(Some(pair)) = labs::exam_window_of(pool, lab.id).await? else { return Ok(None) };
+    if !Window::of(pair).started(now) || !labs::clear_exam_window(pool, lab.id, pair).await? {
+        return Ok(None);
+    }
+    audit::record(pool, actor, AuditEvent::LabExamWindowSet { lab: &lab.name, window: None, before: Some(pair) })
+        .await?;
+    Ok(Some(Window::of(pair)))
+}
+
+/// `lab`'s exam window, if it has one.
+pub async fn exam_window(pool: &Store, lab: &Lab) -> Result<Option<Window>, LabError> {
+    Ok(labs::exam_window_of(pool, lab.id).await?.ok_or(LabError::NoLabWithId(lab.id))?.map(Window::of))
+}
+
+/// What `set_exam_window` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSet {
+    /// The lab's window now.
+    pub window: Option<Window>,
+    /// Its window before.
+    pub before: Option<Window>,
+    /// Whether the lab is in exam mode (a cleared window leaves it as it is).
+    pub exam: bool,
+}
+
+impl WindowSet {
+    pub fn changed(&self) -> bool {
+        self.window != self.before
+    }
+}
+
+/// Sets `lab`'s exam window (README "Exam mode"), checked at `now` (`Window::new`), replacing
+/// the one it had; or with `None` clears it, which leaves exam mode as it is. The server
+/// switches exam mode on at the window's start (at once if that has passed) and off at its
+/// end (`apply_exam_schedule`). While a window runs, a new one must have started already (it
+/// moves the running exam's end): one still to come would leave exam mode on until then.
+/// Setting what the lab has already writes nothing and is not audited.
+pub async fn set_exam_window(
+    pool: &Store,
+    actor: &Actor,
+    lab: &Lab,
+    window: Option<(i64, i64)>,
+    now: i64,
+) -> Result<WindowSet, LabError> {
+    let window = window.map(|(from, until)| Window::new(from, until, now)).transpose().map_err(LabError::Invalid)?;
+    let before = exam_window(pool, lab).await?;
+    let exam = labs::exam_of(pool, lab.id).await?.ok_or(LabError::NoLabWithId(lab.id))?;
+    let set = WindowSet { window, before, exam };
+    if !set.changed() {
+        return Ok(set);
+    }
+    if let (Some(new), Some(old)) = (window, before)
+        && old.running(now)
+        && !new.started(now)
+    {
+        return Err(LabError::Invalid(format!(
+            "the exam window of {} runs until {}: end exam mode first, or give a window that has started already to move its end",
+            lab.name,
+            crate::exam_schedule::when(old.until)
+        )));
+    }
+    if labs::set_exam_window(pool, lab.id, window.map(Window::pair)).await? {
+        let event = AuditEvent::LabExamWindowSet {
+            lab: &lab.name,
+            window: window.map(Window::pair),
+            before: before.map(Window::pair),
+        };
+        audit::record(pool, actor, event).await?;
+    }
+    Ok(set)
+}
+
+/// What one pass of the exam schedule did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ScheduleStep {
+    /// The labs whose exam mode it switched, each with its new state.
+    pub switched: Vec<(String, bool)>,
+    /// When the next start or end of a window comes (unix seconds); `None`: no window left.
+    pub next: Option<i64>,
+}
+
+/// Applies every lab's exam window at `now` (`exam_schedule::run`), as the schedule
+/// (`Actor::schedule`) and through the same writes and audit as a switch by hand: a lab whose
+/// window holds `now` goes into exam mode unless it is in it already; a lab whose window has
+/// ended goes out of it (whoever switched it on) and its window is cleared (`set_exam`). Each
+/// write is conditional, so that several servers on one store make each switch once.
+pub async fn apply_exam_schedule(pool: &Store, now: i64) -> Result<ScheduleStep, LabError> {
+    let actor = Actor::schedule();
+    let mut step = ScheduleStep::default();
+    for row in labs::exam_windows(pool).await? {
+        let lab = Lab { id: row.id, name: row.name };
+        let window = Window { from: row.exam_from, until: row.exam_until };
+        let switched = if window.ended(now) {
+            end_started_window(pool, &actor, &lab, now).await?;
+            switch_exam(pool, &actor, &lab, false, None).await.map(|changed| changed.then_some(false))
+        } else if window.started(now) {
+            step.next = Some(step.next.map_or(window.until, |t| t.min(window.until)));
+            if row.exam != 0 {
+                continue;
+            }
+            switch_exam(pool, &actor, &lab, true, Some(now)).await.map(|changed| changed.then_some(true))
+        } else {
+            step.next = Some(step.next.map_or(window.from, |t| t.min(window.from)));
+            continue;
+        };
+        match switched {
+            Ok(Some(on)) => step.switched.push((lab.name, on)),
+            Ok(None) | Err(LabError::NoLabWithId(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(step)
 }
 
 /// Sets `lab`'s own visibility (README "Lab policies"), or with `None` lets it follow the
@@ -290,8 +426,8 @@ mod tests {
         assert!(matches!(assign(&pool, &actor, "Lab 2", "nobody").await, Err(LabError::NoSuchUser(_))));
 
         assert_eq!(labs::exam_of(&pool, two.id).await.unwrap(), Some(false));
-        assert!(set_exam(&pool, &actor, &two, true).await.unwrap());
-        assert!(!set_exam(&pool, &actor, &two, true).await.unwrap(), "already on: not written again");
+        assert!(set_exam(&pool, &actor, &two, true).await.unwrap().changed);
+        assert!(!set_exam(&pool, &actor, &two, true).await.unwrap().changed, "already on: not written again");
         assert_eq!(labs::exam_of(&pool, two.id).await.unwrap(), Some(true));
         let gone = Lab { id: 99, name: "Gone".into() };
         assert!(matches!(set_exam(&pool, &actor, &gone, true).await, Err(LabError::NoLabWithId(99))));
@@ -310,6 +446,95 @@ mod tests {
             audit_actions(&pool).await,
             ["lab.remove", "lab.policy", "lab.policy", "lab.assign", "lab.update", "lab.create", "lab.create"]
         );
+    }
+
+    /// (action, details) of the newest `n` audit rows, newest first.
+    async fn audit_rows(pool: &Store, n: i64) -> Vec<(String, String, String)> {
+        let rows = db::audit::list(pool, &Default::default(), n).await.unwrap();
+        rows.into_iter().map(|r| (r.actor_username, r.action, r.details)).collect()
+    }
+
+    #[tokio::test]
+    async fn an_exam_window_is_checked_applied_once_and_ended_by_a_switch_off() {
+        let pool = db::test_store().await;
+        let admin = Actor::system();
+        create(&pool, &admin, "Lab 2", &[]).await.unwrap();
+        create(&pool, &admin, "Lab 3", &[]).await.unwrap();
+        let two = lab_named(&pool, "Lab 2").await.unwrap();
+        let three = lab_named(&pool, "Lab 3").await.unwrap();
+        let now = 1_000_000;
+
+        for (from, until) in [(now + 60, now + 60), (now - 120, now), (now, now + 25 * 3600)] {
+            let refused = set_exam_window(&pool, &admin, &two, Some((from, until)), now).await;
+            assert!(matches!(refused, Err(LabError::Invalid(_))), "{from}..{until}: {refused:?}");
+        }
+        let gone = Lab { id: 99, name: "Gone".into() };
+        assert!(matches!(set_exam_window(&pool, &admin, &gone, None, now).await, Err(LabError::NoLabWithId(99))));
+        let set = set_exam_window(&pool, &admin, &two, Some((now + 60, now + 120)), now).await.unwrap();
+        assert_eq!((set.changed(), set.before, set.exam), (true, None, false));
+        assert!(!set_exam_window(&pool, &admin, &two, Some((now + 60, now + 120)), now).await.unwrap().changed());
+        set_exam_window(&pool, &admin, &three, Some((now + 30, now + 90)), now).await.unwrap();
+        let (_, action, details) = audit_rows(&pool, 1).await.remove(0);
+        assert_eq!(
+            (action.as_str(), details.as_str()),
+            ("lab.policy", r#"{"before":null,"exam_window":{"from":1000030,"until":1000090}}"#)
+        );
+
+        // Before any start: nothing switched; the next time to look is Lab 3's start.
+        let step = apply_exam_schedule(&pool, now).await.unwrap();
+        assert_eq!(step, ScheduleStep { switched: vec![], next: Some(now + 30) });
+        // Lab 3 starts; a second server a moment later switches nothing again.
+        let step = apply_exam_schedule(&pool, now + 30).await.unwrap();
+        assert_eq!(step, ScheduleStep { switched: vec![("Lab 3".into(), true)], next: Some(now + 60) });
+        assert_eq!(apply_exam_schedule(&pool, now + 31).await.unwrap().switched, vec![]);
+        // While it runs, a window still to come is refused; one that started moves its end.
+        let refused = set_exam_window(&pool, &admin, &three, Some((now + 600, now + 900)), now + 40).await;
+        assert!(matches!(&refused, Err(LabError::Invalid(m)) if m.contains("end exam mode first")), "{refused:?}");
+        set_exam_window(&pool, &admin, &three, Some((now + 30, now + 100)), now + 40).await.unwrap();
+        let step = apply_exam_schedule(&pool, now + 60).await.unwrap();
+        assert_eq!(step, ScheduleStep { switched: vec![("Lab 2".into(), true)], next: Some(now + 100) });
+        // Lab 3's end: off, and its window gone; Lab 2's end comes next.
+        let step = apply_exam_schedule(&pool, now + 100).await.unwrap();
+        assert_eq!(step, ScheduleStep { switched: vec![("Lab 3".into(), false)], next: Some(now + 120) });
+        assert_eq!(exam_window(&pool, &three).await.unwrap(), None);
+        assert_eq!(labs::exam_of(&pool, three.id).await.unwrap(), Some(false));
+        let rows = audit_rows(&pool, 2).await;
+        assert_eq!(rows[0], ("schedule".into(), "lab.policy".into(), r#"{"exam":false}"#.into()));
+        assert_eq!(
+            rows[1],
+            (
+                "schedule".into(),
+                "lab.policy".into(),
+                r#"{"before":{"from":1000030,"until":1000100},"exam_window":null}"#.into()
+            )
+        );
+
+        // Switched off by hand while Lab 2's window runs: the window ends with it, and the
+        // schedule does not switch it on again.
+        let off = set_exam(&pool, &admin, &two, false).await.unwrap();
+        assert!(off.changed);
+        assert_eq!(off.ended_window, Some(Window { from: now + 60, until: now + 120 }));
+        assert_eq!(exam_window(&pool, &two).await.unwrap(), None);
+        assert_eq!(apply_exam_schedule(&pool, now + 110).await.unwrap(), ScheduleStep::default());
+
+        // A window still to come is not ended by a switch off, and a cleared window leaves exam
+        // mode as it is.
+        let real_now = db::now();
+        set_exam_window(&pool, &admin, &two, Some((real_now + 600, real_now + 900)), real_now).await.unwrap();
+        assert_eq!(
+            set_exam(&pool, &admin, &two, false).await.unwrap(),
+            ExamSwitched { changed: false, ended_window: None }
+        );
+        assert!(exam_window(&pool, &two).await.unwrap().is_some());
+        set_exam_window(&pool, &admin, &two, Some((real_now - 60, real_now + 900)), real_now).await.unwrap();
+        assert_eq!(apply_exam_schedule(&pool, real_now).await.unwrap().switched, vec![("Lab 2".to_string(), true)]);
+        let off = set_exam(&pool, &admin, &two, false).await.unwrap();
+        assert_eq!(off.ended_window, Some(Window { from: real_now - 60, until: real_now + 900 }));
+        set_exam(&pool, &admin, &two, true).await.unwrap();
+        set_exam_window(&pool, &admin, &two, Some((real_now + 600, real_now + 900)), real_now).await.unwrap();
+        let cleared = set_exam_window(&pool, &admin, &two, None, real_now).await.unwrap();
+        assert_eq!((cleared.changed(), cleared.exam), (true, true));
+        assert_eq!(labs::exam_of(&pool, two.id).await.unwrap(), Some(true));
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ mod datadir;
 mod db;
 mod directory;
 mod doctor;
+mod exam_schedule;
 mod health;
 mod http_conn;
 mod lab_admin;

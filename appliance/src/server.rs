@@ -85,6 +85,7 @@ pub async fn run(config: Config, store_args: &StoreArgs) -> anyhow::Result<()> {
     tokio::spawn(shutdown_on_signal(handle.clone()));
     tokio::spawn(purge_old_sessions(pool.clone()));
     tokio::spawn(crate::access_watch::run(state.clone()));
+    tokio::spawn(crate::exam_schedule::run(state.clone()));
     if let (Some(directory), Some(ldap)) = (&state.directory, &state.config.auth.ldap) {
         let every = Duration::from_secs(ldap.refresh_minutes * 60);
         tokio::spawn(crate::directory::admit::refresh(state.clone(), directory.clone(), every));

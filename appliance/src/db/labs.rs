@@ -116,14 +116,100 @@ pub async fn exam_of(store: &Store, lab_id: i64) -> Result<Option<bool>, DbError
 }
 
 /// Switches lab `lab_id`'s exam mode; the row is written only when it changes, so the
-/// access counter moves only then. Returns whether it changed.
-pub async fn set_exam(store: &Store, lab_id: i64, on: bool) -> Result<bool, DbError> {
+/// access counter moves only then. With `within` (unix seconds), only while the lab's exam
+/// window (migration 0018) holds that time: the schedule's switch, which a window ended or
+/// cleared meanwhile stops. Returns whether it changed.
+pub async fn set_exam(store: &Store, lab_id: i64, on: bool, within: Option<i64>) -> Result<bool, DbError> {
     on_pool!(store, |pool| {
-        let done = sqlx::query("UPDATE labs SET exam = $1 WHERE id = $2 AND exam <> $1")
-            .bind(i64::from(on))
-            .bind(lab_id)
-            .execute(pool)
-            .await?;
+        let done =
+            match within {
+                None => {
+                    sqlx::query("UPDATE labs SET exam = $1 WHERE id = $2 AND exam <> $1")
+                        .bind(i64::from(on))
+                        .bind(lab_id)
+                        .execute(pool)
+                        .await?
+                }
+                Some(now) => sqlx::query(
+                    "UPDATE labs SET exam = $1 WHERE id = $2 AND exam <> $1 AND exam_from <= $3 AND exam_until > $3",
+                )
+                .bind(i64::from(on))
+                .bind(lab_id)
+                .bind(now)
+                .execute(pool)
+                .await?,
+            };
+        Ok(done.rows_affected() > 0)
+    })
+}
+
+/// A lab with an exam window (migration 0018): unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ExamWindowRow {
+    pub id: i64,
+    pub name: String,
+    /// 1 while the lab is in exam mode.
+    pub exam: i64,
+    pub exam_from: i64,
+    pub exam_until: i64,
+}
+
+/// Every lab with an exam window, by name.
+pub async fn exam_windows(store: &Store) -> Result<Vec<ExamWindowRow>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, ExamWindowRow>(
+            "SELECT id, name, exam, exam_from, exam_until FROM labs \
+             WHERE exam_from IS NOT NULL AND exam_until IS NOT NULL ORDER BY lower(name)",
+        )
+        .fetch_all(pool)
+        .await?)
+    })
+}
+
+/// Lab `lab_id`'s exam window as (from, until) (`None`: no such lab; `Some(None)`: it has
+/// none).
+pub async fn exam_window_of(store: &Store, lab_id: i64) -> Result<Option<Option<(i64, i64)>>, DbError> {
+    on_pool!(store, |pool| {
+        let row =
+            sqlx::query_as::<_, (Option<i64>, Option<i64>)>("SELECT exam_from, exam_until FROM labs WHERE id = $1")
+                .bind(lab_id)
+                .fetch_optional(pool)
+                .await?;
+        Ok(row.map(|(from, until)| from.zip(until)))
+    })
+}
+
+/// Sets (or with `None` clears) lab `lab_id`'s exam window, checked by the caller; the row
+/// is written only when it changes. Returns whether it changed.
+pub async fn set_exam_window(store: &Store, lab_id: i64, window: Option<(i64, i64)>) -> Result<bool, DbError> {
+    let (from, until) = (window.map(|w| w.0), window.map(|w| w.1));
+    on_pool!(store, |pool| {
+        let done = sqlx::query(
+            "UPDATE labs SET exam_from = $1, exam_until = $2 \
+             WHERE id = $3 AND (exam_from IS DISTINCT FROM $1 OR exam_until IS DISTINCT FROM $2)",
+        )
+        .bind(from)
+        .bind(until)
+        .bind(lab_id)
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    })
+}
+
+/// Clears lab `lab_id`'s exam window if it is still exactly (from, until): of several
+/// servers (or a server and a person) ending the same window, one does. Returns whether
+/// this call cleared it.
+pub async fn clear_exam_window(store: &Store, lab_id: i64, window: (i64, i64)) -> Result<bool, DbError> {
+    on_pool!(store, |pool| {
+        let done = sqlx::query(
+            "UPDATE labs SET exam_from = NULL, exam_until = NULL WHERE id = $1 AND exam_from = $2 AND exam_until = $3",
+        )
+        .bind(lab_id)
+        .bind(window.0)
+        .bind(window.1)
+        .execute(pool)
+        .await?;
         Ok(done.rows_affected() > 0)
     })
 }
@@ -228,11 +314,11 @@ mod tests {
         assign(&pool, uid, id).await.unwrap();
         assert_eq!(owned_by(&pool, uid).await.unwrap(), vec!["Lab A"]);
         assert!(in_exam(&pool).await.unwrap().is_empty());
-        assert!(set_exam(&pool, id, true).await.unwrap());
-        assert!(!set_exam(&pool, id, true).await.unwrap(), "already on: nothing written");
+        assert!(set_exam(&pool, id, true, None).await.unwrap());
+        assert!(!set_exam(&pool, id, true, None).await.unwrap(), "already on: nothing written");
         assert_eq!(in_exam(&pool).await.unwrap(), vec!["Lab A"]);
         assert_eq!(exam_of(&pool, id).await.unwrap(), Some(true));
-        assert!(set_exam(&pool, id, false).await.unwrap());
+        assert!(set_exam(&pool, id, false, None).await.unwrap());
         assert_eq!(exam_of(&pool, id).await.unwrap(), Some(false));
         assert_eq!(exam_of(&pool, id + 100).await.unwrap(), None);
         assert_eq!(visibility_of(&pool, id).await.unwrap(), Some(None));
@@ -246,5 +332,31 @@ mod tests {
         remove(&pool, "Lab A").await.unwrap();
         assert!(ranges(&pool).await.unwrap().is_empty());
         assert!(owned_by(&pool, uid).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_exam_window_is_set_cleared_once_and_bounds_the_schedules_switch() {
+        let pool = crate::db::test_store().await;
+        let id = create(&pool, "Lab A", &[]).await.unwrap();
+        assert_eq!(exam_window_of(&pool, id).await.unwrap(), Some(None));
+        assert_eq!(exam_window_of(&pool, id + 100).await.unwrap(), None);
+        assert!(!set_exam(&pool, id, true, Some(150)).await.unwrap(), "no window: the schedule's switch does nothing");
+        assert!(set_exam_window(&pool, id, Some((100, 200))).await.unwrap());
+        assert!(!set_exam_window(&pool, id, Some((100, 200))).await.unwrap(), "the same: nothing written");
+        let listed = exam_windows(&pool).await.unwrap();
+        assert_eq!(listed, vec![ExamWindowRow { id, name: "Lab A".into(), exam: 0, exam_from: 100, exam_until: 200 }]);
+        for outside in [99, 200, 250] {
+            assert!(!set_exam(&pool, id, true, Some(outside)).await.unwrap(), "{outside} is outside the window");
+        }
+        assert!(set_exam(&pool, id, true, Some(100)).await.unwrap());
+        assert!(!set_exam(&pool, id, true, Some(150)).await.unwrap(), "already on");
+        assert!(!clear_exam_window(&pool, id, (100, 300)).await.unwrap(), "another window: left alone");
+        assert!(clear_exam_window(&pool, id, (100, 200)).await.unwrap());
+        assert!(!clear_exam_window(&pool, id, (100, 200)).await.unwrap(), "cleared once");
+        assert_eq!(exam_window_of(&pool, id).await.unwrap(), Some(None));
+        assert!(exam_windows(&pool).await.unwrap().is_empty());
+        assert!(set_exam_window(&pool, id, Some((300, 400))).await.unwrap());
+        assert!(set_exam_window(&pool, id, None).await.unwrap());
+        assert!(!set_exam_window(&pool, id, None).await.unwrap());
     }
 }

@@ -1,6 +1,7 @@
 //! Labs: names and address ranges (CIDR), validated; ranges that overlap another lab's are
 //! refused with the lab they collide with; each lab links to its seat map (`lab_seats`) and
-//! has its exam-mode switch (README "Exam mode").
+//! has its exam-mode switch and exam window (README "Exam mode"; the window's times are the
+//! server's local time, which the page names).
 //! The rules, the writes and the audit are `lab_admin`'s; this page parses the forms and
 //! shows the result.
 
@@ -14,6 +15,7 @@ use super::view::{self, Layout};
 use super::{NoFields, NoticeQuery, PortalError, PortalForm, PortalPage, done};
 use crate::auth::UsersManage;
 use crate::db::{labs, seats};
+use crate::exam_schedule::{self, Window};
 use crate::lab_admin::{self, LabError};
 use crate::labs::Visibility;
 use crate::state::AppState;
@@ -43,6 +45,11 @@ pub struct LabView {
     pub visibility: &'static str,
     /// What applies to its students now, in words.
     pub visibility_now: String,
+    /// Its exam window in words; empty for none.
+    pub window: String,
+    /// The window's start and end as `datetime-local` values (empty for none).
+    pub window_from: String,
+    pub window_until: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -53,6 +60,8 @@ struct LabsPage {
     labs: Vec<LabView>,
     /// What the TURN relay reaches under these labs, in words.
     relay_reach: String,
+    /// The server's offset from UTC, which the exam windows' times are in.
+    zone: String,
 }
 
 pub async fn page(
@@ -66,6 +75,9 @@ pub async fn page(
     let exams = labs::in_exam(&state.db).await?;
     let own = labs::visibilities(&state.db).await?;
     let scope_all = crate::settings::get_str(&state.db, "presence.scope").await? == "all";
+    let windows = labs::exam_windows(&state.db).await?;
+    let window_of =
+        |id: i64| windows.iter().find(|w| w.id == id).map(|w| Window { from: w.exam_from, until: w.exam_until });
     let views = labs::list(&state.db)
         .await?
         .into_iter()
@@ -83,13 +95,22 @@ pub async fn page(
                 own.iter().find(|(lab, _)| *lab == l.name).map(|(_, w)| w.as_str()),
                 scope_all,
             ),
+            window: window_of(l.id).map(exam_schedule::describe).unwrap_or_default(),
+            window_from: window_of(l.id).map(|w| exam_schedule::input_value(w.from)).unwrap_or_default(),
+            window_until: window_of(l.id).map(|w| exam_schedule::input_value(w.until)).unwrap_or_default(),
             id: l.id,
             name: l.name,
         })
         .collect();
     let relay_reach = crate::turn::describe_peer_policy(&state.db, &state.config.turn).await?;
-    Ok(LabsPage { layout: portal.layout("labs"), notice: view::notice(q.notice.as_deref()), labs: views, relay_reach }
-        .into_response())
+    Ok(LabsPage {
+        layout: portal.layout("labs"),
+        notice: view::notice(q.notice.as_deref()),
+        labs: views,
+        relay_reach,
+        zone: exam_schedule::zone_now(),
+    }
+    .into_response())
 }
 
 /// Ranges typed one per line (or separated by commas or spaces).
@@ -188,7 +209,8 @@ pub async fn policy(
         return Ok(done("/admin/labs", &notice));
     }
     let on = exam_switch(exam)?;
-    let notice = match (lab_admin::set_exam(&state.db, &portal.actor, &lab, on).await?, on) {
+    let switched = lab_admin::set_exam(&state.db, &portal.actor, &lab, on).await?;
+    let mut notice = match (switched.changed, on) {
         (true, true) => format!(
             "{} is in exam mode: its students can no longer send or receive files one to one, and see only its instructors.",
             lab.name
@@ -196,6 +218,60 @@ pub async fn policy(
         (true, false) => format!("Exam mode of {} ended: its students can send and receive again.", lab.name),
         (false, true) => format!("{} is in exam mode already.", lab.name),
         (false, false) => format!("{} is not in exam mode.", lab.name),
+    };
+    if let Some(w) = switched.ended_window {
+        notice.push_str(&format!(" Its exam window ({}) ended with it.", exam_schedule::describe(w)));
+    }
+    Ok(done("/admin/labs", &notice))
+}
+
+/// A lab's exam window: `from` and `until` (`datetime-local` values, the server's local
+/// time; RFC 3339 is taken too), or `clear`.
+#[derive(Deserialize)]
+pub struct ScheduleForm {
+    from: Option<String>,
+    until: Option<String>,
+    clear: Option<String>,
+}
+
+/// `from`/`until` of a schedule form, as unix seconds; `what` names the field in an error.
+fn form_time(value: Option<&str>, what: &str) -> Result<i64, PortalError> {
+    let value = value.map(str::trim).unwrap_or("");
+    if value.is_empty() {
+        return Err(PortalError::BadRequest(format!("Give the exam window's {what} (date and time).")));
+    }
+    exam_schedule::parse_time(value).map_err(|e| PortalError::BadRequest(format!("The exam window's {what}: {e}.")))
+}
+
+pub async fn schedule(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    PortalForm { portal, form: f, .. }: PortalForm<UsersManage, ScheduleForm>,
+) -> Result<Response, PortalError> {
+    let window = match (f.clear.is_some(), f.from.is_some() || f.until.is_some()) {
+        (true, false) => None,
+        (false, true) => Some((form_time(f.from.as_deref(), "start")?, form_time(f.until.as_deref(), "end")?)),
+        _ => return Err(PortalError::BadRequest("send either from and until, or clear".into())),
+    };
+    let lab = lab_admin::lab_with_id(&state.db, id).await?;
+    let now = crate::db::now();
+    let set = lab_admin::set_exam_window(&state.db, &portal.actor, &lab, window, now).await?;
+    let name = &lab.name;
+    let notice = match (set.window, set.changed()) {
+        (Some(w), true) if w.started(now) => format!(
+            "{name}'s exam window is now {}. It has started: exam mode goes on within a second, and off at its end.",
+            exam_schedule::describe(w)
+        ),
+        (Some(w), true) => format!(
+            "{name}'s exam window is now {}: the server switches exam mode on at its start and off at its end.",
+            exam_schedule::describe(w)
+        ),
+        (Some(w), false) => format!("{name}'s exam window is {} already.", exam_schedule::describe(w)),
+        (None, true) if set.exam => {
+            format!("{name}'s exam window is cleared. Exam mode stays on until you end it.")
+        }
+        (None, true) => format!("{name}'s exam window is cleared."),
+        (None, false) => format!("{name} has no exam window."),
     };
     Ok(done("/admin/labs", &notice))
 }

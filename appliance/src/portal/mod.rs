@@ -71,6 +71,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/labs/{id}", post(labs::update))
         .route("/admin/labs/{id}/delete", post(labs::delete))
         .route("/admin/labs/{id}/policy", post(labs::policy))
+        .route("/admin/labs/{id}/schedule", post(labs::schedule))
         .route("/admin/labs/{id}/seats", get(lab_seats::page).post(lab_seats::set))
         .route("/admin/labs/{id}/seats/remove", post(lab_seats::remove))
         .route("/admin/labs/{id}/seats/map", post(lab_seats::save_map))
