@@ -143,6 +143,42 @@ pub async fn set_exam(store: &Store, lab_id: i64, on: bool, within: Option<i64>)
     })
 }
 
+/// A lab's policies: exam mode, its own visibility, its exam window.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LabPolicyRow {
+    pub id: i64,
+    pub name: String,
+    /// 1 while the lab is in exam mode.
+    pub exam: i64,
+    /// `own`, `all`, or `None`: it follows the setting.
+    pub visibility: Option<String>,
+    pub exam_from: Option<i64>,
+    pub exam_until: Option<i64>,
+}
+
+/// Every lab's policies, by name.
+pub async fn policies(store: &Store) -> Result<Vec<LabPolicyRow>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, LabPolicyRow>(
+            "SELECT id, name, exam, visibility, exam_from, exam_until FROM labs ORDER BY lower(name)",
+        )
+        .fetch_all(pool)
+        .await?)
+    })
+}
+
+/// Lab `lab_id`'s policies (`None`: no such lab).
+pub async fn policy_of(store: &Store, lab_id: i64) -> Result<Option<LabPolicyRow>, DbError> {
+    on_pool!(store, |pool| {
+        Ok(sqlx::query_as::<_, LabPolicyRow>(
+            "SELECT id, name, exam, visibility, exam_from, exam_until FROM labs WHERE id = $1",
+        )
+        .bind(lab_id)
+        .fetch_optional(pool)
+        .await?)
+    })
+}
+
 /// A lab with an exam window (migration 0018): unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ExamWindowRow {

@@ -325,6 +325,40 @@ async fn build_member(
     Ok((member, lab_exam))
 }
 
+/// The payload of a client event: its first argument after the event's name, or `None` when
+/// it was sent without one (an event of no payload, `lab:policies`). Asking serde for a tuple
+/// makes socketioxide hand over the arguments as they are, however many there are.
+struct FirstArg(Option<Value>);
+
+impl<'de> Deserialize<'de> for FirstArg {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Args;
+        impl<'de> serde::de::Visitor<'de> for Args {
+            type Value = FirstArg;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the arguments of an event")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<FirstArg, A::Error> {
+                let first = seq.next_element::<Value>()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(FirstArg(first))
+            }
+        }
+        deserializer.deserialize_tuple(1, Args)
+    }
+}
+
+/// `T` from an event's payload; a payload left out is `null` (an `Option` takes it).
+fn payload<T: DeserializeOwned>(arg: Option<Value>) -> Result<T, SignalError> {
+    match arg {
+        Some(v) => serde_json::from_value::<T>(v).map_err(|e| SignalError::Invalid(e.to_string())),
+        None => serde_json::from_value::<T>(Value::Null)
+            .map_err(|_| SignalError::Invalid("this event needs a payload, and none was sent".into())),
+    }
+}
+
 /// Registers `event` with a handler that receives the parsed payload. Every call spends
 /// from the device's event budget and is answered with an ack.
 pub(super) fn on<T, F, Fut>(socket: &SocketRef, event: &'static str, handler: F)
@@ -335,7 +369,7 @@ where
 {
     socket.on(
         event,
-        move |s: SocketRef, State(state): State<AppState>, TryData(data): TryData<Value>, ack: AckSender| {
+        move |s: SocketRef, State(state): State<AppState>, TryData(data): TryData<FirstArg>, ack: AckSender| {
             let handler = handler.clone();
             async move {
                 until_joined(&s).await;
@@ -344,7 +378,7 @@ where
                     Err(e) => Err(e),
                     Ok(()) => match data
                         .map_err(|e| SignalError::Invalid(e.to_string()))
-                        .and_then(|v| serde_json::from_value::<T>(v).map_err(|e| SignalError::Invalid(e.to_string())))
+                        .and_then(|FirstArg(arg)| payload::<T>(arg))
                     {
                         Ok(payload) => handler(state.clone(), peer, payload).await,
                         Err(e) => Err(e),
@@ -369,6 +403,8 @@ fn register_events(socket: &SocketRef) {
     on(socket, "transfer:finish", transfer_finish);
     on(socket, "announce", super::announce::announce);
     on(socket, "announce:withdraw", super::announce::withdraw);
+    on(socket, "lab:policy", super::lab_policy::set);
+    on(socket, "lab:policies", super::lab_policy::list);
     on(socket, "handin:open", super::handin::open);
     on(socket, "handin:close", super::handin::close);
     on(socket, "handin:submit", super::handin::submit);
@@ -594,6 +630,17 @@ mod tests {
         assert!(!super::same_origin(&h));
         h.insert(header::ORIGIN, HeaderValue::from_static("http://lab.example.edu:8443"));
         assert!(!super::same_origin(&h));
+    }
+
+    #[test]
+    fn a_payload_left_out_is_null_and_refused_where_one_is_needed() {
+        use super::super::payloads::{Announce, NoFields};
+        assert!(super::payload::<Option<NoFields>>(None).unwrap().is_none());
+        assert!(super::payload::<Option<NoFields>>(Some(serde_json::json!({}))).unwrap().is_some());
+        assert!(super::payload::<Option<NoFields>>(Some(serde_json::json!({ "lab": "Lab 1" }))).is_err());
+        let missing = super::payload::<Announce>(None).unwrap_err();
+        assert_eq!(missing.code(), "invalid_payload");
+        assert_eq!(missing.to_string(), "the payload is not valid: this event needs a payload, and none was sent");
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod events;
 pub mod handin;
 pub mod hub;
 pub mod ids;
+mod lab_policy;
 pub mod payloads;
 pub mod protocol;
 mod reconcile;

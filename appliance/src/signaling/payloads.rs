@@ -239,6 +239,56 @@ pub struct Announce {
     pub ttl_secs: Option<u64>,
 }
 
+/// `lab:policy`: a lab's exam mode, its visibility, or both (docs/PROTOCOL.md, "Exam mode").
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct LabPolicy {
+    pub lab: LabName,
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
+    pub exam: Option<bool>,
+    #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
+    pub visibility: Option<PolicyVisibility>,
+}
+
+/// A lab's visibility as `lab:policy` sets it and `lab:policies` tells it: its own choice
+/// (`own`, `all`), or `default`: none of its own, the setting `presence.scope` decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyVisibility {
+    Own,
+    All,
+    Default,
+}
+
+impl PolicyVisibility {
+    /// The lab's own choice it stands for (`None`: it follows the setting).
+    pub fn choice(self) -> Option<crate::labs::Visibility> {
+        match self {
+            PolicyVisibility::Own => Some(crate::labs::Visibility::Own),
+            PolicyVisibility::All => Some(crate::labs::Visibility::All),
+            PolicyVisibility::Default => None,
+        }
+    }
+
+    /// A lab's stored visibility (`labs.visibility`) as this word.
+    pub fn of_stored(word: Option<&str>) -> PolicyVisibility {
+        match word.and_then(crate::labs::Visibility::from_stored) {
+            Some(crate::labs::Visibility::Own) => PolicyVisibility::Own,
+            Some(crate::labs::Visibility::All) => PolicyVisibility::All,
+            None => PolicyVisibility::Default,
+        }
+    }
+}
+
+/// An event without a payload (`lab:policies`): nothing, `null` or `{}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
 /// `handin:open`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use super::broadcast::RecipientState;
 use super::hub::{Peer, Role};
 use super::ids::{LinkId, PeerId, TransferId};
-use super::payloads::{FileMeta, FinishStatus, Part, TextMeta};
+use super::payloads::{FileMeta, FinishStatus, Part, PolicyVisibility, TextMeta};
 use crate::labs::LabName;
 
 macro_rules! server_events {
@@ -535,6 +535,48 @@ pub struct BroadcastSummary {
     pub recipients: Vec<BroadcastProgress>,
 }
 
+/// One lab's policies: the ack of `lab:policy` and each lab of `lab:policies`' ack.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct LabPolicyState {
+    pub lab: LabName,
+    /// In exam mode.
+    pub exam: bool,
+    pub visibility: PolicyVisibility,
+    /// Its exam window, when it has one (README "Exam window").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    pub schedule: Option<ExamSchedule>,
+}
+
+/// A lab's exam window: exam mode from `from` until `until` (unix seconds), switched by the
+/// server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct ExamSchedule {
+    pub from: i64,
+    pub until: i64,
+}
+
+impl From<&crate::db::labs::LabPolicyRow> for LabPolicyState {
+    fn from(row: &crate::db::labs::LabPolicyRow) -> Self {
+        LabPolicyState {
+            lab: LabName::from(row.name.as_str()),
+            exam: row.exam != 0,
+            visibility: PolicyVisibility::of_stored(row.visibility.as_deref()),
+            schedule: row.exam_from.zip(row.exam_until).map(|(from, until)| ExamSchedule { from, until }),
+        }
+    }
+}
+
+/// The ack of `lab:policies`: the labs the caller may set, by name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct LabPoliciesAck {
+    pub labs: Vec<LabPolicyState>,
+}
+
 /// The ack of `announce`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -559,7 +601,7 @@ mod tests {
     use ts_rs::{Config, TS};
 
     use super::*;
-    use crate::signaling::payloads::TransferFinish;
+    use crate::signaling::payloads::{LabPolicy, TransferFinish};
 
     /// Where the browser's copy of these types lives (committed; bundled by `build.rs`).
     fn generated_dir() -> PathBuf {
@@ -578,6 +620,8 @@ mod tests {
         HandinSubmitAck::export_all(&cfg).unwrap();
         HandinReceiptsAck::export_all(&cfg).unwrap();
         TransferFinish::export_all(&cfg).unwrap();
+        LabPolicy::export_all(&cfg).unwrap();
+        LabPoliciesAck::export_all(&cfg).unwrap();
     }
 
     fn ts_files(dir: &Path) -> BTreeMap<String, String> {

@@ -34,6 +34,8 @@ import {
   type FinishReport,
   type HandinTag,
   type IncomingRequest,
+  type LabPolicyChange,
+  type LabPolicyState,
   type PartInfo,
   type Peer,
   SignalingError,
@@ -821,6 +823,16 @@ export class TransferEngine extends Emitter<EngineEvents> {
 
   withdrawAnnouncement(id: string): Promise<void> {
     return this.#signaling.withdrawAnnouncement(id);
+  }
+
+  /** The labs whose exam mode and visibility this user may set (their responsible instructor, or an admin). */
+  labPolicies(): Promise<LabPolicyState[]> {
+    return this.#signaling.labPolicies();
+  }
+
+  /** Switches a lab's exam mode or sets its visibility; resolves with its policies after. */
+  setLabPolicy(lab: string, change: LabPolicyChange): Promise<LabPolicyState> {
+    return this.#signaling.setLabPolicy(lab, change);
   }
 
   async #iceConfig(): Promise<IceConfig | null> {

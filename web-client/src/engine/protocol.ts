@@ -9,6 +9,7 @@
  * so a field the server renames stops this file from type-checking.
  */
 
+import type { ExamSchedule as WireExamSchedule } from './generated/ExamSchedule';
 import type { ExamState as WireExamState } from './generated/ExamState';
 import type { FileMeta as WireFileMeta } from './generated/FileMeta';
 import type { HandinDelivery } from './generated/HandinDelivery';
@@ -16,9 +17,12 @@ import type { HandinFile } from './generated/HandinFile';
 import type { HandinOpened } from './generated/HandinOpened';
 import type { HandinReceived } from './generated/HandinReceived';
 import type { StudentReceipt } from './generated/StudentReceipt';
+import type { LabPolicy as WireLabPolicy } from './generated/LabPolicy';
+import type { LabPolicyState as WireLabPolicyState } from './generated/LabPolicyState';
 import type { Part } from './generated/Part';
 import type { PathKind as WirePathKind } from './generated/PathKind';
 import type { Peer as WirePeer } from './generated/Peer';
+import type { PolicyVisibility as WirePolicyVisibility } from './generated/PolicyVisibility';
 import type { ServerEvent } from './generated/ServerEvent';
 import type { SignalRelay } from './generated/SignalRelay';
 import type { TextMeta } from './generated/TextMeta';
@@ -41,6 +45,27 @@ type Unchecked<T> = { readonly [K in keyof T]?: unknown };
  * student's; instructors and admins are never bound).
  */
 export type ExamState = Readonly<WireExamState>;
+
+/**
+ * A lab's visibility as `lab:policy` sets it: its own choice (`own`: its students see only
+ * their lab; `all`: every lab that shows every lab), or `default` (the server's setting decides).
+ */
+export type PolicyVisibility = WirePolicyVisibility;
+
+/** A lab's exam window, switched by the server: unix seconds. */
+export type ExamSchedule = Readonly<WireExamSchedule>;
+
+/** What `lab:policy` changes of a lab: its exam mode, its visibility, or both. */
+export type LabPolicyChange = Readonly<Omit<WireLabPolicy, 'lab'>>;
+
+/** One lab's policies (`lab:policy`'s ack, each lab of `lab:policies`). */
+export interface LabPolicyState {
+  readonly lab: string;
+  readonly exam: boolean;
+  readonly visibility: PolicyVisibility;
+  /** Its exam window; null when it has none. */
+  readonly schedule: ExamSchedule | null;
+}
 
 /** One connected device of a user. */
 export type Peer = Readonly<WirePeer>;
@@ -305,6 +330,19 @@ export function decodeExamState(v: unknown): ExamState | null {
   const { lab, on, bound }: Unchecked<WireExamState> = v;
   if (typeof on !== 'boolean') return null;
   return { lab: str(lab) ? lab : '', on, bound: on && bound === true };
+}
+
+/** A `LabPolicyState`; null when it is not one. An unknown visibility reads as `default`. */
+export function decodeLabPolicy(v: unknown): LabPolicyState | null {
+  if (!isRecord(v)) return null;
+  const { lab, exam, visibility, schedule }: Unchecked<WireLabPolicyState> = v;
+  if (!str(lab) || lab === '' || typeof exam !== 'boolean') return null;
+  let window: ExamSchedule | null = null;
+  if (isRecord(schedule)) {
+    const { from, until }: Unchecked<WireExamSchedule> = schedule;
+    if (num(from) && num(until) && until > from) window = { from, until };
+  }
+  return { lab, exam, visibility: visibility === 'own' || visibility === 'all' ? visibility : 'default', schedule: window };
 }
 
 export function decodeAnnouncement(v: unknown): Announcement | null {

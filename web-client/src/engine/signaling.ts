@@ -28,6 +28,8 @@ import {
   type FileMeta,
   type FinishReport,
   type IncomingRequest,
+  type LabPolicyChange,
+  type LabPolicyState,
   type PartInfo,
   type Peer,
   type SignalMessage,
@@ -38,6 +40,7 @@ import {
   decodeCancel,
   decodeExamState,
   decodeIncoming,
+  decodeLabPolicy,
   decodePeer,
   decodeSignal,
   decodeTransferId,
@@ -240,6 +243,20 @@ export class SignalingClient extends Emitter<SignalingEvents> {
   /** Ends an announcement now, on every screen that shows it. */
   async withdrawAnnouncement(id: string): Promise<void> {
     await this.#call('announce:withdraw', { id: Number(id) });
+  }
+
+  /** The labs whose policies this user may set (`lab:policies`), by name. */
+  async labPolicies(): Promise<LabPolicyState[]> {
+    const ack = await this.#call('lab:policies', {});
+    const labs = Array.isArray(ack['labs']) ? ack['labs'] : [];
+    return labs.map(decodeLabPolicy).filter((l): l is LabPolicyState => l !== null);
+  }
+
+  /** Changes a lab's exam mode or visibility (`lab:policy`); resolves with its policies after. */
+  async setLabPolicy(lab: string, change: LabPolicyChange): Promise<LabPolicyState> {
+    const state = decodeLabPolicy(await this.#call('lab:policy', { lab, ...change }));
+    if (state === null) throw new SignalingError('unexpected_response', 'The server did not say what the lab’s policies are now.');
+    return state;
   }
 
   async resume(transferId: string, role: 'sender' | 'receiver'): Promise<ResumeAck> {

@@ -38,6 +38,7 @@ import { HandinPanel } from './handin-panel';
 import { HistoryPanel } from './history-panel';
 import { Chime, TabBadge } from './attention';
 import { IncomingDialog } from './incoming-dialog';
+import { LabPolicyPanel } from './lab-policy-panel';
 import { PageDrop } from './page-drop';
 import { dropTarget, fromFileList, mergeSelection } from './picking';
 import { downloadFile, folderPickerAvailable, pickFolder } from './saving';
@@ -89,6 +90,8 @@ export class HomeView implements View {
   /** Handing in (students), and collecting (users with `collect`). */
   readonly #handin: HandinPanel | null;
   readonly #collect: HandinCollectPanel | null;
+  /** Exam mode and visibility of the user's labs: for instructors and admins. */
+  readonly #labPolicy: LabPolicyPanel | null;
   /** Files dropped anywhere on the page become the selection. */
   readonly #pageDrop: PageDrop;
   /** Writing a text to a person, and the texts that arrived. */
@@ -166,6 +169,7 @@ export class HomeView implements View {
       : null;
     this.#collect = perms.includes('collect') ? new HandinCollectPanel() : null;
     this.#handin = this.#collect === null ? new HandinPanel({ student: `${options.user.displayName} (${options.user.username})` }) : null;
+    this.#labPolicy = perms.includes('broadcast.send') || perms.includes('users.manage') ? new LabPolicyPanel() : null;
     this.#broadcast = new BroadcastPanel({
       canSend: perms.includes('broadcast.send'),
       canSendAll: perms.includes('users.manage'),
@@ -228,6 +232,7 @@ export class HomeView implements View {
         this.#broadcast.root,
         this.#announce?.root ?? null,
         this.#collect?.root ?? null,
+        this.#labPolicy?.root ?? null,
         h(
           'section',
           { class: 'card panel panel-transfers', 'aria-labelledby': 'transfers-title' },
@@ -338,6 +343,7 @@ export class HomeView implements View {
     this.#announce?.attach(engine);
     this.#handin?.attach(engine.handins);
     this.#collect?.attach(engine.handins);
+    this.#labPolicy?.attach(engine);
     return engine;
   }
 
