@@ -3,7 +3,9 @@
 // seconds (the student's says what they can no longer do, the instructor's that the lab is in
 // exam mode); the student's people list loses the other student, the send buttons to the
 // instructor are off, and a file dropped on the instructor anyway is refused in plain words.
-// Switched off, the indicator goes and everything is back.
+// Switched off, the indicator goes and everything is back. A transfer between two students
+// that is under way when exam mode starts stops on both sides with the reason, and handing in
+// to the instructor still works during the exam.
 
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -12,7 +14,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { startServer } from '../js/harness.mjs';
-import { chromiumAvailable, dropFiles, launch, peer, poll, signIn } from './lib.mjs';
+import { card, chromiumAvailable, dropFiles, launch, peer, poll, randomFile, sendFiles, signIn, waitState } from './lib.mjs';
 
 const STUDENT_WORDS = 'Exam mode: you cannot send to or receive from other students; broadcasts and hand-ins still work.';
 
@@ -80,5 +82,44 @@ describe('exam mode in the web client', { skip: !chromiumAvailable() && 'no Chro
       timeout: 5_000,
       what: 'the send button to come back',
     });
+  });
+
+  test('a transfer between students stops when the exam starts; handing in still works', { timeout: 120_000 }, async () => {
+    // One device per person: the previous test's pages go.
+    for (const c of browser.contexts()) await c.close();
+    const sam = await signIn(browser, s, 'sam');
+    const sue = await signIn(browser, s, 'sue');
+    const tia = await signIn(browser, s, 'tia');
+    await peer(sam.page, 'sue').waitFor({ timeout: 10_000 });
+    // Big enough to be under way for many seconds (about 12 MB/s in headless Chromium here).
+    const big = path.join(tmpdir(), `exam-big-${process.pid}.bin`);
+    randomFile(big, 200 * 1024 * 1024);
+    const id = await sendFiles(sam.page, 'sue', [big]);
+    await sue.page.getByTestId('incoming-accept').click({ timeout: 10_000 });
+    await poll(async () => (await card(sam.page, id).getAttribute('data-state')) === 'sending', { timeout: 20_000, what: 'the transfer to be under way' });
+
+    s.cli(['lab', 'policy', 'Lab X', '--exam', 'on']);
+    try {
+      await waitState(sam.page, id, 'cancelled', 10_000);
+      await waitState(sue.page, id, 'cancelled', 10_000);
+      assert.match(await card(sam.page, id).getByTestId('transfer-problem').innerText(), /exam mode/i);
+      await peer(sam.page, 'sue').waitFor({ state: 'detached', timeout: 5_000 });
+
+      // The instructor collects; the student hands in, exam or not.
+      await tia.page.locator('details.handin-open > summary').click();
+      await tia.page.getByTestId('handin-open-title').fill('Exam answers');
+      await tia.page.getByTestId('handin-open-submit').click();
+      const handinId = await tia.page.locator('[data-testid="handin-collection"]', { hasText: 'Exam answers' }).getAttribute('data-handin-id', { timeout: 10_000 });
+      const answers = path.join(tmpdir(), `exam-answers-${process.pid}.txt`);
+      writeFileSync(answers, 'question 1: 42');
+      const handinCard = sam.page.locator(`[data-testid="handin-card"][data-handin-id="${handinId}"]`);
+      await handinCard.getByTestId('handin-file-input').setInputFiles([answers]);
+      await handinCard.getByTestId('handin-submit').click();
+      await sam.page.locator(`[data-testid="handin-card"][data-handin-id="${handinId}"][data-state="handed-in"]`).waitFor({ timeout: 30_000 });
+      await tia.page.locator('[data-testid="handin-row"][data-username="sam"][data-status="handed-in"]').waitFor({ timeout: 10_000 });
+    } finally {
+      s.cli(['lab', 'policy', 'Lab X', '--exam', 'off']);
+    }
+    await peer(sam.page, 'sue').waitFor({ timeout: 10_000 });
   });
 });
