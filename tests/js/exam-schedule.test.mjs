@@ -52,10 +52,10 @@ describe('exam window', () => {
     assert.match(s.cli(['lab', 'list']), /\(exam window /);
 
     // The start: both students are told, then re-join under exam mode.
-    const onA = next(sockA, 'exam:state', untilPlus(from, 3000));
-    const onB = next(sockB, 'exam:state', untilPlus(from, 3000));
-    const droppedA = droppedWithin(sockA, untilPlus(from, 4000));
-    const droppedB = droppedWithin(sockB, untilPlus(from, 4000));
+    const onA = next(sockA, 'exam:state', untilPlus(from, 6000));
+    const onB = next(sockB, 'exam:state', untilPlus(from, 6000));
+    const droppedA = droppedWithin(sockA, untilPlus(from, 8000));
+    const droppedB = droppedWithin(sockB, untilPlus(from, 8000));
     assert.deepEqual(await onA, { lab: 'Lab S', on: true, bound: true });
     const startedAt = Date.now();
     assert.ok(startedAt >= from * 1000, `exam mode came ${from * 1000 - startedAt} ms before the window's start`);
@@ -73,9 +73,9 @@ describe('exam window', () => {
     assert.ok(Date.now() < until * 1000, 'the refusal came while the window ran');
 
     // The end: told again, re-joined without it; a request goes through.
-    const offA = next(sockA, 'exam:state', untilPlus(until, 3000));
-    const droppedA2 = droppedWithin(sockA, untilPlus(until, 4000));
-    const droppedB2 = droppedWithin(sockB, untilPlus(until, 4000));
+    const offA = next(sockA, 'exam:state', untilPlus(until, 6000));
+    const droppedA2 = droppedWithin(sockA, untilPlus(until, 8000));
+    const droppedB2 = droppedWithin(sockB, untilPlus(until, 8000));
     assert.deepEqual(await offA, { lab: 'Lab S', on: false, bound: false });
     const endedAt = Date.now();
     assert.ok(endedAt >= until * 1000, `exam mode ended ${until * 1000 - endedAt} ms before the window's end`);
