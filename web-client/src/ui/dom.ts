@@ -133,3 +133,24 @@ export async function whileBusy<T>(
     form.removeAttribute('aria-busy');
   }
 }
+
+/**
+ * `fn` run at most once per `ms`: `request()` asks for it (many requests in one period make
+ * one call, at the period's end), `cancel()` drops a call not made yet. For redraws that many
+ * events ask for, such as progress.
+ */
+export function coalesced(fn: () => void, ms: number): { request(): void; cancel(): void } {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  return {
+    request() {
+      timer ??= setTimeout(() => {
+        timer = null;
+        fn();
+      }, ms);
+    },
+    cancel() {
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+    },
+  };
+}

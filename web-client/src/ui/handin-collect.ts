@@ -18,9 +18,9 @@
 
 import type { Collection, CollectRow, Handins } from '../engine/handins';
 import { collectionCsv } from '../engine/handins';
-import { h, messageLine, uniqueId } from './dom';
+import { coalesced, h, messageLine, uniqueId } from './dom';
 import { formatBytes, formatPercent, plural } from './format';
-import { countdownWords } from './handin-panel';
+import { RENDER_EVERY_MS, countdownWords } from './handin-panel';
 import { downloadFile, folderPickerAvailable, pickFolder } from './saving';
 
 /** `datetime-local`'s value for a time (local, to the minute). */
@@ -63,6 +63,7 @@ export class HandinCollectPanel {
   readonly #blocks = new Map<string, HTMLElement>();
   #labs: string[] = [];
   #timer: ReturnType<typeof setInterval> | null = null;
+  readonly #redraw = coalesced(() => this.#render(), RENDER_EVERY_MS);
 
   constructor() {
     const ids = { lab: uniqueId('handin-lab'), title: uniqueId('handin-title'), deadline: uniqueId('handin-deadline'), instructions: uniqueId('handin-instr'), ext: uniqueId('handin-ext'), max: uniqueId('handin-max'), late: uniqueId('handin-late') };
@@ -117,12 +118,15 @@ export class HandinCollectPanel {
 
   attach(handins: Handins): void {
     this.#handins = handins;
-    handins.on('changed', () => this.#render());
+    // Progress changes many times a second per delivery: draw at most every 250 ms, so the
+    // page's main thread (which also receives the data channels' bytes) stays free.
+    handins.on('changed', () => this.#redraw.request());
     this.#timer ??= setInterval(() => this.#tick(), 1000);
     this.#render();
   }
 
   stop(): void {
+    this.#redraw.cancel();
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
   }

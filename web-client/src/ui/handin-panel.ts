@@ -17,10 +17,13 @@
 import type { PickedFile } from '../engine/engine';
 import { type StudentHandin, receiptText, submissionProblem } from '../engine/handins';
 import type { Handins } from '../engine/handins';
-import { h, uniqueId } from './dom';
+import { coalesced, h, uniqueId } from './dom';
 import { formatBytes, formatPercent, plural } from './format';
 import { dropTarget, fromFileList, mergeSelection } from './picking';
 import { downloadFile } from './saving';
+
+/** How often a hand-in panel redraws at most while deliveries move. */
+export const RENDER_EVERY_MS = 250;
 
 export interface HandinPanelOptions {
   /** The student, as the receipt names them. */
@@ -246,6 +249,7 @@ export class HandinPanel {
   readonly #cards = new Map<string, HandinCard>();
   #handins: Handins | null = null;
   #timer: ReturnType<typeof setInterval> | null = null;
+  readonly #redraw = coalesced(() => this.#render(), RENDER_EVERY_MS);
 
   constructor(options: HandinPanelOptions) {
     this.#o = options;
@@ -254,7 +258,9 @@ export class HandinPanel {
 
   attach(handins: Handins): void {
     this.#handins = handins;
-    handins.on('changed', () => this.#render());
+    // Progress changes many times a second per delivery: draw at most every 250 ms, so the
+    // page's main thread (which also receives the data channels' bytes) stays free.
+    handins.on('changed', () => this.#redraw.request());
     this.#timer ??= setInterval(() => {
       for (const c of this.#cards.values()) c.tick();
     }, 1000);
@@ -262,6 +268,7 @@ export class HandinPanel {
   }
 
   stop(): void {
+    this.#redraw.cancel();
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
   }
