@@ -20,14 +20,15 @@
 // LABBEAM_BIN), /usr/bin/chromium and the npm packages of tests/browser.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { CHROMIUM, CHROMIUM_ARGS, poll, randomFile, signInWith } from '../../tests/browser/lib.mjs';
+import { CHROMIUM_ARGS, poll, randomFile, signInWith } from '../../tests/browser/lib.mjs';
+import { SERVER_IP, chromiumIn, startServerIn } from './lab.mjs';
 import { chromium } from '../../tests/browser/node_modules/playwright-core/index.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -35,7 +36,6 @@ const repo = path.resolve(here, '..', '..');
 const BIN = process.env.LABBEAM_BIN ?? path.join(process.env.CARGO_TARGET_DIR ?? path.join(repo, 'target'), 'debug', 'labbeam');
 const PASSWORD = 'correct horse battery staple';
 const NETNS = path.join(here, 'netns.sh');
-const SERVER_IP = '10.77.0.10';
 const LAB = 'Bench';
 
 const { values: opts } = parseArgs({
@@ -76,31 +76,10 @@ async function cleanup() {
 }
 process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
-async function startServer() {
-  const child = spawn('ip', ['netns', 'exec', 'lbbh0', BIN, 'serve', '--data-dir', dataDir, '--http-listen', `${SERVER_IP}:8443`, '--turn-listen', `${SERVER_IP}:3478`, '--public-host', SERVER_IP], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  child.stderr.on('data', (d) => (log += d));
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no banner: ${log}`)), 60_000);
-    child.on('exit', (code) => reject(new Error(`labbeam exited ${code}: ${log}`)));
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      if (line.includes('Open:')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-  return child;
-}
 
-/** A Chromium inside namespace lbbh`host`, through a wrapper as its executable. */
+/** A Chromium inside namespace lbbh`host`. */
 async function browserIn(host) {
-  const wrapper = path.join(work, `chromium-${host}.sh`);
-  writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec lbbh${host} ${CHROMIUM} "$@"\n`);
-  chmodSync(wrapper, 0o755);
-  const b = await chromium.launch({ executablePath: wrapper, headless: true, args: CHROMIUM_ARGS });
+  const b = await chromium.launch({ executablePath: chromiumIn(work, host), headless: true, args: CHROMIUM_ARGS });
   browsers.push(b);
   return b;
 }
@@ -159,7 +138,7 @@ try {
   }
   cli(['lab', 'add', LAB, '--cidr', '10.77.0.0/24']);
   cli(['lab', 'assign', LAB, 'teacher']);
-  server = await startServer();
+  server = await startServerIn(BIN, dataDir);
   const file = path.join(work, 'handout.bin');
   randomFile(file, size);
 

@@ -15,15 +15,15 @@
 // Needs root (ip netns, tc), a built binary (CARGO_TARGET_DIR or target/debug, or
 // LABBEAM_BIN), /usr/bin/chromium and the npm packages of tests/browser.
 
-import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { CHROMIUM, CHROMIUM_ARGS, poll, randomFile, signInWith } from '../../tests/browser/lib.mjs';
+import { CHROMIUM_ARGS, poll, randomFile, signInWith } from '../../tests/browser/lib.mjs';
+import { SERVER_IP, chromiumIn, startServerIn } from '../broadcast/lab.mjs';
 import { chromium } from '../../tests/browser/node_modules/playwright-core/index.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -31,7 +31,6 @@ const repo = path.resolve(here, '..', '..');
 const BIN = process.env.LABBEAM_BIN ?? path.join(process.env.CARGO_TARGET_DIR ?? path.join(repo, 'target'), 'debug', 'labbeam');
 const PASSWORD = 'correct horse battery staple';
 const NETNS = path.join(repo, 'bench', 'broadcast', 'netns.sh');
-const SERVER_IP = '10.77.0.10';
 const BASE = `https://${SERVER_IP}:8443`;
 const LAB = 'Bench';
 
@@ -71,36 +70,10 @@ async function cleanup() {
 }
 process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
-async function startServer() {
-  const child = spawn('ip', ['netns', 'exec', 'lbbh0', BIN, 'serve', '--data-dir', dataDir, '--http-listen', `${SERVER_IP}:8443`, '--turn-listen', `${SERVER_IP}:3478`, '--public-host', SERVER_IP], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  child.stderr.on('data', (d) => (log += d));
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no banner: ${log}`)), 60_000);
-    child.on('exit', (code) => reject(new Error(`labbeam exited ${code}: ${log}`)));
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      if (line.includes('Open:')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-  return child;
-}
-
-/** A script that runs Chromium inside namespace lbbh`host` (Playwright's executable). */
-function wrapperFor(host) {
-  const wrapper = path.join(work, `chromium-${host}.sh`);
-  writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec lbbh${host} ${CHROMIUM} "$@"\n`);
-  chmodSync(wrapper, 0o755);
-  return wrapper;
-}
 
 /** A Chromium inside namespace lbbh`host`. */
 async function browserIn(host, args = []) {
-  const b = await chromium.launch({ executablePath: wrapperFor(host), headless: true, args: [...CHROMIUM_ARGS, ...args] });
+  const b = await chromium.launch({ executablePath: chromiumIn(work, host), headless: true, args: [...CHROMIUM_ARGS, ...args] });
   browsers.push(b);
   return b;
 }
@@ -188,7 +161,7 @@ try {
   for (let i = 1; i <= N; i += 1) cli(['user', 'add', `s${i}`, '--role', 'student', '--password-stdin'], PASSWORD);
   cli(['lab', 'add', LAB, '--cidr', '10.77.0.0/24']);
   cli(['lab', 'assign', LAB, 'teacher']);
-  server = await startServer();
+  server = await startServerIn(BIN, dataDir);
   const file = path.join(work, 'work.bin');
   randomFile(file, size);
 
@@ -196,7 +169,7 @@ try {
   // real on-disk profile, as on the instructor's PC: an off-the-record context would keep
   // what it stores (the students' files) in memory.
   const tctx = await chromium.launchPersistentContext(path.join(work, 'teacher-profile'), {
-    executablePath: wrapperFor(1),
+    executablePath: chromiumIn(work, 1),
     headless: true,
     args: CHROMIUM_ARGS,
     ignoreHTTPSErrors: true,
