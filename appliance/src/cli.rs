@@ -539,23 +539,24 @@ pub async fn lab(action: LabCommand) -> anyhow::Result<()> {
 
 /// What `lab policy` says of a window it set or cleared.
 fn window_words(lab: &str, set: &lab_admin::WindowSet, now: i64) -> String {
-    match (set.window, set.changed()) {
-        (Some(w), true) if w.started(now) => {
+    use lab_admin::WindowOutcome as O;
+    match set.outcome(now) {
+        O::Started(w) => {
             format!(
                 "exam window of {lab} is now {} (started: exam mode goes on within a second)",
                 exam_schedule::describe(w)
             )
         }
-        (Some(w), true) => format!(
+        O::Scheduled(w) => format!(
             "exam window of {lab} is now {}: exam mode goes on at its start and off at its end",
             exam_schedule::describe(w)
         ),
-        (Some(w), false) => format!("exam window of {lab} is {} already", exam_schedule::describe(w)),
-        (None, true) if set.exam => {
+        O::Unchanged(w) => format!("exam window of {lab} is {} already", exam_schedule::describe(w)),
+        O::ClearedExamOn => {
             format!("exam window of {lab} cleared; exam mode stays on until it is switched off (--exam off)")
         }
-        (None, true) => format!("exam window of {lab} cleared"),
-        (None, false) => format!("{lab} has no exam window"),
+        O::Cleared => format!("exam window of {lab} cleared"),
+        O::NoWindow => format!("{lab} has no exam window"),
     }
 }
 

@@ -155,6 +155,34 @@ impl WindowSet {
     pub fn changed(&self) -> bool {
         self.window != self.before
     }
+
+    /// What happened, in the cases the command line and the portal each put in words.
+    pub fn outcome(&self, now: i64) -> WindowOutcome {
+        match (self.window, self.changed()) {
+            (Some(w), true) if w.started(now) => WindowOutcome::Started(w),
+            (Some(w), true) => WindowOutcome::Scheduled(w),
+            (Some(w), false) => WindowOutcome::Unchanged(w),
+            (None, true) if self.exam => WindowOutcome::ClearedExamOn,
+            (None, true) => WindowOutcome::Cleared,
+            (None, false) => WindowOutcome::NoWindow,
+        }
+    }
+}
+
+/// `WindowSet::outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowOutcome {
+    /// Set, and its start has passed: exam mode goes on within a second.
+    Started(Window),
+    /// Set, to start later.
+    Scheduled(Window),
+    /// The lab had that window already.
+    Unchanged(Window),
+    /// Cleared while the lab is in exam mode, which stays on.
+    ClearedExamOn,
+    Cleared,
+    /// There was no window to clear.
+    NoWindow,
 }
 
 /// Sets `lab`'s exam window (README "Exam mode"), checked at `now` (`Window::new`), replacing

@@ -257,21 +257,22 @@ pub async fn schedule(
     let now = crate::db::now();
     let set = lab_admin::set_exam_window(&state.db, &portal.actor, &lab, window, now).await?;
     let name = &lab.name;
-    let notice = match (set.window, set.changed()) {
-        (Some(w), true) if w.started(now) => format!(
+    use lab_admin::WindowOutcome as O;
+    let notice = match set.outcome(now) {
+        O::Started(w) => format!(
             "{name}'s exam window is now {}. It has started: exam mode goes on within a second, and off at its end.",
             exam_schedule::describe(w)
         ),
-        (Some(w), true) => format!(
+        O::Scheduled(w) => format!(
             "{name}'s exam window is now {}: the server switches exam mode on at its start and off at its end.",
             exam_schedule::describe(w)
         ),
-        (Some(w), false) => format!("{name}'s exam window is {} already.", exam_schedule::describe(w)),
-        (None, true) if set.exam => {
+        O::Unchanged(w) => format!("{name}'s exam window is {} already.", exam_schedule::describe(w)),
+        O::ClearedExamOn => {
             format!("{name}'s exam window is cleared. Exam mode stays on until you end it.")
         }
-        (None, true) => format!("{name}'s exam window is cleared."),
-        (None, false) => format!("{name} has no exam window."),
+        O::Cleared => format!("{name}'s exam window is cleared."),
+        O::NoWindow => format!("{name} has no exam window."),
     };
     Ok(done("/admin/labs", &notice))
 }
