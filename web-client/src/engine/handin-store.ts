@@ -18,7 +18,7 @@
  */
 
 import { INCOMING_DIR } from './opfs';
-import { type Handin, type ReceiptFile, decodeHandin } from './protocol';
+import { type Handin, type ReceiptFile, decodeHandin, decodeReceiptFiles } from './protocol';
 
 export const HANDINS_DIR = 'labbeam-handins';
 const DELIVERY_FILE = 'delivery.json';
@@ -107,14 +107,8 @@ function decodeDelivery(v: unknown): KeptDelivery | null {
   if (typeof v !== 'object' || v === null) return null;
   const r = v as Record<string, unknown>;
   const str = (x: unknown): x is string => typeof x === 'string';
-  if (!str(r['handinId']) || !str(r['username']) || !str(r['transferId']) || !Array.isArray(r['files'])) return null;
-  const files: ReceiptFile[] = [];
-  for (const f of r['files'] as unknown[]) {
-    if (typeof f !== 'object' || f === null) return null;
-    const { name, size, sha256 } = f as Record<string, unknown>;
-    if (!str(name) || typeof size !== 'number' || !str(sha256)) return null;
-    files.push({ name, size, sha256 });
-  }
+  const files = decodeReceiptFiles(r['files']);
+  if (!str(r['handinId']) || !str(r['username']) || !str(r['transferId']) || files === null) return null;
   return {
     handinId: r['handinId'],
     username: r['username'],

@@ -249,7 +249,8 @@ export function decodeHandin(v: unknown): Handin | null {
   };
 }
 
-function decodeReceiptFiles(v: unknown): ReceiptFile[] | null {
+/** A receipt's files, `[{name, size, sha256}]`; null when any does not decode. */
+export function decodeReceiptFiles(v: unknown): ReceiptFile[] | null {
   if (!Array.isArray(v)) return null;
   const files: ReceiptFile[] = [];
   for (const f of v) {
