@@ -227,12 +227,12 @@ export function sleep(ms) {
 }
 
 /** Emits with an ack; resolves with the ack body. */
-export function call(socket, event, payload, timeoutMs = 5000) {
+export function call(socket, event, payload, timeoutMs = 15_000) {
   return socket.timeout(timeoutMs).emitWithAck(event, payload);
 }
 
 /** The next `event` on `socket`, or a rejection after `timeoutMs`. */
-export function next(socket, event, timeoutMs = 5000) {
+export function next(socket, event, timeoutMs = 15_000) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.off(event, handler);

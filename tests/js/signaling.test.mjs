@@ -612,7 +612,7 @@ describe('limits and revocation', () => {
     const o = await s.user('big');
     const sock = await s.connect({ token: o.token });
     await sock.snapshot;
-    const closed = next(sock, 'disconnect', 5000);
+    const closed = next(sock, 'disconnect');
     sock.emit('signal', { transferId: 'x', to: 'y', data: 'z'.repeat(200_000) });
     await closed;
     const again = await s.connect({ token: o.token });
@@ -623,7 +623,7 @@ describe('limits and revocation', () => {
     const u = await s.user('leaver');
     const sock = await s.connect({ token: u.token });
     await sock.snapshot;
-    const gone = next(sock, 'disconnect', 3000);
+    const gone = next(sock, 'disconnect');
     await s.request('POST', '/api/auth/logout', { token: u.token });
     assert.equal(await gone, 'io server disconnect');
 
