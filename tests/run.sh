@@ -15,6 +15,37 @@ finish() {
 }
 trap finish EXIT
 
+# Runs jobs at the same time, each `NAME 'COMMAND'`, each with its output in a log of its
+# own; then prints every log in turn (with when the job ended) and fails if any job failed.
+# For suites that mostly wait (on servers, timers, browsers and links), not on the CPU.
+together() {
+  local names=() pids=() logs=() status=0 i
+  while [ $# -gt 0 ]; do
+    local log
+    log=$(mktemp /tmp/labbeam-job.XXXXXX)
+    names+=("$1")
+    (
+      set +e
+      bash -c "set -euo pipefail; $2"
+      rc=$?
+      printf '(%s ended at %dm%02ds, exit %d)\n' "$1" $((SECONDS / 60)) $((SECONDS % 60)) "$rc"
+      exit "$rc"
+    ) >"$log" 2>&1 &
+    pids+=($!)
+    logs+=("$log")
+    shift 2
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || status=1
+  done
+  for i in "${!pids[@]}"; do
+    printf '\n---- %s\n' "${names[$i]}"
+    cat "${logs[$i]}"
+    rm -f "${logs[$i]}"
+  done
+  return "$status"
+}
+
 step "system packages"
 # coturn: its turnutils_uclient is the independent client of the TURN tests and benchmark.
 # slapd and ldap-utils: the campus directory of tests/ldap.rs (tests/slapd.sh), with openssl
@@ -50,23 +81,12 @@ unset TEST_POSTGRES_URL
 step "cargo test on SQLite (unit and integration)"
 cargo test --locked
 
-step "cargo test on PostgreSQL (the same tests, and the schema comparison)"
-if [ -n "$pg_url" ]; then TEST_POSTGRES_URL="$pg_url" cargo test --locked; else echo "skipped: not root"; fi
-
-step "JavaScript client tests on SQLite and on PostgreSQL (socket.io-client against the real binary)"
-cargo build --locked --quiet
-(cd tests/js && npm ci --no-audit --no-fund --loglevel=error && node --test --test-concurrency=2 .)
-if [ -n "$pg_url" ]; then
-  (cd tests/js && TEST_POSTGRES_URL="$pg_url" node --test --test-concurrency=2 .)
-else
-  echo "JavaScript tests on PostgreSQL skipped: not root"
-fi
-
 step "release build for the Debian package, in the background at the lowest priority"
-# The package's optimised build takes minutes of CPU; the browser and network-namespace tests
-# below spend much of their time waiting on timers and the network. Building meanwhile at
-# nice 19 fills those gaps without taking CPU from the tests; tests/deb.sh's `cargo deb` then
-# finds the binary up to date. Skipped where tests/deb.sh would be.
+# The package's optimised build takes minutes of CPU; the suites below spend much of their
+# time waiting on servers, timers, browsers and links. Building meanwhile at nice 19 fills
+# those gaps (its own target/release, so the debug builds go on); tests/deb.sh's `cargo deb`
+# then finds the binary up to date. It starts only now, after the debug builds of clippy and
+# cargo test, which it would otherwise slow. Skipped where tests/deb.sh would be.
 release_pid=""
 if [ -z "${LABBEAM_SKIP_DEB:-}" ] || [ -n "${CI:-}" ]; then
   nice -n 19 cargo build --locked --release --manifest-path appliance/Cargo.toml --bin=labbeam \
@@ -74,10 +94,25 @@ if [ -z "${LABBEAM_SKIP_DEB:-}" ] || [ -n "${CI:-}" ]; then
   release_pid=$!
 fi
 
-step "browser tests (Playwright + Debian's Chromium: two browsers against the real binary)"
+step "cargo test on PostgreSQL, and at the same time the JavaScript client tests on SQLite"
+# PostgreSQL: the same Rust tests and the schema comparison; JavaScript: socket.io-client
+# against the real binary (built by cargo test). Each test server has a database or a data
+# directory of its own.
+cargo build --locked --quiet
+(cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+pg_cargo="echo 'skipped: not root'"
+if [ -n "$pg_url" ]; then pg_cargo="TEST_POSTGRES_URL='$pg_url' cargo test --locked"; fi
+together "cargo test on PostgreSQL" "$pg_cargo" \
+  "JavaScript tests on SQLite" "cd tests/js && node --test --test-concurrency=2 ."
+
+step "JavaScript client tests on PostgreSQL, and the web client's unit tests"
 bash packaging/build-deps.sh chromium/chromium
-(cd web-client && npm test)
-(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && node --test --test-concurrency=1 .)
+pg_js="echo 'JavaScript tests on PostgreSQL skipped: not root'"
+if [ -n "$pg_url" ]; then pg_js="cd tests/js && TEST_POSTGRES_URL='$pg_url' node --test --test-concurrency=2 ."; fi
+together "JavaScript tests on PostgreSQL" "$pg_js" "web client unit tests" "cd web-client && npm test"
+
+step "browser tests (Playwright + Debian's Chromium against the real binary, two files at a time)"
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && node --test --test-concurrency=2 .)
 
 step "network-namespace tests (NAT topologies, TURN over TLS in Chromium, faults; root only)"
 # Lab PCs, NAT routers and the appliance in network namespaces (tests/netns/README.md); they
