@@ -47,6 +47,46 @@ describe('admin portal in a real browser', () => {
     await shot('users');
   });
 
+  test('a new admin changes the temporary password in the web client and is back on the portal page', async () => {
+    const out = s.cli(['user', 'add', 'kai', '--role', 'admin']);
+    const otp = /one-time password[^:]*: (\S+)/.exec(out)?.[1];
+    assert.ok(otp, out);
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, baseURL: s.base });
+    try {
+      const kai = await context.newPage();
+      await kai.goto('/admin/labs?sort=name');
+      await kai.fill('input[name=username]', 'kai');
+      await kai.fill('input[name=password]', otp);
+      await kai.click('button[type=submit]');
+      // The portal sends a temporary password to the web client's form, saying where from.
+      await kai.waitForURL((url) => url.pathname === '/' && url.searchParams.get('next') === '/admin/labs?sort=name');
+      await kai.getByTestId('password-current').fill(otp);
+      await kai.getByTestId('password-new').fill('a brand new passphrase');
+      await kai.getByTestId('password-confirm').fill('a brand new passphrase');
+      await kai.getByTestId('password-submit').click();
+      await kai.waitForURL((url) => url.pathname === '/admin/labs' && url.search === '?sort=name');
+      assert.match(await kai.textContent('main'), /Labs/);
+
+      // The web client links to the portal for those who may use it, and for nobody else.
+      await kai.goto('/');
+      await kai.getByTestId('portal-link').click();
+      await kai.waitForURL((url) => url.pathname === '/admin');
+      const student = await s.user('lena');
+      const lena = await browser.newContext({ ignoreHTTPSErrors: true, baseURL: s.base });
+      try {
+        await lena.addCookies([{ name: 'labbeam_session', value: student.token, url: s.base }]);
+        const page2 = await lena.newPage();
+        await page2.goto('/');
+        await page2.getByTestId('current-user').waitFor();
+        assert.equal(await page2.getByTestId('portal-link').count(), 0);
+      } finally {
+        await lena.close();
+      }
+    } finally {
+      await context.close();
+    }
+  });
+
   test('create a user and sign in with the one-time password', async () => {
     await page.goto('/admin/users');
     await page.fill('input[name=username]', 'dora');

@@ -9,6 +9,7 @@
  */
 
 import { ApiClient, ApiError, type User } from './api';
+import { portalReturn } from './portal-return';
 import { accountView } from './ui/account-view';
 import { HomeView } from './ui/home-view';
 import { loginView, type LoginViewOptions } from './ui/login-view';
@@ -25,6 +26,11 @@ class App {
   readonly #settings = new Settings();
   /** The home view (and its transfer engine) lives as long as the session. */
   #home: HomeView | null = null;
+  /**
+   * The portal page this page was opened from (`?next=`): the portal sends a user with a
+   * temporary password here to change it, and they go back once it is changed.
+   */
+  #returnTo: string | null = portalReturn(window.location.search);
 
   constructor(shell: Shell) {
     this.#shell = shell;
@@ -48,6 +54,13 @@ class App {
   #enter(user: User, status?: string): void {
     this.#user = user;
     this.#shell.setUser(user, (button) => void this.#signOut(button));
+    if (!user.mustChangePassword && this.#returnTo !== null && user.permissions.includes('portal.access')) {
+      // Back to the portal page that sent this user here for the password change.
+      const to = this.#returnTo;
+      this.#returnTo = null;
+      window.location.assign(to);
+      return;
+    }
     if (user.mustChangePassword) {
       this.#stopHome();
       this.#showPasswordChange(true);
@@ -169,3 +182,4 @@ if (host === null) throw new Error('LabBeam: index.html has no #app element to m
 // On every view, the sign-in form included: a file dropped beside a drop target stays here.
 keepDropsInPage(window);
 void new App(Shell.mount(host)).start();
+

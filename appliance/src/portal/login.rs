@@ -126,7 +126,7 @@ pub async fn submit(
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     match login::attempt(&state, &f.username, f.password.clone(), addr, user_agent).await {
         Ok(ok) => {
-            let target = if ok.user.must_change_password { "/".to_string() } else { next.clone() };
+            let target = if ok.user.must_change_password { super::password_change_then(&next) } else { next.clone() };
             let mut response = Redirect::to(&target).into_response();
             response.headers_mut().insert(header::SET_COOKIE, login::session_cookie(&ok.token, ok.ttl)?);
             Ok(response)

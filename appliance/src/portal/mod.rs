@@ -152,8 +152,8 @@ impl FromRequestParts<AppState> for PortalUser {
             Err(_) => return Err(to_login()),
         };
         if user.must_change_password {
-            // The web client has the password change form.
-            return Err(Redirect::to("/").into_response());
+            // The web client has the password change form; it sends the user back here after.
+            return Err(Redirect::to(&password_change_then(&back)).into_response());
         }
         if !user.has(Permission::PortalAccess) {
             return Err(PortalError::Forbidden(Permission::PortalAccess.name()).into_response());
@@ -163,6 +163,12 @@ impl FromRequestParts<AppState> for PortalUser {
         let actor = Actor { user_id: Some(user.id), username: user.username.clone(), client_addr: addr.to_string() };
         Ok(PortalUser { user, csrf, actor })
     }
+}
+
+/// The web client's password change form, which sends a user with `portal.access` back to
+/// the portal page `back` once the temporary password is changed.
+fn password_change_then(back: &str) -> String {
+    format!("/?next={}", view::url_encode(back))
 }
 
 /// Portal failures, rendered as a plain error page.

@@ -64,6 +64,10 @@ export class Shell {
     }
     const signOut = h('button', { type: 'button', class: 'btn btn-secondary btn-small', 'data-testid': 'logout' }, 'Sign out');
     if (onSignOut !== undefined) signOut.addEventListener('click', () => onSignOut(signOut));
+    // Users who may use the admin portal get a way there from every page.
+    const portal = user.permissions.includes('portal.access')
+      ? h('a', { class: 'btn btn-secondary btn-small', href: '/admin', 'data-testid': 'portal-link' }, 'Admin portal')
+      : null;
     this.#session.replaceChildren(
       h(
         'div',
@@ -71,6 +75,7 @@ export class Shell {
         h('span', { class: 'session-name' }, user.displayName),
         h('span', { class: 'role-badge' }, roleLabel(user.role)),
       ),
+      ...(portal === null ? [] : [portal]),
       signOut,
     );
   }
