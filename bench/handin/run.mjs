@@ -9,7 +9,7 @@
 // browser's memory (every process of its Chromium, PSS) throughout, for two class sizes, so
 // growth with the number of students shows. See README.md.
 //
-//   node bench/handin/run.mjs [--students 8] [--small 4] [--size-mib 20] [--rate 40mbit]
+//   node bench/handin/run.mjs [--students 8] [--small 4] [--size-mib 20] [--rate 20mbit]
 //                             [--concurrency 4] [--json FILE]
 //
 // Needs root (ip netns, tc), a built binary (CARGO_TARGET_DIR or target/debug, or
@@ -17,7 +17,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -39,7 +39,7 @@ const { values: opts } = parseArgs({
     students: { type: 'string', default: '8' },
     small: { type: 'string', default: '4' },
     'size-mib': { type: 'string', default: '20' },
-    rate: { type: 'string', default: '40mbit' },
+    rate: { type: 'string', default: '20mbit' },
     concurrency: { type: 'string', default: '4' },
     json: { type: 'string' },
   },
@@ -96,6 +96,29 @@ function namespaceRss(ns) {
   return total;
 }
 
+/** CPU seconds (user + system) used so far by every process in network namespace `ns`, by pid. */
+function namespaceCpu(ns) {
+  const hz = 100; // USER_HZ on Linux
+  const byPid = new Map();
+  for (const pid of sh('ip', ['netns', 'pids', ns]).split(/\s+/).filter((p) => p !== '')) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      byPid.set(pid, (Number(f[11]) + Number(f[12])) / hz);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return byPid;
+}
+
+/** CPU seconds each namespace's processes used between `before` and `after` (new processes count whole). */
+function cpuUsed(before, after) {
+  let total = 0;
+  for (const [pid, s] of after) total += s - (before.get(pid) ?? 0);
+  return total;
+}
+
 /** Samples namespace `ns`'s memory every 250 ms until stopped; `stop()` gives idle and peak in MiB. */
 function sampleMemory(ns) {
   const idle = namespaceRss(ns);
@@ -107,6 +130,62 @@ function sampleMemory(ns) {
       return { idleMiB: +(idle / MiB).toFixed(1), peakMiB: +(peak / MiB).toFixed(1), growthMiB: +((peak - idle) / MiB).toFixed(1) };
     },
   };
+}
+
+/**
+ * One poll of the instructor's table: when each student's row was first seen queued, taken
+ * ("sending", the connection being set up), moving bytes (a percentage above 0), at 100 %
+ * and handed in (kept and receipted). Times in seconds from the clicks, to 0.1 s (the poll).
+ */
+function noteRow(timeline, { user, status, words }, at) {
+  const t = timeline.get(user) ?? {};
+  const first = (k) => (t[k] ??= at);
+  if (status === 'queued') first('queued');
+  if (status === 'sending') {
+    first('taken');
+    const pct = Number.parseFloat(/([\d.]+)\s*%/.exec(words)?.[1] ?? '0');
+    if (pct > 0) first('bytes');
+    if (pct >= 100) first('all');
+  }
+  if (status === 'handed-in') first('done');
+  timeline.set(user, t);
+}
+
+/**
+ * Where each delivery's time went, as medians and 90th percentiles over the students:
+ *   setup  taken → first bytes (request accepted, ICE, DTLS, SCTP, first chunk),
+ *   moving first bytes → 100 %,
+ *   finish 100 % → handed in (last hash, move into the hand-in's folder, receipt),
+ * and how many deliveries were moving bytes at once, on average over the run: with N at a
+ * time and a full link this is near N; a low figure means the link sat idle between them.
+ */
+function summarizeTimeline(timeline, seconds) {
+  const q = (xs, p) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length === 0 ? null : +s[Math.min(s.length - 1, Math.floor(p * s.length))].toFixed(2);
+  };
+  const span = (a, b) => [...timeline.values()].filter((t) => t[a] !== undefined && t[b] !== undefined).map((t) => t[b] - t[a]);
+  const moving = [...timeline.values()].filter((t) => t.bytes !== undefined).map((t) => (t.all ?? t.done ?? seconds) - t.bytes);
+  const taken = [...timeline.values()].filter((t) => t.taken !== undefined).map((t) => (t.done ?? seconds) - t.taken);
+  const out = {};
+  for (const [name, a, b] of [['setup', 'taken', 'bytes'], ['moving', 'bytes', 'all'], ['finish', 'all', 'done']]) {
+    const xs = name === 'moving' ? moving : span(a, b);
+    out[name] = { p50: q(xs, 0.5), p90: q(xs, 0.9), n: xs.length };
+  }
+  out.meanMoving = +(moving.reduce((x, y) => x + y, 0) / seconds).toFixed(2);
+  out.meanTaken = +(taken.reduce((x, y) => x + y, 0) / seconds).toFixed(2);
+  out.rows = Object.fromEntries(timeline);
+  return out;
+}
+
+function phaseLine(r) {
+  const p = r.phases;
+  const f = (x) => (x.n === 0 ? 'not seen' : `${x.p50} s (p90 ${x.p90})`);
+  const busy = (r.cpu.teacherS + r.cpu.studentsAndServerS) / (r.seconds * r.cpu.cores);
+  return (
+    `      per delivery: setup ${f(p.setup)}, moving ${f(p.moving)}, finish ${f(p.finish)}; on average ${p.meanTaken} taken, ${p.meanMoving} moving bytes at once\n` +
+    `      CPU: instructor ${r.cpu.teacherS} s, students and server ${r.cpu.studentsAndServerS} s in ${r.seconds} s on ${r.cpu.cores} cores (${(100 * busy).toFixed(0)} % busy); before the clicks the students' pages and the server used ${r.cpu.idleStudentsCores} of a core`
+  );
 }
 
 async function openHandin(page, title) {
@@ -130,14 +209,25 @@ async function round(teacher, students, file, title) {
   const id = await openHandin(teacher.page, title);
   await Promise.all(students.map((s) => s.page.locator(`[data-testid="handin-card"][data-handin-id="${id}"]`).waitFor({ timeout: 60_000 })));
   for (const s of students) await s.page.locator(`[data-testid="handin-card"][data-handin-id="${id}"]`).getByTestId('handin-file-input').setInputFiles(file);
+  // What the class costs before anyone sends: every student page showing the hand-in card.
+  const idle0 = namespaceCpu('lbbh0');
+  await new Promise((r) => setTimeout(r, 5000));
+  const idleStudentsCores = +(cpuUsed(idle0, namespaceCpu('lbbh0')) / 5).toFixed(2);
   const memory = sampleMemory('lbbh1');
+  const cpu0 = { teacher: namespaceCpu('lbbh1'), rest: namespaceCpu('lbbh0') };
   const t0 = Date.now();
   await Promise.all(students.map((s) => s.page.locator(`[data-testid="handin-card"][data-handin-id="${id}"]`).getByTestId('handin-submit').click()));
   const clicked = (Date.now() - t0) / 1000;
   const rows = `[data-testid="handin-collection"][data-handin-id="${id}"] [data-testid="handin-row"]`;
+  const timeline = new Map();
   await poll(
     async () => {
-      const states = await teacher.page.locator(rows).evaluateAll((els) => els.map((e) => e.dataset.status));
+      const seen = await teacher.page.locator(rows).evaluateAll((els) =>
+        els.map((e) => ({ user: e.dataset.username, status: e.dataset.status, words: e.children[1]?.textContent ?? '' })),
+      );
+      const at = (Date.now() - t0) / 1000;
+      for (const r of seen) noteRow(timeline, r, at);
+      const states = seen.map((r) => r.status);
       if (states.includes('failed')) throw new Error(`a delivery failed: ${await teacher.page.locator(rows).allInnerTexts()}`);
       return states.filter((s) => s === 'handed-in').length >= students.length;
     },
@@ -145,12 +235,21 @@ async function round(teacher, students, file, title) {
   );
   const seconds = (Date.now() - t0) / 1000;
   const mem = memory.stop();
+  // Of the machine's CPU time over the run, what the instructor's browser and what everything
+  // else (the students' browser and the server) used: near the core count means CPU-bound.
+  const cpu = {
+    cores: availableParallelism(),
+    teacherS: +cpuUsed(cpu0.teacher, namespaceCpu('lbbh1')).toFixed(1),
+    studentsAndServerS: +cpuUsed(cpu0.rest, namespaceCpu('lbbh0')).toFixed(1),
+    idleStudentsCores,
+  };
+  const phases = summarizeTimeline(timeline, seconds);
   // Close it and clear what this browser kept, so the next round starts from the same storage.
   teacher.page.once('dialog', (d) => d.accept());
   await teacher.page.locator(`[data-testid="handin-collection"][data-handin-id="${id}"]`).getByTestId('handin-close').click();
   teacher.page.once('dialog', (d) => d.accept());
   await teacher.page.locator(`[data-testid="handin-collection"][data-handin-id="${id}"][data-state="closed"]`).getByTestId('handin-remove').click();
-  return { students: students.length, seconds: +seconds.toFixed(2), clickSpreadS: +clicked.toFixed(2), ...mem };
+  return { students: students.length, seconds: +seconds.toFixed(2), clickSpreadS: +clicked.toFixed(2), ...mem, cpu, phases };
 }
 
 try {
@@ -200,6 +299,7 @@ try {
   const results = { students: N, small: SMALL, sizeMiB: size / MiB, rate: opts.rate, concurrency: Number(opts.concurrency), runs: {} };
   results.runs.one = await round(teacher, students.slice(0, 1), file, 'Baseline: one student');
   console.log(`one student alone:   ${String(results.runs.one.seconds).padStart(7)} s  (${(results.runs.one.seconds / lineS).toFixed(2)}× line rate)  instructor memory idle ${results.runs.one.idleMiB} MiB, peak +${results.runs.one.growthMiB} MiB`);
+  console.log(phaseLine(results.runs.one));
   for (const [name, count] of [['small', SMALL], ['all', N]]) {
     if (count < 2 || (name === 'small' && count >= N)) continue;
     const r = await round(teacher, students.slice(0, count), file, `${count} students`);
@@ -208,6 +308,7 @@ try {
     console.log(
       `${String(count).padStart(3)} students at once: ${String(r.seconds).padStart(7)} s  (${(r.seconds / floor).toFixed(2)}× the floor of ${floor.toFixed(1)} s; ${(r.seconds / (count * results.runs.one.seconds)).toFixed(2)}× ${count} × one alone)  instructor memory idle ${r.idleMiB} MiB, peak +${r.growthMiB} MiB`,
     );
+    console.log(phaseLine(r));
   }
   const out = opts.json ?? path.join(here, 'results', `${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}.json`);
   mkdirSync(path.dirname(out), { recursive: true });
